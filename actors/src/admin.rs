@@ -1,0 +1,258 @@
+//! Operator-side writes: partners, keys, and engine metadata (the admin token digest).
+//!
+//! These are rare, so they are serialized by one lock (read, check, write), and they go
+//! through the committer like every other write (redb allows one writer). After each write
+//! that touches a partner or key, the auth cache is emptied.
+
+use std::time::Duration;
+
+use crate::clock::format_timestamp;
+use crate::codec::encode;
+use crate::crypto::{GeneratedKeyPair, sha256};
+use crate::engine::Engine;
+use crate::error::EngineError;
+use crate::ids::Id;
+use crate::keys;
+use crate::model::{
+    ApiKeyRecord, Environment, Feature, KeyDigestEntry, KeyKind, KeyStatus, PartnerRecord, PartnerStatus, RateLimit, ScopeSet, Tier, TipConfig,
+};
+use crate::posting::put;
+use crate::store::{Table, WriteOp};
+use crate::views::CreatedKeyView;
+
+/// A new partner, validated by the front.
+#[derive(Debug, Clone)]
+pub struct NewPartner {
+    pub name: String,
+    pub contact_email: String,
+    pub legal_entity: Option<String>,
+    pub slug: Option<String>,
+    pub tier: Tier,
+    /// Required with tier CUSTOM, refused with any other (the front checks).
+    pub rate_limit: Option<RateLimit>,
+    pub stakeholder_types: Option<Vec<String>>,
+}
+
+/// A partial update; `None` leaves a field as it is.
+#[derive(Debug, Clone, Default)]
+pub struct PartnerPatch {
+    pub name: Option<String>,
+    pub contact_email: Option<String>,
+    pub legal_entity: Option<Option<String>>,
+    pub status: Option<PartnerStatus>,
+    pub tier: Option<Tier>,
+    pub rate_limit: Option<RateLimit>,
+    pub enabled_features: Option<Vec<Feature>>,
+    pub stakeholder_types: Option<Vec<String>>,
+    pub ip_allowlist: Option<Vec<String>>,
+    pub allowed_origins: Option<Vec<String>>,
+    pub production_approved: Option<bool>,
+    pub allow_basic_auth: Option<bool>,
+    pub tip_config: Option<TipConfig>,
+}
+
+/// A key pair to issue.
+#[derive(Debug, Clone)]
+pub struct NewKey {
+    pub environment: Environment,
+    pub name: String,
+    pub scopes: ScopeSet,
+    pub expires_at_ms: Option<u64>,
+}
+
+const ADMIN_TOKEN_KEY: &[u8] = b"admin_token_sha256";
+/// Derived slugs try `name`, `name-2`, … up to this suffix before giving up.
+const SLUG_SUFFIX_MAX: u32 = 1_000;
+/// How long an admin write waits to become durable.
+const ADMIN_COMMIT_TIMEOUT: Duration = Duration::from_secs(30);
+
+impl Engine {
+    async fn commit_admin(&self, write_set: Vec<WriteOp>) -> Result<(), EngineError> {
+        let receipt = self.shared().committer.submit(write_set, None);
+        match tokio::time::timeout(ADMIN_COMMIT_TIMEOUT, receipt.durable()).await {
+            Err(_) => Err(EngineError::Timeout),
+            Ok(Err(error)) => Err(EngineError::internal("committing an admin write", error)),
+            Ok(Ok(())) => Ok(()),
+        }
+    }
+
+    fn slug_taken(&self, slug: &str) -> Result<bool, EngineError> {
+        Ok(self.shared().store.get(&keys::partner_slug(slug)).map_err(|error| EngineError::internal("reading a slug", error))?.is_some())
+    }
+
+    pub async fn create_partner(&self, new_partner: NewPartner) -> Result<PartnerRecord, EngineError> {
+        let _admin = self.inner.admin_lock.lock().await;
+        let slug = match &new_partner.slug {
+            Some(slug) if self.slug_taken(slug)? => return Err(EngineError::Conflict { message: format!("slug '{slug}' is taken") }),
+            Some(slug) => slug.clone(),
+            None => self.free_slug(&slugify(&new_partner.name))?,
+        };
+        let now_ms = self.clock().now_ms();
+        let rate_limit = new_partner.tier.default_rate_limit().or(new_partner.rate_limit).unwrap_or(RateLimit { hourly: 1_000, per_minute: 100 });
+        let partner = PartnerRecord {
+            id: self.ids().next(now_ms),
+            name: new_partner.name,
+            slug,
+            legal_entity: new_partner.legal_entity,
+            contact_email: new_partner.contact_email,
+            status: PartnerStatus::PendingApproval,
+            tier: new_partner.tier,
+            rate_limit,
+            enabled_features: vec![Feature::Actions, Feature::Donations],
+            stakeholder_types: new_partner.stakeholder_types.unwrap_or_else(|| vec!["CUSTOMER".to_owned()]),
+            ip_allowlist: Vec::new(),
+            allowed_origins: Vec::new(),
+            allow_basic_auth: false,
+            production_approved: false,
+            tip_config: TipConfig { enabled: false, default_percent: 0 },
+            created_at_ms: now_ms,
+            updated_at_ms: now_ms,
+        };
+        self.commit_admin(vec![put(keys::partner(partner.id), encode(&partner)), put(keys::partner_slug(&partner.slug), partner.id.as_bytes().to_vec())]).await?;
+        Ok(partner)
+    }
+
+    fn free_slug(&self, base: &str) -> Result<String, EngineError> {
+        if !self.slug_taken(base)? {
+            return Ok(base.to_owned());
+        }
+        for suffix in 2..=SLUG_SUFFIX_MAX {
+            let candidate = format!("{base}-{suffix}");
+            if !self.slug_taken(&candidate)? {
+                return Ok(candidate);
+            }
+        }
+        Err(EngineError::Conflict { message: format!("no free slug derived from '{base}'; pass one explicitly") })
+    }
+
+    pub async fn update_partner(&self, partner_id: Id, patch: PartnerPatch) -> Result<PartnerRecord, EngineError> {
+        let _admin = self.inner.admin_lock.lock().await;
+        let mut partner = self.get_partner(partner_id)?;
+        if let Some(status) = patch.status
+            && !partner.status.may_become(status)
+        {
+            return Err(EngineError::Conflict { message: format!("a {:?} partner cannot change status", partner.status) });
+        }
+        apply_patch(&mut partner, patch);
+        partner.updated_at_ms = self.clock().now_ms();
+        self.commit_admin(vec![put(keys::partner(partner.id), encode(&partner))]).await?;
+        self.shared().auth_cache.invalidate();
+        Ok(partner)
+    }
+
+    pub async fn create_api_key(&self, partner_id: Id, new_key: NewKey) -> Result<CreatedKeyView, EngineError> {
+        let _admin = self.inner.admin_lock.lock().await;
+        self.get_partner(partner_id)?;
+        let now_ms = self.clock().now_ms();
+        let key_id = self.ids().next(now_ms);
+        let pair = GeneratedKeyPair::generate(new_key.environment);
+        let last4 = |text: &str| text[text.len() - 4..].to_owned();
+        let record = ApiKeyRecord {
+            id: key_id,
+            partner_id,
+            environment: new_key.environment,
+            name: new_key.name.clone(),
+            public_key_digest: sha256(pair.public_key.as_bytes()),
+            secret_key_digest: sha256(pair.secret_key.expose().as_bytes()),
+            public_key_last4: last4(&pair.public_key),
+            secret_key_last4: last4(pair.secret_key.expose()),
+            hmac_secret_sealed: self.shared().master_key.seal(key_id.as_bytes(), pair.hmac_secret.expose().as_bytes()),
+            scopes: new_key.scopes,
+            status: KeyStatus::Active,
+            expires_at_ms: new_key.expires_at_ms,
+            created_at_ms: now_ms,
+            rotated_from: None,
+        };
+        let digest_entry = |kind| encode(&KeyDigestEntry { key_id, kind });
+        self.commit_admin(vec![
+            put(keys::api_key(key_id), encode(&record)),
+            put(keys::key_digest(&record.public_key_digest), digest_entry(KeyKind::Publishable)),
+            put(keys::key_digest(&record.secret_key_digest), digest_entry(KeyKind::Secret)),
+        ])
+        .await?;
+        self.shared().auth_cache.invalidate();
+        Ok(CreatedKeyView {
+            id: key_id.prefixed("key_"),
+            partner_id: partner_id.to_hex(),
+            name: new_key.name,
+            environment: new_key.environment,
+            public_key: pair.public_key,
+            secret_key: pair.secret_key.expose().to_owned(),
+            hmac_secret: pair.hmac_secret.expose().to_owned(),
+            scopes: new_key.scopes.to_vec(),
+            expires_at: new_key.expires_at_ms.map(format_timestamp),
+            created_at: format_timestamp(now_ms),
+        })
+    }
+
+    /// The SHA-256 of the admin token, if one was stored at a first start.
+    pub fn stored_admin_token_digest(&self) -> Result<Option<[u8; 32]>, EngineError> {
+        let bytes = self.shared().store.get(&Table::Meta.key(&[ADMIN_TOKEN_KEY])).map_err(|error| EngineError::internal("reading the admin token digest", error))?;
+        Ok(bytes.and_then(|bytes| <[u8; 32]>::try_from(bytes.as_slice()).ok()))
+    }
+
+    pub async fn store_admin_token_digest(&self, digest: [u8; 32]) -> Result<(), EngineError> {
+        self.commit_admin(vec![put(Table::Meta.key(&[ADMIN_TOKEN_KEY]), digest.to_vec())]).await
+    }
+}
+
+fn apply_patch(partner: &mut PartnerRecord, patch: PartnerPatch) {
+    let PartnerPatch {
+        name,
+        contact_email,
+        legal_entity,
+        status,
+        tier,
+        rate_limit,
+        enabled_features,
+        stakeholder_types,
+        ip_allowlist,
+        allowed_origins,
+        production_approved,
+        allow_basic_auth,
+        tip_config,
+    } = patch;
+    if let Some(tier) = tier {
+        partner.tier = tier;
+        if let Some(default) = tier.default_rate_limit() {
+            partner.rate_limit = default;
+        }
+    }
+    if partner.tier == Tier::Custom
+        && let Some(rate_limit) = rate_limit
+    {
+        partner.rate_limit = rate_limit;
+    }
+    macro_rules! replace {
+        ($($field:ident),*) => { $( if let Some(value) = $field { partner.$field = value; } )* };
+    }
+    replace!(name, contact_email, legal_entity, status, enabled_features, stakeholder_types, ip_allowlist, allowed_origins, production_approved, allow_basic_auth, tip_config);
+}
+
+/// A URL-safe slug from a display name: lower-case letters and digits joined by single dashes.
+pub fn slugify(name: &str) -> String {
+    let mut slug = String::with_capacity(name.len());
+    for character in name.chars() {
+        if character.is_ascii_alphanumeric() {
+            slug.push(character.to_ascii_lowercase());
+        } else if !slug.ends_with('-') && !slug.is_empty() {
+            slug.push('-');
+        }
+    }
+    let slug: String = slug.trim_end_matches('-').chars().take(48).collect();
+    let slug = slug.trim_end_matches('-').to_owned();
+    if slug.is_empty() { "partner".to_owned() } else { slug }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::slugify;
+
+    #[test]
+    fn slugs_are_lowercase_words_joined_by_dashes() {
+        assert_eq!(slugify("Acme Giving, Inc."), "acme-giving-inc");
+        assert_eq!(slugify("  ***  "), "partner");
+        assert_eq!(slugify("Café Ünïcode"), "caf-n-code");
+        assert!(slugify(&"a".repeat(100)).len() <= 48);
+    }
+}

@@ -1,0 +1,439 @@
+//! The `Engine` handle: the only way the front reaches actors, the committer and the store.
+//!
+//! It owns the actix runtime (one system thread, N arbiter threads), the partner registry
+//! (at most one live actor per (partner, environment)), the committer, and the caches.
+//! Admission happens here, before any mailbox slot is taken: shutting down → 503, commit
+//! queue full → 503, mailbox full → 503. Every wait on an actor or a commit is bounded.
+
+use std::collections::HashMap;
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use actix::dev::channel;
+use actix::prelude::*;
+use actix_rt::ArbiterHandle;
+use parking_lot::Mutex;
+use tokio::sync::oneshot;
+
+use crate::auth::AuthCache;
+use crate::clock::Clock;
+use crate::committer::{CommitterHandle, CommitterLimits, CommitterThread, start_committer};
+use crate::crypto::MasterKey;
+use crate::error::EngineError;
+use crate::ids::IdGenerator;
+use crate::metrics::EngineMetrics;
+use crate::model::PartnerEnv;
+use crate::partner_actor::{ActorReply, AllocateTokens, Delivery, PartnerActor, SubmitAction, WriteOutcome};
+use crate::request::{ActionRequest, AllocationRequest};
+use crate::store::Store;
+
+/// The engine's bounds and timings. Defaults are the production values; each says why.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EngineConfig {
+    /// Arbiter threads for partner actors. 0 means one per core.
+    pub arbiters: usize,
+    /// Messages one partner actor may have queued. At ~10 µs a message, 4096 is ~40 ms of
+    /// work: a burst beyond that is refused (503) rather than queued into a timeout.
+    pub mailbox_capacity: usize,
+    /// Write sets in one durable transaction. Bounds a commit's latency and memory.
+    pub commit_batch_max: usize,
+    /// Write sets waiting for the committer before new work is refused. ~1 s of peak load.
+    pub commit_queue_max: usize,
+    /// How long the front waits for an actor's decision.
+    pub reply_timeout_ms: u64,
+    /// How long the front waits for a decided write to become durable (then 504).
+    pub commit_timeout_ms: u64,
+    /// An actor idle this long (and with nothing in flight) stops and frees its memory.
+    pub passivate_after_secs: u64,
+    /// How often an actor checks for idleness and settles commits while idle.
+    pub idle_check_interval_ms: u64,
+    /// Users one actor keeps in memory; committed entries are dropped past this.
+    pub users_cached_max: usize,
+    /// Token pools one (partner, environment) may hold; loaded whole into its actor.
+    pub pools_per_partner_max: usize,
+    /// Authenticated keys kept in memory; the cache is emptied when it reaches this.
+    pub auth_cache_max: usize,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            arbiters: 0,
+            mailbox_capacity: 4096,
+            commit_batch_max: 2048,
+            commit_queue_max: 65_536,
+            reply_timeout_ms: 5_000,
+            commit_timeout_ms: 10_000,
+            passivate_after_secs: 300,
+            idle_check_interval_ms: 1_000,
+            users_cached_max: 100_000,
+            pools_per_partner_max: 1_000,
+            auth_cache_max: 100_000,
+        }
+    }
+}
+
+impl EngineConfig {
+    pub fn validate(&self) -> Result<(), String> {
+        let positive = [
+            ("mailbox_capacity", self.mailbox_capacity as u64),
+            ("commit_batch_max", self.commit_batch_max as u64),
+            ("commit_queue_max", self.commit_queue_max as u64),
+            ("reply_timeout_ms", self.reply_timeout_ms),
+            ("commit_timeout_ms", self.commit_timeout_ms),
+            ("idle_check_interval_ms", self.idle_check_interval_ms),
+            ("users_cached_max", self.users_cached_max as u64),
+            ("pools_per_partner_max", self.pools_per_partner_max as u64),
+            ("auth_cache_max", self.auth_cache_max as u64),
+        ];
+        for (name, value) in positive {
+            if value == 0 {
+                return Err(format!("engine.{name} must be greater than 0"));
+            }
+        }
+        if self.arbiters > 256 {
+            return Err("engine.arbiters must be at most 256".into());
+        }
+        Ok(())
+    }
+
+    pub fn arbiter_count(&self) -> usize {
+        if self.arbiters > 0 { self.arbiters } else { std::thread::available_parallelism().map_or(2, |cores| cores.get()) }
+    }
+}
+
+/// State shared by the engine handle, every actor and the caches.
+pub(crate) struct EngineShared {
+    pub config: EngineConfig,
+    pub store: Arc<dyn Store>,
+    pub committer: CommitterHandle,
+    pub clock: Arc<Clock>,
+    pub ids: IdGenerator,
+    pub metrics: Arc<EngineMetrics>,
+    pub master_key: MasterKey,
+    pub registry: Registry,
+    pub auth_cache: AuthCache,
+    pub shutting_down: AtomicBool,
+}
+
+/// A cheap, cloneable handle to the running engine.
+#[derive(Clone)]
+pub struct Engine {
+    pub(crate) inner: Arc<EngineInner>,
+}
+
+pub(crate) struct EngineInner {
+    pub shared: Arc<EngineShared>,
+    actix: Mutex<Option<ActixRuntime>>,
+    committer_thread: Mutex<Option<CommitterThread>>,
+    /// Serializes admin read-check-write sequences (slug uniqueness, key issuance). Admin
+    /// writes are rare; money never goes through here (pools change in partner actors).
+    pub admin_lock: tokio::sync::Mutex<()>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineStartError {
+    #[error("invalid engine configuration: {0}")]
+    Config(String),
+    #[error("cannot start engine threads: {0}")]
+    Threads(#[from] std::io::Error),
+}
+
+impl Engine {
+    /// Starts the committer and the actor runtime over an open store.
+    pub fn start(config: EngineConfig, store: Arc<dyn Store>, clock: Arc<Clock>, master_key: MasterKey) -> Result<Engine, EngineStartError> {
+        config.validate().map_err(EngineStartError::Config)?;
+        let metrics = Arc::new(EngineMetrics::new());
+        let limits = CommitterLimits { batch_write_sets_max: config.commit_batch_max };
+        let (committer, committer_thread) = start_committer(Arc::clone(&store), Arc::clone(&metrics), limits)?;
+        let actix = ActixRuntime::start(config.arbiter_count())?;
+        let shared = Arc::new(EngineShared {
+            registry: Registry::new(actix.arbiters.clone()),
+            auth_cache: AuthCache::new(config.auth_cache_max),
+            config,
+            store,
+            committer,
+            clock,
+            ids: IdGenerator::new(),
+            metrics,
+            master_key,
+            shutting_down: AtomicBool::new(false),
+        });
+        Ok(Engine {
+            inner: Arc::new(EngineInner {
+                shared,
+                actix: Mutex::new(Some(actix)),
+                committer_thread: Mutex::new(Some(committer_thread)),
+                admin_lock: tokio::sync::Mutex::new(()),
+            }),
+        })
+    }
+
+    pub(crate) fn shared(&self) -> &Arc<EngineShared> {
+        &self.inner.shared
+    }
+
+    pub fn config(&self) -> &EngineConfig {
+        &self.inner.shared.config
+    }
+
+    pub fn clock(&self) -> &Clock {
+        &self.inner.shared.clock
+    }
+
+    pub fn ids(&self) -> &IdGenerator {
+        &self.inner.shared.ids
+    }
+
+    pub fn store_backend(&self) -> crate::store::StoreBackend {
+        self.inner.shared.store.backend()
+    }
+
+    pub fn metrics_registry(&self) -> &prometheus::Registry {
+        &self.inner.shared.metrics.registry
+    }
+
+    /// Store open and engine answering: the committer and actor runtime are up.
+    pub fn is_ready(&self) -> bool {
+        !self.inner.shared.shutting_down.load(Ordering::Relaxed) && self.inner.actix.lock().is_some()
+    }
+
+    /// Brings gauges computed from live state (actors, mailboxes, queue) up to date.
+    pub fn refresh_gauges(&self) {
+        let shared = &self.inner.shared;
+        shared.registry.refresh_gauges(&shared.metrics);
+        shared.metrics.commit_queue_depth.set(shared.committer.queued() as i64);
+    }
+
+    /// Submits an action: the answer arrives once its effects are durable.
+    pub async fn submit_action(&self, partner_env: PartnerEnv, request: ActionRequest, request_id: String) -> Result<WriteOutcome, EngineError> {
+        let request = Arc::new(request);
+        self.ask(partner_env, move |reply| SubmitAction { request: Arc::clone(&request), request_id: request_id.clone(), reply }).await
+    }
+
+    /// Allocates tokens to a pool (admin): idempotent by the request's key.
+    pub async fn allocate_tokens(&self, partner_env: PartnerEnv, request: AllocationRequest, request_id: String) -> Result<WriteOutcome, EngineError> {
+        let request = Arc::new(request);
+        self.ask(partner_env, move |reply| AllocateTokens { request: Arc::clone(&request), request_id: request_id.clone(), reply }).await
+    }
+
+    /// Sends a message to the partner's actor and waits, bounded, for its durable answer.
+    async fn ask<T, M>(&self, partner_env: PartnerEnv, build: impl Fn(oneshot::Sender<Delivery<T>>) -> M) -> Result<T, EngineError>
+    where
+        M: Message<Result = ()> + Send + 'static,
+        PartnerActor: Handler<M>,
+    {
+        // An actor can retire between lookup and send (idle passivation, a failed commit);
+        // each retry finds or starts its successor. Three tries cover a retire racing a start.
+        const ATTEMPTS_MAX: usize = 3;
+        let shared = &self.inner.shared;
+        if shared.shutting_down.load(Ordering::Relaxed) {
+            return Err(EngineError::ShuttingDown);
+        }
+        if shared.committer.queued() >= shared.config.commit_queue_max {
+            return Err(self.overloaded("commit_queue"));
+        }
+        for _ in 0..ATTEMPTS_MAX {
+            let slot = shared.registry.route(shared, partner_env);
+            if slot.mailbox_depth.fetch_add(1, Ordering::AcqRel) >= shared.config.mailbox_capacity {
+                slot.mailbox_depth.fetch_sub(1, Ordering::AcqRel);
+                return Err(self.overloaded("mailbox"));
+            }
+            let (reply, answer) = oneshot::channel();
+            if let Err(error) = slot.addr.try_send(build(reply)) {
+                slot.mailbox_depth.fetch_sub(1, Ordering::AcqRel);
+                match error {
+                    SendError::Full(_) => return Err(self.overloaded("mailbox")),
+                    SendError::Closed(_) => {
+                        shared.registry.remove_if_generation(partner_env, slot.generation);
+                        continue;
+                    }
+                }
+            }
+            match tokio::time::timeout(Duration::from_millis(shared.config.reply_timeout_ms), answer).await {
+                Err(_) => {
+                    shared.metrics.engine_timeouts.inc();
+                    return Err(EngineError::Timeout);
+                }
+                Ok(Err(_)) | Ok(Ok(Delivery::Retired)) => continue,
+                Ok(Ok(Delivery::Handled(reply))) => return self.await_durable(reply).await,
+            }
+        }
+        Err(self.overloaded("actor_restarting"))
+    }
+
+    /// Waits for the reply's write set (if any) to be durable, then answers its outcome.
+    async fn await_durable<T>(&self, reply: ActorReply<T>) -> Result<T, EngineError> {
+        let shared = &self.inner.shared;
+        if let Some(receipt) = reply.receipt {
+            match tokio::time::timeout(Duration::from_millis(shared.config.commit_timeout_ms), receipt.durable()).await {
+                Err(_) => {
+                    shared.metrics.engine_timeouts.inc();
+                    return Err(EngineError::Timeout);
+                }
+                // A rejection stands whether or not its action.failed event was recorded.
+                Ok(Err(_)) if reply.outcome.is_ok() => return Err(EngineError::Internal("the commit failed; nothing was applied".into())),
+                Ok(_) => {}
+            }
+        }
+        reply.outcome
+    }
+
+    fn overloaded(&self, reason: &'static str) -> EngineError {
+        self.inner.shared.metrics.overloaded.with_label_values(&[reason]).inc();
+        EngineError::Overloaded { reason, retry_after_secs: 1 }
+    }
+
+    /// Stops the engine in order: refuse new work, stop actors after their current message,
+    /// commit everything already queued, join every thread. Call after HTTP has drained.
+    pub async fn shutdown(&self) {
+        let inner = Arc::clone(&self.inner);
+        inner.shared.shutting_down.store(true, Ordering::Relaxed);
+        let joined = tokio::task::spawn_blocking(move || {
+            if let Some(actix) = inner.actix.lock().take() {
+                actix.stop();
+            }
+            inner.shared.registry.clear();
+            if let Some(mut committer) = inner.committer_thread.lock().take() {
+                committer.stop();
+            }
+        })
+        .await;
+        if joined.is_err() {
+            tracing::error!("engine shutdown panicked");
+        }
+    }
+}
+
+/// The actix system thread and its arbiters. actix stays inside this crate.
+struct ActixRuntime {
+    system: actix_rt::System,
+    arbiters: Vec<ArbiterHandle>,
+    thread: JoinHandle<()>,
+}
+
+impl ActixRuntime {
+    fn start(arbiter_count: usize) -> std::io::Result<ActixRuntime> {
+        let (started, ready) = std::sync::mpsc::channel();
+        let thread = std::thread::Builder::new().name("reward-actix".into()).spawn(move || {
+            let runner = actix_rt::System::new();
+            let arbiters: Vec<Arbiter> = (0..arbiter_count).map(|_| Arbiter::new()).collect();
+            let handles = arbiters.iter().map(Arbiter::handle).collect::<Vec<_>>();
+            if started.send((actix_rt::System::current(), handles)).is_err() {
+                return;
+            }
+            if let Err(error) = runner.run() {
+                tracing::error!(%error, "actix system stopped with an error");
+            }
+            for arbiter in arbiters {
+                arbiter.stop();
+                if arbiter.join().is_err() {
+                    tracing::error!("an arbiter thread panicked");
+                }
+            }
+        })?;
+        let (system, arbiters) = ready.recv().map_err(|_| std::io::Error::other("the actix system thread exited during start"))?;
+        Ok(ActixRuntime { system, arbiters, thread })
+    }
+
+    fn stop(self) {
+        self.system.stop();
+        if self.thread.join().is_err() {
+            tracing::error!("the actix system thread panicked");
+        }
+    }
+}
+
+/// At most one live actor per (partner, environment). Sharded so lookups rarely contend.
+pub(crate) struct Registry {
+    shards: Vec<Mutex<HashMap<PartnerEnv, Slot>>>,
+    arbiters: Vec<ArbiterHandle>,
+    next_generation: AtomicU64,
+}
+
+#[derive(Clone)]
+pub(crate) struct Slot {
+    pub addr: Addr<PartnerActor>,
+    pub generation: u64,
+    pub arbiter: usize,
+    pub mailbox_depth: Arc<AtomicUsize>,
+}
+
+/// Registry shards: enough that 2–64 front threads rarely meet on one lock.
+const REGISTRY_SHARDS: usize = 64;
+
+impl Registry {
+    fn new(arbiters: Vec<ArbiterHandle>) -> Registry {
+        Registry { shards: (0..REGISTRY_SHARDS).map(|_| Mutex::new(HashMap::new())).collect(), arbiters, next_generation: AtomicU64::new(1) }
+    }
+
+    fn hash(partner_env: &PartnerEnv) -> u64 {
+        let mut hasher = DefaultHasher::new();
+        partner_env.hash(&mut hasher);
+        hasher.finish()
+    }
+
+    /// The partner's live actor, started (lazily, on the arbiter its hash picks) if none is.
+    pub fn route(&self, shared: &Arc<EngineShared>, partner_env: PartnerEnv) -> Slot {
+        let hash = Registry::hash(&partner_env);
+        let mut shard = self.shards[hash as usize % self.shards.len()].lock();
+        if let Some(slot) = shard.get(&partner_env) {
+            return slot.clone();
+        }
+        let arbiter = (hash >> 32) as usize % self.arbiters.len();
+        let generation = self.next_generation.fetch_add(1, Ordering::Relaxed);
+        let mailbox_depth = Arc::new(AtomicUsize::new(0));
+        // The channel's own buffer only parks senders; admission is the depth counter above.
+        let (sender, receiver) = channel::channel(shared.config.mailbox_capacity);
+        let actor = PartnerActor::new(partner_env, generation, arbiter, Arc::clone(shared), Arc::clone(&mailbox_depth));
+        let spawned = self.arbiters[arbiter].spawn_fn(move || {
+            let context = Context::with_receiver(receiver);
+            actix_rt::spawn(context.into_future(actor));
+        });
+        if !spawned {
+            tracing::error!(arbiter, "arbiter is not running; the actor could not start");
+        }
+        shared.metrics.actors_started.inc();
+        shared.metrics.actors_live.with_label_values(&[&arbiter.to_string()]).inc();
+        let slot = Slot { addr: Addr::new(sender), generation, arbiter, mailbox_depth };
+        shard.insert(partner_env, slot.clone());
+        slot
+    }
+
+    /// Removes the entry only if it is still this generation's; answers whether it did.
+    pub fn remove_if_generation(&self, partner_env: PartnerEnv, generation: u64) -> bool {
+        let hash = Registry::hash(&partner_env);
+        let mut shard = self.shards[hash as usize % self.shards.len()].lock();
+        if shard.get(&partner_env).is_some_and(|slot| slot.generation == generation) {
+            shard.remove(&partner_env);
+            return true;
+        }
+        false
+    }
+
+    fn clear(&self) {
+        for shard in &self.shards {
+            shard.lock().clear();
+        }
+    }
+
+    fn refresh_gauges(&self, metrics: &EngineMetrics) {
+        let mut depth_per_arbiter = vec![0i64; self.arbiters.len()];
+        let mut depth_max = 0usize;
+        for shard in &self.shards {
+            for slot in shard.lock().values() {
+                let depth = slot.mailbox_depth.load(Ordering::Relaxed);
+                depth_per_arbiter[slot.arbiter] += depth as i64;
+                depth_max = depth_max.max(depth);
+            }
+        }
+        for (arbiter, depth) in depth_per_arbiter.into_iter().enumerate() {
+            metrics.mailbox_depth.with_label_values(&[&arbiter.to_string()]).set(depth);
+        }
+        metrics.mailbox_depth_max.set(depth_max as i64);
+    }
+}

@@ -1,0 +1,62 @@
+//! What the engine answers besides success. Domain outcomes are variants with their data;
+//! infrastructure failures are `Internal` (logged once where they happen, opaque outside).
+//! Each variant has a stable machine code; the HTTP front maps variants to statuses.
+
+use crate::ids::Id;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EngineError {
+    #[error("the token pool has {available} tokens available; this action needs {required}")]
+    InsufficientPool { required: u64, available: u64 },
+    #[error("the token pool {pool_id} has expired")]
+    PoolExpired { pool_id: Id },
+    #[error("{reason}")]
+    CampaignNotApplicable { reason: String },
+    #[error("user '{partner_user_id}' does not exist and autoCreateUsers is false")]
+    UserNotFound { partner_user_id: String },
+    #[error("this idempotency key was already used with a different request")]
+    IdempotencyKeyReused,
+    #[error("{resource} not found")]
+    NotFound { resource: &'static str },
+    #[error("{message}")]
+    Conflict { message: String },
+    #[error("{field}: {message}")]
+    Invalid { field: String, message: String },
+    #[error("the engine is at capacity ({reason}); retry after {retry_after_secs} s")]
+    Overloaded { reason: &'static str, retry_after_secs: u32 },
+    #[error("the engine admitted the request but did not confirm it in time; retry with the same idempotency key to learn the outcome")]
+    Timeout,
+    #[error("the engine is shutting down")]
+    ShuttingDown,
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl EngineError {
+    /// The stable code of the contract's §11.
+    pub fn code(&self) -> &'static str {
+        match self {
+            EngineError::InsufficientPool { .. } => "INSUFFICIENT_POOL",
+            EngineError::PoolExpired { .. } => "POOL_EXPIRED",
+            EngineError::CampaignNotApplicable { .. } => "CAMPAIGN_NOT_APPLICABLE",
+            EngineError::UserNotFound { .. } => "USER_NOT_FOUND",
+            EngineError::IdempotencyKeyReused => "IDEMPOTENCY_KEY_REUSED",
+            EngineError::NotFound { .. } => "NOT_FOUND",
+            EngineError::Conflict { .. } => "CONFLICT",
+            EngineError::Invalid { .. } => "VALIDATION_ERROR",
+            EngineError::Overloaded { .. } | EngineError::ShuttingDown => "OVERLOADED",
+            EngineError::Timeout => "ENGINE_TIMEOUT",
+            EngineError::Internal(_) => "INTERNAL_ERROR",
+        }
+    }
+
+    /// Engine rejections (402, 422) are recorded as `action.failed`; nothing else is.
+    pub fn emits_action_failed(&self) -> bool {
+        matches!(self, EngineError::InsufficientPool { .. } | EngineError::PoolExpired { .. } | EngineError::CampaignNotApplicable { .. })
+    }
+
+    pub(crate) fn internal(context: &str, error: impl std::fmt::Display) -> EngineError {
+        tracing::error!(%error, "{context}");
+        EngineError::Internal(format!("{context}: {error}"))
+    }
+}

@@ -1,0 +1,69 @@
+//! The key layout: which bytes address which record. Every partner-owned key starts with
+//! its table byte and the 13-byte (partner, environment) prefix, so one partner's data in
+//! one environment is one contiguous range and tenancy is a property of the key itself.
+
+use crate::ids::Id;
+use crate::model::{IdempotencyScope, PartnerEnv};
+use crate::store::Table;
+
+pub fn partner(partner_id: Id) -> Vec<u8> {
+    Table::Partners.key(&[partner_id.as_bytes()])
+}
+
+pub fn partners_prefix() -> Vec<u8> {
+    Table::Partners.key(&[])
+}
+
+pub fn partner_slug(slug: &str) -> Vec<u8> {
+    Table::PartnerSlugs.key(&[slug.as_bytes()])
+}
+
+pub fn api_key(key_id: Id) -> Vec<u8> {
+    Table::ApiKeys.key(&[key_id.as_bytes()])
+}
+
+pub fn key_digest(digest: &[u8; 32]) -> Vec<u8> {
+    Table::KeyDigests.key(&[digest])
+}
+
+pub fn partner_env_state(partner_env: &PartnerEnv) -> Vec<u8> {
+    Table::PartnerEnvState.key(&[&partner_env.key_prefix()])
+}
+
+pub fn pool(partner_env: &PartnerEnv, pool_id: Id) -> Vec<u8> {
+    Table::Pools.key(&[&partner_env.key_prefix(), pool_id.as_bytes()])
+}
+
+pub fn pools_prefix(partner_env: &PartnerEnv) -> Vec<u8> {
+    Table::Pools.key(&[&partner_env.key_prefix()])
+}
+
+pub fn user(partner_env: &PartnerEnv, external_id: &str) -> Vec<u8> {
+    Table::Users.key(&[&partner_env.key_prefix(), external_id.as_bytes()])
+}
+
+pub fn action(partner_env: &PartnerEnv, action_id: Id) -> Vec<u8> {
+    Table::Actions.key(&[&partner_env.key_prefix(), action_id.as_bytes()])
+}
+
+pub fn transaction(partner_env: &PartnerEnv, transaction_id: Id) -> Vec<u8> {
+    Table::Transactions.key(&[&partner_env.key_prefix(), transaction_id.as_bytes()])
+}
+
+/// An index entry: the user's transactions, in id (time) order. External ids never hold a
+/// 0 byte (their alphabet is `A-Z a-z 0-9 . _ : @ -`), so 0 ends the id unambiguously.
+pub fn user_transaction(partner_env: &PartnerEnv, external_id: &str, transaction_id: Id) -> Vec<u8> {
+    Table::UserTransactions.key(&[&partner_env.key_prefix(), external_id.as_bytes(), &[0], transaction_id.as_bytes()])
+}
+
+pub fn idempotency(partner_env: &PartnerEnv, scope: IdempotencyScope, idempotency_key: &str) -> Vec<u8> {
+    Table::Idempotency.key(&[&partner_env.key_prefix(), &[scope as u8], idempotency_key.as_bytes()])
+}
+
+pub fn event(partner_env: &PartnerEnv, sequence: u64) -> Vec<u8> {
+    Table::Events.key(&[&partner_env.key_prefix(), &sequence.to_be_bytes()])
+}
+
+pub fn events_prefix(partner_env: &PartnerEnv) -> Vec<u8> {
+    Table::Events.key(&[&partner_env.key_prefix()])
+}

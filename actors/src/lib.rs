@@ -1,0 +1,42 @@
+//! The reward engine: partner actors, pure reward rules, ledger posting, group commit and
+//! storage. The HTTP front (`src/` of the workspace root) reaches all of it through
+//! [`Engine`], and never names actix or a storage crate.
+//!
+//! Code map, in reading order:
+//! - [`money`], [`rules`]: exact amounts, the rounding rule, campaign arithmetic and
+//!   largest-remainder splits. Pure.
+//! - [`model`], [`views`], [`request`]: stored records, the contract's JSON shapes, and
+//!   validated requests with their idempotency fingerprints.
+//! - [`posting`]: a decided reward → the records it changes → one write set. Pure.
+//! - [`store`], [`codec`], [`keys`]: the storage trait (redb, sled), value encoding, and
+//!   the key layout that makes tenancy a property of every key.
+//! - [`committer`]: group commit on one thread; receipts resolve when durable.
+//! - `partner_actor`: one actix actor per (partner, environment), the only writer of its money.
+//! - [`engine`]: the handle — actix runtime, partner registry, admission, bounded waits;
+//!   `admin`, `reads`, [`auth`] add operator writes, store reads and key lookup to it.
+//! - [`crypto`], [`ids`], [`clock`], [`metrics`]: secrets, identifiers, time, Prometheus.
+
+pub mod admin;
+pub mod auth;
+pub mod clock;
+pub mod codec;
+pub mod committer;
+pub mod crypto;
+pub mod engine;
+pub mod error;
+pub mod ids;
+pub mod keys;
+pub mod metrics;
+pub mod model;
+pub mod money;
+mod partner_actor;
+pub mod posting;
+pub mod reads;
+pub mod request;
+pub mod rules;
+pub mod store;
+pub mod views;
+
+pub use engine::{Engine, EngineConfig, EngineStartError};
+pub use error::EngineError;
+pub use partner_actor::{Recorded, WriteOutcome};

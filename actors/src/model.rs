@@ -1,0 +1,469 @@
+//! The engine's records: what is stored, and the enums the contract names.
+//!
+//! Stored records are encoded with bincode behind a version byte (see `codec`). bincode
+//! cannot encode `serde_json::Value`, so free-form JSON (metadata, stored responses) is
+//! kept as JSON bytes inside a record. Enum text forms are the contract's (`sandbox`,
+//! `PENDING_APPROVAL`, `actions:write`, …).
+
+use serde::{Deserialize, Serialize};
+
+use crate::ids::Id;
+
+/// Which dataset a key addresses: `pk_test_`/`sk_test_` → sandbox, `_live_` → production.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Environment {
+    Sandbox,
+    Production,
+}
+
+impl Environment {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Environment::Sandbox => "sandbox",
+            Environment::Production => "production",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Environment> {
+        match text {
+            "sandbox" => Some(Environment::Sandbox),
+            "production" => Some(Environment::Production),
+            _ => None,
+        }
+    }
+
+    /// The key-prefix word: `test` or `live`.
+    pub fn key_word(self) -> &'static str {
+        match self {
+            Environment::Sandbox => "test",
+            Environment::Production => "live",
+        }
+    }
+
+    pub fn tag(self) -> u8 {
+        match self {
+            Environment::Sandbox => 0,
+            Environment::Production => 1,
+        }
+    }
+
+    pub const ALL: [Environment; 2] = [Environment::Sandbox, Environment::Production];
+}
+
+/// A partner's dataset: every partner-owned record is keyed by this pair.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct PartnerEnv {
+    pub partner_id: Id,
+    pub environment: Environment,
+}
+
+impl PartnerEnv {
+    pub fn new(partner_id: Id, environment: Environment) -> PartnerEnv {
+        PartnerEnv { partner_id, environment }
+    }
+
+    /// 13 bytes: the partner id, then the environment tag. The prefix of every key the
+    /// partner owns in this environment.
+    pub fn key_prefix(&self) -> [u8; 13] {
+        let mut prefix = [0u8; 13];
+        prefix[..12].copy_from_slice(self.partner_id.as_bytes());
+        prefix[12] = self.environment.tag();
+        prefix
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum PartnerStatus {
+    PendingApproval,
+    Active,
+    Suspended,
+    Closed,
+}
+
+impl PartnerStatus {
+    /// The lifecycle: nothing leaves CLOSED; staying in the same status is a no-op.
+    pub fn may_become(self, next: PartnerStatus) -> bool {
+        self == next || self != PartnerStatus::Closed
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum Tier {
+    Standard,
+    Professional,
+    Enterprise,
+    Custom,
+}
+
+impl Tier {
+    /// The seeds' tier table; CUSTOM has no default and keeps what the admin set.
+    pub fn default_rate_limit(self) -> Option<RateLimit> {
+        match self {
+            Tier::Standard => Some(RateLimit { hourly: 1_000, per_minute: 100 }),
+            Tier::Professional => Some(RateLimit { hourly: 5_000, per_minute: 500 }),
+            Tier::Enterprise => Some(RateLimit { hourly: 20_000, per_minute: 2_000 }),
+            Tier::Custom => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RateLimit {
+    pub hourly: u32,
+    pub per_minute: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum Feature {
+    Donations,
+    Actions,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TipConfig {
+    pub enabled: bool,
+    pub default_percent: u8,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartnerRecord {
+    pub id: Id,
+    pub name: String,
+    pub slug: String,
+    pub legal_entity: Option<String>,
+    pub contact_email: String,
+    pub status: PartnerStatus,
+    pub tier: Tier,
+    pub rate_limit: RateLimit,
+    pub enabled_features: Vec<Feature>,
+    pub stakeholder_types: Vec<String>,
+    pub ip_allowlist: Vec<String>,
+    pub allowed_origins: Vec<String>,
+    pub allow_basic_auth: bool,
+    pub production_approved: bool,
+    pub tip_config: TipConfig,
+    pub created_at_ms: u64,
+    pub updated_at_ms: u64,
+}
+
+impl PartnerRecord {
+    pub fn has_feature(&self, feature: Feature) -> bool {
+        self.enabled_features.contains(&feature)
+    }
+}
+
+/// What a key may do (from the loyalty-platform seed). Stored as a bit set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Scope {
+    #[serde(rename = "actions:read")]
+    ActionsRead,
+    #[serde(rename = "actions:write")]
+    ActionsWrite,
+    #[serde(rename = "users:read")]
+    UsersRead,
+    #[serde(rename = "users:write")]
+    UsersWrite,
+    #[serde(rename = "transactions:read")]
+    TransactionsRead,
+    #[serde(rename = "campaigns:read")]
+    CampaignsRead,
+    #[serde(rename = "campaigns:write")]
+    CampaignsWrite,
+    #[serde(rename = "pools:read")]
+    PoolsRead,
+    #[serde(rename = "pools:write")]
+    PoolsWrite,
+    #[serde(rename = "webhooks:read")]
+    WebhooksRead,
+    #[serde(rename = "webhooks:write")]
+    WebhooksWrite,
+    #[serde(rename = "dashboard:read")]
+    DashboardRead,
+}
+
+impl Scope {
+    pub const ALL: [Scope; 12] = [
+        Scope::ActionsRead,
+        Scope::ActionsWrite,
+        Scope::UsersRead,
+        Scope::UsersWrite,
+        Scope::TransactionsRead,
+        Scope::CampaignsRead,
+        Scope::CampaignsWrite,
+        Scope::PoolsRead,
+        Scope::PoolsWrite,
+        Scope::WebhooksRead,
+        Scope::WebhooksWrite,
+        Scope::DashboardRead,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scope::ActionsRead => "actions:read",
+            Scope::ActionsWrite => "actions:write",
+            Scope::UsersRead => "users:read",
+            Scope::UsersWrite => "users:write",
+            Scope::TransactionsRead => "transactions:read",
+            Scope::CampaignsRead => "campaigns:read",
+            Scope::CampaignsWrite => "campaigns:write",
+            Scope::PoolsRead => "pools:read",
+            Scope::PoolsWrite => "pools:write",
+            Scope::WebhooksRead => "webhooks:read",
+            Scope::WebhooksWrite => "webhooks:write",
+            Scope::DashboardRead => "dashboard:read",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Scope> {
+        Scope::ALL.into_iter().find(|scope| scope.as_str() == text)
+    }
+
+    fn bit(self) -> u16 {
+        1 << (self as u16)
+    }
+
+    /// A publishable key may use the `*:read` scopes except `webhooks:read` (signed).
+    pub fn allowed_for_publishable_key(self) -> bool {
+        self.as_str().ends_with(":read") && self != Scope::WebhooksRead
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScopeSet(u16);
+
+impl ScopeSet {
+    pub fn all() -> ScopeSet {
+        ScopeSet::from_scopes(&Scope::ALL)
+    }
+
+    pub fn from_scopes(scopes: &[Scope]) -> ScopeSet {
+        ScopeSet(scopes.iter().fold(0, |bits, scope| bits | scope.bit()))
+    }
+
+    pub fn contains(self, scope: Scope) -> bool {
+        self.0 & scope.bit() != 0
+    }
+
+    pub fn to_vec(self) -> Vec<Scope> {
+        Scope::ALL.into_iter().filter(|scope| self.contains(*scope)).collect()
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum KeyStatus {
+    Active,
+    Inactive,
+    Revoked,
+}
+
+/// One key pair. The `pk_`/`sk_` texts are stored only as SHA-256 digests; the display
+/// hints (prefix and last four) are enough to recognise a key in a list. The HMAC secret is
+/// sealed under the master key with the key id as associated data.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApiKeyRecord {
+    pub id: Id,
+    pub partner_id: Id,
+    pub environment: Environment,
+    pub name: String,
+    pub public_key_digest: [u8; 32],
+    pub secret_key_digest: [u8; 32],
+    pub public_key_last4: String,
+    pub secret_key_last4: String,
+    pub hmac_secret_sealed: Vec<u8>,
+    pub scopes: ScopeSet,
+    pub status: KeyStatus,
+    pub expires_at_ms: Option<u64>,
+    pub created_at_ms: u64,
+    pub rotated_from: Option<Id>,
+}
+
+impl std::fmt::Debug for ApiKeyRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApiKeyRecord")
+            .field("id", &self.id)
+            .field("partner_id", &self.partner_id)
+            .field("environment", &self.environment)
+            .field("status", &self.status)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Where a key digest points: the key record, and which half of the pair it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyDigestEntry {
+    pub key_id: Id,
+    pub kind: KeyKind,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum KeyKind {
+    Publishable,
+    Secret,
+}
+
+/// A token pool. Conservation, asserted on every write and read:
+/// `allocated_total + refilled_total = balance + issued_total − reversed_total`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PoolRecord {
+    pub id: Id,
+    pub environment: Environment,
+    pub name: Option<String>,
+    pub balance: u64,
+    pub allocated_total: u64,
+    pub refilled_total: u64,
+    pub issued_total: u64,
+    pub reversed_total: u64,
+    pub expires_at_ms: Option<u64>,
+    pub vesting_days: Option<u32>,
+    pub low_balance_threshold: Option<u64>,
+    /// Set when `token_pool.low_balance` was emitted; cleared when the balance rises again.
+    pub low_balance_notified: bool,
+    pub created_at_ms: u64,
+    pub updated_at_ms: u64,
+}
+
+impl PoolRecord {
+    /// Panics when the pool's totals do not balance: issuing from a pool that cannot prove
+    /// its balance would make money up.
+    pub fn assert_conserved(&self) {
+        let funded = i128::from(self.allocated_total) + i128::from(self.refilled_total);
+        let accounted = i128::from(self.balance) + i128::from(self.issued_total) - i128::from(self.reversed_total);
+        assert!(
+            self.reversed_total <= self.issued_total && funded == accounted,
+            "pool {} does not balance: allocated {} + refilled {} != balance {} + issued {} - reversed {}",
+            self.id,
+            self.allocated_total,
+            self.refilled_total,
+            self.balance,
+            self.issued_total,
+            self.reversed_total
+        );
+    }
+
+    pub fn is_expired(&self, now_ms: u64) -> bool {
+        self.expires_at_ms.is_some_and(|expires_at_ms| expires_at_ms <= now_ms)
+    }
+}
+
+/// Per (partner, environment) bookkeeping owned by the partner actor.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartnerEnvState {
+    /// The sequence the next event gets; the first event is 1.
+    pub next_event_sequence: u64,
+    pub default_pool_id: Option<Id>,
+}
+
+/// A partner's end user, keyed by the partner's own id for them (`externalId`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserRecord {
+    pub id: Id,
+    pub external_id: String,
+    pub email: Option<String>,
+    pub first_name: Option<String>,
+    pub last_name: Option<String>,
+    pub metadata_json: Option<Vec<u8>>,
+    /// Signed: a reversal after a redemption can leave it below zero.
+    pub available: i64,
+    pub lifetime_earned: u64,
+    pub lifetime_reversed: u64,
+    pub lifetime_redeemed: u64,
+    pub created_at_ms: u64,
+    pub updated_at_ms: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum ActionStatus {
+    Completed,
+    PartiallyReversed,
+    Reversed,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AllocationRecord {
+    pub partner_user_id: String,
+    pub stakeholder_type_code: String,
+    pub tokens: u64,
+    pub transaction_id: Option<Id>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ActionRecord {
+    pub id: Id,
+    pub idempotency_key: String,
+    pub action_type: String,
+    /// Minor units and currency code.
+    pub amount: Option<(u64, String)>,
+    pub campaign_id: Option<Id>,
+    pub pool_id: Id,
+    pub status: ActionStatus,
+    pub tokens_distributed: u64,
+    pub reversed_tokens: u64,
+    pub allocations: Vec<AllocationRecord>,
+    pub breakdown_json: Vec<u8>,
+    pub metadata_json: Option<Vec<u8>>,
+    pub request_id: String,
+    pub created_at_ms: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum TransactionType {
+    Reward,
+    Reversal,
+    Redemption,
+    Allocation,
+    Refill,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TransactionRecord {
+    pub id: Id,
+    pub transaction_type: TransactionType,
+    pub tokens: i64,
+    pub action_id: Option<Id>,
+    pub pool_id: Id,
+    pub partner_user_id: Option<String>,
+    pub stakeholder_type_code: Option<String>,
+    pub campaign_id: Option<Id>,
+    pub vests_at_ms: Option<u64>,
+    pub created_at_ms: u64,
+}
+
+/// What an idempotency key was used for, so a replay answers the original response.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IdempotencyRecord {
+    pub request_hash: [u8; 32],
+    pub resource_id: Id,
+    pub response_json: Vec<u8>,
+    pub request_id: String,
+    /// The HTTP status of the original answer (200 for a submit, 201 for a new pool).
+    pub status_code: u16,
+    pub created_at_ms: u64,
+}
+
+/// Namespaces of idempotency keys within one (partner, environment).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum IdempotencyScope {
+    ActionSubmit = 1,
+    PoolAllocation = 2,
+}
+
+/// An event as stored in the outbox and feed: the envelope is rendered once, at commit,
+/// so every delivery and every feed read shows the same bytes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EventRecord {
+    pub id: Id,
+    pub sequence: u64,
+    pub event_type: String,
+    pub created_at_ms: u64,
+    pub envelope_json: Vec<u8>,
+}

@@ -1,0 +1,89 @@
+//! Reads: straight from the store's committed state, never through an actor. Lists are
+//! newest first (ids are time-ordered, so a reverse scan is creation order) and bounded.
+
+use serde::de::DeserializeOwned;
+
+use crate::codec::decode;
+use crate::engine::Engine;
+use crate::error::EngineError;
+use crate::ids::Id;
+use crate::keys;
+use crate::model::{ActionRecord, PartnerEnv, PartnerRecord, PoolRecord, UserRecord};
+use crate::store::{Scan, ScanOrder};
+
+/// The most items a list answers at once (the contract's `limit` range is 1–100).
+pub const PAGE_LIMIT_MAX: usize = 100;
+/// How far `?page=` may reach (page × limit). Deeper lists use the cursor, which is O(1).
+pub const PAGE_OFFSET_MAX: usize = 10_000;
+
+/// One page of a list: resume after `after` (a cursor), or skip `skip` items (`?page=`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PageRequest {
+    pub after: Option<Id>,
+    pub skip: usize,
+    pub limit: usize,
+}
+
+#[derive(Debug)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub has_more: bool,
+    /// The id to pass back as the cursor for the next page, when there is one.
+    pub next_cursor: Option<Id>,
+}
+
+impl Engine {
+    fn read_record<T: DeserializeOwned>(&self, key: &[u8], what: &str) -> Result<Option<T>, EngineError> {
+        let bytes = self.shared().store.get(key).map_err(|error| EngineError::internal(what, error))?;
+        bytes.map(|bytes| decode(&bytes).map_err(|error| EngineError::internal(what, error))).transpose()
+    }
+
+    /// Scans an id-keyed table under `prefix`, newest first.
+    fn read_page<T: DeserializeOwned>(&self, prefix: &[u8], page: PageRequest, id_of: impl Fn(&T) -> Id, what: &str) -> Result<Page<T>, EngineError> {
+        let limit = page.limit.clamp(1, PAGE_LIMIT_MAX);
+        let skip = page.skip.min(PAGE_OFFSET_MAX);
+        let after_key = page.after.map(|id| [prefix, id.as_bytes()].concat());
+        let scan = Scan { prefix, after: after_key.as_deref(), order: ScanOrder::Descending, limit: skip + limit + 1 };
+        let pairs = self.shared().store.scan(scan).map_err(|error| EngineError::internal(what, error))?;
+        let mut items = Vec::with_capacity(limit);
+        let mut has_more = false;
+        for (_, bytes) in pairs.into_iter().skip(skip) {
+            if items.len() == limit {
+                has_more = true;
+                break;
+            }
+            items.push(decode::<T>(&bytes).map_err(|error| EngineError::internal(what, error))?);
+        }
+        let next_cursor = if has_more { items.last().map(&id_of) } else { None };
+        Ok(Page { items, has_more, next_cursor })
+    }
+
+    pub fn get_action(&self, partner_env: PartnerEnv, action_id: Id) -> Result<ActionRecord, EngineError> {
+        self.read_record(&keys::action(&partner_env, action_id), "reading an action")?.ok_or(EngineError::NotFound { resource: "action" })
+    }
+
+    pub fn get_user(&self, partner_env: PartnerEnv, external_id: &str) -> Result<UserRecord, EngineError> {
+        self.read_record(&keys::user(&partner_env, external_id), "reading a user")?
+            .ok_or_else(|| EngineError::UserNotFound { partner_user_id: external_id.to_owned() })
+    }
+
+    pub fn get_pool(&self, partner_env: PartnerEnv, pool_id: Id) -> Result<PoolRecord, EngineError> {
+        let pool: PoolRecord = self.read_record(&keys::pool(&partner_env, pool_id), "reading a pool")?.ok_or(EngineError::NotFound { resource: "token pool" })?;
+        pool.assert_conserved();
+        Ok(pool)
+    }
+
+    pub fn list_pools(&self, partner_env: PartnerEnv, page: PageRequest) -> Result<Page<PoolRecord>, EngineError> {
+        let page = self.read_page(&keys::pools_prefix(&partner_env), page, |pool: &PoolRecord| pool.id, "listing pools")?;
+        page.items.iter().for_each(PoolRecord::assert_conserved);
+        Ok(page)
+    }
+
+    pub fn get_partner(&self, partner_id: Id) -> Result<PartnerRecord, EngineError> {
+        self.read_record(&keys::partner(partner_id), "reading a partner")?.ok_or(EngineError::NotFound { resource: "partner" })
+    }
+
+    pub fn list_partners(&self, page: PageRequest) -> Result<Page<PartnerRecord>, EngineError> {
+        self.read_page(&keys::partners_prefix(), page, |partner: &PartnerRecord| partner.id, "listing partners")
+    }
+}

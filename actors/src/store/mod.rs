@@ -1,0 +1,269 @@
+//! Storage behind a narrow trait: point reads, prefix scans, and one atomic durable commit
+//! of many write sets.
+//!
+//! The engine owns the key layout ([`Table`] bytes in front of every key); a backend is a
+//! plain ordered key-value store. Two embedded backends implement it (`redb`, `sled`) and
+//! both pass the same tests, so a networked backend can take their place later.
+//!
+//! Invariants: `commit` applies all of its write sets or none, and returns only after they
+//! are durable; it is called by one thread (the committer) at a time. Reads see committed
+//! data (sled may also show data whose flush is still running; see README).
+
+mod redb_store;
+mod sled_store;
+
+use std::fmt;
+use std::path::Path;
+use std::str::FromStr;
+use std::sync::Arc;
+
+pub use redb_store::RedbStore;
+pub use sled_store::SledStore;
+
+/// The key layout's version. Bump it when a key encoding changes.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// The first byte of every key names its table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum Table {
+    Meta = 0,
+    Partners = 1,
+    PartnerSlugs = 2,
+    ApiKeys = 3,
+    KeyDigests = 4,
+    PartnerEnvState = 5,
+    Pools = 6,
+    Users = 7,
+    Actions = 8,
+    Transactions = 9,
+    UserTransactions = 10,
+    Idempotency = 11,
+    Events = 12,
+}
+
+impl Table {
+    /// The table byte followed by `parts`, concatenated.
+    pub fn key(self, parts: &[&[u8]]) -> Vec<u8> {
+        let length = 1 + parts.iter().map(|part| part.len()).sum::<usize>();
+        let mut key = Vec::with_capacity(length);
+        key.push(self as u8);
+        for part in parts {
+            key.extend_from_slice(part);
+        }
+        key
+    }
+}
+
+/// One change in a write set. Keys include their table byte (see [`Table::key`]).
+#[derive(Clone, PartialEq, Eq)]
+pub enum WriteOp {
+    Put { key: Vec<u8>, value: Vec<u8> },
+    Delete { key: Vec<u8> },
+}
+
+impl fmt::Debug for WriteOp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Values may hold sealed secrets and personal data: show sizes, not bytes.
+        match self {
+            WriteOp::Put { key, value } => write!(f, "Put(table {}, {} key bytes, {} value bytes)", key[0], key.len(), value.len()),
+            WriteOp::Delete { key } => write!(f, "Delete(table {}, {} key bytes)", key[0], key.len()),
+        }
+    }
+}
+
+impl WriteOp {
+    pub fn key(&self) -> &[u8] {
+        match self {
+            WriteOp::Put { key, .. } | WriteOp::Delete { key } => key,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ScanOrder {
+    Ascending,
+    Descending,
+}
+
+/// A bounded scan over the keys that start with `prefix`. `after` continues a previous
+/// page: the scan starts just past that key in the scan's direction.
+#[derive(Debug, Clone, Copy)]
+pub struct Scan<'a> {
+    pub prefix: &'a [u8],
+    pub after: Option<&'a [u8]>,
+    pub order: ScanOrder,
+    pub limit: usize,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("store: {message}")]
+pub struct StoreError {
+    pub message: String,
+}
+
+impl StoreError {
+    pub fn new(message: impl Into<String>) -> StoreError {
+        StoreError { message: message.into() }
+    }
+}
+
+pub type KeyValue = (Vec<u8>, Vec<u8>);
+
+pub trait Store: Send + Sync + 'static {
+    fn backend(&self) -> StoreBackend;
+
+    /// Writes every write set in one atomic transaction and returns once it is durable.
+    fn commit(&self, write_sets: &[&[WriteOp]]) -> Result<(), StoreError>;
+
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError>;
+
+    fn scan(&self, scan: Scan<'_>) -> Result<Vec<KeyValue>, StoreError>;
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StoreBackend {
+    Redb,
+    Sled,
+}
+
+impl StoreBackend {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StoreBackend::Redb => "redb",
+            StoreBackend::Sled => "sled",
+        }
+    }
+}
+
+impl fmt::Display for StoreBackend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for StoreBackend {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<StoreBackend, String> {
+        match text {
+            "redb" => Ok(StoreBackend::Redb),
+            "sled" => Ok(StoreBackend::Sled),
+            other => Err(format!("unknown store '{other}': expected redb or sled")),
+        }
+    }
+}
+
+/// Opens (creating if needed) the store of `backend` inside `data_dir`, and checks or
+/// writes the schema version.
+pub fn open_store(backend: StoreBackend, data_dir: &Path) -> Result<Arc<dyn Store>, StoreError> {
+    std::fs::create_dir_all(data_dir).map_err(|error| StoreError::new(format!("cannot create {}: {error}", data_dir.display())))?;
+    let store: Arc<dyn Store> = match backend {
+        StoreBackend::Redb => Arc::new(RedbStore::open(&data_dir.join("reward.redb"))?),
+        StoreBackend::Sled => Arc::new(SledStore::open(&data_dir.join("reward.sled"))?),
+    };
+    check_schema(store.as_ref())?;
+    Ok(store)
+}
+
+const SCHEMA_KEY: &[u8] = b"schema_version";
+
+fn check_schema(store: &dyn Store) -> Result<(), StoreError> {
+    let key = Table::Meta.key(&[SCHEMA_KEY]);
+    match store.get(&key)? {
+        Some(bytes) => {
+            let found = <[u8; 4]>::try_from(bytes.as_slice()).map(u32::from_be_bytes).map_err(|_| StoreError::new("schema version is unreadable"))?;
+            if found != SCHEMA_VERSION {
+                return Err(StoreError::new(format!("data was written with schema version {found}; this build reads version {SCHEMA_VERSION}")));
+            }
+            Ok(())
+        }
+        None => {
+            let anything = store.scan(Scan { prefix: &[], after: None, order: ScanOrder::Ascending, limit: 1 })?;
+            if !anything.is_empty() {
+                return Err(StoreError::new("data directory holds data without a schema version; refusing to use it"));
+            }
+            store.commit(&[&[WriteOp::Put { key, value: SCHEMA_VERSION.to_be_bytes().to_vec() }]])
+        }
+    }
+}
+
+/// The smallest key greater than every key that starts with `prefix`; `None` when there
+/// is none (the prefix is empty or all `0xff`).
+pub(crate) fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last < 0xff {
+            end.push(last + 1);
+            return Some(end);
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn put(key: &[u8], value: &[u8]) -> WriteOp {
+        WriteOp::Put { key: key.to_vec(), value: value.to_vec() }
+    }
+
+    fn keys(pairs: Vec<KeyValue>) -> Vec<Vec<u8>> {
+        pairs.into_iter().map(|(key, _)| key).collect()
+    }
+
+    /// The behaviour every backend must have, run against each.
+    fn check_backend(backend: StoreBackend) {
+        let dir = tempfile::tempdir().expect("temp dir");
+        {
+            let store = open_store(backend, dir.path()).expect("opens");
+            let first: Vec<WriteOp> = vec![put(&[6, 1, 1], b"a"), put(&[6, 1, 2], b"b"), put(&[6, 2, 1], b"c")];
+            let second: Vec<WriteOp> = vec![put(&[6, 1, 3], b"d"), WriteOp::Delete { key: vec![6, 2, 1] }];
+            store.commit(&[&first, &second]).expect("commits");
+            assert_eq!(store.get(&[6, 1, 2]).expect("reads"), Some(b"b".to_vec()));
+            assert_eq!(store.get(&[6, 2, 1]).expect("reads"), None);
+            let ascending = store.scan(Scan { prefix: &[6, 1], after: None, order: ScanOrder::Ascending, limit: 10 }).expect("scans");
+            assert_eq!(keys(ascending), vec![vec![6, 1, 1], vec![6, 1, 2], vec![6, 1, 3]]);
+            let descending = store.scan(Scan { prefix: &[6, 1], after: None, order: ScanOrder::Descending, limit: 2 }).expect("scans");
+            assert_eq!(keys(descending), vec![vec![6, 1, 3], vec![6, 1, 2]]);
+            let next_page = store.scan(Scan { prefix: &[6, 1], after: Some(&[6, 1, 2]), order: ScanOrder::Descending, limit: 2 }).expect("scans");
+            assert_eq!(keys(next_page), vec![vec![6, 1, 1]]);
+            let after_ascending = store.scan(Scan { prefix: &[6, 1], after: Some(&[6, 1, 1]), order: ScanOrder::Ascending, limit: 10 }).expect("scans");
+            assert_eq!(keys(after_ascending), vec![vec![6, 1, 2], vec![6, 1, 3]]);
+        }
+        // Reopening finds the data and the schema version.
+        let store = open_store(backend, dir.path()).expect("reopens");
+        assert_eq!(store.get(&[6, 1, 3]).expect("reads"), Some(b"d".to_vec()));
+    }
+
+    #[test]
+    fn redb_backend_behaves() {
+        check_backend(StoreBackend::Redb);
+    }
+
+    #[test]
+    fn sled_backend_behaves() {
+        check_backend(StoreBackend::Sled);
+    }
+
+    #[test]
+    fn a_different_schema_version_is_refused() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        {
+            let store = open_store(StoreBackend::Redb, dir.path()).expect("opens");
+            store.commit(&[&[put(&Table::Meta.key(&[SCHEMA_KEY]), &99u32.to_be_bytes())]]).expect("commits");
+        }
+        let error = open_store(StoreBackend::Redb, dir.path()).err().expect("refused");
+        assert!(error.message.contains("schema version 99"), "{error}");
+    }
+
+    #[test]
+    fn prefix_end_skips_trailing_ff() {
+        assert_eq!(prefix_end(&[1, 2]), Some(vec![1, 3]));
+        assert_eq!(prefix_end(&[1, 0xff]), Some(vec![2]));
+        assert_eq!(prefix_end(&[0xff]), None);
+        assert_eq!(prefix_end(&[]), None);
+    }
+}

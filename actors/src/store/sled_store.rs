@@ -1,0 +1,80 @@
+//! The sled backend (0.34.7): one tree, one atomic `apply_batch` plus one synchronous
+//! `flush()` per commit. Only the committer thread flushes (concurrent `flush_async`
+//! deadlocks, see DESIGN.md), and sled's own background flusher is off.
+//!
+//! Caveat: sled makes a batch visible to readers when it is applied, before `flush()`
+//! returns, so a read may briefly show a write that a crash in that window would lose.
+//! Answers to writers are still sent only after the flush.
+
+use std::ops::Bound;
+use std::path::Path;
+
+use super::{KeyValue, Scan, ScanOrder, Store, StoreBackend, StoreError, WriteOp, prefix_end};
+
+/// sled's page cache, the same budget as redb's.
+const CACHE_BYTES: u64 = 256 * 1024 * 1024;
+
+pub struct SledStore {
+    db: sled::Db,
+}
+
+fn store_error(error: impl std::fmt::Display) -> StoreError {
+    StoreError::new(format!("sled: {error}"))
+}
+
+impl SledStore {
+    pub fn open(path: &Path) -> Result<SledStore, StoreError> {
+        let db = sled::Config::new().path(path).cache_capacity(CACHE_BYTES).flush_every_ms(None).open().map_err(store_error)?;
+        Ok(SledStore { db })
+    }
+}
+
+impl Drop for SledStore {
+    fn drop(&mut self) {
+        if let Err(error) = self.db.flush() {
+            tracing::error!(%error, "sled flush at close failed");
+        }
+    }
+}
+
+impl Store for SledStore {
+    fn backend(&self) -> StoreBackend {
+        StoreBackend::Sled
+    }
+
+    fn commit(&self, write_sets: &[&[WriteOp]]) -> Result<(), StoreError> {
+        let mut batch = sled::Batch::default();
+        for op in write_sets.iter().flat_map(|write_set| write_set.iter()) {
+            match op {
+                WriteOp::Put { key, value } => batch.insert(key.as_slice(), value.as_slice()),
+                WriteOp::Delete { key } => batch.remove(key.as_slice()),
+            }
+        }
+        self.db.apply_batch(batch).map_err(store_error)?;
+        self.db.flush().map_err(store_error)?;
+        Ok(())
+    }
+
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.db.get(key).map_err(store_error)?.map(|value| value.to_vec()))
+    }
+
+    fn scan(&self, scan: Scan<'_>) -> Result<Vec<KeyValue>, StoreError> {
+        let end = prefix_end(scan.prefix);
+        let upper: Bound<Vec<u8>> = end.map_or(Bound::Unbounded, Bound::Excluded);
+        let (lower, upper) = match (scan.order, scan.after) {
+            (ScanOrder::Ascending, Some(after)) => (Bound::Excluded(after.to_vec()), upper),
+            (ScanOrder::Descending, Some(after)) => (Bound::Included(scan.prefix.to_vec()), Bound::Excluded(after.to_vec())),
+            (_, None) => (Bound::Included(scan.prefix.to_vec()), upper),
+        };
+        let range = self.db.range::<Vec<u8>, _>((lower, upper));
+        let entries: Box<dyn Iterator<Item = sled::Result<(sled::IVec, sled::IVec)>>> = match scan.order {
+            ScanOrder::Ascending => Box::new(range),
+            ScanOrder::Descending => Box::new(range.rev()),
+        };
+        entries
+            .take(scan.limit)
+            .map(|entry| entry.map(|(key, value)| (key.to_vec(), value.to_vec())).map_err(store_error))
+            .collect()
+    }
+}

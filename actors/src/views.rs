@@ -1,0 +1,336 @@
+//! The JSON shapes the contract defines, built from records. camelCase, optional fields
+//! present as `null`, timestamps as ISO 8601 with milliseconds, exact decimals as JSON
+//! numbers written from their text (never through a float).
+
+use serde::Serialize;
+use serde_json::value::RawValue;
+
+use crate::clock::format_timestamp;
+use crate::ids::Id;
+use crate::model::{
+    ActionRecord, ActionStatus, AllocationRecord, Environment, Feature, PartnerRecord, PartnerStatus, PoolRecord, RateLimit, Scope, Tier, TipConfig,
+    TransactionRecord, TransactionType, UserRecord,
+};
+use crate::money::{Currency, Money};
+
+/// A JSON number written from exact decimal text.
+pub fn json_number(text: &str) -> Box<RawValue> {
+    RawValue::from_string(text.to_owned()).expect("decimal text from Money/Multiplier is a valid JSON number")
+}
+
+fn hex_id(id: Option<Id>) -> Option<String> {
+    id.map(Id::to_hex)
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AllocationView {
+    pub partner_user_id: String,
+    pub stakeholder_type_code: String,
+    pub tokens: u64,
+    pub transaction_id: Option<String>,
+}
+
+impl From<&AllocationRecord> for AllocationView {
+    fn from(allocation: &AllocationRecord) -> AllocationView {
+        AllocationView {
+            partner_user_id: allocation.partner_user_id.clone(),
+            stakeholder_type_code: allocation.stakeholder_type_code.clone(),
+            tokens: allocation.tokens,
+            transaction_id: hex_id(allocation.transaction_id),
+        }
+    }
+}
+
+/// The 200 body of `actions/submit`, stored with the idempotency record and replayed as is.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ActionResponse {
+    pub action_id: String,
+    pub idempotency_key: String,
+    pub status: ActionStatus,
+    pub tokens_distributed: u64,
+    pub transaction_ids: Vec<String>,
+    pub campaign_id: Option<String>,
+    pub allocations: Vec<AllocationView>,
+    pub created_at: String,
+}
+
+impl ActionResponse {
+    /// The response as it was when the action completed (status COMPLETED).
+    pub fn from_record(action: &ActionRecord) -> ActionResponse {
+        ActionResponse {
+            action_id: action.id.to_hex(),
+            idempotency_key: action.idempotency_key.clone(),
+            status: ActionStatus::Completed,
+            tokens_distributed: action.tokens_distributed,
+            transaction_ids: action.allocations.iter().filter_map(|allocation| allocation.transaction_id.map(Id::to_hex)).collect(),
+            campaign_id: hex_id(action.campaign_id),
+            allocations: action.allocations.iter().map(AllocationView::from).collect(),
+            created_at: format_timestamp(action.created_at_ms),
+        }
+    }
+}
+
+/// `GET /v1/partner/actions/:id`: the submit response plus the action's current state.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ActionView {
+    pub action_id: String,
+    pub idempotency_key: String,
+    pub status: ActionStatus,
+    pub tokens_distributed: u64,
+    pub reversed_tokens: u64,
+    pub transaction_ids: Vec<String>,
+    pub campaign_id: Option<String>,
+    pub allocations: Vec<AllocationView>,
+    pub action_type: String,
+    pub amount: Option<Box<RawValue>>,
+    pub currency: Option<String>,
+    pub token_pool_id: String,
+    pub breakdown: Box<RawValue>,
+    pub metadata: Option<Box<RawValue>>,
+    pub created_at: String,
+}
+
+impl ActionView {
+    pub fn from_record(action: &ActionRecord) -> ActionView {
+        let response = ActionResponse::from_record(action);
+        let money = action.amount.as_ref().and_then(|(minor, code)| Currency::from_code(code).map(|currency| Money { minor: *minor, currency }));
+        ActionView {
+            action_id: response.action_id,
+            idempotency_key: response.idempotency_key,
+            status: action.status,
+            tokens_distributed: action.tokens_distributed,
+            reversed_tokens: action.reversed_tokens,
+            transaction_ids: response.transaction_ids,
+            campaign_id: response.campaign_id,
+            allocations: response.allocations,
+            action_type: action.action_type.clone(),
+            amount: money.map(|money| json_number(&money.to_decimal_text())),
+            currency: action.amount.as_ref().map(|(_, code)| code.clone()),
+            token_pool_id: action.pool_id.to_hex(),
+            breakdown: raw_json(&action.breakdown_json),
+            metadata: action.metadata_json.as_deref().map(raw_json),
+            created_at: response.created_at,
+        }
+    }
+}
+
+/// Stored JSON bytes as a raw JSON value (they were produced by serde_json, so they parse).
+pub fn raw_json(bytes: &[u8]) -> Box<RawValue> {
+    let text = String::from_utf8_lossy(bytes).into_owned();
+    RawValue::from_string(text).unwrap_or_else(|_| RawValue::from_string("null".to_owned()).expect("null is JSON"))
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ShareView {
+    pub partner_user_id: String,
+    pub stakeholder_type_code: String,
+    pub tokens: u64,
+}
+
+/// Why an action paid what it paid: stored with the action, shown by quote and GET.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BreakdownView {
+    /// `DEFAULT` (no campaign) or `CAMPAIGN`.
+    pub rule: &'static str,
+    pub campaign_id: Option<String>,
+    pub tier_index: Option<usize>,
+    pub multiplier: Option<Box<RawValue>>,
+    pub fixed_tokens: Option<u64>,
+    pub max_tokens_per_action: Option<u64>,
+    pub base_tokens: u64,
+    pub total_tokens: u64,
+    pub capped: bool,
+    pub tokens_distributed: u64,
+    pub token_pool_id: Option<String>,
+    pub shares: Vec<ShareView>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AutoRefillView {
+    pub threshold_tokens: u64,
+    pub refill_tokens: u64,
+    pub max_refills_per_month: u32,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PoolView {
+    pub id: String,
+    pub environment: Environment,
+    pub name: Option<String>,
+    pub balance: u64,
+    pub allocated_total: u64,
+    pub refilled_total: u64,
+    pub issued_total: u64,
+    pub reversed_total: u64,
+    pub expires_at: Option<String>,
+    pub vesting_days: Option<u32>,
+    pub low_balance_threshold: Option<u64>,
+    pub auto_refill: Option<AutoRefillView>,
+    pub created_at: String,
+}
+
+impl From<&PoolRecord> for PoolView {
+    fn from(pool: &PoolRecord) -> PoolView {
+        PoolView {
+            id: pool.id.to_hex(),
+            environment: pool.environment,
+            name: pool.name.clone(),
+            balance: pool.balance,
+            allocated_total: pool.allocated_total,
+            refilled_total: pool.refilled_total,
+            issued_total: pool.issued_total,
+            reversed_total: pool.reversed_total,
+            expires_at: pool.expires_at_ms.map(format_timestamp),
+            vesting_days: pool.vesting_days,
+            low_balance_threshold: pool.low_balance_threshold,
+            auto_refill: None,
+            created_at: format_timestamp(pool.created_at_ms),
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BalanceView {
+    pub partner_user_id: String,
+    pub available: i64,
+    pub pending: u64,
+    pub lifetime_earned: u64,
+    pub lifetime_reversed: u64,
+    pub lifetime_redeemed: u64,
+}
+
+impl From<&UserRecord> for BalanceView {
+    fn from(user: &UserRecord) -> BalanceView {
+        BalanceView {
+            partner_user_id: user.external_id.clone(),
+            available: user.available,
+            pending: 0,
+            lifetime_earned: user.lifetime_earned,
+            lifetime_reversed: user.lifetime_reversed,
+            lifetime_redeemed: user.lifetime_redeemed,
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TransactionView {
+    pub id: String,
+    #[serde(rename = "type")]
+    pub transaction_type: TransactionType,
+    pub tokens: i64,
+    pub action_id: Option<String>,
+    pub pool_id: String,
+    pub partner_user_id: Option<String>,
+    pub stakeholder_type_code: Option<String>,
+    pub campaign_id: Option<String>,
+    pub vests_at: Option<String>,
+    pub created_at: String,
+}
+
+impl From<&TransactionRecord> for TransactionView {
+    fn from(transaction: &TransactionRecord) -> TransactionView {
+        TransactionView {
+            id: transaction.id.to_hex(),
+            transaction_type: transaction.transaction_type,
+            tokens: transaction.tokens,
+            action_id: hex_id(transaction.action_id),
+            pool_id: transaction.pool_id.to_hex(),
+            partner_user_id: transaction.partner_user_id.clone(),
+            stakeholder_type_code: transaction.stakeholder_type_code.clone(),
+            campaign_id: hex_id(transaction.campaign_id),
+            vests_at: transaction.vests_at_ms.map(format_timestamp),
+            created_at: format_timestamp(transaction.created_at_ms),
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PartnerView {
+    pub id: String,
+    pub name: String,
+    pub slug: String,
+    pub legal_entity: Option<String>,
+    pub contact_email: String,
+    pub status: PartnerStatus,
+    pub tier: Tier,
+    pub rate_limit: RateLimit,
+    pub enabled_features: Vec<Feature>,
+    pub stakeholder_types: Vec<String>,
+    pub ip_allowlist: Vec<String>,
+    pub allowed_origins: Vec<String>,
+    pub allow_basic_auth: bool,
+    pub production_approved: bool,
+    pub tip_config: TipConfig,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+impl From<&PartnerRecord> for PartnerView {
+    fn from(partner: &PartnerRecord) -> PartnerView {
+        PartnerView {
+            id: partner.id.to_hex(),
+            name: partner.name.clone(),
+            slug: partner.slug.clone(),
+            legal_entity: partner.legal_entity.clone(),
+            contact_email: partner.contact_email.clone(),
+            status: partner.status,
+            tier: partner.tier,
+            rate_limit: partner.rate_limit,
+            enabled_features: partner.enabled_features.clone(),
+            stakeholder_types: partner.stakeholder_types.clone(),
+            ip_allowlist: partner.ip_allowlist.clone(),
+            allowed_origins: partner.allowed_origins.clone(),
+            allow_basic_auth: partner.allow_basic_auth,
+            production_approved: partner.production_approved,
+            tip_config: partner.tip_config,
+            created_at: format_timestamp(partner.created_at_ms),
+            updated_at: format_timestamp(partner.updated_at_ms),
+        }
+    }
+}
+
+/// The answer to a key creation: the only time the secrets are shown.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CreatedKeyView {
+    pub id: String,
+    pub partner_id: String,
+    pub name: String,
+    pub environment: Environment,
+    pub public_key: String,
+    pub secret_key: String,
+    pub hmac_secret: String,
+    pub scopes: Vec<Scope>,
+    pub expires_at: Option<String>,
+    pub created_at: String,
+}
+
+impl std::fmt::Debug for CreatedKeyView {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CreatedKeyView").field("id", &self.id).field("partner_id", &self.partner_id).finish_non_exhaustive()
+    }
+}
+
+/// An event envelope, as delivered and as listed in the feed.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EventEnvelope<'a, T: Serialize> {
+    pub id: String,
+    #[serde(rename = "type")]
+    pub event_type: &'a str,
+    pub created_at: String,
+    pub environment: Environment,
+    pub partner_id: String,
+    pub sequence: u64,
+    pub data: T,
+}
