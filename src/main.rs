@@ -1,1 +1,176 @@
-fn main(){}
+//! The `reward-engine` binary: `serve`, `sign`, `keygen`, `loadgen`, `hello-server`.
+
+use std::path::PathBuf;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use reward_actors::crypto::{MasterKey, Secret};
+use reward_actors::store::StoreBackend;
+use reward_engine::config::Config;
+use reward_engine::loadgen::{self, LoadgenArgs};
+use reward_engine::server::{self, ServeOptions, ServerSecrets};
+use reward_engine::sign::{SigningCredentials, curl_command, sign_request};
+use tracing_subscriber::EnvFilter;
+
+#[derive(Parser)]
+#[command(name = "reward-engine", version, about = "An actor-based reward engine: signed partner actions become tokens, exactly once, durably.")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the engine (HTTP API on --listen, data in --data-dir).
+    Serve(ServeArgs),
+    /// Print the headers (or a curl command) for a signed request.
+    Sign(SignArgs),
+    /// Print a new random master key (64 hex characters) for REWARD_MASTER_KEY.
+    Keygen,
+    /// Drive load against a running server and report throughput and latency.
+    Loadgen(LoadgenArgs),
+    /// Run a bare axum server that answers everything: the HTTP ceiling for benchmarks.
+    #[command(hide = true)]
+    HelloServer {
+        #[arg(long, default_value = "127.0.0.1:8081")]
+        listen: String,
+    },
+}
+
+#[derive(clap::Args)]
+struct ServeArgs {
+    /// Address to listen on [default: 127.0.0.1:8080].
+    #[arg(long)]
+    listen: Option<String>,
+    /// Data directory [default: ./data].
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Embedded store [default: redb].
+    #[arg(long)]
+    store: Option<StoreBackend>,
+    /// A TOML configuration file (environment variables REWARD_<SECTION>_<KEY> override it).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Create (once) and print a sandbox demo partner with keys and 1,000,000 tokens.
+    #[arg(long)]
+    demo: bool,
+    /// Log format: pretty or json [default: pretty].
+    #[arg(long)]
+    log_format: Option<String>,
+}
+
+#[derive(clap::Args)]
+struct SignArgs {
+    /// A JSON file with secretKey and hmacSecret (the demo writes one). Without it,
+    /// REWARD_SECRET_KEY and REWARD_HMAC_SECRET are used.
+    #[arg(long, env = "REWARD_CREDENTIALS")]
+    credentials: Option<PathBuf>,
+    /// Print a complete curl command for this base URL instead of the headers.
+    #[arg(long)]
+    curl: Option<String>,
+    /// Unix seconds to sign with [default: now].
+    #[arg(long)]
+    timestamp: Option<u64>,
+    /// Read the body from this file instead of the BODY argument.
+    #[arg(long, conflicts_with = "body")]
+    body_file: Option<PathBuf>,
+    /// HTTP method, e.g. POST.
+    method: String,
+    /// Path with query, exactly as it will be sent, e.g. /v1/partner/actions/submit.
+    path: String,
+    /// The exact body bytes to send (empty for GET).
+    body: Option<String>,
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Keygen => {
+            println!("{}", MasterKey::generate_hex().expose());
+            Ok(())
+        }
+        Command::Sign(args) => sign(args),
+        Command::Serve(args) => runtime()?.block_on(serve(args)),
+        Command::Loadgen(args) => runtime()?.block_on(async move { loadgen::run(args).await.map(|_| ()) }),
+        Command::HelloServer { listen } => {
+            init_logging("pretty");
+            runtime()?.block_on(reward_engine::hello::serve(&listen))
+        }
+    }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the async runtime")
+}
+
+fn init_logging(format: &str) {
+    let filter = EnvFilter::try_from_env("REWARD_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if format == "json" {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+fn secret_from_environment(name: &str) -> Option<Secret> {
+    std::env::var(name).ok().filter(|value| !value.is_empty()).map(Secret::new)
+}
+
+async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let mut config = Config::load(args.config.as_deref(), std::env::vars())?;
+    if let Some(listen) = args.listen {
+        config.server.listen = listen;
+    }
+    if let Some(data_dir) = args.data_dir {
+        config.server.data_dir = data_dir;
+    }
+    if let Some(store) = args.store {
+        config.server.store = store;
+    }
+    if let Some(log_format) = args.log_format {
+        config.server.log_format = log_format;
+    }
+    config.validate()?;
+    init_logging(&config.server.log_format);
+    let secrets = ServerSecrets { admin_token: secret_from_environment("REWARD_ADMIN_TOKEN"), master_key: secret_from_environment("REWARD_MASTER_KEY") };
+    let running = server::start(ServeOptions { config, demo: args.demo, secrets, store: None }).await?;
+    wait_for_stop_signal().await;
+    tracing::info!("stop signal received; draining");
+    running.shutdown().await
+}
+
+async fn wait_for_stop_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("installing a SIGTERM handler");
+        tokio::select! {
+            _ = interrupt => {}
+            _ = terminate.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = interrupt.await;
+}
+
+fn sign(args: SignArgs) -> anyhow::Result<()> {
+    let credentials = match &args.credentials {
+        Some(path) => SigningCredentials::from_file(path)?,
+        None => SigningCredentials::from_environment()?,
+    };
+    let body = match (&args.body_file, &args.body) {
+        (Some(path), _) => std::fs::read(path).with_context(|| format!("reading {}", path.display()))?,
+        (None, Some(body)) => body.clone().into_bytes(),
+        (None, None) => Vec::new(),
+    };
+    let method = args.method.to_ascii_uppercase();
+    let now_secs = args.timestamp.unwrap_or_else(|| SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |elapsed| elapsed.as_secs()));
+    let headers = sign_request(&credentials, &method, &args.path, &body, now_secs);
+    match args.curl {
+        Some(base_url) => println!("{}", curl_command(&base_url, &method, &args.path, &body, &headers)),
+        None => println!("X-Partner-Key: {}\nX-Timestamp: {}\nX-Signature: {}", headers.partner_key, headers.timestamp, headers.signature),
+    }
+    Ok(())
+}

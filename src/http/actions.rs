@@ -1,0 +1,253 @@
+//! `/v1/partner/actions`: submit (the reward path) and read.
+
+use axum::Router;
+use axum::extract::{Path, State};
+use axum::response::Response;
+use axum::routing::{get, post};
+use reward_actors::ids::Id;
+use reward_actors::model::{Feature, PartnerRecord, Scope};
+use reward_actors::money::{AmountError, Currency, Money, parse_amount};
+use reward_actors::request::{ActionRequest, IdempotencyKey, PartnerUserId, Stakeholder};
+use reward_actors::views::ActionView;
+
+use super::auth::{Access, authorize};
+use super::error::{ApiError, ApiResult};
+use super::extract::RawRequest;
+use super::fields::{Fields, array_elements};
+use super::request_id::current_request_id;
+use super::{AppState, json_response, write_outcome_response};
+use crate::config::HttpLimits;
+
+pub fn router() -> Router<AppState> {
+    Router::new().route("/v1/partner/actions/submit", post(submit)).route("/v1/partner/actions/{action_id}", get(get_action))
+}
+
+async fn submit(State(state): State<AppState>, request: RawRequest) -> ApiResult<Response> {
+    let caller = authorize(&state, &request, Access::write(Scope::ActionsWrite).with_feature(Feature::Actions))?;
+    request.require_json()?;
+    let action = parse_action_request(&request.body, caller.partner(), &state.settings)?;
+    let outcome = state.engine.submit_action(caller.partner_env(), action, current_request_id()).await?;
+    Ok(write_outcome_response(outcome))
+}
+
+async fn get_action(State(state): State<AppState>, Path(action_id): Path<String>, request: RawRequest) -> ApiResult<Response> {
+    let caller = authorize(&state, &request, Access::read(Scope::ActionsRead))?;
+    let action_id = Id::parse_hex(&action_id).ok_or_else(|| ApiError::not_found("action not found"))?;
+    let action = state.engine.get_action(caller.partner_env(), action_id)?;
+    Ok(json_response(axum::http::StatusCode::OK, &ActionView::from_record(&action)))
+}
+
+/// Characters an action type may use (`PURCHASE`, `donation.completed`, `volunteer-hour`).
+fn is_action_type(text: &str) -> bool {
+    text.bytes().all(|byte| byte.is_ascii_alphanumeric() || matches!(byte, b'_' | b'.' | b':' | b'-'))
+}
+
+/// A plausible email address: `local@domain`, no spaces, at most 254 characters.
+pub fn is_email(text: &str) -> bool {
+    let Some((local, domain)) = text.split_once('@') else {
+        return false;
+    };
+    text.len() <= 254 && !local.is_empty() && domain.contains('.') && !domain.starts_with('.') && !domain.ends_with('.') && !text.chars().any(char::is_whitespace) && !domain.contains('@')
+}
+
+/// Validates a submit (or quote) body into the engine's typed request.
+pub fn parse_action_request(body: &[u8], partner: &PartnerRecord, limits: &HttpLimits) -> ApiResult<ActionRequest> {
+    let mut fields = Fields::parse(body)?;
+    let idempotency_key = fields.string("idempotencyKey", true, IdempotencyKey::BYTES_MAX).and_then(|key| {
+        let parsed = IdempotencyKey::parse(&key);
+        if parsed.is_none() {
+            fields.error("idempotencyKey", "must be 1 to 255 printable ASCII characters");
+        }
+        parsed
+    });
+    let action_type = fields.string("actionType", true, 64).filter(|action_type| {
+        let valid = is_action_type(action_type);
+        if !valid {
+            fields.error("actionType", "may use letters, digits and _ . : -");
+        }
+        valid
+    });
+    let amount = parse_money(&mut fields);
+    let campaign_id = fields.string("campaignId", false, 24).and_then(|text| {
+        let id = Id::parse_hex(&text);
+        if id.is_none() {
+            fields.error("campaignId", "must be a 24-character lowercase hex id");
+        }
+        id
+    });
+    let stakeholders = parse_stakeholders(&mut fields, partner, limits);
+    let auto_create_users = fields.boolean("autoCreateUsers").unwrap_or(true);
+    let metadata_json = parse_metadata(&mut fields, "metadata", limits);
+    fields.finish()?;
+    let (Some(idempotency_key), Some(action_type), Some(amount), Some(stakeholders)) = (idempotency_key, action_type, amount, stakeholders) else {
+        // Every missing or invalid field recorded an error above, so finish() returned it.
+        return Err(ApiError::field("body", "is invalid"));
+    };
+    Ok(ActionRequest { idempotency_key, action_type, amount, campaign_id, stakeholders, auto_create_users, metadata_json })
+}
+
+/// `amount` and `currency` come together or not at all. `Some(None)`: neither was sent.
+fn parse_money(fields: &mut Fields<'_>) -> Option<Option<Money>> {
+    let amount_raw = fields.raw("amount");
+    let currency = fields.string("currency", false, 3);
+    let currency = match currency {
+        None => None,
+        Some(code) => match Currency::from_code(&code) {
+            Some(currency) => Some(currency),
+            None => {
+                fields.error("currency", format!("'{code}' is not an ISO 4217 currency code we accept"));
+                return None;
+            }
+        },
+    };
+    match (amount_raw, currency) {
+        (None, None) => Some(None),
+        (Some(_), None) => {
+            fields.error("currency", "is required with amount");
+            None
+        }
+        (None, Some(_)) => {
+            fields.error("amount", "is required with currency");
+            None
+        }
+        (Some(raw), Some(currency)) => match parse_amount(raw.get(), currency) {
+            Ok(minor) => Some(Some(Money { minor, currency })),
+            Err(error) => {
+                let message = match error {
+                    AmountError::TooManyDecimals(places) => format!("has more decimal places than {} allows ({places})", currency.code()),
+                    other => other.to_string(),
+                };
+                fields.error("amount", message);
+                None
+            }
+        },
+    }
+}
+
+fn parse_stakeholders(fields: &mut Fields<'_>, partner: &PartnerRecord, limits: &HttpLimits) -> Option<Vec<Stakeholder>> {
+    let elements = array_elements(fields, "stakeholders", true)?;
+    if elements.is_empty() || elements.len() > limits.stakeholders_max {
+        fields.error("stakeholders", format!("must hold 1 to {} stakeholders", limits.stakeholders_max));
+        return None;
+    }
+    let mut stakeholders = Vec::with_capacity(elements.len());
+    let mut valid = true;
+    for (index, raw) in elements.into_iter().enumerate() {
+        let Some(mut item) = fields.object(&format!("stakeholders[{index}]"), raw) else {
+            valid = false;
+            continue;
+        };
+        let stakeholder = parse_stakeholder(&mut item, partner, limits);
+        if let Some(stakeholder) = &stakeholder
+            && stakeholders.iter().any(|seen: &Stakeholder| seen.partner_user_id == stakeholder.partner_user_id)
+        {
+            item.error("partnerUserId", "appears twice in this action");
+        }
+        valid &= item.errors.is_empty();
+        stakeholders.extend(stakeholder);
+        fields.absorb(item);
+    }
+    valid.then_some(stakeholders)
+}
+
+fn parse_stakeholder(item: &mut Fields<'_>, partner: &PartnerRecord, limits: &HttpLimits) -> Option<Stakeholder> {
+    let type_code = item.string("stakeholderTypeCode", true, 64).filter(|code| {
+        let registered = partner.stakeholder_types.iter().any(|known| known == code);
+        if !registered {
+            item.error("stakeholderTypeCode", format!("'{code}' is not registered for this partner (registered: {})", partner.stakeholder_types.join(", ")));
+        }
+        registered
+    });
+    let partner_user_id = item.string("partnerUserId", true, PartnerUserId::CHARS_MAX).and_then(|text| {
+        let parsed = PartnerUserId::parse(&text);
+        if parsed.is_none() {
+            item.error("partnerUserId", "must be 1 to 128 characters of A-Z a-z 0-9 . _ : @ -");
+        }
+        parsed
+    });
+    let user_email = item.string("userEmail", false, 254).filter(|email| {
+        let valid = is_email(email);
+        if !valid {
+            item.error("userEmail", "must be an email address");
+        }
+        valid
+    });
+    let user_first_name = item.string("userFirstName", false, limits.name_chars_max);
+    let user_last_name = item.string("userLastName", false, limits.name_chars_max);
+    Some(Stakeholder { stakeholder_type_code: type_code?, partner_user_id: partner_user_id?, user_email, user_first_name, user_last_name })
+}
+
+/// Free-form metadata: an object of at most `metadata_keys_max` keys and
+/// `metadata_bytes_max` bytes, kept as canonical JSON (keys sorted at every level).
+pub fn parse_metadata(fields: &mut Fields<'_>, name: &str, limits: &HttpLimits) -> Option<Vec<u8>> {
+    let raw = fields.raw(name)?;
+    let Ok(serde_json::Value::Object(object)) = serde_json::from_str::<serde_json::Value>(raw.get()) else {
+        fields.error(name, "must be a JSON object");
+        return None;
+    };
+    if object.len() > limits.metadata_keys_max {
+        fields.error(name, format!("may hold at most {} keys", limits.metadata_keys_max));
+        return None;
+    }
+    let canonical = canonical_json(&serde_json::Value::Object(object));
+    if canonical.len() > limits.metadata_bytes_max {
+        fields.error(name, format!("may be at most {} bytes", limits.metadata_bytes_max));
+        return None;
+    }
+    Some(canonical)
+}
+
+/// JSON with object keys sorted at every level, whatever serde_json's map order is.
+pub fn canonical_json(value: &serde_json::Value) -> Vec<u8> {
+    fn write(value: &serde_json::Value, out: &mut Vec<u8>) {
+        match value {
+            serde_json::Value::Object(object) => {
+                let mut entries: Vec<_> = object.iter().collect();
+                entries.sort_by_key(|(key, _)| *key);
+                out.push(b'{');
+                for (index, (key, item)) in entries.into_iter().enumerate() {
+                    if index > 0 {
+                        out.push(b',');
+                    }
+                    out.extend_from_slice(&serde_json::to_vec(key).expect("a string serializes"));
+                    out.push(b':');
+                    write(item, out);
+                }
+                out.push(b'}');
+            }
+            serde_json::Value::Array(items) => {
+                out.push(b'[');
+                for (index, item) in items.iter().enumerate() {
+                    if index > 0 {
+                        out.push(b',');
+                    }
+                    write(item, out);
+                }
+                out.push(b']');
+            }
+            scalar => out.extend_from_slice(&serde_json::to_vec(scalar).expect("a scalar serializes")),
+        }
+    }
+    let mut out = Vec::new();
+    write(value, &mut out);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn canonical_json_sorts_keys_at_every_level() {
+        let value: serde_json::Value = serde_json::from_str(r#"{"b":1,"a":{"d":[{"z":1,"y":2}],"c":null}}"#).expect("json");
+        assert_eq!(String::from_utf8(canonical_json(&value)).expect("utf8"), r#"{"a":{"c":null,"d":[{"y":2,"z":1}]},"b":1}"#);
+    }
+
+    #[test]
+    fn emails_are_plausible_or_refused() {
+        assert!(is_email("jane@example.com"));
+        for bad in ["jane", "@example.com", "jane@", "jane@example", "ja ne@example.com", "a@b@c.com", "jane@.com"] {
+            assert!(!is_email(bad), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,37 @@
+//! `POST /api/v1/admin/clock {advanceSeconds}`: moves the test clock (only when the server
+//! runs with `REWARD_TEST_CLOCK=on`; otherwise the route answers 404).
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::Response;
+use axum::routing::post;
+use reward_actors::clock::format_timestamp;
+use serde_json::json;
+
+use crate::http::auth::authorize_admin;
+use crate::http::error::{ApiError, ApiResult};
+use crate::http::extract::RawRequest;
+use crate::http::fields::Fields;
+use crate::http::{AppState, json_response};
+
+/// One call moves the clock at most ten years: enough for any expiry test.
+const ADVANCE_SECONDS_MAX: u64 = 10 * 366 * 86_400;
+
+pub fn router() -> Router<AppState> {
+    Router::new().route("/api/v1/admin/clock", post(advance))
+}
+
+async fn advance(State(state): State<AppState>, request: RawRequest) -> ApiResult<Response> {
+    authorize_admin(&state, &request)?;
+    if !state.engine.clock().is_test() {
+        return Err(ApiError::not_found("the test clock is off (start the server with REWARD_TEST_CLOCK=on)"));
+    }
+    request.require_json()?;
+    let mut fields = Fields::parse(&request.body)?;
+    let seconds = fields.unsigned("advanceSeconds", true, ADVANCE_SECONDS_MAX);
+    fields.finish()?;
+    let seconds = seconds.ok_or_else(|| ApiError::field("advanceSeconds", "is required"))?;
+    let now_ms = state.engine.clock().advance(seconds as i64).map_err(|error| ApiError::field("advanceSeconds", error.to_string()))?;
+    Ok(json_response(StatusCode::OK, &json!({ "serverTime": now_ms / 1000, "now": format_timestamp(now_ms) })))
+}

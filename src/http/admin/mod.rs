@@ -1,0 +1,21 @@
+//! The operator API under `/api/v1/admin`, behind the admin token. One file per resource.
+
+mod clock;
+mod keys;
+mod partners;
+mod token_pools;
+
+use axum::Router;
+use reward_actors::ids::Id;
+
+use super::AppState;
+use super::error::ApiError;
+
+pub fn router() -> Router<AppState> {
+    Router::new().merge(partners::router()).merge(keys::router()).merge(token_pools::router()).merge(clock::router())
+}
+
+/// A partner id from a path segment; anything that is not one names no partner.
+fn partner_id(text: &str) -> Result<Id, ApiError> {
+    Id::parse_hex(text).ok_or_else(|| ApiError::not_found("partner not found"))
+}

@@ -1,0 +1,136 @@
+//! Who is calling, and may they call this route. Checks run in the contract's order (§3):
+//! key present and known → timestamp → signature → key state → partner status → secret-key
+//! requirement → scope → feature. The signature is checked on the raw bytes, before any
+//! JSON parsing, against the path exactly as sent; a public key cannot get past it to
+//! spend anything.
+
+use std::sync::Arc;
+
+use reward_actors::auth::KeyContext;
+use reward_actors::crypto::{constant_time_eq, sha256};
+use reward_actors::model::{Feature, KeyKind, KeyStatus, PartnerEnv, PartnerRecord, PartnerStatus, Scope};
+use serde_json::json;
+
+use super::AppState;
+use super::error::ApiError;
+use super::extract::RawRequest;
+use crate::signing;
+
+/// What a route requires of its caller.
+#[derive(Debug, Clone, Copy)]
+pub struct Access {
+    pub scope: Option<Scope>,
+    pub secret_key_required: bool,
+    pub feature: Option<Feature>,
+}
+
+impl Access {
+    /// A mutation: secret key, this scope.
+    pub const fn write(scope: Scope) -> Access {
+        Access { scope: Some(scope), secret_key_required: true, feature: None }
+    }
+
+    /// A read: a secret key, or a signed publishable key for the `*:read` scopes it may use.
+    pub const fn read(scope: Scope) -> Access {
+        Access { scope: Some(scope), secret_key_required: false, feature: None }
+    }
+
+    pub const fn with_feature(self, feature: Feature) -> Access {
+        Access { feature: Some(feature), ..self }
+    }
+}
+
+/// An authenticated, authorized caller.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub key: Arc<KeyContext>,
+}
+
+impl Caller {
+    pub fn partner_env(&self) -> PartnerEnv {
+        self.key.partner_env
+    }
+
+    pub fn partner(&self) -> &PartnerRecord {
+        &self.key.partner
+    }
+}
+
+pub fn authorize(state: &AppState, request: &RawRequest, access: Access) -> Result<Caller, ApiError> {
+    let presented = request.header("x-partner-key").filter(|key| !key.is_empty()).ok_or_else(|| ApiError::unauthorized("MISSING_API_KEY", "send your key in X-Partner-Key"))?;
+    let key = state.engine.lookup_key(presented)?.ok_or_else(|| ApiError::unauthorized("INVALID_API_KEY", "the key in X-Partner-Key is not known"))?;
+    verify_signature(state, request, &key)?;
+    check_key_state(state, &key)?;
+    check_partner_status(&key.partner)?;
+    check_access(&key, access)?;
+    Ok(Caller { key })
+}
+
+fn verify_signature(state: &AppState, request: &RawRequest, key: &KeyContext) -> Result<(), ApiError> {
+    let (Some(timestamp), Some(signature)) = (request.header("x-timestamp"), request.header("x-signature")) else {
+        return Err(ApiError::unauthorized("MISSING_SIGNATURE", "signed requests need X-Timestamp and X-Signature"));
+    };
+    let now_secs = state.engine.clock().now_secs();
+    let window_secs = state.settings.signature_window_secs;
+    let in_window = timestamp.parse::<u64>().is_ok_and(|sent| sent.abs_diff(now_secs) <= window_secs);
+    if !in_window {
+        return Err(ApiError::unauthorized("TIMESTAMP_OUT_OF_RANGE", format!("X-Timestamp must be Unix seconds within ±{window_secs} s of the server clock"))
+            .with_details(json!({ "serverTime": now_secs })));
+    }
+    let method = request.method.as_str();
+    if !signing::verify(key.hmac_secret.expose(), timestamp, method, &request.path_and_query, &request.body, signature) {
+        return Err(ApiError::unauthorized("INVALID_SIGNATURE", "X-Signature does not match the request"));
+    }
+    Ok(())
+}
+
+fn check_key_state(state: &AppState, key: &KeyContext) -> Result<(), ApiError> {
+    match key.status {
+        KeyStatus::Revoked => return Err(ApiError::unauthorized("KEY_REVOKED", "this key was revoked")),
+        KeyStatus::Inactive => return Err(ApiError::unauthorized("KEY_INACTIVE", "this key is deactivated")),
+        KeyStatus::Active => {}
+    }
+    if key.expires_at_ms.is_some_and(|expires_at_ms| expires_at_ms <= state.engine.clock().now_ms()) {
+        return Err(ApiError::unauthorized("KEY_EXPIRED", "this key has expired"));
+    }
+    Ok(())
+}
+
+fn check_partner_status(partner: &PartnerRecord) -> Result<(), ApiError> {
+    match partner.status {
+        PartnerStatus::Active => Ok(()),
+        PartnerStatus::Suspended => Err(ApiError::unauthorized("PARTNER_SUSPENDED", "this partner is suspended; contact support")),
+        PartnerStatus::PendingApproval | PartnerStatus::Closed => Err(ApiError::unauthorized("PARTNER_NOT_ACTIVE", "this partner is not active")),
+    }
+}
+
+fn check_access(key: &KeyContext, access: Access) -> Result<(), ApiError> {
+    let publishable = key.kind == KeyKind::Publishable;
+    if access.secret_key_required && publishable {
+        return Err(ApiError::forbidden("SECRET_KEY_REQUIRED", "this route needs a secret (sk_) key"));
+    }
+    if let Some(scope) = access.scope {
+        let granted = if publishable { scope.allowed_for_publishable_key() } else { key.scopes.contains(scope) };
+        if !granted {
+            return Err(ApiError::forbidden("INSUFFICIENT_SCOPE", format!("this key lacks the scope {}", scope.as_str())).with_details(json!({ "requiredScope": scope.as_str() })));
+        }
+    }
+    if let Some(feature) = access.feature
+        && !key.partner.has_feature(feature)
+    {
+        return Err(ApiError::forbidden("FEATURE_DISABLED", format!("the {feature:?} feature is not enabled for this partner")));
+    }
+    Ok(())
+}
+
+/// The operator's bearer token, compared by digest in constant time.
+pub fn authorize_admin(state: &AppState, request: &RawRequest) -> Result<(), ApiError> {
+    let token = request.header("authorization").and_then(|value| value.strip_prefix("Bearer ")).map(str::trim).filter(|token| !token.is_empty());
+    let Some(token) = token else {
+        return Err(ApiError::unauthorized("INVALID_TOKEN", "send the admin token as Authorization: Bearer <token>"));
+    };
+    if !constant_time_eq(&sha256(token.as_bytes()), &state.admin_token_digest) {
+        return Err(ApiError::unauthorized("INVALID_TOKEN", "the admin token is not valid"));
+    }
+    Ok(())
+}

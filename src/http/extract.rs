@@ -1,0 +1,55 @@
+//! The raw request a handler authenticates: method, the path exactly as the client sent
+//! it (behind any router nesting), headers, peer address and the body bytes, read up to a
+//! bound before anything else (413 first, per the contract's order of checks).
+
+use std::net::SocketAddr;
+
+use axum::body::Bytes;
+use axum::extract::{ConnectInfo, FromRequest, OriginalUri, Request};
+use axum::http::{HeaderMap, Method, header};
+
+use super::AppState;
+use super::error::ApiError;
+
+pub struct RawRequest {
+    pub method: Method,
+    pub path_and_query: String,
+    pub headers: HeaderMap,
+    pub peer: Option<SocketAddr>,
+    pub body: Bytes,
+}
+
+impl RawRequest {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|value| value.to_str().ok())
+    }
+
+    /// 415 unless the body is declared JSON (`application/json`, any parameters).
+    pub fn require_json(&self) -> Result<(), ApiError> {
+        let declared = self.header(header::CONTENT_TYPE.as_str()).unwrap_or("");
+        let media_type = declared.split(';').next().unwrap_or("").trim();
+        if media_type.eq_ignore_ascii_case("application/json") {
+            Ok(())
+        } else {
+            Err(ApiError::new(axum::http::StatusCode::UNSUPPORTED_MEDIA_TYPE, "UNSUPPORTED_MEDIA_TYPE", "send the body as Content-Type: application/json"))
+        }
+    }
+}
+
+impl FromRequest<AppState> for RawRequest {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &AppState) -> Result<RawRequest, ApiError> {
+        let limit = state.settings.body_bytes_max;
+        let (parts, body) = request.into_parts();
+        let declared_length = parts.headers.get(header::CONTENT_LENGTH).and_then(|value| value.to_str().ok()).and_then(|text| text.parse::<u64>().ok());
+        if declared_length.is_some_and(|length| length > limit as u64) {
+            return Err(ApiError::payload_too_large(limit));
+        }
+        let uri = parts.extensions.get::<OriginalUri>().map_or_else(|| parts.uri.clone(), |original| original.0.clone());
+        let path_and_query = uri.path_and_query().map_or_else(|| uri.path().to_owned(), |path_and_query| path_and_query.as_str().to_owned());
+        let peer = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|info| info.0);
+        let body = axum::body::to_bytes(body, limit).await.map_err(|_| ApiError::payload_too_large(limit))?;
+        Ok(RawRequest { method: parts.method, path_and_query, headers: parts.headers, peer, body })
+    }
+}

@@ -1,0 +1,96 @@
+//! The HTTP front: one file per resource, each ending in `router()`; this module merges
+//! them and applies the layer stack once (request id outermost, then metrics).
+//!
+//! Invariant: handlers authenticate on the raw bytes (`extract::RawRequest`) before they
+//! parse anything, and reach the engine only through `reward_actors::Engine`.
+
+mod actions;
+mod admin;
+pub mod auth;
+pub mod error;
+mod extract;
+mod fields;
+mod list;
+mod metrics;
+mod ops;
+pub mod request_id;
+mod token_pools;
+mod users;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::from_fn_with_state;
+use axum::response::{IntoResponse, Response};
+use reward_actors::{Engine, WriteOutcome};
+use serde::Serialize;
+
+use crate::config::HttpLimits;
+use error::ApiError;
+pub use metrics::HttpMetrics;
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    pub engine: Engine,
+    pub settings: Arc<HttpLimits>,
+    pub metrics: Arc<HttpMetrics>,
+    pub admin_token_digest: [u8; 32],
+}
+
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .merge(actions::router())
+        .merge(users::router())
+        .merge(token_pools::router())
+        .merge(admin::router())
+        .merge(ops::router())
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(from_fn_with_state(state.clone(), metrics::record))
+        .layer(from_fn_with_state(state.clone(), request_id::assign_request_id))
+        .with_state(state)
+}
+
+async fn not_found() -> ApiError {
+    ApiError::not_found("no such route")
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "METHOD_NOT_ALLOWED", "this route does not take that method")
+}
+
+/// A JSON response from bytes that are already JSON.
+pub fn json_bytes(status: StatusCode, body: Vec<u8>) -> Response {
+    let mut response = (status, body).into_response();
+    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response
+}
+
+pub fn json_response<T: Serialize>(status: StatusCode, value: &T) -> Response {
+    json_bytes(status, serde_json::to_vec(value).expect("serializing a response struct cannot fail"))
+}
+
+/// The answer to an idempotent write: the original status and body, or (for a replay) the
+/// contract's 409 `IDEMPOTENT` carrying the original body, with `Idempotent-Replayed: true`.
+pub fn write_outcome_response(outcome: WriteOutcome) -> Response {
+    match outcome {
+        WriteOutcome::Done(recorded) => json_bytes(StatusCode::from_u16(recorded.status_code).unwrap_or(StatusCode::OK), recorded.body.to_vec()),
+        WriteOutcome::Replayed { original, original_request_id } => {
+            #[derive(Serialize)]
+            #[serde(rename_all = "camelCase")]
+            struct ReplayDetails<'a> {
+                original_response: &'a serde_json::value::RawValue,
+                original_request_id: &'a str,
+            }
+            let original_response = reward_actors::views::raw_json(&original.body);
+            let details = ReplayDetails { original_response: &original_response, original_request_id: &original_request_id };
+            let details = serde_json::value::to_raw_value(&details).expect("replay details serialize");
+            ApiError::new(StatusCode::CONFLICT, "IDEMPOTENT", "this idempotency key was already used for an identical request; details.originalResponse is its answer")
+                .with_raw_details(details)
+                .with_header(header::HeaderName::from_static("idempotent-replayed"), HeaderValue::from_static("true"))
+                .into_response()
+        }
+    }
+}

@@ -1,0 +1,39 @@
+//! Operations: `/healthz` (alive, with the server clock for signing), `/readyz` (store
+//! open, engine answering) and `/metrics` (Prometheus text).
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use prometheus::{Encoder, TextEncoder};
+use serde_json::json;
+
+use super::error::ApiError;
+use super::{AppState, json_response};
+
+pub fn router() -> Router<AppState> {
+    Router::new().route("/healthz", get(healthz)).route("/readyz", get(readyz)).route("/metrics", get(metrics))
+}
+
+async fn healthz(State(state): State<AppState>) -> Response {
+    json_response(StatusCode::OK, &json!({ "status": "ok", "serverTime": state.engine.clock().now_secs() }))
+}
+
+async fn readyz(State(state): State<AppState>) -> Response {
+    if state.engine.is_ready() {
+        json_response(StatusCode::OK, &json!({ "status": "ready", "store": state.engine.store_backend().as_str() }))
+    } else {
+        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "OVERLOADED", "the engine is not ready").into_response()
+    }
+}
+
+async fn metrics(State(state): State<AppState>) -> Response {
+    state.engine.refresh_gauges();
+    let mut text = Vec::new();
+    if let Err(error) = TextEncoder::new().encode(&state.engine.metrics_registry().gather(), &mut text) {
+        tracing::error!(%error, "encoding metrics failed");
+        return ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL_ERROR", "internal error").into_response();
+    }
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
+}

@@ -1,0 +1,21 @@
+//! The reward engine's HTTP front, command line and tools. The engine itself is the
+//! `reward-actors` crate; this crate never names actix or a storage crate.
+//!
+//! Code map, in reading order:
+//! - `main.rs`: the `reward-engine` binary (serve, sign, keygen, loadgen, hello-server).
+//! - [`config`]: defaults → TOML file → `REWARD_*` variables → flags, with every bound.
+//! - [`server`]: start and ordered shutdown; master key, admin token, demo partner.
+//! - [`http`]: the partner and admin API, one file per resource; [`signing`] is the
+//!   contract's request signature, shared by the server, `sign`, the load generator and tests.
+//! - [`client`]: one keep-alive HTTP/1.1 connection, for the load generator and tests.
+//! - [`loadgen`], [`hello`]: the load generator and the bare-axum ceiling it is compared with.
+
+pub mod client;
+pub mod config;
+pub mod demo;
+pub mod hello;
+pub mod http;
+pub mod loadgen;
+pub mod server;
+pub mod sign;
+pub mod signing;

@@ -1,0 +1,349 @@
+//! `reward-engine loadgen`: provisions its own partners through the admin API, then signs
+//! unique actions for many partners (or one hot partner) over N keep-alive connections,
+//! showing progress each second and ending with throughput, latency percentiles and the
+//! count of each status. `--target hello` sends the same signed requests to a bare axum
+//! server (`reward-engine hello-server`): the HTTP ceiling of the machine.
+
+use std::collections::BTreeMap;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, bail};
+use bytes::Bytes;
+use hdrhistogram::Histogram;
+use hyper::Method;
+use reward_actors::crypto::Secret;
+use serde::Serialize;
+use serde_json::json;
+
+use crate::client::Connection;
+use crate::sign::{SigningCredentials, sign_request};
+
+/// Bounds on a run: a load test is always finite.
+const CONNECTIONS_MAX: usize = 4_096;
+const PARTNERS_MAX: usize = 100_000;
+const DURATION_SECS_MAX: u64 = 3_600;
+const REQUESTS_MAX: u64 = 1_000_000_000;
+/// Tokens one action at 49.99 USD earns: pools are sized from it.
+const TOKENS_PER_ACTION: u64 = 50;
+/// Latency histogram range: 1 µs to 60 s, three significant digits.
+const LATENCY_MAX_MICROS: u64 = 60_000_000;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Target {
+    /// The reward engine: partners are provisioned through the admin API first.
+    Engine,
+    /// A `reward-engine hello-server`: no provisioning, the same requests.
+    Hello,
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct LoadgenArgs {
+    /// Base URL of the server under test (plain HTTP).
+    #[arg(long, default_value = "http://127.0.0.1:8080")]
+    pub url: String,
+    /// Admin token used to provision partners.
+    #[arg(long, env = "REWARD_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
+    /// Partners to spread the load over.
+    #[arg(long, default_value_t = 100)]
+    pub partners: usize,
+    /// Load one hot partner (the same as --partners 1).
+    #[arg(long)]
+    pub hot: bool,
+    /// Concurrent keep-alive connections.
+    #[arg(long, default_value_t = 64)]
+    pub connections: usize,
+    /// How long to send, in seconds.
+    #[arg(long, default_value_t = 10)]
+    pub duration_secs: u64,
+    /// Stop after this many requests (before the duration if it comes first).
+    #[arg(long)]
+    pub requests: Option<u64>,
+    /// What is under test.
+    #[arg(long, value_enum, default_value = "engine")]
+    pub target: Target,
+    /// Stakeholders per action.
+    #[arg(long, default_value_t = 1)]
+    pub stakeholders: usize,
+    /// Distinct users per partner that actions reward.
+    #[arg(long, default_value_t = 10_000)]
+    pub users: u64,
+    /// Also write the summary as JSON to this file.
+    #[arg(long)]
+    pub json_out: Option<PathBuf>,
+    /// No progress lines (the summary is still printed).
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Summary {
+    pub target: Target,
+    pub connections: usize,
+    pub partners: usize,
+    pub duration_secs: f64,
+    pub requests: u64,
+    pub requests_per_sec: f64,
+    pub succeeded: u64,
+    pub succeeded_per_sec: f64,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    pub p999_ms: f64,
+    pub max_ms: f64,
+    pub statuses: BTreeMap<String, u64>,
+}
+
+struct Plan {
+    address: SocketAddr,
+    partners: Vec<SigningCredentials>,
+    run_id: String,
+    stakeholders: usize,
+    users: u64,
+    connections: usize,
+    deadline: Instant,
+    requests: Option<u64>,
+}
+
+#[derive(Default)]
+struct Progress {
+    issued: AtomicU64,
+    completed: AtomicU64,
+    failed: AtomicU64,
+    done: AtomicBool,
+}
+
+struct WorkerReport {
+    latency: Histogram<u64>,
+    statuses: BTreeMap<String, u64>,
+}
+
+pub async fn run(args: LoadgenArgs) -> anyhow::Result<Summary> {
+    let partner_count = if args.hot { 1 } else { args.partners };
+    check_bounds(&args, partner_count)?;
+    let address = resolve(&args.url)?;
+    let run_id = format!("{:x}", SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |elapsed| elapsed.as_millis()));
+    let partners = match args.target {
+        Target::Engine => {
+            let token = args.admin_token.clone().context("provisioning needs the admin token: pass --admin-token or set REWARD_ADMIN_TOKEN")?;
+            let pool_tokens = pool_size(&args, partner_count);
+            eprintln!("provisioning {partner_count} partner(s) with {pool_tokens} tokens each …");
+            provision(address, &Secret::new(token), partner_count, pool_tokens, &run_id).await?
+        }
+        Target::Hello => vec![SigningCredentials { secret_key: Secret::new(format!("sk_test_{}", "0".repeat(64))), hmac_secret: Secret::new("0".repeat(64)) }],
+    };
+    let plan = Arc::new(Plan {
+        address,
+        partners,
+        run_id,
+        stakeholders: args.stakeholders,
+        users: args.users,
+        connections: args.connections,
+        deadline: Instant::now() + Duration::from_secs(args.duration_secs),
+        requests: args.requests,
+    });
+    let progress = Arc::new(Progress::default());
+    let started = Instant::now();
+    let reporter = (!args.quiet).then(|| tokio::spawn(report_progress(Arc::clone(&progress), started)));
+    let workers: Vec<_> = (0..args.connections).map(|worker| tokio::spawn(run_worker(worker, Arc::clone(&plan), Arc::clone(&progress)))).collect();
+    let mut latency = Histogram::<u64>::new_with_bounds(1, LATENCY_MAX_MICROS, 3).expect("valid histogram bounds");
+    let mut statuses = BTreeMap::new();
+    for worker in workers {
+        let report = worker.await.context("a load worker panicked")?;
+        latency.add(&report.latency).expect("histograms share their bounds");
+        for (status, count) in report.statuses {
+            *statuses.entry(status).or_insert(0) += count;
+        }
+    }
+    progress.done.store(true, Ordering::Relaxed);
+    if let Some(reporter) = reporter {
+        let _ = reporter.await;
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    let succeeded: u64 = statuses.iter().filter(|(status, _)| status.starts_with('2')).map(|(_, count)| count).sum();
+    let quantile_ms = |quantile: f64| latency.value_at_quantile(quantile) as f64 / 1000.0;
+    let summary = Summary {
+        target: args.target,
+        connections: args.connections,
+        partners: partner_count,
+        duration_secs: elapsed,
+        requests: latency.len(),
+        requests_per_sec: latency.len() as f64 / elapsed,
+        succeeded,
+        succeeded_per_sec: succeeded as f64 / elapsed,
+        p50_ms: quantile_ms(0.5),
+        p99_ms: quantile_ms(0.99),
+        p999_ms: quantile_ms(0.999),
+        max_ms: latency.max() as f64 / 1000.0,
+        statuses,
+    };
+    print_summary(&summary);
+    if let Some(path) = &args.json_out {
+        std::fs::write(path, serde_json::to_vec_pretty(&summary)?).with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(summary)
+}
+
+fn check_bounds(args: &LoadgenArgs, partner_count: usize) -> anyhow::Result<()> {
+    if !(1..=CONNECTIONS_MAX).contains(&args.connections) {
+        bail!("--connections must be 1 to {CONNECTIONS_MAX}");
+    }
+    if !(1..=PARTNERS_MAX).contains(&partner_count) {
+        bail!("--partners must be 1 to {PARTNERS_MAX}");
+    }
+    if !(1..=DURATION_SECS_MAX).contains(&args.duration_secs) {
+        bail!("--duration-secs must be 1 to {DURATION_SECS_MAX}");
+    }
+    if args.requests.is_some_and(|requests| !(1..=REQUESTS_MAX).contains(&requests)) {
+        bail!("--requests must be 1 to {REQUESTS_MAX}");
+    }
+    if !(1..=20).contains(&args.stakeholders) || args.users < args.stakeholders as u64 {
+        bail!("--stakeholders must be 1 to 20, and --users at least that many");
+    }
+    Ok(())
+}
+
+/// Tokens per partner pool: enough for the whole run at up to 200,000 actions/s.
+fn pool_size(args: &LoadgenArgs, partner_count: usize) -> u64 {
+    let actions = args.requests.unwrap_or(args.duration_secs * 200_000);
+    let per_partner = actions.div_ceil(partner_count as u64) + 1_000;
+    (per_partner * TOKENS_PER_ACTION).min(reward_actors::money::TOKENS_MAX)
+}
+
+fn resolve(url: &str) -> anyhow::Result<SocketAddr> {
+    let authority = url.strip_prefix("http://").context("--url must start with http:// (the load generator speaks plain HTTP)")?;
+    let authority = authority.trim_end_matches('/');
+    authority.to_socket_addrs().with_context(|| format!("resolving {authority}"))?.next().with_context(|| format!("{authority} has no address"))
+}
+
+async fn admin_call(connection: &mut Connection, token: &Secret, method: Method, path: &str, body: serde_json::Value) -> anyhow::Result<serde_json::Value> {
+    let authorization = format!("Bearer {}", token.expose());
+    let headers = [("authorization", authorization.as_str()), ("content-type", "application/json")];
+    let response = connection.request(method.clone(), path, &headers, Bytes::from(serde_json::to_vec(&body)?)).await?;
+    if !(200..300).contains(&response.status) {
+        bail!("{method} {path} answered {}: {}", response.status, String::from_utf8_lossy(&response.body));
+    }
+    Ok(response.json())
+}
+
+/// Creates `count` ACTIVE partners with CUSTOM limits, a sandbox key pair and a pool each.
+async fn provision(address: SocketAddr, token: &Secret, count: usize, pool_tokens: u64, run_id: &str) -> anyhow::Result<Vec<SigningCredentials>> {
+    let mut connection = Connection::connect(address).await.with_context(|| format!("connecting to {address}"))?;
+    let mut partners = Vec::with_capacity(count);
+    for index in 0..count {
+        let partner = admin_call(
+            &mut connection,
+            token,
+            Method::POST,
+            "/api/v1/admin/partners",
+            json!({ "name": format!("loadgen {run_id} {index}"), "contactEmail": "loadgen@example.com", "tier": "CUSTOM", "rateLimit": { "hourly": 1_000_000_000, "perMinute": 1_000_000_000 } }),
+        )
+        .await?;
+        let partner_id = partner["id"].as_str().context("partner without id")?.to_owned();
+        admin_call(&mut connection, token, Method::PATCH, &format!("/api/v1/admin/partners/{partner_id}"), json!({ "status": "ACTIVE" })).await?;
+        let key = admin_call(&mut connection, token, Method::POST, &format!("/api/v1/admin/partners/{partner_id}/keys"), json!({ "environment": "sandbox", "name": "loadgen" })).await?;
+        let pool_body = json!({ "environment": "sandbox", "tokens": pool_tokens, "idempotencyKey": format!("loadgen-{run_id}-{index}") });
+        admin_call(&mut connection, token, Method::POST, &format!("/api/v1/admin/partners/{partner_id}/token-pools"), pool_body).await?;
+        let text = |field: &str| key[field].as_str().map(|value| Secret::new(value.to_owned())).with_context(|| format!("key without {field}"));
+        partners.push(SigningCredentials { secret_key: text("secretKey")?, hmac_secret: text("hmacSecret")? });
+    }
+    Ok(partners)
+}
+
+fn action_body(plan: &Plan, worker: usize, sequence: u64) -> String {
+    let first_user = (worker as u64).wrapping_mul(7_919).wrapping_add(sequence.wrapping_mul(104_729)) % plan.users;
+    let stakeholders: Vec<String> = (0..plan.stakeholders as u64)
+        .map(|offset| format!(r#"{{"stakeholderTypeCode":"CUSTOMER","partnerUserId":"user_{}"}}"#, (first_user + offset) % plan.users))
+        .collect();
+    format!(
+        r#"{{"idempotencyKey":"lg-{}-{worker}-{sequence}","actionType":"PURCHASE","amount":49.99,"currency":"USD","stakeholders":[{}]}}"#,
+        plan.run_id,
+        stakeholders.join(",")
+    )
+}
+
+async fn run_worker(worker: usize, plan: Arc<Plan>, progress: Arc<Progress>) -> WorkerReport {
+    const PATH: &str = "/v1/partner/actions/submit";
+    let mut latency = Histogram::<u64>::new_with_bounds(1, LATENCY_MAX_MICROS, 3).expect("valid histogram bounds");
+    let mut statuses = BTreeMap::new();
+    let mut connection = None;
+    let mut sequence = 0u64;
+    while Instant::now() < plan.deadline {
+        if plan.requests.is_some_and(|requests| progress.issued.fetch_add(1, Ordering::Relaxed) >= requests) {
+            break;
+        }
+        if connection.as_ref().is_none_or(Connection::is_closed) {
+            match Connection::connect(plan.address).await {
+                Ok(fresh) => connection = Some(fresh),
+                Err(_) => {
+                    *statuses.entry("connect_error".to_owned()).or_insert(0) += 1;
+                    progress.failed.fetch_add(1, Ordering::Relaxed);
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            }
+        }
+        let partner = &plan.partners[(worker + sequence as usize * plan.connections) % plan.partners.len()];
+        let body = action_body(&plan, worker, sequence);
+        sequence += 1;
+        let now_secs = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |elapsed| elapsed.as_secs());
+        let signed = sign_request(partner, "POST", PATH, body.as_bytes(), now_secs);
+        let headers = [("x-partner-key", signed.partner_key.as_str()), ("x-timestamp", signed.timestamp.as_str()), ("x-signature", signed.signature.as_str()), ("content-type", "application/json")];
+        let started = Instant::now();
+        let answer = connection.as_mut().expect("connected above").request(Method::POST, PATH, &headers, Bytes::from(body)).await;
+        let micros = (started.elapsed().as_micros() as u64).clamp(1, LATENCY_MAX_MICROS);
+        let status = match answer {
+            Ok(response) if response.status == 200 => "200".to_owned(),
+            Ok(response) => format!("{} {}", response.status, response.json()["code"].as_str().unwrap_or("")).trim_end().to_owned(),
+            Err(_) => {
+                connection = None;
+                "transport_error".to_owned()
+            }
+        };
+        if !status.starts_with('2') {
+            progress.failed.fetch_add(1, Ordering::Relaxed);
+        }
+        latency.record(micros).expect("clamped into the histogram's range");
+        *statuses.entry(status).or_insert(0) += 1;
+        progress.completed.fetch_add(1, Ordering::Relaxed);
+    }
+    WorkerReport { latency, statuses }
+}
+
+async fn report_progress(progress: Arc<Progress>, started: Instant) {
+    let mut ticker = tokio::time::interval(Duration::from_secs(1));
+    ticker.tick().await;
+    let mut previous = 0;
+    while !progress.done.load(Ordering::Relaxed) {
+        ticker.tick().await;
+        let completed = progress.completed.load(Ordering::Relaxed);
+        let failed = progress.failed.load(Ordering::Relaxed);
+        eprintln!("[{:>4.0}s] {completed:>10} requests  {:>8} req/s  {failed} not 2xx", started.elapsed().as_secs_f64(), completed - previous);
+        previous = completed;
+    }
+}
+
+fn print_summary(summary: &Summary) {
+    println!(
+        "\nloadgen → {:?}: {} connections, {} partner(s), {:.1} s\n  requests    {} ({:.0} req/s)\n  succeeded   {} ({:.0} /s)\n  latency ms  p50 {:.2}  p99 {:.2}  p999 {:.2}  max {:.2}",
+        summary.target,
+        summary.connections,
+        summary.partners,
+        summary.duration_secs,
+        summary.requests,
+        summary.requests_per_sec,
+        summary.succeeded,
+        summary.succeeded_per_sec,
+        summary.p50_ms,
+        summary.p99_ms,
+        summary.p999_ms,
+        summary.max_ms
+    );
+    let statuses: Vec<String> = summary.statuses.iter().map(|(status, count)| format!("{status}: {count}")).collect();
+    println!("  statuses    {}", statuses.join("  "));
+}

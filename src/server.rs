@@ -1,0 +1,207 @@
+//! Starting and stopping the whole server: store, master key, clock, engine, admin token,
+//! demo partner, HTTP. Shutdown is ordered: stop accepting, drain HTTP (bounded), then the
+//! engine stops its actors and lets the committer finish what is queued.
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use reward_actors::clock::Clock;
+use reward_actors::crypto::{MasterKey, Secret, constant_time_eq, random_hex, sha256};
+use reward_actors::store::{Store, open_store};
+use reward_actors::{Engine, EngineError};
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+use crate::config::Config;
+use crate::demo;
+use crate::http::{self, AppState, HttpMetrics};
+
+/// Secrets the binary read from its environment; never part of `Config`.
+#[derive(Debug, Default, Clone)]
+pub struct ServerSecrets {
+    pub admin_token: Option<Secret>,
+    pub master_key: Option<Secret>,
+}
+
+pub struct ServeOptions {
+    pub config: Config,
+    pub demo: bool,
+    pub secrets: ServerSecrets,
+    /// A store to use instead of opening `config.server.store` (tests wrap real stores).
+    pub store: Option<Arc<dyn Store>>,
+}
+
+pub struct RunningServer {
+    pub local_addr: SocketAddr,
+    pub engine: Engine,
+    stop_accepting: Option<oneshot::Sender<()>>,
+    serving: JoinHandle<std::io::Result<()>>,
+    grace: Duration,
+}
+
+/// Prints to the terminal (stdout), never through the logger: banners carry secrets that
+/// must not end up in log pipelines.
+pub fn print_banner(text: &str) {
+    let mut stdout = std::io::stdout().lock();
+    let _ = writeln!(stdout, "{text}");
+    let _ = stdout.flush();
+}
+
+pub async fn start(options: ServeOptions) -> anyhow::Result<RunningServer> {
+    let ServeOptions { config, demo, secrets, store } = options;
+    config.validate()?;
+    let data_dir = config.server.data_dir.clone();
+    let store = match store {
+        Some(store) => store,
+        None => open_store(config.server.store, &data_dir).with_context(|| format!("opening the {} store in {}", config.server.store, data_dir.display()))?,
+    };
+    let master_key = resolve_master_key(&config, secrets.master_key.as_ref(), demo)?;
+    check_master_key(store.as_ref(), &master_key)?;
+    let clock = if config.server.test_clock {
+        tracing::warn!("TEST CLOCK ON: POST /api/v1/admin/clock can move this server's time. Never run production like this.");
+        Clock::test()
+    } else {
+        Clock::system()
+    };
+    log_bounds(&config);
+    let engine = Engine::start(config.engine.clone(), store, Arc::new(clock), master_key)?;
+    let admin_token_digest = resolve_admin_token(&engine, secrets.admin_token.as_ref()).await?;
+    let listener = TcpListener::bind(&config.server.listen).await.with_context(|| format!("listening on {}", config.server.listen))?;
+    let local_addr = listener.local_addr()?;
+    if demo {
+        let credentials = demo::ensure_demo_partner(&engine, &data_dir).await?;
+        demo::print_demo_banner(&credentials, local_addr, &demo::credentials_path(&data_dir));
+    }
+    let metrics = Arc::new(HttpMetrics::register(engine.metrics_registry()));
+    let state = AppState { engine: engine.clone(), settings: Arc::new(config.limits.clone()), metrics, admin_token_digest };
+    let app = http::router(state).into_make_service_with_connect_info::<SocketAddr>();
+    let (stop_accepting, stopped) = oneshot::channel::<()>();
+    let serving = tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                let _ = stopped.await;
+            })
+            .await
+    });
+    tracing::info!(address = %local_addr, store = %engine.store_backend(), "reward engine listening");
+    Ok(RunningServer { local_addr, engine, stop_accepting: Some(stop_accepting), serving, grace: Duration::from_secs(config.server.shutdown_grace_secs) })
+}
+
+impl RunningServer {
+    /// Stops accepting, waits (bounded) for in-flight requests, then stops the engine.
+    pub async fn shutdown(mut self) -> anyhow::Result<()> {
+        if let Some(stop) = self.stop_accepting.take() {
+            let _ = stop.send(());
+        }
+        match tokio::time::timeout(self.grace, &mut self.serving).await {
+            Ok(Ok(Ok(()))) => {}
+            Ok(Ok(Err(error))) => tracing::error!(%error, "the HTTP server stopped with an error"),
+            Ok(Err(error)) => tracing::error!(%error, "the HTTP server task failed"),
+            Err(_) => {
+                tracing::warn!(grace_secs = self.grace.as_secs(), "in-flight requests did not finish in time; stopping anyway");
+                self.serving.abort();
+            }
+        }
+        self.engine.shutdown().await;
+        tracing::info!("reward engine stopped");
+        Ok(())
+    }
+}
+
+fn log_bounds(config: &Config) {
+    let engine = &config.engine;
+    let limits = &config.limits;
+    tracing::info!(
+        arbiters = engine.arbiter_count(),
+        mailbox_capacity = engine.mailbox_capacity,
+        commit_batch_max = engine.commit_batch_max,
+        commit_queue_max = engine.commit_queue_max,
+        reply_timeout_ms = engine.reply_timeout_ms,
+        commit_timeout_ms = engine.commit_timeout_ms,
+        passivate_after_secs = engine.passivate_after_secs,
+        body_bytes_max = limits.body_bytes_max,
+        signature_window_secs = limits.signature_window_secs,
+        stakeholders_max = limits.stakeholders_max,
+        "bounds"
+    );
+}
+
+/// The master key: `REWARD_MASTER_KEY`, else `server.master_key_file`, else (demo only) a
+/// key generated inside the data directory.
+fn resolve_master_key(config: &Config, from_environment: Option<&Secret>, demo: bool) -> anyhow::Result<MasterKey> {
+    if let Some(hex_key) = from_environment {
+        return MasterKey::from_hex(hex_key.expose()).context("REWARD_MASTER_KEY");
+    }
+    if !config.server.master_key_file.is_empty() {
+        let path = Path::new(&config.server.master_key_file);
+        let text = std::fs::read_to_string(path).with_context(|| format!("reading the master key file {}", path.display()))?;
+        return MasterKey::from_hex(&text).with_context(|| format!("the master key file {}", path.display()));
+    }
+    if demo {
+        let path = config.server.data_dir.join("master.key");
+        if !path.exists() {
+            tracing::warn!(path = %path.display(), "demo mode: generating a master key inside the data directory; production must use REWARD_MASTER_KEY or a key file kept elsewhere");
+            write_private_file(&path, MasterKey::generate_hex().expose().as_bytes())?;
+        }
+        let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+        return MasterKey::from_hex(&text).with_context(|| format!("the demo master key {}", path.display()));
+    }
+    bail!("no master key: set REWARD_MASTER_KEY to 64 hex characters (make one with `reward-engine keygen`), or point server.master_key_file at a file outside the data directory; `serve --demo` generates one for trying things out")
+}
+
+const MASTER_KEY_CHECK: &[u8] = b"master_key_check";
+
+/// Refuses to start with a master key other than the one the data was sealed under.
+fn check_master_key(store: &dyn Store, master_key: &MasterKey) -> anyhow::Result<()> {
+    let key = reward_actors::store::Table::Meta.key(&[MASTER_KEY_CHECK]);
+    match store.get(&key)? {
+        Some(sealed) => {
+            let opened = master_key.open(MASTER_KEY_CHECK, &sealed).map_err(|_| anyhow::anyhow!("this master key is not the one the data directory was created with"))?;
+            if opened != b"ok" {
+                bail!("the master key check value is corrupt");
+            }
+        }
+        None => store.commit(&[&[reward_actors::store::WriteOp::Put { key, value: master_key.seal(MASTER_KEY_CHECK, b"ok") }]])?,
+    }
+    Ok(())
+}
+
+/// The admin token's digest: from `REWARD_ADMIN_TOKEN`, else the one stored at a first
+/// start, else a new token, printed once (to the terminal), of which only the digest is kept.
+async fn resolve_admin_token(engine: &Engine, from_environment: Option<&Secret>) -> anyhow::Result<[u8; 32]> {
+    if let Some(token) = from_environment {
+        if token.expose().len() < 16 {
+            bail!("REWARD_ADMIN_TOKEN must be at least 16 characters");
+        }
+        return Ok(sha256(token.expose().as_bytes()));
+    }
+    if let Some(digest) = engine.stored_admin_token_digest()? {
+        return Ok(digest);
+    }
+    let token = Secret::new(format!("adm_{}", random_hex(32)));
+    let digest = sha256(token.expose().as_bytes());
+    engine.store_admin_token_digest(digest).await.map_err(|error: EngineError| anyhow::anyhow!("storing the admin token digest: {error}"))?;
+    debug_assert!(constant_time_eq(&digest, &sha256(token.expose().as_bytes())));
+    print_banner(&format!(
+        "\nAdmin token (shown once; only its SHA-256 is stored):\n\n    {}\n\nUse it as `Authorization: Bearer <token>` on /api/v1/admin. Set REWARD_ADMIN_TOKEN to choose your own.\n",
+        token.expose()
+    ));
+    Ok(digest)
+}
+
+/// Creates `path` with mode 0600 and writes `contents`.
+pub fn write_private_file(path: &PathBuf, contents: &[u8]) -> anyhow::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    let mut file = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path).with_context(|| format!("creating {}", path.display()))?;
+    file.write_all(contents)?;
+    file.sync_all()?;
+    Ok(())
+}
