@@ -56,7 +56,13 @@ impl Connection {
     }
 
     /// Sends one request and reads the whole answer.
-    pub async fn request(&mut self, method: Method, path_with_query: &str, headers: &[(&str, &str)], body: Bytes) -> Result<ClientResponse, ClientError> {
+    pub async fn request(
+        &mut self,
+        method: Method,
+        path_with_query: &str,
+        headers: &[(&str, &str)],
+        body: Bytes,
+    ) -> Result<ClientResponse, ClientError> {
         let mut builder = Request::builder().method(method).uri(path_with_query).header("host", &self.host);
         for (name, value) in headers {
             builder = builder.header(*name, *value);

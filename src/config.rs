@@ -73,12 +73,27 @@ pub struct HttpLimits {
 
 impl Default for HttpLimits {
     fn default() -> Self {
-        HttpLimits { body_bytes_max: 64 * 1024, signature_window_secs: 300, stakeholders_max: 20, metadata_bytes_max: 4 * 1024, metadata_keys_max: 50, name_chars_max: 200 }
+        HttpLimits {
+            body_bytes_max: 64 * 1024,
+            signature_window_secs: 300,
+            stakeholders_max: 20,
+            metadata_bytes_max: 4 * 1024,
+            metadata_keys_max: 50,
+            name_chars_max: 200,
+        }
     }
 }
 
 /// Environment variables that are not `<SECTION>_<KEY>` settings.
-const SPECIAL_VARIABLES: &[&str] = &["REWARD_ADMIN_TOKEN", "REWARD_MASTER_KEY", "REWARD_TEST_CLOCK", "REWARD_LOG", "REWARD_SECRET_KEY", "REWARD_HMAC_SECRET", "REWARD_PORTAL_REGISTRATION"];
+const SPECIAL_VARIABLES: &[&str] = &[
+    "REWARD_ADMIN_TOKEN",
+    "REWARD_MASTER_KEY",
+    "REWARD_TEST_CLOCK",
+    "REWARD_LOG",
+    "REWARD_SECRET_KEY",
+    "REWARD_HMAC_SECRET",
+    "REWARD_PORTAL_REGISTRATION",
+];
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -94,7 +109,8 @@ impl Config {
         let mut table = toml::Table::try_from(Config::default()).map_err(|error| ConfigError::Invalid(error.to_string()))?;
         if let Some(path) = file {
             let text = std::fs::read_to_string(path).map_err(|error| ConfigError::File { path: path.to_owned(), message: error.to_string() })?;
-            let from_file: toml::Table = text.parse().map_err(|error: toml::de::Error| ConfigError::File { path: path.to_owned(), message: error.to_string() })?;
+            let from_file: toml::Table =
+                text.parse().map_err(|error: toml::de::Error| ConfigError::File { path: path.to_owned(), message: error.to_string() })?;
             merge(&mut table, from_file);
         }
         for (name, value) in environment {
@@ -108,7 +124,13 @@ impl Config {
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.engine.validate().map_err(ConfigError::Invalid)?;
         let limits = &self.limits;
-        for (name, value) in [("body_bytes_max", limits.body_bytes_max), ("stakeholders_max", limits.stakeholders_max), ("metadata_bytes_max", limits.metadata_bytes_max), ("metadata_keys_max", limits.metadata_keys_max), ("name_chars_max", limits.name_chars_max)] {
+        for (name, value) in [
+            ("body_bytes_max", limits.body_bytes_max),
+            ("stakeholders_max", limits.stakeholders_max),
+            ("metadata_bytes_max", limits.metadata_bytes_max),
+            ("metadata_keys_max", limits.metadata_keys_max),
+            ("name_chars_max", limits.name_chars_max),
+        ] {
             if value == 0 {
                 return Err(ConfigError::Invalid(format!("limits.{name} must be greater than 0")));
             }
@@ -119,7 +141,10 @@ impl Config {
         if !matches!(self.server.log_format.as_str(), "pretty" | "json") {
             return Err(ConfigError::Invalid("server.log_format must be pretty or json".into()));
         }
-        self.server.listen.parse::<std::net::SocketAddr>().map_err(|_| ConfigError::Invalid(format!("server.listen '{}' is not an address like 127.0.0.1:8080", self.server.listen)))?;
+        self.server
+            .listen
+            .parse::<std::net::SocketAddr>()
+            .map_err(|_| ConfigError::Invalid(format!("server.listen '{}' is not an address like 127.0.0.1:8080", self.server.listen)))?;
         Ok(())
     }
 }
@@ -157,9 +182,15 @@ fn apply_variable(table: &mut toml::Table, name: &str, value: &str) -> Result<()
     };
     let typed = match settings.get(&key) {
         None => return Err(ConfigError::Invalid(format!("{name} names no setting ({section}.{key} does not exist)"))),
-        Some(toml::Value::Integer(_)) => value.trim().parse::<i64>().map(toml::Value::Integer).map_err(|_| ConfigError::Invalid(format!("{name} must be an integer")))?,
-        Some(toml::Value::Boolean(_)) => value.trim().parse::<bool>().map(toml::Value::Boolean).map_err(|_| ConfigError::Invalid(format!("{name} must be true or false")))?,
-        Some(toml::Value::Array(_)) => toml::Value::Array(value.split(',').map(str::trim).filter(|item| !item.is_empty()).map(|item| toml::Value::String(item.to_owned())).collect()),
+        Some(toml::Value::Integer(_)) => {
+            value.trim().parse::<i64>().map(toml::Value::Integer).map_err(|_| ConfigError::Invalid(format!("{name} must be an integer")))?
+        }
+        Some(toml::Value::Boolean(_)) => {
+            value.trim().parse::<bool>().map(toml::Value::Boolean).map_err(|_| ConfigError::Invalid(format!("{name} must be true or false")))?
+        }
+        Some(toml::Value::Array(_)) => toml::Value::Array(
+            value.split(',').map(str::trim).filter(|item| !item.is_empty()).map(|item| toml::Value::String(item.to_owned())).collect(),
+        ),
         Some(_) => toml::Value::String(value.to_owned()),
     };
     set(table, &section, &key, typed);
@@ -185,7 +216,11 @@ mod tests {
         let dir = tempfile::tempdir().expect("temp dir");
         let file = dir.path().join("reward.toml");
         std::fs::write(&file, "[server]\nlisten = \"127.0.0.1:9000\"\nstore = \"sled\"\n[engine]\nmailbox_capacity = 10\n").expect("write");
-        let config = Config::load(Some(&file), variables(&[("REWARD_ENGINE_MAILBOX_CAPACITY", "20"), ("REWARD_TEST_CLOCK", "on"), ("REWARD_ADMIN_TOKEN", "x"), ("PATH", "/bin")])).expect("valid");
+        let config = Config::load(
+            Some(&file),
+            variables(&[("REWARD_ENGINE_MAILBOX_CAPACITY", "20"), ("REWARD_TEST_CLOCK", "on"), ("REWARD_ADMIN_TOKEN", "x"), ("PATH", "/bin")]),
+        )
+        .expect("valid");
         assert_eq!(config.server.listen, "127.0.0.1:9000");
         assert_eq!(config.server.store, StoreBackend::Sled);
         assert_eq!(config.engine.mailbox_capacity, 20);

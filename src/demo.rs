@@ -56,7 +56,12 @@ pub async fn ensure_demo_partner(engine: &Engine, data_dir: &Path) -> anyhow::Re
         })
         .await?;
     engine.update_partner(partner.id, PartnerPatch { status: Some(PartnerStatus::Active), ..PartnerPatch::default() }).await?;
-    let key = engine.create_api_key(partner.id, NewKey { environment: Environment::Sandbox, name: "Demo key".into(), scopes: ScopeSet::all(), expires_at_ms: None }).await?;
+    let key = engine
+        .create_api_key(
+            partner.id,
+            NewKey { environment: Environment::Sandbox, name: "Demo key".into(), scopes: ScopeSet::all(), expires_at_ms: None },
+        )
+        .await?;
     let allocation = AllocationRequest {
         idempotency_key: IdempotencyKey::parse("demo-initial-pool").expect("a constant valid key"),
         tokens: DEMO_POOL_TOKENS,

@@ -135,7 +135,9 @@ pub async fn run(args: LoadgenArgs) -> anyhow::Result<Summary> {
             eprintln!("provisioning {partner_count} partner(s) with {pool_tokens} tokens each …");
             provision(address, &Secret::new(token), partner_count, pool_tokens, &run_id).await?
         }
-        Target::Hello => vec![SigningCredentials { secret_key: Secret::new(format!("sk_test_{}", "0".repeat(64))), hmac_secret: Secret::new("0".repeat(64)) }],
+        Target::Hello => {
+            vec![SigningCredentials { secret_key: Secret::new(format!("sk_test_{}", "0".repeat(64))), hmac_secret: Secret::new("0".repeat(64)) }]
+        }
     };
     let plan = Arc::new(Plan {
         address,
@@ -221,7 +223,13 @@ fn resolve(url: &str) -> anyhow::Result<SocketAddr> {
     authority.to_socket_addrs().with_context(|| format!("resolving {authority}"))?.next().with_context(|| format!("{authority} has no address"))
 }
 
-async fn admin_call(connection: &mut Connection, token: &Secret, method: Method, path: &str, body: serde_json::Value) -> anyhow::Result<serde_json::Value> {
+async fn admin_call(
+    connection: &mut Connection,
+    token: &Secret,
+    method: Method,
+    path: &str,
+    body: serde_json::Value,
+) -> anyhow::Result<serde_json::Value> {
     let authorization = format!("Bearer {}", token.expose());
     let headers = [("authorization", authorization.as_str()), ("content-type", "application/json")];
     let response = connection.request(method.clone(), path, &headers, Bytes::from(serde_json::to_vec(&body)?)).await?;
@@ -246,7 +254,14 @@ async fn provision(address: SocketAddr, token: &Secret, count: usize, pool_token
         .await?;
         let partner_id = partner["id"].as_str().context("partner without id")?.to_owned();
         admin_call(&mut connection, token, Method::PATCH, &format!("/api/v1/admin/partners/{partner_id}"), json!({ "status": "ACTIVE" })).await?;
-        let key = admin_call(&mut connection, token, Method::POST, &format!("/api/v1/admin/partners/{partner_id}/keys"), json!({ "environment": "sandbox", "name": "loadgen" })).await?;
+        let key = admin_call(
+            &mut connection,
+            token,
+            Method::POST,
+            &format!("/api/v1/admin/partners/{partner_id}/keys"),
+            json!({ "environment": "sandbox", "name": "loadgen" }),
+        )
+        .await?;
         let pool_body = json!({ "environment": "sandbox", "tokens": pool_tokens, "idempotencyKey": format!("loadgen-{run_id}-{index}") });
         admin_call(&mut connection, token, Method::POST, &format!("/api/v1/admin/partners/{partner_id}/token-pools"), pool_body).await?;
         let text = |field: &str| key[field].as_str().map(|value| Secret::new(value.to_owned())).with_context(|| format!("key without {field}"));
@@ -293,7 +308,12 @@ async fn run_worker(worker: usize, plan: Arc<Plan>, progress: Arc<Progress>) -> 
         sequence += 1;
         let now_secs = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |elapsed| elapsed.as_secs());
         let signed = sign_request(partner, "POST", PATH, body.as_bytes(), now_secs);
-        let headers = [("x-partner-key", signed.partner_key.as_str()), ("x-timestamp", signed.timestamp.as_str()), ("x-signature", signed.signature.as_str()), ("content-type", "application/json")];
+        let headers = [
+            ("x-partner-key", signed.partner_key.as_str()),
+            ("x-timestamp", signed.timestamp.as_str()),
+            ("x-signature", signed.signature.as_str()),
+            ("content-type", "application/json"),
+        ];
         let started = Instant::now();
         let answer = connection.as_mut().expect("connected above").request(Method::POST, PATH, &headers, Bytes::from(body)).await;
         let micros = (started.elapsed().as_micros() as u64).clamp(1, LATENCY_MAX_MICROS);

@@ -134,7 +134,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     }
     config.validate()?;
     init_logging(&config.server.log_format);
-    let secrets = ServerSecrets { admin_token: secret_from_environment("REWARD_ADMIN_TOKEN"), master_key: secret_from_environment("REWARD_MASTER_KEY") };
+    let secrets =
+        ServerSecrets { admin_token: secret_from_environment("REWARD_ADMIN_TOKEN"), master_key: secret_from_environment("REWARD_MASTER_KEY") };
     let running = server::start(ServeOptions { config, demo: args.demo, secrets, store: None }).await?;
     wait_for_stop_signal().await;
     tracing::info!("stop signal received; draining");

@@ -58,7 +58,8 @@ pub async fn start(options: ServeOptions) -> anyhow::Result<RunningServer> {
     let data_dir = config.server.data_dir.clone();
     let store = match store {
         Some(store) => store,
-        None => open_store(config.server.store, &data_dir).with_context(|| format!("opening the {} store in {}", config.server.store, data_dir.display()))?,
+        None => open_store(config.server.store, &data_dir)
+            .with_context(|| format!("opening the {} store in {}", config.server.store, data_dir.display()))?,
     };
     let master_key = resolve_master_key(&config, secrets.master_key.as_ref(), demo)?;
     check_master_key(store.as_ref(), &master_key)?;
@@ -89,7 +90,13 @@ pub async fn start(options: ServeOptions) -> anyhow::Result<RunningServer> {
             .await
     });
     tracing::info!(address = %local_addr, store = %engine.store_backend(), "reward engine listening");
-    Ok(RunningServer { local_addr, engine, stop_accepting: Some(stop_accepting), serving, grace: Duration::from_secs(config.server.shutdown_grace_secs) })
+    Ok(RunningServer {
+        local_addr,
+        engine,
+        stop_accepting: Some(stop_accepting),
+        serving,
+        grace: Duration::from_secs(config.server.shutdown_grace_secs),
+    })
 }
 
 impl RunningServer {
@@ -151,7 +158,9 @@ fn resolve_master_key(config: &Config, from_environment: Option<&Secret>, demo: 
         let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
         return MasterKey::from_hex(&text).with_context(|| format!("the demo master key {}", path.display()));
     }
-    bail!("no master key: set REWARD_MASTER_KEY to 64 hex characters (make one with `reward-engine keygen`), or point server.master_key_file at a file outside the data directory; `serve --demo` generates one for trying things out")
+    bail!(
+        "no master key: set REWARD_MASTER_KEY to 64 hex characters (make one with `reward-engine keygen`), or point server.master_key_file at a file outside the data directory; `serve --demo` generates one for trying things out"
+    )
 }
 
 const MASTER_KEY_CHECK: &[u8] = b"master_key_check";
@@ -161,7 +170,9 @@ fn check_master_key(store: &dyn Store, master_key: &MasterKey) -> anyhow::Result
     let key = reward_actors::store::Table::Meta.key(&[MASTER_KEY_CHECK]);
     match store.get(&key)? {
         Some(sealed) => {
-            let opened = master_key.open(MASTER_KEY_CHECK, &sealed).map_err(|_| anyhow::anyhow!("this master key is not the one the data directory was created with"))?;
+            let opened = master_key
+                .open(MASTER_KEY_CHECK, &sealed)
+                .map_err(|_| anyhow::anyhow!("this master key is not the one the data directory was created with"))?;
             if opened != b"ok" {
                 bail!("the master key check value is corrupt");
             }
@@ -200,7 +211,8 @@ pub fn write_private_file(path: &PathBuf, contents: &[u8]) -> anyhow::Result<()>
     if let Some(parent) = path.parent() {
         std::fs::create_dir_all(parent)?;
     }
-    let mut file = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path).with_context(|| format!("creating {}", path.display()))?;
+    let mut file =
+        std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path).with_context(|| format!("creating {}", path.display()))?;
     file.write_all(contents)?;
     file.sync_all()?;
     Ok(())

@@ -62,8 +62,14 @@ mod tests {
     fn contract_test_vectors_hold() {
         assert_eq!(body_hash_hex(BODY.as_bytes()), "a0b7f06e24e2461f607c6fed5cde168dacbb2b85eb94d72bb1d28f909f3f133c");
         assert_eq!(body_hash_hex(b""), "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
-        assert_eq!(sign(SECRET, "1767225600", "POST", "/v1/partner/actions/submit", BODY.as_bytes()), "53d11e2e15cd0e0eca8ba05190a728dccdbb84f335d607a663cdba6ee05d00c2");
-        assert_eq!(sign(SECRET, "1767225600", "GET", "/v1/partner/users?page=1&limit=20", b""), "ff8e14605d64181feebc92982a1bf6ff7142fb2d118c9d9d92e8a17a87a1372d");
+        assert_eq!(
+            sign(SECRET, "1767225600", "POST", "/v1/partner/actions/submit", BODY.as_bytes()),
+            "53d11e2e15cd0e0eca8ba05190a728dccdbb84f335d607a663cdba6ee05d00c2"
+        );
+        assert_eq!(
+            sign(SECRET, "1767225600", "GET", "/v1/partner/users?page=1&limit=20", b""),
+            "ff8e14605d64181feebc92982a1bf6ff7142fb2d118c9d9d92e8a17a87a1372d"
+        );
     }
 
     #[test]

@@ -108,7 +108,11 @@ impl Engine {
             created_at_ms: now_ms,
             updated_at_ms: now_ms,
         };
-        self.commit_admin(vec![put(keys::partner(partner.id), encode(&partner)), put(keys::partner_slug(&partner.slug), partner.id.as_bytes().to_vec())]).await?;
+        self.commit_admin(vec![
+            put(keys::partner(partner.id), encode(&partner)),
+            put(keys::partner_slug(&partner.slug), partner.id.as_bytes().to_vec()),
+        ])
+        .await?;
         Ok(partner)
     }
 
@@ -187,7 +191,11 @@ impl Engine {
 
     /// The SHA-256 of the admin token, if one was stored at a first start.
     pub fn stored_admin_token_digest(&self) -> Result<Option<[u8; 32]>, EngineError> {
-        let bytes = self.shared().store.get(&Table::Meta.key(&[ADMIN_TOKEN_KEY])).map_err(|error| EngineError::internal("reading the admin token digest", error))?;
+        let bytes = self
+            .shared()
+            .store
+            .get(&Table::Meta.key(&[ADMIN_TOKEN_KEY]))
+            .map_err(|error| EngineError::internal("reading the admin token digest", error))?;
         Ok(bytes.and_then(|bytes| <[u8; 32]>::try_from(bytes.as_slice()).ok()))
     }
 
@@ -226,7 +234,19 @@ fn apply_patch(partner: &mut PartnerRecord, patch: PartnerPatch) {
     macro_rules! replace {
         ($($field:ident),*) => { $( if let Some(value) = $field { partner.$field = value; } )* };
     }
-    replace!(name, contact_email, legal_entity, status, enabled_features, stakeholder_types, ip_allowlist, allowed_origins, production_approved, allow_basic_auth, tip_config);
+    replace!(
+        name,
+        contact_email,
+        legal_entity,
+        status,
+        enabled_features,
+        stakeholder_types,
+        ip_allowlist,
+        allowed_origins,
+        production_approved,
+        allow_basic_auth,
+        tip_config
+    );
 }
 
 /// A URL-safe slug from a display name: lower-case letters and digits joined by single dashes.

@@ -105,7 +105,11 @@ impl Engine {
             return Ok(None);
         };
         let partner: PartnerRecord = decode(&partner_bytes).map_err(|error| EngineError::internal("decoding a partner", error))?;
-        let hmac_secret = self.shared().master_key.open(key.id.as_bytes(), &key.hmac_secret_sealed).map_err(|error| EngineError::internal("unsealing an HMAC secret", error))?;
+        let hmac_secret = self
+            .shared()
+            .master_key
+            .open(key.id.as_bytes(), &key.hmac_secret_sealed)
+            .map_err(|error| EngineError::internal("unsealing an HMAC secret", error))?;
         let hmac_secret = String::from_utf8(hmac_secret).map_err(|error| EngineError::internal("HMAC secret is not UTF-8", error))?;
         Ok(Some(KeyContext {
             key_id: key.id,

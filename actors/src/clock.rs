@@ -38,10 +38,7 @@ impl Clock {
     }
 
     pub fn now_ms(&self) -> u64 {
-        let wall_ms = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|elapsed| elapsed.as_millis() as i64)
-            .unwrap_or(0);
+        let wall_ms = SystemTime::now().duration_since(UNIX_EPOCH).map(|elapsed| elapsed.as_millis() as i64).unwrap_or(0);
         let offset_ms = self.test_offset_ms.as_ref().map_or(0, |offset| offset.load(Ordering::Relaxed));
         (wall_ms + offset_ms).max(0) as u64
     }

@@ -103,7 +103,11 @@ impl CommitterHandle {
 }
 
 /// Starts the committer thread.
-pub fn start_committer(store: Arc<dyn Store>, metrics: Arc<EngineMetrics>, limits: CommitterLimits) -> std::io::Result<(CommitterHandle, CommitterThread)> {
+pub fn start_committer(
+    store: Arc<dyn Store>,
+    metrics: Arc<EngineMetrics>,
+    limits: CommitterLimits,
+) -> std::io::Result<(CommitterHandle, CommitterThread)> {
     let (sender, receiver) = crossbeam_channel::unbounded();
     let queued = Arc::new(AtomicUsize::new(0));
     let thread_queued = Arc::clone(&queued);
@@ -167,7 +171,8 @@ fn run(store: &dyn Store, receiver: &Receiver<CommitterMessage>, metrics: &Engin
 }
 
 fn commit_batch(store: &dyn Store, batch: &mut Vec<CommitRequest>, poisoned: &mut HashSet<Origin>, metrics: &EngineMetrics) {
-    let (doomed, live): (Vec<CommitRequest>, Vec<CommitRequest>) = batch.drain(..).partition(|request| request.origin.is_some_and(|origin| poisoned.contains(&origin)));
+    let (doomed, live): (Vec<CommitRequest>, Vec<CommitRequest>) =
+        batch.drain(..).partition(|request| request.origin.is_some_and(|origin| poisoned.contains(&origin)));
     for request in doomed {
         let _ = request.done.send(CommitState::Failed);
     }
@@ -254,7 +259,8 @@ mod tests {
     #[tokio::test]
     async fn stop_commits_everything_queued_before_it() {
         let store = Arc::new(FlakyStore::default());
-        let (handle, mut thread) = start_committer(store.clone(), Arc::new(EngineMetrics::new()), CommitterLimits { batch_write_sets_max: 64 }).expect("starts");
+        let (handle, mut thread) =
+            start_committer(store.clone(), Arc::new(EngineMetrics::new()), CommitterLimits { batch_write_sets_max: 64 }).expect("starts");
         let receipts: Vec<CommitReceipt> = (0..100).map(|key| handle.submit(put(key), None)).collect();
         thread.stop();
         for receipt in receipts {

@@ -91,9 +91,7 @@ impl MasterKey {
             return Err(CryptoError::Unseal);
         }
         let (nonce, ciphertext) = sealed.split_at(NONCE_BYTES);
-        self.cipher
-            .decrypt(Nonce::from_slice(nonce), Payload { msg: ciphertext, aad: associated_data })
-            .map_err(|_| CryptoError::Unseal)
+        self.cipher.decrypt(Nonce::from_slice(nonce), Payload { msg: ciphertext, aad: associated_data }).map_err(|_| CryptoError::Unseal)
     }
 }
 
@@ -136,11 +134,8 @@ impl GeneratedKeyPair {
 /// The environment a presented key addresses, from its prefix; `None` if it is not a key.
 pub fn key_environment(presented: &str) -> Option<(Environment, crate::model::KeyKind)> {
     use crate::model::KeyKind;
-    let (kind, rest) = if let Some(rest) = presented.strip_prefix("pk_") {
-        (KeyKind::Publishable, rest)
-    } else {
-        (KeyKind::Secret, presented.strip_prefix("sk_")?)
-    };
+    let (kind, rest) =
+        if let Some(rest) = presented.strip_prefix("pk_") { (KeyKind::Publishable, rest) } else { (KeyKind::Secret, presented.strip_prefix("sk_")?) };
     let environment = if rest.starts_with("test_") {
         Environment::Sandbox
     } else if rest.starts_with("live_") {

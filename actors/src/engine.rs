@@ -216,7 +216,12 @@ impl Engine {
     }
 
     /// Allocates tokens to a pool (admin): idempotent by the request's key.
-    pub async fn allocate_tokens(&self, partner_env: PartnerEnv, request: AllocationRequest, request_id: String) -> Result<WriteOutcome, EngineError> {
+    pub async fn allocate_tokens(
+        &self,
+        partner_env: PartnerEnv,
+        request: AllocationRequest,
+        request_id: String,
+    ) -> Result<WriteOutcome, EngineError> {
         let request = Arc::new(request);
         self.ask(partner_env, move |reply| AllocateTokens { request: Arc::clone(&request), request_id: request_id.clone(), reply }).await
     }

@@ -87,10 +87,7 @@ impl Default for IdGenerator {
 impl IdGenerator {
     pub fn new() -> IdGenerator {
         let seed: [u8; 6] = rand::random();
-        IdGenerator {
-            counter: AtomicU32::new(u32::from_be_bytes([0, seed[0], seed[1], seed[2]])),
-            process: [seed[3], seed[4], seed[5]],
-        }
+        IdGenerator { counter: AtomicU32::new(u32::from_be_bytes([0, seed[0], seed[1], seed[2]])), process: [seed[3], seed[4], seed[5]] }
     }
 
     pub fn next(&self, now_ms: u64) -> Id {

@@ -47,24 +47,77 @@ impl EngineMetrics {
     pub fn new() -> EngineMetrics {
         let registry = Registry::new();
         EngineMetrics {
-            actors_live: register(&registry, IntGaugeVec::new(Opts::new("reward_actors_live", "Partner actors running, per arbiter."), &["arbiter"]).expect("valid")),
-            mailbox_depth: register(&registry, IntGaugeVec::new(Opts::new("reward_actor_mailbox_depth", "Messages admitted to partner actors and not yet handled, per arbiter."), &["arbiter"]).expect("valid")),
-            mailbox_depth_max: register(&registry, IntGauge::new("reward_actor_mailbox_depth_max", "The deepest partner-actor mailbox at the last scrape.").expect("valid")),
+            actors_live: register(
+                &registry,
+                IntGaugeVec::new(Opts::new("reward_actors_live", "Partner actors running, per arbiter."), &["arbiter"]).expect("valid"),
+            ),
+            mailbox_depth: register(
+                &registry,
+                IntGaugeVec::new(
+                    Opts::new("reward_actor_mailbox_depth", "Messages admitted to partner actors and not yet handled, per arbiter."),
+                    &["arbiter"],
+                )
+                .expect("valid"),
+            ),
+            mailbox_depth_max: register(
+                &registry,
+                IntGauge::new("reward_actor_mailbox_depth_max", "The deepest partner-actor mailbox at the last scrape.").expect("valid"),
+            ),
             actors_started: register(&registry, IntCounter::new("reward_actors_started_total", "Partner actors started.").expect("valid")),
-            actors_stopped: register(&registry, IntCounter::new("reward_actors_stopped_total", "Partner actors stopped (idle passivation or failure).").expect("valid")),
-            actor_messages: register(&registry, IntCounterVec::new(Opts::new("reward_actor_messages_total", "Messages handled by partner actors."), &["message"]).expect("valid")),
+            actors_stopped: register(
+                &registry,
+                IntCounter::new("reward_actors_stopped_total", "Partner actors stopped (idle passivation or failure).").expect("valid"),
+            ),
+            actor_messages: register(
+                &registry,
+                IntCounterVec::new(Opts::new("reward_actor_messages_total", "Messages handled by partner actors."), &["message"]).expect("valid"),
+            ),
             actor_message_seconds: register(
                 &registry,
-                HistogramVec::new(HistogramOpts::new("reward_actor_message_seconds", "Time a partner actor spent handling one message.").buckets(buckets(0.000_002, 2.0, 16)), &["message"]).expect("valid"),
+                HistogramVec::new(
+                    HistogramOpts::new("reward_actor_message_seconds", "Time a partner actor spent handling one message.")
+                        .buckets(buckets(0.000_002, 2.0, 16)),
+                    &["message"],
+                )
+                .expect("valid"),
             ),
-            commit_batch_size: register(&registry, Histogram::with_opts(HistogramOpts::new("reward_commit_batch_write_sets", "Write sets per durable commit.").buckets(buckets(1.0, 2.0, 14))).expect("valid")),
-            commit_seconds: register(&registry, Histogram::with_opts(HistogramOpts::new("reward_commit_seconds", "Duration of one durable commit.").buckets(buckets(0.000_05, 2.0, 16))).expect("valid")),
-            commit_queue_depth: register(&registry, IntGauge::new("reward_commit_queue_depth", "Write sets waiting for the committer.").expect("valid")),
+            commit_batch_size: register(
+                &registry,
+                Histogram::with_opts(
+                    HistogramOpts::new("reward_commit_batch_write_sets", "Write sets per durable commit.").buckets(buckets(1.0, 2.0, 14)),
+                )
+                .expect("valid"),
+            ),
+            commit_seconds: register(
+                &registry,
+                Histogram::with_opts(
+                    HistogramOpts::new("reward_commit_seconds", "Duration of one durable commit.").buckets(buckets(0.000_05, 2.0, 16)),
+                )
+                .expect("valid"),
+            ),
+            commit_queue_depth: register(
+                &registry,
+                IntGauge::new("reward_commit_queue_depth", "Write sets waiting for the committer.").expect("valid"),
+            ),
             commit_write_sets: register(&registry, IntCounter::new("reward_commit_write_sets_total", "Write sets made durable.").expect("valid")),
-            commit_failures: register(&registry, IntCounter::new("reward_commit_failures_total", "Commits that failed (their write sets were not applied).").expect("valid")),
-            idempotent_replays: register(&registry, IntCounter::new("reward_idempotent_replays_total", "Requests answered by replaying an idempotency record.").expect("valid")),
-            overloaded: register(&registry, IntCounterVec::new(Opts::new("reward_engine_overloaded_total", "Requests refused at admission (503 OVERLOADED)."), &["reason"]).expect("valid")),
-            engine_timeouts: register(&registry, IntCounter::new("reward_engine_timeouts_total", "Admitted requests whose durable acknowledgement did not arrive in time (504).").expect("valid")),
+            commit_failures: register(
+                &registry,
+                IntCounter::new("reward_commit_failures_total", "Commits that failed (their write sets were not applied).").expect("valid"),
+            ),
+            idempotent_replays: register(
+                &registry,
+                IntCounter::new("reward_idempotent_replays_total", "Requests answered by replaying an idempotency record.").expect("valid"),
+            ),
+            overloaded: register(
+                &registry,
+                IntCounterVec::new(Opts::new("reward_engine_overloaded_total", "Requests refused at admission (503 OVERLOADED)."), &["reason"])
+                    .expect("valid"),
+            ),
+            engine_timeouts: register(
+                &registry,
+                IntCounter::new("reward_engine_timeouts_total", "Admitted requests whose durable acknowledgement did not arrive in time (504).")
+                    .expect("valid"),
+            ),
             registry,
         }
     }

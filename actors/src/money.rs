@@ -118,10 +118,7 @@ pub fn parse_amount(text: &str, currency: Currency) -> Result<u64, AmountError> 
     let mut minor: u64 = 0;
     let padding = usize::from(exponent) - frac_part.len();
     for digit in int_part.bytes().chain(frac_part.bytes()).chain(std::iter::repeat_n(b'0', padding)) {
-        minor = minor
-            .checked_mul(10)
-            .and_then(|scaled| scaled.checked_add(u64::from(digit - b'0')))
-            .ok_or(AmountError::TooLarge)?;
+        minor = minor.checked_mul(10).and_then(|scaled| scaled.checked_add(u64::from(digit - b'0'))).ok_or(AmountError::TooLarge)?;
     }
     if minor == 0 {
         return Err(AmountError::NotPositive);
@@ -303,7 +300,9 @@ mod tests {
 
     #[test]
     fn multipliers_parse_and_print() {
-        for (text, expected) in [("1", Some(10_000)), ("1.5", Some(15_000)), ("0.0001", Some(1)), ("2.50", Some(25_000)), ("0.00001", None), ("-1", None), ("1e2", None)] {
+        for (text, expected) in
+            [("1", Some(10_000)), ("1.5", Some(15_000)), ("0.0001", Some(1)), ("2.50", Some(25_000)), ("0.00001", None), ("-1", None), ("1e2", None)]
+        {
             assert_eq!(Multiplier::parse(text).map(Multiplier::ten_thousandths), expected, "{text}");
         }
         assert_eq!(Multiplier::parse("1.25").expect("valid").to_string(), "1.25");

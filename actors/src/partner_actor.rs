@@ -30,9 +30,7 @@ use crate::engine::EngineShared;
 use crate::error::EngineError;
 use crate::ids::Id;
 use crate::keys;
-use crate::model::{
-    IdempotencyRecord, IdempotencyScope, PartnerEnv, PartnerEnvState, PoolRecord, TransactionRecord, TransactionType, UserRecord,
-};
+use crate::model::{IdempotencyRecord, IdempotencyScope, PartnerEnv, PartnerEnvState, PoolRecord, TransactionRecord, TransactionType, UserRecord};
 use crate::money::TOKENS_MAX;
 use crate::posting::{EventBuilder, RewardDraft, post_reward, push_events, put, reward_write_set};
 use crate::request::{ActionRequest, AllocationRequest, Stakeholder};
@@ -196,7 +194,13 @@ impl Handler<AllocateTokens> for PartnerActor {
 }
 
 impl PartnerActor {
-    pub(crate) fn new(partner_env: PartnerEnv, generation: u64, arbiter: usize, shared: Arc<EngineShared>, mailbox_depth: Arc<AtomicUsize>) -> PartnerActor {
+    pub(crate) fn new(
+        partner_env: PartnerEnv,
+        generation: u64,
+        arbiter: usize,
+        shared: Arc<EngineShared>,
+        mailbox_depth: Arc<AtomicUsize>,
+    ) -> PartnerActor {
         PartnerActor {
             partner_env,
             generation,
@@ -215,7 +219,13 @@ impl PartnerActor {
     }
 
     /// The frame of every message: settle commits, refuse if retired, time the work.
-    fn run_message<T>(&mut self, context: &mut Context<Self>, kind: &'static str, reply: oneshot::Sender<Delivery<T>>, work: impl FnOnce(&mut Self) -> ActorReply<T>) {
+    fn run_message<T>(
+        &mut self,
+        context: &mut Context<Self>,
+        kind: &'static str,
+        reply: oneshot::Sender<Delivery<T>>,
+        work: impl FnOnce(&mut Self) -> ActorReply<T>,
+    ) {
         self.mailbox_depth.fetch_sub(1, Ordering::AcqRel);
         self.last_activity = Instant::now();
         if !self.retired {
@@ -296,7 +306,11 @@ impl PartnerActor {
             let outcome = WriteOutcome::Replayed { original: inflight.recorded.clone(), original_request_id: inflight.request_id.clone() };
             return Some(ActorReply { outcome: Ok(outcome), receipt: Some(inflight.receipt.clone()) });
         }
-        let stored = self.shared.store.get(&keys::idempotency(&self.partner_env, scope, key)).map_err(|error| EngineError::internal("reading an idempotency record", error));
+        let stored = self
+            .shared
+            .store
+            .get(&keys::idempotency(&self.partner_env, scope, key))
+            .map_err(|error| EngineError::internal("reading an idempotency record", error));
         let record = match stored {
             Err(error) => return Some(ActorReply::failed(error)),
             Ok(None) => return None,
@@ -318,7 +332,8 @@ impl PartnerActor {
         if let Some(cached) = self.users.get(external_id) {
             return Ok(Some(cached.record.clone()));
         }
-        let stored = self.shared.store.get(&keys::user(&self.partner_env, external_id)).map_err(|error| EngineError::internal("reading a user", error))?;
+        let stored =
+            self.shared.store.get(&keys::user(&self.partner_env, external_id)).map_err(|error| EngineError::internal("reading a user", error))?;
         stored.map(|bytes| decode::<UserRecord>(&bytes).map_err(|error| EngineError::internal("decoding a user", error))).transpose()
     }
 
@@ -364,6 +379,10 @@ impl PartnerActor {
             Ok(users) => users,
             Err(error) => return ActorReply::failed(error),
         };
+        // Campaigns are not stored yet, so a named campaign cannot apply.
+        if let Some(campaign_id) = request.campaign_id {
+            return self.reject(EngineError::CampaignNotApplicable { reason: format!("campaign {campaign_id} does not exist") }, request, now_ms);
+        }
         let evaluation = match evaluate(&RewardRule::default_rule(), request.amount, &request.stakeholder_types()) {
             Ok(evaluation) => evaluation,
             Err(error) => return self.reject(EngineError::CampaignNotApplicable { reason: error.to_string() }, request, now_ms),
@@ -409,13 +428,36 @@ impl PartnerActor {
             self.users.insert(user.external_id.clone(), CachedUser { record: user, write_sequence: sequence });
         }
         let recorded = Recorded { status_code: 200, body: Arc::from(posting.response_json) };
-        self.remember_inflight(IdempotencyScope::ActionSubmit, request.idempotency_key.as_str(), request_hash, &recorded, request_id, &receipt, sequence);
+        self.remember_inflight(
+            IdempotencyScope::ActionSubmit,
+            request.idempotency_key.as_str(),
+            request_hash,
+            &recorded,
+            request_id,
+            &receipt,
+            sequence,
+        );
         ActorReply { outcome: Ok(WriteOutcome::Done(recorded)), receipt: Some(receipt) }
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn remember_inflight(&mut self, scope: IdempotencyScope, key: &str, request_hash: [u8; 32], recorded: &Recorded, request_id: &str, receipt: &CommitReceipt, sequence: u64) {
-        let entry = InflightKey { request_hash, recorded: recorded.clone(), request_id: request_id.to_owned(), receipt: receipt.clone(), write_sequence: sequence };
+    fn remember_inflight(
+        &mut self,
+        scope: IdempotencyScope,
+        key: &str,
+        request_hash: [u8; 32],
+        recorded: &Recorded,
+        request_id: &str,
+        receipt: &CommitReceipt,
+        sequence: u64,
+    ) {
+        let entry = InflightKey {
+            request_hash,
+            recorded: recorded.clone(),
+            request_id: request_id.to_owned(),
+            receipt: receipt.clone(),
+            write_sequence: sequence,
+        };
         self.inflight.insert(scope, key.to_owned(), entry);
     }
 
@@ -430,7 +472,13 @@ impl PartnerActor {
             code: &'a str,
         }
         let state = self.state.as_mut().expect("a rejection is decided on loaded state");
-        let mut events = EventBuilder { partner_env: self.partner_env, ids: &self.shared.ids, now_ms, next_sequence: state.env_state.next_event_sequence, events: Vec::new() };
+        let mut events = EventBuilder {
+            partner_env: self.partner_env,
+            ids: &self.shared.ids,
+            now_ms,
+            next_sequence: state.env_state.next_event_sequence,
+            events: Vec::new(),
+        };
         events.push("action.failed", &ActionFailed { idempotency_key: request.idempotency_key.as_str(), code: error.code() });
         state.env_state.next_event_sequence = events.next_sequence;
         let mut write_set = Vec::with_capacity(2);
@@ -455,12 +503,18 @@ impl PartnerActor {
             Some(Some(pool)) => (pool.clone(), false),
             Some(None) if request.pool_id.is_some() => return ActorReply::failed(EngineError::NotFound { resource: "token pool" }),
             _ if state.pools.len() >= pools_max => {
-                return ActorReply::failed(EngineError::Invalid { field: "poolId".into(), message: format!("at most {pools_max} token pools per partner and environment") });
+                return ActorReply::failed(EngineError::Invalid {
+                    field: "poolId".into(),
+                    message: format!("at most {pools_max} token pools per partner and environment"),
+                });
             }
             _ => (new_pool(self.shared.ids.next(now_ms), self.partner_env, now_ms), true),
         };
         let Some(balance) = pool.balance.checked_add(request.tokens).filter(|balance| *balance <= TOKENS_MAX) else {
-            return ActorReply::failed(EngineError::Invalid { field: "tokens".into(), message: format!("the pool balance would exceed {TOKENS_MAX}") });
+            return ActorReply::failed(EngineError::Invalid {
+                field: "tokens".into(),
+                message: format!("the pool balance would exceed {TOKENS_MAX}"),
+            });
         };
         pool.balance = balance;
         pool.allocated_total += request.tokens;
@@ -484,7 +538,14 @@ impl PartnerActor {
         };
         let response_json = serde_json::to_vec(&PoolView::from(&pool)).expect("serializing a pool view cannot fail");
         let status_code = if created { 201 } else { 200 };
-        let idempotency = IdempotencyRecord { request_hash, resource_id: pool.id, response_json: response_json.clone(), request_id: request_id.to_owned(), status_code, created_at_ms: now_ms };
+        let idempotency = IdempotencyRecord {
+            request_hash,
+            resource_id: pool.id,
+            response_json: response_json.clone(),
+            request_id: request_id.to_owned(),
+            status_code,
+            created_at_ms: now_ms,
+        };
         let write_set = vec![
             put(keys::idempotency(&self.partner_env, IdempotencyScope::PoolAllocation, request.idempotency_key.as_str()), encode(&idempotency)),
             put(keys::pool(&self.partner_env, pool.id), encode(&pool)),
@@ -494,7 +555,15 @@ impl PartnerActor {
         state.pools.insert(pool.id, pool);
         let (sequence, receipt) = self.commit(write_set);
         let recorded = Recorded { status_code, body: Arc::from(response_json) };
-        self.remember_inflight(IdempotencyScope::PoolAllocation, request.idempotency_key.as_str(), request_hash, &recorded, request_id, &receipt, sequence);
+        self.remember_inflight(
+            IdempotencyScope::PoolAllocation,
+            request.idempotency_key.as_str(),
+            request_hash,
+            &recorded,
+            request_id,
+            &receipt,
+            sequence,
+        );
         ActorReply { outcome: Ok(WriteOutcome::Done(recorded)), receipt: Some(receipt) }
     }
 }

@@ -12,8 +12,8 @@ use crate::codec::encode;
 use crate::ids::{Id, IdGenerator};
 use crate::keys;
 use crate::model::{
-    ActionRecord, ActionStatus, AllocationRecord, EventRecord, IdempotencyRecord, IdempotencyScope, PartnerEnv, PartnerEnvState, PoolRecord, TransactionRecord,
-    TransactionType, UserRecord,
+    ActionRecord, ActionStatus, AllocationRecord, EventRecord, IdempotencyRecord, IdempotencyScope, PartnerEnv, PartnerEnvState, PoolRecord,
+    TransactionRecord, TransactionType, UserRecord,
 };
 use crate::request::ActionRequest;
 use crate::rules::Evaluation;
@@ -180,7 +180,12 @@ impl EventBuilder<'_> {
 }
 
 /// The write set of a reward: every record it changed, in one commit.
-pub fn reward_write_set(partner_env: &PartnerEnv, posting: &RewardPosting, env_state: &PartnerEnvState, idempotency: &IdempotencyRecord) -> Vec<WriteOp> {
+pub fn reward_write_set(
+    partner_env: &PartnerEnv,
+    posting: &RewardPosting,
+    env_state: &PartnerEnvState,
+    idempotency: &IdempotencyRecord,
+) -> Vec<WriteOp> {
     let mut ops = Vec::with_capacity(6 + posting.users.len() + 2 * posting.transactions.len() + posting.events.len());
     ops.push(put(keys::idempotency(partner_env, IdempotencyScope::ActionSubmit, &posting.action.idempotency_key), encode(idempotency)));
     ops.push(put(keys::action(partner_env, posting.action.id), encode(&posting.action)));
@@ -273,7 +278,16 @@ mod tests {
         };
         let users = vec![user(&ids, "a"), user(&ids, "b"), user(&ids, "c")];
         let posting = post_reward(
-            RewardDraft { partner_env, request: &request, request_id: "req_1", evaluation: &evaluation, pool: &pool, users, next_event_sequence: 7, now_ms: 2 },
+            RewardDraft {
+                partner_env,
+                request: &request,
+                request_id: "req_1",
+                evaluation: &evaluation,
+                pool: &pool,
+                users,
+                next_event_sequence: 7,
+                now_ms: 2,
+            },
             &ids,
         );
         assert_eq!(posting.pool.balance, 900);

@@ -68,7 +68,8 @@ impl Engine {
     }
 
     pub fn get_pool(&self, partner_env: PartnerEnv, pool_id: Id) -> Result<PoolRecord, EngineError> {
-        let pool: PoolRecord = self.read_record(&keys::pool(&partner_env, pool_id), "reading a pool")?.ok_or(EngineError::NotFound { resource: "token pool" })?;
+        let pool: PoolRecord =
+            self.read_record(&keys::pool(&partner_env, pool_id), "reading a pool")?.ok_or(EngineError::NotFound { resource: "token pool" })?;
         pool.assert_conserved();
         Ok(pool)
     }
@@ -85,5 +86,17 @@ impl Engine {
 
     pub fn list_partners(&self, page: PageRequest) -> Result<Page<PartnerRecord>, EngineError> {
         self.read_page(&keys::partners_prefix(), page, |partner: &PartnerRecord| partner.id, "listing partners")
+    }
+}
+
+impl Engine {
+    /// The durable event feed of one (partner, environment), ascending by sequence, after
+    /// `after_sequence` (0 for the beginning), at most `limit` events.
+    pub fn list_events(&self, partner_env: PartnerEnv, after_sequence: u64, limit: usize) -> Result<Vec<crate::model::EventRecord>, EngineError> {
+        let prefix = keys::events_prefix(&partner_env);
+        let after = keys::event(&partner_env, after_sequence);
+        let scan = Scan { prefix: &prefix, after: Some(&after), order: ScanOrder::Ascending, limit: limit.clamp(1, PAGE_LIMIT_MAX) };
+        let pairs = self.shared().store.scan(scan).map_err(|error| EngineError::internal("listing events", error))?;
+        pairs.into_iter().map(|(_, bytes)| decode(&bytes).map_err(|error| EngineError::internal("decoding an event", error))).collect()
     }
 }

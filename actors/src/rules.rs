@@ -118,9 +118,7 @@ fn multiplier_for(rule: &RewardRule, amount: Money) -> (Option<usize>, Multiplie
         .iter()
         .enumerate()
         .filter(|(_, tier)| tier.min_amount_ten_thousandths <= amount_scaled)
-        .max_by(|(index_a, a), (index_b, b)| {
-            a.min_amount_ten_thousandths.cmp(&b.min_amount_ten_thousandths).then(index_b.cmp(index_a))
-        })
+        .max_by(|(index_a, a), (index_b, b)| a.min_amount_ten_thousandths.cmp(&b.min_amount_ten_thousandths).then(index_b.cmp(index_a)))
         .map_or((None, rule.multiplier), |(index, tier)| (Some(index), tier.multiplier))
 }
 
@@ -132,12 +130,8 @@ pub fn split_by_type(total: u64, splits: &[Split], stakeholder_types: &[&str]) -
     let type_totals = largest_remainder(total, &percents);
     let mut shares = vec![0u64; stakeholder_types.len()];
     for (split, type_total) in splits.iter().zip(type_totals) {
-        let members: Vec<usize> = stakeholder_types
-            .iter()
-            .enumerate()
-            .filter(|(_, code)| **code == split.stakeholder_type_code)
-            .map(|(index, _)| index)
-            .collect();
+        let members: Vec<usize> =
+            stakeholder_types.iter().enumerate().filter(|(_, code)| **code == split.stakeholder_type_code).map(|(index, _)| index).collect();
         if members.is_empty() {
             continue;
         }

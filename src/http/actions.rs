@@ -47,7 +47,13 @@ pub fn is_email(text: &str) -> bool {
     let Some((local, domain)) = text.split_once('@') else {
         return false;
     };
-    text.len() <= 254 && !local.is_empty() && domain.contains('.') && !domain.starts_with('.') && !domain.ends_with('.') && !text.chars().any(char::is_whitespace) && !domain.contains('@')
+    text.len() <= 254
+        && !local.is_empty()
+        && domain.contains('.')
+        && !domain.starts_with('.')
+        && !domain.ends_with('.')
+        && !text.chars().any(char::is_whitespace)
+        && !domain.contains('@')
 }
 
 /// Validates a submit (or quote) body into the engine's typed request.
@@ -154,7 +160,10 @@ fn parse_stakeholder(item: &mut Fields<'_>, partner: &PartnerRecord, limits: &Ht
     let type_code = item.string("stakeholderTypeCode", true, 64).filter(|code| {
         let registered = partner.stakeholder_types.iter().any(|known| known == code);
         if !registered {
-            item.error("stakeholderTypeCode", format!("'{code}' is not registered for this partner (registered: {})", partner.stakeholder_types.join(", ")));
+            item.error(
+                "stakeholderTypeCode",
+                format!("'{code}' is not registered for this partner (registered: {})", partner.stakeholder_types.join(", ")),
+            );
         }
         registered
     });

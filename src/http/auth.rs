@@ -57,8 +57,12 @@ impl Caller {
 }
 
 pub fn authorize(state: &AppState, request: &RawRequest, access: Access) -> Result<Caller, ApiError> {
-    let presented = request.header("x-partner-key").filter(|key| !key.is_empty()).ok_or_else(|| ApiError::unauthorized("MISSING_API_KEY", "send your key in X-Partner-Key"))?;
-    let key = state.engine.lookup_key(presented)?.ok_or_else(|| ApiError::unauthorized("INVALID_API_KEY", "the key in X-Partner-Key is not known"))?;
+    let presented = request
+        .header("x-partner-key")
+        .filter(|key| !key.is_empty())
+        .ok_or_else(|| ApiError::unauthorized("MISSING_API_KEY", "send your key in X-Partner-Key"))?;
+    let key =
+        state.engine.lookup_key(presented)?.ok_or_else(|| ApiError::unauthorized("INVALID_API_KEY", "the key in X-Partner-Key is not known"))?;
     verify_signature(state, request, &key)?;
     check_key_state(state, &key)?;
     check_partner_status(&key.partner)?;
@@ -74,8 +78,11 @@ fn verify_signature(state: &AppState, request: &RawRequest, key: &KeyContext) ->
     let window_secs = state.settings.signature_window_secs;
     let in_window = timestamp.parse::<u64>().is_ok_and(|sent| sent.abs_diff(now_secs) <= window_secs);
     if !in_window {
-        return Err(ApiError::unauthorized("TIMESTAMP_OUT_OF_RANGE", format!("X-Timestamp must be Unix seconds within ±{window_secs} s of the server clock"))
-            .with_details(json!({ "serverTime": now_secs })));
+        return Err(ApiError::unauthorized(
+            "TIMESTAMP_OUT_OF_RANGE",
+            format!("X-Timestamp must be Unix seconds within ±{window_secs} s of the server clock"),
+        )
+        .with_details(json!({ "serverTime": now_secs })));
     }
     let method = request.method.as_str();
     if !signing::verify(key.hmac_secret.expose(), timestamp, method, &request.path_and_query, &request.body, signature) {
@@ -112,7 +119,8 @@ fn check_access(key: &KeyContext, access: Access) -> Result<(), ApiError> {
     if let Some(scope) = access.scope {
         let granted = if publishable { scope.allowed_for_publishable_key() } else { key.scopes.contains(scope) };
         if !granted {
-            return Err(ApiError::forbidden("INSUFFICIENT_SCOPE", format!("this key lacks the scope {}", scope.as_str())).with_details(json!({ "requiredScope": scope.as_str() })));
+            return Err(ApiError::forbidden("INSUFFICIENT_SCOPE", format!("this key lacks the scope {}", scope.as_str()))
+                .with_details(json!({ "requiredScope": scope.as_str() })));
         }
     }
     if let Some(feature) = access.feature

@@ -77,7 +77,8 @@ impl ApiError {
     }
 
     pub fn payload_too_large(limit_bytes: usize) -> ApiError {
-        ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "PAYLOAD_TOO_LARGE", format!("the body exceeds {limit_bytes} bytes")).with_details(json!({ "limitBytes": limit_bytes }))
+        ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "PAYLOAD_TOO_LARGE", format!("the body exceeds {limit_bytes} bytes"))
+            .with_details(json!({ "limitBytes": limit_bytes }))
     }
 
     fn service_unavailable(code: &'static str, message: String, retry_after_secs: u32) -> ApiError {
@@ -92,10 +93,16 @@ impl From<EngineError> for ApiError {
         let code = error.code();
         let message = error.to_string();
         match error {
-            EngineError::InsufficientPool { required, available } => ApiError::new(StatusCode::PAYMENT_REQUIRED, code, message).with_details(json!({ "required": required, "available": available })),
-            EngineError::PoolExpired { pool_id } => ApiError::new(StatusCode::PAYMENT_REQUIRED, code, message).with_details(json!({ "tokenPoolId": pool_id.to_hex() })),
+            EngineError::InsufficientPool { required, available } => {
+                ApiError::new(StatusCode::PAYMENT_REQUIRED, code, message).with_details(json!({ "required": required, "available": available }))
+            }
+            EngineError::PoolExpired { pool_id } => {
+                ApiError::new(StatusCode::PAYMENT_REQUIRED, code, message).with_details(json!({ "tokenPoolId": pool_id.to_hex() }))
+            }
             EngineError::CampaignNotApplicable { .. } => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, code, message),
-            EngineError::UserNotFound { partner_user_id } => ApiError::new(StatusCode::NOT_FOUND, code, message).with_details(json!({ "partnerUserId": partner_user_id })),
+            EngineError::UserNotFound { partner_user_id } => {
+                ApiError::new(StatusCode::NOT_FOUND, code, message).with_details(json!({ "partnerUserId": partner_user_id }))
+            }
             EngineError::IdempotencyKeyReused => ApiError::new(StatusCode::CONFLICT, code, message),
             EngineError::NotFound { .. } => ApiError::new(StatusCode::NOT_FOUND, code, message),
             EngineError::Conflict { .. } => ApiError::new(StatusCode::CONFLICT, code, message),
@@ -121,7 +128,13 @@ struct ErrorBody<'a> {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = ErrorBody { status_code: self.status.as_u16(), code: self.code, message: &self.message, request_id: current_request_id(), details: &self.details };
+        let body = ErrorBody {
+            status_code: self.status.as_u16(),
+            code: self.code,
+            message: &self.message,
+            request_id: current_request_id(),
+            details: &self.details,
+        };
         let mut response = super::json_bytes(self.status, serde_json::to_vec(&body).expect("serializing an error body cannot fail"));
         for (name, value) in self.headers {
             response.headers_mut().insert(name, value);

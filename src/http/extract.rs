@@ -31,7 +31,11 @@ impl RawRequest {
         if media_type.eq_ignore_ascii_case("application/json") {
             Ok(())
         } else {
-            Err(ApiError::new(axum::http::StatusCode::UNSUPPORTED_MEDIA_TYPE, "UNSUPPORTED_MEDIA_TYPE", "send the body as Content-Type: application/json"))
+            Err(ApiError::new(
+                axum::http::StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "UNSUPPORTED_MEDIA_TYPE",
+                "send the body as Content-Type: application/json",
+            ))
         }
     }
 }
@@ -42,7 +46,8 @@ impl FromRequest<AppState> for RawRequest {
     async fn from_request(request: Request, state: &AppState) -> Result<RawRequest, ApiError> {
         let limit = state.settings.body_bytes_max;
         let (parts, body) = request.into_parts();
-        let declared_length = parts.headers.get(header::CONTENT_LENGTH).and_then(|value| value.to_str().ok()).and_then(|text| text.parse::<u64>().ok());
+        let declared_length =
+            parts.headers.get(header::CONTENT_LENGTH).and_then(|value| value.to_str().ok()).and_then(|text| text.parse::<u64>().ok());
         if declared_length.is_some_and(|length| length > limit as u64) {
             return Err(ApiError::payload_too_large(limit));
         }

@@ -171,6 +171,9 @@ mod tests {
             .and_then(|details| serde_json::from_value::<Vec<FieldError>>(details["fields"].clone()))
             .map(|fields| fields.into_iter().map(|field| format!("{}: {}", field.field, field.message)).collect())
             .unwrap_or_default();
-        assert_eq!(messages, vec!["name: must be a string", "count: must be an integer from 0 to 10", "missing: is required", "extra: is not a known field"]);
+        assert_eq!(
+            messages,
+            vec!["name: must be a string", "count: must be an integer from 0 to 10", "missing: is required", "extra: is not a known field"]
+        );
     }
 }

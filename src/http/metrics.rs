@@ -20,9 +20,13 @@ pub struct HttpMetrics {
 
 impl HttpMetrics {
     pub fn register(registry: &Registry) -> HttpMetrics {
-        let requests = IntCounterVec::new(Opts::new("reward_http_requests_total", "HTTP requests by route, method and status."), &["route", "method", "status"]).expect("valid metric");
+        let requests =
+            IntCounterVec::new(Opts::new("reward_http_requests_total", "HTTP requests by route, method and status."), &["route", "method", "status"])
+                .expect("valid metric");
         let buckets = prometheus::exponential_buckets(0.000_1, 2.0, 16).expect("valid buckets");
-        let latency = HistogramVec::new(HistogramOpts::new("reward_http_request_seconds", "HTTP request latency by route.").buckets(buckets), &["route"]).expect("valid metric");
+        let latency =
+            HistogramVec::new(HistogramOpts::new("reward_http_request_seconds", "HTTP request latency by route.").buckets(buckets), &["route"])
+                .expect("valid metric");
         registry.register(Box::new(requests.clone())).expect("metric names are unique");
         registry.register(Box::new(latency.clone())).expect("metric names are unique");
         HttpMetrics { requests, latency }

@@ -87,10 +87,14 @@ pub fn write_outcome_response(outcome: WriteOutcome) -> Response {
             let original_response = reward_actors::views::raw_json(&original.body);
             let details = ReplayDetails { original_response: &original_response, original_request_id: &original_request_id };
             let details = serde_json::value::to_raw_value(&details).expect("replay details serialize");
-            ApiError::new(StatusCode::CONFLICT, "IDEMPOTENT", "this idempotency key was already used for an identical request; details.originalResponse is its answer")
-                .with_raw_details(details)
-                .with_header(header::HeaderName::from_static("idempotent-replayed"), HeaderValue::from_static("true"))
-                .into_response()
+            ApiError::new(
+                StatusCode::CONFLICT,
+                "IDEMPOTENT",
+                "this idempotency key was already used for an identical request; details.originalResponse is its answer",
+            )
+            .with_raw_details(details)
+            .with_header(header::HeaderName::from_static("idempotent-replayed"), HeaderValue::from_static("true"))
+            .into_response()
         }
     }
 }

@@ -230,7 +230,8 @@ mod tests {
             assert_eq!(keys(descending), vec![vec![6, 1, 3], vec![6, 1, 2]]);
             let next_page = store.scan(Scan { prefix: &[6, 1], after: Some(&[6, 1, 2]), order: ScanOrder::Descending, limit: 2 }).expect("scans");
             assert_eq!(keys(next_page), vec![vec![6, 1, 1]]);
-            let after_ascending = store.scan(Scan { prefix: &[6, 1], after: Some(&[6, 1, 1]), order: ScanOrder::Ascending, limit: 10 }).expect("scans");
+            let after_ascending =
+                store.scan(Scan { prefix: &[6, 1], after: Some(&[6, 1, 1]), order: ScanOrder::Ascending, limit: 10 }).expect("scans");
             assert_eq!(keys(after_ascending), vec![vec![6, 1, 2], vec![6, 1, 3]]);
         }
         // Reopening finds the data and the schema version.

@@ -75,9 +75,6 @@ impl Store for RedbStore {
             ScanOrder::Ascending => Box::new(range),
             ScanOrder::Descending => Box::new(range.rev()),
         };
-        entries
-            .take(scan.limit)
-            .map(|entry| entry.map(|(key, value)| (key.value().to_vec(), value.value().to_vec())).map_err(store_error))
-            .collect()
+        entries.take(scan.limit).map(|entry| entry.map(|(key, value)| (key.value().to_vec(), value.value().to_vec())).map_err(store_error)).collect()
     }
 }

@@ -72,9 +72,6 @@ impl Store for SledStore {
             ScanOrder::Ascending => Box::new(range),
             ScanOrder::Descending => Box::new(range.rev()),
         };
-        entries
-            .take(scan.limit)
-            .map(|entry| entry.map(|(key, value)| (key.to_vec(), value.to_vec())).map_err(store_error))
-            .collect()
+        entries.take(scan.limit).map(|entry| entry.map(|(key, value)| (key.to_vec(), value.to_vec())).map_err(store_error)).collect()
     }
 }

@@ -33,7 +33,8 @@ async fn create_key(State(state): State<AppState>, Path(partner): Path<String>, 
     let (Some(environment), Some(name)) = (environment, name) else {
         return Err(ApiError::field("body", "is invalid"));
     };
-    let created = state.engine.create_api_key(partner_id, NewKey { environment, name, scopes: scopes.unwrap_or_else(ScopeSet::all), expires_at_ms }).await?;
+    let created =
+        state.engine.create_api_key(partner_id, NewKey { environment, name, scopes: scopes.unwrap_or_else(ScopeSet::all), expires_at_ms }).await?;
     Ok(json_response(StatusCode::CREATED, &created))
 }
 

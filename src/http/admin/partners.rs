@@ -88,7 +88,12 @@ async fn update_partner(State(state): State<AppState>, Path(partner): Path<Strin
         allow_basic_auth: fields.boolean("allowBasicAuth"),
         tip_config: tip_config(&mut fields),
     };
-    check_tier_and_limit(&mut fields, patch.tier.unwrap_or(current.tier), patch.rate_limit, patch.tier == Some(Tier::Custom) && current.tier != Tier::Custom);
+    check_tier_and_limit(
+        &mut fields,
+        patch.tier.unwrap_or(current.tier),
+        patch.rate_limit,
+        patch.tier == Some(Tier::Custom) && current.tier != Tier::Custom,
+    );
     fields.finish()?;
     let partner = state.engine.update_partner(partner_id, patch).await?;
     Ok(json_response(StatusCode::OK, &PartnerView::from(&partner)))
@@ -130,7 +135,9 @@ fn rate_limit(fields: &mut Fields<'_>) -> Option<RateLimit> {
     let hourly = nested.unsigned("hourly", true, HOURLY_LIMIT_MAX);
     let per_minute = nested.unsigned("perMinute", true, HOURLY_LIMIT_MAX);
     let limit = match (hourly, per_minute) {
-        (Some(hourly), Some(per_minute)) if per_minute >= 1 && per_minute <= hourly => Some(RateLimit { hourly: hourly as u32, per_minute: per_minute as u32 }),
+        (Some(hourly), Some(per_minute)) if per_minute >= 1 && per_minute <= hourly => {
+            Some(RateLimit { hourly: hourly as u32, per_minute: per_minute as u32 })
+        }
         (Some(_), Some(_)) => {
             nested.error("perMinute", "must be at least 1 and at most hourly");
             None
@@ -145,23 +152,29 @@ fn rate_limit(fields: &mut Fields<'_>) -> Option<RateLimit> {
 fn check_tier_and_limit(fields: &mut Fields<'_>, tier: Tier, rate_limit: Option<RateLimit>, limit_required: bool) {
     match (tier, rate_limit) {
         (Tier::Custom, None) if limit_required => fields.error("rateLimit", "is required with tier CUSTOM"),
-        (tier, Some(_)) if tier != Tier::Custom => fields.error("rateLimit", "can only be set with tier CUSTOM (other tiers use the standard limits)"),
+        (tier, Some(_)) if tier != Tier::Custom => {
+            fields.error("rateLimit", "can only be set with tier CUSTOM (other tiers use the standard limits)")
+        }
         _ => {}
     }
 }
 
 fn stakeholder_types(fields: &mut Fields<'_>) -> Option<Vec<String>> {
-    string_list(fields, "stakeholderTypes", is_type_code, "must be codes like CUSTOMER: an upper-case letter, then A-Z 0-9 _ (at most 64)").filter(|codes| {
-        let valid = !codes.is_empty() && codes.len() <= STAKEHOLDER_TYPES_MAX;
-        if !valid {
-            fields.error("stakeholderTypes", format!("must hold 1 to {STAKEHOLDER_TYPES_MAX} codes"));
-        }
-        valid
-    })
+    string_list(fields, "stakeholderTypes", is_type_code, "must be codes like CUSTOMER: an upper-case letter, then A-Z 0-9 _ (at most 64)").filter(
+        |codes| {
+            let valid = !codes.is_empty() && codes.len() <= STAKEHOLDER_TYPES_MAX;
+            if !valid {
+                fields.error("stakeholderTypes", format!("must hold 1 to {STAKEHOLDER_TYPES_MAX} codes"));
+            }
+            valid
+        },
+    )
 }
 
 fn is_type_code(code: &str) -> bool {
-    code.len() <= 64 && code.starts_with(|first: char| first.is_ascii_uppercase()) && code.bytes().all(|byte| byte.is_ascii_uppercase() || byte.is_ascii_digit() || byte == b'_')
+    code.len() <= 64
+        && code.starts_with(|first: char| first.is_ascii_uppercase())
+        && code.bytes().all(|byte| byte.is_ascii_uppercase() || byte.is_ascii_digit() || byte == b'_')
 }
 
 fn features(fields: &mut Fields<'_>) -> Option<Vec<Feature>> {
@@ -212,7 +225,11 @@ pub fn is_cidr(text: &str) -> bool {
 }
 
 fn is_origin(text: &str) -> bool {
-    text == "*" || ((text.starts_with("https://") || text.starts_with("http://")) && text.len() <= 200 && !text.ends_with('/') && !text.contains(char::is_whitespace))
+    text == "*"
+        || ((text.starts_with("https://") || text.starts_with("http://"))
+            && text.len() <= 200
+            && !text.ends_with('/')
+            && !text.contains(char::is_whitespace))
 }
 
 fn tip_config(fields: &mut Fields<'_>) -> Option<TipConfig> {

@@ -65,7 +65,15 @@ async fn allocate(State(state): State<AppState>, Path(partner): Path<String>, re
     let (Some(environment), Some(tokens), Some(idempotency_key)) = (environment, tokens, idempotency_key) else {
         return Err(ApiError::field("body", "is invalid"));
     };
-    let allocation = AllocationRequest { idempotency_key, tokens, pool_id, name, expires_at_ms, vesting_days: vesting_days.map(|days| days as u32), low_balance_threshold };
+    let allocation = AllocationRequest {
+        idempotency_key,
+        tokens,
+        pool_id,
+        name,
+        expires_at_ms,
+        vesting_days: vesting_days.map(|days| days as u32),
+        low_balance_threshold,
+    };
     let outcome = state.engine.allocate_tokens(PartnerEnv::new(partner_id, environment), allocation, current_request_id()).await?;
     Ok(write_outcome_response(outcome))
 }

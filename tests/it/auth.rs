@@ -1,0 +1,105 @@
+//! Who may call what: key state, partner status, scopes, features and tenancy.
+
+use hyper::Method;
+use reward_actors::store::StoreBackend;
+use serde_json::json;
+
+use crate::support::{AppOptions, action_body, spawn_app, spawn_app_with};
+
+fn code(response: &reward_engine::client::ClientResponse) -> (u16, String) {
+    (response.status, response.json()["code"].as_str().unwrap_or("").to_owned())
+}
+
+async fn partner_status_gates_every_call(backend: StoreBackend) {
+    let app = spawn_app(backend).await;
+    let partner = app.onboard_partner(1_000).await;
+    let path = format!("/api/v1/admin/partners/{}", partner.id);
+
+    app.admin(Method::PATCH, &path, json!({ "status": "SUSPENDED" })).await;
+    assert_eq!(code(&partner.submit(&action_body("s-1", "1", "u")).await), (401, "PARTNER_SUSPENDED".into()));
+    app.admin(Method::PATCH, &path, json!({ "status": "ACTIVE" })).await;
+    assert_eq!(partner.submit(&action_body("s-1", "1", "u")).await.status, 200, "reactivation is effective at once");
+    app.admin(Method::PATCH, &path, json!({ "status": "CLOSED" })).await;
+    assert_eq!(code(&partner.submit(&action_body("s-2", "1", "u")).await), (401, "PARTNER_NOT_ACTIVE".into()));
+
+    let pending =
+        app.admin(Method::POST, "/api/v1/admin/partners", json!({ "name": "Pending Co", "contactEmail": "p@pending.example" })).await.json();
+    let pending_partner = app.issue_key(pending["id"].as_str().expect("id"), "sandbox").await;
+    assert_eq!(code(&pending_partner.submit(&action_body("p-1", "1", "u")).await), (401, "PARTNER_NOT_ACTIVE".into()));
+    app.shutdown().await;
+}
+
+async fn scopes_publishable_keys_and_features(backend: StoreBackend) {
+    let app = spawn_app(backend).await;
+    let partner = app.onboard_partner(1_000).await;
+    let reader =
+        app.issue_key_with(&partner.id, json!({ "environment": "sandbox", "name": "reader", "scopes": ["actions:read", "pools:read"] })).await;
+    let refused = reader.submit(&action_body("r-1", "1", "u")).await;
+    assert_eq!(code(&refused), (403, "INSUFFICIENT_SCOPE".into()));
+    assert_eq!(refused.json()["details"]["requiredScope"], "actions:write");
+    assert_eq!(code(&reader.balance("u").await), (403, "INSUFFICIENT_SCOPE".into()));
+    assert_eq!(reader.signed(Method::GET, "/v1/partner/token-pools", "").await.status, 200);
+
+    // A signed publishable key may read pools (a *:read scope), never write.
+    let publishable = crate::support::Partner { secret_key: partner.public_key.clone(), ..partner.clone() };
+    assert_eq!(publishable.signed(Method::GET, "/v1/partner/token-pools", "").await.status, 200);
+    assert_eq!(code(&publishable.submit(&action_body("pk-1", "1", "u")).await), (403, "SECRET_KEY_REQUIRED".into()));
+
+    app.admin(Method::PATCH, &format!("/api/v1/admin/partners/{}", partner.id), json!({ "enabledFeatures": ["DONATIONS"] })).await;
+    assert_eq!(code(&partner.submit(&action_body("f-1", "1", "u")).await), (403, "FEATURE_DISABLED".into()));
+    app.shutdown().await;
+}
+
+async fn sandbox_and_production_and_partners_never_see_each_other(backend: StoreBackend) {
+    let app = spawn_app(backend).await;
+    let sandbox = app.onboard_partner(1_000).await;
+    let production = app.issue_key(&sandbox.id, "production").await;
+    assert_eq!(production.allocate(&app, 500, "live-pool").await.status, 201);
+    let other = app.onboard_partner(1_000).await;
+
+    let action = sandbox.submit(&action_body("t-1", "10", "shared_user")).await.json();
+    let action_path = format!("/v1/partner/actions/{}", action["actionId"].as_str().expect("id"));
+    assert_eq!(sandbox.signed(Method::GET, &action_path, "").await.status, 200);
+    assert_eq!(code(&production.signed(Method::GET, &action_path, "").await), (404, "NOT_FOUND".into()));
+    assert_eq!(code(&other.signed(Method::GET, &action_path, "").await), (404, "NOT_FOUND".into()));
+    assert_eq!(code(&production.balance("shared_user").await), (404, "USER_NOT_FOUND".into()));
+    assert_eq!(code(&other.balance("shared_user").await), (404, "USER_NOT_FOUND".into()));
+
+    // The same idempotency key in another environment is another action.
+    let live = production.submit(&action_body("t-1", "10", "shared_user")).await;
+    assert_eq!(live.status, 200);
+    assert_eq!(production.pool().await["balance"], 490);
+    assert_eq!(sandbox.pool().await["balance"], 990);
+    assert_eq!(sandbox.balance("shared_user").await.json()["available"], 10);
+    app.shutdown().await;
+}
+
+async fn expired_keys_are_refused(backend: StoreBackend) {
+    let app = spawn_app_with(AppOptions { backend, test_clock: true, ..AppOptions::default() }).await;
+    let partner = app.onboard_partner(1_000).await;
+    let expires_at = reward_actors::clock::format_timestamp(app.engine().clock().now_ms() + 30_000);
+    let expiring = app.issue_key_with(&partner.id, json!({ "environment": "sandbox", "name": "short", "expiresAt": expires_at })).await;
+    assert_eq!(expiring.submit(&action_body("e-1", "1", "u")).await.status, 200);
+    app.admin(Method::POST, "/api/v1/admin/clock", json!({ "advanceSeconds": 60 })).await;
+    assert_eq!(code(&expiring.submit(&action_body("e-2", "1", "u")).await), (401, "KEY_EXPIRED".into()));
+    assert_eq!(partner.submit(&action_body("e-3", "1", "u")).await.status, 200, "other keys keep working");
+    app.shutdown().await;
+}
+
+async fn the_admin_api_needs_the_admin_token(backend: StoreBackend) {
+    let app = spawn_app(backend).await;
+    for authorization in [None, Some("Bearer wrong-token-0123456789"), Some("Basic abc")] {
+        let headers: Vec<(&str, &str)> = authorization.iter().map(|value| ("authorization", *value)).collect();
+        let response = app.raw(Method::GET, "/api/v1/admin/partners", &headers, bytes::Bytes::new()).await;
+        assert_eq!(code(&response), (401, "INVALID_TOKEN".into()));
+    }
+    app.shutdown().await;
+}
+
+crate::backend_tests!(
+    partner_status_gates_every_call,
+    scopes_publishable_keys_and_features,
+    sandbox_and_production_and_partners_never_see_each_other,
+    expired_keys_are_refused,
+    the_admin_api_needs_the_admin_token
+);

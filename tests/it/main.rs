@@ -1,0 +1,14 @@
+//! Integration tests: one binary driving the real server over real HTTP on 127.0.0.1 with
+//! temporary data directories (and, for crash safety, the real binary as a child process).
+
+mod support;
+
+mod admin;
+mod auth;
+mod bad_input;
+mod crash;
+mod durability;
+mod funding;
+mod idempotency;
+mod ops;
+mod reward_path;

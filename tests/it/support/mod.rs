@@ -1,0 +1,281 @@
+//! Test support: a real server on 127.0.0.1 (port 0) over a temporary data directory, a
+//! signing client, admin helpers, and `eventually` instead of sleeps.
+
+#![allow(dead_code)]
+
+pub mod stores;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use hyper::Method;
+use reward_actors::crypto::Secret;
+use reward_actors::store::{Store, StoreBackend};
+use reward_engine::client::{ClientResponse, Connection};
+use reward_engine::config::Config;
+use reward_engine::server::{RunningServer, ServeOptions, ServerSecrets, start};
+use reward_engine::signing;
+use serde_json::{Value, json};
+use tempfile::TempDir;
+
+pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789abcdef";
+pub const MASTER_KEY: &str = "5eed5eed5eed5eed5eed5eed5eed5eed5eed5eed5eed5eed5eed5eed5eed5eed";
+
+/// Wraps the store the app opens (to instrument or gate it).
+pub type WrapStore = Arc<dyn Fn(Arc<dyn Store>) -> Arc<dyn Store> + Send + Sync>;
+/// Changes the configuration before the app starts.
+pub type TweakConfig = Arc<dyn Fn(&mut Config) + Send + Sync>;
+
+/// How the app under test is started.
+#[derive(Clone)]
+pub struct AppOptions {
+    pub backend: StoreBackend,
+    pub test_clock: bool,
+    pub wrap_store: Option<WrapStore>,
+    pub tweak: Option<TweakConfig>,
+}
+
+impl Default for AppOptions {
+    fn default() -> Self {
+        AppOptions { backend: StoreBackend::Redb, test_clock: false, wrap_store: None, tweak: None }
+    }
+}
+
+pub struct TestApp {
+    pub operator: Operator,
+    pub server: Option<RunningServer>,
+    pub data_dir: PathBuf,
+    _temp: Arc<TempDir>,
+    options: AppOptions,
+}
+
+pub async fn spawn_app(backend: StoreBackend) -> TestApp {
+    spawn_app_with(AppOptions { backend, ..AppOptions::default() }).await
+}
+
+/// Runs each named `async fn(StoreBackend)` as two tests, one per embedded backend:
+/// both backends pass the same suite.
+#[macro_export]
+macro_rules! backend_tests {
+    ($($name:ident),* $(,)?) => {
+        mod redb {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(reward_actors::store::StoreBackend::Redb).await
+                }
+            )*
+        }
+        mod sled {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(reward_actors::store::StoreBackend::Sled).await
+                }
+            )*
+        }
+    };
+}
+
+pub async fn spawn_app_with(options: AppOptions) -> TestApp {
+    let temp = Arc::new(tempfile::tempdir().expect("temp dir"));
+    let data_dir = temp.path().join("data");
+    let (server, address) = start_server(&options, &data_dir).await;
+    TestApp { operator: Operator { address }, server: Some(server), data_dir, _temp: temp, options }
+}
+
+async fn start_server(options: &AppOptions, data_dir: &std::path::Path) -> (RunningServer, SocketAddr) {
+    let mut config = Config::default();
+    config.server.listen = "127.0.0.1:0".into();
+    config.server.data_dir = data_dir.to_owned();
+    config.server.store = options.backend;
+    config.server.test_clock = options.test_clock;
+    config.server.shutdown_grace_secs = 5;
+    if let Some(tweak) = &options.tweak {
+        tweak(&mut config);
+    }
+    let store = options.wrap_store.as_ref().map(|wrap| wrap(reward_actors::store::open_store(options.backend, data_dir).expect("store opens")));
+    let secrets = ServerSecrets { admin_token: Some(Secret::new(ADMIN_TOKEN.into())), master_key: Some(Secret::new(MASTER_KEY.into())) };
+    let server = start(ServeOptions { config, demo: false, secrets, store }).await.expect("server starts");
+    let address = server.local_addr;
+    (server, address)
+}
+
+impl TestApp {
+    pub fn engine(&self) -> &reward_actors::Engine {
+        &self.server.as_ref().expect("running").engine
+    }
+
+    /// Stops the server gracefully and starts it again on the same data directory.
+    pub async fn restart(&mut self) {
+        if let Some(server) = self.server.take() {
+            server.shutdown().await.expect("clean shutdown");
+        }
+        let (server, address) = start_server(&self.options, &self.data_dir).await;
+        self.server = Some(server);
+        self.operator.address = address;
+    }
+
+    pub async fn shutdown(mut self) {
+        if let Some(server) = self.server.take() {
+            server.shutdown().await.expect("clean shutdown");
+        }
+    }
+}
+
+impl std::ops::Deref for TestApp {
+    type Target = Operator;
+
+    fn deref(&self) -> &Operator {
+        &self.operator
+    }
+}
+
+/// Talks to a running server as its operator: raw requests, the admin API, onboarding.
+#[derive(Debug, Clone)]
+pub struct Operator {
+    pub address: SocketAddr,
+}
+
+impl Operator {
+    /// One request on a fresh connection.
+    pub async fn raw(&self, method: Method, path: &str, headers: &[(&str, &str)], body: impl Into<Bytes>) -> ClientResponse {
+        request(self.address, method, path, headers, body.into()).await
+    }
+
+    pub async fn admin(&self, method: Method, path: &str, body: Value) -> ClientResponse {
+        let authorization = format!("Bearer {ADMIN_TOKEN}");
+        let body = if body.is_null() { Bytes::new() } else { Bytes::from(body.to_string()) };
+        self.raw(method, path, &[("authorization", &authorization), ("content-type", "application/json")], body).await
+    }
+
+    /// An ACTIVE partner with a sandbox key pair and a default pool of `pool_tokens`.
+    pub async fn onboard_partner(&self, pool_tokens: u64) -> Partner {
+        self.onboard_partner_in("sandbox", pool_tokens).await
+    }
+
+    pub async fn onboard_partner_in(&self, environment: &str, pool_tokens: u64) -> Partner {
+        let created = self
+            .admin(
+                Method::POST,
+                "/api/v1/admin/partners",
+                json!({ "name": "Acme Giving", "contactEmail": "ops@acme.example", "stakeholderTypes": ["CUSTOMER", "NONPROFIT"] }),
+            )
+            .await;
+        assert_eq!(created.status, 201, "{}", String::from_utf8_lossy(&created.body));
+        let partner_id = created.json()["id"].as_str().expect("id").to_owned();
+        let activated = self.admin(Method::PATCH, &format!("/api/v1/admin/partners/{partner_id}"), json!({ "status": "ACTIVE" })).await;
+        assert_eq!(activated.status, 200);
+        let partner = self.issue_key(&partner_id, environment).await;
+        if pool_tokens > 0 {
+            let pool = partner.allocate(self, pool_tokens, "initial-pool").await;
+            assert!(pool.status == 201 || pool.status == 200, "{}", String::from_utf8_lossy(&pool.body));
+        }
+        partner
+    }
+
+    pub async fn issue_key(&self, partner_id: &str, environment: &str) -> Partner {
+        self.issue_key_with(partner_id, json!({ "environment": environment, "name": "test key" })).await
+    }
+
+    pub async fn issue_key_with(&self, partner_id: &str, body: Value) -> Partner {
+        let key = self.admin(Method::POST, &format!("/api/v1/admin/partners/{partner_id}/keys"), body).await;
+        assert_eq!(key.status, 201, "{}", String::from_utf8_lossy(&key.body));
+        let key = key.json();
+        let text = |field: &str| key[field].as_str().expect(field).to_owned();
+        Partner {
+            id: partner_id.to_owned(),
+            environment: text("environment"),
+            public_key: text("publicKey"),
+            secret_key: text("secretKey"),
+            hmac_secret: text("hmacSecret"),
+            address: self.address,
+        }
+    }
+}
+
+pub async fn request(address: SocketAddr, method: Method, path: &str, headers: &[(&str, &str)], body: Bytes) -> ClientResponse {
+    let mut connection = Connection::connect(address).await.expect("connects");
+    connection.request(method, path, headers, body).await.expect("answers")
+}
+
+#[derive(Debug, Clone)]
+pub struct Partner {
+    pub id: String,
+    pub environment: String,
+    pub public_key: String,
+    pub secret_key: String,
+    pub hmac_secret: String,
+    pub address: SocketAddr,
+}
+
+pub fn now_secs() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).expect("after 1970").as_secs()
+}
+
+impl Partner {
+    /// The three signing headers for a request made with `key`.
+    pub fn sign_with(&self, key: &str, method: &str, path: &str, body: &[u8], timestamp: u64) -> Vec<(String, String)> {
+        let timestamp = timestamp.to_string();
+        let signature = signing::sign(&self.hmac_secret, &timestamp, method, path, body);
+        vec![
+            ("x-partner-key".into(), key.to_owned()),
+            ("x-timestamp".into(), timestamp),
+            ("x-signature".into(), signature),
+            ("content-type".into(), "application/json".into()),
+        ]
+    }
+
+    /// A request signed with the secret key, now.
+    pub async fn signed(&self, method: Method, path: &str, body: &str) -> ClientResponse {
+        let headers = self.sign_with(&self.secret_key, method.as_str(), path, body.as_bytes(), now_secs());
+        let headers: Vec<(&str, &str)> = headers.iter().map(|(name, value)| (name.as_str(), value.as_str())).collect();
+        request(self.address, method, path, &headers, Bytes::from(body.to_owned())).await
+    }
+
+    pub async fn submit(&self, body: &str) -> ClientResponse {
+        self.signed(Method::POST, "/v1/partner/actions/submit", body).await
+    }
+
+    pub async fn balance(&self, user: &str) -> ClientResponse {
+        self.signed(Method::GET, &format!("/v1/partner/users/{user}/balance"), "").await
+    }
+
+    /// The partner's default pool in this key's environment.
+    pub async fn pool(&self) -> Value {
+        let pools = self.signed(Method::GET, "/v1/partner/token-pools", "").await;
+        assert_eq!(pools.status, 200, "{}", String::from_utf8_lossy(&pools.body));
+        pools.json()["data"][0].clone()
+    }
+
+    pub async fn allocate(&self, app: &Operator, tokens: u64, idempotency_key: &str) -> ClientResponse {
+        let body = json!({ "environment": self.environment, "tokens": tokens, "idempotencyKey": idempotency_key });
+        app.admin(Method::POST, &format!("/api/v1/admin/partners/{}/token-pools", self.id), body).await
+    }
+}
+
+/// A submit body: `amount` is JSON number text (e.g. "49.99").
+pub fn action_body(idempotency_key: &str, amount: &str, user: &str) -> String {
+    format!(
+        r#"{{"idempotencyKey":"{idempotency_key}","actionType":"PURCHASE","amount":{amount},"currency":"USD","stakeholders":[{{"stakeholderTypeCode":"CUSTOMER","partnerUserId":"{user}"}}]}}"#
+    )
+}
+
+/// Retries `check` until it returns `Some` or the deadline passes.
+pub async fn eventually<T, F, Fut>(deadline: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let until = Instant::now() + deadline;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(Instant::now() < until, "condition not met within {deadline:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
