@@ -1,0 +1,91 @@
+#!/usr/bin/env bash
+# One benchmark run on one machine, written to BENCHMARKS.md:
+#   1. the engine (release build, redb and sled) under `reward-engine loadgen`: many
+#      partners, and one hot partner;
+#   2. the HTTP ceiling: a bare axum hello-world under the same generator and requests;
+#   3. the baseline: the same issuance as one PostgreSQL 15 transaction under pgbench.
+# Everything runs on 127.0.0.1 with bounded durations. Installs PostgreSQL if missing.
+#
+# Usage: scripts/bench.sh            (DURATION=15 CONNECTIONS=64 PARTNERS=100 by default)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+DURATION=${DURATION:-15}
+CONNECTIONS=${CONNECTIONS:-64}
+PARTNERS=${PARTNERS:-100}
+PORT=${PORT:-18700}
+RESULTS=${RESULTS:-bench-results/$(date -u +%Y%m%dT%H%M%SZ)}
+mkdir -p "$RESULTS"
+BIN=target/release/reward-engine
+export REWARD_ADMIN_TOKEN="bench-admin-token-$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+export REWARD_MASTER_KEY="$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+export REWARD_LOG=warn
+export PGOPTIONS='-c client_min_messages=warning'
+
+say() { printf '\n==> %s\n' "$*" >&2; }
+
+say "building the release binary"
+cargo build --release --quiet
+
+wait_for_health() {
+    for _ in $(seq 1 100); do
+        if curl -fsS "http://127.0.0.1:$1/healthz" >/dev/null 2>&1; then return 0; fi
+        sleep 0.1
+    done
+    echo "server on port $1 did not come up" >&2
+    return 1
+}
+
+run_engine() { # store, label, loadgen args...
+    local store=$1 label=$2
+    shift 2
+    local data
+    data=$(mktemp -d)
+    "$BIN" serve --store "$store" --data-dir "$data" --listen "127.0.0.1:$PORT" >"$RESULTS/server-$label.log" 2>&1 &
+    local pid=$!
+    wait_for_health "$PORT"
+    say "engine ($store): $label"
+    "$BIN" loadgen --url "http://127.0.0.1:$PORT" --connections "$CONNECTIONS" --duration-secs "$DURATION" --json-out "$RESULTS/$label.json" "$@"
+    curl -fsS "http://127.0.0.1:$PORT/metrics" >"$RESULTS/metrics-$label.txt" || true
+    kill -INT "$pid"
+    wait "$pid" || true
+    rm -rf "$data"
+}
+
+run_engine redb engine-redb-many --partners "$PARTNERS"
+run_engine redb engine-redb-hot --hot
+run_engine sled engine-sled-many --partners "$PARTNERS"
+
+say "HTTP ceiling: bare axum hello-world"
+"$BIN" hello-server --listen "127.0.0.1:$((PORT + 1))" >"$RESULTS/hello.log" 2>&1 &
+HELLO=$!
+wait_for_health "$((PORT + 1))"
+"$BIN" loadgen --target hello --url "http://127.0.0.1:$((PORT + 1))" --connections "$CONNECTIONS" --duration-secs "$DURATION" --json-out "$RESULTS/hello.json"
+kill -INT "$HELLO"
+wait "$HELLO" || true
+
+say "baseline: PostgreSQL 15 + pgbench"
+if ! command -v pgbench >/dev/null || [ ! -x /usr/lib/postgresql/15/bin/postgres ]; then
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql-15 postgresql-client-15 >/dev/null
+fi
+STARTED_PG=0
+if ! pg_lsclusters -h 2>/dev/null | grep -q '^15 *main.*online'; then
+    pg_ctlcluster 15 main start
+    STARTED_PG=1
+fi
+as_postgres() { runuser -u postgres -- "$@"; }
+as_postgres psql -q -c 'DROP DATABASE IF EXISTS rewardbench' >/dev/null
+as_postgres psql -q -c 'CREATE DATABASE rewardbench' >/dev/null
+as_postgres psql -q -d rewardbench -f scripts/pg/schema.sql >/dev/null
+for clients in 8 "$CONNECTIONS"; do
+    as_postgres pgbench -n -q -d rewardbench -f "$PWD/scripts/pg/issuance.sql" -c "$clients" -j 2 -T "$DURATION" >"$RESULTS/pgbench-$clients.txt" 2>&1 \
+        || as_postgres pgbench -n -d rewardbench -f "$PWD/scripts/pg/issuance.sql" -c "$clients" -j 2 -T "$DURATION" >"$RESULTS/pgbench-$clients.txt" 2>&1
+    grep -E '^(tps|latency average)' "$RESULTS/pgbench-$clients.txt" >&2 || true
+done
+as_postgres psql -q -c 'DROP DATABASE IF EXISTS rewardbench' >/dev/null
+if [ "$STARTED_PG" = 1 ]; then pg_ctlcluster 15 main stop; fi
+
+say "writing BENCHMARKS.md"
+python3 scripts/bench_report.py "$RESULTS" "$DURATION" "$CONNECTIONS" "$PARTNERS" >BENCHMARKS.md
+cat BENCHMARKS.md
