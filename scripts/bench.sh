@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # One benchmark run on one machine, written to BENCHMARKS.md:
-#   1. the engine (release build, redb and sled) under `reward-engine loadgen`: many
-#      partners, and one hot partner;
+#   1. the engine (release build, redb and sled, with the write-ahead log, and redb
+#      without it) under `reward-engine loadgen`: many partners, and one hot partner;
 #   2. the HTTP ceiling: a bare axum hello-world under the same generator and requests;
 #   3. the baseline: the same issuance as one PostgreSQL 15 transaction under pgbench.
 # Everything runs on 127.0.0.1 with bounded durations. Installs PostgreSQL if missing.
@@ -36,12 +36,12 @@ wait_for_health() {
     return 1
 }
 
-run_engine() { # store, label, loadgen args...
-    local store=$1 label=$2
-    shift 2
+run_engine() { # store, label, write-ahead log on|off, loadgen args...
+    local store=$1 label=$2 wal=$3
+    shift 3
     local data
     data=$(mktemp -d)
-    "$BIN" serve --store "$store" --data-dir "$data" --listen "127.0.0.1:$PORT" >"$RESULTS/server-$label.log" 2>&1 &
+    REWARD_WAL_ENABLED=$wal "$BIN" serve --store "$store" --data-dir "$data" --listen "127.0.0.1:$PORT" >"$RESULTS/server-$label.log" 2>&1 &
     local pid=$!
     wait_for_health "$PORT"
     say "engine ($store): $label"
@@ -52,9 +52,10 @@ run_engine() { # store, label, loadgen args...
     rm -rf "$data"
 }
 
-run_engine redb engine-redb-many --partners "$PARTNERS"
-run_engine redb engine-redb-hot --hot
-run_engine sled engine-sled-many --partners "$PARTNERS"
+run_engine redb engine-redb-many true --partners "$PARTNERS"
+run_engine redb engine-redb-hot true --hot
+run_engine sled engine-sled-many true --partners "$PARTNERS"
+run_engine redb engine-redb-nowal-many false --partners "$PARTNERS"
 
 say "HTTP ceiling: bare axum hello-world"
 "$BIN" hello-server --listen "127.0.0.1:$((PORT + 1))" >"$RESULTS/hello.log" 2>&1 &

@@ -8,7 +8,7 @@
 use std::path::{Path, PathBuf};
 
 use reward_actors::EngineConfig;
-use reward_actors::store::StoreBackend;
+use reward_actors::store::{StoreBackend, WalOptions};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -17,6 +17,8 @@ pub struct Config {
     pub server: ServerConfig,
     pub engine: EngineConfig,
     pub limits: HttpLimits,
+    /// The write-ahead log in front of the store (`actors/src/store/wal.rs`).
+    pub wal: WalOptions,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -123,6 +125,9 @@ impl Config {
 
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.engine.validate().map_err(ConfigError::Invalid)?;
+        if self.wal.memtable_bytes_max < 1024 * 1024 || self.wal.frozen_max == 0 {
+            return Err(ConfigError::Invalid("wal.memtable_bytes_max must be at least 1 MiB and wal.frozen_max at least 1".into()));
+        }
         let limits = &self.limits;
         for (name, value) in [
             ("body_bytes_max", limits.body_bytes_max),

@@ -11,7 +11,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use reward_actors::clock::Clock;
 use reward_actors::crypto::{MasterKey, Secret, constant_time_eq, random_hex, sha256};
-use reward_actors::store::{Store, open_store};
+use reward_actors::store::{Store, open_store_with};
 use reward_actors::{Engine, EngineError};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
@@ -58,7 +58,7 @@ pub async fn start(options: ServeOptions) -> anyhow::Result<RunningServer> {
     let data_dir = config.server.data_dir.clone();
     let store = match store {
         Some(store) => store,
-        None => open_store(config.server.store, &data_dir)
+        None => open_store_with(config.server.store, &data_dir, config.wal)
             .with_context(|| format!("opening the {} store in {}", config.server.store, data_dir.display()))?,
     };
     let master_key = resolve_master_key(&config, secrets.master_key.as_ref(), demo)?;
@@ -131,6 +131,8 @@ fn log_bounds(config: &Config) {
         reply_timeout_ms = engine.reply_timeout_ms,
         commit_timeout_ms = engine.commit_timeout_ms,
         passivate_after_secs = engine.passivate_after_secs,
+        write_ahead_log = config.wal.enabled,
+        memtable_bytes_max = config.wal.memtable_bytes_max,
         body_bytes_max = limits.body_bytes_max,
         signature_window_secs = limits.signature_window_secs,
         stakeholders_max = limits.stakeholders_max,

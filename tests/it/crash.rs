@@ -32,6 +32,8 @@ async fn start_binary(data_dir: &Path, backend: StoreBackend, log: &Path) -> (Ch
         .env("REWARD_ADMIN_TOKEN", ADMIN_TOKEN)
         .env("REWARD_MASTER_KEY", MASTER_KEY)
         .env("REWARD_LOG", "warn")
+        // Apply the log often, so the kill lands with some memtables applied and some not.
+        .env("REWARD_WAL_APPLY_INTERVAL_MS", "20")
         .stdout(Stdio::from(log_file.try_clone().expect("log file")))
         .stderr(Stdio::from(log_file))
         .kill_on_drop(true)

@@ -11,6 +11,7 @@
 
 mod redb_store;
 mod sled_store;
+mod wal;
 
 use std::fmt;
 use std::path::Path;
@@ -19,6 +20,7 @@ use std::sync::Arc;
 
 pub use redb_store::RedbStore;
 pub use sled_store::SledStore;
+pub use wal::{WalOptions, WalStore};
 
 /// The key layout's version. Bump it when a key encoding changes.
 pub const SCHEMA_VERSION: u32 = 1;
@@ -155,15 +157,27 @@ impl FromStr for StoreBackend {
     }
 }
 
-/// Opens (creating if needed) the store of `backend` inside `data_dir`, and checks or
-/// writes the schema version.
+/// Opens (creating if needed) the store of `backend` inside `data_dir` behind the
+/// write-ahead log with its default options.
 pub fn open_store(backend: StoreBackend, data_dir: &Path) -> Result<Arc<dyn Store>, StoreError> {
+    open_store_with(backend, data_dir, WalOptions::default())
+}
+
+/// Opens the backend, checks or writes the schema version, replays any write-ahead log
+/// left in `data_dir/wal`, and (when the log is enabled) puts the log in front.
+pub fn open_store_with(backend: StoreBackend, data_dir: &Path, wal: WalOptions) -> Result<Arc<dyn Store>, StoreError> {
     std::fs::create_dir_all(data_dir).map_err(|error| StoreError::new(format!("cannot create {}: {error}", data_dir.display())))?;
     let store: Arc<dyn Store> = match backend {
         StoreBackend::Redb => Arc::new(RedbStore::open(&data_dir.join("reward.redb"))?),
         StoreBackend::Sled => Arc::new(SledStore::open(&data_dir.join("reward.sled"))?),
     };
     check_schema(store.as_ref())?;
+    let logged = WalStore::open(Arc::clone(&store), &data_dir.join("wal"), wal)?;
+    if wal.enabled {
+        return Ok(Arc::new(logged));
+    }
+    // Opening replayed whatever an earlier run logged; closing leaves the log empty.
+    drop(logged);
     Ok(store)
 }
 
@@ -214,11 +228,17 @@ mod tests {
         pairs.into_iter().map(|(key, _)| key).collect()
     }
 
-    /// The behaviour every backend must have, run against each.
+    /// The behaviour every backend must have, run against each, with and without the log.
     fn check_backend(backend: StoreBackend) {
+        for enabled in [true, false] {
+            check_backend_with(backend, WalOptions { enabled, ..WalOptions::default() });
+        }
+    }
+
+    fn check_backend_with(backend: StoreBackend, wal: WalOptions) {
         let dir = tempfile::tempdir().expect("temp dir");
         {
-            let store = open_store(backend, dir.path()).expect("opens");
+            let store = open_store_with(backend, dir.path(), wal).expect("opens");
             let first: Vec<WriteOp> = vec![put(&[6, 1, 1], b"a"), put(&[6, 1, 2], b"b"), put(&[6, 2, 1], b"c")];
             let second: Vec<WriteOp> = vec![put(&[6, 1, 3], b"d"), WriteOp::Delete { key: vec![6, 2, 1] }];
             store.commit(&[&first, &second]).expect("commits");
@@ -235,7 +255,7 @@ mod tests {
             assert_eq!(keys(after_ascending), vec![vec![6, 1, 2], vec![6, 1, 3]]);
         }
         // Reopening finds the data and the schema version.
-        let store = open_store(backend, dir.path()).expect("reopens");
+        let store = open_store_with(backend, dir.path(), wal).expect("reopens");
         assert_eq!(store.get(&[6, 1, 3]).expect("reads"), Some(b"d".to_vec()));
     }
 

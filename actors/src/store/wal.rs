@@ -1,0 +1,674 @@
+//! A write-ahead log in front of a backend: durable appends now, B-tree work later, in bulk.
+//!
+//! A commit appends one checksummed record holding all its write sets to the current log
+//! segment and `fdatasync`s it: that is the durability point, one sequential write per batch.
+//! The ops then go into an in-memory ordered map (the memtable) that reads consult before
+//! the backend, so a write is readable before its commit returns. When the memtable is big
+//! or old enough it is frozen (the segment rotates with it) and an applier thread writes it
+//! to the backend in one large durable transaction, with the last applied log sequence in
+//! the same transaction; then the frozen memtable leaves the read path and its segment is
+//! deleted. One large transaction touches each B-tree page once for thousands of write sets,
+//! where a transaction per batch rewrote the same pages again and again.
+//!
+//! Invariants:
+//! - a commit returns only after its record is durable in the log;
+//! - every record not yet durable in the backend is in the log, at a sequence above the
+//!   backend's `wal_applied_sequence`, and in a memtable on the read path;
+//! - reads consult memtables newest first, then the backend; data only moves downwards
+//!   (active → frozen → backend) and leaves a level only once the level below holds it;
+//! - at open, records above the applied sequence are replayed into the backend; a torn or
+//!   corrupt record ends the last segment (it was never acknowledged); anywhere else it is
+//!   corruption and the store refuses to open.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::ops::Bound;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crossbeam_skiplist::SkipMap;
+use parking_lot::{Condvar, Mutex, RwLock};
+
+use super::{KeyValue, Scan, ScanOrder, Store, StoreBackend, StoreError, Table, WriteOp, prefix_end};
+
+/// When memtables are frozen and applied.
+#[derive(Debug, Clone, Copy, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WalOptions {
+    /// Put the log in front of the backend (on by default). Off, every batch is a durable
+    /// backend transaction; a log left by an earlier run is still replayed at open.
+    pub enabled: bool,
+    /// Freeze the memtable once it holds this many key and value bytes. Bounds the memory
+    /// of the read overlay (at most `frozen_max + 1` memtables) and the size of one apply.
+    pub memtable_bytes_max: usize,
+    /// Freeze a non-empty memtable at the first commit after it is this old, so the backend
+    /// trails the log by about this much under steady load.
+    pub apply_interval_ms: u64,
+    /// Frozen memtables waiting for the applier before commits wait for it (back-pressure).
+    pub frozen_max: usize,
+}
+
+impl Default for WalOptions {
+    fn default() -> Self {
+        WalOptions { enabled: true, memtable_bytes_max: 64 * 1024 * 1024, apply_interval_ms: 250, frozen_max: 2 }
+    }
+}
+
+const RECORD_MAGIC: u32 = 0x5245_5741; // "REWA"
+/// magic, payload length, crc32, sequence.
+const RECORD_HEADER_BYTES: usize = 4 + 4 + 4 + 8;
+/// A record larger than this is corruption: one commit batch is far smaller.
+const RECORD_PAYLOAD_BYTES_MAX: usize = 1 << 30;
+const APPLIED_SEQUENCE_KEY: &[u8] = b"wal_applied_sequence";
+/// How long the applier waits before retrying a failed backend commit.
+const APPLY_RETRY_DELAY: Duration = Duration::from_secs(1);
+
+fn wal_error(context: &str, error: impl std::fmt::Display) -> StoreError {
+    StoreError::new(format!("write-ahead log: {context}: {error}"))
+}
+
+/// Written keys and their values (`None`: deleted), newest state per key.
+struct Memtable {
+    entries: SkipMap<Vec<u8>, Option<Vec<u8>>>,
+    bytes: AtomicUsize,
+    last_sequence: AtomicU64,
+    /// The log segment holding exactly this memtable's records, set when it is frozen.
+    segment: Mutex<Option<PathBuf>>,
+}
+
+impl Memtable {
+    fn new() -> Memtable {
+        Memtable { entries: SkipMap::new(), bytes: AtomicUsize::new(0), last_sequence: AtomicU64::new(0), segment: Mutex::new(None) }
+    }
+
+    fn apply(&self, op: &WriteOp) {
+        let (key, value) = match op {
+            WriteOp::Put { key, value } => (key, Some(value.clone())),
+            WriteOp::Delete { key } => (key, None),
+        };
+        self.bytes.fetch_add(key.len() + value.as_ref().map_or(0, Vec::len), Ordering::Relaxed);
+        self.entries.insert(key.clone(), value);
+    }
+}
+
+/// The memtables on the read path: the one being written, then frozen ones, newest first.
+struct Overlay {
+    active: Arc<Memtable>,
+    frozen: Vec<Arc<Memtable>>,
+}
+
+impl Overlay {
+    fn newest_first(&self) -> impl Iterator<Item = &Arc<Memtable>> {
+        std::iter::once(&self.active).chain(self.frozen.iter())
+    }
+}
+
+struct Shared {
+    overlay: RwLock<Arc<Overlay>>,
+    /// Frozen memtables in freeze order, oldest first: the applier's work.
+    queue: Mutex<VecDeque<Arc<Memtable>>>,
+    queue_changed: Condvar,
+    stopping: AtomicBool,
+}
+
+/// The committer's side: the open segment and the next sequence.
+struct Writer {
+    dir: PathBuf,
+    file: File,
+    path: PathBuf,
+    next_sequence: u64,
+    frozen_at: Instant,
+    failed: bool,
+    buffer: Vec<u8>,
+}
+
+pub struct WalStore {
+    backend: Arc<dyn Store>,
+    shared: Arc<Shared>,
+    writer: Mutex<Writer>,
+    applier: Mutex<Option<JoinHandle<()>>>,
+    options: WalOptions,
+}
+
+fn segment_path(dir: &Path, first_sequence: u64) -> PathBuf {
+    dir.join(format!("wal-{first_sequence:020}.log"))
+}
+
+fn sync_dir(dir: &Path) -> Result<(), StoreError> {
+    File::open(dir).and_then(|handle| handle.sync_all()).map_err(|error| wal_error("syncing the log directory", error))
+}
+
+fn create_segment(dir: &Path, first_sequence: u64) -> Result<(File, PathBuf), StoreError> {
+    let path = segment_path(dir, first_sequence);
+    let file = OpenOptions::new().create_new(true).append(true).open(&path).map_err(|error| wal_error("creating a segment", error))?;
+    // The new file's directory entry must be durable before records in it are acknowledged.
+    sync_dir(dir)?;
+    Ok((file, path))
+}
+
+fn applied_sequence_key() -> Vec<u8> {
+    Table::Meta.key(&[APPLIED_SEQUENCE_KEY])
+}
+
+impl WalStore {
+    /// Opens the log in `dir` over `backend`, replaying what the backend has not applied.
+    pub fn open(backend: Arc<dyn Store>, dir: &Path, options: WalOptions) -> Result<WalStore, StoreError> {
+        std::fs::create_dir_all(dir).map_err(|error| wal_error("creating the log directory", error))?;
+        let applied = match backend.get(&applied_sequence_key())? {
+            Some(bytes) => u64::from_be_bytes(bytes.as_slice().try_into().map_err(|_| wal_error("applied sequence", "unreadable"))?),
+            None => 0,
+        };
+        let last_sequence = recover(backend.as_ref(), dir, applied)?;
+        let (file, path) = create_segment(dir, last_sequence + 1)?;
+        let shared = Arc::new(Shared {
+            overlay: RwLock::new(Arc::new(Overlay { active: Arc::new(Memtable::new()), frozen: Vec::new() })),
+            queue: Mutex::new(VecDeque::new()),
+            queue_changed: Condvar::new(),
+            stopping: AtomicBool::new(false),
+        });
+        let applier_shared = Arc::clone(&shared);
+        let applier_backend = Arc::clone(&backend);
+        let applier = std::thread::Builder::new()
+            .name("reward-wal-applier".into())
+            .spawn(move || run_applier(applier_backend.as_ref(), &applier_shared))
+            .map_err(|error| wal_error("starting the applier", error))?;
+        let writer = Writer {
+            dir: dir.to_owned(),
+            file,
+            path,
+            next_sequence: last_sequence + 1,
+            frozen_at: Instant::now(),
+            failed: false,
+            buffer: Vec::new(),
+        };
+        Ok(WalStore { backend, shared, writer: Mutex::new(writer), applier: Mutex::new(Some(applier)), options })
+    }
+
+    /// Freezes what is in memory, lets the applier write everything to the backend, and
+    /// stops it. After this the log is empty. Called on drop.
+    pub fn close(&self) {
+        let mut writer = self.writer.lock();
+        if !writer.failed
+            && let Err(error) = self.freeze(&mut writer)
+        {
+            tracing::error!(%error, "freezing the memtable at close failed; the log will be replayed at the next start");
+        }
+        self.stop_applier();
+    }
+
+    fn stop_applier(&self) {
+        {
+            // Under the queue lock, so the applier cannot miss the wake-up between its
+            // check of `stopping` and its wait.
+            let _queue = self.shared.queue.lock();
+            self.shared.stopping.store(true, Ordering::Release);
+            self.shared.queue_changed.notify_all();
+        }
+        if let Some(applier) = self.applier.lock().take()
+            && applier.join().is_err()
+        {
+            tracing::error!("the write-ahead log applier panicked");
+        }
+    }
+
+    /// Stops without applying anything, as a crash would (tests only).
+    #[doc(hidden)]
+    pub fn abandon_for_test(&self) {
+        self.writer.lock().failed = true;
+        self.shared.queue.lock().clear();
+        self.stop_applier();
+    }
+
+    fn overlay(&self) -> Arc<Overlay> {
+        Arc::clone(&self.shared.overlay.read())
+    }
+
+    /// Moves the active memtable to the frozen list and the applier's queue, and starts a
+    /// new segment for the next records. Waits while the applier is `frozen_max` behind.
+    fn freeze(&self, writer: &mut Writer) -> Result<(), StoreError> {
+        if self.overlay().active.entries.is_empty() {
+            return Ok(());
+        }
+        {
+            let mut queue = self.shared.queue.lock();
+            while queue.len() >= self.options.frozen_max && !self.shared.stopping.load(Ordering::Acquire) {
+                self.shared.queue_changed.wait_for(&mut queue, Duration::from_millis(100));
+            }
+        }
+        let (file, path) = create_segment(&writer.dir, writer.next_sequence)?;
+        let closed_path = std::mem::replace(&mut writer.path, path);
+        writer.file = file;
+        writer.frozen_at = Instant::now();
+        let frozen = {
+            let mut overlay = self.shared.overlay.write();
+            let frozen = Arc::clone(&overlay.active);
+            *frozen.segment.lock() = Some(closed_path);
+            let mut frozen_list = Vec::with_capacity(overlay.frozen.len() + 1);
+            frozen_list.push(Arc::clone(&frozen));
+            frozen_list.extend(overlay.frozen.iter().cloned());
+            *overlay = Arc::new(Overlay { active: Arc::new(Memtable::new()), frozen: frozen_list });
+            frozen
+        };
+        self.shared.queue.lock().push_back(frozen);
+        self.shared.queue_changed.notify_all();
+        Ok(())
+    }
+
+    /// The memtables' entries in a key range, newest value per key; with `live_max`, only
+    /// each memtable's first `live_max` live entries in scan order.
+    fn overlay_range(
+        &self,
+        overlay: &Overlay,
+        bounds: (Bound<&[u8]>, Bound<&[u8]>),
+        order: ScanOrder,
+        live_max: Option<usize>,
+    ) -> BTreeMap<Vec<u8>, Option<Vec<u8>>> {
+        let mut merged = BTreeMap::new();
+        for memtable in overlay.newest_first().collect::<Vec<_>>().into_iter().rev() {
+            let range = memtable.entries.range::<[u8], _>(bounds);
+            let entries: Box<dyn Iterator<Item = _>> = match order {
+                ScanOrder::Ascending => Box::new(range),
+                ScanOrder::Descending => Box::new(range.rev()),
+            };
+            let mut live = 0;
+            for entry in entries {
+                if live_max.is_some_and(|max| live >= max) {
+                    break;
+                }
+                live += usize::from(entry.value().is_some());
+                merged.insert(entry.key().clone(), entry.value().clone());
+            }
+        }
+        merged
+    }
+
+    fn append(&self, writer: &mut Writer, write_sets: &[&[WriteOp]]) -> Result<u64, StoreError> {
+        let sequence = writer.next_sequence;
+        let Writer { buffer, file, .. } = writer;
+        encode_record(buffer, sequence, write_sets);
+        file.write_all(buffer).map_err(|error| wal_error("appending", error))?;
+        file.sync_data().map_err(|error| wal_error("syncing", error))?;
+        writer.next_sequence += 1;
+        Ok(sequence)
+    }
+}
+
+impl Drop for WalStore {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+impl Store for WalStore {
+    fn backend(&self) -> StoreBackend {
+        self.backend.backend()
+    }
+
+    fn commit(&self, write_sets: &[&[WriteOp]]) -> Result<(), StoreError> {
+        let mut writer = self.writer.lock();
+        if writer.failed {
+            return Err(wal_error("appending", "an earlier append failed; restart to recover from the log"));
+        }
+        let sequence = match self.append(&mut writer, write_sets) {
+            Ok(sequence) => sequence,
+            Err(error) => {
+                // The segment may now end in a partial record; appending after it would
+                // bury it mid-log. Refuse further writes; a restart recovers.
+                writer.failed = true;
+                return Err(error);
+            }
+        };
+        let overlay = self.overlay();
+        for op in write_sets.iter().flat_map(|write_set| write_set.iter()) {
+            overlay.active.apply(op);
+        }
+        overlay.active.last_sequence.store(sequence, Ordering::Release);
+        let full = overlay.active.bytes.load(Ordering::Relaxed) >= self.options.memtable_bytes_max;
+        let old = writer.frozen_at.elapsed() >= Duration::from_millis(self.options.apply_interval_ms);
+        if full || old {
+            // The record is durable and readable: a failed rotation must not fail this commit.
+            if let Err(error) = self.freeze(&mut writer) {
+                tracing::error!(%error, "rotating the write-ahead log failed; writes stop until a restart");
+                writer.failed = true;
+            }
+        }
+        Ok(())
+    }
+
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        let overlay = self.overlay();
+        for memtable in overlay.newest_first() {
+            if let Some(entry) = memtable.entries.get(key) {
+                return Ok(entry.value().clone());
+            }
+        }
+        self.backend.get(key)
+    }
+
+    fn scan(&self, scan: Scan<'_>) -> Result<Vec<KeyValue>, StoreError> {
+        let overlay = self.overlay();
+        let end = prefix_end(scan.prefix);
+        let upper: Bound<&[u8]> = end.as_deref().map_or(Bound::Unbounded, Bound::Excluded);
+        let (lower, upper) = match (scan.order, scan.after) {
+            (ScanOrder::Ascending, Some(after)) => (Bound::Excluded(after), upper),
+            (ScanOrder::Descending, Some(after)) => (Bound::Included(scan.prefix), Bound::Excluded(after)),
+            (_, None) => (Bound::Included(scan.prefix), upper),
+        };
+        // From each memtable, its first `limit` live entries in scan order, older memtables
+        // first so newer values overwrite them. A deletion can hide an older memtable's entry,
+        // so when one is met the memtables' whole ranges are taken instead (still bounded by
+        // the memtables' size); the engine's hot path never deletes.
+        let mut merged = self.overlay_range(&overlay, (lower, upper), scan.order, Some(scan.limit));
+        if merged.values().any(Option::is_none) {
+            merged = self.overlay_range(&overlay, (lower, upper), scan.order, None);
+        }
+        let deletions = merged.values().filter(|value| value.is_none()).count();
+        let from_backend = self.backend.scan(Scan { limit: scan.limit + deletions, ..scan })?;
+        for (key, value) in from_backend {
+            merged.entry(key).or_insert(Some(value));
+        }
+        let live = merged.into_iter().filter_map(|(key, value)| value.map(|value| (key, value)));
+        Ok(match scan.order {
+            ScanOrder::Ascending => live.take(scan.limit).collect(),
+            ScanOrder::Descending => live.rev().take(scan.limit).collect(),
+        })
+    }
+}
+
+/// `[magic][payload length][crc32 of sequence and payload][sequence][payload]`, where the
+/// payload is `[op count]` then `[kind][key length][key][value length][value]` per op.
+fn encode_record(buffer: &mut Vec<u8>, sequence: u64, write_sets: &[&[WriteOp]]) {
+    buffer.clear();
+    buffer.resize(RECORD_HEADER_BYTES, 0);
+    let ops: Vec<&WriteOp> = write_sets.iter().flat_map(|write_set| write_set.iter()).collect();
+    buffer.extend_from_slice(&(ops.len() as u32).to_be_bytes());
+    for op in ops {
+        match op {
+            WriteOp::Put { key, value } => {
+                buffer.push(1);
+                buffer.extend_from_slice(&(key.len() as u32).to_be_bytes());
+                buffer.extend_from_slice(key);
+                buffer.extend_from_slice(&(value.len() as u32).to_be_bytes());
+                buffer.extend_from_slice(value);
+            }
+            WriteOp::Delete { key } => {
+                buffer.push(0);
+                buffer.extend_from_slice(&(key.len() as u32).to_be_bytes());
+                buffer.extend_from_slice(key);
+            }
+        }
+    }
+    let payload_length = buffer.len() - RECORD_HEADER_BYTES;
+    let mut crc = crc32fast::Hasher::new();
+    crc.update(&sequence.to_be_bytes());
+    crc.update(&buffer[RECORD_HEADER_BYTES..]);
+    buffer[0..4].copy_from_slice(&RECORD_MAGIC.to_be_bytes());
+    buffer[4..8].copy_from_slice(&(payload_length as u32).to_be_bytes());
+    buffer[8..12].copy_from_slice(&crc.finalize().to_be_bytes());
+    buffer[12..20].copy_from_slice(&sequence.to_be_bytes());
+}
+
+/// Reads one record at `bytes[at..]`: `None` when what is there is not a whole valid record.
+fn decode_record(bytes: &[u8], at: usize) -> Option<(u64, Vec<WriteOp>, usize)> {
+    let header = bytes.get(at..at + RECORD_HEADER_BYTES)?;
+    let read_u32 = |slice: &[u8]| u32::from_be_bytes(slice.try_into().expect("four bytes"));
+    if read_u32(&header[0..4]) != RECORD_MAGIC {
+        return None;
+    }
+    let payload_length = read_u32(&header[4..8]) as usize;
+    if payload_length > RECORD_PAYLOAD_BYTES_MAX {
+        return None;
+    }
+    let sequence = u64::from_be_bytes(header[12..20].try_into().expect("eight bytes"));
+    let payload = bytes.get(at + RECORD_HEADER_BYTES..at + RECORD_HEADER_BYTES + payload_length)?;
+    let mut crc = crc32fast::Hasher::new();
+    crc.update(&header[12..20]);
+    crc.update(payload);
+    if crc.finalize() != read_u32(&header[8..12]) {
+        return None;
+    }
+    let ops = decode_ops(payload)?;
+    Some((sequence, ops, at + RECORD_HEADER_BYTES + payload_length))
+}
+
+fn decode_ops(payload: &[u8]) -> Option<Vec<WriteOp>> {
+    let mut at = 0;
+    let mut take = |length: usize| -> Option<&[u8]> {
+        let slice = payload.get(at..at + length)?;
+        at += length;
+        Some(slice)
+    };
+    let read_u32 = |slice: &[u8]| u32::from_be_bytes(slice.try_into().expect("four bytes")) as usize;
+    let count = read_u32(take(4)?);
+    let mut ops = Vec::with_capacity(count.min(1 << 20));
+    for _ in 0..count {
+        let kind = take(1)?[0];
+        let key_length = read_u32(take(4)?);
+        let key = take(key_length)?.to_vec();
+        ops.push(match kind {
+            1 => {
+                let value_length = read_u32(take(4)?);
+                WriteOp::Put { key, value: take(value_length)?.to_vec() }
+            }
+            0 => WriteOp::Delete { key },
+            _ => return None,
+        });
+    }
+    Some(ops)
+}
+
+/// Log segments in `dir`, oldest first.
+fn segments(dir: &Path) -> Result<Vec<PathBuf>, StoreError> {
+    let mut found: Vec<(u64, PathBuf)> = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(|error| wal_error("listing segments", error))? {
+        let path = entry.map_err(|error| wal_error("listing segments", error))?.path();
+        let first =
+            path.file_name().and_then(|name| name.to_str()).and_then(|name| name.strip_prefix("wal-")?.strip_suffix(".log")?.parse::<u64>().ok());
+        if let Some(first) = first {
+            found.push((first, path));
+        }
+    }
+    found.sort();
+    Ok(found.into_iter().map(|(_, path)| path).collect())
+}
+
+/// Replays records above `applied` into the backend (one durable commit), deletes every
+/// segment, and answers the last sequence seen.
+fn recover(backend: &dyn Store, dir: &Path, applied: u64) -> Result<u64, StoreError> {
+    let paths = segments(dir)?;
+    let mut last = applied;
+    let mut replay: Vec<WriteOp> = Vec::new();
+    for (index, path) in paths.iter().enumerate() {
+        let bytes = std::fs::read(path).map_err(|error| wal_error("reading a segment", error))?;
+        let mut at = 0;
+        while at < bytes.len() {
+            let Some((sequence, ops, next)) = decode_record(&bytes, at) else {
+                if index + 1 == paths.len() {
+                    tracing::warn!(segment = %path.display(), offset = at, "ignoring a torn record at the end of the log (never acknowledged)");
+                    break;
+                }
+                return Err(wal_error("recovery", format!("corrupt record in {} at byte {at}, before the last segment", path.display())));
+            };
+            if sequence > applied {
+                if sequence <= last {
+                    return Err(wal_error("recovery", format!("sequence {sequence} after {last} in {}", path.display())));
+                }
+                replay.extend(ops);
+                last = sequence;
+            }
+            at = next;
+        }
+    }
+    if last > applied {
+        tracing::info!(records = last - applied, ops = replay.len(), "replaying the write-ahead log into the store");
+        replay.push(WriteOp::Put { key: applied_sequence_key(), value: last.to_be_bytes().to_vec() });
+        backend.commit(&[&replay])?;
+    }
+    for path in paths {
+        std::fs::remove_file(&path).map_err(|error| wal_error("removing an applied segment", error))?;
+    }
+    sync_dir(dir)?;
+    Ok(last)
+}
+
+fn run_applier(backend: &dyn Store, shared: &Shared) {
+    loop {
+        let memtable = {
+            let mut queue = shared.queue.lock();
+            loop {
+                if let Some(front) = queue.front() {
+                    break Arc::clone(front);
+                }
+                if shared.stopping.load(Ordering::Acquire) {
+                    return;
+                }
+                shared.queue_changed.wait(&mut queue);
+            }
+        };
+        apply_memtable(backend, shared, &memtable);
+    }
+}
+
+/// Writes a frozen memtable to the backend (retrying until it succeeds or the store stops),
+/// then takes it off the read path and deletes its segment.
+fn apply_memtable(backend: &dyn Store, shared: &Shared, memtable: &Arc<Memtable>) {
+    let mut ops: Vec<WriteOp> = memtable
+        .entries
+        .iter()
+        .map(|entry| match entry.value() {
+            Some(value) => WriteOp::Put { key: entry.key().clone(), value: value.clone() },
+            None => WriteOp::Delete { key: entry.key().clone() },
+        })
+        .collect();
+    let last_sequence = memtable.last_sequence.load(Ordering::Acquire);
+    ops.push(WriteOp::Put { key: applied_sequence_key(), value: last_sequence.to_be_bytes().to_vec() });
+    while let Err(error) = backend.commit(&[&ops]) {
+        tracing::error!(%error, "applying the write-ahead log to the store failed; retrying (the log still holds the data)");
+        if shared.stopping.load(Ordering::Acquire) {
+            return;
+        }
+        std::thread::sleep(APPLY_RETRY_DELAY);
+    }
+    {
+        let mut overlay = shared.overlay.write();
+        let frozen = overlay.frozen.iter().filter(|candidate| !Arc::ptr_eq(candidate, memtable)).cloned().collect();
+        *overlay = Arc::new(Overlay { active: Arc::clone(&overlay.active), frozen });
+    }
+    {
+        let mut queue = shared.queue.lock();
+        queue.pop_front();
+    }
+    shared.queue_changed.notify_all();
+    if let Some(path) = memtable.segment.lock().take()
+        && let Err(error) = std::fs::remove_file(&path)
+    {
+        tracing::warn!(%error, segment = %path.display(), "could not remove an applied segment; it is skipped at the next start");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{RedbStore, SledStore};
+
+    fn put(key: &[u8], value: &[u8]) -> WriteOp {
+        WriteOp::Put { key: key.to_vec(), value: value.to_vec() }
+    }
+
+    fn open_backend(kind: StoreBackend, dir: &Path) -> Arc<dyn Store> {
+        match kind {
+            StoreBackend::Redb => Arc::new(RedbStore::open(&dir.join("data.redb")).expect("redb")),
+            StoreBackend::Sled => Arc::new(SledStore::open(&dir.join("data.sled")).expect("sled")),
+        }
+    }
+
+    fn tiny() -> WalOptions {
+        WalOptions { enabled: true, memtable_bytes_max: 64, apply_interval_ms: 0, frozen_max: 1 }
+    }
+
+    fn keys(pairs: Vec<KeyValue>) -> Vec<Vec<u8>> {
+        pairs.into_iter().map(|(key, _)| key).collect()
+    }
+
+    #[test]
+    fn records_round_trip_and_a_torn_tail_is_not_a_record() {
+        let mut buffer = Vec::new();
+        let first: Vec<WriteOp> = vec![put(b"a", b"1"), WriteOp::Delete { key: b"b".to_vec() }];
+        encode_record(&mut buffer, 7, &[&first]);
+        let (sequence, ops, next) = decode_record(&buffer, 0).expect("valid");
+        assert_eq!((sequence, ops, next), (7, first, buffer.len()));
+        assert!(decode_record(&buffer[..buffer.len() - 1], 0).is_none(), "short");
+        let mut flipped = buffer.clone();
+        *flipped.last_mut().expect("bytes") ^= 1;
+        assert!(decode_record(&flipped, 0).is_none(), "checksum");
+    }
+
+    fn reads_writes_and_recovers(kind: StoreBackend) {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let wal_dir = dir.path().join("wal");
+        {
+            let store = WalStore::open(open_backend(kind, dir.path()), &wal_dir, tiny()).expect("opens");
+            for index in 0..50u8 {
+                store.commit(&[&[put(&[6, 1, index], &[index; 10])]]).expect("commits");
+                assert_eq!(store.get(&[6, 1, index]).expect("reads"), Some(vec![index; 10]), "readable at once");
+            }
+            store.commit(&[&[WriteOp::Delete { key: vec![6, 1, 3] }]]).expect("commits");
+            assert_eq!(store.get(&[6, 1, 3]).expect("reads"), None);
+            let first = store.scan(Scan { prefix: &[6, 1], after: None, order: ScanOrder::Ascending, limit: 4 }).expect("scans");
+            assert_eq!(keys(first), vec![vec![6, 1, 0], vec![6, 1, 1], vec![6, 1, 2], vec![6, 1, 4]]);
+            let last = store.scan(Scan { prefix: &[6, 1], after: Some(&[6, 1, 49]), order: ScanOrder::Descending, limit: 2 }).expect("scans");
+            assert_eq!(keys(last), vec![vec![6, 1, 48], vec![6, 1, 47]]);
+            // Crash: nothing more is applied, the log holds what the backend lacks.
+            store.commit(&[&[put(&[6, 2, 0], b"late")]]).expect("commits");
+            store.abandon_for_test();
+        }
+        let store = WalStore::open(open_backend(kind, dir.path()), &wal_dir, tiny()).expect("reopens");
+        assert_eq!(store.get(&[6, 2, 0]).expect("reads"), Some(b"late".to_vec()), "replayed from the log");
+        assert_eq!(store.get(&[6, 1, 3]).expect("reads"), None, "a deletion replays too");
+        assert_eq!(store.get(&[6, 1, 49]).expect("reads"), Some(vec![49; 10]));
+        let all = store.scan(Scan { prefix: &[6], after: None, order: ScanOrder::Ascending, limit: 100 }).expect("scans");
+        assert_eq!(all.len(), 50);
+    }
+
+    #[test]
+    fn redb_behind_the_log_reads_writes_and_recovers() {
+        reads_writes_and_recovers(StoreBackend::Redb);
+    }
+
+    #[test]
+    fn sled_behind_the_log_reads_writes_and_recovers() {
+        reads_writes_and_recovers(StoreBackend::Sled);
+    }
+
+    #[test]
+    fn a_torn_last_record_is_ignored_and_earlier_corruption_refused() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let wal_dir = dir.path().join("wal");
+        let big = WalOptions { enabled: true, memtable_bytes_max: usize::MAX, apply_interval_ms: u64::MAX, frozen_max: 2 };
+        {
+            let store = WalStore::open(open_backend(StoreBackend::Redb, dir.path()), &wal_dir, big).expect("opens");
+            store.commit(&[&[put(b"\x06k1", b"v1")]]).expect("commits");
+            store.commit(&[&[put(b"\x06k2", b"v2")]]).expect("commits");
+            store.abandon_for_test();
+        }
+        let segment = segments(&wal_dir).expect("lists").pop().expect("a segment");
+        let mut file = OpenOptions::new().append(true).open(&segment).expect("opens");
+        file.write_all(&RECORD_MAGIC.to_be_bytes()).expect("torn write");
+        drop(file);
+        {
+            let store = WalStore::open(open_backend(StoreBackend::Redb, dir.path()), &wal_dir, big).expect("a torn tail is fine");
+            assert_eq!(store.get(b"\x06k2").expect("reads"), Some(b"v2".to_vec()));
+            store.commit(&[&[put(b"\x06k3", b"v3")]]).expect("commits");
+            store.abandon_for_test();
+        }
+        // Garbage in a segment that is not the last one is corruption.
+        let segment = segments(&wal_dir).expect("lists").pop().expect("a segment");
+        std::fs::write(wal_dir.join("wal-00000000000000000000.log"), b"garbage").expect("writes");
+        assert!(segments(&wal_dir).expect("lists").len() == 2 && segment.exists());
+        assert!(WalStore::open(open_backend(StoreBackend::Redb, dir.path()), &wal_dir, big).is_err());
+    }
+}
