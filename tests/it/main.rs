@@ -8,6 +8,7 @@ mod auth;
 mod bad_input;
 mod crash;
 mod durability;
+mod engine_limits;
 mod funding;
 mod idempotency;
 mod ops;
