@@ -109,7 +109,7 @@ fn pure_path(criterion: &mut Criterion) {
                 request: &one,
                 request_id: "req_0123456789abcdef01234567",
                 evaluation: &evaluation,
-                pool: &pool,
+                pool: Some(&pool),
                 users: vec![user(&ids, "user_0".into())],
                 next_event_sequence: 1,
                 now_ms: 1_767_225_600_000,

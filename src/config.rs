@@ -71,6 +71,9 @@ pub struct HttpLimits {
     pub metadata_keys_max: usize,
     /// Names (users' first and last names).
     pub name_chars_max: usize,
+    /// How long reading a request body may take before the request is refused (408), so a
+    /// slow sender cannot hold a task and a body buffer indefinitely.
+    pub body_read_timeout_secs: u64,
 }
 
 impl Default for HttpLimits {
@@ -82,6 +85,7 @@ impl Default for HttpLimits {
             metadata_bytes_max: 4 * 1024,
             metadata_keys_max: 50,
             name_chars_max: 200,
+            body_read_timeout_secs: 30,
         }
     }
 }
@@ -135,6 +139,7 @@ impl Config {
             ("metadata_bytes_max", limits.metadata_bytes_max),
             ("metadata_keys_max", limits.metadata_keys_max),
             ("name_chars_max", limits.name_chars_max),
+            ("body_read_timeout_secs", limits.body_read_timeout_secs as usize),
         ] {
             if value == 0 {
                 return Err(ConfigError::Invalid(format!("limits.{name} must be greater than 0")));

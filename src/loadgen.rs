@@ -46,9 +46,6 @@ pub struct LoadgenArgs {
     /// Base URL of the server under test (plain HTTP).
     #[arg(long, default_value = "http://127.0.0.1:8080")]
     pub url: String,
-    /// Admin token used to provision partners.
-    #[arg(long, env = "REWARD_ADMIN_TOKEN", hide_env_values = true)]
-    pub admin_token: Option<String>,
     /// Partners to spread the load over.
     #[arg(long, default_value_t = 100)]
     pub partners: usize,
@@ -130,7 +127,11 @@ pub async fn run(args: LoadgenArgs) -> anyhow::Result<Summary> {
     let run_id = format!("{:x}", SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |elapsed| elapsed.as_millis()));
     let partners = match args.target {
         Target::Engine => {
-            let token = args.admin_token.clone().context("provisioning needs the admin token: pass --admin-token or set REWARD_ADMIN_TOKEN")?;
+            // From the environment only: a secret on the command line shows in `ps`.
+            let token = std::env::var("REWARD_ADMIN_TOKEN")
+                .ok()
+                .filter(|token| !token.is_empty())
+                .context("provisioning needs the admin token in REWARD_ADMIN_TOKEN")?;
             let pool_tokens = pool_size(&args, partner_count);
             eprintln!("provisioning {partner_count} partner(s) with {pool_tokens} tokens each …");
             provision(address, &Secret::new(token), partner_count, pool_tokens, &run_id).await?

@@ -97,6 +97,13 @@ impl CommitterHandle {
         CommitReceipt(receipt)
     }
 
+    /// A receipt that resolves once everything queued before it has been committed (or has
+    /// failed): an actor takes one before loading its state, so no write set of a
+    /// predecessor that died without retiring can land after the load.
+    pub fn fence(&self) -> CommitReceipt {
+        self.submit(Vec::new(), None)
+    }
+
     pub fn queued(&self) -> usize {
         self.queued.load(Ordering::Relaxed)
     }
@@ -140,8 +147,12 @@ impl Drop for CommitterThread {
     }
 }
 
+/// Actor generations remembered as poisoned. A generation retires as soon as it sees its
+/// failure, so only recent ones can still have write sets queued; older ones are forgotten.
+const POISONED_GENERATIONS_MAX: usize = 65_536;
+
 fn run(store: &dyn Store, receiver: &Receiver<CommitterMessage>, metrics: &EngineMetrics, limits: CommitterLimits, queued: &AtomicUsize) {
-    let mut poisoned: HashSet<Origin> = HashSet::new();
+    let mut poisoned = Poisoned::default();
     let mut batch: Vec<CommitRequest> = Vec::with_capacity(limits.batch_write_sets_max);
     loop {
         let mut stopping = match receiver.recv() {
@@ -170,13 +181,44 @@ fn run(store: &dyn Store, receiver: &Receiver<CommitterMessage>, metrics: &Engin
     }
 }
 
-fn commit_batch(store: &dyn Store, batch: &mut Vec<CommitRequest>, poisoned: &mut HashSet<Origin>, metrics: &EngineMetrics) {
+/// Actor generations whose later write sets must fail, oldest forgotten first.
+#[derive(Default)]
+struct Poisoned {
+    set: HashSet<Origin>,
+    order: std::collections::VecDeque<Origin>,
+}
+
+impl Poisoned {
+    fn contains(&self, origin: &Origin) -> bool {
+        self.set.contains(origin)
+    }
+
+    fn insert(&mut self, origin: Origin) {
+        if self.set.insert(origin) {
+            self.order.push_back(origin);
+        }
+        while self.order.len() > POISONED_GENERATIONS_MAX {
+            if let Some(oldest) = self.order.pop_front() {
+                self.set.remove(&oldest);
+            }
+        }
+    }
+}
+
+fn commit_batch(store: &dyn Store, batch: &mut Vec<CommitRequest>, poisoned: &mut Poisoned, metrics: &EngineMetrics) {
     let (doomed, live): (Vec<CommitRequest>, Vec<CommitRequest>) =
         batch.drain(..).partition(|request| request.origin.is_some_and(|origin| poisoned.contains(&origin)));
     for request in doomed {
         let _ = request.done.send(CommitState::Failed);
     }
     if live.is_empty() {
+        return;
+    }
+    if live.iter().all(|request| request.write_set.is_empty()) {
+        // Only fences: nothing to write, and everything before them is settled.
+        for request in live {
+            let _ = request.done.send(CommitState::Durable);
+        }
         return;
     }
     let write_sets: Vec<&[WriteOp]> = live.iter().map(|request| request.write_set.as_slice()).collect();
@@ -192,7 +234,7 @@ fn commit_batch(store: &dyn Store, batch: &mut Vec<CommitRequest>, poisoned: &mu
         Err(error) => {
             tracing::error!(%error, write_sets = live.len(), "commit failed; the actors that wrote these write sets will reload from the store");
             metrics.commit_failures.inc();
-            poisoned.extend(live.iter().filter_map(|request| request.origin));
+            live.iter().filter_map(|request| request.origin).for_each(|origin| poisoned.insert(origin));
             CommitState::Failed
         }
     };

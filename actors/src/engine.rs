@@ -199,7 +199,8 @@ impl Engine {
 
     /// Store open and engine answering: the committer and actor runtime are up.
     pub fn is_ready(&self) -> bool {
-        !self.inner.shared.shutting_down.load(Ordering::Relaxed) && self.inner.actix.lock().is_some()
+        let shared = &self.inner.shared;
+        !shared.shutting_down.load(Ordering::Relaxed) && shared.store.is_healthy() && self.inner.actix.lock().is_some()
     }
 
     /// Brings gauges computed from live state (actors, mailboxes, queue) up to date.
@@ -238,6 +239,9 @@ impl Engine {
         let shared = &self.inner.shared;
         if shared.shutting_down.load(Ordering::Relaxed) {
             return Err(EngineError::ShuttingDown);
+        }
+        if !shared.store.is_healthy() {
+            return Err(self.overloaded("store_unavailable"));
         }
         if shared.committer.queued() >= shared.config.commit_queue_max {
             return Err(self.overloaded("commit_queue"));
@@ -280,8 +284,13 @@ impl Engine {
                     shared.metrics.engine_timeouts.inc();
                     return Err(EngineError::Timeout);
                 }
+                // A failed commit may still have reached the disk (a log fsync that errs after
+                // the write): the outcome is unknown, and a retry with the same key tells.
                 // A rejection stands whether or not its action.failed event was recorded.
-                Ok(Err(_)) if reply.outcome.is_ok() => return Err(EngineError::Internal("the commit failed; nothing was applied".into())),
+                Ok(Err(_)) if reply.outcome.is_ok() => {
+                    shared.metrics.engine_timeouts.inc();
+                    return Err(EngineError::Timeout);
+                }
                 Ok(_) => {}
             }
         }

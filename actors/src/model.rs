@@ -331,13 +331,19 @@ pub struct PoolRecord {
 }
 
 impl PoolRecord {
+    /// `allocated + refilled = balance + issued − reversed`, and nothing reversed that was
+    /// not issued.
+    pub fn is_conserved(&self) -> bool {
+        let funded = i128::from(self.allocated_total) + i128::from(self.refilled_total);
+        let accounted = i128::from(self.balance) + i128::from(self.issued_total) - i128::from(self.reversed_total);
+        self.reversed_total <= self.issued_total && funded == accounted
+    }
+
     /// Panics when the pool's totals do not balance: issuing from a pool that cannot prove
     /// its balance would make money up.
     pub fn assert_conserved(&self) {
-        let funded = i128::from(self.allocated_total) + i128::from(self.refilled_total);
-        let accounted = i128::from(self.balance) + i128::from(self.issued_total) - i128::from(self.reversed_total);
         assert!(
-            self.reversed_total <= self.issued_total && funded == accounted,
+            self.is_conserved(),
             "pool {} does not balance: allocated {} + refilled {} != balance {} + issued {} - reversed {}",
             self.id,
             self.allocated_total,
@@ -403,7 +409,8 @@ pub struct ActionRecord {
     /// Minor units and currency code.
     pub amount: Option<(u64, String)>,
     pub campaign_id: Option<Id>,
-    pub pool_id: Id,
+    /// The pool the tokens came from; `None` for a 0-token action with no pool to name.
+    pub pool_id: Option<Id>,
     pub status: ActionStatus,
     pub tokens_distributed: u64,
     pub reversed_tokens: u64,

@@ -32,7 +32,7 @@ use crate::ids::Id;
 use crate::keys;
 use crate::model::{IdempotencyRecord, IdempotencyScope, PartnerEnv, PartnerEnvState, PoolRecord, TransactionRecord, TransactionType, UserRecord};
 use crate::money::TOKENS_MAX;
-use crate::posting::{EventBuilder, RewardDraft, post_reward, push_events, put, reward_write_set};
+use crate::posting::{EventBuilder, RewardDraft, post_reward, push_events, put, reward_fits, reward_write_set};
 use crate::request::{ActionRequest, AllocationRequest, Stakeholder};
 use crate::rules::{RewardRule, evaluate};
 use crate::store::{Scan, ScanOrder, WriteOp};
@@ -163,10 +163,10 @@ impl Actor for PartnerActor {
     type Context = Context<Self>;
 
     fn started(&mut self, context: &mut Context<Self>) {
-        self.state = load_state(&self.shared, &self.partner_env);
-        if let Err(error) = &self.state {
-            tracing::error!(partner = %self.partner_env.partner_id, %error, "partner actor could not load its state");
-        }
+        // A predecessor that died without retiring (a panic) may have write sets queued:
+        // load only once everything queued before now has settled. Messages wait meanwhile.
+        let fence = self.shared.committer.fence();
+        context.wait(actix::fut::wrap_future::<_, Self>(fence.durable()).map(|_, actor, context| actor.load(context)));
         let interval = Duration::from_millis(self.shared.config.idle_check_interval_ms);
         context.run_interval(interval, |actor, context| actor.on_tick(context));
     }
@@ -215,6 +215,15 @@ impl PartnerActor {
             committed_sequence: 0,
             last_activity: Instant::now(),
             retired: false,
+        }
+    }
+
+    fn load(&mut self, context: &mut Context<Self>) {
+        self.state = load_state(&self.shared, &self.partner_env);
+        if let Err(error) = &self.state {
+            // Retire so the next message starts a successor that tries again.
+            tracing::error!(partner = %self.partner_env.partner_id, %error, "partner actor could not load its state; retiring");
+            self.retire(context);
         }
     }
 
@@ -388,17 +397,28 @@ impl PartnerActor {
             Err(error) => return self.reject(EngineError::CampaignNotApplicable { reason: error.to_string() }, request, now_ms),
         };
         let state = self.state.as_ref().expect("checked above");
-        let pool = match state.env_state.default_pool_id.and_then(|pool_id| state.pools.get(&pool_id)) {
-            Some(pool) => pool,
-            None => return self.reject(EngineError::InsufficientPool { required: evaluation.tokens_distributed, available: 0 }, request, now_ms),
-        };
-        if pool.is_expired(now_ms) {
-            let pool_id = pool.id;
-            return self.reject(EngineError::PoolExpired { pool_id }, request, now_ms);
+        let pool = state.env_state.default_pool_id.and_then(|pool_id| state.pools.get(&pool_id));
+        let required = evaluation.tokens_distributed;
+        // Funding applies only when something is issued: a 0-token action needs no pool.
+        if required > 0 {
+            match pool {
+                None => return self.reject(EngineError::InsufficientPool { required, available: 0 }, request, now_ms),
+                Some(pool) if pool.is_expired(now_ms) => {
+                    let pool_id = pool.id;
+                    return self.reject(EngineError::PoolExpired { pool_id }, request, now_ms);
+                }
+                Some(pool) if pool.balance < required => {
+                    let available = pool.balance;
+                    return self.reject(EngineError::InsufficientPool { required, available }, request, now_ms);
+                }
+                Some(_) => {}
+            }
         }
-        if pool.balance < evaluation.tokens_distributed {
-            let available = pool.balance;
-            return self.reject(EngineError::InsufficientPool { required: evaluation.tokens_distributed, available }, request, now_ms);
+        if !reward_fits(&evaluation, pool, &users) {
+            return ActorReply::failed(EngineError::Invalid {
+                field: "amount".into(),
+                message: "this reward would take a balance or total past its maximum".into(),
+            });
         }
         let draft = RewardDraft {
             partner_env: self.partner_env,
@@ -422,7 +442,9 @@ impl PartnerActor {
         let state = self.state.as_mut().expect("checked above");
         state.env_state.next_event_sequence = posting.next_event_sequence;
         let write_set = reward_write_set(&self.partner_env, &posting, &state.env_state, &idempotency);
-        state.pools.insert(posting.pool.id, posting.pool);
+        if let Some(pool) = posting.pool {
+            state.pools.insert(pool.id, pool);
+        }
         let (sequence, receipt) = self.commit(write_set);
         for user in posting.users {
             self.users.insert(user.external_id.clone(), CachedUser { record: user, write_sequence: sequence });
@@ -516,8 +538,14 @@ impl PartnerActor {
                 message: format!("the pool balance would exceed {TOKENS_MAX}"),
             });
         };
+        let Some(allocated_total) = pool.allocated_total.checked_add(request.tokens) else {
+            return ActorReply::failed(EngineError::Invalid {
+                field: "tokens".into(),
+                message: "the pool's allocated total would pass its maximum".into(),
+            });
+        };
         pool.balance = balance;
-        pool.allocated_total += request.tokens;
+        pool.allocated_total = allocated_total;
         pool.updated_at_ms = now_ms;
         apply_pool_settings(&mut pool, request);
         pool.assert_conserved();

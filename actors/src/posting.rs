@@ -26,7 +26,8 @@ pub struct RewardDraft<'a> {
     pub request: &'a ActionRequest,
     pub request_id: &'a str,
     pub evaluation: &'a Evaluation,
-    pub pool: &'a PoolRecord,
+    /// The pool the shares come from; `None` only when nothing is issued (0 tokens).
+    pub pool: Option<&'a PoolRecord>,
     /// The current record of each stakeholder, in the request's order (new users included).
     pub users: Vec<UserRecord>,
     pub next_event_sequence: u64,
@@ -38,22 +39,37 @@ pub struct RewardDraft<'a> {
 pub struct RewardPosting {
     pub action: ActionRecord,
     pub transactions: Vec<TransactionRecord>,
-    pub pool: PoolRecord,
+    /// The debited pool; `None` when nothing was issued and the pool is unchanged.
+    pub pool: Option<PoolRecord>,
     pub users: Vec<UserRecord>,
     pub events: Vec<EventRecord>,
     pub response_json: Vec<u8>,
     pub next_event_sequence: u64,
 }
 
-/// Posts a reward. Panics if the evaluation does not fit the pool (the caller checked).
+/// Whether a reward fits: the pool holds the tokens, and no balance or total would pass its
+/// maximum. The actor checks this before posting; posting asserts it.
+pub fn reward_fits(evaluation: &Evaluation, pool: Option<&PoolRecord>, users: &[UserRecord]) -> bool {
+    let tokens = evaluation.tokens_distributed;
+    let pool_fits = match pool {
+        Some(pool) => pool.balance >= tokens && pool.issued_total.checked_add(tokens).is_some(),
+        None => tokens == 0,
+    };
+    let users_fit = users.iter().zip(&evaluation.shares).all(|(user, share)| {
+        i64::try_from(*share).ok().and_then(|share| user.available.checked_add(share)).is_some() && user.lifetime_earned.checked_add(*share).is_some()
+    });
+    pool_fits && users_fit
+}
+
+/// Posts a reward. Panics unless [`reward_fits`] (the caller checked).
 pub fn post_reward(draft: RewardDraft<'_>, ids: &IdGenerator) -> RewardPosting {
     let RewardDraft { partner_env, request, request_id, evaluation, pool, mut users, next_event_sequence, now_ms } = draft;
     assert_eq!(users.len(), request.stakeholders.len(), "one user record per stakeholder");
     assert_eq!(evaluation.shares.len(), request.stakeholders.len(), "one share per stakeholder");
-    assert!(evaluation.tokens_distributed <= pool.balance, "the caller checks funding before posting");
+    assert!(reward_fits(evaluation, pool, &users), "the caller checks funding and capacity before posting");
 
     let action_id = ids.next(now_ms);
-    let vests_at_ms = pool.vesting_days.filter(|days| *days > 0).map(|days| now_ms + u64::from(days) * 86_400_000);
+    let vests_at_ms = pool.and_then(|pool| pool.vesting_days).filter(|days| *days > 0).map(|days| now_ms + u64::from(days) * 86_400_000);
     let mut transactions = Vec::new();
     let mut allocations = Vec::with_capacity(users.len());
     for ((stakeholder, user), share) in request.stakeholders.iter().zip(users.iter_mut()).zip(&evaluation.shares) {
@@ -63,7 +79,7 @@ pub fn post_reward(draft: RewardDraft<'_>, ids: &IdGenerator) -> RewardPosting {
                 transaction_type: TransactionType::Reward,
                 tokens: i64::try_from(*share).expect("shares are at most TOKENS_MAX < i64::MAX"),
                 action_id: Some(action_id),
-                pool_id: pool.id,
+                pool_id: pool.expect("a positive share has a pool (reward_fits)").id,
                 partner_user_id: Some(stakeholder.partner_user_id.as_str().to_owned()),
                 stakeholder_type_code: Some(stakeholder.stakeholder_type_code.clone()),
                 campaign_id: evaluation.campaign_id,
@@ -86,14 +102,17 @@ pub fn post_reward(draft: RewardDraft<'_>, ids: &IdGenerator) -> RewardPosting {
         });
     }
 
-    let mut pool_after = pool.clone();
-    pool_after.balance -= evaluation.tokens_distributed;
-    pool_after.issued_total += evaluation.tokens_distributed;
-    pool_after.updated_at_ms = now_ms;
     let credited: u64 = transactions.iter().map(|transaction| transaction.tokens as u64).sum();
-    assert_eq!(pool.balance - pool_after.balance, credited, "pool debit equals the sum of credits");
     assert_eq!(credited, evaluation.tokens_distributed, "every share has its transaction");
-    pool_after.assert_conserved();
+    let pool_after = pool.filter(|_| evaluation.tokens_distributed > 0).map(|pool| {
+        let mut debited = pool.clone();
+        debited.balance -= evaluation.tokens_distributed;
+        debited.issued_total += evaluation.tokens_distributed;
+        debited.updated_at_ms = now_ms;
+        assert_eq!(pool.balance - debited.balance, credited, "pool debit equals the sum of credits");
+        debited.assert_conserved();
+        debited
+    });
 
     let action = ActionRecord {
         id: action_id,
@@ -101,12 +120,12 @@ pub fn post_reward(draft: RewardDraft<'_>, ids: &IdGenerator) -> RewardPosting {
         action_type: request.action_type.clone(),
         amount: request.amount.map(|money| (money.minor, money.currency.code().to_owned())),
         campaign_id: evaluation.campaign_id,
-        pool_id: pool.id,
+        pool_id: pool.map(|pool| pool.id),
         status: ActionStatus::Completed,
         tokens_distributed: evaluation.tokens_distributed,
         reversed_tokens: 0,
         allocations,
-        breakdown_json: breakdown_json(request, evaluation, Some(pool.id)),
+        breakdown_json: breakdown_json(request, evaluation, pool.map(|pool| pool.id)),
         metadata_json: request.metadata_json.clone(),
         request_id: request_id.to_owned(),
         created_at_ms: now_ms,
@@ -189,7 +208,9 @@ pub fn reward_write_set(
     let mut ops = Vec::with_capacity(6 + posting.users.len() + 2 * posting.transactions.len() + posting.events.len());
     ops.push(put(keys::idempotency(partner_env, IdempotencyScope::ActionSubmit, &posting.action.idempotency_key), encode(idempotency)));
     ops.push(put(keys::action(partner_env, posting.action.id), encode(&posting.action)));
-    ops.push(put(keys::pool(partner_env, posting.pool.id), encode(&posting.pool)));
+    if let Some(pool) = &posting.pool {
+        ops.push(put(keys::pool(partner_env, pool.id), encode(pool)));
+    }
     for user in &posting.users {
         ops.push(put(keys::user(partner_env, &user.external_id), encode(user)));
     }
@@ -283,14 +304,14 @@ mod tests {
                 request: &request,
                 request_id: "req_1",
                 evaluation: &evaluation,
-                pool: &pool,
+                pool: Some(&pool),
                 users,
                 next_event_sequence: 7,
                 now_ms: 2,
             },
             &ids,
         );
-        assert_eq!(posting.pool.balance, 900);
+        assert_eq!(posting.pool.as_ref().map(|pool| pool.balance), Some(900));
         assert_eq!(posting.users.iter().map(|user| user.available).collect::<Vec<_>>(), vec![34, 33, 33]);
         assert_eq!(posting.transactions.len(), 3);
         assert_eq!(posting.events.iter().map(|event| event.sequence).collect::<Vec<_>>(), vec![7, 8, 9, 10]);

@@ -1,7 +1,7 @@
 //! `/v1/partner/actions`: submit (the reward path) and read.
 
 use axum::Router;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::response::Response;
 use axum::routing::{get, post};
 use reward_actors::ids::Id;
@@ -12,7 +12,7 @@ use reward_actors::views::ActionView;
 
 use super::auth::{Access, authorize};
 use super::error::{ApiError, ApiResult};
-use super::extract::RawRequest;
+use super::extract::{PathSegment, RawRequest};
 use super::fields::{Fields, array_elements};
 use super::request_id::current_request_id;
 use super::{AppState, json_response, write_outcome_response};
@@ -30,7 +30,7 @@ async fn submit(State(state): State<AppState>, request: RawRequest) -> ApiResult
     Ok(write_outcome_response(outcome))
 }
 
-async fn get_action(State(state): State<AppState>, Path(action_id): Path<String>, request: RawRequest) -> ApiResult<Response> {
+async fn get_action(State(state): State<AppState>, PathSegment(action_id): PathSegment, request: RawRequest) -> ApiResult<Response> {
     let caller = authorize(&state, &request, Access::read(Scope::ActionsRead))?;
     let action_id = Id::parse_hex(&action_id).ok_or_else(|| ApiError::not_found("action not found"))?;
     let action = state.engine.get_action(caller.partner_env(), action_id)?;

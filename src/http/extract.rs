@@ -5,7 +5,8 @@
 use std::net::SocketAddr;
 
 use axum::body::Bytes;
-use axum::extract::{ConnectInfo, FromRequest, OriginalUri, Request};
+use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, OriginalUri, Path, Request};
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, Method, header};
 
 use super::AppState;
@@ -54,7 +55,28 @@ impl FromRequest<AppState> for RawRequest {
         let uri = parts.extensions.get::<OriginalUri>().map_or_else(|| parts.uri.clone(), |original| original.0.clone());
         let path_and_query = uri.path_and_query().map_or_else(|| uri.path().to_owned(), |path_and_query| path_and_query.as_str().to_owned());
         let peer = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|info| info.0);
-        let body = axum::body::to_bytes(body, limit).await.map_err(|_| ApiError::payload_too_large(limit))?;
+        let read_timeout = std::time::Duration::from_secs(state.settings.body_read_timeout_secs);
+        let body = match tokio::time::timeout(read_timeout, axum::body::to_bytes(body, limit)).await {
+            Err(_) => {
+                return Err(ApiError::new(axum::http::StatusCode::REQUEST_TIMEOUT, "REQUEST_TIMEOUT", "the request body did not arrive in time"));
+            }
+            Ok(read) => read.map_err(|_| ApiError::payload_too_large(limit))?,
+        };
         Ok(RawRequest { method: parts.method, path_and_query, headers: parts.headers, peer, body })
+    }
+}
+
+/// One path parameter as text. A segment that does not decode (bad percent-encoding, not
+/// UTF-8) names nothing, so it is a JSON 404 like any unknown id.
+pub struct PathSegment(pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for PathSegment {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<PathSegment, ApiError> {
+        Path::<String>::from_request_parts(parts, state)
+            .await
+            .map(|Path(segment)| PathSegment(segment))
+            .map_err(|_| ApiError::not_found("no such resource"))
     }
 }

@@ -1,7 +1,7 @@
 //! `/v1/partner/token-pools`: the partner's pools, read-only (admins allocate).
 
 use axum::Router;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
 use axum::routing::get;
@@ -11,7 +11,7 @@ use reward_actors::views::PoolView;
 
 use super::auth::{Access, authorize};
 use super::error::{ApiError, ApiResult};
-use super::extract::RawRequest;
+use super::extract::{PathSegment, RawRequest};
 use super::list::{ListQuery, list_response};
 use super::{AppState, json_response};
 
@@ -26,7 +26,7 @@ async fn list_pools(State(state): State<AppState>, request: RawRequest) -> ApiRe
     Ok(list_response(pools, |pool| PoolView::from(pool)))
 }
 
-async fn get_pool(State(state): State<AppState>, Path(pool_id): Path<String>, request: RawRequest) -> ApiResult<Response> {
+async fn get_pool(State(state): State<AppState>, PathSegment(pool_id): PathSegment, request: RawRequest) -> ApiResult<Response> {
     let caller = authorize(&state, &request, Access::read(Scope::PoolsRead))?;
     let pool_id = Id::parse_hex(&pool_id).ok_or_else(|| ApiError::not_found("token pool not found"))?;
     let pool = state.engine.get_pool(caller.partner_env(), pool_id)?;

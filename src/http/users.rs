@@ -1,7 +1,7 @@
 //! `/v1/partner/users`: balances (the rest of the user API builds on this file).
 
 use axum::Router;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
 use axum::routing::get;
@@ -12,14 +12,14 @@ use reward_actors::views::BalanceView;
 
 use super::auth::{Access, authorize};
 use super::error::ApiResult;
-use super::extract::RawRequest;
+use super::extract::{PathSegment, RawRequest};
 use super::{AppState, json_response};
 
 pub fn router() -> Router<AppState> {
     Router::new().route("/v1/partner/users/{external_id}/balance", get(balance))
 }
 
-async fn balance(State(state): State<AppState>, Path(external_id): Path<String>, request: RawRequest) -> ApiResult<Response> {
+async fn balance(State(state): State<AppState>, PathSegment(external_id): PathSegment, request: RawRequest) -> ApiResult<Response> {
     let caller = authorize(&state, &request, Access::read(Scope::UsersRead))?;
     // An id that cannot exist names no user.
     let external_id = PartnerUserId::parse(&external_id).ok_or_else(|| EngineError::UserNotFound { partner_user_id: external_id.clone() })?;

@@ -74,6 +74,19 @@ async fn sandbox_and_production_and_partners_never_see_each_other(backend: Store
     app.shutdown().await;
 }
 
+async fn the_ip_allowlist_refuses_other_addresses(backend: StoreBackend) {
+    let app = spawn_app(backend).await;
+    let partner = app.onboard_partner(1_000).await;
+    let path = format!("/api/v1/admin/partners/{}", partner.id);
+    app.admin(Method::PATCH, &path, json!({ "ipAllowlist": ["203.0.113.0/24"] })).await;
+    assert_eq!(code(&partner.submit(&action_body("ip-1", "1", "u")).await), (403, "IP_NOT_ALLOWED".into()));
+    app.admin(Method::PATCH, &path, json!({ "ipAllowlist": ["203.0.113.0/24", "127.0.0.0/8"] })).await;
+    assert_eq!(partner.submit(&action_body("ip-1", "1", "u")).await.status, 200);
+    let bad = app.admin(Method::PATCH, &path, json!({ "ipAllowlist": ["10.0.0.0/33"] })).await;
+    assert_eq!(bad.status, 400);
+    app.shutdown().await;
+}
+
 async fn expired_keys_are_refused(backend: StoreBackend) {
     let app = spawn_app_with(AppOptions { backend, test_clock: true, ..AppOptions::default() }).await;
     let partner = app.onboard_partner(1_000).await;
@@ -97,6 +110,7 @@ async fn the_admin_api_needs_the_admin_token(backend: StoreBackend) {
 }
 
 crate::backend_tests!(
+    the_ip_allowlist_refuses_other_addresses,
     partner_status_gates_every_call,
     scopes_publishable_keys_and_features,
     sandbox_and_production_and_partners_never_see_each_other,

@@ -38,6 +38,7 @@ enum SignatureChoice {
     Missing,
     WrongValue,
     UpperCase,
+    Empty,
 }
 
 fn case(name: &'static str, body: String, expected: (u16, &'static str), field: Option<&'static str>) -> Case {
@@ -71,6 +72,7 @@ fn cases() -> Vec<Case> {
         Case { key: KeyChoice::Unknown, ..case("unknown key", good(), (401, "INVALID_API_KEY"), None) },
         Case { signature: SignatureChoice::Missing, ..case("missing signature", good(), (401, "MISSING_SIGNATURE"), None) },
         Case { signature: SignatureChoice::WrongValue, ..case("wrong signature", good(), (401, "INVALID_SIGNATURE"), None) },
+        Case { signature: SignatureChoice::Empty, ..case("empty signature", good(), (401, "MISSING_SIGNATURE"), None) },
         Case { signature: SignatureChoice::UpperCase, ..case("upper-case signature", good(), (401, "INVALID_SIGNATURE"), None) },
         Case { timestamp_offset_secs: -301, ..case("stale timestamp", good(), (401, "TIMESTAMP_OUT_OF_RANGE"), None) },
         Case { timestamp_offset_secs: 400, ..case("future timestamp", good(), (401, "TIMESTAMP_OUT_OF_RANGE"), None) },
@@ -120,6 +122,7 @@ async fn send(partner: &Partner, case: &Case) -> reward_engine::client::ClientRe
         SignatureChoice::UpperCase => {
             headers.iter_mut().filter(|(name, _)| name == "x-signature").for_each(|(_, value)| *value = value.to_uppercase())
         }
+        SignatureChoice::Empty => headers.iter_mut().filter(|(name, _)| name == "x-signature").for_each(|(_, value)| value.clear()),
     }
     if matches!(case.key, KeyChoice::Missing) {
         headers.retain(|(name, _)| name != "x-partner-key");
@@ -175,6 +178,8 @@ async fn unknown_routes_and_methods_answer_json(backend: StoreBackend) {
     let missing = app.raw(Method::GET, "/v1/partner/nothing-here", &[], Bytes::new()).await;
     assert_eq!((missing.status, missing.json()["code"].as_str()), (404, Some("NOT_FOUND")));
     assert!(missing.header("x-request-id").is_some());
+    let undecodable = app.raw(Method::GET, "/v1/partner/users/%FF%FE/balance", &[], Bytes::new()).await;
+    assert_eq!((undecodable.status, undecodable.json()["code"].as_str()), (404, Some("NOT_FOUND")));
     let wrong_method = app.raw(Method::DELETE, "/v1/partner/actions/submit", &[], Bytes::new()).await;
     assert_eq!((wrong_method.status, wrong_method.json()["code"].as_str()), (405, Some("METHOD_NOT_ALLOWED")));
     app.shutdown().await;

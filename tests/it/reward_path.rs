@@ -96,6 +96,23 @@ async fn unknown_users_are_refused_when_auto_create_is_off(backend: StoreBackend
     app.shutdown().await;
 }
 
+async fn an_action_worth_zero_tokens_completes_without_a_pool(backend: StoreBackend) {
+    let app = spawn_app(backend).await;
+    let partner = app.onboard_partner(0).await;
+    let response = partner.submit(&action_body("tiny", "0.49", "u")).await;
+    assert_eq!(response.status, 200, "{}", String::from_utf8_lossy(&response.body));
+    let body = response.json();
+    assert_eq!(body["tokensDistributed"], 0);
+    assert_eq!(body["transactionIds"], json!([]));
+    assert_eq!(body["allocations"][0]["transactionId"], Value::Null);
+    let action = partner.signed(Method::GET, &format!("/v1/partner/actions/{}", body["actionId"].as_str().expect("id")), "").await.json();
+    assert_eq!(action["tokenPoolId"], Value::Null);
+    assert_eq!(partner.balance("u").await.json()["available"], 0);
+    let paid = partner.submit(&action_body("paid", "0.50", "u")).await;
+    assert_eq!((paid.status, paid.json()["code"].as_str()), (402, Some("INSUFFICIENT_POOL")));
+    app.shutdown().await;
+}
+
 async fn a_rejected_action_is_recorded_as_failed_but_may_be_retried(backend: StoreBackend) {
     let app = spawn_app(backend).await;
     let partner = app.onboard_partner(40).await;
@@ -182,6 +199,7 @@ async fn pools_list_and_read_with_all_their_totals(backend: StoreBackend) {
 }
 
 crate::backend_tests!(
+    an_action_worth_zero_tokens_completes_without_a_pool,
     a_signed_submit_pays_fifty_tokens_for_49_99_usd,
     tokens_split_equally_and_sum_to_the_total,
     unknown_users_are_refused_when_auto_create_is_off,

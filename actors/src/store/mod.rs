@@ -121,6 +121,11 @@ pub trait Store: Send + Sync + 'static {
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError>;
 
     fn scan(&self, scan: Scan<'_>) -> Result<Vec<KeyValue>, StoreError>;
+
+    /// False once the store refuses writes until a restart (a failed log append).
+    fn is_healthy(&self) -> bool {
+        true
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]

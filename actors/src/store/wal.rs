@@ -113,6 +113,8 @@ struct Shared {
     queue: Mutex<VecDeque<Arc<Memtable>>>,
     queue_changed: Condvar,
     stopping: AtomicBool,
+    /// Mirrors the writer's `failed`, readable without waiting for a commit in progress.
+    failed: AtomicBool,
 }
 
 /// The committer's side: the open segment and the next sequence.
@@ -169,6 +171,7 @@ impl WalStore {
             queue: Mutex::new(VecDeque::new()),
             queue_changed: Condvar::new(),
             stopping: AtomicBool::new(false),
+            failed: AtomicBool::new(false),
         });
         let applier_shared = Arc::clone(&shared);
         let applier_backend = Arc::clone(&backend);
@@ -218,9 +221,14 @@ impl WalStore {
     /// Stops without applying anything, as a crash would (tests only).
     #[doc(hidden)]
     pub fn abandon_for_test(&self) {
-        self.writer.lock().failed = true;
+        self.mark_failed(&mut self.writer.lock());
         self.shared.queue.lock().clear();
         self.stop_applier();
+    }
+
+    fn mark_failed(&self, writer: &mut Writer) {
+        writer.failed = true;
+        self.shared.failed.store(true, Ordering::Release);
     }
 
     fn overlay(&self) -> Arc<Overlay> {
@@ -318,7 +326,7 @@ impl Store for WalStore {
             Err(error) => {
                 // The segment may now end in a partial record; appending after it would
                 // bury it mid-log. Refuse further writes; a restart recovers.
-                writer.failed = true;
+                self.mark_failed(&mut writer);
                 return Err(error);
             }
         };
@@ -333,10 +341,14 @@ impl Store for WalStore {
             // The record is durable and readable: a failed rotation must not fail this commit.
             if let Err(error) = self.freeze(&mut writer) {
                 tracing::error!(%error, "rotating the write-ahead log failed; writes stop until a restart");
-                writer.failed = true;
+                self.mark_failed(&mut writer);
             }
         }
         Ok(())
+    }
+
+    fn is_healthy(&self) -> bool {
+        !self.shared.failed.load(Ordering::Acquire)
     }
 
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
@@ -461,6 +473,13 @@ fn decode_ops(payload: &[u8]) -> Option<Vec<WriteOp>> {
     Some(ops)
 }
 
+/// Whether a whole valid record starts anywhere after `at`.
+fn any_record_after(bytes: &[u8], at: usize) -> bool {
+    let magic = RECORD_MAGIC.to_be_bytes();
+    (at + 1..bytes.len().saturating_sub(RECORD_HEADER_BYTES - 1))
+        .any(|start| bytes[start..start + 4] == magic && decode_record(bytes, start).is_some())
+}
+
 /// Log segments in `dir`, oldest first.
 fn segments(dir: &Path) -> Result<Vec<PathBuf>, StoreError> {
     let mut found: Vec<(u64, PathBuf)> = Vec::new();
@@ -487,11 +506,16 @@ fn recover(backend: &dyn Store, dir: &Path, applied: u64) -> Result<u64, StoreEr
         let mut at = 0;
         while at < bytes.len() {
             let Some((sequence, ops, next)) = decode_record(&bytes, at) else {
-                if index + 1 == paths.len() {
+                // A torn write can only be the very end of the log: it was never acknowledged.
+                // Anything valid after it means a damaged acknowledged record: refuse.
+                if index + 1 == paths.len() && !any_record_after(&bytes, at) {
                     tracing::warn!(segment = %path.display(), offset = at, "ignoring a torn record at the end of the log (never acknowledged)");
                     break;
                 }
-                return Err(wal_error("recovery", format!("corrupt record in {} at byte {at}, before the last segment", path.display())));
+                return Err(wal_error(
+                    "recovery",
+                    format!("corrupt record in {} at byte {at} with log after it; refusing to drop acknowledged writes", path.display()),
+                ));
             };
             if sequence > applied {
                 if sequence <= last {
@@ -529,13 +553,17 @@ fn run_applier(backend: &dyn Store, shared: &Shared) {
                 shared.queue_changed.wait(&mut queue);
             }
         };
-        apply_memtable(backend, shared, &memtable);
+        if !apply_memtable(backend, shared, &memtable) {
+            // Stopping with a backend that refuses writes: the log keeps the data for the
+            // next start.
+            return;
+        }
     }
 }
 
 /// Writes a frozen memtable to the backend (retrying until it succeeds or the store stops),
-/// then takes it off the read path and deletes its segment.
-fn apply_memtable(backend: &dyn Store, shared: &Shared, memtable: &Arc<Memtable>) {
+/// then takes it off the read path and deletes its segment. Answers whether it applied.
+fn apply_memtable(backend: &dyn Store, shared: &Shared, memtable: &Arc<Memtable>) -> bool {
     let mut ops: Vec<WriteOp> = memtable
         .entries
         .iter()
@@ -549,7 +577,7 @@ fn apply_memtable(backend: &dyn Store, shared: &Shared, memtable: &Arc<Memtable>
     while let Err(error) = backend.commit(&[&ops]) {
         tracing::error!(%error, "applying the write-ahead log to the store failed; retrying (the log still holds the data)");
         if shared.stopping.load(Ordering::Acquire) {
-            return;
+            return false;
         }
         std::thread::sleep(APPLY_RETRY_DELAY);
     }
@@ -568,6 +596,7 @@ fn apply_memtable(backend: &dyn Store, shared: &Shared, memtable: &Arc<Memtable>
     {
         tracing::warn!(%error, segment = %path.display(), "could not remove an applied segment; it is skipped at the next start");
     }
+    true
 }
 
 #[cfg(test)]
@@ -663,6 +692,26 @@ mod tests {
             let store = WalStore::open(open_backend(StoreBackend::Redb, dir.path()), &wal_dir, big).expect("a torn tail is fine");
             assert_eq!(store.get(b"\x06k2").expect("reads"), Some(b"v2".to_vec()));
             store.commit(&[&[put(b"\x06k3", b"v3")]]).expect("commits");
+            store.abandon_for_test();
+        }
+        // A damaged record with a valid one after it was acknowledged: refuse, keep the log.
+        {
+            let store = WalStore::open(open_backend(StoreBackend::Redb, dir.path()), &wal_dir, big).expect("reopens");
+            store.commit(&[&[put(b"\x06k4", b"v4")]]).expect("commits");
+            store.commit(&[&[put(b"\x06k5", b"v5")]]).expect("commits");
+            store.abandon_for_test();
+        }
+        let segment = segments(&wal_dir).expect("lists").pop().expect("a segment");
+        let mut bytes = std::fs::read(&segment).expect("reads");
+        bytes[RECORD_HEADER_BYTES + 2] ^= 0xff;
+        std::fs::write(&segment, &bytes).expect("writes");
+        assert!(WalStore::open(open_backend(StoreBackend::Redb, dir.path()), &wal_dir, big).is_err(), "bit rot is not a torn tail");
+        bytes[RECORD_HEADER_BYTES + 2] ^= 0xff;
+        std::fs::write(&segment, &bytes).expect("writes");
+        {
+            let store = WalStore::open(open_backend(StoreBackend::Redb, dir.path()), &wal_dir, big).expect("repaired log opens");
+            assert_eq!(store.get(b"\x06k5").expect("reads"), Some(b"v5".to_vec()));
+            store.commit(&[&[put(b"\x06k6", b"v6")]]).expect("commits");
             store.abandon_for_test();
         }
         // Garbage in a segment that is not the last one is corruption.

@@ -1,7 +1,7 @@
 //! `/api/v1/admin/partners/:id/keys`: issue a key pair (secrets shown once).
 
 use axum::Router;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
 use axum::routing::post;
@@ -12,7 +12,7 @@ use reward_actors::model::{Environment, Scope, ScopeSet};
 use super::partner_id;
 use crate::http::auth::authorize_admin;
 use crate::http::error::{ApiError, ApiResult};
-use crate::http::extract::RawRequest;
+use crate::http::extract::{PathSegment, RawRequest};
 use crate::http::fields::{Fields, array_elements};
 use crate::http::{AppState, json_response};
 
@@ -20,7 +20,7 @@ pub fn router() -> Router<AppState> {
     Router::new().route("/api/v1/admin/partners/{partner_id}/keys", post(create_key))
 }
 
-async fn create_key(State(state): State<AppState>, Path(partner): Path<String>, request: RawRequest) -> ApiResult<Response> {
+async fn create_key(State(state): State<AppState>, PathSegment(partner): PathSegment, request: RawRequest) -> ApiResult<Response> {
     authorize_admin(&state, &request)?;
     let partner_id = partner_id(&partner)?;
     request.require_json()?;

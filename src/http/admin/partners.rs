@@ -1,7 +1,7 @@
 //! `/api/v1/admin/partners`: create, list, read and update partners.
 
 use axum::Router;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
 use axum::routing::get;
@@ -14,7 +14,7 @@ use super::partner_id;
 use crate::http::actions::is_email;
 use crate::http::auth::authorize_admin;
 use crate::http::error::ApiResult;
-use crate::http::extract::RawRequest;
+use crate::http::extract::{PathSegment, RawRequest};
 use crate::http::fields::{Fields, array_elements};
 use crate::http::list::{ListQuery, list_response};
 use crate::http::{AppState, json_response};
@@ -61,13 +61,13 @@ async fn list_partners(State(state): State<AppState>, request: RawRequest) -> Ap
     Ok(list_response(partners, |partner| PartnerView::from(partner)))
 }
 
-async fn get_partner(State(state): State<AppState>, Path(partner): Path<String>, request: RawRequest) -> ApiResult<Response> {
+async fn get_partner(State(state): State<AppState>, PathSegment(partner): PathSegment, request: RawRequest) -> ApiResult<Response> {
     authorize_admin(&state, &request)?;
     let partner = state.engine.get_partner(partner_id(&partner)?)?;
     Ok(json_response(StatusCode::OK, &PartnerView::from(&partner)))
 }
 
-async fn update_partner(State(state): State<AppState>, Path(partner): Path<String>, request: RawRequest) -> ApiResult<Response> {
+async fn update_partner(State(state): State<AppState>, PathSegment(partner): PathSegment, request: RawRequest) -> ApiResult<Response> {
     authorize_admin(&state, &request)?;
     let partner_id = partner_id(&partner)?;
     request.require_json()?;
@@ -213,15 +213,8 @@ fn string_list(fields: &mut Fields<'_>, name: &str, valid: fn(&str) -> bool, mes
     Some(values)
 }
 
-pub fn is_cidr(text: &str) -> bool {
-    let Some((address, prefix)) = text.split_once('/') else {
-        return false;
-    };
-    match (address.parse::<std::net::IpAddr>(), prefix.parse::<u8>()) {
-        (Ok(std::net::IpAddr::V4(_)), Ok(prefix)) => prefix <= 32,
-        (Ok(std::net::IpAddr::V6(_)), Ok(prefix)) => prefix <= 128,
-        _ => false,
-    }
+fn is_cidr(text: &str) -> bool {
+    crate::http::auth::parse_cidr(text).is_some()
 }
 
 fn is_origin(text: &str) -> bool {

@@ -3,7 +3,7 @@
 //! topped up (created on first use: 201); with `poolId`, that pool (200).
 
 use axum::Router;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::response::Response;
 use axum::routing::post;
 use reward_actors::ids::Id;
@@ -15,7 +15,7 @@ use super::keys::{environment, future_timestamp};
 use super::partner_id;
 use crate::http::auth::authorize_admin;
 use crate::http::error::{ApiError, ApiResult};
-use crate::http::extract::RawRequest;
+use crate::http::extract::{PathSegment, RawRequest};
 use crate::http::fields::Fields;
 use crate::http::request_id::current_request_id;
 use crate::http::{AppState, write_outcome_response};
@@ -24,7 +24,7 @@ pub fn router() -> Router<AppState> {
     Router::new().route("/api/v1/admin/partners/{partner_id}/token-pools", post(allocate))
 }
 
-async fn allocate(State(state): State<AppState>, Path(partner): Path<String>, request: RawRequest) -> ApiResult<Response> {
+async fn allocate(State(state): State<AppState>, PathSegment(partner): PathSegment, request: RawRequest) -> ApiResult<Response> {
     authorize_admin(&state, &request)?;
     let partner_id = partner_id(&partner)?;
     request.require_json()?;

@@ -102,4 +102,8 @@ impl Store for InstrumentedStore {
     fn scan(&self, scan: Scan<'_>) -> Result<Vec<KeyValue>, StoreError> {
         self.inner.scan(scan)
     }
+
+    fn is_healthy(&self) -> bool {
+        self.inner.is_healthy()
+    }
 }
