@@ -38,39 +38,11 @@ fn request(stakeholders: usize) -> ActionRequest {
 }
 
 fn pool(ids: &IdGenerator) -> PoolRecord {
-    PoolRecord {
-        id: ids.next(1),
-        environment: Environment::Sandbox,
-        name: None,
-        balance: 1_000_000_000,
-        allocated_total: 1_000_000_000,
-        refilled_total: 0,
-        issued_total: 0,
-        reversed_total: 0,
-        expires_at_ms: None,
-        vesting_days: None,
-        low_balance_threshold: None,
-        low_balance_notified: false,
-        created_at_ms: 1,
-        updated_at_ms: 1,
-    }
+    PoolRecord { balance: 1_000_000_000, allocated_total: 1_000_000_000, ..PoolRecord::new(ids.next(1), Environment::Sandbox, 1) }
 }
 
 fn user(ids: &IdGenerator, external_id: String) -> UserRecord {
-    UserRecord {
-        id: ids.next(1),
-        external_id,
-        email: None,
-        first_name: None,
-        last_name: None,
-        metadata_json: None,
-        available: 0,
-        lifetime_earned: 0,
-        lifetime_reversed: 0,
-        lifetime_redeemed: 0,
-        created_at_ms: 1,
-        updated_at_ms: 1,
-    }
+    UserRecord::new(ids.next(1), &external_id, 1)
 }
 
 fn pure_path(criterion: &mut Criterion) {

@@ -331,6 +331,26 @@ pub struct PoolRecord {
 }
 
 impl PoolRecord {
+    /// An empty pool: nothing allocated, nothing issued.
+    pub fn new(id: Id, environment: Environment, now_ms: u64) -> PoolRecord {
+        PoolRecord {
+            id,
+            environment,
+            name: None,
+            balance: 0,
+            allocated_total: 0,
+            refilled_total: 0,
+            issued_total: 0,
+            reversed_total: 0,
+            expires_at_ms: None,
+            vesting_days: None,
+            low_balance_threshold: None,
+            low_balance_notified: false,
+            created_at_ms: now_ms,
+            updated_at_ms: now_ms,
+        }
+    }
+
     /// `allocated + refilled = balance + issued − reversed`, and nothing reversed that was
     /// not issued.
     pub fn is_conserved(&self) -> bool {
@@ -383,6 +403,26 @@ pub struct UserRecord {
     pub lifetime_redeemed: u64,
     pub created_at_ms: u64,
     pub updated_at_ms: u64,
+}
+
+impl UserRecord {
+    /// A user with no profile and no tokens.
+    pub fn new(id: Id, external_id: &str, now_ms: u64) -> UserRecord {
+        UserRecord {
+            id,
+            external_id: external_id.to_owned(),
+            email: None,
+            first_name: None,
+            last_name: None,
+            metadata_json: None,
+            available: 0,
+            lifetime_earned: 0,
+            lifetime_reversed: 0,
+            lifetime_redeemed: 0,
+            created_at_ms: now_ms,
+            updated_at_ms: now_ms,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

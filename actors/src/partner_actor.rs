@@ -360,28 +360,26 @@ impl PartnerActor {
 
     fn new_user(&self, stakeholder: &Stakeholder, now_ms: u64) -> UserRecord {
         UserRecord {
-            id: self.shared.ids.next(now_ms),
-            external_id: stakeholder.partner_user_id.as_str().to_owned(),
             email: stakeholder.user_email.clone(),
             first_name: stakeholder.user_first_name.clone(),
             last_name: stakeholder.user_last_name.clone(),
-            metadata_json: None,
-            available: 0,
-            lifetime_earned: 0,
-            lifetime_reversed: 0,
-            lifetime_redeemed: 0,
-            created_at_ms: now_ms,
-            updated_at_ms: now_ms,
+            ..UserRecord::new(self.shared.ids.next(now_ms), stakeholder.partner_user_id.as_str(), now_ms)
         }
     }
 
-    fn submit(&mut self, request: &ActionRequest, request_id: &str) -> ActorReply<WriteOutcome> {
+    /// The start of every idempotent write: an answer now if the state did not load or the
+    /// key was used before.
+    fn answer_early(&self, scope: IdempotencyScope, key: &str, request_hash: &[u8; 32]) -> Option<ActorReply<WriteOutcome>> {
         if let Err(error) = &self.state {
-            return ActorReply::failed(error.clone());
+            return Some(ActorReply::failed(error.clone()));
         }
+        self.replay(scope, key, request_hash)
+    }
+
+    fn submit(&mut self, request: &ActionRequest, request_id: &str) -> ActorReply<WriteOutcome> {
         let request_hash = request.fingerprint();
-        if let Some(replay) = self.replay(IdempotencyScope::ActionSubmit, request.idempotency_key.as_str(), &request_hash) {
-            return replay;
+        if let Some(answer) = self.answer_early(IdempotencyScope::ActionSubmit, request.idempotency_key.as_str(), &request_hash) {
+            return answer;
         }
         let now_ms = self.shared.clock.now_ms();
         let users = match self.stakeholder_users(request, now_ms) {
@@ -510,12 +508,9 @@ impl PartnerActor {
     }
 
     fn allocate(&mut self, request: &AllocationRequest, request_id: &str) -> ActorReply<WriteOutcome> {
-        if let Err(error) = &self.state {
-            return ActorReply::failed(error.clone());
-        }
         let request_hash = request.fingerprint();
-        if let Some(replay) = self.replay(IdempotencyScope::PoolAllocation, request.idempotency_key.as_str(), &request_hash) {
-            return replay;
+        if let Some(answer) = self.answer_early(IdempotencyScope::PoolAllocation, request.idempotency_key.as_str(), &request_hash) {
+            return answer;
         }
         let now_ms = self.shared.clock.now_ms();
         let pools_max = self.shared.config.pools_per_partner_max;
@@ -530,7 +525,7 @@ impl PartnerActor {
                     message: format!("at most {pools_max} token pools per partner and environment"),
                 });
             }
-            _ => (new_pool(self.shared.ids.next(now_ms), self.partner_env, now_ms), true),
+            _ => (PoolRecord::new(self.shared.ids.next(now_ms), self.partner_env.environment, now_ms), true),
         };
         let Some(balance) = pool.balance.checked_add(request.tokens).filter(|balance| *balance <= TOKENS_MAX) else {
             return ActorReply::failed(EngineError::Invalid {
@@ -593,25 +588,6 @@ impl PartnerActor {
             sequence,
         );
         ActorReply { outcome: Ok(WriteOutcome::Done(recorded)), receipt: Some(receipt) }
-    }
-}
-
-fn new_pool(pool_id: Id, partner_env: PartnerEnv, now_ms: u64) -> PoolRecord {
-    PoolRecord {
-        id: pool_id,
-        environment: partner_env.environment,
-        name: None,
-        balance: 0,
-        allocated_total: 0,
-        refilled_total: 0,
-        issued_total: 0,
-        reversed_total: 0,
-        expires_at_ms: None,
-        vesting_days: None,
-        low_balance_threshold: None,
-        low_balance_notified: false,
-        created_at_ms: now_ms,
-        updated_at_ms: now_ms,
     }
 }
 

@@ -244,20 +244,7 @@ mod tests {
     use crate::rules::{RewardRule, evaluate};
 
     fn user(ids: &IdGenerator, external_id: &str) -> UserRecord {
-        UserRecord {
-            id: ids.next(1),
-            external_id: external_id.into(),
-            email: None,
-            first_name: None,
-            last_name: None,
-            metadata_json: None,
-            available: 0,
-            lifetime_earned: 0,
-            lifetime_reversed: 0,
-            lifetime_redeemed: 0,
-            created_at_ms: 1,
-            updated_at_ms: 1,
-        }
+        UserRecord::new(ids.next(1), external_id, 1)
     }
 
     #[test]
@@ -281,22 +268,7 @@ mod tests {
             metadata_json: None,
         };
         let evaluation = evaluate(&RewardRule::default_rule(), request.amount, &request.stakeholder_types()).expect("applies");
-        let pool = PoolRecord {
-            id: ids.next(1),
-            environment: Environment::Sandbox,
-            name: None,
-            balance: 1_000,
-            allocated_total: 1_000,
-            refilled_total: 0,
-            issued_total: 0,
-            reversed_total: 0,
-            expires_at_ms: None,
-            vesting_days: None,
-            low_balance_threshold: None,
-            low_balance_notified: false,
-            created_at_ms: 1,
-            updated_at_ms: 1,
-        };
+        let pool = PoolRecord { balance: 1_000, allocated_total: 1_000, ..PoolRecord::new(ids.next(1), Environment::Sandbox, 1) };
         let users = vec![user(&ids, "a"), user(&ids, "b"), user(&ids, "c")];
         let posting = post_reward(
             RewardDraft {

@@ -1,33 +1,15 @@
 //! Durability: over a store that logs when each commit returned (became durable) and can
 //! hold commits at a gate, no client hears 200 before its write set is durable.
 
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use reward_actors::store::StoreBackend;
 
-use crate::support::stores::InstrumentedStore;
-use crate::support::{AppOptions, TestApp, action_body, eventually, spawn_app_with};
-
-async fn instrumented_app(backend: StoreBackend) -> (TestApp, Arc<InstrumentedStore>) {
-    let slot: Arc<OnceLock<Arc<InstrumentedStore>>> = Arc::new(OnceLock::new());
-    let wrap_slot = Arc::clone(&slot);
-    let options = AppOptions {
-        backend,
-        wrap_store: Some(Arc::new(move |inner| {
-            let store = Arc::new(InstrumentedStore::new(inner));
-            let _ = wrap_slot.set(Arc::clone(&store));
-            store
-        })),
-        ..AppOptions::default()
-    };
-    let app = spawn_app_with(options).await;
-    let store = Arc::clone(slot.get().expect("the app wrapped its store"));
-    (app, store)
-}
+use crate::support::{action_body, eventually, instrumented_app};
 
 async fn an_answer_waits_for_its_commit(backend: StoreBackend) {
-    let (app, store) = instrumented_app(backend).await;
+    let (app, store) = instrumented_app(backend, None).await;
     let partner = app.onboard_partner(10_000).await;
     let gate = store.hold_commits();
     let commits_before = store.commits_started.load(std::sync::atomic::Ordering::SeqCst);
@@ -52,7 +34,7 @@ async fn an_answer_waits_for_its_commit(backend: StoreBackend) {
 }
 
 async fn every_acknowledgement_follows_its_durable_commit(backend: StoreBackend) {
-    let (app, store) = instrumented_app(backend).await;
+    let (app, store) = instrumented_app(backend, None).await;
     let partner = Arc::new(app.onboard_partner(1_000_000).await);
     let tasks: Vec<_> = (0..200)
         .map(|index| {

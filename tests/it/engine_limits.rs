@@ -2,32 +2,20 @@
 //! Retry-After, an acknowledgement that does not arrive in time is 504 (and a retry with the
 //! same key tells the outcome), and an idle actor stops and its successor reloads its state.
 
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use hyper::Method;
 use reward_actors::store::StoreBackend;
 
-use crate::support::stores::InstrumentedStore;
-use crate::support::{AppOptions, TestApp, action_body, eventually, spawn_app_with};
+use crate::support::{action_body, eventually, instrumented_app};
 
-async fn gated_app(backend: StoreBackend, tweak: fn(&mut reward_engine::config::Config)) -> (TestApp, Arc<InstrumentedStore>) {
-    let slot: Arc<OnceLock<Arc<InstrumentedStore>>> = Arc::new(OnceLock::new());
-    let wrap_slot = Arc::clone(&slot);
-    let options = AppOptions {
-        backend,
-        wrap_store: Some(Arc::new(move |inner| {
-            let store = Arc::new(InstrumentedStore::new(inner));
-            let _ = wrap_slot.set(Arc::clone(&store));
-            store
-        })),
-        tweak: Some(Arc::new(tweak)),
-        ..AppOptions::default()
-    };
-    let app = spawn_app_with(options).await;
-    let store = Arc::clone(slot.get().expect("the app wrapped its store"));
-    (app, store)
+async fn gated_app(
+    backend: StoreBackend,
+    tweak: fn(&mut reward_engine::config::Config),
+) -> (crate::support::TestApp, Arc<crate::support::stores::InstrumentedStore>) {
+    instrumented_app(backend, Some(Arc::new(tweak))).await
 }
 
 async fn a_full_commit_queue_answers_503_with_retry_after(backend: StoreBackend) {

@@ -14,6 +14,7 @@ mod sled_store;
 mod wal;
 
 use std::fmt;
+use std::ops::Bound;
 use std::path::Path;
 use std::str::FromStr;
 use std::sync::Arc;
@@ -205,6 +206,17 @@ fn check_schema(store: &dyn Store) -> Result<(), StoreError> {
             }
             store.commit(&[&[WriteOp::Put { key, value: SCHEMA_VERSION.to_be_bytes().to_vec() }]])
         }
+    }
+}
+
+/// The key range a scan covers, as bounds over borrowed keys. `end` is the scan's
+/// [`prefix_end`], owned by the caller so the bounds can borrow it.
+pub(crate) fn scan_bounds<'a>(scan: &Scan<'a>, end: Option<&'a [u8]>) -> (Bound<&'a [u8]>, Bound<&'a [u8]>) {
+    let upper: Bound<&[u8]> = end.map_or(Bound::Unbounded, Bound::Excluded);
+    match (scan.order, scan.after) {
+        (ScanOrder::Ascending, Some(after)) => (Bound::Excluded(after), upper),
+        (ScanOrder::Descending, Some(after)) => (Bound::Included(scan.prefix), Bound::Excluded(after)),
+        (_, None) => (Bound::Included(scan.prefix), upper),
     }
 }
 

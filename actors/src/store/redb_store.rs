@@ -1,12 +1,11 @@
 //! The redb backend: one table of byte keys, one write transaction per commit with
 //! `Durability::Immediate` (redb's default: durable when `commit` returns).
 
-use std::ops::Bound;
 use std::path::Path;
 
 use redb::{Database, ReadableDatabase, TableDefinition};
 
-use super::{KeyValue, Scan, ScanOrder, Store, StoreBackend, StoreError, WriteOp, prefix_end};
+use super::{KeyValue, Scan, ScanOrder, Store, StoreBackend, StoreError, WriteOp, prefix_end, scan_bounds};
 
 const DATA: TableDefinition<&[u8], &[u8]> = TableDefinition::new("data");
 
@@ -64,12 +63,7 @@ impl Store for RedbStore {
         let read = self.db.begin_read().map_err(store_error)?;
         let table = read.open_table(DATA).map_err(store_error)?;
         let end = prefix_end(scan.prefix);
-        let upper: Bound<&[u8]> = end.as_deref().map_or(Bound::Unbounded, Bound::Excluded);
-        let (lower, upper) = match (scan.order, scan.after) {
-            (ScanOrder::Ascending, Some(after)) => (Bound::Excluded(after), upper),
-            (ScanOrder::Descending, Some(after)) => (Bound::Included(scan.prefix), Bound::Excluded(after)),
-            (_, None) => (Bound::Included(scan.prefix), upper),
-        };
+        let (lower, upper) = scan_bounds(&scan, end.as_deref());
         let range = table.range::<&[u8]>((lower, upper)).map_err(store_error)?;
         let entries: Box<dyn Iterator<Item = _>> = match scan.order {
             ScanOrder::Ascending => Box::new(range),

@@ -6,10 +6,9 @@
 //! returns, so a read may briefly show a write that a crash in that window would lose.
 //! Answers to writers are still sent only after the flush.
 
-use std::ops::Bound;
 use std::path::Path;
 
-use super::{KeyValue, Scan, ScanOrder, Store, StoreBackend, StoreError, WriteOp, prefix_end};
+use super::{KeyValue, Scan, ScanOrder, Store, StoreBackend, StoreError, WriteOp, prefix_end, scan_bounds};
 
 /// sled's page cache, the same budget as redb's.
 const CACHE_BYTES: u64 = 256 * 1024 * 1024;
@@ -61,13 +60,8 @@ impl Store for SledStore {
 
     fn scan(&self, scan: Scan<'_>) -> Result<Vec<KeyValue>, StoreError> {
         let end = prefix_end(scan.prefix);
-        let upper: Bound<Vec<u8>> = end.map_or(Bound::Unbounded, Bound::Excluded);
-        let (lower, upper) = match (scan.order, scan.after) {
-            (ScanOrder::Ascending, Some(after)) => (Bound::Excluded(after.to_vec()), upper),
-            (ScanOrder::Descending, Some(after)) => (Bound::Included(scan.prefix.to_vec()), Bound::Excluded(after.to_vec())),
-            (_, None) => (Bound::Included(scan.prefix.to_vec()), upper),
-        };
-        let range = self.db.range::<Vec<u8>, _>((lower, upper));
+        let (lower, upper) = scan_bounds(&scan, end.as_deref());
+        let range = self.db.range::<&[u8], _>((lower, upper));
         let entries: Box<dyn Iterator<Item = sled::Result<(sled::IVec, sled::IVec)>>> = match scan.order {
             ScanOrder::Ascending => Box::new(range),
             ScanOrder::Descending => Box::new(range.rev()),

@@ -33,7 +33,7 @@ use std::time::{Duration, Instant};
 use crossbeam_skiplist::SkipMap;
 use parking_lot::{Condvar, Mutex, RwLock};
 
-use super::{KeyValue, Scan, ScanOrder, Store, StoreBackend, StoreError, Table, WriteOp, prefix_end};
+use super::{KeyValue, Scan, ScanOrder, Store, StoreBackend, StoreError, Table, WriteOp, prefix_end, scan_bounds};
 
 /// When memtables are frozen and applied.
 #[derive(Debug, Clone, Copy, serde::Serialize, serde::Deserialize)]
@@ -364,12 +364,7 @@ impl Store for WalStore {
     fn scan(&self, scan: Scan<'_>) -> Result<Vec<KeyValue>, StoreError> {
         let overlay = self.overlay();
         let end = prefix_end(scan.prefix);
-        let upper: Bound<&[u8]> = end.as_deref().map_or(Bound::Unbounded, Bound::Excluded);
-        let (lower, upper) = match (scan.order, scan.after) {
-            (ScanOrder::Ascending, Some(after)) => (Bound::Excluded(after), upper),
-            (ScanOrder::Descending, Some(after)) => (Bound::Included(scan.prefix), Bound::Excluded(after)),
-            (_, None) => (Bound::Included(scan.prefix), upper),
-        };
+        let (lower, upper) = scan_bounds(&scan, end.as_deref());
         // From each memtable, its first `limit` live entries in scan order, older memtables
         // first so newer values overwrite them. A deletion can hide an older memtable's entry,
         // so when one is met the memtables' whole ranges are taken instead (still bounded by

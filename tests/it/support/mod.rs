@@ -80,6 +80,25 @@ macro_rules! backend_tests {
     };
 }
 
+/// An app whose store is wrapped in an [`stores::InstrumentedStore`] (commit log and gate).
+pub async fn instrumented_app(backend: StoreBackend, tweak: Option<TweakConfig>) -> (TestApp, Arc<stores::InstrumentedStore>) {
+    let slot: Arc<std::sync::OnceLock<Arc<stores::InstrumentedStore>>> = Arc::new(std::sync::OnceLock::new());
+    let wrap_slot = Arc::clone(&slot);
+    let options = AppOptions {
+        backend,
+        wrap_store: Some(Arc::new(move |inner| {
+            let store = Arc::new(stores::InstrumentedStore::new(inner));
+            let _ = wrap_slot.set(Arc::clone(&store));
+            store
+        })),
+        tweak,
+        ..AppOptions::default()
+    };
+    let app = spawn_app_with(options).await;
+    let store = Arc::clone(slot.get().expect("the app wrapped its store"));
+    (app, store)
+}
+
 pub async fn spawn_app_with(options: AppOptions) -> TestApp {
     let temp = Arc::new(tempfile::tempdir().expect("temp dir"));
     let data_dir = temp.path().join("data");
