@@ -38,6 +38,13 @@ pub struct ServerConfig {
     pub shutdown_grace_secs: u64,
     /// A clock that `POST /api/v1/admin/clock` can move (tests only; `REWARD_TEST_CLOCK=on`).
     pub test_clock: bool,
+    /// How often housekeeping runs: persisting keys' last use, `api_key.expiring` notices.
+    pub maintenance_interval_ms: u64,
+    /// `api_key.expiring` is emitted once a key is this close to its `expiresAt`.
+    pub key_expiry_notice_days: u64,
+    /// Portal self-registration: `closed` (the default: accounts come from admins, as the
+    /// partnership review expects) or `open` (`REWARD_PORTAL_REGISTRATION=open`).
+    pub portal_registration: String,
 }
 
 impl Default for ServerConfig {
@@ -50,6 +57,9 @@ impl Default for ServerConfig {
             log_format: "pretty".into(),
             shutdown_grace_secs: 30,
             test_clock: false,
+            maintenance_interval_ms: 60_000,
+            key_expiry_notice_days: 7,
+            portal_registration: "closed".into(),
         }
     }
 }
@@ -148,6 +158,12 @@ impl Config {
         if limits.body_bytes_max > 16 * 1024 * 1024 {
             return Err(ConfigError::Invalid("limits.body_bytes_max must be at most 16 MiB".into()));
         }
+        if !matches!(self.server.portal_registration.as_str(), "open" | "closed") {
+            return Err(ConfigError::Invalid("server.portal_registration must be open or closed".into()));
+        }
+        if self.server.maintenance_interval_ms == 0 {
+            return Err(ConfigError::Invalid("server.maintenance_interval_ms must be greater than 0".into()));
+        }
         if !matches!(self.server.log_format.as_str(), "pretty" | "json") {
             return Err(ConfigError::Invalid("server.log_format must be pretty or json".into()));
         }
@@ -178,6 +194,10 @@ fn apply_variable(table: &mut toml::Table, name: &str, value: &str) -> Result<()
     if name == "REWARD_TEST_CLOCK" {
         let on = matches!(value.to_ascii_lowercase().as_str(), "on" | "true" | "1" | "yes");
         set(table, "server", "test_clock", toml::Value::Boolean(on));
+        return Ok(());
+    }
+    if name == "REWARD_PORTAL_REGISTRATION" {
+        set(table, "server", "portal_registration", toml::Value::String(value.to_ascii_lowercase()));
         return Ok(());
     }
     if SPECIAL_VARIABLES.contains(&name) {

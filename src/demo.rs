@@ -7,7 +7,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use reward_actors::Engine;
-use reward_actors::admin::{NewKey, NewPartner, PartnerPatch};
+use reward_actors::admin::{NewPartner, PartnerPatch};
+use reward_actors::api_keys::NewKey;
 use reward_actors::model::{Environment, PartnerEnv, PartnerStatus, ScopeSet, Tier};
 use reward_actors::request::{AllocationRequest, IdempotencyKey};
 use serde::{Deserialize, Serialize};

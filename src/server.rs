@@ -41,6 +41,8 @@ pub struct RunningServer {
     pub engine: Engine,
     stop_accepting: Option<oneshot::Sender<()>>,
     serving: JoinHandle<std::io::Result<()>>,
+    stop_maintenance: tokio::sync::watch::Sender<bool>,
+    maintenance: JoinHandle<()>,
     grace: Duration,
 }
 
@@ -89,12 +91,16 @@ pub async fn start(options: ServeOptions) -> anyhow::Result<RunningServer> {
             })
             .await
     });
+    let (stop_maintenance, maintenance_stopped) = tokio::sync::watch::channel(false);
+    let maintenance = tokio::spawn(run_maintenance(engine.clone(), config.server.clone(), maintenance_stopped));
     tracing::info!(address = %local_addr, store = %engine.store_backend(), "reward engine listening");
     Ok(RunningServer {
         local_addr,
         engine,
         stop_accepting: Some(stop_accepting),
         serving,
+        stop_maintenance,
+        maintenance,
         grace: Duration::from_secs(config.server.shutdown_grace_secs),
     })
 }
@@ -114,9 +120,35 @@ impl RunningServer {
                 self.serving.abort();
             }
         }
+        let _ = self.stop_maintenance.send(true);
+        let _ = self.maintenance.await;
+        if let Err(error) = self.engine.flush_key_usage().await {
+            tracing::warn!(%error, "persisting keys' last use at shutdown failed");
+        }
         self.engine.shutdown().await;
         tracing::info!("reward engine stopped");
         Ok(())
+    }
+}
+
+/// Periodic housekeeping until told to stop: keys' last use, `api_key.expiring` notices.
+async fn run_maintenance(engine: Engine, server: crate::config::ServerConfig, mut stop: tokio::sync::watch::Receiver<bool>) {
+    let mut ticker = tokio::time::interval(Duration::from_millis(server.maintenance_interval_ms));
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let notice_ms = server.key_expiry_notice_days.saturating_mul(86_400_000);
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => {}
+            _ = stop.changed() => return,
+        }
+        if let Err(error) = engine.flush_key_usage().await {
+            tracing::warn!(%error, "persisting keys' last use failed; retrying at the next tick");
+        }
+        match engine.notify_expiring_keys(notice_ms).await {
+            Ok(0) => {}
+            Ok(count) => tracing::info!(count, "api_key.expiring recorded"),
+            Err(error) => tracing::warn!(%error, "api_key.expiring notices failed; retrying at the next tick"),
+        }
     }
 }
 

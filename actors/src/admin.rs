@@ -6,19 +6,14 @@
 
 use std::time::Duration;
 
-use crate::clock::format_timestamp;
 use crate::codec::encode;
-use crate::crypto::{GeneratedKeyPair, sha256};
 use crate::engine::Engine;
 use crate::error::EngineError;
 use crate::ids::Id;
 use crate::keys;
-use crate::model::{
-    ApiKeyRecord, Environment, Feature, KeyDigestEntry, KeyKind, KeyStatus, PartnerRecord, PartnerStatus, RateLimit, ScopeSet, Tier, TipConfig,
-};
+use crate::model::{Environment, Feature, PartnerEnv, PartnerRecord, PartnerStatus, RateLimit, Tier, TipConfig};
 use crate::posting::put;
 use crate::store::{Table, WriteOp};
-use crate::views::CreatedKeyView;
 
 /// A new partner, validated by the front.
 #[derive(Debug, Clone)]
@@ -51,15 +46,6 @@ pub struct PartnerPatch {
     pub tip_config: Option<TipConfig>,
 }
 
-/// A key pair to issue.
-#[derive(Debug, Clone)]
-pub struct NewKey {
-    pub environment: Environment,
-    pub name: String,
-    pub scopes: ScopeSet,
-    pub expires_at_ms: Option<u64>,
-}
-
 const ADMIN_TOKEN_KEY: &[u8] = b"admin_token_sha256";
 /// Derived slugs try `name`, `name-2`, … up to this suffix before giving up.
 const SLUG_SUFFIX_MAX: u32 = 1_000;
@@ -67,7 +53,7 @@ const SLUG_SUFFIX_MAX: u32 = 1_000;
 const ADMIN_COMMIT_TIMEOUT: Duration = Duration::from_secs(30);
 
 impl Engine {
-    async fn commit_admin(&self, write_set: Vec<WriteOp>) -> Result<(), EngineError> {
+    pub(crate) async fn commit_admin(&self, write_set: Vec<WriteOp>) -> Result<(), EngineError> {
         let receipt = self.shared().committer.submit(write_set, None);
         match tokio::time::timeout(ADMIN_COMMIT_TIMEOUT, receipt.durable()).await {
             Err(_) => Err(EngineError::Timeout),
@@ -137,56 +123,33 @@ impl Engine {
         {
             return Err(EngineError::Conflict { message: format!("a {:?} partner cannot change status", partner.status) });
         }
+        let previous_status = partner.status;
         apply_patch(&mut partner, patch);
         partner.updated_at_ms = self.clock().now_ms();
         self.commit_admin(vec![put(keys::partner(partner.id), encode(&partner))]).await?;
         self.shared().auth_cache.invalidate();
+        if partner.status != previous_status {
+            self.announce_status_change(&partner, previous_status).await;
+        }
         Ok(partner)
     }
 
-    pub async fn create_api_key(&self, partner_id: Id, new_key: NewKey) -> Result<CreatedKeyView, EngineError> {
-        let _admin = self.inner.admin_lock.lock().await;
-        self.get_partner(partner_id)?;
-        let now_ms = self.clock().now_ms();
-        let key_id = self.ids().next(now_ms);
-        let pair = GeneratedKeyPair::generate(new_key.environment);
-        let last4 = |text: &str| text[text.len() - 4..].to_owned();
-        let record = ApiKeyRecord {
-            id: key_id,
-            partner_id,
-            environment: new_key.environment,
-            name: new_key.name.clone(),
-            public_key_digest: sha256(pair.public_key.as_bytes()),
-            secret_key_digest: sha256(pair.secret_key.expose().as_bytes()),
-            public_key_last4: last4(&pair.public_key),
-            secret_key_last4: last4(pair.secret_key.expose()),
-            hmac_secret_sealed: self.shared().master_key.seal(key_id.as_bytes(), pair.hmac_secret.expose().as_bytes()),
-            scopes: new_key.scopes,
-            status: KeyStatus::Active,
-            expires_at_ms: new_key.expires_at_ms,
-            created_at_ms: now_ms,
-            rotated_from: None,
-        };
-        let digest_entry = |kind| encode(&KeyDigestEntry { key_id, kind });
-        self.commit_admin(vec![
-            put(keys::api_key(key_id), encode(&record)),
-            put(keys::key_digest(&record.public_key_digest), digest_entry(KeyKind::Publishable)),
-            put(keys::key_digest(&record.secret_key_digest), digest_entry(KeyKind::Secret)),
-        ])
-        .await?;
-        self.shared().auth_cache.invalidate();
-        Ok(CreatedKeyView {
-            id: key_id.prefixed("key_"),
-            partner_id: partner_id.to_hex(),
-            name: new_key.name,
-            environment: new_key.environment,
-            public_key: pair.public_key,
-            secret_key: pair.secret_key.expose().to_owned(),
-            hmac_secret: pair.hmac_secret.expose().to_owned(),
-            scopes: new_key.scopes.to_vec(),
-            expires_at: new_key.expires_at_ms.map(format_timestamp),
-            created_at: format_timestamp(now_ms),
-        })
+    /// `partner.status_changed` in each environment's feed, through each partner actor. The
+    /// status is already committed; an event that cannot be recorded is logged (the feed
+    /// then misses it; the partner record stays the source of truth).
+    async fn announce_status_change(&self, partner: &PartnerRecord, previous_status: PartnerStatus) {
+        let data = serde_json::json!({
+            "partnerId": partner.id.to_hex(),
+            "previousStatus": previous_status,
+            "status": partner.status,
+            "changedAt": crate::clock::format_timestamp(partner.updated_at_ms),
+        });
+        for environment in Environment::ALL {
+            let partner_env = PartnerEnv::new(partner.id, environment);
+            if let Err(error) = self.record_event(partner_env, "partner.status_changed", data.clone()).await {
+                tracing::error!(partner = %partner.id, environment = environment.as_str(), %error, "partner.status_changed could not be recorded");
+            }
+        }
     }
 
     /// The SHA-256 of the admin token, if one was stored at a first start.

@@ -25,6 +25,8 @@ use crate::model::{ApiKeyRecord, KeyDigestEntry, KeyKind, KeyStatus, PartnerEnv,
 pub struct KeyContext {
     pub key_id: Id,
     pub kind: KeyKind,
+    /// The pair's publishable key digest: Basic auth presents `pk:sk` and both must match.
+    pub public_key_digest: [u8; 32],
     pub partner_env: PartnerEnv,
     pub scopes: ScopeSet,
     pub status: KeyStatus,
@@ -114,6 +116,7 @@ impl Engine {
         Ok(Some(KeyContext {
             key_id: key.id,
             kind,
+            public_key_digest: key.public_key_digest,
             partner_env: PartnerEnv::new(key.partner_id, key.environment),
             scopes: key.scopes,
             status: key.status,

@@ -26,7 +26,8 @@ use crate::error::EngineError;
 use crate::ids::IdGenerator;
 use crate::metrics::EngineMetrics;
 use crate::model::PartnerEnv;
-use crate::partner_actor::{ActorReply, AllocateTokens, Delivery, PartnerActor, SubmitAction, WriteOutcome};
+use crate::partner_actor::{ActorReply, AllocateTokens, Delivery, PartnerActor, RecordEvent, SubmitAction, WriteOutcome};
+use crate::rate_limit::{Budget, ExceedsBurst, RateDecision, RateLimits};
 use crate::request::{ActionRequest, AllocationRequest};
 use crate::store::Store;
 
@@ -117,6 +118,8 @@ pub(crate) struct EngineShared {
     pub master_key: MasterKey,
     pub registry: Registry,
     pub auth_cache: AuthCache,
+    pub rate_limits: RateLimits,
+    pub key_usage: crate::api_keys::KeyUsage,
     pub shutting_down: AtomicBool,
 }
 
@@ -154,6 +157,8 @@ impl Engine {
         let shared = Arc::new(EngineShared {
             registry: Registry::new(actix.arbiters.clone()),
             auth_cache: AuthCache::new(config.auth_cache_max),
+            rate_limits: RateLimits::new(),
+            key_usage: crate::api_keys::KeyUsage::default(),
             config,
             store,
             committer,
@@ -210,6 +215,22 @@ impl Engine {
         shared.metrics.commit_queue_depth.set(shared.committer.queued() as i64);
     }
 
+    /// Takes `units` from the partner's `budget` (no mailbox slot, no actor work). `limit` is
+    /// the partner's current limit; a changed limit applies at once.
+    pub fn check_rate_limit(
+        &self,
+        partner_env: PartnerEnv,
+        budget: Budget,
+        limit: crate::model::RateLimit,
+        units: u32,
+    ) -> Result<RateDecision, ExceedsBurst> {
+        let decision = self.inner.shared.rate_limits.check(partner_env, budget, limit, units)?;
+        if !decision.allowed {
+            self.inner.shared.metrics.rate_limited.inc();
+        }
+        Ok(decision)
+    }
+
     /// Submits an action: the answer arrives once its effects are durable.
     pub async fn submit_action(&self, partner_env: PartnerEnv, request: ActionRequest, request_id: String) -> Result<WriteOutcome, EngineError> {
         let request = Arc::new(request);
@@ -225,6 +246,11 @@ impl Engine {
     ) -> Result<WriteOutcome, EngineError> {
         let request = Arc::new(request);
         self.ask(partner_env, move |reply| AllocateTokens { request: Arc::clone(&request), request_id: request_id.clone(), reply }).await
+    }
+
+    /// Records an event in a partner's feed through its actor (which alone assigns sequences).
+    pub async fn record_event(&self, partner_env: PartnerEnv, event_type: &'static str, data: serde_json::Value) -> Result<(), EngineError> {
+        self.ask(partner_env, move |reply| RecordEvent { event_type, data: data.clone(), reply }).await
     }
 
     /// Sends a message to the partner's actor and waits, bounded, for its durable answer.

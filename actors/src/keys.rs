@@ -67,3 +67,35 @@ pub fn event(partner_env: &PartnerEnv, sequence: u64) -> Vec<u8> {
 pub fn events_prefix(partner_env: &PartnerEnv) -> Vec<u8> {
     Table::Events.key(&[&partner_env.key_prefix()])
 }
+
+pub fn partner_key(partner_id: Id, key_id: Id) -> Vec<u8> {
+    Table::PartnerKeys.key(&[partner_id.as_bytes(), key_id.as_bytes()])
+}
+
+pub fn partner_keys_prefix(partner_id: Id) -> Vec<u8> {
+    Table::PartnerKeys.key(&[partner_id.as_bytes()])
+}
+
+pub fn account(account_id: Id) -> Vec<u8> {
+    Table::Accounts.key(&[account_id.as_bytes()])
+}
+
+pub fn account_email(email: &str) -> Vec<u8> {
+    Table::AccountEmails.key(&[email.as_bytes()])
+}
+
+pub fn refresh_token(digest: &[u8; 32]) -> Vec<u8> {
+    Table::RefreshTokens.key(&[digest])
+}
+
+pub fn pool_request(request_id: Id) -> Vec<u8> {
+    Table::PoolRequests.key(&[request_id.as_bytes()])
+}
+
+pub fn pool_requests_prefix() -> Vec<u8> {
+    Table::PoolRequests.key(&[])
+}
+
+pub fn api_keys_prefix() -> Vec<u8> {
+    Table::ApiKeys.key(&[])
+}

@@ -14,9 +14,11 @@
 //! - `partner_actor`: one actix actor per (partner, environment), the only writer of its money.
 //! - [`engine`]: the handle — actix runtime, partner registry, admission, bounded waits;
 //!   `admin`, `reads`, [`auth`] add operator writes, store reads and key lookup to it.
+//! - [`rate_limit`]: per-partner GCRA budgets, checked before a request takes a mailbox slot.
 //! - [`crypto`], [`ids`], [`clock`], [`metrics`]: secrets, identifiers, time, Prometheus.
 
 pub mod admin;
+pub mod api_keys;
 pub mod auth;
 pub mod clock;
 pub mod codec;
@@ -31,6 +33,7 @@ pub mod model;
 pub mod money;
 mod partner_actor;
 pub mod posting;
+pub mod rate_limit;
 pub mod reads;
 pub mod request;
 pub mod rules;

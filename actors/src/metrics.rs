@@ -31,6 +31,8 @@ pub struct EngineMetrics {
     pub overloaded: IntCounterVec,
     /// `reward_engine_timeouts_total`: admitted requests not confirmed in time (504).
     pub engine_timeouts: IntCounter,
+    /// `reward_rate_limited_total`: requests refused by a partner's rate limit (429).
+    pub rate_limited: IntCounter,
 }
 
 fn register<T: prometheus::core::Collector + Clone + 'static>(registry: &Registry, collector: T) -> T {
@@ -117,6 +119,10 @@ impl EngineMetrics {
                 &registry,
                 IntCounter::new("reward_engine_timeouts_total", "Admitted requests whose durable acknowledgement did not arrive in time (504).")
                     .expect("valid"),
+            ),
+            rate_limited: register(
+                &registry,
+                IntCounter::new("reward_rate_limited_total", "Requests refused by a partner's rate limit (429).").expect("valid"),
             ),
             registry,
         }

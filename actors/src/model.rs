@@ -277,11 +277,18 @@ pub struct ApiKeyRecord {
     pub public_key_last4: String,
     pub secret_key_last4: String,
     pub hmac_secret_sealed: Vec<u8>,
+    /// The publishable key, sealed like the HMAC secret: public by design (it ships in
+    /// browsers), but not kept in clear; the portal's login shows it.
+    pub public_key_sealed: Vec<u8>,
     pub scopes: ScopeSet,
     pub status: KeyStatus,
     pub expires_at_ms: Option<u64>,
     pub created_at_ms: u64,
     pub rotated_from: Option<Id>,
+    /// Persisted from memory periodically; see `Engine::flush_key_usage`.
+    pub last_used_at_ms: Option<u64>,
+    /// `api_key.expiring` was emitted for this key.
+    pub expiring_notified: bool,
 }
 
 impl std::fmt::Debug for ApiKeyRecord {

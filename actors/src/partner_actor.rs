@@ -93,6 +93,17 @@ impl Message for AllocateTokens {
     type Result = ();
 }
 
+/// Records an event in this partner's feed (sequence assigned here, like every event).
+pub(crate) struct RecordEvent {
+    pub event_type: &'static str,
+    pub data: serde_json::Value,
+    pub reply: oneshot::Sender<Delivery<()>>,
+}
+
+impl Message for RecordEvent {
+    type Result = ();
+}
+
 /// What the actor loads from the store when it starts.
 struct LoadedState {
     env_state: PartnerEnvState,
@@ -190,6 +201,14 @@ impl Handler<AllocateTokens> for PartnerActor {
 
     fn handle(&mut self, message: AllocateTokens, context: &mut Context<Self>) {
         self.run_message(context, "allocate_tokens", message.reply, |actor| actor.allocate(&message.request, &message.request_id));
+    }
+}
+
+impl Handler<RecordEvent> for PartnerActor {
+    type Result = ();
+
+    fn handle(&mut self, message: RecordEvent, context: &mut Context<Self>) {
+        self.run_message(context, "record_event", message.reply, |actor| actor.record_event(message.event_type, &message.data));
     }
 }
 
@@ -481,6 +500,31 @@ impl PartnerActor {
         self.inflight.insert(scope, key.to_owned(), entry);
     }
 
+    /// Commits one event (and the sequence it took) on its own.
+    fn commit_event<T: Serialize>(&mut self, event_type: &str, data: &T, now_ms: u64) -> CommitReceipt {
+        let state = self.state.as_mut().expect("events are recorded on loaded state");
+        let mut events = EventBuilder {
+            partner_env: self.partner_env,
+            ids: &self.shared.ids,
+            now_ms,
+            next_sequence: state.env_state.next_event_sequence,
+            events: Vec::new(),
+        };
+        events.push(event_type, data);
+        state.env_state.next_event_sequence = events.next_sequence;
+        let mut write_set = Vec::with_capacity(2);
+        push_events(&mut write_set, &self.partner_env, &events.events, &state.env_state);
+        self.commit(write_set).1
+    }
+
+    fn record_event(&mut self, event_type: &str, data: &serde_json::Value) -> ActorReply<()> {
+        if let Err(error) = &self.state {
+            return ActorReply::failed(error.clone());
+        }
+        let receipt = self.commit_event(event_type, data, self.shared.clock.now_ms());
+        ActorReply { outcome: Ok(()), receipt: Some(receipt) }
+    }
+
     /// An engine rejection (402/422): nothing is stored under the key, so the request may be
     /// retried; `action.failed` is recorded in the feed.
     fn reject(&mut self, error: EngineError, request: &ActionRequest, now_ms: u64) -> ActorReply<WriteOutcome> {
@@ -491,19 +535,8 @@ impl PartnerActor {
             idempotency_key: &'a str,
             code: &'a str,
         }
-        let state = self.state.as_mut().expect("a rejection is decided on loaded state");
-        let mut events = EventBuilder {
-            partner_env: self.partner_env,
-            ids: &self.shared.ids,
-            now_ms,
-            next_sequence: state.env_state.next_event_sequence,
-            events: Vec::new(),
-        };
-        events.push("action.failed", &ActionFailed { idempotency_key: request.idempotency_key.as_str(), code: error.code() });
-        state.env_state.next_event_sequence = events.next_sequence;
-        let mut write_set = Vec::with_capacity(2);
-        push_events(&mut write_set, &self.partner_env, &events.events, &state.env_state);
-        let (_, receipt) = self.commit(write_set);
+        let failed = ActionFailed { idempotency_key: request.idempotency_key.as_str(), code: error.code() };
+        let receipt = self.commit_event("action.failed", &failed, now_ms);
         ActorReply { outcome: Err(error), receipt: Some(receipt) }
     }
 

@@ -313,6 +313,7 @@ pub struct CreatedKeyView {
     pub scopes: Vec<Scope>,
     pub expires_at: Option<String>,
     pub created_at: String,
+    pub rotated_from: Option<String>,
 }
 
 impl std::fmt::Debug for CreatedKeyView {
@@ -333,4 +334,47 @@ pub struct EventEnvelope<'a, T: Serialize> {
     pub partner_id: String,
     pub sequence: u64,
     pub data: T,
+}
+
+/// A key in a list or read: never a secret, only what recognises the key.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct KeyView {
+    pub id: String,
+    pub partner_id: String,
+    pub name: String,
+    pub environment: Environment,
+    /// `pk_test_` or `pk_live_`, and the key's last four characters.
+    pub public_key_prefix: String,
+    pub public_key_last4: String,
+    pub secret_key_prefix: String,
+    pub secret_key_last4: String,
+    pub scopes: Vec<Scope>,
+    pub status: crate::model::KeyStatus,
+    pub created_at: String,
+    pub last_used_at: Option<String>,
+    pub expires_at: Option<String>,
+    pub rotated_from: Option<String>,
+}
+
+impl From<&crate::model::ApiKeyRecord> for KeyView {
+    fn from(key: &crate::model::ApiKeyRecord) -> KeyView {
+        let word = key.environment.key_word();
+        KeyView {
+            id: key.id.prefixed("key_"),
+            partner_id: key.partner_id.to_hex(),
+            name: key.name.clone(),
+            environment: key.environment,
+            public_key_prefix: format!("pk_{word}_"),
+            public_key_last4: key.public_key_last4.clone(),
+            secret_key_prefix: format!("sk_{word}_"),
+            secret_key_last4: key.secret_key_last4.clone(),
+            scopes: key.scopes.to_vec(),
+            status: key.status,
+            created_at: format_timestamp(key.created_at_ms),
+            last_used_at: key.last_used_at_ms.map(format_timestamp),
+            expires_at: key.expires_at_ms.map(format_timestamp),
+            rotated_from: key.rotated_from.map(|id| id.prefixed("key_")),
+        }
+    }
 }

@@ -1,20 +1,26 @@
 //! Who is calling, and may they call this route. Checks run in the contract's order (§3):
-//! key present and known → timestamp → signature → key state → partner status → secret-key
-//! requirement → scope → feature. The signature is checked on the raw bytes, before any
-//! JSON parsing, against the path exactly as sent; a public key cannot get past it to
-//! spend anything.
+//! key present and known → timestamp → signature → key state → partner status → IP
+//! allowlist → secret-key requirement → scope → feature → rate limit. The signature is
+//! checked on the raw bytes, before any JSON parsing, against the path exactly as sent; a
+//! public key cannot get past it to spend anything, nor burn the partner's budget.
+//!
+//! Three ways in for partners: a signed request (`X-Partner-Key` + `X-Timestamp` +
+//! `X-Signature`), Basic `pk:sk` (PartnerStack style; sandbox by default, production only
+//! where an admin allowed it), and an unsigned publishable key on widget routes.
 
 use std::net::IpAddr;
 use std::sync::Arc;
 
 use reward_actors::auth::KeyContext;
 use reward_actors::crypto::{constant_time_eq, sha256};
-use reward_actors::model::{Feature, KeyKind, KeyStatus, PartnerEnv, PartnerRecord, PartnerStatus, Scope};
+use reward_actors::model::{Environment, Feature, KeyKind, KeyStatus, PartnerEnv, PartnerRecord, PartnerStatus, Scope};
+use reward_actors::rate_limit::Budget;
 use serde_json::json;
 
 use super::AppState;
 use super::error::ApiError;
 use super::extract::RawRequest;
+use super::request_id::record_rate_decision;
 use crate::signing;
 
 /// What a route requires of its caller.
@@ -23,17 +29,31 @@ pub struct Access {
     pub scope: Option<Scope>,
     pub secret_key_required: bool,
     pub feature: Option<Feature>,
+    /// A widget route: publishable key, unsigned, no IP allowlist, the widget budget.
+    pub widget: bool,
+    /// Rate-limit units the request takes (a batch takes one per item).
+    pub units: u32,
 }
 
 impl Access {
     /// A mutation: secret key, this scope.
     pub const fn write(scope: Scope) -> Access {
-        Access { scope: Some(scope), secret_key_required: true, feature: None }
+        Access { scope: Some(scope), secret_key_required: true, feature: None, widget: false, units: 1 }
     }
 
     /// A read: a secret key, or a signed publishable key for the `*:read` scopes it may use.
     pub const fn read(scope: Scope) -> Access {
-        Access { scope: Some(scope), secret_key_required: false, feature: None }
+        Access { scope: Some(scope), secret_key_required: false, feature: None, widget: false, units: 1 }
+    }
+
+    /// Any valid key of the partner, no scope (`/v1/partner/me`).
+    pub const fn any_key() -> Access {
+        Access { scope: None, secret_key_required: false, feature: None, widget: false, units: 1 }
+    }
+
+    /// A widget route, called from end users' browsers with the publishable key alone.
+    pub const fn widget() -> Access {
+        Access { scope: None, secret_key_required: false, feature: None, widget: true, units: 1 }
     }
 
     pub const fn with_feature(self, feature: Feature) -> Access {
@@ -58,18 +78,95 @@ impl Caller {
 }
 
 pub fn authorize(state: &AppState, request: &RawRequest, access: Access) -> Result<Caller, ApiError> {
+    let key = if access.widget { authenticate_widget(state, request)? } else { authenticate_server(state, request)? };
+    check_key_state(state, &key)?;
+    check_partner_status(&key.partner)?;
+    if !access.widget {
+        check_ip_allowlist(&key.partner, request)?;
+    }
+    check_access(&key, access)?;
+    check_rate_limit(state, &key, access)?;
+    state.engine.touch_key(key.key_id);
+    Ok(Caller { key })
+}
+
+fn unknown_key() -> ApiError {
+    ApiError::unauthorized("INVALID_API_KEY", "the key presented is not known")
+}
+
+/// A signed request, or Basic `pk:sk`.
+fn authenticate_server(state: &AppState, request: &RawRequest) -> Result<Arc<KeyContext>, ApiError> {
+    if let Some(presented) = request.header("x-partner-key").filter(|key| !key.is_empty()) {
+        let key = state.engine.lookup_key(presented)?.ok_or_else(unknown_key)?;
+        verify_signature(state, request, &key)?;
+        return Ok(key);
+    }
+    let Some((public_key, secret_key)) = request.header("authorization").and_then(basic_credentials) else {
+        return Err(ApiError::unauthorized("MISSING_API_KEY", "send your key in X-Partner-Key (signed), or pk:sk as Basic authorization"));
+    };
+    let key = state.engine.lookup_key(&secret_key)?.filter(|key| key.kind == KeyKind::Secret).ok_or_else(unknown_key)?;
+    if !constant_time_eq(&sha256(public_key.as_bytes()), &key.public_key_digest) {
+        return Err(unknown_key());
+    }
+    if key.partner_env.environment == Environment::Production && !key.partner.allow_basic_auth {
+        return Err(ApiError::unauthorized(
+            "BASIC_AUTH_NOT_ALLOWED",
+            "Basic authorization is not enabled for this partner's production keys; sign the request",
+        ));
+    }
+    Ok(key)
+}
+
+/// `Basic base64(pk:sk)` → (pk, sk).
+fn basic_credentials(header: &str) -> Option<(String, String)> {
+    use base64::Engine as _;
+    let encoded = header.strip_prefix("Basic ").or_else(|| header.strip_prefix("basic "))?.trim();
+    let decoded = base64::engine::general_purpose::STANDARD.decode(encoded).ok()?;
+    let text = String::from_utf8(decoded).ok()?;
+    let (public_key, secret_key) = text.split_once(':')?;
+    Some((public_key.to_owned(), secret_key.to_owned()))
+}
+
+/// Widget routes: the publishable key alone, unsigned; a secret key only when signed (a
+/// partner's server may call them too, but a secret key never works unsigned).
+fn authenticate_widget(state: &AppState, request: &RawRequest) -> Result<Arc<KeyContext>, ApiError> {
     let presented = request
         .header("x-partner-key")
         .filter(|key| !key.is_empty())
-        .ok_or_else(|| ApiError::unauthorized("MISSING_API_KEY", "send your key in X-Partner-Key"))?;
-    let key =
-        state.engine.lookup_key(presented)?.ok_or_else(|| ApiError::unauthorized("INVALID_API_KEY", "the key in X-Partner-Key is not known"))?;
-    verify_signature(state, request, &key)?;
-    check_key_state(state, &key)?;
-    check_partner_status(&key.partner)?;
-    check_ip_allowlist(&key.partner, request)?;
-    check_access(&key, access)?;
-    Ok(Caller { key })
+        .ok_or_else(|| ApiError::unauthorized("MISSING_API_KEY", "send your publishable key in X-Partner-Key"))?;
+    let key = state.engine.lookup_key(presented)?.ok_or_else(unknown_key)?;
+    if key.kind == KeyKind::Secret {
+        verify_signature(state, request, &key)?;
+    }
+    Ok(key)
+}
+
+fn check_rate_limit(state: &AppState, key: &KeyContext, access: Access) -> Result<(), ApiError> {
+    let budget = if access.widget && key.kind == KeyKind::Publishable { Budget::Widget } else { Budget::Server };
+    let decision = match state.engine.check_rate_limit(key.partner_env, budget, key.partner.rate_limit, access.units) {
+        Ok(decision) => decision,
+        Err(exceeds) => {
+            return Err(ApiError::new(
+                axum::http::StatusCode::BAD_REQUEST,
+                "BATCH_EXCEEDS_BURST",
+                format!("a batch may hold at most {} items (the per-minute burst)", exceeds.burst),
+            )
+            .with_details(json!({ "burst": exceeds.burst })));
+        }
+    };
+    record_rate_decision(decision);
+    if decision.allowed {
+        return Ok(());
+    }
+    let retry_after = decision.retry_after_secs;
+    Err(ApiError::new(
+        axum::http::StatusCode::TOO_MANY_REQUESTS,
+        "RATE_LIMITED",
+        format!("the partner's rate limit is reached; retry in {retry_after} s"),
+    )
+    .with_details(json!({ "retryAfterSeconds": retry_after }))
+    .with_header(axum::http::header::RETRY_AFTER, axum::http::HeaderValue::from(retry_after))
+    .with_header(axum::http::HeaderName::from_static("x-ratelimit-retryafter"), axum::http::HeaderValue::from(retry_after)))
 }
 
 fn verify_signature(state: &AppState, request: &RawRequest, key: &KeyContext) -> Result<(), ApiError> {

@@ -66,17 +66,17 @@ impl FromRequest<AppState> for RawRequest {
     }
 }
 
-/// One path parameter as text. A segment that does not decode (bad percent-encoding, not
-/// UTF-8) names nothing, so it is a JSON 404 like any unknown id.
-pub struct PathSegment(pub String);
+/// Path parameters as text (`String`, or a tuple of them). A segment that does not decode
+/// (bad percent-encoding, not UTF-8) names nothing, so it is a JSON 404 like any unknown id.
+pub struct PathSegment<T = String>(pub T);
 
-impl<S: Send + Sync> FromRequestParts<S> for PathSegment {
+impl<S: Send + Sync, T: serde::de::DeserializeOwned + Send> FromRequestParts<S> for PathSegment<T> {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<PathSegment, ApiError> {
-        Path::<String>::from_request_parts(parts, state)
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<PathSegment<T>, ApiError> {
+        Path::<T>::from_request_parts(parts, state)
             .await
-            .map(|Path(segment)| PathSegment(segment))
+            .map(|Path(segments)| PathSegment(segments))
             .map_err(|_| ApiError::not_found("no such resource"))
     }
 }

@@ -13,6 +13,7 @@ mod fields;
 mod list;
 mod metrics;
 mod ops;
+mod partner;
 pub mod request_id;
 mod token_pools;
 mod users;
@@ -43,6 +44,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(actions::router())
         .merge(users::router())
+        .merge(partner::router())
         .merge(token_pools::router())
         .merge(admin::router())
         .merge(ops::router())

@@ -29,6 +29,12 @@ async fn a_full_commit_queue_answers_503_with_retry_after(backend: StoreBackend)
     eventually(Duration::from_secs(5), || async { (store.commits_started.load(std::sync::atomic::Ordering::SeqCst) > commits_before).then_some(()) })
         .await;
 
+    let overloaded = || async {
+        let metrics = String::from_utf8_lossy(&app.raw(Method::GET, "/metrics", &[], Bytes::new()).await.body).into_owned();
+        let series = r#"reward_engine_overloaded_total{reason="commit_queue"}"#;
+        metrics.lines().find_map(|line| line.strip_prefix(series).and_then(|rest| rest.trim().parse::<u64>().ok())).unwrap_or(0)
+    };
+    let overloaded_before = overloaded().await;
     let refused = partner.submit(&action_body("refused", "1", "u")).await;
     assert_eq!(refused.status, 503, "{}", String::from_utf8_lossy(&refused.body));
     assert_eq!(refused.json()["code"], "OVERLOADED");
@@ -39,8 +45,7 @@ async fn a_full_commit_queue_answers_503_with_retry_after(backend: StoreBackend)
     assert_eq!(first.await.expect("task").status, 200);
     // Refused means not done: the same key succeeds now.
     assert_eq!(partner.submit(&action_body("refused", "1", "u")).await.status, 200);
-    let metrics = String::from_utf8_lossy(&app.raw(Method::GET, "/metrics", &[], Bytes::new()).await.body).into_owned();
-    assert!(metrics.contains(r#"reward_engine_overloaded_total{reason="commit_queue"} 1"#), "{metrics}");
+    assert_eq!(overloaded().await, overloaded_before + 1);
     app.shutdown().await;
 }
 

@@ -43,6 +43,12 @@ pub enum Table {
     UserTransactions = 10,
     Idempotency = 11,
     Events = 12,
+    /// Index: a partner's keys (`partner id ‖ key id` → empty).
+    PartnerKeys = 13,
+    Accounts = 14,
+    AccountEmails = 15,
+    RefreshTokens = 16,
+    PoolRequests = 17,
 }
 
 impl Table {

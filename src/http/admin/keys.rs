@@ -4,10 +4,13 @@ use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
-use axum::routing::post;
-use reward_actors::admin::NewKey;
+use axum::routing::{delete, post};
+use reward_actors::api_keys::NewKey;
 use reward_actors::clock::parse_timestamp;
+use reward_actors::ids::Id;
 use reward_actors::model::{Environment, Scope, ScopeSet};
+use reward_actors::views::KeyView;
+use serde_json::json;
 
 use super::partner_id;
 use crate::http::auth::authorize_admin;
@@ -17,7 +20,43 @@ use crate::http::fields::{Fields, array_elements};
 use crate::http::{AppState, json_response};
 
 pub fn router() -> Router<AppState> {
-    Router::new().route("/api/v1/admin/partners/{partner_id}/keys", post(create_key))
+    Router::new()
+        .route("/api/v1/admin/partners/{partner_id}/keys", post(create_key).get(list_keys))
+        .route("/api/v1/admin/partners/{partner_id}/keys/{key_id}", delete(revoke_key))
+        .route("/api/v1/admin/partners/{partner_id}/keys/{key_id}/rotate", post(rotate_key))
+}
+
+/// A key id from a path segment (`key_<24hex>`); anything else names no key.
+pub fn key_id(text: &str) -> Result<Id, ApiError> {
+    Id::parse_prefixed("key_", text).ok_or_else(|| ApiError::not_found("key not found"))
+}
+
+async fn list_keys(State(state): State<AppState>, PathSegment(partner): PathSegment, request: RawRequest) -> ApiResult<Response> {
+    authorize_admin(&state, &request)?;
+    let partner_id = partner_id(&partner)?;
+    state.engine.get_partner(partner_id)?;
+    let keys = state.engine.list_api_keys(partner_id)?;
+    Ok(json_response(StatusCode::OK, &json!({ "data": keys.iter().map(KeyView::from).collect::<Vec<_>>(), "hasMore": false, "nextCursor": null })))
+}
+
+async fn rotate_key(
+    State(state): State<AppState>,
+    PathSegment((partner, key)): PathSegment<(String, String)>,
+    request: RawRequest,
+) -> ApiResult<Response> {
+    authorize_admin(&state, &request)?;
+    let rotated = state.engine.rotate_api_key(partner_id(&partner)?, key_id(&key)?).await?;
+    Ok(json_response(StatusCode::CREATED, &rotated))
+}
+
+async fn revoke_key(
+    State(state): State<AppState>,
+    PathSegment((partner, key)): PathSegment<(String, String)>,
+    request: RawRequest,
+) -> ApiResult<Response> {
+    authorize_admin(&state, &request)?;
+    let revoked = state.engine.revoke_api_key(partner_id(&partner)?, key_id(&key)?).await?;
+    Ok(json_response(StatusCode::OK, &KeyView::from(&revoked)))
 }
 
 async fn create_key(State(state): State<AppState>, PathSegment(partner): PathSegment, request: RawRequest) -> ApiResult<Response> {

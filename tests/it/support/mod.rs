@@ -181,7 +181,14 @@ impl Operator {
             .admin(
                 Method::POST,
                 "/api/v1/admin/partners",
-                json!({ "name": "Acme Giving", "contactEmail": "ops@acme.example", "stakeholderTypes": ["CUSTOMER", "NONPROFIT"] }),
+                // A CUSTOM limit far above any test's traffic: rate limits have their own tests.
+                json!({
+                    "name": "Acme Giving",
+                    "contactEmail": "ops@acme.example",
+                    "stakeholderTypes": ["CUSTOMER", "NONPROFIT"],
+                    "tier": "CUSTOM",
+                    "rateLimit": { "hourly": 1_000_000_000, "perMinute": 1_000_000_000 },
+                }),
             )
             .await;
         assert_eq!(created.status, 201, "{}", String::from_utf8_lossy(&created.body));
