@@ -122,7 +122,7 @@ impl RateLimits {
         let shard_index = hasher.finish() as usize % self.shards.len();
         let mut shard = self.shards[shard_index].lock();
         let now = Instant::now();
-        if self.checks.fetch_add(1, Ordering::Relaxed) % SWEEP_EVERY_CHECKS == 0 {
+        if self.checks.fetch_add(1, Ordering::Relaxed).is_multiple_of(SWEEP_EVERY_CHECKS) {
             shard.retain(|_, entry| now.duration_since(entry.last_used) < IDLE_KEEP);
         }
         let entry = shard.entry((partner_env, budget)).or_insert_with(|| Entry { limiter: Arc::new(Limiter::new(config)), last_used: now });
