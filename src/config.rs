@@ -45,6 +45,8 @@ pub struct ServerConfig {
     /// Portal self-registration: `closed` (the default: accounts come from admins, as the
     /// partnership review expects) or `open` (`REWARD_PORTAL_REGISTRATION=open`).
     pub portal_registration: String,
+    /// How long a portal access token is valid; refresh tokens renew it.
+    pub access_token_ttl_secs: u64,
 }
 
 impl Default for ServerConfig {
@@ -60,6 +62,7 @@ impl Default for ServerConfig {
             maintenance_interval_ms: 60_000,
             key_expiry_notice_days: 7,
             portal_registration: "closed".into(),
+            access_token_ttl_secs: 900,
         }
     }
 }

@@ -15,6 +15,7 @@ pub mod config;
 pub mod demo;
 pub mod hello;
 pub mod http;
+pub mod jwt;
 pub mod loadgen;
 pub mod server;
 pub mod sign;

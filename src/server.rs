@@ -19,6 +19,7 @@ use tokio::task::JoinHandle;
 
 use crate::config::Config;
 use crate::demo;
+use crate::http::portal::PortalSettings;
 use crate::http::{self, AppState, HttpMetrics};
 
 /// Secrets the binary read from its environment; never part of `Config`.
@@ -81,7 +82,12 @@ pub async fn start(options: ServeOptions) -> anyhow::Result<RunningServer> {
         demo::print_demo_banner(&credentials, local_addr, &demo::credentials_path(&data_dir));
     }
     let metrics = Arc::new(HttpMetrics::register(engine.metrics_registry()));
-    let state = AppState { engine: engine.clone(), settings: Arc::new(config.limits.clone()), metrics, admin_token_digest };
+    let portal = Arc::new(PortalSettings {
+        signing_secret: engine.portal_signing_secret().await?,
+        access_token_ttl_secs: config.server.access_token_ttl_secs,
+        registration_open: config.server.portal_registration == "open",
+    });
+    let state = AppState { engine: engine.clone(), settings: Arc::new(config.limits.clone()), metrics, admin_token_digest, portal };
     let app = http::router(state).into_make_service_with_connect_info::<SocketAddr>();
     let (stop_accepting, stopped) = oneshot::channel::<()>();
     let serving = tokio::spawn(async move {

@@ -17,6 +17,7 @@
 //! - [`rate_limit`]: per-partner GCRA budgets, checked before a request takes a mailbox slot.
 //! - [`crypto`], [`ids`], [`clock`], [`metrics`]: secrets, identifiers, time, Prometheus.
 
+pub mod accounts;
 pub mod admin;
 pub mod api_keys;
 pub mod auth;
@@ -32,6 +33,7 @@ pub mod metrics;
 pub mod model;
 pub mod money;
 mod partner_actor;
+pub mod pool_requests;
 pub mod posting;
 pub mod rate_limit;
 pub mod reads;

@@ -378,3 +378,33 @@ impl From<&crate::model::ApiKeyRecord> for KeyView {
         }
     }
 }
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PoolRequestView {
+    pub id: String,
+    pub partner_id: String,
+    pub environment: Environment,
+    pub tokens: u64,
+    pub reason: String,
+    pub status: crate::pool_requests::PoolRequestStatus,
+    pub decision_note: Option<String>,
+    pub created_at: String,
+    pub decided_at: Option<String>,
+}
+
+impl From<&crate::pool_requests::PoolRequestRecord> for PoolRequestView {
+    fn from(record: &crate::pool_requests::PoolRequestRecord) -> PoolRequestView {
+        PoolRequestView {
+            id: record.id.to_hex(),
+            partner_id: record.partner_env.partner_id.to_hex(),
+            environment: record.partner_env.environment,
+            tokens: record.tokens,
+            reason: record.reason.clone(),
+            status: record.status,
+            decision_note: record.decision_note.clone(),
+            created_at: format_timestamp(record.created_at_ms),
+            decided_at: record.decided_at_ms.map(format_timestamp),
+        }
+    }
+}

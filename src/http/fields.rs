@@ -43,6 +43,12 @@ impl<'a> Fields<'a> {
         self.errors.push(FieldError { field, message: message.into() });
     }
 
+    /// Takes a field that may be set to null on purpose: `None` absent, `Some(None)` null,
+    /// `Some(Some(raw))` a value.
+    pub fn nullable(&mut self, name: &str) -> Option<Option<&'a RawValue>> {
+        self.values.remove(name).map(|raw| (raw.get() != "null").then_some(raw))
+    }
+
     /// Takes a field's raw value; `None` when absent or null.
     pub fn raw(&mut self, name: &str) -> Option<&'a RawValue> {
         self.values.remove(name).filter(|raw| raw.get() != "null")

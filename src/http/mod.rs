@@ -13,7 +13,10 @@ mod fields;
 mod list;
 mod metrics;
 mod ops;
+mod parse;
 mod partner;
+pub mod portal;
+mod portal_keys;
 pub mod request_id;
 mod token_pools;
 mod users;
@@ -38,6 +41,7 @@ pub struct AppState {
     pub settings: Arc<HttpLimits>,
     pub metrics: Arc<HttpMetrics>,
     pub admin_token_digest: [u8; 32],
+    pub portal: portal::Portal,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -45,6 +49,8 @@ pub fn router(state: AppState) -> Router {
         .merge(actions::router())
         .merge(users::router())
         .merge(partner::router())
+        .merge(portal::router())
+        .merge(portal_keys::router())
         .merge(token_pools::router())
         .merge(admin::router())
         .merge(ops::router())

@@ -6,9 +6,8 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use axum::routing::{delete, post};
 use reward_actors::api_keys::NewKey;
-use reward_actors::clock::parse_timestamp;
 use reward_actors::ids::Id;
-use reward_actors::model::{Environment, Scope, ScopeSet};
+use reward_actors::model::ScopeSet;
 use reward_actors::views::KeyView;
 use serde_json::json;
 
@@ -16,7 +15,8 @@ use super::partner_id;
 use crate::http::auth::authorize_admin;
 use crate::http::error::{ApiError, ApiResult};
 use crate::http::extract::{PathSegment, RawRequest};
-use crate::http::fields::{Fields, array_elements};
+use crate::http::fields::Fields;
+use crate::http::parse::{environment, future_timestamp, scopes};
 use crate::http::{AppState, json_response};
 
 pub fn router() -> Router<AppState> {
@@ -75,49 +75,4 @@ async fn create_key(State(state): State<AppState>, PathSegment(partner): PathSeg
     let created =
         state.engine.create_api_key(partner_id, NewKey { environment, name, scopes: scopes.unwrap_or_else(ScopeSet::all), expires_at_ms }).await?;
     Ok(json_response(StatusCode::CREATED, &created))
-}
-
-pub fn environment(fields: &mut Fields<'_>) -> Option<Environment> {
-    let text = fields.string("environment", true, 16)?;
-    let environment = Environment::parse(&text);
-    if environment.is_none() {
-        fields.error("environment", "must be sandbox or production");
-    }
-    environment
-}
-
-fn scopes(fields: &mut Fields<'_>) -> Option<ScopeSet> {
-    let elements = array_elements(fields, "scopes", false)?;
-    let mut scopes = Vec::with_capacity(elements.len());
-    for element in elements {
-        match serde_json::from_str::<String>(element.get()).ok().and_then(|text| Scope::parse(&text)) {
-            Some(scope) => scopes.push(scope),
-            None => {
-                let known: Vec<&str> = Scope::ALL.iter().map(|scope| scope.as_str()).collect();
-                fields.error("scopes", format!("must be scopes from: {}", known.join(", ")));
-                return None;
-            }
-        }
-    }
-    if scopes.is_empty() {
-        fields.error("scopes", "must name at least one scope (omit it for all scopes)");
-        return None;
-    }
-    Some(ScopeSet::from_scopes(&scopes))
-}
-
-/// An RFC 3339 timestamp that lies in the future.
-pub fn future_timestamp(fields: &mut Fields<'_>, name: &str, now_ms: u64) -> Option<u64> {
-    let text = fields.string(name, false, 64)?;
-    match parse_timestamp(&text) {
-        Some(at_ms) if at_ms > now_ms => Some(at_ms),
-        Some(_) => {
-            fields.error(name, "must be in the future");
-            None
-        }
-        None => {
-            fields.error(name, "must be an ISO 8601 timestamp like 2027-01-01T00:00:00.000Z");
-            None
-        }
-    }
 }

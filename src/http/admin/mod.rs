@@ -1,8 +1,10 @@
 //! The operator API under `/api/v1/admin`, behind the admin token. One file per resource.
 
+mod accounts;
 mod clock;
 mod keys;
 mod partners;
+mod pool_requests;
 mod token_pools;
 
 use axum::Router;
@@ -10,9 +12,16 @@ use reward_actors::ids::Id;
 
 use super::AppState;
 use super::error::ApiError;
+pub use keys::key_id;
 
 pub fn router() -> Router<AppState> {
-    Router::new().merge(partners::router()).merge(keys::router()).merge(token_pools::router()).merge(clock::router())
+    Router::new()
+        .merge(partners::router())
+        .merge(accounts::router())
+        .merge(pool_requests::router())
+        .merge(keys::router())
+        .merge(token_pools::router())
+        .merge(clock::router())
 }
 
 /// A partner id from a path segment; anything that is not one names no partner.

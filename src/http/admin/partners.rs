@@ -11,12 +11,12 @@ use reward_actors::views::PartnerView;
 use serde::de::DeserializeOwned;
 
 use super::partner_id;
-use crate::http::actions::is_email;
 use crate::http::auth::authorize_admin;
 use crate::http::error::ApiResult;
 use crate::http::extract::{PathSegment, RawRequest};
 use crate::http::fields::{Fields, array_elements};
 use crate::http::list::{ListQuery, list_response};
+use crate::http::parse::email;
 use crate::http::{AppState, json_response};
 
 pub fn router() -> Router<AppState> {
@@ -97,16 +97,6 @@ async fn update_partner(State(state): State<AppState>, PathSegment(partner): Pat
     fields.finish()?;
     let partner = state.engine.update_partner(partner_id, patch).await?;
     Ok(json_response(StatusCode::OK, &PartnerView::from(&partner)))
-}
-
-fn email(fields: &mut Fields<'_>, name: &str, required: bool) -> Option<String> {
-    fields.string(name, required, 254).filter(|email| {
-        let valid = is_email(email);
-        if !valid {
-            fields.error(name, "must be an email address");
-        }
-        valid
-    })
 }
 
 fn slug(fields: &mut Fields<'_>) -> Option<String> {

@@ -11,12 +11,12 @@ use reward_actors::model::PartnerEnv;
 use reward_actors::money::TOKENS_MAX;
 use reward_actors::request::{AllocationRequest, IdempotencyKey};
 
-use super::keys::{environment, future_timestamp};
 use super::partner_id;
 use crate::http::auth::authorize_admin;
 use crate::http::error::{ApiError, ApiResult};
 use crate::http::extract::{PathSegment, RawRequest};
 use crate::http::fields::Fields;
+use crate::http::parse::{environment, future_timestamp};
 use crate::http::request_id::current_request_id;
 use crate::http::{AppState, write_outcome_response};
 

@@ -1,0 +1,79 @@
+//! `/api/v1/admin/token-pool-requests`: partners' top-up requests, approved (tokens go to
+//! the partner's default pool, once) or rejected, each exactly once.
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::Response;
+use axum::routing::{get, post};
+use reward_actors::ids::Id;
+use reward_actors::pool_requests::PoolRequestStatus;
+use reward_actors::views::PoolRequestView;
+use serde_json::json;
+
+use crate::http::auth::authorize_admin;
+use crate::http::error::{ApiError, ApiResult};
+use crate::http::extract::{PathSegment, RawRequest};
+use crate::http::fields::Fields;
+use crate::http::list::{ListQuery, list_response};
+use crate::http::{AppState, json_response};
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/v1/admin/token-pool-requests", get(list_requests))
+        .route("/api/v1/admin/token-pool-requests/{request_id}/approve", post(approve))
+        .route("/api/v1/admin/token-pool-requests/{request_id}/reject", post(reject))
+}
+
+fn request_id(text: &str) -> Result<Id, ApiError> {
+    Id::parse_hex(text).ok_or_else(|| ApiError::not_found("token pool request not found"))
+}
+
+async fn list_requests(State(state): State<AppState>, request: RawRequest) -> ApiResult<Response> {
+    authorize_admin(&state, &request)?;
+    let page = ListQuery::from_path(&request.path_and_query)?;
+    let query = request.path_and_query.split_once('?').map_or("", |(_, query)| query);
+    let status = match query.split('&').find_map(|pair| pair.strip_prefix("status=")) {
+        None => None,
+        Some("PENDING") => Some(PoolRequestStatus::Pending),
+        Some("APPROVED") => Some(PoolRequestStatus::Approved),
+        Some("REJECTED") => Some(PoolRequestStatus::Rejected),
+        Some(_) => return Err(ApiError::field("status", "must be PENDING, APPROVED or REJECTED")),
+    };
+    let requests = state.engine.list_pool_requests(status, page)?;
+    Ok(list_response(requests, |record| PoolRequestView::from(record)))
+}
+
+/// An optional `{"note": "…"}` body (an empty body is fine).
+fn note(request: &RawRequest) -> ApiResult<Option<String>> {
+    if request.body.is_empty() {
+        return Ok(None);
+    }
+    request.require_json()?;
+    let mut fields = Fields::parse(&request.body)?;
+    let note = fields.string("note", false, 500);
+    fields.finish()?;
+    Ok(note)
+}
+
+async fn approve(State(state): State<AppState>, PathSegment(id): PathSegment, request: RawRequest) -> ApiResult<Response> {
+    authorize_admin(&state, &request)?;
+    let request_id = request_id(&id)?;
+    let note = note(&request)?;
+    let (record, outcome) = state.engine.approve_pool_request(request_id, note).await?;
+    let pool = match outcome {
+        reward_actors::WriteOutcome::Done(recorded) | reward_actors::WriteOutcome::Replayed { original: recorded, .. } => {
+            reward_actors::views::raw_json(&recorded.body)
+        }
+    };
+    let body = json!({ "request": PoolRequestView::from(&record), "tokenPool": pool });
+    Ok(json_response(StatusCode::OK, &body))
+}
+
+async fn reject(State(state): State<AppState>, PathSegment(id): PathSegment, request: RawRequest) -> ApiResult<Response> {
+    authorize_admin(&state, &request)?;
+    let request_id = request_id(&id)?;
+    let note = note(&request)?;
+    let record = state.engine.reject_pool_request(request_id, note).await?;
+    Ok(json_response(StatusCode::OK, &PoolRequestView::from(&record)))
+}

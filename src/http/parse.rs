@@ -1,0 +1,84 @@
+//! Field parsers shared by several resources: environments, scopes, timestamps, emails.
+
+use reward_actors::clock::parse_timestamp;
+use reward_actors::model::{Environment, Scope, ScopeSet};
+
+use super::fields::{Fields, array_elements};
+
+pub fn environment(fields: &mut Fields<'_>) -> Option<Environment> {
+    let text = fields.string("environment", true, 16)?;
+    let environment = Environment::parse(&text);
+    if environment.is_none() {
+        fields.error("environment", "must be sandbox or production");
+    }
+    environment
+}
+pub fn scopes(fields: &mut Fields<'_>) -> Option<ScopeSet> {
+    let elements = array_elements(fields, "scopes", false)?;
+    let mut scopes = Vec::with_capacity(elements.len());
+    for element in elements {
+        match serde_json::from_str::<String>(element.get()).ok().and_then(|text| Scope::parse(&text)) {
+            Some(scope) => scopes.push(scope),
+            None => {
+                let known: Vec<&str> = Scope::ALL.iter().map(|scope| scope.as_str()).collect();
+                fields.error("scopes", format!("must be scopes from: {}", known.join(", ")));
+                return None;
+            }
+        }
+    }
+    if scopes.is_empty() {
+        fields.error("scopes", "must name at least one scope (omit it for all scopes)");
+        return None;
+    }
+    Some(ScopeSet::from_scopes(&scopes))
+}
+/// An RFC 3339 timestamp that lies in the future.
+pub fn future_timestamp(fields: &mut Fields<'_>, name: &str, now_ms: u64) -> Option<u64> {
+    let text = fields.string(name, false, 64)?;
+    match parse_timestamp(&text) {
+        Some(at_ms) if at_ms > now_ms => Some(at_ms),
+        Some(_) => {
+            fields.error(name, "must be in the future");
+            None
+        }
+        None => {
+            fields.error(name, "must be an ISO 8601 timestamp like 2027-01-01T00:00:00.000Z");
+            None
+        }
+    }
+}
+pub fn email(fields: &mut Fields<'_>, name: &str, required: bool) -> Option<String> {
+    fields.string(name, required, 254).filter(|email| {
+        let valid = is_email(email);
+        if !valid {
+            fields.error(name, "must be an email address");
+        }
+        valid
+    })
+}
+/// A plausible email address: `local@domain`, no spaces, at most 254 characters.
+pub fn is_email(text: &str) -> bool {
+    let Some((local, domain)) = text.split_once('@') else {
+        return false;
+    };
+    text.len() <= 254
+        && !local.is_empty()
+        && domain.contains('.')
+        && !domain.starts_with('.')
+        && !domain.ends_with('.')
+        && !text.chars().any(char::is_whitespace)
+        && !domain.contains('@')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn emails_are_plausible_or_refused() {
+        assert!(is_email("jane@example.com"));
+        for bad in ["jane", "@example.com", "jane@", "jane@example", "ja ne@example.com", "a@b@c.com", "jane@.com"] {
+            assert!(!is_email(bad), "{bad}");
+        }
+    }
+}
