@@ -9,6 +9,7 @@ mod bad_input;
 mod crash;
 mod durability;
 mod engine_limits;
+mod front_door;
 mod funding;
 mod idempotency;
 mod ops;

@@ -203,6 +203,34 @@ impl Operator {
         partner
     }
 
+    /// A request with a portal access token.
+    pub async fn portal(&self, method: Method, path: &str, access_token: &str, body: Value) -> ClientResponse {
+        let authorization = format!("Bearer {access_token}");
+        let body = if body.is_null() { Bytes::new() } else { Bytes::from(body.to_string()) };
+        self.raw(method, path, &[("authorization", &authorization), ("content-type", "application/json")], body).await
+    }
+
+    /// Signs in to the portal and answers the session (tokens, account, partner).
+    pub async fn login(&self, email: &str, password: &str) -> Value {
+        let body = Bytes::from(json!({ "email": email, "password": password }).to_string());
+        let response = self.raw(Method::POST, "/v1/partner/auth/login", &[("content-type", "application/json")], body).await;
+        assert_eq!(response.status, 200, "{}", String::from_utf8_lossy(&response.body));
+        response.json()
+    }
+
+    /// A Partner handle from a key the portal created (its JSON answer).
+    pub fn partner_from_key(&self, key: &Value) -> Partner {
+        let text = |field: &str| key[field].as_str().expect(field).to_owned();
+        Partner {
+            id: text("partnerId"),
+            environment: text("environment"),
+            public_key: text("publicKey"),
+            secret_key: text("secretKey"),
+            hmac_secret: text("hmacSecret"),
+            address: self.address,
+        }
+    }
+
     pub async fn issue_key(&self, partner_id: &str, environment: &str) -> Partner {
         self.issue_key_with(partner_id, json!({ "environment": environment, "name": "test key" })).await
     }
@@ -260,6 +288,24 @@ impl Partner {
         let headers = self.sign_with(&self.secret_key, method.as_str(), path, body.as_bytes(), now_secs());
         let headers: Vec<(&str, &str)> = headers.iter().map(|(name, value)| (name.as_str(), value.as_str())).collect();
         request(self.address, method, path, &headers, Bytes::from(body.to_owned())).await
+    }
+
+    /// A request with Basic `pk:sk` authorization instead of a signature.
+    pub async fn basic(&self, method: Method, path: &str, body: &str) -> ClientResponse {
+        use base64::Engine as _;
+        let credentials = base64::engine::general_purpose::STANDARD.encode(format!("{}:{}", self.public_key, self.secret_key));
+        let authorization = format!("Basic {credentials}");
+        let headers = [("authorization", authorization.as_str()), ("content-type", "application/json")];
+        request(self.address, method, path, &headers, Bytes::from(body.to_owned())).await
+    }
+
+    /// An unsigned request with the publishable key (widget routes).
+    pub async fn widget(&self, method: Method, path: &str, origin: Option<&str>) -> ClientResponse {
+        let mut headers = vec![("x-partner-key", self.public_key.as_str())];
+        if let Some(origin) = origin {
+            headers.push(("origin", origin));
+        }
+        request(self.address, method, path, &headers, Bytes::new()).await
     }
 
     pub async fn submit(&self, body: &str) -> ClientResponse {
