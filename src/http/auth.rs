@@ -20,7 +20,7 @@ use serde_json::json;
 use super::AppState;
 use super::error::ApiError;
 use super::extract::RawRequest;
-use super::request_id::record_rate_decision;
+use super::request_id::{record_caller, record_rate_decision};
 use crate::signing;
 
 /// What a route requires of its caller.
@@ -79,6 +79,7 @@ impl Caller {
 
 pub fn authorize(state: &AppState, request: &RawRequest, access: Access) -> Result<Caller, ApiError> {
     let key = if access.widget { authenticate_widget(state, request)? } else { authenticate_server(state, request)? };
+    record_caller(key.partner_env.partner_id.to_hex(), key.partner_env.environment.as_str());
     check_key_state(state, &key)?;
     check_partner_status(&key.partner)?;
     if !access.widget {

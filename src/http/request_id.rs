@@ -17,6 +17,7 @@ use super::AppState;
 struct RequestContext {
     id: String,
     rate: RefCell<Option<RateDecision>>,
+    caller: RefCell<Option<(String, &'static str)>>,
 }
 
 tokio::task_local! {
@@ -28,22 +29,34 @@ pub fn current_request_id() -> String {
     REQUEST.try_with(|context| context.id.clone()).unwrap_or_else(|_| reward_actors::ids::IdGenerator::new().request_id(0))
 }
 
+/// Remembers who the caller is (partner id, environment), for the request's log line.
+pub fn record_caller(partner_id: String, environment: &'static str) {
+    let _ = REQUEST.try_with(|context| *context.caller.borrow_mut() = Some((partner_id, environment)));
+}
+
 /// Remembers the rate-limit decision, so the response carries its headers.
 pub fn record_rate_decision(decision: RateDecision) {
     let _ = REQUEST.try_with(|context| *context.rate.borrow_mut() = Some(decision));
 }
 
 pub async fn assign_request_id(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let started = std::time::Instant::now();
     let request_id = state.engine.ids().request_id(state.engine.clock().now_ms());
     let header = HeaderValue::from_str(&request_id).expect("request ids are ASCII");
-    let context = RequestContext { id: request_id, rate: RefCell::new(None) };
-    let (mut response, rate) = REQUEST
+    let method = request.method().clone();
+    // The route template, never the raw path: paths carry ids, never secrets, but templates
+    // keep the log's cardinality down too.
+    let route = request.extensions().get::<axum::extract::MatchedPath>().map_or("unmatched", |path| path.as_str()).to_owned();
+    let context = RequestContext { id: request_id.clone(), rate: RefCell::new(None), caller: RefCell::new(None) };
+    let (mut response, rate, caller) = REQUEST
         .scope(context, async move {
             let response = next.run(request).await;
             let rate = REQUEST.with(|context| context.rate.take());
-            (response, rate)
+            let caller = REQUEST.with(|context| context.caller.take());
+            (response, rate, caller)
         })
         .await;
+    log_request(&request_id, &method, &route, response.status(), started.elapsed(), caller);
     let headers = response.headers_mut();
     headers.insert("x-request-id", header);
     if let Some(decision) = rate {
@@ -52,6 +65,25 @@ pub async fn assign_request_id(State(state): State<AppState>, request: Request, 
         }
     }
     response
+}
+
+/// One line per request: id, partner and environment, route, status, latency. Never a
+/// header or a body, so never a secret.
+fn log_request(
+    request_id: &str,
+    method: &axum::http::Method,
+    route: &str,
+    status: axum::http::StatusCode,
+    elapsed: std::time::Duration,
+    caller: Option<(String, &'static str)>,
+) {
+    let (partner, environment) = caller.unwrap_or_default();
+    let latency_us = elapsed.as_micros() as u64;
+    if status.is_server_error() {
+        tracing::error!(request_id, %method, route, status = status.as_u16(), latency_us, partner, environment, "request failed");
+    } else {
+        tracing::debug!(request_id, %method, route, status = status.as_u16(), latency_us, partner, environment, "request");
+    }
 }
 
 /// `X-RateLimit-*` (the hourly quota) and the IETF draft's `RateLimit-Policy`/`RateLimit`

@@ -3,9 +3,6 @@
 //! issued twice, and the pool still balances. (SIGKILL leaves the page cache intact, so
 //! this proves crash consistency; `durability.rs` proves acknowledgements follow fsync.)
 
-use std::net::{SocketAddr, TcpListener};
-use std::path::Path;
-use std::process::Stdio;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -15,38 +12,9 @@ use hyper::Method;
 use parking_lot::Mutex;
 use reward_actors::store::StoreBackend;
 use reward_engine::client::Connection;
-use tokio::process::{Child, Command};
 
-use crate::support::{ADMIN_TOKEN, MASTER_KEY, Operator, Partner, action_body, eventually, now_secs};
-
-fn free_address() -> SocketAddr {
-    TcpListener::bind("127.0.0.1:0").and_then(|listener| listener.local_addr()).expect("a free port")
-}
-
-async fn start_binary(data_dir: &Path, backend: StoreBackend, log: &Path) -> (Child, SocketAddr) {
-    let address = free_address();
-    let log_file = std::fs::OpenOptions::new().create(true).append(true).open(log).expect("log file");
-    let child = Command::new(env!("CARGO_BIN_EXE_reward-engine"))
-        .args(["serve", "--store", backend.as_str(), "--listen", &address.to_string(), "--data-dir"])
-        .arg(data_dir)
-        .env("REWARD_ADMIN_TOKEN", ADMIN_TOKEN)
-        .env("REWARD_MASTER_KEY", MASTER_KEY)
-        .env("REWARD_LOG", "warn")
-        // Apply the log often, so the kill lands with some memtables applied and some not.
-        .env("REWARD_WAL_APPLY_INTERVAL_MS", "20")
-        .stdout(Stdio::from(log_file.try_clone().expect("log file")))
-        .stderr(Stdio::from(log_file))
-        .kill_on_drop(true)
-        .spawn()
-        .expect("the binary starts");
-    eventually(Duration::from_secs(60), || async move {
-        let mut connection = Connection::connect(address).await.ok()?;
-        let response = connection.request(Method::GET, "/healthz", &[], Bytes::new()).await.ok()?;
-        (response.status == 200).then_some(())
-    })
-    .await;
-    (child, address)
-}
+use crate::support::binary::start_binary;
+use crate::support::{Operator, Partner, action_body, eventually, now_secs};
 
 /// A submit that reports a dead server instead of panicking.
 async fn try_submit(partner: &Partner, body: &str) -> Option<(u16, serde_json::Value)> {
@@ -70,7 +38,7 @@ async fn killed_mid_load_loses_and_duplicates_nothing(backend: StoreBackend) {
     let temp = tempfile::tempdir().expect("temp dir");
     let data_dir = temp.path().join("data");
     let log = temp.path().join("server.log");
-    let (mut child, address) = start_binary(&data_dir, backend, &log).await;
+    let (mut child, address) = start_binary(&data_dir, backend, &log, &[("REWARD_WAL_APPLY_INTERVAL_MS", "20")]).await;
     let partner = Operator { address }.onboard_partner(1_000_000).await;
 
     let attempted = Arc::new(Mutex::new(Vec::<String>::new()));
@@ -104,7 +72,7 @@ async fn killed_mid_load_loses_and_duplicates_nothing(backend: StoreBackend) {
         worker.await.expect("worker");
     }
 
-    let (mut child, address) = start_binary(&data_dir, backend, &log).await;
+    let (mut child, address) = start_binary(&data_dir, backend, &log, &[("REWARD_WAL_APPLY_INTERVAL_MS", "20")]).await;
     let partner = Partner { address, ..partner };
     let acknowledged = acknowledged.lock().clone();
     let attempted = attempted.lock().clone();

@@ -5,6 +5,7 @@ mod support;
 
 mod admin;
 mod auth;
+mod auth_matrix;
 mod bad_input;
 mod crash;
 mod durability;
@@ -13,4 +14,6 @@ mod front_door;
 mod funding;
 mod idempotency;
 mod ops;
+mod portal;
 mod reward_path;
+mod secrets_in_logs;
