@@ -47,6 +47,10 @@ pub struct ServerConfig {
     pub portal_registration: String,
     /// How long a portal access token is valid; refresh tokens renew it.
     pub access_token_ttl_secs: u64,
+    /// A header set by a trusted reverse proxy that names the client (`x-forwarded-for`):
+    /// its last address is the client for the IP allowlist. Empty (the default): the
+    /// socket's peer address, and no header is trusted.
+    pub client_ip_header: String,
 }
 
 impl Default for ServerConfig {
@@ -63,6 +67,7 @@ impl Default for ServerConfig {
             key_expiry_notice_days: 7,
             portal_registration: "closed".into(),
             access_token_ttl_secs: 900,
+            client_ip_header: String::new(),
         }
     }
 }
@@ -163,6 +168,9 @@ impl Config {
         }
         if !matches!(self.server.portal_registration.as_str(), "open" | "closed") {
             return Err(ConfigError::Invalid("server.portal_registration must be open or closed".into()));
+        }
+        if !self.server.client_ip_header.is_empty() && axum::http::HeaderName::from_bytes(self.server.client_ip_header.as_bytes()).is_err() {
+            return Err(ConfigError::Invalid("server.client_ip_header is not a header name".into()));
         }
         if self.server.maintenance_interval_ms == 0 {
             return Err(ConfigError::Invalid("server.maintenance_interval_ms must be greater than 0".into()));

@@ -87,7 +87,10 @@ pub async fn start(options: ServeOptions) -> anyhow::Result<RunningServer> {
         access_token_ttl_secs: config.server.access_token_ttl_secs,
         registration_open: config.server.portal_registration == "open",
     });
-    let state = AppState { engine: engine.clone(), settings: Arc::new(config.limits.clone()), metrics, admin_token_digest, portal };
+    let client_ip_header = Some(config.server.client_ip_header.as_str())
+        .filter(|name| !name.is_empty())
+        .and_then(|name| axum::http::HeaderName::from_bytes(name.as_bytes()).ok());
+    let state = AppState { engine: engine.clone(), settings: Arc::new(config.limits.clone()), metrics, admin_token_digest, portal, client_ip_header };
     let app = http::router(state).into_make_service_with_connect_info::<SocketAddr>();
     let (stop_accepting, stopped) = oneshot::channel::<()>();
     let serving = tokio::spawn(async move {

@@ -213,13 +213,13 @@ fn check_partner_status(partner: &PartnerRecord) -> Result<(), ApiError> {
 }
 
 /// A partner's allowlist (CIDRs) applies to server routes; empty allows every address.
-/// The address is the socket's peer (a trusted proxy header is not read).
+/// The address is the socket's peer unless a trusted proxy header is configured.
 fn check_ip_allowlist(partner: &PartnerRecord, request: &RawRequest) -> Result<(), ApiError> {
     if partner.ip_allowlist.is_empty() {
         return Ok(());
     }
     let allowed = request.peer.is_some_and(|peer| {
-        partner.ip_allowlist.iter().filter_map(|cidr| parse_cidr(cidr)).any(|(network, prefix)| cidr_contains(network, prefix, peer.ip()))
+        partner.ip_allowlist.iter().filter_map(|cidr| parse_cidr(cidr)).any(|(network, prefix)| cidr_contains(network, prefix, peer))
     });
     if allowed { Ok(()) } else { Err(ApiError::forbidden("IP_NOT_ALLOWED", "this address is not on the partner's IP allowlist")) }
 }

@@ -2,7 +2,7 @@
 //! it (behind any router nesting), headers, peer address and the body bytes, read up to a
 //! bound before anything else (413 first, per the contract's order of checks).
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use axum::body::Bytes;
 use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, OriginalUri, Path, Request};
@@ -16,8 +16,16 @@ pub struct RawRequest {
     pub method: Method,
     pub path_and_query: String,
     pub headers: HeaderMap,
-    pub peer: Option<SocketAddr>,
+    /// The client's address: the socket's peer, or (only when configured) the last address
+    /// a trusted proxy put in its header.
+    pub peer: Option<IpAddr>,
     pub body: Bytes,
+}
+
+/// The last address in a comma-separated list (`X-Forwarded-For`): the one the trusted
+/// proxy appended, which the client cannot forge.
+fn last_address(list: &str) -> Option<IpAddr> {
+    list.rsplit(',').next().and_then(|entry| entry.trim().parse().ok())
 }
 
 impl RawRequest {
@@ -54,7 +62,10 @@ impl FromRequest<AppState> for RawRequest {
         }
         let uri = parts.extensions.get::<OriginalUri>().map_or_else(|| parts.uri.clone(), |original| original.0.clone());
         let path_and_query = uri.path_and_query().map_or_else(|| uri.path().to_owned(), |path_and_query| path_and_query.as_str().to_owned());
-        let peer = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|info| info.0);
+        let socket_peer = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|info| info.0.ip());
+        let forwarded =
+            state.client_ip_header.as_ref().and_then(|name| parts.headers.get(name)).and_then(|value| value.to_str().ok()).and_then(last_address);
+        let peer = forwarded.or(socket_peer);
         let read_timeout = std::time::Duration::from_secs(state.settings.body_read_timeout_secs);
         let body = match tokio::time::timeout(read_timeout, axum::body::to_bytes(body, limit)).await {
             Err(_) => {

@@ -42,6 +42,8 @@ pub struct AppState {
     pub metrics: Arc<HttpMetrics>,
     pub admin_token_digest: [u8; 32],
     pub portal: portal::Portal,
+    /// The trusted proxy header naming the client, if configured (see `ServerConfig`).
+    pub client_ip_header: Option<axum::http::HeaderName>,
 }
 
 pub fn router(state: AppState) -> Router {

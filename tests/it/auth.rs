@@ -1,5 +1,7 @@
 //! Who may call what: key state, partner status, scopes, features and tenancy.
 
+use std::sync::Arc;
+
 use hyper::Method;
 use reward_actors::store::StoreBackend;
 use serde_json::json;
@@ -87,6 +89,29 @@ async fn the_ip_allowlist_refuses_other_addresses(backend: StoreBackend) {
     app.shutdown().await;
 }
 
+async fn a_proxy_header_is_trusted_only_when_configured(backend: StoreBackend) {
+    for trusted in [false, true] {
+        let app = spawn_app_with(AppOptions {
+            backend,
+            tweak: trusted.then(|| {
+                Arc::new(|config: &mut reward_engine::config::Config| config.server.client_ip_header = "x-forwarded-for".into())
+                    as crate::support::TweakConfig
+            }),
+            ..AppOptions::default()
+        })
+        .await;
+        let partner = app.onboard_partner(0).await;
+        app.admin(Method::PATCH, &format!("/api/v1/admin/partners/{}", partner.id), json!({ "ipAllowlist": ["203.0.113.0/24"] })).await;
+        let mut headers = partner.sign_with(&partner.secret_key, "GET", "/v1/partner/me", b"", crate::support::now_secs());
+        headers.push(("x-forwarded-for".into(), "10.9.9.9, 203.0.113.9".into()));
+        let headers: Vec<(&str, &str)> = headers.iter().map(|(name, value)| (name.as_str(), value.as_str())).collect();
+        let response = crate::support::request(app.address, Method::GET, "/v1/partner/me", &headers, bytes::Bytes::new()).await;
+        let expected = if trusted { (200, String::new()) } else { (403, "IP_NOT_ALLOWED".to_owned()) };
+        assert_eq!((response.status, response.json()["code"].as_str().unwrap_or("").to_owned()), expected, "trusted: {trusted}");
+        app.shutdown().await;
+    }
+}
+
 async fn expired_keys_are_refused(backend: StoreBackend) {
     let app = spawn_app_with(AppOptions { backend, test_clock: true, ..AppOptions::default() }).await;
     let partner = app.onboard_partner(1_000).await;
@@ -110,6 +135,7 @@ async fn the_admin_api_needs_the_admin_token(backend: StoreBackend) {
 }
 
 crate::backend_tests!(
+    a_proxy_header_is_trusted_only_when_configured,
     the_ip_allowlist_refuses_other_addresses,
     partner_status_gates_every_call,
     scopes_publishable_keys_and_features,

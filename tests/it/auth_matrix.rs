@@ -218,6 +218,24 @@ async fn every_state_gets_its_exact_code(backend: StoreBackend) {
             failures.push(format!("{label}: {got:?}"));
         }
     }
+    // A deactivated key, Basic auth on production without the partner's permission.
+    let deactivated = app.issue_key(&base.id, "sandbox").await;
+    let deactivated_id = deactivated.signed(Method::GET, "/v1/partner/me", "").await.json()["keyId"].as_str().expect("key id").to_owned();
+    let key_id = reward_actors::ids::Id::parse_prefixed("key_", &deactivated_id).expect("key id");
+    let partner_id = reward_actors::ids::Id::parse_hex(&base.id).expect("partner id");
+    let patch = reward_actors::api_keys::KeyPatch { status: Some(reward_actors::model::KeyStatus::Inactive), ..Default::default() };
+    app.engine().update_api_key(partner_id, key_id, patch).await.expect("deactivates");
+    failures.extend(check(deactivated, (401, "KEY_INACTIVE"), "deactivated", action_path.clone(), true).await);
+    let live_basic = app.issue_key(&base.id, "production").await;
+    let got = call(&app, &Caller { partner: live_basic, portal_token: String::new() }, Scheme::BasicSandbox, Method::GET, "/v1/partner/me", "").await;
+    if got != (401, "BASIC_AUTH_NOT_ALLOWED".into()) {
+        failures.push(format!("Basic on production: {got:?}"));
+    }
+    // A wrong admin token; a portal token that is not one of ours.
+    let wrong_admin = app.raw(Method::GET, "/api/v1/admin/partners", &[("authorization", "Bearer not-the-admin-token-at-all")], Bytes::new()).await;
+    if (wrong_admin.status, wrong_admin.json()["code"].as_str()) != (401, Some("INVALID_TOKEN")) {
+        failures.push(format!("wrong admin token: {}", wrong_admin.status));
+    }
     // Key states.
     let expiring_at = reward_actors::clock::format_timestamp(app.engine().clock().now_ms() + 60_000);
     let expiring = app.issue_key_with(&base.id, json!({ "environment": "sandbox", "name": "expiring", "expiresAt": expiring_at })).await;
