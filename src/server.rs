@@ -150,8 +150,12 @@ async fn run_maintenance(engine: Engine, server: crate::config::ServerConfig, mu
             _ = ticker.tick() => {}
             _ = stop.changed() => return,
         }
+        engine.forget_idle_rate_limits();
         if let Err(error) = engine.flush_key_usage().await {
             tracing::warn!(%error, "persisting keys' last use failed; retrying at the next tick");
+        }
+        if let Err(error) = engine.deliver_announcements().await {
+            tracing::warn!(%error, "delivering pending events failed; retrying at the next tick");
         }
         match engine.notify_expiring_keys(notice_ms).await {
             Ok(0) => {}

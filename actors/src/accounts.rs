@@ -79,6 +79,11 @@ impl Engine {
         bytes.map(|bytes| decode(&bytes).map_err(|error| EngineError::internal("decoding an account", error))).transpose()
     }
 
+    /// A slot for one Argon2 computation, or 503 when all are busy (never an unbounded queue).
+    fn password_permit(&self) -> Result<tokio::sync::SemaphorePermit<'_>, EngineError> {
+        self.shared().password_permits.try_acquire().map_err(|_| EngineError::Overloaded { reason: "password_hashing", retry_after_secs: 1 })
+    }
+
     pub fn get_account(&self, account_id: Id) -> Result<AccountRecord, EngineError> {
         self.read_account(&keys::account(account_id))?.ok_or(EngineError::NotFound { resource: "account" })
     }
@@ -97,6 +102,7 @@ impl Engine {
             self.get_partner(partner_id)?;
         }
         let password = new_account.password;
+        let _permit = self.password_permit()?;
         let password_hash = tokio::task::spawn_blocking(move || hash_password(&password))
             .await
             .map_err(|error| EngineError::internal("hashing a password", error))??;
@@ -126,6 +132,7 @@ impl Engine {
     pub async fn authenticate_account(&self, email: &str, password: Secret) -> Result<Option<AccountRecord>, EngineError> {
         let account = self.account_by_email(&email.to_ascii_lowercase())?;
         let hash = account.as_ref().map_or_else(|| decoy_hash().to_owned(), |account| account.password_hash.clone());
+        let _permit = self.password_permit()?;
         let matches = tokio::task::spawn_blocking(move || password_matches(&password, &hash))
             .await
             .map_err(|error| EngineError::internal("checking a password", error))?;

@@ -68,6 +68,37 @@ impl Engine {
 
     pub async fn create_partner(&self, new_partner: NewPartner) -> Result<PartnerRecord, EngineError> {
         let _admin = self.inner.admin_lock.lock().await;
+        let partner = self.new_partner_record(new_partner, PartnerStatus::PendingApproval)?;
+        self.commit_admin(vec![
+            put(keys::partner(partner.id), encode(&partner)),
+            put(keys::partner_slug(&partner.slug), partner.id.as_bytes().to_vec()),
+        ])
+        .await?;
+        Ok(partner)
+    }
+
+    /// The partner of a portal account: the one it is linked to, or (its first key) a new
+    /// one, ACTIVE for sandbox work, created and linked in one commit. Serialized, so two
+    /// concurrent first keys make one partner.
+    pub async fn ensure_account_partner(&self, account_id: Id, new_partner: NewPartner) -> Result<PartnerRecord, EngineError> {
+        let _admin = self.inner.admin_lock.lock().await;
+        let mut account = self.get_account(account_id)?;
+        if let Some(partner_id) = account.partner_id {
+            return self.get_partner(partner_id);
+        }
+        let partner = self.new_partner_record(new_partner, PartnerStatus::Active)?;
+        account.partner_id = Some(partner.id);
+        self.commit_admin(vec![
+            put(keys::partner(partner.id), encode(&partner)),
+            put(keys::partner_slug(&partner.slug), partner.id.as_bytes().to_vec()),
+            put(keys::account(account.id), encode(&account)),
+        ])
+        .await?;
+        Ok(partner)
+    }
+
+    /// A partner record with a free slug (the caller holds the admin lock).
+    fn new_partner_record(&self, new_partner: NewPartner, status: PartnerStatus) -> Result<PartnerRecord, EngineError> {
         let slug = match &new_partner.slug {
             Some(slug) if self.slug_taken(slug)? => return Err(EngineError::Conflict { message: format!("slug '{slug}' is taken") }),
             Some(slug) => slug.clone(),
@@ -81,7 +112,7 @@ impl Engine {
             slug,
             legal_entity: new_partner.legal_entity,
             contact_email: new_partner.contact_email,
-            status: PartnerStatus::PendingApproval,
+            status,
             tier: new_partner.tier,
             rate_limit,
             enabled_features: vec![Feature::Actions, Feature::Donations],
@@ -94,11 +125,6 @@ impl Engine {
             created_at_ms: now_ms,
             updated_at_ms: now_ms,
         };
-        self.commit_admin(vec![
-            put(keys::partner(partner.id), encode(&partner)),
-            put(keys::partner_slug(&partner.slug), partner.id.as_bytes().to_vec()),
-        ])
-        .await?;
         Ok(partner)
     }
 
@@ -126,30 +152,29 @@ impl Engine {
         let previous_status = partner.status;
         apply_patch(&mut partner, patch);
         partner.updated_at_ms = self.clock().now_ms();
-        self.commit_admin(vec![put(keys::partner(partner.id), encode(&partner))]).await?;
+        let mut write_set = vec![put(keys::partner(partner.id), encode(&partner))];
+        let status_changed = partner.status != previous_status;
+        if status_changed {
+            // `partner.status_changed` in each environment's feed, decided in this commit.
+            let data = serde_json::json!({
+                "partnerId": partner.id.to_hex(),
+                "previousStatus": previous_status,
+                "status": partner.status,
+                "changedAt": crate::clock::format_timestamp(partner.updated_at_ms),
+            });
+            write_set.extend(
+                Environment::ALL.map(|environment| self.announcement(PartnerEnv::new(partner.id, environment), "partner.status_changed", &data)),
+            );
+        }
+        let committed = self.commit_admin(write_set).await;
+        // Even a commit that timed out may land: never keep serving the old partner from cache.
         self.shared().auth_cache.invalidate();
-        if partner.status != previous_status {
-            self.announce_status_change(&partner, previous_status).await;
+        committed?;
+        drop(_admin);
+        if status_changed && let Err(error) = self.deliver_announcements().await {
+            tracing::warn!(%error, "partner.status_changed waits for the next housekeeping pass");
         }
         Ok(partner)
-    }
-
-    /// `partner.status_changed` in each environment's feed, through each partner actor. The
-    /// status is already committed; an event that cannot be recorded is logged (the feed
-    /// then misses it; the partner record stays the source of truth).
-    async fn announce_status_change(&self, partner: &PartnerRecord, previous_status: PartnerStatus) {
-        let data = serde_json::json!({
-            "partnerId": partner.id.to_hex(),
-            "previousStatus": previous_status,
-            "status": partner.status,
-            "changedAt": crate::clock::format_timestamp(partner.updated_at_ms),
-        });
-        for environment in Environment::ALL {
-            let partner_env = PartnerEnv::new(partner.id, environment);
-            if let Err(error) = self.record_event(partner_env, "partner.status_changed", data.clone()).await {
-                tracing::error!(partner = %partner.id, environment = environment.as_str(), %error, "partner.status_changed could not be recorded");
-            }
-        }
     }
 
     /// The SHA-256 of the admin token, if one was stored at a first start.

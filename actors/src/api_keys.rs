@@ -81,9 +81,12 @@ impl Engine {
         let mut key = self.get_api_key(partner_id, key_id)?;
         if key.status != KeyStatus::Revoked {
             key.status = KeyStatus::Revoked;
-            self.commit_admin(vec![put(keys::api_key(key.id), encode(&key))]).await?;
+            let committed = self.commit_admin(vec![put(keys::api_key(key.id), encode(&key))]).await;
+            // Even a commit that timed out may land: never keep serving the key from cache.
             self.shared().auth_cache.invalidate();
+            committed?;
         }
+        self.shared().auth_cache.invalidate();
         Ok(key)
     }
 
@@ -106,8 +109,9 @@ impl Engine {
             key.expires_at_ms = expires_at_ms;
             key.expiring_notified = false;
         }
-        self.commit_admin(vec![put(keys::api_key(key.id), encode(&key))]).await?;
+        let committed = self.commit_admin(vec![put(keys::api_key(key.id), encode(&key))]).await;
         self.shared().auth_cache.invalidate();
+        committed?;
         Ok(key)
     }
 
@@ -196,22 +200,26 @@ impl Engine {
         }
         let mut notified = 0;
         for key in due {
-            let data = serde_json::json!({
-                "keyId": key.id.prefixed("key_"),
-                "name": key.name,
-                "environment": key.environment,
-                "expiresAt": key.expires_at_ms.map(format_timestamp),
-            });
-            self.record_event(crate::model::PartnerEnv::new(key.partner_id, key.environment), "api_key.expiring", data).await?;
             let _admin = self.inner.admin_lock.lock().await;
-            // Re-read: the key may have changed while the event was recorded.
+            // Re-read under the lock: the key may have changed since the scan.
             let mut current = self.get_api_key(key.partner_id, key.id)?;
+            if current.expiring_notified || current.status != KeyStatus::Active || current.expires_at_ms != key.expires_at_ms {
+                continue;
+            }
             current.expiring_notified = true;
-            self.commit_admin(vec![put(keys::api_key(current.id), encode(&current))]).await?;
+            let data = serde_json::json!({
+                "keyId": current.id.prefixed("key_"),
+                "name": current.name,
+                "environment": current.environment,
+                "expiresAt": current.expires_at_ms.map(format_timestamp),
+            });
+            let announcement = self.announcement(crate::model::PartnerEnv::new(current.partner_id, current.environment), "api_key.expiring", &data);
+            self.commit_admin(vec![put(keys::api_key(current.id), encode(&current)), announcement]).await?;
             notified += 1;
         }
         if notified > 0 {
             self.shared().auth_cache.invalidate();
+            self.deliver_announcements().await?;
         }
         Ok(notified)
     }

@@ -31,6 +31,9 @@ use crate::rate_limit::{Budget, ExceedsBurst, RateDecision, RateLimits};
 use crate::request::{ActionRequest, AllocationRequest};
 use crate::store::Store;
 
+/// Argon2 hashes computed at once: more would only queue on 2 cores and hold memory.
+const PASSWORD_HASHES_MAX: usize = 4;
+
 /// The engine's bounds and timings. Defaults are the production values; each says why.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -58,6 +61,8 @@ pub struct EngineConfig {
     pub pools_per_partner_max: usize,
     /// Authenticated keys kept in memory; the cache is emptied when it reaches this.
     pub auth_cache_max: usize,
+    /// Portal sign-in attempts (login, registration, refresh) per client address per minute.
+    pub portal_attempts_per_minute: u32,
 }
 
 impl Default for EngineConfig {
@@ -74,6 +79,7 @@ impl Default for EngineConfig {
             users_cached_max: 100_000,
             pools_per_partner_max: 1_000,
             auth_cache_max: 100_000,
+            portal_attempts_per_minute: 20,
         }
     }
 }
@@ -90,6 +96,7 @@ impl EngineConfig {
             ("users_cached_max", self.users_cached_max as u64),
             ("pools_per_partner_max", self.pools_per_partner_max as u64),
             ("auth_cache_max", self.auth_cache_max as u64),
+            ("portal_attempts_per_minute", u64::from(self.portal_attempts_per_minute)),
         ];
         for (name, value) in positive {
             if value == 0 {
@@ -118,8 +125,10 @@ pub(crate) struct EngineShared {
     pub master_key: MasterKey,
     pub registry: Registry,
     pub auth_cache: AuthCache,
-    pub rate_limits: RateLimits,
     pub key_usage: crate::api_keys::KeyUsage,
+    /// Argon2 hashes in progress at once (each takes ~19 MiB and tens of ms of a core).
+    pub password_permits: tokio::sync::Semaphore,
+    pub portal_attempts: crate::rate_limit::PortalAttempts,
     pub shutting_down: AtomicBool,
 }
 
@@ -136,6 +145,8 @@ pub(crate) struct EngineInner {
     /// Serializes admin read-check-write sequences (slug uniqueness, key issuance). Admin
     /// writes are rare; money never goes through here (pools change in partner actors).
     pub admin_lock: tokio::sync::Mutex<()>,
+    /// One delivery of pending announcements at a time (each is recorded once per pass).
+    pub announce_lock: tokio::sync::Mutex<()>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -157,8 +168,9 @@ impl Engine {
         let shared = Arc::new(EngineShared {
             registry: Registry::new(actix.arbiters.clone()),
             auth_cache: AuthCache::new(config.auth_cache_max),
-            rate_limits: RateLimits::new(),
             key_usage: crate::api_keys::KeyUsage::default(),
+            password_permits: tokio::sync::Semaphore::new(PASSWORD_HASHES_MAX),
+            portal_attempts: crate::rate_limit::PortalAttempts::new(config.portal_attempts_per_minute),
             config,
             store,
             committer,
@@ -174,6 +186,7 @@ impl Engine {
                 actix: Mutex::new(Some(actix)),
                 committer_thread: Mutex::new(Some(committer_thread)),
                 admin_lock: tokio::sync::Mutex::new(()),
+                announce_lock: tokio::sync::Mutex::new(()),
             }),
         })
     }
@@ -224,11 +237,30 @@ impl Engine {
         limit: crate::model::RateLimit,
         units: u32,
     ) -> Result<RateDecision, ExceedsBurst> {
-        let decision = self.inner.shared.rate_limits.check(partner_env, budget, limit, units)?;
+        let decision = self.inner.shared.registry.rate_limits.check(partner_env, budget, limit, units)?;
         if !decision.allowed {
             self.inner.shared.metrics.rate_limited.inc();
         }
         Ok(decision)
+    }
+
+    /// Counts a portal sign-in attempt from `address`; `Err(seconds)` when it must wait.
+    pub fn check_portal_attempt(&self, address: std::net::IpAddr) -> Result<(), u64> {
+        let checked = self.inner.shared.portal_attempts.check(address);
+        if checked.is_err() {
+            self.inner.shared.metrics.rate_limited.inc();
+        }
+        checked
+    }
+
+    /// Drops rate-limit state nobody needs any more (runs with housekeeping).
+    pub fn forget_idle_rate_limits(&self) {
+        self.inner.shared.portal_attempts.forget_idle();
+    }
+
+    /// The partner's budget as its last decision left it, spending nothing.
+    pub fn peek_rate_limit(&self, partner_env: PartnerEnv, budget: Budget) -> Option<RateDecision> {
+        self.inner.shared.registry.rate_limits.peek(partner_env, budget)
     }
 
     /// Submits an action: the answer arrives once its effects are durable.
@@ -249,8 +281,8 @@ impl Engine {
     }
 
     /// Records an event in a partner's feed through its actor (which alone assigns sequences).
-    pub async fn record_event(&self, partner_env: PartnerEnv, event_type: &'static str, data: serde_json::Value) -> Result<(), EngineError> {
-        self.ask(partner_env, move |reply| RecordEvent { event_type, data: data.clone(), reply }).await
+    pub async fn record_event(&self, partner_env: PartnerEnv, event_type: &str, data: serde_json::Value) -> Result<(), EngineError> {
+        self.ask(partner_env, move |reply| RecordEvent { event_type: event_type.to_owned(), data: data.clone(), reply }).await
     }
 
     /// Sends a message to the partner's actor and waits, bounded, for its durable answer.
@@ -388,11 +420,14 @@ impl ActixRuntime {
     }
 }
 
-/// At most one live actor per (partner, environment). Sharded so lookups rarely contend.
+/// At most one live actor per (partner, environment), and each partner's rate-limit
+/// budgets, which outlive the actor (kept two hours after their last use, so passivation
+/// never refills one). Sharded so lookups rarely contend.
 pub(crate) struct Registry {
     shards: Vec<Mutex<HashMap<PartnerEnv, Slot>>>,
     arbiters: Vec<ArbiterHandle>,
     next_generation: AtomicU64,
+    pub rate_limits: RateLimits,
 }
 
 #[derive(Clone)]
@@ -408,7 +443,12 @@ const REGISTRY_SHARDS: usize = 64;
 
 impl Registry {
     fn new(arbiters: Vec<ArbiterHandle>) -> Registry {
-        Registry { shards: (0..REGISTRY_SHARDS).map(|_| Mutex::new(HashMap::new())).collect(), arbiters, next_generation: AtomicU64::new(1) }
+        Registry {
+            shards: (0..REGISTRY_SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
+            arbiters,
+            next_generation: AtomicU64::new(1),
+            rate_limits: RateLimits::new(),
+        }
     }
 
     fn hash(partner_env: &PartnerEnv) -> u64 {

@@ -99,3 +99,11 @@ pub fn pool_requests_prefix() -> Vec<u8> {
 pub fn api_keys_prefix() -> Vec<u8> {
     Table::ApiKeys.key(&[])
 }
+
+pub fn announcement(announcement_id: Id) -> Vec<u8> {
+    Table::Announcements.key(&[announcement_id.as_bytes()])
+}
+
+pub fn announcements_prefix() -> Vec<u8> {
+    Table::Announcements.key(&[])
+}

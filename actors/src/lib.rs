@@ -19,6 +19,7 @@
 
 pub mod accounts;
 pub mod admin;
+pub mod announcements;
 pub mod api_keys;
 pub mod auth;
 pub mod clock;

@@ -83,9 +83,12 @@ pub enum PartnerStatus {
 }
 
 impl PartnerStatus {
-    /// The lifecycle: nothing leaves CLOSED; staying in the same status is a no-op.
+    /// The lifecycle PENDING_APPROVAL → ACTIVE ⇄ SUSPENDED → CLOSED (any open status may
+    /// close; nothing returns to PENDING_APPROVAL or leaves CLOSED). Staying is a no-op.
     pub fn may_become(self, next: PartnerStatus) -> bool {
-        self == next || self != PartnerStatus::Closed
+        use PartnerStatus::{Active, Closed, PendingApproval, Suspended};
+        self == next
+            || matches!((self, next), (PendingApproval, Active | Suspended | Closed) | (Active, Suspended | Closed) | (Suspended, Active | Closed))
     }
 }
 

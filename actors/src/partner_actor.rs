@@ -95,7 +95,7 @@ impl Message for AllocateTokens {
 
 /// Records an event in this partner's feed (sequence assigned here, like every event).
 pub(crate) struct RecordEvent {
-    pub event_type: &'static str,
+    pub event_type: String,
     pub data: serde_json::Value,
     pub reply: oneshot::Sender<Delivery<()>>,
 }
@@ -208,7 +208,7 @@ impl Handler<RecordEvent> for PartnerActor {
     type Result = ();
 
     fn handle(&mut self, message: RecordEvent, context: &mut Context<Self>) {
-        self.run_message(context, "record_event", message.reply, |actor| actor.record_event(message.event_type, &message.data));
+        self.run_message(context, "record_event", message.reply, |actor| actor.record_event(&message.event_type, &message.data));
     }
 }
 

@@ -9,7 +9,7 @@ use crate::engine::Engine;
 use crate::error::EngineError;
 use crate::ids::Id;
 use crate::keys;
-use crate::model::PartnerEnv;
+use crate::model::{IdempotencyScope, PartnerEnv};
 use crate::partner_actor::WriteOutcome;
 use crate::posting::put;
 use crate::reads::{Page, PageRequest};
@@ -34,6 +34,11 @@ pub struct PoolRequestRecord {
     pub decision_note: Option<String>,
     pub created_at_ms: u64,
     pub decided_at_ms: Option<u64>,
+}
+
+/// The idempotency key of a request's allocation: approving twice allocates once.
+fn allocation_key(request_id: Id) -> String {
+    format!("pool-request-{request_id}")
 }
 
 impl Engine {
@@ -87,7 +92,7 @@ impl Engine {
         let _admin = self.inner.admin_lock.lock().await;
         let mut record = self.pending_pool_request(request_id)?;
         let allocation = AllocationRequest {
-            idempotency_key: IdempotencyKey::parse(&format!("pool-request-{}", record.id)).expect("a fixed ASCII key"),
+            idempotency_key: IdempotencyKey::parse(&allocation_key(record.id)).expect("a fixed ASCII key"),
             tokens: record.tokens,
             pool_id: None,
             name: None,
@@ -105,6 +110,15 @@ impl Engine {
     pub async fn reject_pool_request(&self, request_id: Id, note: Option<String>) -> Result<PoolRequestRecord, EngineError> {
         let _admin = self.inner.admin_lock.lock().await;
         let mut record = self.pending_pool_request(request_id)?;
+        // An approval whose allocation landed but whose status write did not: it was
+        // approved, and the tokens are the partner's. Finish recording that instead.
+        let allocated =
+            self.shared().store.get(&keys::idempotency(&record.partner_env, IdempotencyScope::PoolAllocation, &allocation_key(record.id)));
+        if allocated.map_err(|error| EngineError::internal("reading an allocation", error))?.is_some() {
+            record.status = PoolRequestStatus::Approved;
+            self.decide(&mut record, None).await?;
+            return Err(EngineError::Conflict { message: "this request was already approved".into() });
+        }
         record.status = PoolRequestStatus::Rejected;
         self.decide(&mut record, note).await?;
         Ok(record)

@@ -68,6 +68,18 @@ fn non_zero(value: u32) -> NonZeroU32 {
 }
 
 impl Limiter {
+    /// Spends on a fresh limiter what the previous one had spent (never more than it holds).
+    fn carry_over(&self, last: RateDecision) {
+        let spend = |gcra: &Gcra, limit: u32, previous: QuotaState| {
+            let spent = previous.limit.saturating_sub(previous.remaining).min(limit);
+            if let Some(spent) = NonZeroU32::new(spent) {
+                let _ = gcra.check_n(spent);
+            }
+        };
+        spend(&self.hourly, self.config.hourly, last.hourly);
+        spend(&self.burst, self.config.per_minute, last.burst);
+    }
+
     fn new(config: RateLimit) -> Limiter {
         let hourly = RateLimiter::direct(Quota::per_hour(non_zero(config.hourly))).with_middleware::<StateInformationMiddleware>();
         let burst = RateLimiter::direct(Quota::per_minute(non_zero(config.per_minute))).with_middleware::<StateInformationMiddleware>();
@@ -96,6 +108,10 @@ fn decide(gcra: &Gcra, limit: u32, units: NonZeroU32) -> Result<QuotaState, Dura
 struct Entry {
     limiter: Arc<Limiter>,
     last_used: Instant,
+    /// The last decision: what headers report when nothing is spent (a refusal before the
+    /// rate-limit step, or the hourly state when the burst refuses), and what a new limit
+    /// carries over so that a tier change never hands back spent budget.
+    last: Option<RateDecision>,
 }
 
 /// All limiters, sharded by (partner, environment).
@@ -116,22 +132,42 @@ impl RateLimits {
         RateLimits { shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(), checks: AtomicU64::new(0) }
     }
 
-    fn limiter(&self, partner_env: PartnerEnv, budget: Budget, config: RateLimit) -> Arc<Limiter> {
+    fn shard(&self, partner_env: PartnerEnv, budget: Budget) -> &Mutex<HashMap<(PartnerEnv, Budget), Entry>> {
         let mut hasher = DefaultHasher::new();
         (partner_env, budget).hash(&mut hasher);
-        let shard_index = hasher.finish() as usize % self.shards.len();
-        let mut shard = self.shards[shard_index].lock();
+        &self.shards[hasher.finish() as usize % self.shards.len()]
+    }
+
+    fn limiter(&self, partner_env: PartnerEnv, budget: Budget, config: RateLimit) -> (Arc<Limiter>, Option<RateDecision>) {
+        let mut shard = self.shard(partner_env, budget).lock();
         let now = Instant::now();
         if self.checks.fetch_add(1, Ordering::Relaxed).is_multiple_of(SWEEP_EVERY_CHECKS) {
             shard.retain(|_, entry| now.duration_since(entry.last_used) < IDLE_KEEP);
         }
-        let entry = shard.entry((partner_env, budget)).or_insert_with(|| Entry { limiter: Arc::new(Limiter::new(config)), last_used: now });
-        // A tier or custom-limit change applies at once.
+        let entry =
+            shard.entry((partner_env, budget)).or_insert_with(|| Entry { limiter: Arc::new(Limiter::new(config)), last_used: now, last: None });
+        // A tier or custom-limit change applies at once, with what was already spent.
         if entry.limiter.config != config {
-            entry.limiter = Arc::new(Limiter::new(config));
+            let replacement = Limiter::new(config);
+            if let Some(last) = entry.last {
+                replacement.carry_over(last);
+            }
+            entry.limiter = Arc::new(replacement);
         }
         entry.last_used = now;
-        Arc::clone(&entry.limiter)
+        (Arc::clone(&entry.limiter), entry.last)
+    }
+
+    fn remember(&self, partner_env: PartnerEnv, budget: Budget, decision: RateDecision) {
+        if let Some(entry) = self.shard(partner_env, budget).lock().get_mut(&(partner_env, budget)) {
+            entry.last = Some(decision);
+        }
+    }
+
+    /// The budget as the last decision left it, spending nothing: for the headers of an
+    /// answer refused before the rate-limit step. `None` before the first decision.
+    pub fn peek(&self, partner_env: PartnerEnv, budget: Budget) -> Option<RateDecision> {
+        self.shard(partner_env, budget).lock().get(&(partner_env, budget)).and_then(|entry| entry.last)
     }
 
     /// Takes `units` from both quotas, burst first (a refused burst spends no hourly budget).
@@ -139,23 +175,53 @@ impl RateLimits {
         if units > config.per_minute {
             return Err(ExceedsBurst { burst: config.per_minute });
         }
-        let limiter = self.limiter(partner_env, budget, config);
+        let (limiter, last) = self.limiter(partner_env, budget, config);
         let units = non_zero(units);
-        let full = |limit: u32| QuotaState { limit, remaining: 0, reset_secs: 0 };
+        let empty = |limit: u32, reset_secs: u64| QuotaState { limit, remaining: 0, reset_secs };
         let refused = |wait: Duration, hourly: QuotaState, burst: QuotaState| RateDecision {
             allowed: false,
             hourly,
             burst,
             retry_after_secs: wait.as_secs_f64().ceil().max(1.0) as u64,
         };
-        let burst = match decide(&limiter.burst, config.per_minute, units) {
-            Ok(state) => state,
-            Err(wait) => return Ok(refused(wait, full(config.hourly), QuotaState { reset_secs: 60, ..full(config.per_minute) })),
+        let decision = match decide(&limiter.burst, config.per_minute, units) {
+            // The burst refused: nothing was taken from the hourly quota, which stands as the
+            // last decision left it.
+            Err(wait) => {
+                let hourly = last.map_or(QuotaState { limit: config.hourly, remaining: config.hourly, reset_secs: 0 }, |last| last.hourly);
+                refused(wait, hourly, empty(config.per_minute, wait.as_secs().max(1)))
+            }
+            Ok(burst) => match decide(&limiter.hourly, config.hourly, units) {
+                Ok(hourly) => RateDecision { allowed: true, hourly, burst, retry_after_secs: 0 },
+                Err(wait) => refused(wait, empty(config.hourly, wait.as_secs().max(1)), burst),
+            },
         };
-        match decide(&limiter.hourly, config.hourly, units) {
-            Ok(hourly) => Ok(RateDecision { allowed: true, hourly, burst, retry_after_secs: 0 }),
-            Err(wait) => Ok(refused(wait, QuotaState { reset_secs: 3_600, ..full(config.hourly) }, burst)),
-        }
+        self.remember(partner_env, budget, decision);
+        Ok(decision)
+    }
+}
+
+/// Sign-in attempts per client address (login, registration, refresh): each costs an
+/// Argon2 hash, so they are bounded before any is computed.
+pub(crate) struct PortalAttempts {
+    limiter: RateLimiter<std::net::IpAddr, governor::state::keyed::DefaultKeyedStateStore<std::net::IpAddr>, DefaultClock>,
+}
+
+impl PortalAttempts {
+    pub fn new(per_minute: u32) -> PortalAttempts {
+        PortalAttempts { limiter: RateLimiter::keyed(Quota::per_minute(non_zero(per_minute))) }
+    }
+
+    /// `Err(seconds)` when this address must wait.
+    pub fn check(&self, address: std::net::IpAddr) -> Result<(), u64> {
+        self.limiter
+            .check_key(&address)
+            .map_err(|not_until| not_until.wait_time_from(DefaultClock::default().now()).as_secs_f64().ceil().max(1.0) as u64)
+    }
+
+    /// Forgets addresses whose budget is full again (bounded memory).
+    pub fn forget_idle(&self) {
+        self.limiter.retain_recent();
     }
 }
 
@@ -182,7 +248,7 @@ mod tests {
         let refused = limits.check(partner, Budget::Server, config, 1).expect("fits a burst");
         assert!(!refused.allowed);
         assert!((1..=20).contains(&refused.retry_after_secs), "one cell returns in 20 s: {}", refused.retry_after_secs);
-        assert_eq!(refused.hourly.limit, 1_000);
+        assert_eq!((refused.hourly.limit, refused.hourly.remaining), (1_000, 997), "the hourly quota stands where it was");
     }
 
     #[test]
@@ -195,8 +261,11 @@ mod tests {
         assert!(limits.check(partner, Budget::Widget, one, 1).expect("fits").allowed, "the widget budget is its own");
         assert!(limits.check(other, Budget::Server, one, 1).expect("fits").allowed, "another partner's is too");
         let raised = RateLimit { hourly: 10, per_minute: 5 };
-        assert!(limits.check(partner, Budget::Server, raised, 1).expect("fits").allowed);
+        let after_raise = limits.check(partner, Budget::Server, raised, 1).expect("fits");
+        assert!(after_raise.allowed);
+        assert_eq!(after_raise.hourly.remaining, 8, "the new limit keeps what was spent: 10 − 1 before − 1 now");
         assert_eq!(limits.check(partner, Budget::Server, raised, 6), Err(ExceedsBurst { burst: 5 }));
+        assert_eq!(limits.peek(partner, Budget::Server).map(|decision| decision.hourly.remaining), Some(8));
     }
 
     #[test]

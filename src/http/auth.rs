@@ -80,15 +80,26 @@ impl Caller {
 pub fn authorize(state: &AppState, request: &RawRequest, access: Access) -> Result<Caller, ApiError> {
     let key = if access.widget { authenticate_widget(state, request)? } else { authenticate_server(state, request)? };
     record_caller(key.partner_env.partner_id.to_hex(), key.partner_env.environment.as_str());
-    check_key_state(state, &key)?;
-    check_partner_status(&key.partner)?;
-    if !access.widget {
-        check_ip_allowlist(&key.partner, request)?;
+    let budget = budget_for(&key, access);
+    let checked = check_key_state(state, &key)
+        .and_then(|()| check_partner_status(&key.partner))
+        .and_then(|()| if access.widget { Ok(()) } else { check_ip_allowlist(&key.partner, request) })
+        .and_then(|()| check_access(&key, access));
+    if let Err(error) = checked {
+        // Authenticated but refused before the rate-limit step: the answer still carries
+        // the budget's headers, as the last decision left it (nothing is spent).
+        if let Some(decision) = state.engine.peek_rate_limit(key.partner_env, budget) {
+            record_rate_decision(decision);
+        }
+        return Err(error);
     }
-    check_access(&key, access)?;
-    check_rate_limit(state, &key, access)?;
+    check_rate_limit(state, &key, access, budget)?;
     state.engine.touch_key(key.key_id);
     Ok(Caller { key })
+}
+
+fn budget_for(key: &KeyContext, access: Access) -> Budget {
+    if access.widget && key.kind == KeyKind::Publishable { Budget::Widget } else { Budget::Server }
 }
 
 fn unknown_key() -> ApiError {
@@ -142,8 +153,7 @@ fn authenticate_widget(state: &AppState, request: &RawRequest) -> Result<Arc<Key
     Ok(key)
 }
 
-fn check_rate_limit(state: &AppState, key: &KeyContext, access: Access) -> Result<(), ApiError> {
-    let budget = if access.widget && key.kind == KeyKind::Publishable { Budget::Widget } else { Budget::Server };
+fn check_rate_limit(state: &AppState, key: &KeyContext, access: Access, budget: Budget) -> Result<(), ApiError> {
     let decision = match state.engine.check_rate_limit(key.partner_env, budget, key.partner.rate_limit, access.units) {
         Ok(decision) => decision,
         Err(exceeds) => {
@@ -253,7 +263,8 @@ fn check_access(key: &KeyContext, access: Access) -> Result<(), ApiError> {
         return Err(ApiError::forbidden("SECRET_KEY_REQUIRED", "this route needs a secret (sk_) key"));
     }
     if let Some(scope) = access.scope {
-        let granted = if publishable { scope.allowed_for_publishable_key() } else { key.scopes.contains(scope) };
+        // A publishable key has its pair's scopes, narrowed to the reads it may ever make.
+        let granted = key.scopes.contains(scope) && (!publishable || scope.allowed_for_publishable_key());
         if !granted {
             return Err(ApiError::forbidden("INSUFFICIENT_SCOPE", format!("this key lacks the scope {}", scope.as_str()))
                 .with_details(json!({ "requiredScope": scope.as_str() })));
@@ -262,7 +273,9 @@ fn check_access(key: &KeyContext, access: Access) -> Result<(), ApiError> {
     if let Some(feature) = access.feature
         && !key.partner.has_feature(feature)
     {
-        return Err(ApiError::forbidden("FEATURE_DISABLED", format!("the {feature:?} feature is not enabled for this partner")));
+        let name = serde_json::to_value(feature).ok().and_then(|value| value.as_str().map(str::to_owned)).unwrap_or_default();
+        return Err(ApiError::forbidden("FEATURE_DISABLED", format!("the {name} feature is not enabled for this partner"))
+            .with_details(json!({ "feature": name })));
     }
     Ok(())
 }

@@ -32,8 +32,33 @@ async fn me(State(state): State<AppState>, request: RawRequest) -> ApiResult<Res
     Ok(json_response(StatusCode::OK, &body))
 }
 
-async fn config(State(state): State<AppState>, request: RawRequest) -> ApiResult<Response> {
-    let caller = authorize(&state, &request, Access::widget())?;
+/// Browsers must be able to read a widget route's errors too (the code, Retry-After): an
+/// error names the requesting origin, whatever the partner allows, since it carries nothing
+/// but the error itself.
+async fn config(State(state): State<AppState>, request: RawRequest) -> Response {
+    match partner_config(&state, &request) {
+        Ok(response) => response,
+        Err(error) => {
+            let mut response = error.into_response();
+            if let Some(origin) = request.headers.get(header::ORIGIN).cloned() {
+                expose(response.headers_mut(), origin);
+            }
+            response
+        }
+    }
+}
+
+fn expose(response: &mut HeaderMap, origin: HeaderValue) {
+    response.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin);
+    response.insert(header::VARY, HeaderValue::from_static("Origin"));
+    response.insert(
+        header::ACCESS_CONTROL_EXPOSE_HEADERS,
+        HeaderValue::from_static("X-Request-Id, X-RateLimit-Limit, X-RateLimit-Remaining, X-RateLimit-Reset, X-RateLimit-RetryAfter, Retry-After, RateLimit, RateLimit-Policy"),
+    );
+}
+
+fn partner_config(state: &AppState, request: &RawRequest) -> ApiResult<Response> {
+    let caller = authorize(state, request, Access::widget())?;
     let partner = caller.partner();
     let body = json!({
         "id": partner.id.to_hex(),

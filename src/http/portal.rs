@@ -98,6 +98,20 @@ async fn session(state: &AppState, account: &AccountRecord) -> ApiResult<Value> 
     }))
 }
 
+/// Each sign-in attempt costs an Argon2 hash: a client address gets a bounded number per
+/// minute (`engine.portal_attempts_per_minute`), then 429 with Retry-After.
+fn count_attempt(state: &AppState, request: &RawRequest) -> ApiResult<()> {
+    let Some(address) = request.peer else {
+        return Ok(());
+    };
+    state.engine.check_portal_attempt(address).map_err(|retry_after| {
+        ApiError::new(StatusCode::TOO_MANY_REQUESTS, "RATE_LIMITED", format!("too many sign-in attempts from this address; retry in {retry_after} s"))
+            .with_details(json!({ "retryAfterSeconds": retry_after }))
+            .with_header(axum::http::header::RETRY_AFTER, axum::http::HeaderValue::from(retry_after))
+            .with_header(axum::http::HeaderName::from_static("x-ratelimit-retryafter"), axum::http::HeaderValue::from(retry_after))
+    })
+}
+
 pub fn password(fields: &mut Fields<'_>, required: bool) -> Option<Secret> {
     let text = fields.string("password", required, PASSWORD_CHARS_MAX)?;
     if text.chars().count() < PASSWORD_CHARS_MIN {
@@ -111,6 +125,7 @@ async fn register(State(state): State<AppState>, request: RawRequest) -> ApiResu
     if !state.portal.registration_open {
         return Err(ApiError::forbidden("FORBIDDEN", "self-registration is closed: SIR Giving creates partner accounts after a partnership review"));
     }
+    count_attempt(&state, &request)?;
     request.require_json()?;
     let mut fields = Fields::parse(&request.body)?;
     let email = email(&mut fields, "email", true);
@@ -125,6 +140,7 @@ async fn register(State(state): State<AppState>, request: RawRequest) -> ApiResu
 }
 
 async fn login(State(state): State<AppState>, request: RawRequest) -> ApiResult<Response> {
+    count_attempt(&state, &request)?;
     request.require_json()?;
     let mut fields = Fields::parse(&request.body)?;
     let email = fields.string("email", true, 254);
@@ -138,6 +154,7 @@ async fn login(State(state): State<AppState>, request: RawRequest) -> ApiResult<
 }
 
 async fn refresh(State(state): State<AppState>, request: RawRequest) -> ApiResult<Response> {
+    count_attempt(&state, &request)?;
     request.require_json()?;
     let mut fields = Fields::parse(&request.body)?;
     let token = fields.string("refreshToken", true, 256).map(Secret::new);

@@ -8,7 +8,7 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use axum::routing::{get, post};
 use reward_actors::accounts::AccountRecord;
-use reward_actors::admin::{NewPartner, PartnerPatch};
+use reward_actors::admin::NewPartner;
 use reward_actors::api_keys::{KeyPatch, NewKey};
 use reward_actors::clock::parse_timestamp;
 use reward_actors::ids::Id;
@@ -77,7 +77,7 @@ fn production_not_approved() -> ApiError {
 }
 
 /// The account's first key creates its partner: named after the account, ACTIVE for
-/// sandbox work, linked to the account.
+/// sandbox work, linked to the account (once, even when two first keys race).
 async fn first_partner(state: &AppState, account: &AccountRecord) -> ApiResult<PartnerRecord> {
     let new_partner = NewPartner {
         name: account.name.clone(),
@@ -88,10 +88,7 @@ async fn first_partner(state: &AppState, account: &AccountRecord) -> ApiResult<P
         rate_limit: None,
         stakeholder_types: None,
     };
-    let partner = state.engine.create_partner(new_partner).await?;
-    let partner = state.engine.update_partner(partner.id, PartnerPatch { status: Some(PartnerStatus::Active), ..PartnerPatch::default() }).await?;
-    state.engine.link_account(account.id, partner.id).await?;
-    Ok(partner)
+    Ok(state.engine.ensure_account_partner(account.id, new_partner).await?)
 }
 
 async fn list_keys(State(state): State<AppState>, request: RawRequest) -> ApiResult<Response> {

@@ -68,6 +68,8 @@ async fn tiers_rate_limits_and_status_transitions(backend: StoreBackend) {
     assert_eq!(not_custom.status, 400);
 
     assert_eq!(app.admin(Method::PATCH, &path, json!({ "status": "ACTIVE" })).await.json()["status"], "ACTIVE");
+    let backwards = app.admin(Method::PATCH, &path, json!({ "status": "PENDING_APPROVAL" })).await;
+    assert_eq!((backwards.status, backwards.json()["code"].as_str()), (409, Some("CONFLICT")), "nothing returns to PENDING_APPROVAL");
     assert_eq!(app.admin(Method::PATCH, &path, json!({ "status": "CLOSED" })).await.json()["status"], "CLOSED");
     let reopened = app.admin(Method::PATCH, &path, json!({ "status": "ACTIVE" })).await;
     assert_eq!((reopened.status, reopened.json()["code"].as_str()), (409, Some("CONFLICT")));

@@ -42,6 +42,11 @@ async fn scopes_publishable_keys_and_features(backend: StoreBackend) {
     assert_eq!(code(&reader.balance("u").await), (403, "INSUFFICIENT_SCOPE".into()));
     assert_eq!(reader.signed(Method::GET, "/v1/partner/token-pools", "").await.status, 200);
 
+    // A publishable key has its pair's scopes, narrowed to reads.
+    let reader_publishable = crate::support::Partner { secret_key: reader.public_key.clone(), ..reader.clone() };
+    assert_eq!(reader_publishable.signed(Method::GET, "/v1/partner/token-pools", "").await.status, 200);
+    assert_eq!(code(&reader_publishable.balance("u").await), (403, "INSUFFICIENT_SCOPE".into()), "users:read is not in the pair's scopes");
+
     // A signed publishable key may read pools (a *:read scope), never write.
     let publishable = crate::support::Partner { secret_key: partner.public_key.clone(), ..partner.clone() };
     assert_eq!(publishable.signed(Method::GET, "/v1/partner/token-pools", "").await.status, 200);

@@ -47,7 +47,14 @@ async fn rate_limits_answer_429_with_the_contract_headers(backend: StoreBackend)
     assert!(retry_after >= 1);
     assert_eq!(refused.header("x-ratelimit-retryafter"), refused.header("retry-after"));
     assert_eq!(refused.json()["details"]["retryAfterSeconds"], retry_after);
-    assert_eq!(refused.header("x-ratelimit-remaining"), Some("0"));
+    // The burst refused it: the hourly quota (X-RateLimit-*) is where it was, the burst is empty.
+    assert_eq!(refused.header("x-ratelimit-remaining"), Some("97"));
+    assert!(refused.header("ratelimit").is_some_and(|value| value.contains(r#""burst";r=0;"#)), "{:?}", refused.header("ratelimit"));
+    // A refusal after authentication but before the rate-limit step still carries the headers.
+    let narrow = app.issue_key_with(&partner.id, json!({ "environment": "sandbox", "name": "narrow", "scopes": ["pools:read"] })).await;
+    let scoped_out = narrow.submit(&action_body("rl-scope", "1", "u")).await;
+    assert_eq!(code(&scoped_out), (403, "INSUFFICIENT_SCOPE".into()));
+    assert_eq!(scoped_out.header("x-ratelimit-limit"), Some("100"));
     // A leaked publishable key has its own budget: the widget still answers.
     assert_eq!(partner.widget(Method::GET, "/v1/partner/config", None).await.status, 200);
     // A changed limit applies at once; the refused request cost nothing.
@@ -123,6 +130,10 @@ async fn widget_routes_take_the_publishable_key_with_cors(backend: StoreBackend)
     for field in ["name", "slug", "enabledFeatures", "rateLimit", "webhookUrl", "tipConfig"] {
         assert!(body.get(field).is_some(), "config lacks {field}");
     }
+    let unknown = Partner { public_key: format!("pk_test_{}", "2".repeat(64)), ..partner.clone() };
+    let refused = unknown.widget(Method::GET, "/v1/partner/config", Some("https://shop.example.com")).await;
+    assert_eq!(code(&refused), (401, "INVALID_API_KEY".into()));
+    assert_eq!(refused.header("access-control-allow-origin"), Some("https://shop.example.com"), "a browser can read the error");
     let other_origin = partner.widget(Method::GET, "/v1/partner/config", Some("https://evil.example.com")).await;
     assert_eq!(other_origin.header("access-control-allow-origin"), None);
     let preflight = app.raw(Method::OPTIONS, "/v1/partner/config", &[("origin", "https://shop.example.com")], bytes::Bytes::new()).await;

@@ -197,7 +197,43 @@ async fn a_new_partner_onboards_as_the_seeds_describe(backend: StoreBackend) {
     app.shutdown().await;
 }
 
+async fn sign_in_attempts_are_bounded_per_address(backend: StoreBackend) {
+    let app =
+        spawn_app_with(AppOptions { backend, tweak: Some(Arc::new(|config| config.engine.portal_attempts_per_minute = 3)), ..AppOptions::default() })
+            .await;
+    let attempt = || {
+        app.raw(
+            Method::POST,
+            "/v1/partner/auth/login",
+            &[("content-type", "application/json")],
+            Bytes::from(r#"{"email":"x@good.example","password":"guess guess guess"}"#),
+        )
+    };
+    for _ in 0..3 {
+        assert_eq!(code(&attempt().await), (401, "INVALID_TOKEN".into()));
+    }
+    let refused = attempt().await;
+    assert_eq!(code(&refused), (429, "RATE_LIMITED".into()));
+    assert!(refused.header("retry-after").is_some());
+    app.shutdown().await;
+}
+
+async fn two_first_keys_at_once_make_one_partner(backend: StoreBackend) {
+    let app = open_app(backend).await;
+    let session = register(&app, "racer@good.example", "correct horse battery").await.json();
+    let access = session["accessToken"].as_str().expect("token").to_owned();
+    let create = || app.portal(Method::POST, "/v1/partner/keys", &access, json!({ "name": "k", "environment": "sandbox" }));
+    let (first, second) = tokio::join!(create(), create());
+    assert_eq!((first.status, second.status), (201, 201));
+    assert_eq!(first.json()["partnerId"], second.json()["partnerId"]);
+    let keys = app.portal(Method::GET, "/v1/partner/keys", &access, Value::Null).await.json();
+    assert_eq!(keys["data"].as_array().map(Vec::len), Some(2), "both keys belong to the one partner");
+    app.shutdown().await;
+}
+
 crate::backend_tests!(
+    sign_in_attempts_are_bounded_per_address,
+    two_first_keys_at_once_make_one_partner,
     registration_is_closed_unless_opened,
     tokens_sign_in_refresh_once_and_expire,
     an_expired_access_token_is_refused,

@@ -49,6 +49,8 @@ pub enum Table {
     AccountEmails = 15,
     RefreshTokens = 16,
     PoolRequests = 17,
+    /// Events decided by operator-side writes, waiting to be recorded by partner actors.
+    Announcements = 18,
 }
 
 impl Table {
