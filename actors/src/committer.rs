@@ -171,9 +171,14 @@ fn run(store: &dyn Store, receiver: &Receiver<CommitterMessage>, metrics: &Engin
         }
         if !batch.is_empty() {
             let count = batch.len();
-            commit_batch(store, &mut batch, &mut poisoned, metrics);
+            let outcomes = commit_batch(store, &mut batch, &mut poisoned, metrics);
+            // Leave the queue before answering: whoever hears "durable" and sends again must
+            // not find its own finished write set still counted against the bound.
             queued.fetch_sub(count, Ordering::Relaxed);
             metrics.commit_queue_depth.set(queued.load(Ordering::Relaxed) as i64);
+            for (done, state) in outcomes {
+                let _ = done.send(state);
+            }
         }
         if stopping {
             break;
@@ -205,21 +210,25 @@ impl Poisoned {
     }
 }
 
-fn commit_batch(store: &dyn Store, batch: &mut Vec<CommitRequest>, poisoned: &mut Poisoned, metrics: &EngineMetrics) {
+/// Commits the batch's live write sets; answers each request's outcome (to be sent once the
+/// queue counter is updated).
+fn commit_batch(
+    store: &dyn Store,
+    batch: &mut Vec<CommitRequest>,
+    poisoned: &mut Poisoned,
+    metrics: &EngineMetrics,
+) -> Vec<(watch::Sender<CommitState>, CommitState)> {
     let (doomed, live): (Vec<CommitRequest>, Vec<CommitRequest>) =
         batch.drain(..).partition(|request| request.origin.is_some_and(|origin| poisoned.contains(&origin)));
-    for request in doomed {
-        let _ = request.done.send(CommitState::Failed);
-    }
+    let mut outcomes: Vec<(watch::Sender<CommitState>, CommitState)> =
+        doomed.into_iter().map(|request| (request.done, CommitState::Failed)).collect();
     if live.is_empty() {
-        return;
+        return outcomes;
     }
     if live.iter().all(|request| request.write_set.is_empty()) {
         // Only fences: nothing to write, and everything before them is settled.
-        for request in live {
-            let _ = request.done.send(CommitState::Durable);
-        }
-        return;
+        outcomes.extend(live.into_iter().map(|request| (request.done, CommitState::Durable)));
+        return outcomes;
     }
     let write_sets: Vec<&[WriteOp]> = live.iter().map(|request| request.write_set.as_slice()).collect();
     let started = Instant::now();
@@ -238,9 +247,8 @@ fn commit_batch(store: &dyn Store, batch: &mut Vec<CommitRequest>, poisoned: &mu
             CommitState::Failed
         }
     };
-    for request in live {
-        let _ = request.done.send(state);
-    }
+    outcomes.extend(live.into_iter().map(|request| (request.done, state)));
+    outcomes
 }
 
 #[cfg(test)]
