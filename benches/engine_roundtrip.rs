@@ -55,6 +55,7 @@ fn setup(backend: StoreBackend) -> Setup {
             expires_at_ms: None,
             vesting_days: None,
             low_balance_threshold: None,
+            auto_refill: None,
         };
         engine.allocate_tokens(partner_env, allocation, "req_bench".into()).await.expect("pool");
         partner_env

@@ -10,9 +10,9 @@
 
 use criterion::{Criterion, black_box, criterion_group, criterion_main};
 use reward_actors::ids::IdGenerator;
-use reward_actors::model::{Environment, PartnerEnv, PartnerEnvState, PoolRecord, UserRecord};
+use reward_actors::model::{Environment, IdempotencyScope, PartnerEnv, PartnerEnvState, PoolRecord, UserRecord};
 use reward_actors::money::{Currency, Money, parse_amount};
-use reward_actors::posting::{RewardDraft, post_reward, reward_write_set};
+use reward_actors::posting::{PostingUser, RewardDraft, post_reward};
 use reward_actors::request::{ActionRequest, IdempotencyKey, PartnerUserId, Stakeholder};
 use reward_actors::rules::{RewardRule, Split, evaluate, largest_remainder};
 use reward_engine::signing;
@@ -41,8 +41,8 @@ fn pool(ids: &IdGenerator) -> PoolRecord {
     PoolRecord { balance: 1_000_000_000, allocated_total: 1_000_000_000, ..PoolRecord::new(ids.next(1), Environment::Sandbox, 1) }
 }
 
-fn user(ids: &IdGenerator, external_id: String) -> UserRecord {
-    UserRecord::new(ids.next(1), &external_id, 1)
+fn user(ids: &IdGenerator, external_id: String) -> PostingUser {
+    PostingUser { record: UserRecord::new(ids.next(1), &external_id, 1), is_new: true }
 }
 
 fn pure_path(criterion: &mut Criterion) {
@@ -73,7 +73,7 @@ fn pure_path(criterion: &mut Criterion) {
     let partner_env = PartnerEnv::new(ids.next(1), Environment::Sandbox);
     let pool = pool(&ids);
     let evaluation = evaluate(&rule, one.amount, &one.stakeholder_types()).expect("applies");
-    let env_state = PartnerEnvState { next_event_sequence: 1, default_pool_id: Some(pool.id) };
+    let env_state = PartnerEnvState { next_event_sequence: 1, default_pool_id: Some(pool.id), daily: Vec::new() };
     criterion.bench_function("post_reward + encode write set, 1 stakeholder", |bench| {
         bench.iter(|| {
             let draft = RewardDraft {
@@ -82,20 +82,22 @@ fn pure_path(criterion: &mut Criterion) {
                 request_id: "req_0123456789abcdef01234567",
                 evaluation: &evaluation,
                 pool: Some(&pool),
+                campaign: None,
                 users: vec![user(&ids, "user_0".into())],
                 next_event_sequence: 1,
                 now_ms: 1_767_225_600_000,
             };
-            let posting = post_reward(draft, &ids);
+            let mut posting = post_reward(draft, &ids);
             let idempotency = reward_actors::model::IdempotencyRecord {
                 request_hash: [0; 32],
-                resource_id: posting.action.id,
+                resource_id: posting.changes.action.as_ref().expect("a reward posts an action").id,
                 response_json: posting.response_json.clone(),
                 request_id: "req_0123456789abcdef01234567".into(),
                 status_code: 200,
                 created_at_ms: 1,
             };
-            reward_write_set(&partner_env, &posting, &env_state, &idempotency)
+            posting.changes.idempotency = Some((IdempotencyScope::ActionSubmit, "order_98765".into(), idempotency));
+            posting.changes.write_set(&partner_env, &env_state)
         })
     });
 

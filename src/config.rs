@@ -79,6 +79,10 @@ pub struct HttpLimits {
     /// A request body; more is 413. 64 KiB holds 20 stakeholders and 4 KiB of metadata
     /// many times over.
     pub body_bytes_max: usize,
+    /// The body of `POST /v1/partner/actions/batch`.
+    pub batch_body_bytes_max: usize,
+    /// Actions in one batch.
+    pub batch_items_max: usize,
     /// `X-Timestamp` may be this far from the server clock, either way.
     pub signature_window_secs: u64,
     /// Stakeholders in one action.
@@ -98,6 +102,8 @@ impl Default for HttpLimits {
     fn default() -> Self {
         HttpLimits {
             body_bytes_max: 64 * 1024,
+            batch_body_bytes_max: 1024 * 1024,
+            batch_items_max: 100,
             signature_window_secs: 300,
             stakeholders_max: 20,
             metadata_bytes_max: 4 * 1024,
@@ -153,6 +159,8 @@ impl Config {
         let limits = &self.limits;
         for (name, value) in [
             ("body_bytes_max", limits.body_bytes_max),
+            ("batch_body_bytes_max", limits.batch_body_bytes_max),
+            ("batch_items_max", limits.batch_items_max),
             ("stakeholders_max", limits.stakeholders_max),
             ("metadata_bytes_max", limits.metadata_bytes_max),
             ("metadata_keys_max", limits.metadata_keys_max),
@@ -163,8 +171,8 @@ impl Config {
                 return Err(ConfigError::Invalid(format!("limits.{name} must be greater than 0")));
             }
         }
-        if limits.body_bytes_max > 16 * 1024 * 1024 {
-            return Err(ConfigError::Invalid("limits.body_bytes_max must be at most 16 MiB".into()));
+        if limits.body_bytes_max.max(limits.batch_body_bytes_max) > 16 * 1024 * 1024 {
+            return Err(ConfigError::Invalid("limits.body_bytes_max and limits.batch_body_bytes_max must be at most 16 MiB".into()));
         }
         if !matches!(self.server.portal_registration.as_str(), "open" | "closed") {
             return Err(ConfigError::Invalid("server.portal_registration must be open or closed".into()));

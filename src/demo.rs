@@ -71,6 +71,7 @@ pub async fn ensure_demo_partner(engine: &Engine, data_dir: &Path) -> anyhow::Re
         expires_at_ms: None,
         vesting_days: None,
         low_balance_threshold: None,
+        auto_refill: None,
     };
     let request_id = engine.ids().request_id(engine.clock().now_ms());
     engine.allocate_tokens(PartnerEnv::new(partner.id, Environment::Sandbox), allocation, request_id).await?;

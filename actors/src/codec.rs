@@ -7,7 +7,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 /// The version of every value this release writes.
-pub const VALUE_VERSION: u8 = 1;
+pub const VALUE_VERSION: u8 = 2;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CodecError {
@@ -39,7 +39,7 @@ pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
 mod tests {
     use super::*;
     use crate::ids::IdGenerator;
-    use crate::model::{Environment, PoolRecord};
+    use crate::model::{AutoRefill, Environment, PoolRecord};
 
     #[test]
     fn records_round_trip_behind_a_version_byte() {
@@ -56,6 +56,9 @@ mod tests {
             vesting_days: None,
             low_balance_threshold: Some(1),
             low_balance_notified: false,
+            auto_refill: Some(AutoRefill { threshold_tokens: 1, refill_tokens: 10, max_refills_per_month: 2 }),
+            refills_in_month: 0,
+            refill_month: 0,
             created_at_ms: 1,
             updated_at_ms: 1,
         };

@@ -23,12 +23,12 @@ use crate::clock::Clock;
 use crate::committer::{CommitterHandle, CommitterLimits, CommitterThread, start_committer};
 use crate::crypto::MasterKey;
 use crate::error::EngineError;
-use crate::ids::IdGenerator;
+use crate::ids::{Id, IdGenerator};
 use crate::metrics::EngineMetrics;
 use crate::model::PartnerEnv;
-use crate::partner_actor::{ActorReply, AllocateTokens, Delivery, PartnerActor, RecordEvent, SubmitAction, WriteOutcome};
+use crate::partner_actor::{ActorReply, Command, Delivery, PartnerActor, PartnerCommand, RecordEvent, WriteOutcome};
 use crate::rate_limit::{Budget, ExceedsBurst, RateDecision, RateLimits};
-use crate::request::{ActionRequest, AllocationRequest};
+use crate::request::{ActionRequest, AllocationRequest, CampaignFields, PartnerUserId, RedemptionRequest, ReversalRequest, UserProfile};
 use crate::store::Store;
 
 /// Argon2 hashes computed at once: more would only queue on 2 cores and hold memory.
@@ -59,6 +59,8 @@ pub struct EngineConfig {
     pub users_cached_max: usize,
     /// Token pools one (partner, environment) may hold; loaded whole into its actor.
     pub pools_per_partner_max: usize,
+    /// Campaigns one (partner, environment) may hold; loaded whole into its actor.
+    pub campaigns_per_partner_max: usize,
     /// Authenticated keys kept in memory; the cache is emptied when it reaches this.
     pub auth_cache_max: usize,
     /// Portal sign-in attempts (login, registration, refresh) per client address per minute.
@@ -78,6 +80,7 @@ impl Default for EngineConfig {
             idle_check_interval_ms: 1_000,
             users_cached_max: 100_000,
             pools_per_partner_max: 1_000,
+            campaigns_per_partner_max: 1_000,
             auth_cache_max: 100_000,
             portal_attempts_per_minute: 20,
         }
@@ -95,6 +98,7 @@ impl EngineConfig {
             ("idle_check_interval_ms", self.idle_check_interval_ms),
             ("users_cached_max", self.users_cached_max as u64),
             ("pools_per_partner_max", self.pools_per_partner_max as u64),
+            ("campaigns_per_partner_max", self.campaigns_per_partner_max as u64),
             ("auth_cache_max", self.auth_cache_max as u64),
             ("portal_attempts_per_minute", u64::from(self.portal_attempts_per_minute)),
         ];
@@ -265,8 +269,12 @@ impl Engine {
 
     /// Submits an action: the answer arrives once its effects are durable.
     pub async fn submit_action(&self, partner_env: PartnerEnv, request: ActionRequest, request_id: String) -> Result<WriteOutcome, EngineError> {
-        let request = Arc::new(request);
-        self.ask(partner_env, move |reply| SubmitAction { request: Arc::clone(&request), request_id: request_id.clone(), reply }).await
+        self.command(partner_env, Command::Submit(Arc::new(request)), request_id).await
+    }
+
+    /// The breakdown `submit_action` would answer now, with no side effects.
+    pub async fn quote_action(&self, partner_env: PartnerEnv, request: ActionRequest, request_id: String) -> Result<WriteOutcome, EngineError> {
+        self.command(partner_env, Command::Quote(Arc::new(request)), request_id).await
     }
 
     /// Allocates tokens to a pool (admin): idempotent by the request's key.
@@ -276,13 +284,91 @@ impl Engine {
         request: AllocationRequest,
         request_id: String,
     ) -> Result<WriteOutcome, EngineError> {
-        let request = Arc::new(request);
-        self.ask(partner_env, move |reply| AllocateTokens { request: Arc::clone(&request), request_id: request_id.clone(), reply }).await
+        self.command(partner_env, Command::Allocate(Arc::new(request)), request_id).await
+    }
+
+    /// Reverses (part of) an action: idempotent by the request's key.
+    pub async fn reverse_action(&self, partner_env: PartnerEnv, request: ReversalRequest, request_id: String) -> Result<WriteOutcome, EngineError> {
+        self.command(partner_env, Command::Reverse(Arc::new(request)), request_id).await
+    }
+
+    /// Redeems tokens from a user's available balance: idempotent by the request's key.
+    pub async fn redeem_tokens(&self, partner_env: PartnerEnv, request: RedemptionRequest, request_id: String) -> Result<WriteOutcome, EngineError> {
+        self.command(partner_env, Command::Redeem(Arc::new(request)), request_id).await
+    }
+
+    pub async fn create_campaign(&self, partner_env: PartnerEnv, fields: CampaignFields, request_id: String) -> Result<WriteOutcome, EngineError> {
+        self.command(partner_env, Command::CreateCampaign(Arc::new(fields)), request_id).await
+    }
+
+    pub async fn update_campaign(
+        &self,
+        partner_env: PartnerEnv,
+        campaign_id: Id,
+        fields: CampaignFields,
+        request_id: String,
+    ) -> Result<WriteOutcome, EngineError> {
+        self.command(partner_env, Command::UpdateCampaign(campaign_id, Arc::new(fields)), request_id).await
+    }
+
+    pub async fn create_user(
+        &self,
+        partner_env: PartnerEnv,
+        user: PartnerUserId,
+        profile: UserProfile,
+        request_id: String,
+    ) -> Result<WriteOutcome, EngineError> {
+        self.command(partner_env, Command::CreateUser(Arc::new((user, profile))), request_id).await
+    }
+
+    pub async fn update_user(
+        &self,
+        partner_env: PartnerEnv,
+        user: PartnerUserId,
+        profile: UserProfile,
+        request_id: String,
+    ) -> Result<WriteOutcome, EngineError> {
+        self.command(partner_env, Command::UpdateUser(Arc::new((user, profile))), request_id).await
+    }
+
+    /// Sends one command to the partner's actor; the answer arrives once it is durable.
+    async fn command(&self, partner_env: PartnerEnv, command: Command, request_id: String) -> Result<WriteOutcome, EngineError> {
+        self.ask(partner_env, move |reply| PartnerCommand { command: command.clone(), request_id: request_id.clone(), reply }).await
     }
 
     /// Records an event in a partner's feed through its actor (which alone assigns sequences).
     pub async fn record_event(&self, partner_env: PartnerEnv, event_type: &str, data: serde_json::Value) -> Result<(), EngineError> {
         self.ask(partner_env, move |reply| RecordEvent { event_type: event_type.to_owned(), data: data.clone(), reply }).await
+    }
+
+    /// Submits several actions for one partner, in order: every message is in the actor's
+    /// mailbox before the first answer is awaited, so the items' commits overlap. Each item
+    /// stands alone: its own outcome, whatever the others'.
+    pub async fn submit_batch(
+        &self,
+        partner_env: PartnerEnv,
+        requests: Vec<ActionRequest>,
+        request_id: String,
+    ) -> Vec<Result<WriteOutcome, EngineError>> {
+        let commands: Vec<Command> = requests.into_iter().map(|request| Command::Submit(Arc::new(request))).collect();
+        let sent: Vec<_> = commands
+            .iter()
+            .map(|command| self.send(partner_env, &|reply| PartnerCommand { command: command.clone(), request_id: request_id.clone(), reply }))
+            .collect();
+        let mut results = Vec::with_capacity(commands.len());
+        for (command, sent) in commands.into_iter().zip(sent) {
+            let result = match sent {
+                Err(error) => Err(error),
+                Ok(answer) => match self.receive(answer).await {
+                    Ok(Some(outcome)) => Ok(outcome),
+                    // The actor retired first: this item goes again on its own.
+                    Ok(None) => self.command(partner_env, command, request_id.clone()).await,
+                    Err(error) => Err(error),
+                },
+            };
+            results.push(result);
+        }
+        results
     }
 
     /// Sends a message to the partner's actor and waits, bounded, for its durable answer.
@@ -291,8 +377,30 @@ impl Engine {
         M: Message<Result = ()> + Send + 'static,
         PartnerActor: Handler<M>,
     {
-        // An actor can retire between lookup and send (idle passivation, a failed commit);
+        // An actor can retire between lookup and answer (idle passivation, a failed commit);
         // each retry finds or starts its successor. Three tries cover a retire racing a start.
+        const ATTEMPTS_MAX: usize = 3;
+        for _ in 0..ATTEMPTS_MAX {
+            let answer = self.send(partner_env, &build)?;
+            if let Some(outcome) = self.receive(answer).await? {
+                return Ok(outcome);
+            }
+        }
+        Err(self.overloaded("actor_restarting"))
+    }
+
+    /// Puts a message in the partner actor's mailbox (starting the actor if needed), without
+    /// waiting: the answer arrives on the returned channel.
+    fn send<T, M>(
+        &self,
+        partner_env: PartnerEnv,
+        build: &impl Fn(oneshot::Sender<Delivery<T>>) -> M,
+    ) -> Result<oneshot::Receiver<Delivery<T>>, EngineError>
+    where
+        M: Message<Result = ()> + Send + 'static,
+        PartnerActor: Handler<M>,
+    {
+        // A closed mailbox is an actor that stopped after lookup: its successor gets the message.
         const ATTEMPTS_MAX: usize = 3;
         let shared = &self.inner.shared;
         if shared.shutting_down.load(Ordering::Relaxed) {
@@ -311,26 +419,34 @@ impl Engine {
                 return Err(self.overloaded("mailbox"));
             }
             let (reply, answer) = oneshot::channel();
-            if let Err(error) = slot.addr.try_send(build(reply)) {
-                slot.mailbox_depth.fetch_sub(1, Ordering::AcqRel);
-                match error {
-                    SendError::Full(_) => return Err(self.overloaded("mailbox")),
-                    SendError::Closed(_) => {
-                        shared.registry.remove_if_generation(partner_env, slot.generation);
-                        continue;
+            match slot.addr.try_send(build(reply)) {
+                Ok(()) => return Ok(answer),
+                Err(error) => {
+                    slot.mailbox_depth.fetch_sub(1, Ordering::AcqRel);
+                    match error {
+                        SendError::Full(_) => return Err(self.overloaded("mailbox")),
+                        SendError::Closed(_) => {
+                            shared.registry.remove_if_generation(partner_env, slot.generation);
+                        }
                     }
                 }
             }
-            match tokio::time::timeout(Duration::from_millis(shared.config.reply_timeout_ms), answer).await {
-                Err(_) => {
-                    shared.metrics.engine_timeouts.inc();
-                    return Err(EngineError::Timeout);
-                }
-                Ok(Err(_)) | Ok(Ok(Delivery::Retired)) => continue,
-                Ok(Ok(Delivery::Handled(reply))) => return self.await_durable(reply).await,
-            }
         }
         Err(self.overloaded("actor_restarting"))
+    }
+
+    /// Waits, bounded, for an actor's answer and then for its durability. `None`: the actor
+    /// retired without handling the message (send it again).
+    async fn receive<T>(&self, answer: oneshot::Receiver<Delivery<T>>) -> Result<Option<T>, EngineError> {
+        let shared = &self.inner.shared;
+        match tokio::time::timeout(Duration::from_millis(shared.config.reply_timeout_ms), answer).await {
+            Err(_) => {
+                shared.metrics.engine_timeouts.inc();
+                Err(EngineError::Timeout)
+            }
+            Ok(Err(_)) | Ok(Ok(Delivery::Retired)) => Ok(None),
+            Ok(Ok(Delivery::Handled(reply))) => self.await_durable(reply).await.map(Some),
+        }
     }
 
     /// Waits for the reply's write set (if any) to be durable, then answers its outcome.

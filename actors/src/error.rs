@@ -12,6 +12,12 @@ pub enum EngineError {
     PoolExpired { pool_id: Id },
     #[error("{reason}")]
     CampaignNotApplicable { reason: String },
+    #[error("campaign {campaign_id} has {remaining} tokens of budget left; this action needs {required}")]
+    CampaignBudgetExhausted { campaign_id: Id, required: u64, remaining: u64 },
+    #[error("the action has {remaining} tokens left to reverse")]
+    ReversalExceedsRemaining { remaining: u64 },
+    #[error("the user has {available} tokens available; this needs {required}")]
+    InsufficientBalance { required: u64, available: i64 },
     #[error("user '{partner_user_id}' does not exist and autoCreateUsers is false")]
     UserNotFound { partner_user_id: String },
     #[error("this idempotency key was already used with a different request")]
@@ -39,6 +45,9 @@ impl EngineError {
             EngineError::InsufficientPool { .. } => "INSUFFICIENT_POOL",
             EngineError::PoolExpired { .. } => "POOL_EXPIRED",
             EngineError::CampaignNotApplicable { .. } => "CAMPAIGN_NOT_APPLICABLE",
+            EngineError::CampaignBudgetExhausted { .. } => "CAMPAIGN_BUDGET_EXHAUSTED",
+            EngineError::ReversalExceedsRemaining { .. } => "REVERSAL_EXCEEDS_REMAINING",
+            EngineError::InsufficientBalance { .. } => "INSUFFICIENT_BALANCE",
             EngineError::UserNotFound { .. } => "USER_NOT_FOUND",
             EngineError::IdempotencyKeyReused => "IDEMPOTENCY_KEY_REUSED",
             EngineError::NotFound { .. } => "NOT_FOUND",
@@ -52,7 +61,13 @@ impl EngineError {
 
     /// Engine rejections (402, 422) are recorded as `action.failed`; nothing else is.
     pub fn emits_action_failed(&self) -> bool {
-        matches!(self, EngineError::InsufficientPool { .. } | EngineError::PoolExpired { .. } | EngineError::CampaignNotApplicable { .. })
+        matches!(
+            self,
+            EngineError::InsufficientPool { .. }
+                | EngineError::PoolExpired { .. }
+                | EngineError::CampaignNotApplicable { .. }
+                | EngineError::CampaignBudgetExhausted { .. }
+        )
     }
 
     pub(crate) fn internal(context: &str, error: impl std::fmt::Display) -> EngineError {

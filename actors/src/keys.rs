@@ -107,3 +107,31 @@ pub fn announcement(announcement_id: Id) -> Vec<u8> {
 pub fn announcements_prefix() -> Vec<u8> {
     Table::Announcements.key(&[])
 }
+
+pub fn campaign(partner_env: &PartnerEnv, campaign_id: Id) -> Vec<u8> {
+    Table::Campaigns.key(&[&partner_env.key_prefix(), campaign_id.as_bytes()])
+}
+
+pub fn campaigns_prefix(partner_env: &PartnerEnv) -> Vec<u8> {
+    Table::Campaigns.key(&[&partner_env.key_prefix()])
+}
+
+pub fn user_by_creation(partner_env: &PartnerEnv, user_id: Id) -> Vec<u8> {
+    Table::UsersByCreation.key(&[&partner_env.key_prefix(), user_id.as_bytes()])
+}
+
+pub fn users_by_creation_prefix(partner_env: &PartnerEnv) -> Vec<u8> {
+    Table::UsersByCreation.key(&[&partner_env.key_prefix()])
+}
+
+pub fn actions_prefix(partner_env: &PartnerEnv) -> Vec<u8> {
+    Table::Actions.key(&[&partner_env.key_prefix()])
+}
+
+pub fn transactions_prefix(partner_env: &PartnerEnv) -> Vec<u8> {
+    Table::Transactions.key(&[&partner_env.key_prefix()])
+}
+
+pub fn user_transactions_prefix(partner_env: &PartnerEnv, external_id: &str) -> Vec<u8> {
+    Table::UserTransactions.key(&[&partner_env.key_prefix(), external_id.as_bytes(), &[0]])
+}

@@ -22,6 +22,7 @@ pub mod admin;
 pub mod announcements;
 pub mod api_keys;
 pub mod auth;
+pub mod campaigns;
 pub mod clock;
 pub mod codec;
 pub mod committer;

@@ -336,6 +336,11 @@ pub struct PoolRecord {
     pub low_balance_threshold: Option<u64>,
     /// Set when `token_pool.low_balance` was emitted; cleared when the balance rises again.
     pub low_balance_notified: bool,
+    /// Admin-approved automatic top-ups.
+    pub auto_refill: Option<AutoRefill>,
+    /// Refills done in `refill_month` (months since 1970-01).
+    pub refills_in_month: u32,
+    pub refill_month: u32,
     pub created_at_ms: u64,
     pub updated_at_ms: u64,
 }
@@ -356,6 +361,9 @@ impl PoolRecord {
             vesting_days: None,
             low_balance_threshold: None,
             low_balance_notified: false,
+            auto_refill: None,
+            refills_in_month: 0,
+            refill_month: 0,
             created_at_ms: now_ms,
             updated_at_ms: now_ms,
         }
@@ -389,12 +397,52 @@ impl PoolRecord {
     }
 }
 
+/// An admin-approved allowance: when the balance falls below `threshold_tokens`, add
+/// `refill_tokens`, at most `max_refills_per_month` times in a calendar month (UTC).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AutoRefill {
+    pub threshold_tokens: u64,
+    pub refill_tokens: u64,
+    pub max_refills_per_month: u32,
+}
+
+/// One UTC day's totals, for the dashboard.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DailyTotals {
+    pub day: u32,
+    pub actions: u64,
+    pub issued: u64,
+    pub reversed: u64,
+}
+
+/// Days of totals kept: the dashboard shows today and the last 30 days.
+pub const DAILY_TOTALS_DAYS: usize = 31;
+
 /// Per (partner, environment) bookkeeping owned by the partner actor.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PartnerEnvState {
     /// The sequence the next event gets; the first event is 1.
     pub next_event_sequence: u64,
     pub default_pool_id: Option<Id>,
+    /// The last `DAILY_TOTALS_DAYS` days with activity, oldest first.
+    pub daily: Vec<DailyTotals>,
+}
+
+impl PartnerEnvState {
+    /// Adds to today's totals, forgetting days older than the window.
+    pub fn count(&mut self, now_ms: u64, actions: u64, issued: u64, reversed: u64) {
+        let today = (now_ms / DAY_MS) as u32;
+        match self.daily.last_mut() {
+            Some(last) if last.day == today => {
+                last.actions += actions;
+                last.issued += issued;
+                last.reversed += reversed;
+            }
+            _ => self.daily.push(DailyTotals { day: today, actions, issued, reversed }),
+        }
+        self.daily.retain(|totals| today - totals.day < DAILY_TOTALS_DAYS as u32);
+    }
 }
 
 /// A partner's end user, keyed by the partner's own id for them (`externalId`).
@@ -406,8 +454,11 @@ pub struct UserRecord {
     pub first_name: Option<String>,
     pub last_name: Option<String>,
     pub metadata_json: Option<Vec<u8>>,
-    /// Signed: a reversal after a redemption can leave it below zero.
-    pub available: i64,
+    /// Everything credited minus everything reversed and redeemed, vested or not. Signed: a
+    /// reversal after a redemption can leave it below zero. `available = balance − pending`.
+    pub balance: i64,
+    /// Unvested credit by the UTC day it vests on (days since 1970), oldest first.
+    pub vesting: Vec<VestingBucket>,
     pub lifetime_earned: u64,
     pub lifetime_reversed: u64,
     pub lifetime_redeemed: u64,
@@ -415,7 +466,59 @@ pub struct UserRecord {
     pub updated_at_ms: u64,
 }
 
+/// Tokens that vest at 00:00 UTC of `day` (days since 1970).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VestingBucket {
+    pub day: u32,
+    pub tokens: u64,
+}
+
+pub const DAY_MS: u64 = 86_400_000;
+
+/// When tokens issued at `now_ms` from a pool with `vesting_days` vest: 00:00 UTC of the day
+/// after `vesting_days` have passed (so a user's unvested credit needs one bucket per day).
+pub fn vesting_day(now_ms: u64, vesting_days: u32) -> u32 {
+    let vests_ms = now_ms + u64::from(vesting_days) * DAY_MS;
+    u32::try_from(vests_ms.div_ceil(DAY_MS)).unwrap_or(u32::MAX)
+}
+
 impl UserRecord {
+    /// Unvested tokens at `now_ms`.
+    pub fn pending(&self, now_ms: u64) -> u64 {
+        self.vesting.iter().filter(|bucket| u64::from(bucket.day) * DAY_MS > now_ms).map(|bucket| bucket.tokens).sum()
+    }
+
+    /// What the user may spend at `now_ms` (may be negative after a reversal).
+    pub fn available(&self, now_ms: u64) -> i64 {
+        self.balance - i64::try_from(self.pending(now_ms)).unwrap_or(i64::MAX)
+    }
+
+    /// Forgets buckets that have vested (their tokens are simply part of `balance` now).
+    pub fn prune_vested(&mut self, now_ms: u64) {
+        self.vesting.retain(|bucket| u64::from(bucket.day) * DAY_MS > now_ms);
+    }
+
+    pub fn add_vesting(&mut self, day: u32, tokens: u64) {
+        match self.vesting.binary_search_by_key(&day, |bucket| bucket.day) {
+            Ok(index) => self.vesting[index].tokens += tokens,
+            Err(index) => self.vesting.insert(index, VestingBucket { day, tokens }),
+        }
+    }
+
+    /// Takes up to `tokens` out of the bucket of `day` (a reversal of unvested credit);
+    /// answers how many were taken.
+    pub fn take_vesting(&mut self, day: u32, tokens: u64) -> u64 {
+        let Ok(index) = self.vesting.binary_search_by_key(&day, |bucket| bucket.day) else {
+            return 0;
+        };
+        let taken = self.vesting[index].tokens.min(tokens);
+        self.vesting[index].tokens -= taken;
+        if self.vesting[index].tokens == 0 {
+            self.vesting.remove(index);
+        }
+        taken
+    }
+
     /// A user with no profile and no tokens.
     pub fn new(id: Id, external_id: &str, now_ms: u64) -> UserRecord {
         UserRecord {
@@ -425,7 +528,8 @@ impl UserRecord {
             first_name: None,
             last_name: None,
             metadata_json: None,
-            available: 0,
+            balance: 0,
+            vesting: Vec::new(),
             lifetime_earned: 0,
             lifetime_reversed: 0,
             lifetime_redeemed: 0,
@@ -449,6 +553,10 @@ pub struct AllocationRecord {
     pub stakeholder_type_code: String,
     pub tokens: u64,
     pub transaction_id: Option<Id>,
+    /// Tokens of this allocation reversed so far.
+    pub reversed_tokens: u64,
+    /// The UTC day the tokens vest on, when the pool vests.
+    pub vesting_day: Option<u32>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -487,7 +595,8 @@ pub struct TransactionRecord {
     pub transaction_type: TransactionType,
     pub tokens: i64,
     pub action_id: Option<Id>,
-    pub pool_id: Id,
+    /// The pool tokens came from or went back to; `None` for a redemption.
+    pub pool_id: Option<Id>,
     pub partner_user_id: Option<String>,
     pub stakeholder_type_code: Option<String>,
     pub campaign_id: Option<Id>,
@@ -512,6 +621,13 @@ pub struct IdempotencyRecord {
 pub enum IdempotencyScope {
     ActionSubmit = 1,
     PoolAllocation = 2,
+    Reversal = 3,
+    Redemption = 4,
+}
+
+impl IdempotencyScope {
+    pub const ALL: [IdempotencyScope; 4] =
+        [IdempotencyScope::ActionSubmit, IdempotencyScope::PoolAllocation, IdempotencyScope::Reversal, IdempotencyScope::Redemption];
 }
 
 /// An event as stored in the outbox and feed: the envelope is rendered once, at commit,
@@ -523,4 +639,61 @@ pub struct EventRecord {
     pub event_type: String,
     pub created_at_ms: u64,
     pub envelope_json: Vec<u8>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum CampaignStatus {
+    Draft,
+    Active,
+    Paused,
+    Ended,
+}
+
+impl CampaignStatus {
+    /// DRAFT → ACTIVE ⇄ PAUSED → ENDED (any open status may end; nothing leaves ENDED).
+    pub fn may_become(self, next: CampaignStatus) -> bool {
+        use CampaignStatus::{Active, Draft, Ended, Paused};
+        self == next || matches!((self, next), (Draft, Active | Ended) | (Active, Paused | Ended) | (Paused, Active | Ended))
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CampaignTier {
+    /// The minimum amount in ten-thousandths of a major unit.
+    pub min_amount_ten_thousandths: u64,
+    pub multiplier_ten_thousandths: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CampaignSplit {
+    pub stakeholder_type_code: String,
+    pub percent: u8,
+}
+
+/// A partner's reward rule: which actions it applies to, and how it turns them into tokens.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CampaignRecord {
+    pub id: Id,
+    pub name: String,
+    pub status: CampaignStatus,
+    /// Empty: every action type.
+    pub action_types: Vec<String>,
+    pub priority: i32,
+    pub multiplier_ten_thousandths: u64,
+    pub tiers: Vec<CampaignTier>,
+    pub fixed_tokens: Option<u64>,
+    pub max_tokens_per_action: Option<u64>,
+    /// Empty: equal split among the action's stakeholders.
+    pub splits: Vec<CampaignSplit>,
+    pub starts_at_ms: Option<u64>,
+    pub ends_at_ms: Option<u64>,
+    pub budget_tokens: Option<u64>,
+    pub budget_remaining: Option<u64>,
+    pub token_pool_id: Option<Id>,
+    /// Empty: every currency.
+    pub currencies: Vec<String>,
+    pub metadata_json: Option<Vec<u8>>,
+    pub created_at_ms: u64,
+    pub updated_at_ms: u64,
 }

@@ -99,6 +99,7 @@ impl Engine {
             expires_at_ms: None,
             vesting_days: None,
             low_balance_threshold: None,
+            auto_refill: None,
         };
         let request_id_text = self.ids().request_id(self.clock().now_ms());
         let outcome = self.allocate_tokens(record.partner_env, allocation, request_id_text).await?;

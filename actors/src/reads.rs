@@ -8,7 +8,10 @@ use crate::engine::Engine;
 use crate::error::EngineError;
 use crate::ids::Id;
 use crate::keys;
-use crate::model::{ActionRecord, PartnerEnv, PartnerRecord, PoolRecord, UserRecord};
+use crate::model::{
+    ActionRecord, ActionStatus, CampaignRecord, CampaignStatus, DailyTotals, PartnerEnv, PartnerEnvState, PartnerRecord, PoolRecord,
+    TransactionRecord, TransactionType, UserRecord,
+};
 use crate::store::{Scan, ScanOrder};
 
 /// The most items a list answers at once (the contract's `limit` range is 1–100).
@@ -37,6 +40,25 @@ fn check_conserved(pool: &PoolRecord) -> Result<(), EngineError> {
     if pool.is_conserved() { Ok(()) } else { Err(EngineError::internal("reading a pool", format!("pool {} does not balance", pool.id))) }
 }
 
+/// How many entries one list request may examine. A filtered list that reaches it answers
+/// the matches so far with `hasMore` and a cursor to continue from (Stripe's search does
+/// the same), so no request scans without bound.
+pub const LIST_SCAN_MAX: usize = 20_000;
+/// Entries read from the store per scan while filtering.
+const SCAN_CHUNK: usize = 256;
+
+/// What a list filter says of one record, newest first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    Keep,
+    Skip,
+    /// This record and every older one fail (the list is past `from`).
+    Stop,
+}
+
+/// Reads one listed entry: the record its key and value name, `None` when it is gone.
+type Resolve<'a, T> = dyn Fn(&[u8], &[u8]) -> Result<Option<T>, EngineError> + 'a;
+
 impl Engine {
     fn read_record<T: DeserializeOwned>(&self, key: &[u8], what: &str) -> Result<Option<T>, EngineError> {
         let bytes = self.shared().store.get(key).map_err(|error| EngineError::internal(what, error))?;
@@ -45,22 +67,54 @@ impl Engine {
 
     /// Scans an id-keyed table under `prefix`, newest first.
     fn read_page<T: DeserializeOwned>(&self, prefix: &[u8], page: PageRequest, id_of: impl Fn(&T) -> Id, what: &str) -> Result<Page<T>, EngineError> {
+        let resolve = |_: &[u8], bytes: &[u8]| decode::<T>(bytes).map(Some).map_err(|error| EngineError::internal(what, error));
+        self.read_list(prefix, page, &resolve, &id_of, &|_: &T| Verdict::Keep, what)
+    }
+
+    /// Scans `prefix` newest first, resolving each entry to a record and keeping those the
+    /// filter keeps, until the page is full, the filter stops, or `LIST_SCAN_MAX` entries.
+    fn read_list<T>(
+        &self,
+        prefix: &[u8],
+        page: PageRequest,
+        resolve: &Resolve<'_, T>,
+        id_of: &dyn Fn(&T) -> Id,
+        filter: &dyn Fn(&T) -> Verdict,
+        what: &str,
+    ) -> Result<Page<T>, EngineError> {
         let limit = page.limit.clamp(1, PAGE_LIMIT_MAX);
         let skip = page.skip.min(PAGE_OFFSET_MAX);
-        let after_key = page.after.map(|id| [prefix, id.as_bytes()].concat());
-        let scan = Scan { prefix, after: after_key.as_deref(), order: ScanOrder::Descending, limit: skip + limit + 1 };
-        let pairs = self.shared().store.scan(scan).map_err(|error| EngineError::internal(what, error))?;
+        let mut after: Option<Vec<u8>> = page.after.map(|id| [prefix, id.as_bytes()].concat());
         let mut items = Vec::with_capacity(limit);
-        let mut has_more = false;
-        for (_, bytes) in pairs.into_iter().skip(skip) {
-            if items.len() == limit {
-                has_more = true;
-                break;
+        let (mut skipped, mut examined) = (0, 0);
+        loop {
+            let scan = Scan { prefix, after: after.as_deref(), order: ScanOrder::Descending, limit: SCAN_CHUNK };
+            let pairs = self.shared().store.scan(scan).map_err(|error| EngineError::internal(what, error))?;
+            let exhausted = pairs.len() < SCAN_CHUNK;
+            for (key, bytes) in pairs {
+                examined += 1;
+                let record = resolve(&key, &bytes)?;
+                after = Some(key);
+                let Some(record) = record else { continue };
+                let id = id_of(&record);
+                match filter(&record) {
+                    Verdict::Stop => return Ok(Page { items, has_more: false, next_cursor: None }),
+                    Verdict::Skip => {}
+                    Verdict::Keep if skipped < skip => skipped += 1,
+                    Verdict::Keep if items.len() == limit => {
+                        let next_cursor = items.last().map(id_of);
+                        return Ok(Page { items, has_more: true, next_cursor });
+                    }
+                    Verdict::Keep => items.push(record),
+                }
+                if examined >= LIST_SCAN_MAX {
+                    return Ok(Page { items, has_more: true, next_cursor: Some(id) });
+                }
             }
-            items.push(decode::<T>(&bytes).map_err(|error| EngineError::internal(what, error))?);
+            if exhausted {
+                return Ok(Page { items, has_more: false, next_cursor: None });
+            }
         }
-        let next_cursor = if has_more { items.last().map(&id_of) } else { None };
-        Ok(Page { items, has_more, next_cursor })
     }
 
     pub fn get_action(&self, partner_env: PartnerEnv, action_id: Id) -> Result<ActionRecord, EngineError> {
@@ -103,5 +157,249 @@ impl Engine {
         let scan = Scan { prefix: &prefix, after: Some(&after), order: ScanOrder::Ascending, limit: limit.clamp(1, PAGE_LIMIT_MAX) };
         let pairs = self.shared().store.scan(scan).map_err(|error| EngineError::internal("listing events", error))?;
         pairs.into_iter().map(|(_, bytes)| decode(&bytes).map_err(|error| EngineError::internal("decoding an event", error))).collect()
+    }
+}
+
+/// A time window over `createdAt`, both ends inclusive.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TimeRange {
+    pub from_ms: Option<u64>,
+    pub to_ms: Option<u64>,
+}
+
+impl TimeRange {
+    /// Newest first: past `to` is skipped, before `from` ends the list.
+    fn verdict(&self, created_at_ms: u64) -> Verdict {
+        if self.from_ms.is_some_and(|from| created_at_ms < from) {
+            Verdict::Stop
+        } else if self.to_ms.is_some_and(|to| created_at_ms > to) {
+            Verdict::Skip
+        } else {
+            Verdict::Keep
+        }
+    }
+}
+
+/// `GET /v1/partner/actions?status=&actionType=&from=&to=`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ActionFilter {
+    pub status: Option<ActionStatus>,
+    pub action_type: Option<String>,
+    pub created: TimeRange,
+}
+
+/// `GET /v1/partner/transactions?type=&actionId=&from=&to=`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TransactionFilter {
+    pub transaction_type: Option<TransactionType>,
+    pub action_id: Option<Id>,
+    pub created: TimeRange,
+}
+
+impl TransactionFilter {
+    fn verdict(&self, transaction: &TransactionRecord) -> Verdict {
+        let matches = self.transaction_type.is_none_or(|wanted| transaction.transaction_type == wanted)
+            && self.action_id.is_none_or(|wanted| transaction.action_id == Some(wanted));
+        match self.created.verdict(transaction.created_at_ms) {
+            Verdict::Keep if !matches => Verdict::Skip,
+            verdict => verdict,
+        }
+    }
+}
+
+/// A pool's totals recomputed from its ledger, beside the totals the pool holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reconciliation {
+    pub pool: PoolRecord,
+    pub ledger: LedgerTotals,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LedgerTotals {
+    pub transactions: u64,
+    pub allocated: u64,
+    pub refilled: u64,
+    pub issued: u64,
+    pub reversed: u64,
+}
+
+impl LedgerTotals {
+    fn add(&mut self, transaction: &TransactionRecord) {
+        let tokens = transaction.tokens.unsigned_abs();
+        self.transactions += 1;
+        match transaction.transaction_type {
+            TransactionType::Allocation => self.allocated += tokens,
+            TransactionType::Refill => self.refilled += tokens,
+            TransactionType::Reward => self.issued += tokens,
+            TransactionType::Reversal => self.reversed += tokens,
+            TransactionType::Redemption => {}
+        }
+    }
+
+    /// What the pool should hold by its ledger: `allocated + refilled − issued + reversed`.
+    pub fn balance(&self) -> i128 {
+        i128::from(self.allocated) + i128::from(self.refilled) - i128::from(self.issued) + i128::from(self.reversed)
+    }
+
+    pub fn matches(&self, pool: &PoolRecord) -> bool {
+        self.allocated == pool.allocated_total
+            && self.refilled == pool.refilled_total
+            && self.issued == pool.issued_total
+            && self.reversed == pool.reversed_total
+            && self.balance() == i128::from(pool.balance)
+    }
+}
+
+/// The most ledger entries one reconciliation reads; a larger ledger answers 422.
+pub const RECONCILIATION_TRANSACTIONS_MAX: u64 = 5_000_000;
+/// Attempts to read a pool and its ledger with no write in between.
+const RECONCILIATION_ATTEMPTS_MAX: usize = 5;
+
+/// `GET /v1/partner/dashboard`, before rendering.
+#[derive(Debug, Clone)]
+pub struct Dashboard {
+    pub daily: Vec<DailyTotals>,
+    pub pools: Vec<PoolRecord>,
+    pub campaigns_active: u64,
+    pub campaigns_total: u64,
+}
+
+/// How many pools and campaigns the dashboard reads (the engine's per-partner maxima are lower).
+const DASHBOARD_RECORDS_MAX: usize = 1_000;
+
+impl Engine {
+    pub fn get_campaign(&self, partner_env: PartnerEnv, campaign_id: Id) -> Result<CampaignRecord, EngineError> {
+        self.read_record(&keys::campaign(&partner_env, campaign_id), "reading a campaign")?.ok_or(EngineError::NotFound { resource: "campaign" })
+    }
+
+    pub fn list_campaigns(
+        &self,
+        partner_env: PartnerEnv,
+        page: PageRequest,
+        status: Option<CampaignStatus>,
+    ) -> Result<Page<CampaignRecord>, EngineError> {
+        let resolve = |_: &[u8], bytes: &[u8]| decode(bytes).map(Some).map_err(|error| EngineError::internal("decoding a campaign", error));
+        let filter = |campaign: &CampaignRecord| if status.is_none_or(|wanted| campaign.status == wanted) { Verdict::Keep } else { Verdict::Skip };
+        self.read_list(&keys::campaigns_prefix(&partner_env), page, &resolve, &|campaign: &CampaignRecord| campaign.id, &filter, "listing campaigns")
+    }
+
+    /// Users newest first, through the by-creation index.
+    pub fn list_users(&self, partner_env: PartnerEnv, page: PageRequest) -> Result<Page<UserRecord>, EngineError> {
+        let resolve = |_: &[u8], external_id: &[u8]| {
+            let external_id = std::str::from_utf8(external_id).map_err(|error| EngineError::internal("decoding a user index entry", error))?;
+            self.read_record::<UserRecord>(&keys::user(&partner_env, external_id), "reading a user")
+        };
+        self.read_list(
+            &keys::users_by_creation_prefix(&partner_env),
+            page,
+            &resolve,
+            &|user: &UserRecord| user.id,
+            &|_| Verdict::Keep,
+            "listing users",
+        )
+    }
+
+    pub fn list_actions(&self, partner_env: PartnerEnv, page: PageRequest, filter: &ActionFilter) -> Result<Page<ActionRecord>, EngineError> {
+        let resolve = |_: &[u8], bytes: &[u8]| decode(bytes).map(Some).map_err(|error| EngineError::internal("decoding an action", error));
+        let verdict = |action: &ActionRecord| {
+            let matches = filter.status.is_none_or(|wanted| action.status == wanted)
+                && filter.action_type.as_ref().is_none_or(|wanted| action.action_type == *wanted);
+            match filter.created.verdict(action.created_at_ms) {
+                Verdict::Keep if !matches => Verdict::Skip,
+                verdict => verdict,
+            }
+        };
+        self.read_list(&keys::actions_prefix(&partner_env), page, &resolve, &|action: &ActionRecord| action.id, &verdict, "listing actions")
+    }
+
+    /// The partner's whole ledger (or one user's, through the per-user index), newest first.
+    pub fn list_transactions(
+        &self,
+        partner_env: PartnerEnv,
+        user: Option<&str>,
+        page: PageRequest,
+        filter: &TransactionFilter,
+    ) -> Result<Page<TransactionRecord>, EngineError> {
+        let id_of = |transaction: &TransactionRecord| transaction.id;
+        let verdict = |transaction: &TransactionRecord| filter.verdict(transaction);
+        match user {
+            None => {
+                let resolve =
+                    |_: &[u8], bytes: &[u8]| decode(bytes).map(Some).map_err(|error| EngineError::internal("decoding a transaction", error));
+                self.read_list(&keys::transactions_prefix(&partner_env), page, &resolve, &id_of, &verdict, "listing transactions")
+            }
+            Some(external_id) => {
+                let resolve = |key: &[u8], _: &[u8]| {
+                    let id = key.len().checked_sub(12).and_then(|start| Id::from_slice(&key[start..]));
+                    let id = id.ok_or_else(|| EngineError::internal("decoding a user transaction index entry", "short key"))?;
+                    self.read_record::<TransactionRecord>(&keys::transaction(&partner_env, id), "reading a transaction")
+                };
+                self.read_list(&keys::user_transactions_prefix(&partner_env, external_id), page, &resolve, &id_of, &verdict, "listing transactions")
+            }
+        }
+    }
+
+    /// Recomputes a pool's totals from its ledger. The pool is read before and after the
+    /// ledger; a write between them (commits are atomic) means another try.
+    pub fn reconcile_pool(&self, partner_env: PartnerEnv, pool_id: Id) -> Result<Reconciliation, EngineError> {
+        for _ in 0..RECONCILIATION_ATTEMPTS_MAX {
+            let before = self.get_pool(partner_env, pool_id)?;
+            let ledger = self.pool_ledger(partner_env, pool_id)?;
+            let after = self.get_pool(partner_env, pool_id)?;
+            if before == after {
+                return Ok(Reconciliation { pool: after, ledger });
+            }
+        }
+        Err(EngineError::Overloaded { reason: "pool_busy", retry_after_secs: 1 })
+    }
+
+    fn pool_ledger(&self, partner_env: PartnerEnv, pool_id: Id) -> Result<LedgerTotals, EngineError> {
+        let prefix = keys::transactions_prefix(&partner_env);
+        let mut totals = LedgerTotals::default();
+        let mut after: Option<Vec<u8>> = None;
+        let mut read = 0u64;
+        loop {
+            let scan = Scan { prefix: &prefix, after: after.as_deref(), order: ScanOrder::Ascending, limit: SCAN_CHUNK };
+            let pairs = self.shared().store.scan(scan).map_err(|error| EngineError::internal("reading a ledger", error))?;
+            let exhausted = pairs.len() < SCAN_CHUNK;
+            for (key, bytes) in pairs {
+                read += 1;
+                if read > RECONCILIATION_TRANSACTIONS_MAX {
+                    return Err(EngineError::Invalid {
+                        field: "tokenPoolId".into(),
+                        message: format!("the ledger holds more than {RECONCILIATION_TRANSACTIONS_MAX} transactions; reconcile offline"),
+                    });
+                }
+                let transaction: TransactionRecord = decode(&bytes).map_err(|error| EngineError::internal("decoding a transaction", error))?;
+                if transaction.pool_id == Some(pool_id) {
+                    totals.add(&transaction);
+                }
+                after = Some(key);
+            }
+            if exhausted {
+                return Ok(totals);
+            }
+        }
+    }
+
+    pub fn dashboard(&self, partner_env: PartnerEnv) -> Result<Dashboard, EngineError> {
+        let state: Option<PartnerEnvState> = self.read_record(&keys::partner_env_state(&partner_env), "reading partner state")?;
+        let scan_all = |prefix: &[u8], what: &str| {
+            let scan = Scan { prefix, after: None, order: ScanOrder::Descending, limit: DASHBOARD_RECORDS_MAX };
+            self.shared().store.scan(scan).map_err(|error| EngineError::internal(what, error))
+        };
+        let pools = scan_all(&keys::pools_prefix(&partner_env), "reading pools")?
+            .into_iter()
+            .map(|(_, bytes)| decode::<PoolRecord>(&bytes).map_err(|error| EngineError::internal("decoding a pool", error)))
+            .collect::<Result<Vec<_>, _>>()?;
+        pools.iter().try_for_each(check_conserved)?;
+        let mut campaigns_active = 0;
+        let mut campaigns_total = 0;
+        for (_, bytes) in scan_all(&keys::campaigns_prefix(&partner_env), "reading campaigns")? {
+            let campaign: CampaignRecord = decode(&bytes).map_err(|error| EngineError::internal("decoding a campaign", error))?;
+            campaigns_total += 1;
+            campaigns_active += u64::from(campaign.status == CampaignStatus::Active);
+        }
+        Ok(Dashboard { daily: state.map(|state| state.daily).unwrap_or_default(), pools, campaigns_active, campaigns_total })
     }
 }

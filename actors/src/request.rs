@@ -136,6 +136,7 @@ pub struct AllocationRequest {
     pub expires_at_ms: Option<u64>,
     pub vesting_days: Option<u32>,
     pub low_balance_threshold: Option<u64>,
+    pub auto_refill: Option<crate::model::AutoRefill>,
 }
 
 impl AllocationRequest {
@@ -148,6 +149,9 @@ impl AllocationRequest {
         fingerprint.number("expiresAt", self.expires_at_ms);
         fingerprint.number("vestingDays", self.vesting_days.map(u64::from));
         fingerprint.number("lowBalanceThreshold", self.low_balance_threshold);
+        fingerprint.number("autoRefillThreshold", self.auto_refill.map(|refill| refill.threshold_tokens));
+        fingerprint.number("autoRefillTokens", self.auto_refill.map(|refill| refill.refill_tokens));
+        fingerprint.number("autoRefillMax", self.auto_refill.map(|refill| u64::from(refill.max_refills_per_month)));
         fingerprint.finish()
     }
 }
@@ -198,4 +202,74 @@ mod tests {
         assert!(PartnerUserId::parse("user 42").is_none());
         assert!(PartnerUserId::parse(&"u".repeat(129)).is_none());
     }
+}
+
+/// `POST /v1/partner/actions/:id/reverse`, validated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReversalRequest {
+    pub idempotency_key: IdempotencyKey,
+    pub action_id: Id,
+    /// `None`: everything that remains.
+    pub tokens: Option<u64>,
+    pub reason: String,
+}
+
+impl ReversalRequest {
+    pub fn fingerprint(&self) -> [u8; 32] {
+        let mut fingerprint = Fingerprint::new("reversal");
+        fingerprint.field("idempotencyKey", Some(self.idempotency_key.as_str().as_bytes()));
+        fingerprint.field("actionId", Some(self.action_id.as_bytes().as_slice()));
+        fingerprint.number("tokens", self.tokens);
+        fingerprint.field("reason", Some(self.reason.as_bytes()));
+        fingerprint.finish()
+    }
+}
+
+/// `POST /v1/partner/users/:externalId/redeem`, validated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RedemptionRequest {
+    pub idempotency_key: IdempotencyKey,
+    pub partner_user_id: PartnerUserId,
+    pub tokens: u64,
+    pub reason: String,
+}
+
+impl RedemptionRequest {
+    pub fn fingerprint(&self) -> [u8; 32] {
+        let mut fingerprint = Fingerprint::new("redemption");
+        fingerprint.field("idempotencyKey", Some(self.idempotency_key.as_str().as_bytes()));
+        fingerprint.field("partnerUserId", Some(self.partner_user_id.as_str().as_bytes()));
+        fingerprint.number("tokens", Some(self.tokens));
+        fingerprint.field("reason", Some(self.reason.as_bytes()));
+        fingerprint.finish()
+    }
+}
+
+/// A user's profile fields; on a patch, `None` leaves a field and `Some(None)` clears it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UserProfile {
+    pub email: Option<Option<String>>,
+    pub first_name: Option<Option<String>>,
+    pub last_name: Option<Option<String>>,
+    pub metadata_json: Option<Option<Vec<u8>>>,
+}
+
+/// A campaign's fields, validated; on a patch, `None` leaves a field as it is.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CampaignFields {
+    pub name: Option<String>,
+    pub status: Option<crate::model::CampaignStatus>,
+    pub action_types: Option<Vec<String>>,
+    pub priority: Option<i32>,
+    pub multiplier_ten_thousandths: Option<u64>,
+    pub tiers: Option<Vec<crate::model::CampaignTier>>,
+    pub fixed_tokens: Option<Option<u64>>,
+    pub max_tokens_per_action: Option<Option<u64>>,
+    pub splits: Option<Vec<crate::model::CampaignSplit>>,
+    pub starts_at_ms: Option<Option<u64>>,
+    pub ends_at_ms: Option<Option<u64>>,
+    pub budget_tokens: Option<Option<u64>>,
+    pub token_pool_id: Option<Option<Id>>,
+    pub currencies: Option<Vec<String>>,
+    pub metadata_json: Option<Option<Vec<u8>>>,
 }

@@ -190,7 +190,11 @@ impl From<&PoolRecord> for PoolView {
             expires_at: pool.expires_at_ms.map(format_timestamp),
             vesting_days: pool.vesting_days,
             low_balance_threshold: pool.low_balance_threshold,
-            auto_refill: None,
+            auto_refill: pool.auto_refill.map(|refill| AutoRefillView {
+                threshold_tokens: refill.threshold_tokens,
+                refill_tokens: refill.refill_tokens,
+                max_refills_per_month: refill.max_refills_per_month,
+            }),
             created_at: format_timestamp(pool.created_at_ms),
         }
     }
@@ -207,12 +211,13 @@ pub struct BalanceView {
     pub lifetime_redeemed: u64,
 }
 
-impl From<&UserRecord> for BalanceView {
-    fn from(user: &UserRecord) -> BalanceView {
+impl BalanceView {
+    /// The balance at `now_ms`: unvested credit is pending, the rest available.
+    pub fn of(user: &UserRecord, now_ms: u64) -> BalanceView {
         BalanceView {
             partner_user_id: user.external_id.clone(),
-            available: user.available,
-            pending: 0,
+            available: user.available(now_ms),
+            pending: user.pending(now_ms),
             lifetime_earned: user.lifetime_earned,
             lifetime_reversed: user.lifetime_reversed,
             lifetime_redeemed: user.lifetime_redeemed,
@@ -228,7 +233,7 @@ pub struct TransactionView {
     pub transaction_type: TransactionType,
     pub tokens: i64,
     pub action_id: Option<String>,
-    pub pool_id: String,
+    pub pool_id: Option<String>,
     pub partner_user_id: Option<String>,
     pub stakeholder_type_code: Option<String>,
     pub campaign_id: Option<String>,
@@ -243,7 +248,7 @@ impl From<&TransactionRecord> for TransactionView {
             transaction_type: transaction.transaction_type,
             tokens: transaction.tokens,
             action_id: hex_id(transaction.action_id),
-            pool_id: transaction.pool_id.to_hex(),
+            pool_id: transaction.pool_id.map(Id::to_hex),
             partner_user_id: transaction.partner_user_id.clone(),
             stakeholder_type_code: transaction.stakeholder_type_code.clone(),
             campaign_id: hex_id(transaction.campaign_id),
@@ -405,6 +410,127 @@ impl From<&crate::pool_requests::PoolRequestRecord> for PoolRequestView {
             decision_note: record.decision_note.clone(),
             created_at: format_timestamp(record.created_at_ms),
             decided_at: record.decided_at_ms.map(format_timestamp),
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UserView {
+    pub id: String,
+    pub external_id: String,
+    pub email: Option<String>,
+    pub first_name: Option<String>,
+    pub last_name: Option<String>,
+    pub metadata: Option<Box<RawValue>>,
+    pub balance: BalanceView,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+impl UserView {
+    pub fn of(user: &UserRecord, now_ms: u64) -> UserView {
+        UserView {
+            id: user.id.to_hex(),
+            external_id: user.external_id.clone(),
+            email: user.email.clone(),
+            first_name: user.first_name.clone(),
+            last_name: user.last_name.clone(),
+            metadata: user.metadata_json.as_deref().map(raw_json),
+            balance: BalanceView::of(user, now_ms),
+            created_at: format_timestamp(user.created_at_ms),
+            updated_at: format_timestamp(user.updated_at_ms),
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TierView {
+    pub min_amount: Box<RawValue>,
+    pub multiplier: Box<RawValue>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SplitView {
+    pub stakeholder_type_code: String,
+    pub percent: u8,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ScheduleView {
+    pub starts_at: Option<String>,
+    pub ends_at: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CampaignView {
+    pub id: String,
+    pub name: String,
+    pub status: crate::model::CampaignStatus,
+    pub action_types: Vec<String>,
+    pub priority: i32,
+    pub multiplier: Box<RawValue>,
+    pub tiers: Vec<TierView>,
+    pub fixed_tokens: Option<u64>,
+    pub max_tokens_per_action: Option<u64>,
+    pub splits: Vec<SplitView>,
+    pub schedule: ScheduleView,
+    pub budget_tokens: Option<u64>,
+    pub budget_remaining: Option<u64>,
+    pub token_pool_id: Option<String>,
+    pub currencies: Vec<String>,
+    pub metadata: Option<Box<RawValue>>,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+/// Ten-thousandths as exact decimal text (`15000` → `1.5`).
+fn decimal_of_ten_thousandths(value: u64) -> Box<RawValue> {
+    let whole = value / 10_000;
+    let fraction = value % 10_000;
+    if fraction == 0 {
+        return json_number(&whole.to_string());
+    }
+    let fraction = format!("{fraction:04}");
+    json_number(&format!("{whole}.{}", fraction.trim_end_matches('0')))
+}
+
+impl From<&crate::model::CampaignRecord> for CampaignView {
+    fn from(campaign: &crate::model::CampaignRecord) -> CampaignView {
+        CampaignView {
+            id: campaign.id.to_hex(),
+            name: campaign.name.clone(),
+            status: campaign.status,
+            action_types: campaign.action_types.clone(),
+            priority: campaign.priority,
+            multiplier: decimal_of_ten_thousandths(campaign.multiplier_ten_thousandths),
+            tiers: campaign
+                .tiers
+                .iter()
+                .map(|tier| TierView {
+                    min_amount: decimal_of_ten_thousandths(tier.min_amount_ten_thousandths),
+                    multiplier: decimal_of_ten_thousandths(tier.multiplier_ten_thousandths),
+                })
+                .collect(),
+            fixed_tokens: campaign.fixed_tokens,
+            max_tokens_per_action: campaign.max_tokens_per_action,
+            splits: campaign
+                .splits
+                .iter()
+                .map(|split| SplitView { stakeholder_type_code: split.stakeholder_type_code.clone(), percent: split.percent })
+                .collect(),
+            schedule: ScheduleView { starts_at: campaign.starts_at_ms.map(format_timestamp), ends_at: campaign.ends_at_ms.map(format_timestamp) },
+            budget_tokens: campaign.budget_tokens,
+            budget_remaining: campaign.budget_remaining,
+            token_pool_id: campaign.token_pool_id.map(Id::to_hex),
+            currencies: campaign.currencies.clone(),
+            metadata: campaign.metadata_json.as_deref().map(raw_json),
+            created_at: format_timestamp(campaign.created_at_ms),
+            updated_at: format_timestamp(campaign.updated_at_ms),
         }
     }
 }

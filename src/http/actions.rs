@@ -1,58 +1,176 @@
-//! `/v1/partner/actions`: submit (the reward path) and read.
+//! `/v1/partner/actions` (contract §6): submit (the reward path), batch, quote, reverse,
+//! read and list.
 
 use axum::Router;
 use axum::extract::State;
+use axum::http::StatusCode;
 use axum::response::Response;
 use axum::routing::{get, post};
 use reward_actors::ids::Id;
-use reward_actors::model::{Feature, PartnerRecord, Scope};
+use reward_actors::model::{ActionStatus, Feature, PartnerRecord, Scope};
 use reward_actors::money::{AmountError, Currency, Money, parse_amount};
-use reward_actors::request::{ActionRequest, IdempotencyKey, PartnerUserId, Stakeholder};
-use reward_actors::views::ActionView;
+use reward_actors::reads::{ActionFilter, TimeRange};
+use reward_actors::request::{ActionRequest, IdempotencyKey, PartnerUserId, ReversalRequest, Stakeholder};
+use reward_actors::views::{ActionView, raw_json};
+use serde::Serialize;
+use serde_json::value::RawValue;
 
 use super::auth::{Access, authorize};
 use super::error::{ApiError, ApiResult};
 use super::extract::{PathSegment, RawRequest};
 use super::fields::{Fields, array_elements};
-use super::parse::is_email;
+use super::list::{ListQuery, list_response};
+use super::parse::{hex_id, idempotency_key, is_email, positive_tokens};
 use super::request_id::current_request_id;
-use super::{AppState, json_response, write_outcome_response};
+use super::{AppState, json_response, write_outcome_parts, write_outcome_response};
 use crate::config::HttpLimits;
 
+/// The batch route, whose body may be larger than others'.
+pub const BATCH_PATH: &str = "/v1/partner/actions/batch";
+/// The longest `reason` a reversal may carry.
+const REASON_CHARS_MAX: usize = 500;
+
+const STATUSES: [(&str, ActionStatus); 3] =
+    [("COMPLETED", ActionStatus::Completed), ("PARTIALLY_REVERSED", ActionStatus::PartiallyReversed), ("REVERSED", ActionStatus::Reversed)];
+
 pub fn router() -> Router<AppState> {
-    Router::new().route("/v1/partner/actions/submit", post(submit)).route("/v1/partner/actions/{action_id}", get(get_action))
+    Router::new()
+        .route("/v1/partner/actions", get(list_actions))
+        .route("/v1/partner/actions/submit", post(submit))
+        .route(BATCH_PATH, post(batch))
+        .route("/v1/partner/actions/quote", post(quote))
+        .route("/v1/partner/actions/{action_id}", get(get_action))
+        .route("/v1/partner/actions/{action_id}/reverse", post(reverse))
 }
 
+/// Write access to actions; the partner needs the actions feature.
+const SUBMIT_ACCESS: Access = Access::write(Scope::ActionsWrite).with_feature(Feature::Actions);
+
 async fn submit(State(state): State<AppState>, request: RawRequest) -> ApiResult<Response> {
-    let caller = authorize(&state, &request, Access::write(Scope::ActionsWrite).with_feature(Feature::Actions))?;
+    let caller = authorize(&state, &request, SUBMIT_ACCESS)?;
     request.require_json()?;
-    let action = parse_action_request(&request.body, caller.partner(), &state.settings)?;
+    let action = parse_action_request(&request.body, caller.partner(), &state.settings, true)?;
     let outcome = state.engine.submit_action(caller.partner_env(), action, current_request_id()).await?;
     Ok(write_outcome_response(outcome))
+}
+
+/// `POST /v1/partner/actions/quote`: the breakdown a submit would get now, no effects. The
+/// idempotency key is optional (nothing is stored under it).
+async fn quote(State(state): State<AppState>, request: RawRequest) -> ApiResult<Response> {
+    let caller = authorize(&state, &request, Access::read(Scope::ActionsRead).with_feature(Feature::Actions))?;
+    request.require_json()?;
+    let action = parse_action_request(&request.body, caller.partner(), &state.settings, false)?;
+    let outcome = state.engine.quote_action(caller.partner_env(), action, current_request_id()).await?;
+    Ok(write_outcome_response(outcome))
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct BatchResult {
+    index: usize,
+    status_code: u16,
+    body: Box<RawValue>,
+}
+
+/// `POST /v1/partner/actions/batch {"actions": [...]}`: up to `batch_items_max` submits,
+/// each independent (its own status and body, exactly what `submit` would answer), in
+/// order. The batch takes one rate-limit unit per item; more items than the burst is 400
+/// `BATCH_EXCEEDS_BURST`. The batch itself answers 200 once every item has its answer.
+async fn batch(State(state): State<AppState>, request: RawRequest) -> ApiResult<Response> {
+    // Counting items needs only a shallow parse; a body that fails it is refused after
+    // authentication, with its own error.
+    let items = Fields::parse(&request.body).ok().and_then(|mut fields| array_elements(&mut fields, "actions", true)).map(|items| items.len());
+    let units = items.unwrap_or(1).clamp(1, state.settings.batch_items_max);
+    let caller = authorize(&state, &request, Access { units: u32::try_from(units).unwrap_or(u32::MAX), ..SUBMIT_ACCESS })?;
+    request.require_json()?;
+    let mut fields = Fields::parse(&request.body)?;
+    let elements = array_elements(&mut fields, "actions", true);
+    if let Some(elements) = &elements
+        && !(1..=state.settings.batch_items_max).contains(&elements.len())
+    {
+        fields.error("actions", format!("must hold 1 to {} actions", state.settings.batch_items_max));
+    }
+    fields.finish()?;
+    let elements = elements.ok_or_else(|| ApiError::field("actions", "is required"))?;
+    // Items that fail validation answer their 400 in place; the rest go to the engine together.
+    let mut results: Vec<Option<(u16, Vec<u8>)>> = Vec::with_capacity(elements.len());
+    let mut valid = Vec::with_capacity(elements.len());
+    for raw in &elements {
+        match parse_action_request(raw.get().as_bytes(), caller.partner(), &state.settings, true) {
+            Ok(action) => {
+                valid.push(action);
+                results.push(None);
+            }
+            Err(error) => results.push(Some((error.status.as_u16(), error.body()))),
+        }
+    }
+    let mut outcomes = state.engine.submit_batch(caller.partner_env(), valid, current_request_id()).await.into_iter();
+    let results: Vec<BatchResult> = results
+        .into_iter()
+        .enumerate()
+        .map(|(index, result)| {
+            let (status_code, body) = result.unwrap_or_else(|| match outcomes.next().expect("one outcome per valid item") {
+                Ok(outcome) => write_outcome_parts(outcome),
+                Err(error) => {
+                    let error = ApiError::from(error);
+                    (error.status.as_u16(), error.body())
+                }
+            });
+            BatchResult { index, status_code, body: raw_json(&body) }
+        })
+        .collect();
+    Ok(json_response(StatusCode::OK, &serde_json::json!({ "results": results })))
+}
+
+/// `POST /v1/partner/actions/:id/reverse {idempotencyKey, reason, tokens?}`: all that
+/// remains, or `tokens` of it, back to the pool pro rata per allocation.
+async fn reverse(State(state): State<AppState>, PathSegment(action_id): PathSegment, request: RawRequest) -> ApiResult<Response> {
+    let caller = authorize(&state, &request, Access::write(Scope::ActionsWrite).with_feature(Feature::Actions))?;
+    let action_id = Id::parse_hex(&action_id).ok_or_else(|| ApiError::not_found("action not found"))?;
+    request.require_json()?;
+    let mut fields = Fields::parse(&request.body)?;
+    let idempotency_key = idempotency_key(&mut fields, true);
+    let reason = fields.string("reason", true, REASON_CHARS_MAX);
+    let tokens = positive_tokens(&mut fields, "tokens", false);
+    fields.finish()?;
+    let (Some(idempotency_key), Some(reason)) = (idempotency_key, reason) else {
+        return Err(ApiError::field("body", "is invalid"));
+    };
+    let reversal = ReversalRequest { idempotency_key, action_id, tokens, reason };
+    let outcome = state.engine.reverse_action(caller.partner_env(), reversal, current_request_id()).await?;
+    Ok(write_outcome_response(outcome))
+}
+
+/// `GET /v1/partner/actions?status=&actionType=&from=&to=`, newest first.
+async fn list_actions(State(state): State<AppState>, request: RawRequest) -> ApiResult<Response> {
+    let caller = authorize(&state, &request, Access::read(Scope::ActionsRead))?;
+    let mut query = ListQuery::parse(&request.path_and_query);
+    let status = query.one_of("status", &STATUSES);
+    let action_type = query.parsed("actionType", |text| is_action_type(text).then(|| text.to_owned()), "may use letters, digits and _ . : -".into());
+    let created = TimeRange { from_ms: query.timestamp("from"), to_ms: query.timestamp("to") };
+    let page = query.finish()?;
+    let actions = state.engine.list_actions(caller.partner_env(), page, &ActionFilter { status, action_type, created })?;
+    Ok(list_response(actions, ActionView::from_record))
 }
 
 async fn get_action(State(state): State<AppState>, PathSegment(action_id): PathSegment, request: RawRequest) -> ApiResult<Response> {
     let caller = authorize(&state, &request, Access::read(Scope::ActionsRead))?;
     let action_id = Id::parse_hex(&action_id).ok_or_else(|| ApiError::not_found("action not found"))?;
     let action = state.engine.get_action(caller.partner_env(), action_id)?;
-    Ok(json_response(axum::http::StatusCode::OK, &ActionView::from_record(&action)))
+    Ok(json_response(StatusCode::OK, &ActionView::from_record(&action)))
 }
 
 /// Characters an action type may use (`PURCHASE`, `donation.completed`, `volunteer-hour`).
-fn is_action_type(text: &str) -> bool {
+pub fn is_action_type(text: &str) -> bool {
     text.bytes().all(|byte| byte.is_ascii_alphanumeric() || matches!(byte, b'_' | b'.' | b':' | b'-'))
 }
 
 /// Validates a submit (or quote) body into the engine's typed request.
-pub fn parse_action_request(body: &[u8], partner: &PartnerRecord, limits: &HttpLimits) -> ApiResult<ActionRequest> {
+/// A quote needs no idempotency key; one is stood in for it (a quote stores nothing).
+pub fn parse_action_request(body: &[u8], partner: &PartnerRecord, limits: &HttpLimits, key_required: bool) -> ApiResult<ActionRequest> {
     let mut fields = Fields::parse(body)?;
-    let idempotency_key = fields.string("idempotencyKey", true, IdempotencyKey::BYTES_MAX).and_then(|key| {
-        let parsed = IdempotencyKey::parse(&key);
-        if parsed.is_none() {
-            fields.error("idempotencyKey", "must be 1 to 255 printable ASCII characters");
-        }
-        parsed
-    });
+    let idempotency_key =
+        idempotency_key(&mut fields, key_required).or_else(|| (!key_required).then(|| IdempotencyKey::parse("quote").expect("a valid key")));
     let action_type = fields.string("actionType", true, 64).filter(|action_type| {
         let valid = is_action_type(action_type);
         if !valid {
@@ -61,13 +179,7 @@ pub fn parse_action_request(body: &[u8], partner: &PartnerRecord, limits: &HttpL
         valid
     });
     let amount = parse_money(&mut fields);
-    let campaign_id = fields.string("campaignId", false, 24).and_then(|text| {
-        let id = Id::parse_hex(&text);
-        if id.is_none() {
-            fields.error("campaignId", "must be a 24-character lowercase hex id");
-        }
-        id
-    });
+    let campaign_id = hex_id(&mut fields, "campaignId", false);
     let stakeholders = parse_stakeholders(&mut fields, partner, limits);
     let auto_create_users = fields.boolean("autoCreateUsers").unwrap_or(true);
     let metadata_json = parse_metadata(&mut fields, "metadata", limits);
@@ -177,6 +289,18 @@ fn parse_stakeholder(item: &mut Fields<'_>, partner: &PartnerRecord, limits: &Ht
 /// `metadata_bytes_max` bytes, kept as canonical JSON (keys sorted at every level).
 pub fn parse_metadata(fields: &mut Fields<'_>, name: &str, limits: &HttpLimits) -> Option<Vec<u8>> {
     let raw = fields.raw(name)?;
+    metadata_value(fields, name, raw, limits)
+}
+
+/// On a patch: absent leaves metadata as it is (`None`), null clears it (`Some(None)`).
+pub fn patch_metadata(fields: &mut Fields<'_>, name: &str, limits: &HttpLimits) -> Option<Option<Vec<u8>>> {
+    match fields.nullable(name)? {
+        None => Some(None),
+        Some(raw) => metadata_value(fields, name, raw, limits).map(Some),
+    }
+}
+
+fn metadata_value(fields: &mut Fields<'_>, name: &str, raw: &serde_json::value::RawValue, limits: &HttpLimits) -> Option<Vec<u8>> {
     let Ok(serde_json::Value::Object(object)) = serde_json::from_str::<serde_json::Value>(raw.get()) else {
         fields.error(name, "must be a JSON object");
         return None;

@@ -100,6 +100,14 @@ impl From<EngineError> for ApiError {
                 ApiError::new(StatusCode::PAYMENT_REQUIRED, code, message).with_details(json!({ "tokenPoolId": pool_id.to_hex() }))
             }
             EngineError::CampaignNotApplicable { .. } => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, code, message),
+            EngineError::CampaignBudgetExhausted { campaign_id, required, remaining } => ApiError::new(StatusCode::PAYMENT_REQUIRED, code, message)
+                .with_details(json!({ "campaignId": campaign_id.to_hex(), "required": required, "budgetRemaining": remaining })),
+            EngineError::ReversalExceedsRemaining { remaining } => {
+                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, code, message).with_details(json!({ "remaining": remaining }))
+            }
+            EngineError::InsufficientBalance { required, available } => {
+                ApiError::new(StatusCode::PAYMENT_REQUIRED, code, message).with_details(json!({ "required": required, "available": available }))
+            }
             EngineError::UserNotFound { partner_user_id } => {
                 ApiError::new(StatusCode::NOT_FOUND, code, message).with_details(json!({ "partnerUserId": partner_user_id }))
             }
@@ -126,8 +134,9 @@ struct ErrorBody<'a> {
     details: &'a RawValue,
 }
 
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
+impl ApiError {
+    /// The error's JSON body, as the contract shapes it.
+    pub fn body(&self) -> Vec<u8> {
         let body = ErrorBody {
             status_code: self.status.as_u16(),
             code: self.code,
@@ -135,7 +144,13 @@ impl IntoResponse for ApiError {
             request_id: current_request_id(),
             details: &self.details,
         };
-        let mut response = super::json_bytes(self.status, serde_json::to_vec(&body).expect("serializing an error body cannot fail"));
+        serde_json::to_vec(&body).expect("serializing an error body cannot fail")
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut response = super::json_bytes(self.status, self.body());
         for (name, value) in self.headers {
             response.headers_mut().insert(name, value);
         }

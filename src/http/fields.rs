@@ -49,6 +49,16 @@ impl<'a> Fields<'a> {
         self.values.remove(name).map(|raw| (raw.get() != "null").then_some(raw))
     }
 
+    /// Whether a field is present and null (taking it then); `None` when absent.
+    pub fn is_null(&mut self, name: &str) -> Option<bool> {
+        let raw = self.values.get(name)?;
+        let null = raw.get() == "null";
+        if null {
+            self.values.remove(name);
+        }
+        Some(null)
+    }
+
     /// Takes a field's raw value; `None` when absent or null.
     pub fn raw(&mut self, name: &str) -> Option<&'a RawValue> {
         self.values.remove(name).filter(|raw| raw.get() != "null")
@@ -97,6 +107,18 @@ impl<'a> Fields<'a> {
             Ok(value) if value <= max => Some(value),
             _ => {
                 self.error(name, format!("must be an integer from 0 to {max}"));
+                None
+            }
+        }
+    }
+
+    /// A signed integer (no fraction, no exponent) from `min` to `max`.
+    pub fn integer(&mut self, name: &str, min: i64, max: i64) -> Option<i64> {
+        let raw = self.raw(name)?;
+        match raw.get().parse::<i64>() {
+            Ok(value) if (min..=max).contains(&value) => Some(value),
+            _ => {
+                self.error(name, format!("must be an integer from {min} to {max}"));
                 None
             }
         }

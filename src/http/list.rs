@@ -8,51 +8,109 @@ use reward_actors::ids::Id;
 use reward_actors::reads::{PAGE_LIMIT_MAX, PAGE_OFFSET_MAX, Page, PageRequest};
 use serde::Serialize;
 
+use reward_actors::clock::parse_timestamp;
+
 use super::error::{ApiError, ApiResult, FieldError};
 use super::json_response;
 
 pub const DEFAULT_LIMIT: usize = 20;
 
-pub struct ListQuery;
+/// The most query parameters a list reads; more is a 400, not a loop.
+const QUERY_PARAMS_MAX: usize = 16;
+
+/// A list's query string: the page, and the route's own filters. Each getter takes the
+/// parameter it reads; `finish` refuses what is left, as Stripe refuses unknown parameters.
+pub struct ListQuery {
+    page: PageRequest,
+    params: Vec<(String, String)>,
+    errors: Vec<FieldError>,
+}
 
 impl ListQuery {
-    /// Reads `limit`, `cursor` and `page` from a path with its query; other parameters are
-    /// left to the route.
+    /// Pages a list that has no filters.
     pub fn from_path(path_and_query: &str) -> ApiResult<PageRequest> {
+        ListQuery::parse(path_and_query).finish()
+    }
+
+    /// Reads `limit`, `cursor` and `page`; the rest waits for the route's getters.
+    pub fn parse(path_and_query: &str) -> ListQuery {
         let query = path_and_query.split_once('?').map_or("", |(_, query)| query);
+        let mut params: Vec<(String, String)> = form_urlencoded::parse(query.as_bytes())
+            .take(QUERY_PARAMS_MAX + 1)
+            .map(|(name, value)| (name.into_owned(), value.into_owned()))
+            .collect();
         let mut errors = Vec::new();
-        let mut limit = DEFAULT_LIMIT;
-        let mut cursor = None;
-        let mut page = None;
-        for pair in query.split('&').filter(|pair| !pair.is_empty()) {
-            let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
-            match name {
-                "limit" => match value.parse::<usize>() {
-                    Ok(value) if (1..=PAGE_LIMIT_MAX).contains(&value) => limit = value,
-                    _ => errors.push(FieldError { field: "limit".into(), message: format!("must be an integer from 1 to {PAGE_LIMIT_MAX}") }),
-                },
-                "cursor" => match Id::parse_hex(value) {
-                    Some(id) => cursor = Some(id),
-                    None => errors.push(FieldError { field: "cursor".into(), message: "is not a cursor this API issued".into() }),
-                },
-                "page" => match value.parse::<usize>() {
-                    Ok(value) if value >= 1 => page = Some(value),
-                    _ => errors.push(FieldError { field: "page".into(), message: "must be an integer of at least 1".into() }),
-                },
-                _ => {}
-            }
+        if params.len() > QUERY_PARAMS_MAX {
+            errors.push(FieldError { field: "query".into(), message: format!("may hold at most {QUERY_PARAMS_MAX} parameters") });
+            params.clear();
         }
+        let mut query = ListQuery { page: PageRequest { after: None, skip: 0, limit: DEFAULT_LIMIT }, params, errors };
+        let limit = query.parsed(
+            "limit",
+            |value| value.parse::<usize>().ok().filter(|limit| (1..=PAGE_LIMIT_MAX).contains(limit)),
+            format!("must be an integer from 1 to {PAGE_LIMIT_MAX}"),
+        );
+        let cursor = query.parsed("cursor", Id::parse_hex, "is not a cursor this API issued".into());
+        let page = query.parsed("page", |value| value.parse::<usize>().ok().filter(|page| *page >= 1), "must be an integer of at least 1".into());
+        query.page.limit = limit.unwrap_or(DEFAULT_LIMIT);
+        query.page.after = cursor;
         if cursor.is_some() && page.is_some() {
-            errors.push(FieldError { field: "page".into(), message: "cannot be combined with cursor".into() });
+            query.error("page", "cannot be combined with cursor");
         }
-        let skip = page.map_or(0, |page| (page - 1).saturating_mul(limit));
-        if skip > PAGE_OFFSET_MAX {
-            errors.push(FieldError { field: "page".into(), message: format!("reaches past {PAGE_OFFSET_MAX} items; use cursor for deeper pages") });
+        query.page.skip = page.map_or(0, |page| (page - 1).saturating_mul(query.page.limit));
+        if query.page.skip > PAGE_OFFSET_MAX {
+            query.error("page", format!("reaches past {PAGE_OFFSET_MAX} items; use cursor for deeper pages"));
         }
-        if !errors.is_empty() {
-            return Err(ApiError::validation(errors));
+        query
+    }
+
+    fn error(&mut self, field: &str, message: impl Into<String>) {
+        self.errors.push(FieldError { field: field.into(), message: message.into() });
+    }
+
+    /// Takes a parameter (the last one, when it repeats); an empty value counts as absent.
+    pub fn take(&mut self, name: &str) -> Option<String> {
+        let mut value = None;
+        self.params.retain(|(key, text)| {
+            if key == name {
+                value = Some(text.clone());
+            }
+            key != name
+        });
+        value.filter(|text| !text.is_empty())
+    }
+
+    /// Takes a parameter and parses it; a value that does not parse is an error `message`.
+    pub fn parsed<T>(&mut self, name: &str, parse: impl FnOnce(&str) -> Option<T>, message: String) -> Option<T> {
+        let text = self.take(name)?;
+        let value = parse(&text);
+        if value.is_none() {
+            self.error(name, message);
         }
-        Ok(PageRequest { after: cursor, skip, limit })
+        value
+    }
+
+    /// An ISO 8601 timestamp (`from`, `to`).
+    pub fn timestamp(&mut self, name: &str) -> Option<u64> {
+        self.parsed(name, parse_timestamp, "must be an ISO 8601 timestamp like 2026-11-23T00:00:00.000Z".into())
+    }
+
+    /// One of `allowed` (the contract's SCREAMING_SNAKE_CASE values).
+    pub fn one_of<T: Copy>(&mut self, name: &str, allowed: &[(&str, T)]) -> Option<T> {
+        let names: Vec<&str> = allowed.iter().map(|(text, _)| *text).collect();
+        self.parsed(
+            name,
+            |text| allowed.iter().find(|(candidate, _)| *candidate == text).map(|(_, value)| *value),
+            format!("must be one of {}", names.join(", ")),
+        )
+    }
+
+    /// Ends parsing: unknown parameters and collected errors become one `VALIDATION_ERROR`.
+    pub fn finish(mut self) -> ApiResult<PageRequest> {
+        for (name, _) in std::mem::take(&mut self.params) {
+            self.error(&name, "is not a known query parameter");
+        }
+        if self.errors.is_empty() { Ok(self.page) } else { Err(ApiError::validation(self.errors)) }
     }
 }
 
@@ -77,7 +135,13 @@ mod tests {
     fn list_queries_are_bounded() {
         assert_eq!(ListQuery::from_path("/x").expect("valid"), PageRequest { after: None, skip: 0, limit: 20 });
         assert_eq!(ListQuery::from_path("/x?page=3&limit=10").expect("valid"), PageRequest { after: None, skip: 20, limit: 10 });
-        for bad in ["/x?limit=0", "/x?limit=101", "/x?page=0", "/x?cursor=zz", "/x?page=2&cursor=0123456789abcdef01234567", "/x?page=100000"] {
+        let mut query = ListQuery::parse("/x?status=A%20B&from=2026-11-23T00%3A00%3A00.000Z");
+        assert_eq!(query.take("status").as_deref(), Some("A B"));
+        assert!(query.timestamp("from").is_some());
+        assert!(query.finish().is_ok());
+        for bad in
+            ["/x?unknown=1", "/x?limit=0", "/x?limit=101", "/x?page=0", "/x?cursor=zz", "/x?page=2&cursor=0123456789abcdef01234567", "/x?page=100000"]
+        {
             assert!(ListQuery::from_path(bad).is_err(), "{bad}");
         }
     }

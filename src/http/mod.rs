@@ -7,6 +7,8 @@
 mod actions;
 mod admin;
 pub mod auth;
+mod campaigns;
+mod dashboard;
 pub mod error;
 mod extract;
 mod fields;
@@ -50,6 +52,8 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(actions::router())
         .merge(users::router())
+        .merge(campaigns::router())
+        .merge(dashboard::router())
         .merge(partner::router())
         .merge(portal::router())
         .merge(portal_keys::router())
@@ -87,24 +91,37 @@ pub fn json_response<T: Serialize>(status: StatusCode, value: &T) -> Response {
 pub fn write_outcome_response(outcome: WriteOutcome) -> Response {
     match outcome {
         WriteOutcome::Done(recorded) => json_bytes(StatusCode::from_u16(recorded.status_code).unwrap_or(StatusCode::OK), recorded.body.to_vec()),
+        WriteOutcome::Replayed { original, original_request_id } => replay_error(&original.body, &original_request_id).into_response(),
+    }
+}
+
+/// A write's answer as a status and JSON body (a batch item's result).
+pub fn write_outcome_parts(outcome: WriteOutcome) -> (u16, Vec<u8>) {
+    match outcome {
+        WriteOutcome::Done(recorded) => (recorded.status_code, recorded.body.to_vec()),
         WriteOutcome::Replayed { original, original_request_id } => {
-            #[derive(Serialize)]
-            #[serde(rename_all = "camelCase")]
-            struct ReplayDetails<'a> {
-                original_response: &'a serde_json::value::RawValue,
-                original_request_id: &'a str,
-            }
-            let original_response = reward_actors::views::raw_json(&original.body);
-            let details = ReplayDetails { original_response: &original_response, original_request_id: &original_request_id };
-            let details = serde_json::value::to_raw_value(&details).expect("replay details serialize");
-            ApiError::new(
-                StatusCode::CONFLICT,
-                "IDEMPOTENT",
-                "this idempotency key was already used for an identical request; details.originalResponse is its answer",
-            )
-            .with_raw_details(details)
-            .with_header(header::HeaderName::from_static("idempotent-replayed"), HeaderValue::from_static("true"))
-            .into_response()
+            let error = replay_error(&original.body, &original_request_id);
+            (error.status.as_u16(), error.body())
         }
     }
+}
+
+/// The contract's 409 `IDEMPOTENT`: the original body in `details.originalResponse`.
+fn replay_error(original_body: &[u8], original_request_id: &str) -> ApiError {
+    #[derive(Serialize)]
+    #[serde(rename_all = "camelCase")]
+    struct ReplayDetails<'a> {
+        original_response: &'a serde_json::value::RawValue,
+        original_request_id: &'a str,
+    }
+    let original_response = reward_actors::views::raw_json(original_body);
+    let details = ReplayDetails { original_response: &original_response, original_request_id };
+    let details = serde_json::value::to_raw_value(&details).expect("replay details serialize");
+    ApiError::new(
+        StatusCode::CONFLICT,
+        "IDEMPOTENT",
+        "this idempotency key was already used for an identical request; details.originalResponse is its answer",
+    )
+    .with_raw_details(details)
+    .with_header(header::HeaderName::from_static("idempotent-replayed"), HeaderValue::from_static("true"))
 }

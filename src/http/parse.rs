@@ -1,7 +1,10 @@
 //! Field parsers shared by several resources: environments, scopes, timestamps, emails.
 
 use reward_actors::clock::parse_timestamp;
+use reward_actors::ids::Id;
 use reward_actors::model::{Environment, Scope, ScopeSet};
+use reward_actors::money::TOKENS_MAX;
+use reward_actors::request::IdempotencyKey;
 
 use super::fields::{Fields, array_elements};
 
@@ -13,6 +16,39 @@ pub fn environment(fields: &mut Fields<'_>) -> Option<Environment> {
     }
     environment
 }
+
+/// `idempotencyKey`: 1–255 printable ASCII characters.
+pub fn idempotency_key(fields: &mut Fields<'_>, required: bool) -> Option<IdempotencyKey> {
+    fields.string("idempotencyKey", required, IdempotencyKey::BYTES_MAX).and_then(|key| {
+        let parsed = IdempotencyKey::parse(&key);
+        if parsed.is_none() {
+            fields.error("idempotencyKey", "must be 1 to 255 printable ASCII characters");
+        }
+        parsed
+    })
+}
+
+/// A 24-character lowercase hex id.
+pub fn hex_id(fields: &mut Fields<'_>, name: &str, required: bool) -> Option<Id> {
+    fields.string(name, required, 24).and_then(|text| {
+        let id = Id::parse_hex(&text);
+        if id.is_none() {
+            fields.error(name, "must be a 24-character lowercase hex id");
+        }
+        id
+    })
+}
+
+/// A token quantity that moves: 1 to 2^53 − 1.
+pub fn positive_tokens(fields: &mut Fields<'_>, name: &str, required: bool) -> Option<u64> {
+    fields.unsigned(name, required, TOKENS_MAX).filter(|tokens| {
+        if *tokens == 0 {
+            fields.error(name, "must be at least 1");
+        }
+        *tokens > 0
+    })
+}
+
 pub fn scopes(fields: &mut Fields<'_>) -> Option<ScopeSet> {
     let elements = array_elements(fields, "scopes", false)?;
     let mut scopes = Vec::with_capacity(elements.len());
@@ -32,6 +68,17 @@ pub fn scopes(fields: &mut Fields<'_>) -> Option<ScopeSet> {
     }
     Some(ScopeSet::from_scopes(&scopes))
 }
+
+/// An RFC 3339 timestamp (past or future).
+pub fn timestamp(fields: &mut Fields<'_>, name: &str) -> Option<u64> {
+    let text = fields.string(name, false, 64)?;
+    let parsed = parse_timestamp(&text);
+    if parsed.is_none() {
+        fields.error(name, "must be an ISO 8601 timestamp like 2027-01-01T00:00:00.000Z");
+    }
+    parsed
+}
+
 /// An RFC 3339 timestamp that lies in the future.
 pub fn future_timestamp(fields: &mut Fields<'_>, name: &str, now_ms: u64) -> Option<u64> {
     let text = fields.string(name, false, 64)?;
@@ -47,6 +94,7 @@ pub fn future_timestamp(fields: &mut Fields<'_>, name: &str, now_ms: u64) -> Opt
         }
     }
 }
+
 pub fn email(fields: &mut Fields<'_>, name: &str, required: bool) -> Option<String> {
     fields.string(name, required, 254).filter(|email| {
         let valid = is_email(email);

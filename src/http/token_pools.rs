@@ -1,13 +1,14 @@
-//! `/v1/partner/token-pools`: the partner's pools, read-only (admins allocate).
+//! `/v1/partner/token-pools`: the partner's pools, read-only (admins allocate), their
+//! reconciliation against the ledger, and requests for more tokens.
 
 use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
 use axum::routing::{get, post};
+use reward_actors::clock::format_timestamp;
 use reward_actors::ids::Id;
 use reward_actors::model::Scope;
-use reward_actors::money::TOKENS_MAX;
 use reward_actors::views::PoolRequestView;
 use reward_actors::views::PoolView;
 
@@ -16,13 +17,16 @@ use super::error::{ApiError, ApiResult};
 use super::extract::{PathSegment, RawRequest};
 use super::fields::Fields;
 use super::list::{ListQuery, list_response};
+use super::parse::positive_tokens;
 use super::{AppState, json_response};
+use serde::Serialize;
 
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/v1/partner/token-pools", get(list_pools))
         .route("/v1/partner/token-pools/request", post(request_tokens))
         .route("/v1/partner/token-pools/{pool_id}", get(get_pool))
+        .route("/v1/partner/token-pools/{pool_id}/reconciliation", get(reconcile))
 }
 
 /// `POST /v1/partner/token-pools/request {tokens, reason}`: asks SIR Giving for tokens.
@@ -30,12 +34,7 @@ async fn request_tokens(State(state): State<AppState>, request: RawRequest) -> A
     let caller = authorize(&state, &request, Access::write(Scope::PoolsWrite))?;
     request.require_json()?;
     let mut fields = Fields::parse(&request.body)?;
-    let tokens = fields.unsigned("tokens", true, TOKENS_MAX).filter(|tokens| {
-        if *tokens == 0 {
-            fields.error("tokens", "must be at least 1");
-        }
-        *tokens > 0
-    });
+    let tokens = positive_tokens(&mut fields, "tokens", true);
     let reason = fields.string("reason", true, 500);
     fields.finish()?;
     let (Some(tokens), Some(reason)) = (tokens, reason) else {
@@ -52,9 +51,64 @@ async fn list_pools(State(state): State<AppState>, request: RawRequest) -> ApiRe
     Ok(list_response(pools, |pool| PoolView::from(pool)))
 }
 
-async fn get_pool(State(state): State<AppState>, PathSegment(pool_id): PathSegment, request: RawRequest) -> ApiResult<Response> {
+fn pool_id(text: &str) -> ApiResult<Id> {
+    Id::parse_hex(text).ok_or_else(|| ApiError::not_found("token pool not found"))
+}
+
+async fn get_pool(State(state): State<AppState>, PathSegment(pool_id_text): PathSegment, request: RawRequest) -> ApiResult<Response> {
     let caller = authorize(&state, &request, Access::read(Scope::PoolsRead))?;
-    let pool_id = Id::parse_hex(&pool_id).ok_or_else(|| ApiError::not_found("token pool not found"))?;
-    let pool = state.engine.get_pool(caller.partner_env(), pool_id)?;
+    let pool = state.engine.get_pool(caller.partner_env(), pool_id(&pool_id_text)?)?;
     Ok(json_response(StatusCode::OK, &PoolView::from(&pool)))
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct LedgerView {
+    transactions: u64,
+    allocated_total: u64,
+    refilled_total: u64,
+    issued_total: u64,
+    reversed_total: u64,
+    /// `allocatedTotal + refilledTotal − issuedTotal + reversedTotal`, from the ledger.
+    balance: i128,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ReconciliationView {
+    token_pool_id: String,
+    /// The totals the pool holds.
+    pool: PoolView,
+    /// The same totals recomputed from every transaction of the pool.
+    ledger: LedgerView,
+    /// Whether every total matches, and `allocatedTotal + refilledTotal = balance +
+    /// issuedTotal − reversedTotal` holds on both sides.
+    balanced: bool,
+    checked_at: String,
+}
+
+/// `GET /v1/partner/token-pools/:id/reconciliation`: the pool's totals against its ledger.
+async fn reconcile(State(state): State<AppState>, PathSegment(pool_id_text): PathSegment, request: RawRequest) -> ApiResult<Response> {
+    let caller = authorize(&state, &request, Access::read(Scope::PoolsRead))?;
+    let reconciliation = state.engine.reconcile_pool(caller.partner_env(), pool_id(&pool_id_text)?)?;
+    let (pool, ledger) = (&reconciliation.pool, &reconciliation.ledger);
+    let balanced = ledger.matches(pool) && pool.is_conserved();
+    if !balanced {
+        tracing::error!(pool = %pool.id, ?ledger, "a token pool does not reconcile with its ledger");
+    }
+    let view = ReconciliationView {
+        token_pool_id: pool.id.to_hex(),
+        pool: PoolView::from(pool),
+        ledger: LedgerView {
+            transactions: ledger.transactions,
+            allocated_total: ledger.allocated,
+            refilled_total: ledger.refilled,
+            issued_total: ledger.issued,
+            reversed_total: ledger.reversed,
+            balance: ledger.balance(),
+        },
+        balanced,
+        checked_at: format_timestamp(state.engine.clock().now_ms()),
+    };
+    Ok(json_response(StatusCode::OK, &view))
 }

@@ -1,28 +1,176 @@
-//! `/v1/partner/users`: balances (the rest of the user API builds on this file).
+//! `/v1/partner/users` and `/v1/partner/transactions` (contract §7): users, balances, the
+//! ledger, and redemption.
+//!
+//! Users are written through the partner's actor (it holds their balances); reads come
+//! from the store. A balance is computed at read time from the injected clock: credit from
+//! a vesting pool is `pending` until it vests, then `available`.
 
 use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
-use axum::routing::get;
+use axum::routing::{get, post};
 use reward_actors::EngineError;
-use reward_actors::model::Scope;
-use reward_actors::request::PartnerUserId;
-use reward_actors::views::BalanceView;
+use reward_actors::model::{Scope, TransactionType};
+use reward_actors::reads::{TimeRange, TransactionFilter};
+use reward_actors::request::{PartnerUserId, RedemptionRequest, UserProfile};
+use reward_actors::views::{BalanceView, TransactionView, UserView};
 
+use super::actions::{parse_metadata, patch_metadata};
 use super::auth::{Access, authorize};
-use super::error::ApiResult;
+use super::error::{ApiError, ApiResult};
 use super::extract::{PathSegment, RawRequest};
-use super::{AppState, json_response};
+use super::fields::Fields;
+use super::list::{ListQuery, list_response};
+use super::parse::{email, idempotency_key, positive_tokens};
+use super::request_id::current_request_id;
+use super::{AppState, json_response, write_outcome_response};
+
+/// The longest `reason` a redemption may carry.
+const REASON_CHARS_MAX: usize = 500;
 
 pub fn router() -> Router<AppState> {
-    Router::new().route("/v1/partner/users/{external_id}/balance", get(balance))
+    Router::new()
+        .route("/v1/partner/users", post(create_user).get(list_users))
+        .route("/v1/partner/users/{external_id}", get(get_user).patch(update_user))
+        .route("/v1/partner/users/{external_id}/balance", get(balance))
+        .route("/v1/partner/users/{external_id}/transactions", get(user_transactions))
+        .route("/v1/partner/users/{external_id}/redeem", post(redeem))
+        .route("/v1/partner/transactions", get(list_transactions))
 }
 
-async fn balance(State(state): State<AppState>, PathSegment(external_id): PathSegment, request: RawRequest) -> ApiResult<Response> {
+/// A path's `externalId`; one that cannot exist names no user (404, like any unknown user).
+fn external_id(text: &str) -> ApiResult<PartnerUserId> {
+    PartnerUserId::parse(text).ok_or_else(|| EngineError::UserNotFound { partner_user_id: text.to_owned() }.into())
+}
+
+async fn create_user(State(state): State<AppState>, request: RawRequest) -> ApiResult<Response> {
+    let caller = authorize(&state, &request, Access::write(Scope::UsersWrite))?;
+    request.require_json()?;
+    let mut fields = Fields::parse(&request.body)?;
+    let external_id = fields.string("externalId", true, PartnerUserId::CHARS_MAX).and_then(|text| {
+        let parsed = PartnerUserId::parse(&text);
+        if parsed.is_none() {
+            fields.error("externalId", "must be 1 to 128 characters of A-Z a-z 0-9 . _ : @ -");
+        }
+        parsed
+    });
+    let limits = &state.settings;
+    let profile = UserProfile {
+        email: email(&mut fields, "email", false).map(Some),
+        first_name: fields.string("firstName", false, limits.name_chars_max).map(Some),
+        last_name: fields.string("lastName", false, limits.name_chars_max).map(Some),
+        metadata_json: parse_metadata(&mut fields, "metadata", limits).map(Some),
+    };
+    fields.finish()?;
+    let external_id = external_id.ok_or_else(|| ApiError::field("externalId", "is invalid"))?;
+    let outcome = state.engine.create_user(caller.partner_env(), external_id, profile, current_request_id()).await?;
+    Ok(write_outcome_response(outcome))
+}
+
+/// `PATCH`: a field sent replaces, `null` clears, absent leaves it.
+async fn update_user(State(state): State<AppState>, PathSegment(external): PathSegment, request: RawRequest) -> ApiResult<Response> {
+    let caller = authorize(&state, &request, Access::write(Scope::UsersWrite))?;
+    let external_id = external_id(&external)?;
+    request.require_json()?;
+    let mut fields = Fields::parse(&request.body)?;
+    let limits = &state.settings;
+    let profile = UserProfile {
+        email: nullable(&mut fields, "email", |fields| email(fields, "email", true)),
+        first_name: nullable(&mut fields, "firstName", |fields| fields.string("firstName", true, limits.name_chars_max)),
+        last_name: nullable(&mut fields, "lastName", |fields| fields.string("lastName", true, limits.name_chars_max)),
+        metadata_json: patch_metadata(&mut fields, "metadata", limits),
+    };
+    fields.finish()?;
+    let outcome = state.engine.update_user(caller.partner_env(), external_id, profile, current_request_id()).await?;
+    Ok(write_outcome_response(outcome))
+}
+
+/// A patchable field: `None` absent, `Some(None)` null, `Some(Some(v))` a valid value.
+fn nullable<T>(fields: &mut Fields<'_>, name: &str, read: impl FnOnce(&mut Fields<'_>) -> Option<T>) -> Option<Option<T>> {
+    if fields.is_null(name)? {
+        return Some(None);
+    }
+    read(fields).map(Some)
+}
+
+async fn list_users(State(state): State<AppState>, request: RawRequest) -> ApiResult<Response> {
     let caller = authorize(&state, &request, Access::read(Scope::UsersRead))?;
-    // An id that cannot exist names no user.
-    let external_id = PartnerUserId::parse(&external_id).ok_or_else(|| EngineError::UserNotFound { partner_user_id: external_id.clone() })?;
-    let user = state.engine.get_user(caller.partner_env(), external_id.as_str())?;
-    Ok(json_response(StatusCode::OK, &BalanceView::from(&user)))
+    let page = ListQuery::from_path(&request.path_and_query)?;
+    let users = state.engine.list_users(caller.partner_env(), page)?;
+    let now_ms = state.engine.clock().now_ms();
+    Ok(list_response(users, |user| UserView::of(user, now_ms)))
+}
+
+async fn get_user(State(state): State<AppState>, PathSegment(external): PathSegment, request: RawRequest) -> ApiResult<Response> {
+    let caller = authorize(&state, &request, Access::read(Scope::UsersRead))?;
+    let user = state.engine.get_user(caller.partner_env(), external_id(&external)?.as_str())?;
+    Ok(json_response(StatusCode::OK, &UserView::of(&user, state.engine.clock().now_ms())))
+}
+
+async fn balance(State(state): State<AppState>, PathSegment(external): PathSegment, request: RawRequest) -> ApiResult<Response> {
+    let caller = authorize(&state, &request, Access::read(Scope::UsersRead))?;
+    let user = state.engine.get_user(caller.partner_env(), external_id(&external)?.as_str())?;
+    Ok(json_response(StatusCode::OK, &BalanceView::of(&user, state.engine.clock().now_ms())))
+}
+
+/// `?type=REWARD|REVERSAL|REDEMPTION|ALLOCATION|REFILL&actionId=&from=&to=`.
+fn transaction_filter(query: &mut ListQuery) -> TransactionFilter {
+    let transaction_type = query.one_of(
+        "type",
+        &[
+            ("REWARD", TransactionType::Reward),
+            ("REVERSAL", TransactionType::Reversal),
+            ("REDEMPTION", TransactionType::Redemption),
+            ("ALLOCATION", TransactionType::Allocation),
+            ("REFILL", TransactionType::Refill),
+        ],
+    );
+    let action_id = query.parsed("actionId", reward_actors::ids::Id::parse_hex, "must be a 24-character lowercase hex id".into());
+    let created = TimeRange { from_ms: query.timestamp("from"), to_ms: query.timestamp("to") };
+    TransactionFilter { transaction_type, action_id, created }
+}
+
+async fn user_transactions(State(state): State<AppState>, PathSegment(external): PathSegment, request: RawRequest) -> ApiResult<Response> {
+    let caller = authorize(&state, &request, Access::read(Scope::TransactionsRead))?;
+    let external_id = external_id(&external)?;
+    let mut query = ListQuery::parse(&request.path_and_query);
+    let filter = transaction_filter(&mut query);
+    let page = query.finish()?;
+    // An unknown user is a 404, not an empty list.
+    state.engine.get_user(caller.partner_env(), external_id.as_str())?;
+    let transactions = state.engine.list_transactions(caller.partner_env(), Some(external_id.as_str()), page, &filter)?;
+    Ok(list_response(transactions, |transaction| TransactionView::from(transaction)))
+}
+
+async fn list_transactions(State(state): State<AppState>, request: RawRequest) -> ApiResult<Response> {
+    let caller = authorize(&state, &request, Access::read(Scope::TransactionsRead))?;
+    let mut query = ListQuery::parse(&request.path_and_query);
+    let filter = transaction_filter(&mut query);
+    let page = query.finish()?;
+    let transactions = state.engine.list_transactions(caller.partner_env(), None, page, &filter)?;
+    Ok(list_response(transactions, |transaction| TransactionView::from(transaction)))
+}
+
+/// `POST /v1/partner/users/:externalId/redeem {tokens, idempotencyKey, reason}`: debits the
+/// user's available balance; short → 402 `INSUFFICIENT_BALANCE`.
+async fn redeem(State(state): State<AppState>, PathSegment(external): PathSegment, request: RawRequest) -> ApiResult<Response> {
+    let caller = authorize(&state, &request, Access::write(Scope::UsersWrite))?;
+    let partner_user_id = external_id(&external)?;
+    request.require_json()?;
+    let redemption = parse_redemption(&request.body, partner_user_id)?;
+    let outcome = state.engine.redeem_tokens(caller.partner_env(), redemption, current_request_id()).await?;
+    Ok(write_outcome_response(outcome))
+}
+
+fn parse_redemption(body: &[u8], partner_user_id: PartnerUserId) -> ApiResult<RedemptionRequest> {
+    let mut fields = Fields::parse(body)?;
+    let tokens = positive_tokens(&mut fields, "tokens", true);
+    let idempotency_key = idempotency_key(&mut fields, true);
+    let reason = fields.string("reason", true, REASON_CHARS_MAX);
+    fields.finish()?;
+    let (Some(tokens), Some(idempotency_key), Some(reason)) = (tokens, idempotency_key, reason) else {
+        return Err(ApiError::field("body", "is invalid"));
+    };
+    Ok(RedemptionRequest { idempotency_key, partner_user_id, tokens, reason })
 }

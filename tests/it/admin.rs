@@ -125,10 +125,24 @@ async fn allocation_is_idempotent(backend: StoreBackend) {
         .admin(
             Method::POST,
             &format!("/api/v1/admin/partners/{}/token-pools", partner.id),
-            json!({ "environment": "sandbox", "tokens": 1, "idempotencyKey": "v", "vestingDays": 30 }),
+            json!({ "environment": "sandbox", "tokens": 1, "idempotencyKey": "v", "vestingDays": 30,
+                    "autoRefill": { "thresholdTokens": 100, "refillTokens": 1000, "maxRefillsPerMonth": 2 } }),
         )
         .await;
-    assert_eq!(vesting.status, 400, "unsupported settings are refused, not ignored");
+    assert_eq!(vesting.status, 200, "{}", String::from_utf8_lossy(&vesting.body));
+    assert_eq!(vesting.json()["vestingDays"], 30);
+    assert_eq!(vesting.json()["autoRefill"], json!({ "thresholdTokens": 100, "refillTokens": 1000, "maxRefillsPerMonth": 2 }));
+    let bad_refill = app
+        .admin(
+            Method::POST,
+            &format!("/api/v1/admin/partners/{}/token-pools", partner.id),
+            json!({ "environment": "sandbox", "tokens": 1, "idempotencyKey": "w", "autoRefill": { "thresholdTokens": 0, "refillTokens": 1 } }),
+        )
+        .await;
+    assert_eq!(bad_refill.status, 400);
+    let body = bad_refill.json();
+    let fields: Vec<&str> = body["details"]["fields"].as_array().expect("fields").iter().filter_map(|field| field["field"].as_str()).collect();
+    assert_eq!(fields, ["autoRefill.thresholdTokens", "autoRefill.maxRefillsPerMonth"]);
     app.shutdown().await;
 }
 

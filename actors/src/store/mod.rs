@@ -51,6 +51,9 @@ pub enum Table {
     PoolRequests = 17,
     /// Events decided by operator-side writes, waiting to be recorded by partner actors.
     Announcements = 18,
+    Campaigns = 19,
+    /// Index: a partner's users in creation order (`prefix ‖ user id` → external id).
+    UsersByCreation = 20,
 }
 
 impl Table {

@@ -31,15 +31,12 @@ fn request_id(text: &str) -> Result<Id, ApiError> {
 
 async fn list_requests(State(state): State<AppState>, request: RawRequest) -> ApiResult<Response> {
     authorize_admin(&state, &request)?;
-    let page = ListQuery::from_path(&request.path_and_query)?;
-    let query = request.path_and_query.split_once('?').map_or("", |(_, query)| query);
-    let status = match query.split('&').find_map(|pair| pair.strip_prefix("status=")) {
-        None => None,
-        Some("PENDING") => Some(PoolRequestStatus::Pending),
-        Some("APPROVED") => Some(PoolRequestStatus::Approved),
-        Some("REJECTED") => Some(PoolRequestStatus::Rejected),
-        Some(_) => return Err(ApiError::field("status", "must be PENDING, APPROVED or REJECTED")),
-    };
+    let mut query = ListQuery::parse(&request.path_and_query);
+    let status = query.one_of(
+        "status",
+        &[("PENDING", PoolRequestStatus::Pending), ("APPROVED", PoolRequestStatus::Approved), ("REJECTED", PoolRequestStatus::Rejected)],
+    );
+    let page = query.finish()?;
     let requests = state.engine.list_pool_requests(status, page)?;
     Ok(list_response(requests, |record| PoolRequestView::from(record)))
 }

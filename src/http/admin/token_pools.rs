@@ -6,19 +6,23 @@ use axum::Router;
 use axum::extract::State;
 use axum::response::Response;
 use axum::routing::post;
-use reward_actors::ids::Id;
-use reward_actors::model::PartnerEnv;
+use reward_actors::model::{AutoRefill, PartnerEnv};
 use reward_actors::money::TOKENS_MAX;
-use reward_actors::request::{AllocationRequest, IdempotencyKey};
+use reward_actors::request::AllocationRequest;
 
 use super::partner_id;
 use crate::http::auth::authorize_admin;
 use crate::http::error::{ApiError, ApiResult};
 use crate::http::extract::{PathSegment, RawRequest};
 use crate::http::fields::Fields;
-use crate::http::parse::{environment, future_timestamp};
+use crate::http::parse::{environment, future_timestamp, hex_id, idempotency_key, positive_tokens};
 use crate::http::request_id::current_request_id;
 use crate::http::{AppState, write_outcome_response};
+
+/// The longest vesting period a pool may have (ten years).
+const VESTING_DAYS_MAX: u64 = 3650;
+/// The most automatic refills a month an allowance may grant.
+const REFILLS_PER_MONTH_MAX: u64 = 1000;
 
 pub fn router() -> Router<AppState> {
     Router::new().route("/api/v1/admin/partners/{partner_id}/token-pools", post(allocate))
@@ -31,36 +35,14 @@ async fn allocate(State(state): State<AppState>, PathSegment(partner): PathSegme
     state.engine.get_partner(partner_id)?;
     let mut fields = Fields::parse(&request.body)?;
     let environment = environment(&mut fields);
-    let tokens = fields.unsigned("tokens", true, TOKENS_MAX).filter(|tokens| {
-        if *tokens == 0 {
-            fields.error("tokens", "must be at least 1");
-        }
-        *tokens > 0
-    });
-    let idempotency_key = fields.string("idempotencyKey", true, IdempotencyKey::BYTES_MAX).and_then(|key| {
-        let parsed = IdempotencyKey::parse(&key);
-        if parsed.is_none() {
-            fields.error("idempotencyKey", "must be 1 to 255 printable ASCII characters");
-        }
-        parsed
-    });
-    let pool_id = fields.string("poolId", false, 24).and_then(|text| {
-        let id = Id::parse_hex(&text);
-        if id.is_none() {
-            fields.error("poolId", "must be a 24-character lowercase hex id");
-        }
-        id
-    });
+    let tokens = positive_tokens(&mut fields, "tokens", true);
+    let idempotency_key = idempotency_key(&mut fields, true);
+    let pool_id = hex_id(&mut fields, "poolId", false);
     let name = fields.string("name", false, 200);
     let expires_at_ms = future_timestamp(&mut fields, "expiresAt", state.engine.clock().now_ms());
-    let vesting_days = fields.unsigned("vestingDays", false, 3650);
-    if vesting_days.is_some_and(|days| days > 0) {
-        fields.error("vestingDays", "vesting is not supported by this version yet; omit it or send 0");
-    }
+    let vesting_days = fields.unsigned("vestingDays", false, VESTING_DAYS_MAX);
     let low_balance_threshold = fields.unsigned("lowBalanceThreshold", false, TOKENS_MAX);
-    if fields.raw("autoRefill").is_some() {
-        fields.error("autoRefill", "auto-refill is not supported by this version yet; omit it");
-    }
+    let auto_refill = auto_refill(&mut fields);
     fields.finish()?;
     let (Some(environment), Some(tokens), Some(idempotency_key)) = (environment, tokens, idempotency_key) else {
         return Err(ApiError::field("body", "is invalid"));
@@ -71,9 +53,26 @@ async fn allocate(State(state): State<AppState>, PathSegment(partner): PathSegme
         pool_id,
         name,
         expires_at_ms,
-        vesting_days: vesting_days.map(|days| days as u32),
+        vesting_days: vesting_days.map(|days| u32::try_from(days).expect("at most VESTING_DAYS_MAX")),
         low_balance_threshold,
+        auto_refill,
     };
     let outcome = state.engine.allocate_tokens(PartnerEnv::new(partner_id, environment), allocation, current_request_id()).await?;
     Ok(write_outcome_response(outcome))
+}
+
+/// `autoRefill {thresholdTokens, refillTokens, maxRefillsPerMonth}`: the allowance an
+/// operator approves; the pool tops itself up from it when it falls below the threshold.
+fn auto_refill(fields: &mut Fields<'_>) -> Option<AutoRefill> {
+    let raw = fields.raw("autoRefill")?;
+    let mut item = fields.object("autoRefill", raw)?;
+    let threshold_tokens = positive_tokens(&mut item, "thresholdTokens", true);
+    let refill_tokens = positive_tokens(&mut item, "refillTokens", true);
+    let max_refills_per_month = item.unsigned("maxRefillsPerMonth", true, REFILLS_PER_MONTH_MAX);
+    fields.absorb(item);
+    Some(AutoRefill {
+        threshold_tokens: threshold_tokens?,
+        refill_tokens: refill_tokens?,
+        max_refills_per_month: u32::try_from(max_refills_per_month?).expect("at most REFILLS_PER_MONTH_MAX"),
+    })
 }

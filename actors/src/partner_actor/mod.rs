@@ -24,19 +24,22 @@ use actix::prelude::*;
 use serde::Serialize;
 use tokio::sync::oneshot;
 
-use crate::codec::{decode, encode};
+use crate::codec::decode;
 use crate::committer::{CommitReceipt, CommitState, Origin};
 use crate::engine::EngineShared;
 use crate::error::EngineError;
 use crate::ids::Id;
 use crate::keys;
-use crate::model::{IdempotencyRecord, IdempotencyScope, PartnerEnv, PartnerEnvState, PoolRecord, TransactionRecord, TransactionType, UserRecord};
-use crate::money::TOKENS_MAX;
-use crate::posting::{EventBuilder, RewardDraft, post_reward, push_events, put, reward_fits, reward_write_set};
-use crate::request::{ActionRequest, AllocationRequest, Stakeholder};
-use crate::rules::{RewardRule, evaluate};
+use crate::model::{CampaignRecord, IdempotencyRecord, IdempotencyScope, PartnerEnv, PartnerEnvState, PoolRecord, UserRecord};
+use crate::posting::{EventBuilder, PostingUser, RewardPosting, push_events};
+use crate::request::{ActionRequest, AllocationRequest, CampaignFields, PartnerUserId, RedemptionRequest, ReversalRequest, Stakeholder, UserProfile};
 use crate::store::{Scan, ScanOrder, WriteOp};
-use crate::views::PoolView;
+
+mod campaign_commands;
+mod pools;
+mod reversals;
+mod rewards;
+mod users;
 
 /// How an actor answers a message.
 pub(crate) enum Delivery<T> {
@@ -73,23 +76,45 @@ pub enum WriteOutcome {
     Replayed { original: Recorded, original_request_id: String },
 }
 
-pub(crate) struct SubmitAction {
-    pub request: Arc<ActionRequest>,
+/// What a partner actor is asked to do. Every command answers a [`WriteOutcome`] (the
+/// status and body of the answer), idempotent commands also as replays.
+#[derive(Debug, Clone)]
+pub(crate) enum Command {
+    Submit(Arc<ActionRequest>),
+    /// The breakdown a submit would get, with no side effects.
+    Quote(Arc<ActionRequest>),
+    Allocate(Arc<AllocationRequest>),
+    Reverse(Arc<ReversalRequest>),
+    Redeem(Arc<RedemptionRequest>),
+    CreateCampaign(Arc<CampaignFields>),
+    UpdateCampaign(Id, Arc<CampaignFields>),
+    CreateUser(Arc<(PartnerUserId, UserProfile)>),
+    UpdateUser(Arc<(PartnerUserId, UserProfile)>),
+}
+
+impl Command {
+    fn kind(&self) -> &'static str {
+        match self {
+            Command::Submit(_) => "submit_action",
+            Command::Quote(_) => "quote_action",
+            Command::Allocate(_) => "allocate_tokens",
+            Command::Reverse(_) => "reverse_action",
+            Command::Redeem(_) => "redeem_tokens",
+            Command::CreateCampaign(_) => "create_campaign",
+            Command::UpdateCampaign(..) => "update_campaign",
+            Command::CreateUser(_) => "create_user",
+            Command::UpdateUser(_) => "update_user",
+        }
+    }
+}
+
+pub(crate) struct PartnerCommand {
+    pub command: Command,
     pub request_id: String,
     pub reply: oneshot::Sender<Delivery<WriteOutcome>>,
 }
 
-impl Message for SubmitAction {
-    type Result = ();
-}
-
-pub(crate) struct AllocateTokens {
-    pub request: Arc<AllocationRequest>,
-    pub request_id: String,
-    pub reply: oneshot::Sender<Delivery<WriteOutcome>>,
-}
-
-impl Message for AllocateTokens {
+impl Message for PartnerCommand {
     type Result = ();
 }
 
@@ -108,6 +133,7 @@ impl Message for RecordEvent {
 struct LoadedState {
     env_state: PartnerEnvState,
     pools: HashMap<Id, PoolRecord>,
+    campaigns: HashMap<Id, CampaignRecord>,
 }
 
 struct InflightKey {
@@ -115,6 +141,11 @@ struct InflightKey {
     recorded: Recorded,
     request_id: String,
     receipt: CommitReceipt,
+    write_sequence: u64,
+}
+
+struct CachedAction {
+    record: crate::model::ActionRecord,
     write_sequence: u64,
 }
 
@@ -127,7 +158,7 @@ struct CachedUser {
 /// Idempotency keys whose write sets are not yet durable, per scope.
 #[derive(Default)]
 struct InflightKeys {
-    by_scope: [HashMap<String, InflightKey>; 2],
+    by_scope: [HashMap<String, InflightKey>; 4],
     order: VecDeque<(u64, IdempotencyScope, String)>,
 }
 
@@ -162,6 +193,8 @@ pub(crate) struct PartnerActor {
     mailbox_depth: Arc<AtomicUsize>,
     state: Result<LoadedState, EngineError>,
     users: HashMap<String, CachedUser>,
+    /// Actions written by this actor (a reversal must see the one before it, durable or not).
+    actions: HashMap<Id, CachedAction>,
     inflight: InflightKeys,
     pending_commits: VecDeque<(u64, CommitReceipt)>,
     next_write_sequence: u64,
@@ -188,19 +221,28 @@ impl Actor for PartnerActor {
     }
 }
 
-impl Handler<SubmitAction> for PartnerActor {
+impl Handler<PartnerCommand> for PartnerActor {
     type Result = ();
 
-    fn handle(&mut self, message: SubmitAction, context: &mut Context<Self>) {
-        self.run_message(context, "submit_action", message.reply, |actor| actor.submit(&message.request, &message.request_id));
-    }
-}
-
-impl Handler<AllocateTokens> for PartnerActor {
-    type Result = ();
-
-    fn handle(&mut self, message: AllocateTokens, context: &mut Context<Self>) {
-        self.run_message(context, "allocate_tokens", message.reply, |actor| actor.allocate(&message.request, &message.request_id));
+    fn handle(&mut self, message: PartnerCommand, context: &mut Context<Self>) {
+        let PartnerCommand { command, request_id, reply } = message;
+        self.run_message(context, command.kind(), reply, |actor| {
+            if let Err(error) = &actor.state {
+                return ActorReply::failed(error.clone());
+            }
+            let now_ms = actor.shared.clock.now_ms();
+            match &command {
+                Command::Submit(request) => actor.submit(request, &request_id, now_ms),
+                Command::Quote(request) => actor.quote(request, now_ms),
+                Command::Allocate(request) => actor.allocate(request, &request_id, now_ms),
+                Command::Reverse(request) => actor.reverse(request, &request_id, now_ms),
+                Command::Redeem(request) => actor.redeem(request, &request_id, now_ms),
+                Command::CreateCampaign(fields) => actor.create_campaign(fields, now_ms),
+                Command::UpdateCampaign(campaign_id, fields) => actor.update_campaign(*campaign_id, fields, now_ms),
+                Command::CreateUser(user) => actor.create_user(&user.0, &user.1, now_ms),
+                Command::UpdateUser(user) => actor.update_user(&user.0, &user.1, now_ms),
+            }
+        });
     }
 }
 
@@ -228,6 +270,7 @@ impl PartnerActor {
             mailbox_depth,
             state: Err(EngineError::Internal("state not loaded yet".into())),
             users: HashMap::new(),
+            actions: HashMap::new(),
             inflight: InflightKeys::default(),
             pending_commits: VecDeque::new(),
             next_write_sequence: 1,
@@ -309,10 +352,12 @@ impl PartnerActor {
             }
         }
         self.inflight.settle(self.committed_sequence);
+        let committed = self.committed_sequence;
         if self.users.len() > self.shared.config.users_cached_max {
-            let committed = self.committed_sequence;
             self.users.retain(|_, user| user.write_sequence > committed);
         }
+        // Durable actions are in the store; only those still in flight need memory.
+        self.actions.retain(|_, action| action.write_sequence > committed);
     }
 
     fn commit(&mut self, write_set: Vec<WriteOp>) -> (u64, CommitReceipt) {
@@ -365,12 +410,22 @@ impl PartnerActor {
         stored.map(|bytes| decode::<UserRecord>(&bytes).map_err(|error| EngineError::internal("decoding a user", error))).transpose()
     }
 
-    fn stakeholder_users(&mut self, request: &ActionRequest, now_ms: u64) -> Result<Vec<UserRecord>, EngineError> {
+    /// An action's current record: memory first (a write may be in flight), then the store.
+    fn load_action(&self, action_id: Id) -> Result<Option<crate::model::ActionRecord>, EngineError> {
+        if let Some(cached) = self.actions.get(&action_id) {
+            return Ok(Some(cached.record.clone()));
+        }
+        let stored =
+            self.shared.store.get(&keys::action(&self.partner_env, action_id)).map_err(|error| EngineError::internal("reading an action", error))?;
+        stored.map(|bytes| decode(&bytes).map_err(|error| EngineError::internal("decoding an action", error))).transpose()
+    }
+
+    fn stakeholder_users(&mut self, request: &ActionRequest, now_ms: u64) -> Result<Vec<PostingUser>, EngineError> {
         let mut users = Vec::with_capacity(request.stakeholders.len());
         for stakeholder in &request.stakeholders {
             match self.load_user(stakeholder.partner_user_id.as_str())? {
-                Some(user) => users.push(user),
-                None if request.auto_create_users => users.push(self.new_user(stakeholder, now_ms)),
+                Some(record) => users.push(PostingUser { record, is_new: false }),
+                None if request.auto_create_users => users.push(PostingUser { record: self.new_user(stakeholder, now_ms), is_new: true }),
                 None => return Err(EngineError::UserNotFound { partner_user_id: stakeholder.partner_user_id.as_str().to_owned() }),
             }
         }
@@ -386,96 +441,64 @@ impl PartnerActor {
         }
     }
 
-    /// The start of every idempotent write: an answer now if the state did not load or the
-    /// key was used before.
-    fn answer_early(&self, scope: IdempotencyScope, key: &str, request_hash: &[u8; 32]) -> Option<ActorReply<WriteOutcome>> {
-        if let Err(error) = &self.state {
-            return Some(ActorReply::failed(error.clone()));
-        }
-        self.replay(scope, key, request_hash)
+    fn loaded(&self) -> &LoadedState {
+        self.state.as_ref().expect("commands run only on loaded state")
     }
 
-    fn submit(&mut self, request: &ActionRequest, request_id: &str) -> ActorReply<WriteOutcome> {
-        let request_hash = request.fingerprint();
-        if let Some(answer) = self.answer_early(IdempotencyScope::ActionSubmit, request.idempotency_key.as_str(), &request_hash) {
-            return answer;
+    fn loaded_mut(&mut self) -> &mut LoadedState {
+        self.state.as_mut().expect("commands run only on loaded state")
+    }
+
+    /// Applies a posting to memory and hands its write set to the committer: the pools,
+    /// campaigns and users it changed, the event sequence it took, today's totals, and (for
+    /// an idempotent write) the key in flight. Answers `status_code` with the posting's body.
+    fn finish(
+        &mut self,
+        posting: RewardPosting,
+        idempotent: Option<(IdempotencyScope, &str, [u8; 32])>,
+        request_id: &str,
+        status_code: u16,
+        totals: (u64, u64, u64),
+        now_ms: u64,
+    ) -> ActorReply<WriteOutcome> {
+        let RewardPosting { mut changes, response_json, next_event_sequence } = posting;
+        if let Some((scope, key, request_hash)) = idempotent {
+            let resource_id = changes.action.as_ref().map_or_else(|| self.shared.ids.next(now_ms), |action| action.id);
+            let record = IdempotencyRecord {
+                request_hash,
+                resource_id,
+                response_json: response_json.clone(),
+                request_id: request_id.to_owned(),
+                status_code,
+                created_at_ms: now_ms,
+            };
+            changes.idempotency = Some((scope, key.to_owned(), record));
         }
-        let now_ms = self.shared.clock.now_ms();
-        let users = match self.stakeholder_users(request, now_ms) {
-            Ok(users) => users,
-            Err(error) => return ActorReply::failed(error),
-        };
-        // Campaigns are not stored yet, so a named campaign cannot apply.
-        if let Some(campaign_id) = request.campaign_id {
-            return self.reject(EngineError::CampaignNotApplicable { reason: format!("campaign {campaign_id} does not exist") }, request, now_ms);
+        let partner_env = self.partner_env;
+        let state = self.loaded_mut();
+        state.env_state.next_event_sequence = next_event_sequence;
+        let (actions, issued, reversed) = totals;
+        if actions + issued + reversed > 0 {
+            state.env_state.count(now_ms, actions, issued, reversed);
         }
-        let evaluation = match evaluate(&RewardRule::default_rule(), request.amount, &request.stakeholder_types()) {
-            Ok(evaluation) => evaluation,
-            Err(error) => return self.reject(EngineError::CampaignNotApplicable { reason: error.to_string() }, request, now_ms),
-        };
-        let state = self.state.as_ref().expect("checked above");
-        let pool = state.env_state.default_pool_id.and_then(|pool_id| state.pools.get(&pool_id));
-        let required = evaluation.tokens_distributed;
-        // Funding applies only when something is issued: a 0-token action needs no pool.
-        if required > 0 {
-            match pool {
-                None => return self.reject(EngineError::InsufficientPool { required, available: 0 }, request, now_ms),
-                Some(pool) if pool.is_expired(now_ms) => {
-                    let pool_id = pool.id;
-                    return self.reject(EngineError::PoolExpired { pool_id }, request, now_ms);
-                }
-                Some(pool) if pool.balance < required => {
-                    let available = pool.balance;
-                    return self.reject(EngineError::InsufficientPool { required, available }, request, now_ms);
-                }
-                Some(_) => {}
-            }
+        let write_set = changes.write_set(&partner_env, &state.env_state);
+        for pool in &changes.pools {
+            state.pools.insert(pool.id, pool.clone());
         }
-        if !reward_fits(&evaluation, pool, &users) {
-            return ActorReply::failed(EngineError::Invalid {
-                field: "amount".into(),
-                message: "this reward would take a balance or total past its maximum".into(),
-            });
-        }
-        let draft = RewardDraft {
-            partner_env: self.partner_env,
-            request,
-            request_id,
-            evaluation: &evaluation,
-            pool,
-            users,
-            next_event_sequence: state.env_state.next_event_sequence,
-            now_ms,
-        };
-        let posting = post_reward(draft, &self.shared.ids);
-        let idempotency = IdempotencyRecord {
-            request_hash,
-            resource_id: posting.action.id,
-            response_json: posting.response_json.clone(),
-            request_id: request_id.to_owned(),
-            status_code: 200,
-            created_at_ms: now_ms,
-        };
-        let state = self.state.as_mut().expect("checked above");
-        state.env_state.next_event_sequence = posting.next_event_sequence;
-        let write_set = reward_write_set(&self.partner_env, &posting, &state.env_state, &idempotency);
-        if let Some(pool) = posting.pool {
-            state.pools.insert(pool.id, pool);
+        for campaign in &changes.campaigns {
+            state.campaigns.insert(campaign.id, campaign.clone());
         }
         let (sequence, receipt) = self.commit(write_set);
-        for user in posting.users {
-            self.users.insert(user.external_id.clone(), CachedUser { record: user, write_sequence: sequence });
+        for user in changes.users {
+            self.users.insert(user.record.external_id.clone(), CachedUser { record: user.record, write_sequence: sequence });
         }
-        let recorded = Recorded { status_code: 200, body: Arc::from(posting.response_json) };
-        self.remember_inflight(
-            IdempotencyScope::ActionSubmit,
-            request.idempotency_key.as_str(),
-            request_hash,
-            &recorded,
-            request_id,
-            &receipt,
-            sequence,
-        );
+        if let Some(action) = changes.action {
+            self.actions.insert(action.id, CachedAction { record: action, write_sequence: sequence });
+        }
+        let recorded = Recorded { status_code, body: Arc::from(response_json) };
+        if let Some((scope, key, request_hash)) = idempotent {
+            self.remember_inflight(scope, key, request_hash, &recorded, request_id, &receipt, sequence);
+        }
         ActorReply { outcome: Ok(WriteOutcome::Done(recorded)), receipt: Some(receipt) }
     }
 
@@ -524,130 +547,13 @@ impl PartnerActor {
         let receipt = self.commit_event(event_type, data, self.shared.clock.now_ms());
         ActorReply { outcome: Ok(()), receipt: Some(receipt) }
     }
-
-    /// An engine rejection (402/422): nothing is stored under the key, so the request may be
-    /// retried; `action.failed` is recorded in the feed.
-    fn reject(&mut self, error: EngineError, request: &ActionRequest, now_ms: u64) -> ActorReply<WriteOutcome> {
-        debug_assert!(error.emits_action_failed());
-        #[derive(Serialize)]
-        #[serde(rename_all = "camelCase")]
-        struct ActionFailed<'a> {
-            idempotency_key: &'a str,
-            code: &'a str,
-        }
-        let failed = ActionFailed { idempotency_key: request.idempotency_key.as_str(), code: error.code() };
-        let receipt = self.commit_event("action.failed", &failed, now_ms);
-        ActorReply { outcome: Err(error), receipt: Some(receipt) }
-    }
-
-    fn allocate(&mut self, request: &AllocationRequest, request_id: &str) -> ActorReply<WriteOutcome> {
-        let request_hash = request.fingerprint();
-        if let Some(answer) = self.answer_early(IdempotencyScope::PoolAllocation, request.idempotency_key.as_str(), &request_hash) {
-            return answer;
-        }
-        let now_ms = self.shared.clock.now_ms();
-        let pools_max = self.shared.config.pools_per_partner_max;
-        let state = self.state.as_mut().expect("checked above");
-        let target = request.pool_id.or(state.env_state.default_pool_id);
-        let (mut pool, created) = match target.map(|pool_id| state.pools.get(&pool_id)) {
-            Some(Some(pool)) => (pool.clone(), false),
-            Some(None) if request.pool_id.is_some() => return ActorReply::failed(EngineError::NotFound { resource: "token pool" }),
-            _ if state.pools.len() >= pools_max => {
-                return ActorReply::failed(EngineError::Invalid {
-                    field: "poolId".into(),
-                    message: format!("at most {pools_max} token pools per partner and environment"),
-                });
-            }
-            _ => (PoolRecord::new(self.shared.ids.next(now_ms), self.partner_env.environment, now_ms), true),
-        };
-        let Some(balance) = pool.balance.checked_add(request.tokens).filter(|balance| *balance <= TOKENS_MAX) else {
-            return ActorReply::failed(EngineError::Invalid {
-                field: "tokens".into(),
-                message: format!("the pool balance would exceed {TOKENS_MAX}"),
-            });
-        };
-        let Some(allocated_total) = pool.allocated_total.checked_add(request.tokens) else {
-            return ActorReply::failed(EngineError::Invalid {
-                field: "tokens".into(),
-                message: "the pool's allocated total would pass its maximum".into(),
-            });
-        };
-        pool.balance = balance;
-        pool.allocated_total = allocated_total;
-        pool.updated_at_ms = now_ms;
-        apply_pool_settings(&mut pool, request);
-        pool.assert_conserved();
-        if created && request.pool_id.is_none() {
-            state.env_state.default_pool_id = Some(pool.id);
-        }
-        let transaction = TransactionRecord {
-            id: self.shared.ids.next(now_ms),
-            transaction_type: TransactionType::Allocation,
-            tokens: i64::try_from(request.tokens).expect("tokens are at most TOKENS_MAX"),
-            action_id: None,
-            pool_id: pool.id,
-            partner_user_id: None,
-            stakeholder_type_code: None,
-            campaign_id: None,
-            vests_at_ms: None,
-            created_at_ms: now_ms,
-        };
-        let response_json = serde_json::to_vec(&PoolView::from(&pool)).expect("serializing a pool view cannot fail");
-        let status_code = if created { 201 } else { 200 };
-        let idempotency = IdempotencyRecord {
-            request_hash,
-            resource_id: pool.id,
-            response_json: response_json.clone(),
-            request_id: request_id.to_owned(),
-            status_code,
-            created_at_ms: now_ms,
-        };
-        let write_set = vec![
-            put(keys::idempotency(&self.partner_env, IdempotencyScope::PoolAllocation, request.idempotency_key.as_str()), encode(&idempotency)),
-            put(keys::pool(&self.partner_env, pool.id), encode(&pool)),
-            put(keys::transaction(&self.partner_env, transaction.id), encode(&transaction)),
-            put(keys::partner_env_state(&self.partner_env), encode(&state.env_state)),
-        ];
-        state.pools.insert(pool.id, pool);
-        let (sequence, receipt) = self.commit(write_set);
-        let recorded = Recorded { status_code, body: Arc::from(response_json) };
-        self.remember_inflight(
-            IdempotencyScope::PoolAllocation,
-            request.idempotency_key.as_str(),
-            request_hash,
-            &recorded,
-            request_id,
-            &receipt,
-            sequence,
-        );
-        ActorReply { outcome: Ok(WriteOutcome::Done(recorded)), receipt: Some(receipt) }
-    }
-}
-
-/// Settings sent with an allocation replace the pool's; absent ones leave it as it is.
-fn apply_pool_settings(pool: &mut PoolRecord, request: &AllocationRequest) {
-    if let Some(name) = &request.name {
-        pool.name = Some(name.clone());
-    }
-    if let Some(expires_at_ms) = request.expires_at_ms {
-        pool.expires_at_ms = Some(expires_at_ms);
-    }
-    if let Some(vesting_days) = request.vesting_days {
-        pool.vesting_days = Some(vesting_days);
-    }
-    if let Some(threshold) = request.low_balance_threshold {
-        pool.low_balance_threshold = Some(threshold);
-    }
-    if pool.low_balance_threshold.is_none_or(|threshold| pool.balance >= threshold) {
-        pool.low_balance_notified = false;
-    }
 }
 
 fn load_state(shared: &EngineShared, partner_env: &PartnerEnv) -> Result<LoadedState, EngineError> {
     let store = &shared.store;
     let env_state = match store.get(&keys::partner_env_state(partner_env)).map_err(|error| EngineError::internal("loading partner state", error))? {
         Some(bytes) => decode::<PartnerEnvState>(&bytes).map_err(|error| EngineError::internal("decoding partner state", error))?,
-        None => PartnerEnvState { next_event_sequence: 1, default_pool_id: None },
+        None => PartnerEnvState { next_event_sequence: 1, ..PartnerEnvState::default() },
     };
     let prefix = keys::pools_prefix(partner_env);
     let scan = Scan { prefix: &prefix, after: None, order: ScanOrder::Ascending, limit: shared.config.pools_per_partner_max };
@@ -657,5 +563,12 @@ fn load_state(shared: &EngineShared, partner_env: &PartnerEnv) -> Result<LoadedS
         pool.assert_conserved();
         pools.insert(pool.id, pool);
     }
-    Ok(LoadedState { env_state, pools })
+    let prefix = keys::campaigns_prefix(partner_env);
+    let scan = Scan { prefix: &prefix, after: None, order: ScanOrder::Ascending, limit: shared.config.campaigns_per_partner_max };
+    let mut campaigns = HashMap::new();
+    for (_, bytes) in store.scan(scan).map_err(|error| EngineError::internal("loading campaigns", error))? {
+        let campaign = decode::<CampaignRecord>(&bytes).map_err(|error| EngineError::internal("decoding a campaign", error))?;
+        campaigns.insert(campaign.id, campaign);
+    }
+    Ok(LoadedState { env_state, pools, campaigns })
 }

@@ -1,0 +1,88 @@
+//! `GET /v1/partner/dashboard` (contract §8): today's and the last 30 days' totals, pool
+//! balances and campaigns, for one (partner, environment).
+//!
+//! The daily totals are kept by the partner's actor with every write (one small record per
+//! UTC day, 31 days), so the dashboard reads a handful of records whatever the volume.
+//! `webhookHealth` is `null` until webhook endpoints exist (contract §9).
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::Response;
+use axum::routing::get;
+use reward_actors::clock::format_timestamp;
+use reward_actors::model::{DAY_MS, DailyTotals, Scope};
+use reward_actors::views::PoolView;
+use serde::Serialize;
+
+use super::auth::{Access, authorize};
+use super::error::ApiResult;
+use super::extract::RawRequest;
+use super::{AppState, json_response};
+
+/// "The last 30 days" includes today.
+const WINDOW_DAYS: u32 = 30;
+
+pub fn router() -> Router<AppState> {
+    Router::new().route("/v1/partner/dashboard", get(dashboard))
+}
+
+#[derive(Serialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct Window {
+    today: u64,
+    last30_days: u64,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct CampaignCounts {
+    active: u64,
+    total: u64,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct DashboardView {
+    environment: &'static str,
+    actions: Window,
+    tokens_issued: Window,
+    tokens_reversed: Window,
+    pool_balance_total: u64,
+    token_pools: Vec<PoolView>,
+    campaigns: CampaignCounts,
+    webhook_health: Option<()>,
+    generated_at: String,
+}
+
+/// Sums one figure of the daily totals over today and the window.
+fn window(daily: &[DailyTotals], today: u32, figure: impl Fn(&DailyTotals) -> u64) -> Window {
+    let mut totals = Window::default();
+    for day in daily.iter().filter(|totals| totals.day + WINDOW_DAYS > today && totals.day <= today) {
+        totals.last30_days += figure(day);
+        if day.day == today {
+            totals.today += figure(day);
+        }
+    }
+    totals
+}
+
+async fn dashboard(State(state): State<AppState>, request: RawRequest) -> ApiResult<Response> {
+    let caller = authorize(&state, &request, Access::read(Scope::DashboardRead))?;
+    let partner_env = caller.partner_env();
+    let dashboard = state.engine.dashboard(partner_env)?;
+    let now_ms = state.engine.clock().now_ms();
+    let today = u32::try_from(now_ms / DAY_MS).unwrap_or(u32::MAX);
+    let view = DashboardView {
+        environment: partner_env.environment.as_str(),
+        actions: window(&dashboard.daily, today, |day| day.actions),
+        tokens_issued: window(&dashboard.daily, today, |day| day.issued),
+        tokens_reversed: window(&dashboard.daily, today, |day| day.reversed),
+        pool_balance_total: dashboard.pools.iter().map(|pool| pool.balance).sum(),
+        token_pools: dashboard.pools.iter().map(PoolView::from).collect(),
+        campaigns: CampaignCounts { active: dashboard.campaigns_active, total: dashboard.campaigns_total },
+        webhook_health: None,
+        generated_at: format_timestamp(now_ms),
+    };
+    Ok(json_response(StatusCode::OK, &view))
+}
