@@ -6,6 +6,7 @@
 //! the highest-priority applicable ACTIVE campaign wins (ties: the oldest), else the default
 //! rule. A campaign without `fixedTokens` needs an amount.
 
+use crate::error::EngineError;
 use crate::ids::Id;
 use crate::model::{CampaignRecord, CampaignStatus};
 use crate::money::{Money, Multiplier};
@@ -58,6 +59,14 @@ pub fn select<'a>(
         .max_by(|a, b| a.priority.cmp(&b.priority).then(b.created_at_ms.cmp(&a.created_at_ms)).then(b.id.cmp(&a.id))))
 }
 
+/// Whether the campaign's budget covers `required` tokens (no budget: unlimited).
+pub fn budget_covers(campaign: &CampaignRecord, required: u64) -> Result<(), EngineError> {
+    match campaign.budget_remaining {
+        Some(remaining) if remaining < required => Err(EngineError::CampaignBudgetExhausted { campaign_id: campaign.id, required, remaining }),
+        _ => Ok(()),
+    }
+}
+
 /// The reward rule a campaign stands for.
 pub fn rule(campaign: &CampaignRecord) -> RewardRule {
     let multiplier = |value: u64| Multiplier::from_ten_thousandths(value).unwrap_or(Multiplier::ONE);
@@ -86,6 +95,7 @@ pub fn rule(campaign: &CampaignRecord) -> RewardRule {
 mod tests {
     use super::*;
     use crate::ids::IdGenerator;
+    use crate::model::CampaignSplit;
     use crate::money::Currency;
 
     fn campaign(ids: &IdGenerator, priority: i32, created_at_ms: u64) -> CampaignRecord {
@@ -145,5 +155,304 @@ mod tests {
         assert!(select([&paused], Some(euro_only.id), "PURCHASE", usd(), 150).expect_err("unknown").contains("does not exist"));
         assert!(select([&euro_only], Some(euro_only.id), "PURCHASE", None, 150).expect_err("no amount").contains("needs an amount"));
         assert_eq!(select([&fixed], Some(fixed.id), "PURCHASE", None, 150).expect("fixed tokens need no amount").map(|c| c.id), Some(fixed.id));
+    }
+
+    /// One row of the selection-and-arithmetic table: a campaign (or none), an action, and
+    /// the shares it must pay (or the refusal it must get).
+    struct Case {
+        name: &'static str,
+        campaign: Option<fn(CampaignRecord) -> CampaignRecord>,
+        action_type: &'static str,
+        amount: Option<(&'static str, &'static str)>,
+        stakeholders: &'static [&'static str],
+        now_ms: u64,
+        expected: Result<&'static [u64], &'static str>,
+    }
+
+    fn run(case: &Case) -> Result<Vec<u64>, String> {
+        let ids = IdGenerator::new();
+        let campaigns: Vec<CampaignRecord> = case.campaign.map(|tweak| tweak(campaign(&ids, 1, 1))).into_iter().collect();
+        let amount = case.amount.map(|(text, code)| {
+            let currency = Currency::from_code(code).expect("a known currency");
+            Money { minor: crate::money::parse_amount(text, currency).map_err(|error| error.to_string()).expect("a valid amount"), currency }
+        });
+        let chosen = select(&campaigns, None, case.action_type, amount, case.now_ms)?;
+        let rule = chosen.map_or_else(RewardRule::default_rule, rule);
+        let evaluation = crate::rules::evaluate(&rule, amount, case.stakeholders).map_err(|error| error.to_string())?;
+        if let Some(campaign) = chosen {
+            budget_covers(campaign, evaluation.tokens_distributed).map_err(|error| error.code().to_owned())?;
+        }
+        assert_eq!(evaluation.shares.iter().sum::<u64>(), evaluation.tokens_distributed, "{}: shares sum to the total", case.name);
+        Ok(evaluation.shares)
+    }
+
+    fn splits(parts: &[(&str, u8)]) -> Vec<CampaignSplit> {
+        parts.iter().map(|(code, percent)| CampaignSplit { stakeholder_type_code: (*code).into(), percent: *percent }).collect()
+    }
+
+    #[test]
+    fn selection_and_arithmetic_table() {
+        use crate::model::CampaignTier;
+        const NOW: u64 = 150;
+        let cases = [
+            Case {
+                name: "SIR example: 49.99 USD at 1x",
+                campaign: None,
+                action_type: "PURCHASE",
+                amount: Some(("49.99", "USD")),
+                stakeholders: &["CUSTOMER"],
+                now_ms: NOW,
+                expected: Ok(&[50]),
+            },
+            Case {
+                name: "half a token rounds up",
+                campaign: None,
+                action_type: "PURCHASE",
+                amount: Some(("0.50", "USD")),
+                stakeholders: &["CUSTOMER"],
+                now_ms: NOW,
+                expected: Ok(&[1]),
+            },
+            Case {
+                name: "just under half rounds down",
+                campaign: None,
+                action_type: "PURCHASE",
+                amount: Some(("0.49", "USD")),
+                stakeholders: &["CUSTOMER"],
+                now_ms: NOW,
+                expected: Ok(&[0]),
+            },
+            Case {
+                name: "0.005 of a 3-decimal currency is 0 tokens",
+                campaign: None,
+                action_type: "PURCHASE",
+                amount: Some(("0.005", "KWD")),
+                stakeholders: &["CUSTOMER"],
+                now_ms: NOW,
+                expected: Ok(&[0]),
+            },
+            Case {
+                name: "0.005 KWD at 100x is exactly half a token: rounds up",
+                campaign: Some(|c| CampaignRecord { multiplier_ten_thousandths: 1_000_000, ..c }),
+                action_type: "PURCHASE",
+                amount: Some(("0.005", "KWD")),
+                stakeholders: &["CUSTOMER"],
+                now_ms: NOW,
+                expected: Ok(&[1]),
+            },
+            Case {
+                name: "zero-decimal currency: one token per yen",
+                campaign: None,
+                action_type: "PURCHASE",
+                amount: Some(("1000", "JPY")),
+                stakeholders: &["CUSTOMER"],
+                now_ms: NOW,
+                expected: Ok(&[1000]),
+            },
+            Case {
+                name: "huge amount at the token maximum",
+                campaign: None,
+                action_type: "PURCHASE",
+                amount: Some(("9007199254740991", "JPY")),
+                stakeholders: &["CUSTOMER"],
+                now_ms: NOW,
+                expected: Ok(&[9_007_199_254_740_991]),
+            },
+            Case {
+                name: "huge amount past the token maximum is refused",
+                campaign: Some(|c| CampaignRecord { multiplier_ten_thousandths: 10_000_000, ..c }),
+                action_type: "PURCHASE",
+                amount: Some(("90071992547409.91", "USD")),
+                stakeholders: &["CUSTOMER"],
+                now_ms: NOW,
+                expected: Err("exceed"),
+            },
+            Case {
+                name: "the highest tier reached applies (tiers unordered)",
+                campaign: Some(|c| CampaignRecord {
+                    tiers: vec![
+                        CampaignTier { min_amount_ten_thousandths: 1_000_000, multiplier_ten_thousandths: 30_000 },
+                        CampaignTier { min_amount_ten_thousandths: 500_000, multiplier_ten_thousandths: 15_000 },
+                    ],
+                    ..c
+                }),
+                action_type: "PURCHASE",
+                amount: Some(("50.00", "USD")),
+                stakeholders: &["CUSTOMER"],
+                now_ms: NOW,
+                expected: Ok(&[75]),
+            },
+            Case {
+                name: "below every tier: the campaign multiplier",
+                campaign: Some(|c| CampaignRecord {
+                    tiers: vec![CampaignTier { min_amount_ten_thousandths: 500_000, multiplier_ten_thousandths: 15_000 }],
+                    ..c
+                }),
+                action_type: "PURCHASE",
+                amount: Some(("49.99", "USD")),
+                stakeholders: &["CUSTOMER"],
+                now_ms: NOW,
+                expected: Ok(&[100]),
+            },
+            Case {
+                name: "fixed tokens replace the amount",
+                campaign: Some(|c| CampaignRecord { fixed_tokens: Some(7), ..c }),
+                action_type: "PURCHASE",
+                amount: Some(("1000.00", "USD")),
+                stakeholders: &["CUSTOMER"],
+                now_ms: NOW,
+                expected: Ok(&[7]),
+            },
+            Case {
+                name: "fixed tokens need no amount",
+                campaign: Some(|c| CampaignRecord { fixed_tokens: Some(7), ..c }),
+                action_type: "PURCHASE",
+                amount: None,
+                stakeholders: &["CUSTOMER"],
+                now_ms: NOW,
+                expected: Ok(&[7]),
+            },
+            Case {
+                name: "no amount and no fixed tokens",
+                campaign: None,
+                action_type: "PURCHASE",
+                amount: None,
+                stakeholders: &["CUSTOMER"],
+                now_ms: NOW,
+                expected: Err("needs an amount"),
+            },
+            Case {
+                name: "the cap limits the total",
+                campaign: Some(|c| CampaignRecord { max_tokens_per_action: Some(60), ..c }),
+                action_type: "PURCHASE",
+                amount: Some(("49.99", "USD")),
+                stakeholders: &["CUSTOMER"],
+                now_ms: NOW,
+                expected: Ok(&[60]),
+            },
+            Case {
+                name: "70/30 with two customers: the customers' 70 split equally",
+                campaign: Some(|c| CampaignRecord {
+                    multiplier_ten_thousandths: 10_000,
+                    splits: splits(&[("CUSTOMER", 70), ("NONPROFIT", 30)]),
+                    ..c
+                }),
+                action_type: "PURCHASE",
+                amount: Some(("101", "USD")),
+                stakeholders: &["CUSTOMER", "NONPROFIT", "CUSTOMER"],
+                now_ms: NOW,
+                expected: Ok(&[36, 30, 35]),
+            },
+            Case {
+                name: "a type absent from the action is not issued",
+                campaign: Some(|c| CampaignRecord {
+                    multiplier_ten_thousandths: 10_000,
+                    splits: splits(&[("CUSTOMER", 70), ("NONPROFIT", 30)]),
+                    ..c
+                }),
+                action_type: "PURCHASE",
+                amount: Some(("100", "USD")),
+                stakeholders: &["CUSTOMER"],
+                now_ms: NOW,
+                expected: Ok(&[70]),
+            },
+            Case {
+                name: "a stakeholder whose type has no split gets nothing",
+                campaign: Some(|c| CampaignRecord { multiplier_ten_thousandths: 10_000, splits: splits(&[("CUSTOMER", 100)]), ..c }),
+                action_type: "PURCHASE",
+                amount: Some(("10", "USD")),
+                stakeholders: &["CUSTOMER", "REFERRER"],
+                now_ms: NOW,
+                expected: Ok(&[10, 0]),
+            },
+            Case {
+                name: "the default rule splits equally, remainder by order",
+                campaign: None,
+                action_type: "PURCHASE",
+                amount: Some(("10", "USD")),
+                stakeholders: &["CUSTOMER", "NONPROFIT", "REFERRER"],
+                now_ms: NOW,
+                expected: Ok(&[4, 3, 3]),
+            },
+            Case {
+                name: "schedule start is inclusive",
+                campaign: Some(|c| c),
+                action_type: "PURCHASE",
+                amount: Some(("10", "USD")),
+                stakeholders: &["CUSTOMER"],
+                now_ms: 100,
+                expected: Ok(&[20]),
+            },
+            Case {
+                name: "before the start: default rule",
+                campaign: Some(|c| c),
+                action_type: "PURCHASE",
+                amount: Some(("10", "USD")),
+                stakeholders: &["CUSTOMER"],
+                now_ms: 99,
+                expected: Ok(&[10]),
+            },
+            Case {
+                name: "last instant before the end",
+                campaign: Some(|c| c),
+                action_type: "PURCHASE",
+                amount: Some(("10", "USD")),
+                stakeholders: &["CUSTOMER"],
+                now_ms: 199,
+                expected: Ok(&[20]),
+            },
+            Case {
+                name: "schedule end is exclusive",
+                campaign: Some(|c| c),
+                action_type: "PURCHASE",
+                amount: Some(("10", "USD")),
+                stakeholders: &["CUSTOMER"],
+                now_ms: 200,
+                expected: Ok(&[10]),
+            },
+            Case {
+                name: "another action type: default rule",
+                campaign: Some(|c| c),
+                action_type: "DONATION",
+                amount: Some(("10", "USD")),
+                stakeholders: &["CUSTOMER"],
+                now_ms: NOW,
+                expected: Ok(&[10]),
+            },
+            Case {
+                name: "budget exactly covers the reward",
+                campaign: Some(|c| CampaignRecord { budget_tokens: Some(100), budget_remaining: Some(20), ..c }),
+                action_type: "PURCHASE",
+                amount: Some(("10", "USD")),
+                stakeholders: &["CUSTOMER"],
+                now_ms: NOW,
+                expected: Ok(&[20]),
+            },
+            Case {
+                name: "budget one token short",
+                campaign: Some(|c| CampaignRecord { budget_tokens: Some(100), budget_remaining: Some(19), ..c }),
+                action_type: "PURCHASE",
+                amount: Some(("10", "USD")),
+                stakeholders: &["CUSTOMER"],
+                now_ms: NOW,
+                expected: Err("CAMPAIGN_BUDGET_EXHAUSTED"),
+            },
+            Case {
+                name: "an exhausted budget still pays a 0-token action",
+                campaign: Some(|c| CampaignRecord { budget_tokens: Some(100), budget_remaining: Some(0), ..c }),
+                action_type: "PURCHASE",
+                amount: Some(("0.10", "USD")),
+                stakeholders: &["CUSTOMER"],
+                now_ms: NOW,
+                expected: Ok(&[0]),
+            },
+        ];
+        for case in &cases {
+            match (run(case), case.expected) {
+                (Ok(shares), Ok(expected)) => assert_eq!(shares, expected, "{}", case.name),
+                (Err(error), Err(expected)) => assert!(error.contains(expected), "{}: {error}", case.name),
+                (got, expected) => panic!("{}: got {got:?}, expected {expected:?}", case.name),
+            }
+        }
     }
 }

@@ -14,6 +14,7 @@ mod front_door;
 mod funding;
 mod idempotency;
 mod ops;
+mod partner_api;
 mod portal;
 mod reward_path;
 mod secrets_in_logs;

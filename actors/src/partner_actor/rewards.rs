@@ -48,13 +48,10 @@ impl PartnerActor {
             Some(pool) if pool.balance < required => return Err(EngineError::InsufficientPool { required, available: pool.balance }),
             Some(_) => {}
         }
-        if let Some(campaign) = &decision.campaign
-            && let Some(remaining) = campaign.budget_remaining
-            && remaining < required
-        {
-            return Err(EngineError::CampaignBudgetExhausted { campaign_id: campaign.id, required, remaining });
+        match &decision.campaign {
+            Some(campaign) => campaigns::budget_covers(campaign, required),
+            None => Ok(()),
         }
-        Ok(())
     }
 
     pub(super) fn submit(&mut self, request: &ActionRequest, request_id: &str, now_ms: u64) -> ActorReply<WriteOutcome> {
