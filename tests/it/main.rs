@@ -13,6 +13,7 @@ mod engine_limits;
 mod front_door;
 mod funding;
 mod idempotency;
+mod ledger_property;
 mod ops;
 mod partner_api;
 mod portal;
