@@ -185,4 +185,107 @@ async fn unknown_routes_and_methods_answer_json(backend: StoreBackend) {
     app.shutdown().await;
 }
 
-crate::backend_tests!(every_bad_request_gets_its_code_and_stores_nothing, unknown_routes_and_methods_answer_json);
+/// Everything a partner can read, to show a bad request changed none of it.
+async fn snapshot(app: &crate::support::TestApp, partner: &Partner) -> Vec<serde_json::Value> {
+    let mut seen = Vec::new();
+    for path in ["/v1/partner/users", "/v1/partner/campaigns", "/v1/partner/actions", "/v1/partner/transactions", "/v1/partner/token-pools"] {
+        let response = partner.signed(Method::GET, path, "").await;
+        assert_eq!(response.status, 200, "{path}");
+        seen.push(response.json()["data"].clone());
+    }
+    let partner_env = reward_actors::model::PartnerEnv::new(
+        reward_actors::ids::Id::parse_hex(&partner.id).expect("id"),
+        reward_actors::model::Environment::Sandbox,
+    );
+    seen.push(serde_json::json!(app.engine().list_events(partner_env, 0, 100).expect("events").len()));
+    seen
+}
+
+async fn every_partner_route_refuses_bad_input_and_stores_nothing(backend: StoreBackend) {
+    let app = spawn_app(backend).await;
+    let partner = app.onboard_partner(1_000).await;
+    let seeded = partner.submit(&action_body("seed", "10", "holder")).await;
+    assert_eq!(seeded.status, 200);
+    let action_id = seeded.json()["actionId"].as_str().expect("id").to_owned();
+    let campaign = partner.signed(Method::POST, "/v1/partner/campaigns", r#"{"name":"Base"}"#).await;
+    assert_eq!(campaign.status, 201);
+    let campaign_id = campaign.json()["id"].as_str().expect("id").to_owned();
+    let before = snapshot(&app, &partner).await;
+
+    let reverse = format!("/v1/partner/actions/{action_id}/reverse");
+    let campaign_path = format!("/v1/partner/campaigns/{campaign_id}");
+    let big = format!(r#"{{"name":"{}"}}"#, "x".repeat(70_000));
+    let validation = (400, "VALIDATION_ERROR");
+    let cases: Vec<(Method, &str, String, (u16, &str))> = vec![
+        (Method::POST, "/v1/partner/users", "{nope".into(), (400, "INVALID_JSON")),
+        (Method::POST, "/v1/partner/users", r#"{"externalId":"a b"}"#.into(), validation),
+        (Method::POST, "/v1/partner/users", r#"{"externalId":"ok","email":"not-an-email"}"#.into(), validation),
+        (Method::POST, "/v1/partner/users", r#"{"externalId":"ok","metadata":[1]}"#.into(), validation),
+        (Method::POST, "/v1/partner/users", big.clone(), (413, "PAYLOAD_TOO_LARGE")),
+        (Method::PATCH, "/v1/partner/users/holder", r#"{"firstName":""}"#.into(), validation),
+        (Method::PATCH, "/v1/partner/users/holder", r#"{"externalId":"other"}"#.into(), validation),
+        (Method::POST, "/v1/partner/users/holder/redeem", r#"{"tokens":1,"reason":"x"}"#.into(), validation),
+        (Method::POST, "/v1/partner/users/holder/redeem", r#"{"tokens":-1,"reason":"x","idempotencyKey":"k"}"#.into(), validation),
+        (Method::POST, "/v1/partner/users/holder/redeem", r#"{"tokens":1.5,"reason":"x","idempotencyKey":"k"}"#.into(), validation),
+        (Method::POST, "/v1/partner/users/holder/redeem", r#"{"tokens":9007199254740992,"reason":"x","idempotencyKey":"k"}"#.into(), validation),
+        (Method::POST, &reverse, r#"{"reason":"x"}"#.into(), validation),
+        (Method::POST, &reverse, r#"{"idempotencyKey":"k","reason":"x","tokens":"5"}"#.into(), validation),
+        (Method::POST, &reverse, "[]".into(), validation),
+        (Method::POST, "/v1/partner/campaigns", r#"{"name":"x","multiplier":"2"}"#.into(), validation),
+        (Method::POST, "/v1/partner/campaigns", r#"{"name":"x","priority":1.5}"#.into(), validation),
+        (Method::POST, "/v1/partner/campaigns", r#"{"name":"x","tiers":[{"minAmount":1}]}"#.into(), validation),
+        (Method::POST, "/v1/partner/campaigns", r#"{"name":"x","currencies":["XXX1"]}"#.into(), validation),
+        (Method::POST, "/v1/partner/campaigns", r#"{"name":"x","budgetTokens":-5}"#.into(), validation),
+        (Method::PATCH, &campaign_path, r#"{"splits":[{"stakeholderTypeCode":"CUSTOMER","percent":0}]}"#.into(), validation),
+        (Method::PATCH, &campaign_path, r#"{"schedule":{"startsAt":"soon"}}"#.into(), validation),
+        (Method::PATCH, "/v1/partner/campaigns/0123456789abcdef01234567", r#"{"name":"y"}"#.into(), (404, "NOT_FOUND")),
+        (Method::POST, "/v1/partner/actions/batch", r#"{"actions":{}}"#.into(), validation),
+        (
+            Method::POST,
+            "/v1/partner/actions/quote",
+            r#"{"actionType":"PURCHASE","amount":1e3,"currency":"USD","stakeholders":[]}"#.into(),
+            validation,
+        ),
+        (Method::POST, "/v1/partner/token-pools/request", r#"{"tokens":0,"reason":"x"}"#.into(), validation),
+    ];
+    let mut failures = Vec::new();
+    for (method, path, body, expected) in &cases {
+        let response = partner.signed(method.clone(), path, body).await;
+        let code = response.json()["code"].as_str().unwrap_or("<none>").to_owned();
+        if (response.status, code.as_str()) != *expected {
+            failures.push(format!(
+                "{method} {path} {body:.60}: expected {expected:?}, got {} {}",
+                response.status,
+                String::from_utf8_lossy(&response.body)
+            ));
+        }
+    }
+    let wrong_type = {
+        let headers = partner.sign_with(&partner.secret_key, "POST", "/v1/partner/users", br#"{"externalId":"t"}"#, now_secs());
+        let headers: Vec<(&str, &str)> = headers
+            .iter()
+            .map(|(name, value)| if name == "content-type" { (name.as_str(), "text/plain") } else { (name.as_str(), value.as_str()) })
+            .collect();
+        request(partner.address, Method::POST, "/v1/partner/users", &headers, Bytes::from_static(br#"{"externalId":"t"}"#)).await
+    };
+    if wrong_type.status != 415 {
+        failures.push(format!("text/plain body: got {}", wrong_type.status));
+    }
+    for query in
+        ["/v1/partner/actions?limit=0", "/v1/partner/actions?from=never", "/v1/partner/transactions?actionId=zz", "/v1/partner/users?colour=red"]
+    {
+        let response = partner.signed(Method::GET, query, "").await;
+        if response.status != 400 {
+            failures.push(format!("GET {query}: got {}", response.status));
+        }
+    }
+    assert!(failures.is_empty(), "\n{}", failures.join("\n"));
+    assert_eq!(snapshot(&app, &partner).await, before, "bad requests stored nothing");
+    app.shutdown().await;
+}
+
+crate::backend_tests!(
+    every_bad_request_gets_its_code_and_stores_nothing,
+    unknown_routes_and_methods_answer_json,
+    every_partner_route_refuses_bad_input_and_stores_nothing
+);
