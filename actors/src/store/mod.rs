@@ -23,8 +23,10 @@ pub use redb_store::RedbStore;
 pub use sled_store::SledStore;
 pub use wal::{WalOptions, WalStore};
 
-/// The key layout's version. Bump it when a key encoding changes.
-pub const SCHEMA_VERSION: u32 = 1;
+/// The data format's version: bump it when a key encoding or a stored record's layout
+/// changes, so a data directory from another format is refused at open, not misread.
+/// 2: the partner API (campaigns, users by creation, vesting, auto-refill, daily totals).
+pub const SCHEMA_VERSION: u32 = 2;
 
 /// The first byte of every key names its table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
