@@ -6,6 +6,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use reward_actors::crypto::{MasterKey, Secret};
+use reward_actors::donations::Provider;
 use reward_actors::store::StoreBackend;
 use reward_engine::config::Config;
 use reward_engine::loadgen::{self, LoadgenArgs};
@@ -134,8 +135,14 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     }
     config.validate()?;
     init_logging(&config.server.log_format);
-    let secrets =
-        ServerSecrets { admin_token: secret_from_environment("REWARD_ADMIN_TOKEN"), master_key: secret_from_environment("REWARD_MASTER_KEY") };
+    let secrets = ServerSecrets {
+        admin_token: secret_from_environment("REWARD_ADMIN_TOKEN"),
+        master_key: secret_from_environment("REWARD_MASTER_KEY"),
+        provider_secrets: [(Provider::EveryOrg, "REWARD_PROVIDER_SECRET_EVERY_ORG"), (Provider::Stripe, "REWARD_PROVIDER_SECRET_STRIPE")]
+            .into_iter()
+            .filter_map(|(provider, name)| secret_from_environment(name).map(|secret| (provider, secret)))
+            .collect(),
+    };
     let running = server::start(ServeOptions { config, demo: args.demo, secrets, store: None }).await?;
     wait_for_stop_signal().await;
     tracing::info!("stop signal received; draining");

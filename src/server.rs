@@ -11,6 +11,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use reward_actors::clock::Clock;
 use reward_actors::crypto::{MasterKey, Secret, constant_time_eq, random_hex, sha256};
+use reward_actors::donations::Provider;
 use reward_actors::store::{Store, open_store_with};
 use reward_actors::{Engine, EngineError};
 use tokio::net::TcpListener;
@@ -19,6 +20,7 @@ use tokio::task::JoinHandle;
 
 use crate::config::Config;
 use crate::demo;
+use crate::http::donations::DonationSettings;
 use crate::http::portal::PortalSettings;
 use crate::http::{self, AppState, HttpMetrics};
 
@@ -27,6 +29,9 @@ use crate::http::{self, AppState, HttpMetrics};
 pub struct ServerSecrets {
     pub admin_token: Option<Secret>,
     pub master_key: Option<Secret>,
+    /// Each donation provider's callback signing secret; a provider without one has no
+    /// callback route.
+    pub provider_secrets: Vec<(Provider, Secret)>,
 }
 
 pub struct ServeOptions {
@@ -90,7 +95,22 @@ pub async fn start(options: ServeOptions) -> anyhow::Result<RunningServer> {
     let client_ip_header = Some(config.server.client_ip_header.as_str())
         .filter(|name| !name.is_empty())
         .and_then(|name| axum::http::HeaderName::from_bytes(name.as_bytes()).ok());
-    let state = AppState { engine: engine.clone(), settings: Arc::new(config.limits.clone()), metrics, admin_token_digest, portal, client_ip_header };
+    let donations = Arc::new(DonationSettings {
+        templates: vec![
+            (Provider::EveryOrg, config.donations.every_org_link_template.clone()),
+            (Provider::Stripe, config.donations.stripe_link_template.clone()),
+        ],
+        provider_secrets: secrets.provider_secrets,
+    });
+    let state = AppState {
+        engine: engine.clone(),
+        settings: Arc::new(config.limits.clone()),
+        metrics,
+        admin_token_digest,
+        portal,
+        client_ip_header,
+        donations,
+    };
     let app = http::router(state).into_make_service_with_connect_info::<SocketAddr>();
     let (stop_accepting, stopped) = oneshot::channel::<()>();
     let serving = tokio::spawn(async move {

@@ -135,3 +135,11 @@ pub fn transactions_prefix(partner_env: &PartnerEnv) -> Vec<u8> {
 pub fn user_transactions_prefix(partner_env: &PartnerEnv, external_id: &str) -> Vec<u8> {
     Table::UserTransactions.key(&[&partner_env.key_prefix(), external_id.as_bytes(), &[0]])
 }
+
+pub fn organization(slug: &str) -> Vec<u8> {
+    Table::Organizations.key(&[slug.as_bytes()])
+}
+
+pub fn donation(donation_id: Id) -> Vec<u8> {
+    Table::Donations.key(&[donation_id.as_bytes()])
+}

@@ -27,6 +27,7 @@ pub mod clock;
 pub mod codec;
 pub mod committer;
 pub mod crypto;
+pub mod donations;
 pub mod engine;
 pub mod error;
 pub mod ids;

@@ -534,3 +534,71 @@ impl From<&crate::model::CampaignRecord> for CampaignView {
         }
     }
 }
+
+/// A nonprofit as the widget sees it: `{id, name, slug, logoUrl, ein, status}`.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OrganizationView {
+    pub id: String,
+    pub name: String,
+    pub slug: String,
+    pub logo_url: Option<String>,
+    pub ein: Option<String>,
+    pub status: crate::donations::OrganizationStatus,
+}
+
+impl From<&crate::donations::OrganizationRecord> for OrganizationView {
+    fn from(organization: &crate::donations::OrganizationRecord) -> OrganizationView {
+        OrganizationView {
+            id: organization.id.to_hex(),
+            name: organization.name.clone(),
+            slug: organization.slug.clone(),
+            logo_url: organization.logo_url.clone(),
+            ein: organization.ein.clone(),
+            status: organization.status,
+        }
+    }
+}
+
+/// `GET /v1/partner/donations/status/:id`: no donor details (widget routes are public).
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DonationStatusView {
+    pub partner_donation_id: String,
+    pub status: crate::donations::DonationStatus,
+    pub nonprofit_slug: String,
+    pub amount: u64,
+    pub currency: String,
+    pub frequency: crate::donations::Frequency,
+    pub provider: &'static str,
+    pub tip_amount: u64,
+    pub referral_code: Option<String>,
+    pub donation_link: String,
+    pub provider_reference: Option<String>,
+    pub created_at: String,
+    pub completed_at: Option<String>,
+    pub failed_at: Option<String>,
+}
+
+impl From<&crate::donations::DonationRecord> for DonationStatusView {
+    fn from(donation: &crate::donations::DonationRecord) -> DonationStatusView {
+        use crate::donations::DonationStatus;
+        let settled = |status: DonationStatus| donation.settled_at_ms.filter(|_| donation.status == status).map(format_timestamp);
+        DonationStatusView {
+            partner_donation_id: donation.id.to_hex(),
+            status: donation.status,
+            nonprofit_slug: donation.organization_slug.clone(),
+            amount: donation.amount_minor,
+            currency: donation.currency.clone(),
+            frequency: donation.frequency,
+            provider: donation.provider.as_str(),
+            tip_amount: donation.tip_minor,
+            referral_code: donation.referral_code.clone(),
+            donation_link: donation.donation_link.clone(),
+            provider_reference: donation.provider_reference.clone(),
+            created_at: format_timestamp(donation.created_at_ms),
+            completed_at: settled(DonationStatus::Completed),
+            failed_at: settled(DonationStatus::Failed),
+        }
+    }
+}

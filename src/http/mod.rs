@@ -9,6 +9,7 @@ mod admin;
 pub mod auth;
 mod campaigns;
 mod dashboard;
+pub mod donations;
 pub mod error;
 mod extract;
 mod fields;
@@ -46,6 +47,7 @@ pub struct AppState {
     pub portal: portal::Portal,
     /// The trusted proxy header naming the client, if configured (see `ServerConfig`).
     pub client_ip_header: Option<axum::http::HeaderName>,
+    pub donations: Arc<donations::DonationSettings>,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -54,6 +56,7 @@ pub fn router(state: AppState) -> Router {
         .merge(users::router())
         .merge(campaigns::router())
         .merge(dashboard::router())
+        .merge(donations::router())
         .merge(partner::router())
         .merge(portal::router())
         .merge(portal_keys::router())

@@ -49,6 +49,35 @@ pub fn positive_tokens(fields: &mut Fields<'_>, name: &str, required: bool) -> O
     })
 }
 
+/// The longest slug (partners, organizations).
+pub const SLUG_CHARS_MAX: usize = 64;
+
+/// A URL slug: lower-case letters and digits joined by single dashes.
+pub fn slug(fields: &mut Fields<'_>, required: bool) -> Option<String> {
+    fields.string("slug", required, SLUG_CHARS_MAX).filter(|slug| {
+        let valid = is_slug(slug);
+        if !valid {
+            fields.error("slug", "must be lower-case letters and digits joined by single dashes");
+        }
+        valid
+    })
+}
+
+pub fn is_slug(text: &str) -> bool {
+    text.len() <= SLUG_CHARS_MAX
+        && text.split('-').all(|part| !part.is_empty() && part.bytes().all(|byte| byte.is_ascii_lowercase() || byte.is_ascii_digit()))
+}
+
+/// A field holding one of an enum's contract names.
+pub fn enum_field<T: serde::de::DeserializeOwned>(fields: &mut Fields<'_>, name: &str, expected: &str) -> Option<T> {
+    let raw = fields.raw(name)?;
+    let parsed = serde_json::from_str::<T>(raw.get()).ok();
+    if parsed.is_none() {
+        fields.error(name, format!("must be one of {expected}"));
+    }
+    parsed
+}
+
 pub fn scopes(fields: &mut Fields<'_>) -> Option<ScopeSet> {
     let elements = array_elements(fields, "scopes", false)?;
     let mut scopes = Vec::with_capacity(elements.len());

@@ -36,7 +36,12 @@ async fn me(State(state): State<AppState>, request: RawRequest) -> ApiResult<Res
 /// error names the requesting origin, whatever the partner allows, since it carries nothing
 /// but the error itself.
 async fn config(State(state): State<AppState>, request: RawRequest) -> Response {
-    match partner_config(&state, &request) {
+    widget_answer(&request, partner_config(&state, &request))
+}
+
+/// A widget route's answer: its response, or its error readable by the calling page.
+pub fn widget_answer(request: &RawRequest, answer: ApiResult<Response>) -> Response {
+    match answer {
         Ok(response) => response,
         Err(error) => {
             let mut response = error.into_response();
@@ -78,7 +83,7 @@ fn partner_config(state: &AppState, request: &RawRequest) -> ApiResult<Response>
 /// Widget routes are called from browsers: answer the preflight for any origin (it carries
 /// no key, so no partner to ask); the real response then names the origin only if the
 /// partner allows it.
-async fn preflight() -> Response {
+pub async fn preflight() -> Response {
     (
         StatusCode::NO_CONTENT,
         [

@@ -8,6 +8,7 @@ mod auth;
 mod auth_matrix;
 mod bad_input;
 mod crash;
+mod donations;
 mod durability;
 mod engine_limits;
 mod front_door;

@@ -56,6 +56,9 @@ pub enum Table {
     Campaigns = 19,
     /// Index: a partner's users in creation order (`prefix ‖ user id` → external id).
     UsersByCreation = 20,
+    /// The nonprofit registry, by slug.
+    Organizations = 21,
+    Donations = 22,
 }
 
 impl Table {

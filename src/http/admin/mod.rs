@@ -3,6 +3,7 @@
 mod accounts;
 mod clock;
 mod keys;
+pub mod organizations;
 mod partners;
 mod pool_requests;
 mod token_pools;
@@ -21,6 +22,7 @@ pub fn router() -> Router<AppState> {
         .merge(pool_requests::router())
         .merge(keys::router())
         .merge(token_pools::router())
+        .merge(organizations::router())
         .merge(clock::router())
 }
 

@@ -8,7 +8,6 @@ use axum::routing::get;
 use reward_actors::admin::{NewPartner, PartnerPatch};
 use reward_actors::model::{Feature, PartnerStatus, RateLimit, Tier, TipConfig};
 use reward_actors::views::PartnerView;
-use serde::de::DeserializeOwned;
 
 use super::partner_id;
 use crate::http::auth::authorize_admin;
@@ -16,7 +15,7 @@ use crate::http::error::ApiResult;
 use crate::http::extract::{PathSegment, RawRequest};
 use crate::http::fields::{Fields, array_elements};
 use crate::http::list::{ListQuery, list_response};
-use crate::http::parse::email;
+use crate::http::parse::{email, enum_field, slug};
 use crate::http::{AppState, json_response};
 
 pub fn router() -> Router<AppState> {
@@ -27,7 +26,6 @@ pub fn router() -> Router<AppState> {
 
 /// Names, slugs and list fields have bounds so one partner record stays small.
 const NAME_CHARS_MAX: usize = 200;
-const SLUG_CHARS_MAX: usize = 64;
 const STAKEHOLDER_TYPES_MAX: usize = 20;
 const LIST_ENTRIES_MAX: usize = 50;
 /// A rate limit beyond this is a typo, not a contract.
@@ -40,7 +38,7 @@ async fn create_partner(State(state): State<AppState>, request: RawRequest) -> A
     let name = fields.string("name", true, NAME_CHARS_MAX);
     let contact_email = email(&mut fields, "contactEmail", true);
     let legal_entity = fields.string("legalEntity", false, NAME_CHARS_MAX);
-    let slug = slug(&mut fields);
+    let slug = slug(&mut fields, false);
     let tier = enum_field::<Tier>(&mut fields, "tier", "STANDARD, PROFESSIONAL, ENTERPRISE or CUSTOM").unwrap_or(Tier::Standard);
     let rate_limit = rate_limit(&mut fields);
     check_tier_and_limit(&mut fields, tier, rate_limit, true);
@@ -97,26 +95,6 @@ async fn update_partner(State(state): State<AppState>, PathSegment(partner): Pat
     fields.finish()?;
     let partner = state.engine.update_partner(partner_id, patch).await?;
     Ok(json_response(StatusCode::OK, &PartnerView::from(&partner)))
-}
-
-fn slug(fields: &mut Fields<'_>) -> Option<String> {
-    fields.string("slug", false, SLUG_CHARS_MAX).filter(|slug| {
-        let valid = slug.split('-').all(|part| !part.is_empty() && part.bytes().all(|byte| byte.is_ascii_lowercase() || byte.is_ascii_digit()));
-        if !valid {
-            fields.error("slug", "must be lower-case letters and digits joined by single dashes");
-        }
-        valid
-    })
-}
-
-/// A field holding one of an enum's contract names.
-fn enum_field<T: DeserializeOwned>(fields: &mut Fields<'_>, name: &str, expected: &str) -> Option<T> {
-    let raw = fields.raw(name)?;
-    let parsed = serde_json::from_str::<T>(raw.get()).ok();
-    if parsed.is_none() {
-        fields.error(name, format!("must be one of {expected}"));
-    }
-    parsed
 }
 
 fn rate_limit(fields: &mut Fields<'_>) -> Option<RateLimit> {

@@ -23,6 +23,8 @@ use serde_json::{Value, json};
 use tempfile::TempDir;
 
 pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789abcdef";
+/// every.org's callback secret in tests (stripe has none: its callback route is absent).
+pub const PROVIDER_SECRET: &str = "provider-secret-every-org-0123456789";
 pub const MASTER_KEY: &str = "5eed5eed5eed5eed5eed5eed5eed5eed5eed5eed5eed5eed5eed5eed5eed5eed";
 
 /// Wraps the store the app opens (to instrument or gate it).
@@ -118,7 +120,11 @@ async fn start_server(options: &AppOptions, data_dir: &std::path::Path) -> (Runn
         tweak(&mut config);
     }
     let store = options.wrap_store.as_ref().map(|wrap| wrap(reward_actors::store::open_store(options.backend, data_dir).expect("store opens")));
-    let secrets = ServerSecrets { admin_token: Some(Secret::new(ADMIN_TOKEN.into())), master_key: Some(Secret::new(MASTER_KEY.into())) };
+    let secrets = ServerSecrets {
+        admin_token: Some(Secret::new(ADMIN_TOKEN.into())),
+        master_key: Some(Secret::new(MASTER_KEY.into())),
+        provider_secrets: vec![(reward_actors::donations::Provider::EveryOrg, Secret::new(PROVIDER_SECRET.into()))],
+    };
     let server = start(ServeOptions { config, demo: false, secrets, store }).await.expect("server starts");
     let address = server.local_addr;
     (server, address)
