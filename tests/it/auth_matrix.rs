@@ -86,12 +86,20 @@ async fn every_route_group_under_every_scheme(backend: StoreBackend) {
     )
     .await;
     partner.allocate(&app, 1_000_000, "matrix-pool").await;
-    let action = partner.submit(&action_body("matrix-0", "1", "u")).await.json();
+    let action = partner.submit(&action_body("matrix-0", "100", "u")).await.json();
+    app.admin(Method::POST, "/api/v1/admin/organizations", json!({ "slug": "matrix-org", "name": "Matrix Org" })).await;
     let caller = Caller { partner, portal_token };
 
     let ok = (200, "");
     let created = (201, "");
     let action_path = format!("/v1/partner/actions/{}", action["actionId"].as_str().expect("id"));
+    let reverse_path = format!("{action_path}/reverse");
+    let signed_only =
+        |success: (u16, &'static str)| [success, (403, "SECRET_KEY_REQUIRED"), MISSING_SIGNATURE, success, MISSING_KEY, MISSING_KEY, MISSING_KEY];
+    let readable = [ok, ok, MISSING_SIGNATURE, ok, MISSING_KEY, MISSING_KEY, MISSING_KEY];
+    let widget = |success: (u16, &'static str)| [success, success, success, MISSING_KEY, MISSING_KEY, MISSING_KEY, MISSING_KEY];
+    let quote = r#"{"actionType":"PURCHASE","amount":1,"currency":"USD","stakeholders":[{"stakeholderTypeCode":"CUSTOMER","partnerUserId":"u"}]}"#;
+    let link = r#"{"nonprofitSlug":"matrix-org","amount":500,"currency":"USD","frequency":"once","provider":"stripe","donorEmail":"d@example.com","firstName":"D","lastName":"E"}"#;
     let mut sequence = 0;
     let mut submit_body = || {
         sequence += 1;
@@ -127,6 +135,31 @@ async fn every_route_group_under_every_scheme(backend: StoreBackend) {
             r#"{"tokens":1,"reason":"matrix"}"#.into(),
             [created, (403, "SECRET_KEY_REQUIRED"), MISSING_SIGNATURE, created, MISSING_KEY, MISSING_KEY, MISSING_KEY],
         ),
+        ("campaign create", Method::POST, "/v1/partner/campaigns".into(), r#"{"name":"Matrix {scheme}"}"#.into(), signed_only(created)),
+        ("campaign list", Method::GET, "/v1/partner/campaigns".into(), String::new(), readable),
+        ("user create", Method::POST, "/v1/partner/users".into(), r#"{"externalId":"user-{scheme}"}"#.into(), signed_only(created)),
+        ("user list", Method::GET, "/v1/partner/users?limit=5".into(), String::new(), readable),
+        ("transactions", Method::GET, "/v1/partner/transactions?type=REWARD".into(), String::new(), readable),
+        ("dashboard", Method::GET, "/v1/partner/dashboard".into(), String::new(), readable),
+        ("action list", Method::GET, "/v1/partner/actions".into(), String::new(), readable),
+        ("quote", Method::POST, "/v1/partner/actions/quote".into(), quote.into(), readable),
+        ("reverse", Method::POST, reverse_path, r#"{"idempotencyKey":"rev-{scheme}","reason":"matrix","tokens":1}"#.into(), signed_only(ok)),
+        (
+            "redeem",
+            Method::POST,
+            "/v1/partner/users/u/redeem".into(),
+            r#"{"idempotencyKey":"red-{scheme}","reason":"matrix","tokens":1}"#.into(),
+            signed_only(ok),
+        ),
+        (
+            "batch",
+            Method::POST,
+            "/v1/partner/actions/batch".into(),
+            format!(r#"{{"actions":[{}]}}"#, action_body("batch-{scheme}", "1", "u")),
+            signed_only(ok),
+        ),
+        ("organization", Method::GET, "/v1/partner/organizations/matrix-org".into(), String::new(), widget(ok)),
+        ("donation link", Method::POST, "/v1/partner/donations/create-link".into(), link.into(), widget(created)),
         ("me", Method::GET, "/v1/partner/me".into(), String::new(), [ok, ok, MISSING_SIGNATURE, ok, MISSING_KEY, MISSING_KEY, MISSING_KEY]),
         ("widget config", Method::GET, "/v1/partner/config".into(), String::new(), [ok, ok, ok, MISSING_KEY, MISSING_KEY, MISSING_KEY, MISSING_KEY]),
         (
@@ -155,7 +188,11 @@ async fn every_route_group_under_every_scheme(backend: StoreBackend) {
     for (name, method, path, body, expected) in rows {
         for (scheme, (status, code)) in SCHEMES.into_iter().zip(expected) {
             // A mutation that succeeds must not be replayed by the next scheme: fresh keys.
-            let body = if name == "submit" { body.replace("matrix-1", &format!("matrix-1-{scheme:?}")) } else { body.clone() };
+            let body = if name == "submit" {
+                body.replace("matrix-1", &format!("matrix-1-{scheme:?}"))
+            } else {
+                body.replace("{scheme}", &format!("{scheme:?}"))
+            };
             let got = call(&app, &caller, scheme, method.clone(), &path, &body).await;
             if got != (status, code.to_owned()) {
                 failures.push(format!("{name} with {scheme:?}: expected {status} {code}, got {} {}", got.0, got.1));

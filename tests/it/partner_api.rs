@@ -453,6 +453,25 @@ async fn vesting_expiry_low_balance_and_auto_refill_follow_the_clock(backend: St
     app.shutdown().await;
 }
 
+async fn campaign_schedules_follow_the_clock(backend: StoreBackend) {
+    let app = spawn_app_with(AppOptions { backend, test_clock: true, ..AppOptions::default() }).await;
+    let partner = app.onboard_partner(10_000).await;
+    let now_ms = app.engine().clock().now_ms();
+    let at = |days: u64| reward_actors::clock::format_timestamp(now_ms + days * 86_400_000);
+    let campaign = json!({ "name": "Weekend", "status": "ACTIVE", "multiplier": 2, "schedule": { "startsAt": at(1), "endsAt": at(3) } });
+    expect(&call(&app, &partner, Method::POST, "/v1/partner/campaigns", campaign).await, 201);
+    let tokens = |key: &'static str| {
+        let (app, partner) = (&app, &partner);
+        async move { expect(&submit(app, partner, submit_body(key, "10", &[("CUSTOMER", "s")])).await, 200)["tokensDistributed"].as_u64() }
+    };
+    assert_eq!(tokens("s-1").await, Some(10), "before the start: the default rule");
+    app.admin(Method::POST, "/api/v1/admin/clock", json!({ "advanceSeconds": 86_400 })).await;
+    assert_eq!(tokens("s-2").await, Some(20), "inside the schedule: the campaign");
+    app.admin(Method::POST, "/api/v1/admin/clock", json!({ "advanceSeconds": 2 * 86_400 })).await;
+    assert_eq!(tokens("s-3").await, Some(10), "after the end: the default rule again");
+    app.shutdown().await;
+}
+
 async fn every_new_route_keeps_sandbox_and_production_apart(backend: StoreBackend) {
     let app = spawn_app(backend).await;
     let sandbox = app.onboard_partner(1_000).await;
@@ -546,6 +565,7 @@ crate::backend_tests!(
     reversals_are_pro_rata_bounded_and_may_leave_balances_negative,
     batches_answer_each_item_in_order,
     vesting_expiry_low_balance_and_auto_refill_follow_the_clock,
+    campaign_schedules_follow_the_clock,
     every_new_route_keeps_sandbox_and_production_apart,
     parallel_reversals_and_redemptions_never_overdraw
 );
