@@ -48,6 +48,7 @@ fn setup(backend: StoreBackend) -> Setup {
         engine.update_partner(partner.id, PartnerPatch { status: Some(PartnerStatus::Active), ..PartnerPatch::default() }).await.expect("active");
         let partner_env = PartnerEnv::new(partner.id, Environment::Sandbox);
         let allocation = AllocationRequest {
+            new_pool: false,
             idempotency_key: IdempotencyKey::parse("bench-pool").expect("valid"),
             tokens: 1 << 50,
             pool_id: None,

@@ -64,6 +64,7 @@ pub async fn ensure_demo_partner(engine: &Engine, data_dir: &Path) -> anyhow::Re
         )
         .await?;
     let allocation = AllocationRequest {
+        new_pool: false,
         idempotency_key: IdempotencyKey::parse("demo-initial-pool").expect("a constant valid key"),
         tokens: DEMO_POOL_TOKENS,
         pool_id: None,

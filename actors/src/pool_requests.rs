@@ -92,6 +92,7 @@ impl Engine {
         let _admin = self.inner.admin_lock.lock().await;
         let mut record = self.pending_pool_request(request_id)?;
         let allocation = AllocationRequest {
+            new_pool: false,
             idempotency_key: IdempotencyKey::parse(&allocation_key(record.id)).expect("a fixed ASCII key"),
             tokens: record.tokens,
             pool_id: None,

@@ -132,6 +132,8 @@ pub struct AllocationRequest {
     pub idempotency_key: IdempotencyKey,
     pub tokens: u64,
     pub pool_id: Option<Id>,
+    /// Creates another pool instead of topping up the default one (ours; excludes `pool_id`).
+    pub new_pool: bool,
     pub name: Option<String>,
     pub expires_at_ms: Option<u64>,
     pub vesting_days: Option<u32>,
@@ -145,6 +147,7 @@ impl AllocationRequest {
         fingerprint.field("idempotencyKey", Some(self.idempotency_key.as_str().as_bytes()));
         fingerprint.number("tokens", Some(self.tokens));
         fingerprint.field("poolId", self.pool_id.as_ref().map(|id| id.as_bytes().as_slice()));
+        fingerprint.field("newPool", Some(&[u8::from(self.new_pool)]));
         fingerprint.field("name", self.name.as_deref().map(str::as_bytes));
         fingerprint.number("expiresAt", self.expires_at_ms);
         fingerprint.number("vestingDays", self.vesting_days.map(u64::from));

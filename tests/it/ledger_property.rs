@@ -157,6 +157,7 @@ impl World<'_> {
             Op::Retry => unreachable!("a retry is resolved to the request it repeats"),
             Op::Allocate { tokens, key: key_index } => {
                 let allocation = AllocationRequest {
+                    new_pool: false,
                     idempotency_key: key("allocate", *key_index),
                     tokens: *tokens,
                     pool_id: None,

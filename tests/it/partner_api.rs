@@ -472,6 +472,54 @@ async fn campaign_schedules_follow_the_clock(backend: StoreBackend) {
     app.shutdown().await;
 }
 
+async fn a_campaign_with_its_own_pool_draws_from_it(backend: StoreBackend) {
+    let app = spawn_app(backend).await;
+    let partner = app.onboard_partner(1_000).await;
+    let default_pool = pool(&app, &partner).await["id"].as_str().expect("id").to_owned();
+    let allocations = format!("/api/v1/admin/partners/{}/token-pools", partner.id);
+    let second = app
+        .admin(
+            Method::POST,
+            &allocations,
+            json!({ "environment": "sandbox", "tokens": 500, "idempotencyKey": "second", "newPool": true, "name": "Spring" }),
+        )
+        .await;
+    let second = expect(&second, 201);
+    let second_id = second["id"].as_str().expect("id").to_owned();
+    assert_ne!(second_id, default_pool);
+    let both = app
+        .admin(
+            Method::POST,
+            &allocations,
+            json!({ "environment": "sandbox", "tokens": 1, "idempotencyKey": "x", "newPool": true, "poolId": second_id }),
+        )
+        .await;
+    assert_eq!(code(&both).0, 400);
+    let campaign = json!({ "name": "Spring", "status": "ACTIVE", "tokenPoolId": second_id });
+    expect(&call(&app, &partner, Method::POST, "/v1/partner/campaigns", campaign).await, 201);
+
+    let paid = expect(&submit(&app, &partner, submit_body("sp-1", "100", &[("CUSTOMER", "w")])).await, 200);
+    let action = expect(
+        &call(&app, &partner, Method::GET, &format!("/v1/partner/actions/{}", paid["actionId"].as_str().expect("id")), Value::Null).await,
+        200,
+    );
+    assert_eq!(action["tokenPoolId"], second_id.as_str());
+    let balance_of = |id: String| {
+        let (app, partner) = (&app, &partner);
+        async move { expect(&call(app, partner, Method::GET, &format!("/v1/partner/token-pools/{id}"), Value::Null).await, 200)["balance"].as_u64() }
+    };
+    assert_eq!((balance_of(second_id.clone()).await, balance_of(default_pool.clone()).await), (Some(400), Some(1_000)));
+    let reverse = json!({ "idempotencyKey": "sp-r", "reason": "refund" });
+    expect(
+        &call(&app, &partner, Method::POST, &format!("/v1/partner/actions/{}/reverse", paid["actionId"].as_str().expect("id")), reverse).await,
+        200,
+    );
+    assert_eq!(balance_of(second_id.clone()).await, Some(500), "tokens go back to the pool they came from");
+    let short = submit(&app, &partner, submit_body("sp-2", "600", &[("CUSTOMER", "w")])).await;
+    assert_eq!(code(&short), (402, "INSUFFICIENT_POOL".into()), "the campaign's pool is short even though the default pool is not");
+    app.shutdown().await;
+}
+
 async fn every_new_route_keeps_sandbox_and_production_apart(backend: StoreBackend) {
     let app = spawn_app(backend).await;
     let sandbox = app.onboard_partner(1_000).await;
@@ -566,6 +614,7 @@ crate::backend_tests!(
     batches_answer_each_item_in_order,
     vesting_expiry_low_balance_and_auto_refill_follow_the_clock,
     campaign_schedules_follow_the_clock,
+    a_campaign_with_its_own_pool_draws_from_it,
     every_new_route_keeps_sandbox_and_production_apart,
     parallel_reversals_and_redemptions_never_overdraw
 );

@@ -19,7 +19,7 @@ impl PartnerActor {
         let partner_env = self.partner_env;
         let pool_id = self.shared.ids.next(now_ms);
         let state = self.loaded_mut();
-        let target = request.pool_id.or(state.env_state.default_pool_id);
+        let target = if request.new_pool { None } else { request.pool_id.or(state.env_state.default_pool_id) };
         let (mut pool, created) = match target.map(|pool_id| state.pools.get(&pool_id)) {
             Some(Some(pool)) => (pool.clone(), false),
             Some(None) if request.pool_id.is_some() => return ActorReply::failed(EngineError::NotFound { resource: "token pool" }),
@@ -48,7 +48,7 @@ impl PartnerActor {
         pool.updated_at_ms = now_ms;
         apply_pool_settings(&mut pool, request);
         pool.assert_conserved();
-        if created && request.pool_id.is_none() {
+        if created && state.env_state.default_pool_id.is_none() {
             state.env_state.default_pool_id = Some(pool.id);
         }
         let transaction = TransactionRecord {

@@ -1,6 +1,8 @@
 //! `/api/v1/admin/partners/:id/token-pools`: allocate tokens to a partner's pool,
 //! idempotently. Without `poolId` the partner's default pool for the environment is
-//! topped up (created on first use: 201); with `poolId`, that pool (200).
+//! topped up (created on first use: 201); with `poolId`, that pool (200); with
+//! `newPool: true` (ours), another pool is created (201), e.g. for a campaign's
+//! `tokenPoolId`. The first pool of an environment is its default.
 
 use axum::Router;
 use axum::extract::State;
@@ -38,6 +40,10 @@ async fn allocate(State(state): State<AppState>, PathSegment(partner): PathSegme
     let tokens = positive_tokens(&mut fields, "tokens", true);
     let idempotency_key = idempotency_key(&mut fields, true);
     let pool_id = hex_id(&mut fields, "poolId", false);
+    let new_pool = fields.boolean("newPool").unwrap_or(false);
+    if new_pool && pool_id.is_some() {
+        fields.error("newPool", "cannot be combined with poolId");
+    }
     let name = fields.string("name", false, 200);
     let expires_at_ms = future_timestamp(&mut fields, "expiresAt", state.engine.clock().now_ms());
     let vesting_days = fields.unsigned("vestingDays", false, VESTING_DAYS_MAX);
@@ -51,6 +57,7 @@ async fn allocate(State(state): State<AppState>, PathSegment(partner): PathSegme
         idempotency_key,
         tokens,
         pool_id,
+        new_pool,
         name,
         expires_at_ms,
         vesting_days: vesting_days.map(|days| u32::try_from(days).expect("at most VESTING_DAYS_MAX")),
