@@ -434,14 +434,15 @@ impl PartnerEnvState {
     pub fn count(&mut self, now_ms: u64, actions: u64, issued: u64, reversed: u64) {
         let today = (now_ms / DAY_MS) as u32;
         match self.daily.last_mut() {
-            Some(last) if last.day == today => {
+            // A clock that stepped back counts into the newest day rather than reordering days.
+            Some(last) if last.day >= today => {
                 last.actions += actions;
                 last.issued += issued;
                 last.reversed += reversed;
             }
             _ => self.daily.push(DailyTotals { day: today, actions, issued, reversed }),
         }
-        self.daily.retain(|totals| today - totals.day < DAILY_TOTALS_DAYS as u32);
+        self.daily.retain(|totals| today.saturating_sub(totals.day) < DAILY_TOTALS_DAYS as u32);
     }
 }
 

@@ -21,7 +21,7 @@ use crate::money::TOKENS_MAX;
 use crate::request::ActionRequest;
 use crate::rules::{Evaluation, largest_remainder};
 use crate::store::WriteOp;
-use crate::views::{ActionResponse, BalanceView, BreakdownView, EventEnvelope, ShareView, TransactionView, json_number};
+use crate::views::{ActionResponse, BalanceView, BreakdownView, EventEnvelope, PoolView, ShareView, TransactionView, json_number};
 
 /// A stakeholder's user as a posting reads it.
 #[derive(Debug, Clone)]
@@ -118,35 +118,86 @@ pub fn reward_fits(evaluation: &Evaluation, pool: Option<&PoolRecord>, users: &[
 /// After a pool's balance moved: an admin-approved auto-refill when it fell below the
 /// threshold (within the month's allowance), and `token_pool.low_balance` once per crossing.
 fn settle_pool(pool: &mut PoolRecord, ids: &IdGenerator, events: &mut EventBuilder<'_>, transactions: &mut Vec<TransactionRecord>, now_ms: u64) {
-    if let Some(refill) = pool.auto_refill {
-        let month = month_of(now_ms);
-        if pool.refill_month != month {
-            pool.refill_month = month;
-            pool.refills_in_month = 0;
-        }
-        let room = TOKENS_MAX - pool.balance.min(TOKENS_MAX);
-        if pool.balance < refill.threshold_tokens && pool.refills_in_month < refill.max_refills_per_month && room > 0 {
-            let tokens = refill.refill_tokens.min(room);
-            pool.balance += tokens;
-            pool.refilled_total += tokens;
-            pool.refills_in_month += 1;
-            let transaction = TransactionRecord {
-                id: ids.next(now_ms),
-                transaction_type: TransactionType::Refill,
-                tokens: i64::try_from(tokens).expect("at most TOKENS_MAX"),
-                action_id: None,
-                pool_id: Some(pool.id),
-                partner_user_id: None,
-                stakeholder_type_code: None,
-                campaign_id: None,
-                vests_at_ms: None,
-                created_at_ms: now_ms,
-            };
-            events.push("token_pool.refilled", &json!({ "tokenPoolId": pool.id.to_hex(), "refillTokens": tokens, "balance": pool.balance, "refillsThisMonth": pool.refills_in_month }));
-            events.push("transaction.completed", &TransactionView::from(&transaction));
-            transactions.push(transaction);
-        }
+    refill(pool, 0, ids, events, transactions, now_ms);
+    notice_low_balance(pool, events, now_ms);
+}
+
+/// Whether an auto-refill is due: the balance is below the threshold, or below `needed`
+/// (a reward about to be refused for want of tokens), and the month's allowance has room.
+pub fn refill_due(pool: &PoolRecord, needed: u64, now_ms: u64) -> Option<u64> {
+    let refill = pool.auto_refill?;
+    let refills_in_month = if pool.refill_month == month_of(now_ms) { pool.refills_in_month } else { 0 };
+    let room = TOKENS_MAX - pool.balance.min(TOKENS_MAX);
+    let below = pool.balance < refill.threshold_tokens || pool.balance < needed;
+    (below && refills_in_month < refill.max_refills_per_month && room > 0).then(|| refill.refill_tokens.min(room))
+}
+
+/// Refills `pool` once when [`refill_due`], with its REFILL transaction and events.
+fn refill(
+    pool: &mut PoolRecord,
+    needed: u64,
+    ids: &IdGenerator,
+    events: &mut EventBuilder<'_>,
+    transactions: &mut Vec<TransactionRecord>,
+    now_ms: u64,
+) {
+    let Some(tokens) = refill_due(pool, needed, now_ms) else {
+        return;
+    };
+    let month = month_of(now_ms);
+    if pool.refill_month != month {
+        pool.refill_month = month;
+        pool.refills_in_month = 0;
     }
+    pool.balance += tokens;
+    pool.refilled_total += tokens;
+    pool.refills_in_month += 1;
+    let transaction = TransactionRecord {
+        id: ids.next(now_ms),
+        transaction_type: TransactionType::Refill,
+        tokens: i64::try_from(tokens).expect("at most TOKENS_MAX"),
+        action_id: None,
+        pool_id: Some(pool.id),
+        partner_user_id: None,
+        stakeholder_type_code: None,
+        campaign_id: None,
+        vests_at_ms: None,
+        created_at_ms: now_ms,
+    };
+    events.push(
+        "token_pool.refilled",
+        &json!({ "tokenPoolId": pool.id.to_hex(), "refillTokens": tokens, "balance": pool.balance, "refillsThisMonth": pool.refills_in_month }),
+    );
+    events.push("transaction.completed", &TransactionView::from(&transaction));
+    transactions.push(transaction);
+}
+
+/// A refill on its own, before a reward that the balance alone would not cover: `None`
+/// when no refill is due.
+pub fn post_refill(
+    partner_env: PartnerEnv,
+    pool: &PoolRecord,
+    needed: u64,
+    ids: &IdGenerator,
+    next_event_sequence: u64,
+    now_ms: u64,
+) -> Option<RewardPosting> {
+    refill_due(pool, needed, now_ms)?;
+    let mut refilled = pool.clone();
+    let mut events = EventBuilder { partner_env, ids, now_ms, next_sequence: next_event_sequence, events: Vec::new() };
+    let mut transactions = Vec::new();
+    refill(&mut refilled, needed, ids, &mut events, &mut transactions, now_ms);
+    notice_low_balance(&mut refilled, &mut events, now_ms);
+    let response_json = serde_json::to_vec(&PoolView::from(&refilled)).expect("serializing a pool view cannot fail");
+    let EventBuilder { next_sequence, events, .. } = events;
+    Some(RewardPosting {
+        changes: Changes { pools: vec![refilled], transactions, events, ..Changes::default() },
+        response_json,
+        next_event_sequence: next_sequence,
+    })
+}
+
+fn notice_low_balance(pool: &mut PoolRecord, events: &mut EventBuilder<'_>, now_ms: u64) {
     match pool.low_balance_threshold {
         Some(threshold) if pool.balance < threshold => {
             if !pool.low_balance_notified {

@@ -560,7 +560,8 @@ impl From<&crate::donations::OrganizationRecord> for OrganizationView {
     }
 }
 
-/// `GET /v1/partner/donations/status/:id`: no donor details (widget routes are public).
+/// `GET /v1/partner/donations/status/:id`: no donor details (widget routes are public, and
+/// the link and referral code may carry the donor's email and name).
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct DonationStatusView {
@@ -572,8 +573,6 @@ pub struct DonationStatusView {
     pub frequency: crate::donations::Frequency,
     pub provider: &'static str,
     pub tip_amount: u64,
-    pub referral_code: Option<String>,
-    pub donation_link: String,
     pub provider_reference: Option<String>,
     pub created_at: String,
     pub completed_at: Option<String>,
@@ -593,8 +592,6 @@ impl From<&crate::donations::DonationRecord> for DonationStatusView {
             frequency: donation.frequency,
             provider: donation.provider.as_str(),
             tip_amount: donation.tip_minor,
-            referral_code: donation.referral_code.clone(),
-            donation_link: donation.donation_link.clone(),
             provider_reference: donation.provider_reference.clone(),
             created_at: format_timestamp(donation.created_at_ms),
             completed_at: settled(DonationStatus::Completed),

@@ -90,7 +90,11 @@ struct ReconciliationView {
 /// `GET /v1/partner/token-pools/:id/reconciliation`: the pool's totals against its ledger.
 async fn reconcile(State(state): State<AppState>, PathSegment(pool_id_text): PathSegment, request: RawRequest) -> ApiResult<Response> {
     let caller = authorize(&state, &request, Access::read(Scope::PoolsRead))?;
-    let reconciliation = state.engine.reconcile_pool(caller.partner_env(), pool_id(&pool_id_text)?)?;
+    let (engine, partner_env, pool_id) = (state.engine.clone(), caller.partner_env(), pool_id(&pool_id_text)?);
+    // A ledger scan is long, synchronous store work: keep it off the async workers.
+    let reconciliation = tokio::task::spawn_blocking(move || engine.reconcile_pool(partner_env, pool_id))
+        .await
+        .map_err(|error| reward_actors::EngineError::Internal(format!("reconciliation task failed: {error}")))??;
     let (pool, ledger) = (&reconciliation.pool, &reconciliation.ledger);
     let balanced = ledger.matches(pool) && pool.is_conserved();
     if !balanced {

@@ -132,7 +132,8 @@ fn transaction_filter(query: &mut ListQuery) -> TransactionFilter {
 }
 
 async fn user_transactions(State(state): State<AppState>, PathSegment(external): PathSegment, request: RawRequest) -> ApiResult<Response> {
-    let caller = authorize(&state, &request, Access::read(Scope::TransactionsRead))?;
+    // §3's scope table: a user's transactions are a user read.
+    let caller = authorize(&state, &request, Access::read(Scope::UsersRead))?;
     let external_id = external_id(&external)?;
     let mut query = ListQuery::parse(&request.path_and_query);
     let filter = transaction_filter(&mut query);

@@ -444,12 +444,19 @@ async fn vesting_expiry_low_balance_and_auto_refill_follow_the_clock(backend: St
     assert_eq!((vested["available"].as_i64(), vested["pending"].as_u64()), (Some(1_750), Some(0)), "vested by the clock, no job needed");
     expect(&redeem("later", 100).await, 200);
 
+    // A later month renews the allowance: a reward the balance alone cannot cover (250 < 400)
+    // refills first rather than being refused, although nothing moved the balance meanwhile.
+    app.admin(Method::POST, "/api/v1/admin/clock", json!({ "advanceSeconds": 31 * 86_400 })).await;
+    expect(&submit(&app, &partner, submit_body("v-refill", "400", &[("CUSTOMER", "v")])).await, 200);
+    let refilled = pool(&app, &partner).await;
+    assert_eq!((refilled["balance"].as_u64(), refilled["refilledTotal"].as_u64()), (Some(850), Some(2_000)));
+
     let expires_at = reward_actors::clock::format_timestamp(app.engine().clock().now_ms() + 86_400_000);
     expect(&allocate(json!({ "environment": "sandbox", "tokens": 1, "idempotencyKey": "expiry", "expiresAt": expires_at })).await, 200);
     app.admin(Method::POST, "/api/v1/admin/clock", json!({ "advanceSeconds": 2 * 86_400 })).await;
     assert_eq!(code(&submit(&app, &partner, submit_body("v-4", "1", &[("CUSTOMER", "v")])).await), (402, "POOL_EXPIRED".into()));
     let reconciliation = reconciled(&app, &partner).await;
-    assert_eq!(reconciliation["ledger"]["refilledTotal"], 1_000);
+    assert_eq!(reconciliation["ledger"]["refilledTotal"], 2_000);
     app.shutdown().await;
 }
 

@@ -8,7 +8,7 @@ use crate::campaigns;
 use crate::error::EngineError;
 use crate::ids::Id;
 use crate::model::{CampaignRecord, IdempotencyScope};
-use crate::posting::{RewardDraft, breakdown_json, post_reward, reward_fits};
+use crate::posting::{RewardDraft, breakdown_json, post_refill, post_reward, refill_due, reward_fits};
 use crate::request::ActionRequest;
 use crate::rules::{Evaluation, RewardRule, evaluate};
 use crate::views::raw_json;
@@ -36,7 +36,7 @@ impl PartnerActor {
 
     /// Funding (contract §6 item 4): the pool holds the tokens and has not expired, and the
     /// campaign's budget covers them. Nothing is needed when nothing is issued.
-    fn check_funding(&self, decision: &Decision, now_ms: u64) -> Result<(), EngineError> {
+    fn check_funding(&self, decision: &Decision, with_refill: bool, now_ms: u64) -> Result<(), EngineError> {
         let required = decision.evaluation.tokens_distributed;
         if required == 0 {
             return Ok(());
@@ -45,12 +45,35 @@ impl PartnerActor {
         match pool {
             None => return Err(EngineError::InsufficientPool { required, available: 0 }),
             Some(pool) if pool.is_expired(now_ms) => return Err(EngineError::PoolExpired { pool_id: pool.id }),
-            Some(pool) if pool.balance < required => return Err(EngineError::InsufficientPool { required, available: pool.balance }),
+            Some(pool) if pool.balance < required => {
+                // A quote counts the auto-refill a submit would make first.
+                let refill = if with_refill { refill_due(pool, required, now_ms).unwrap_or(0) } else { 0 };
+                if pool.balance + refill < required {
+                    return Err(EngineError::InsufficientPool { required, available: pool.balance });
+                }
+            }
             Some(_) => {}
         }
         match &decision.campaign {
             Some(campaign) => campaigns::budget_covers(campaign, required),
             None => Ok(()),
+        }
+    }
+
+    /// Contract §8: a pool with auto-refill tops itself up when its balance is below the
+    /// threshold, or too low for this reward, before the funding check. The refill is its
+    /// own write set, queued ahead of the reward's, so it is durable no later than the reward.
+    fn refill_before(&mut self, decision: &Decision, now_ms: u64) {
+        let required = decision.evaluation.tokens_distributed;
+        let Some(pool) = decision.pool_id.and_then(|pool_id| self.loaded().pools.get(&pool_id)) else {
+            return;
+        };
+        if required == 0 || pool.is_expired(now_ms) {
+            return;
+        }
+        let next_event_sequence = self.loaded().env_state.next_event_sequence;
+        if let Some(posting) = post_refill(self.partner_env, pool, required, &self.shared.ids, next_event_sequence, now_ms) {
+            let _ = self.finish(posting, None, "", 200, (0, 0, 0), now_ms);
         }
     }
 
@@ -64,10 +87,14 @@ impl PartnerActor {
             Ok(users) => users,
             Err(error) => return ActorReply::failed(error),
         };
-        let decision = match self.decide(request, now_ms).and_then(|decision| self.check_funding(&decision, now_ms).map(|()| decision)) {
+        let decision = match self.decide(request, now_ms) {
             Ok(decision) => decision,
             Err(error) => return self.reject(error, request, now_ms),
         };
+        self.refill_before(&decision, now_ms);
+        if let Err(error) = self.check_funding(&decision, false, now_ms) {
+            return self.reject(error, request, now_ms);
+        }
         let state = self.loaded();
         let pool = decision.pool_id.and_then(|pool_id| state.pools.get(&pool_id));
         if !reward_fits(&decision.evaluation, pool, &users) {
@@ -99,7 +126,7 @@ impl PartnerActor {
             Err(error) => return ActorReply::failed(error),
         };
         let pool = decision.pool_id.and_then(|pool_id| self.loaded().pools.get(&pool_id));
-        let funding = self.check_funding(&decision, now_ms);
+        let funding = self.check_funding(&decision, true, now_ms);
         let body = json!({
             "campaign": decision.campaign.as_ref().map(|campaign| json!({ "id": campaign.id.to_hex(), "name": campaign.name, "priority": campaign.priority })),
             "tokensDistributed": decision.evaluation.tokens_distributed,
