@@ -20,6 +20,8 @@ pub struct Config {
     /// The write-ahead log in front of the store (`actors/src/store/wal.rs`).
     pub wal: WalOptions,
     pub donations: DonationsConfig,
+    /// Webhook deliveries (`REWARD_WEBHOOK_ALLOWED_CIDRS`, `REWARD_WEBHOOK_RETRY_SCHEDULE`, …).
+    pub webhook: reward_actors::webhooks::WebhookConfig,
 }
 
 /// Donation links (contract §10): each provider's URL template. Placeholders, each
@@ -239,6 +241,7 @@ impl Config {
         if limits.body_bytes_max.max(limits.batch_body_bytes_max) > 16 * 1024 * 1024 {
             return Err(ConfigError::Invalid("limits.body_bytes_max and limits.batch_body_bytes_max must be at most 16 MiB".into()));
         }
+        self.webhook.settings().map_err(ConfigError::Invalid)?;
         DonationsConfig::check_template("every_org_link_template", &self.donations.every_org_link_template)?;
         DonationsConfig::check_template("stripe_link_template", &self.donations.stripe_link_template)?;
         if !matches!(self.server.portal_registration.as_str(), "open" | "closed") {

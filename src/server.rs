@@ -79,6 +79,7 @@ pub async fn start(options: ServeOptions) -> anyhow::Result<RunningServer> {
     };
     log_bounds(&config);
     let engine = Engine::start(config.engine.clone(), store, Arc::new(clock), master_key)?;
+    engine.start_webhooks(&config.webhook).map_err(|message| anyhow::anyhow!(message))?;
     let admin_token_digest = resolve_admin_token(&engine, secrets.admin_token.as_ref()).await?;
     let listener = TcpListener::bind(&config.server.listen).await.with_context(|| format!("listening on {}", config.server.listen))?;
     let local_addr = listener.local_addr()?;

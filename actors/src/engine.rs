@@ -61,6 +61,9 @@ pub struct EngineConfig {
     pub pools_per_partner_max: usize,
     /// Campaigns one (partner, environment) may hold; loaded whole into its actor.
     pub campaigns_per_partner_max: usize,
+    /// Webhook endpoints one (partner, environment) may hold; loaded whole into its actor,
+    /// and every event fans out to each.
+    pub webhooks_per_partner_max: usize,
     /// Authenticated keys kept in memory; the cache is emptied when it reaches this.
     pub auth_cache_max: usize,
     /// Portal sign-in attempts (login, registration, refresh) per client address per minute.
@@ -81,6 +84,7 @@ impl Default for EngineConfig {
             users_cached_max: 100_000,
             pools_per_partner_max: 1_000,
             campaigns_per_partner_max: 1_000,
+            webhooks_per_partner_max: 16,
             auth_cache_max: 100_000,
             portal_attempts_per_minute: 20,
         }
@@ -99,6 +103,7 @@ impl EngineConfig {
             ("users_cached_max", self.users_cached_max as u64),
             ("pools_per_partner_max", self.pools_per_partner_max as u64),
             ("campaigns_per_partner_max", self.campaigns_per_partner_max as u64),
+            ("webhooks_per_partner_max", self.webhooks_per_partner_max as u64),
             ("auth_cache_max", self.auth_cache_max as u64),
             ("portal_attempts_per_minute", u64::from(self.portal_attempts_per_minute)),
         ];
@@ -134,6 +139,16 @@ pub(crate) struct EngineShared {
     pub password_permits: tokio::sync::Semaphore,
     pub portal_attempts: crate::rate_limit::PortalAttempts,
     pub shutting_down: AtomicBool,
+    /// Endpoints with new work, for the webhook dispatcher.
+    pub webhook_signal: crate::webhooks::WebhookSignal,
+    /// Replaced when the dispatcher starts; the defaults before (tests and benches without one).
+    pub webhook_settings: parking_lot::RwLock<Arc<crate::webhooks::WebhookSettings>>,
+}
+
+impl EngineShared {
+    pub fn webhook_settings(&self) -> Arc<crate::webhooks::WebhookSettings> {
+        Arc::clone(&self.webhook_settings.read())
+    }
 }
 
 /// A cheap, cloneable handle to the running engine.
@@ -151,6 +166,8 @@ pub(crate) struct EngineInner {
     pub admin_lock: tokio::sync::Mutex<()>,
     /// One delivery of pending announcements at a time (each is recorded once per pass).
     pub announce_lock: tokio::sync::Mutex<()>,
+    /// The webhook dispatcher, once started.
+    pub webhooks: Mutex<Option<crate::webhooks::dispatcher::DispatcherHandle>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -183,6 +200,10 @@ impl Engine {
             metrics,
             master_key,
             shutting_down: AtomicBool::new(false),
+            webhook_signal: crate::webhooks::WebhookSignal::default(),
+            webhook_settings: parking_lot::RwLock::new(Arc::new(
+                crate::webhooks::WebhookConfig::default().settings().expect("the default webhook settings are valid"),
+            )),
         });
         Ok(Engine {
             inner: Arc::new(EngineInner {
@@ -191,6 +212,7 @@ impl Engine {
                 committer_thread: Mutex::new(Some(committer_thread)),
                 admin_lock: tokio::sync::Mutex::new(()),
                 announce_lock: tokio::sync::Mutex::new(()),
+                webhooks: Mutex::new(None),
             }),
         })
     }
@@ -332,6 +354,40 @@ impl Engine {
     }
 
     /// Sends one command to the partner's actor; the answer arrives once it is durable.
+    pub async fn create_webhook(&self, partner_env: PartnerEnv, fields: crate::webhooks::WebhookFields) -> Result<WriteOutcome, EngineError> {
+        self.command(partner_env, Command::CreateWebhook(Arc::new(fields)), String::new()).await
+    }
+
+    pub async fn update_webhook(
+        &self,
+        partner_env: PartnerEnv,
+        endpoint_id: Id,
+        fields: crate::webhooks::WebhookFields,
+    ) -> Result<WriteOutcome, EngineError> {
+        self.command(partner_env, Command::UpdateWebhook(endpoint_id, Arc::new(fields)), String::new()).await
+    }
+
+    pub async fn delete_webhook(&self, partner_env: PartnerEnv, endpoint_id: Id) -> Result<WriteOutcome, EngineError> {
+        self.command(partner_env, Command::DeleteWebhook(endpoint_id), String::new()).await
+    }
+
+    pub async fn rotate_webhook_secret(&self, partner_env: PartnerEnv, endpoint_id: Id) -> Result<WriteOutcome, EngineError> {
+        self.command(partner_env, Command::RotateWebhookSecret(endpoint_id), String::new()).await
+    }
+
+    pub async fn test_webhook(&self, partner_env: PartnerEnv, endpoint_id: Id) -> Result<WriteOutcome, EngineError> {
+        self.command(partner_env, Command::TestWebhook(endpoint_id), String::new()).await
+    }
+
+    pub(crate) async fn webhook_health_notice(
+        &self,
+        partner_env: PartnerEnv,
+        endpoint_id: Id,
+        notice: crate::webhooks::HealthNotice,
+    ) -> Result<WriteOutcome, EngineError> {
+        self.command(partner_env, Command::WebhookHealth(endpoint_id, Arc::new(notice)), String::new()).await
+    }
+
     async fn command(&self, partner_env: PartnerEnv, command: Command, request_id: String) -> Result<WriteOutcome, EngineError> {
         self.ask(partner_env, move |reply| PartnerCommand { command: command.clone(), request_id: request_id.clone(), reply }).await
     }
@@ -479,6 +535,8 @@ impl Engine {
     /// Stops the engine in order: refuse new work, stop actors after their current message,
     /// commit everything already queued, join every thread. Call after HTTP has drained.
     pub async fn shutdown(&self) {
+        // The dispatcher records its last attempts through the committer: stop it first.
+        self.stop_webhooks().await;
         let inner = Arc::clone(&self.inner);
         inner.shared.shutting_down.store(true, Ordering::Relaxed);
         let joined = tokio::task::spawn_blocking(move || {

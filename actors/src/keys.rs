@@ -143,3 +143,52 @@ pub fn organization(slug: &str) -> Vec<u8> {
 pub fn donation(donation_id: Id) -> Vec<u8> {
     Table::Donations.key(&[donation_id.as_bytes()])
 }
+
+pub fn webhook_endpoint(partner_env: &PartnerEnv, endpoint_id: Id) -> Vec<u8> {
+    Table::WebhookEndpoints.key(&[&partner_env.key_prefix(), endpoint_id.as_bytes()])
+}
+
+pub fn webhook_endpoints_prefix(partner_env: &PartnerEnv) -> Vec<u8> {
+    Table::WebhookEndpoints.key(&[&partner_env.key_prefix()])
+}
+
+/// Every partner's endpoints (the dispatcher's sweep).
+pub fn all_webhook_endpoints_prefix() -> Vec<u8> {
+    Table::WebhookEndpoints.key(&[])
+}
+
+pub fn webhook_delivery(partner_env: &PartnerEnv, endpoint_id: Id, delivery_id: Id) -> Vec<u8> {
+    Table::WebhookDeliveries.key(&[&partner_env.key_prefix(), endpoint_id.as_bytes(), delivery_id.as_bytes()])
+}
+
+pub fn webhook_deliveries_prefix(partner_env: &PartnerEnv, endpoint_id: Id) -> Vec<u8> {
+    Table::WebhookDeliveries.key(&[&partner_env.key_prefix(), endpoint_id.as_bytes()])
+}
+
+pub fn webhook_queue(partner_env: &PartnerEnv, endpoint_id: Id, due_ms: u64, delivery_id: Id) -> Vec<u8> {
+    Table::WebhookQueue.key(&[&partner_env.key_prefix(), endpoint_id.as_bytes(), &due_ms.to_be_bytes(), delivery_id.as_bytes()])
+}
+
+pub fn webhook_queue_prefix(partner_env: &PartnerEnv, endpoint_id: Id) -> Vec<u8> {
+    Table::WebhookQueue.key(&[&partner_env.key_prefix(), endpoint_id.as_bytes()])
+}
+
+/// The due time and delivery of a queue row's key.
+pub fn parse_webhook_queue(key: &[u8]) -> Option<(u64, Id)> {
+    let tail = key.len().checked_sub(20)?;
+    let due_ms = u64::from_be_bytes(key[tail..tail + 8].try_into().ok()?);
+    Some((due_ms, Id::from_slice(&key[tail + 8..])?))
+}
+
+pub fn webhook_health(partner_env: &PartnerEnv, endpoint_id: Id) -> Vec<u8> {
+    Table::WebhookHealth.key(&[&partner_env.key_prefix(), endpoint_id.as_bytes()])
+}
+
+/// The (partner, environment) and id of an endpoint record's key.
+pub fn parse_webhook_endpoint(key: &[u8]) -> Option<(PartnerEnv, Id)> {
+    if key.len() != 1 + 13 + 12 {
+        return None;
+    }
+    let partner_env = PartnerEnv::from_key_prefix(&key[1..14])?;
+    Some((partner_env, Id::from_slice(&key[14..])?))
+}

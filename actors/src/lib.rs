@@ -44,6 +44,7 @@ pub mod request;
 pub mod rules;
 pub mod store;
 pub mod views;
+pub mod webhooks;
 
 pub use engine::{Engine, EngineConfig, EngineStartError};
 pub use error::EngineError;

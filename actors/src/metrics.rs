@@ -33,6 +33,15 @@ pub struct EngineMetrics {
     pub engine_timeouts: IntCounter,
     /// `reward_rate_limited_total`: requests refused by a partner's rate limit (429).
     pub rate_limited: IntCounter,
+    /// Webhook deliveries written to the outbox (one per event and subscribed endpoint).
+    pub webhook_deliveries_created: IntCounter,
+    /// Webhook deliveries that reached an end, by `status` (delivered, failed).
+    pub webhook_deliveries_settled: IntCounterVec,
+    /// Webhook attempts by `outcome` (delivered, failed, gone).
+    pub webhook_attempts: IntCounterVec,
+    pub webhook_attempt_seconds: Histogram,
+    /// Attempts in flight now.
+    pub webhook_in_flight: IntGauge,
 }
 
 fn register<T: prometheus::core::Collector + Clone + 'static>(registry: &Registry, collector: T) -> T {
@@ -124,6 +133,34 @@ impl EngineMetrics {
                 &registry,
                 IntCounter::new("reward_rate_limited_total", "Requests refused by a partner's rate limit (429).").expect("valid"),
             ),
+            webhook_deliveries_created: register(
+                &registry,
+                IntCounter::new("reward_webhook_deliveries_created_total", "Webhook deliveries queued in the outbox (event × subscribed endpoint).")
+                    .expect("valid"),
+            ),
+            webhook_deliveries_settled: register(
+                &registry,
+                IntCounterVec::new(
+                    Opts::new(
+                        "reward_webhook_deliveries_settled_total",
+                        "Webhook deliveries that reached an end (the backlog is created − settled).",
+                    ),
+                    &["status"],
+                )
+                .expect("valid"),
+            ),
+            webhook_attempts: register(
+                &registry,
+                IntCounterVec::new(Opts::new("reward_webhook_attempts_total", "Webhook delivery attempts by outcome."), &["outcome"]).expect("valid"),
+            ),
+            webhook_attempt_seconds: register(
+                &registry,
+                Histogram::with_opts(
+                    HistogramOpts::new("reward_webhook_attempt_seconds", "Duration of one webhook attempt.").buckets(buckets(0.000_5, 2.0, 16)),
+                )
+                .expect("valid"),
+            ),
+            webhook_in_flight: register(&registry, IntGauge::new("reward_webhook_in_flight", "Webhook attempts in flight.").expect("valid")),
             registry,
         }
     }

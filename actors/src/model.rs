@@ -71,6 +71,13 @@ impl PartnerEnv {
         prefix[12] = self.environment.tag();
         prefix
     }
+
+    /// The inverse of [`PartnerEnv::key_prefix`].
+    pub fn from_key_prefix(bytes: &[u8]) -> Option<PartnerEnv> {
+        let (partner, tag) = (bytes.get(..12)?, *bytes.get(12)?);
+        let environment = Environment::ALL.into_iter().find(|environment| environment.tag() == tag)?;
+        Some(PartnerEnv { partner_id: Id::from_slice(partner)?, environment })
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

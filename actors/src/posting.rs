@@ -554,7 +554,7 @@ impl EventBuilder<'_> {
             created_at: crate::clock::format_timestamp(self.now_ms),
             environment: self.partner_env.environment,
             partner_id: self.partner_env.partner_id.to_hex(),
-            sequence,
+            sequence: Some(sequence),
             data,
         };
         let envelope_json = serde_json::to_vec(&envelope).expect("serializing an event envelope cannot fail");

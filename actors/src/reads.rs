@@ -35,6 +35,21 @@ pub struct Page<T> {
     pub next_cursor: Option<Id>,
 }
 
+impl<T> Page<T> {
+    /// Pages a short list already in memory (newest first), with the same cursor rules.
+    pub fn of_all(items: Vec<T>, page: PageRequest, id_of: impl Fn(&T) -> Id) -> Page<T> {
+        let start = match page.after {
+            Some(after) => items.iter().position(|item| id_of(item) == after).map_or(items.len(), |index| index + 1),
+            None => page.skip.min(items.len()),
+        };
+        let mut rest: Vec<T> = items.into_iter().skip(start).collect();
+        let has_more = rest.len() > page.limit;
+        rest.truncate(page.limit);
+        let next_cursor = if has_more { rest.last().map(&id_of) } else { None };
+        Page { items: rest, has_more, next_cursor }
+    }
+}
+
 /// A read never shows a pool that does not balance; it reports it (a write would stop).
 fn check_conserved(pool: &PoolRecord) -> Result<(), EngineError> {
     if pool.is_conserved() { Ok(()) } else { Err(EngineError::internal("reading a pool", format!("pool {} does not balance", pool.id))) }
@@ -66,7 +81,13 @@ impl Engine {
     }
 
     /// Scans an id-keyed table under `prefix`, newest first.
-    fn read_page<T: DeserializeOwned>(&self, prefix: &[u8], page: PageRequest, id_of: impl Fn(&T) -> Id, what: &str) -> Result<Page<T>, EngineError> {
+    pub(crate) fn read_page<T: DeserializeOwned>(
+        &self,
+        prefix: &[u8],
+        page: PageRequest,
+        id_of: impl Fn(&T) -> Id,
+        what: &str,
+    ) -> Result<Page<T>, EngineError> {
         let resolve = |_: &[u8], bytes: &[u8]| decode::<T>(bytes).map(Some).map_err(|error| EngineError::internal(what, error));
         self.read_list(prefix, page, &resolve, &id_of, &|_: &T| Verdict::Keep, what)
     }

@@ -337,7 +337,8 @@ pub struct EventEnvelope<'a, T: Serialize> {
     pub created_at: String,
     pub environment: Environment,
     pub partner_id: String,
-    pub sequence: u64,
+    /// `None` only for `webhook.test`, which is not in the feed.
+    pub sequence: Option<u64>,
     pub data: T,
 }
 

@@ -3,7 +3,7 @@
 //!
 //! The daily totals are kept by the partner's actor with every write (one small record per
 //! UTC day, 31 days), so the dashboard reads a handful of records whatever the volume.
-//! `webhookHealth` is `null` until webhook endpoints exist (contract §9).
+//! `webhookHealth` counts the endpoints: enabled, disabled, and failing now (contract §9).
 
 use axum::Router;
 use axum::extract::State;
@@ -51,7 +51,7 @@ struct DashboardView {
     pool_balance_total: u64,
     token_pools: Vec<PoolView>,
     campaigns: CampaignCounts,
-    webhook_health: Option<()>,
+    webhook_health: serde_json::Value,
     generated_at: String,
 }
 
@@ -81,7 +81,7 @@ async fn dashboard(State(state): State<AppState>, request: RawRequest) -> ApiRes
         pool_balance_total: dashboard.pools.iter().map(|pool| pool.balance).sum(),
         token_pools: dashboard.pools.iter().map(PoolView::from).collect(),
         campaigns: CampaignCounts { active: dashboard.campaigns_active, total: dashboard.campaigns_total },
-        webhook_health: None,
+        webhook_health: state.engine.webhook_health(partner_env)?,
         generated_at: format_timestamp(now_ms),
     };
     Ok(json_response(StatusCode::OK, &view))

@@ -23,6 +23,7 @@ mod portal_keys;
 pub mod request_id;
 mod token_pools;
 mod users;
+mod webhooks;
 
 use std::sync::Arc;
 
@@ -61,6 +62,7 @@ pub fn router(state: AppState) -> Router {
         .merge(portal::router())
         .merge(portal_keys::router())
         .merge(token_pools::router())
+        .merge(webhooks::router())
         .merge(admin::router())
         .merge(ops::router())
         .fallback(not_found)

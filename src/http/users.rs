@@ -87,7 +87,7 @@ async fn update_user(State(state): State<AppState>, PathSegment(external): PathS
 }
 
 /// A patchable field: `None` absent, `Some(None)` null, `Some(Some(v))` a valid value.
-fn nullable<T>(fields: &mut Fields<'_>, name: &str, read: impl FnOnce(&mut Fields<'_>) -> Option<T>) -> Option<Option<T>> {
+pub(super) fn nullable<T>(fields: &mut Fields<'_>, name: &str, read: impl FnOnce(&mut Fields<'_>) -> Option<T>) -> Option<Option<T>> {
     if fields.is_null(name)? {
         return Some(None);
     }

@@ -20,3 +20,4 @@ mod partner_api;
 mod portal;
 mod reward_path;
 mod secrets_in_logs;
+mod webhooks;

@@ -34,12 +34,14 @@ use crate::model::{CampaignRecord, IdempotencyRecord, IdempotencyScope, PartnerE
 use crate::posting::{EventBuilder, PostingUser, RewardPosting, push_events};
 use crate::request::{ActionRequest, AllocationRequest, CampaignFields, PartnerUserId, RedemptionRequest, ReversalRequest, Stakeholder, UserProfile};
 use crate::store::{Scan, ScanOrder, WriteOp};
+use crate::webhooks::{EndpointRecord, HealthNotice, WebhookFields, fan_out};
 
 mod campaign_commands;
 mod pools;
 mod reversals;
 mod rewards;
 mod users;
+mod webhooks;
 
 /// How an actor answers a message.
 pub(crate) enum Delivery<T> {
@@ -90,6 +92,12 @@ pub(crate) enum Command {
     UpdateCampaign(Id, Arc<CampaignFields>),
     CreateUser(Arc<(PartnerUserId, UserProfile)>),
     UpdateUser(Arc<(PartnerUserId, UserProfile)>),
+    CreateWebhook(Arc<WebhookFields>),
+    UpdateWebhook(Id, Arc<WebhookFields>),
+    DeleteWebhook(Id),
+    RotateWebhookSecret(Id),
+    TestWebhook(Id),
+    WebhookHealth(Id, Arc<HealthNotice>),
 }
 
 impl Command {
@@ -104,6 +112,12 @@ impl Command {
             Command::UpdateCampaign(..) => "update_campaign",
             Command::CreateUser(_) => "create_user",
             Command::UpdateUser(_) => "update_user",
+            Command::CreateWebhook(_) => "create_webhook",
+            Command::UpdateWebhook(..) => "update_webhook",
+            Command::DeleteWebhook(_) => "delete_webhook",
+            Command::RotateWebhookSecret(_) => "rotate_webhook_secret",
+            Command::TestWebhook(_) => "test_webhook",
+            Command::WebhookHealth(..) => "webhook_health",
         }
     }
 }
@@ -134,6 +148,8 @@ struct LoadedState {
     env_state: PartnerEnvState,
     pools: HashMap<Id, PoolRecord>,
     campaigns: HashMap<Id, CampaignRecord>,
+    /// Every webhook endpoint (events fan out to them in the write set that makes them).
+    webhooks: Vec<EndpointRecord>,
 }
 
 struct InflightKey {
@@ -241,6 +257,12 @@ impl Handler<PartnerCommand> for PartnerActor {
                 Command::UpdateCampaign(campaign_id, fields) => actor.update_campaign(*campaign_id, fields, now_ms),
                 Command::CreateUser(user) => actor.create_user(&user.0, &user.1, now_ms),
                 Command::UpdateUser(user) => actor.update_user(&user.0, &user.1, now_ms),
+                Command::CreateWebhook(fields) => actor.create_webhook(fields, now_ms),
+                Command::UpdateWebhook(endpoint_id, fields) => actor.update_webhook(*endpoint_id, fields, now_ms),
+                Command::DeleteWebhook(endpoint_id) => actor.delete_webhook(*endpoint_id),
+                Command::RotateWebhookSecret(endpoint_id) => actor.rotate_webhook_secret(*endpoint_id, now_ms),
+                Command::TestWebhook(endpoint_id) => actor.test_webhook(*endpoint_id, now_ms),
+                Command::WebhookHealth(endpoint_id, notice) => actor.webhook_health(*endpoint_id, notice, now_ms),
             }
         });
     }
@@ -475,13 +497,15 @@ impl PartnerActor {
             changes.idempotency = Some((scope, key.to_owned(), record));
         }
         let partner_env = self.partner_env;
-        let state = self.loaded_mut();
+        let shared = Arc::clone(&self.shared);
+        let state = self.state.as_mut().expect("commands run only on loaded state");
         state.env_state.next_event_sequence = next_event_sequence;
         let (actions, issued, reversed) = totals;
         if actions + issued + reversed > 0 {
             state.env_state.count(now_ms, actions, issued, reversed);
         }
-        let write_set = changes.write_set(&partner_env, &state.env_state);
+        let mut write_set = changes.write_set(&partner_env, &state.env_state);
+        let touched = fan_out(&mut write_set, &partner_env, &state.webhooks, &changes.events, None, &shared.ids, now_ms);
         for pool in &changes.pools {
             state.pools.insert(pool.id, pool.clone());
         }
@@ -489,6 +513,9 @@ impl PartnerActor {
             state.campaigns.insert(campaign.id, campaign.clone());
         }
         let (sequence, receipt) = self.commit(write_set);
+        if !touched.is_empty() {
+            self.shared.webhook_signal.touch(partner_env, touched);
+        }
         for user in changes.users {
             self.users.insert(user.record.external_id.clone(), CachedUser { record: user.record, write_sequence: sequence });
         }
@@ -525,19 +552,33 @@ impl PartnerActor {
 
     /// Commits one event (and the sequence it took) on its own.
     fn commit_event<T: Serialize>(&mut self, event_type: &str, data: &T, now_ms: u64) -> CommitReceipt {
+        self.commit_event_with(event_type, data, now_ms, None, Vec::new())
+    }
+
+    /// Commits one event with `extra` writes, fanned out to every subscribed endpoint but
+    /// `excluded` (the endpoint the event is about).
+    fn commit_event_with<T: Serialize>(
+        &mut self,
+        event_type: &str,
+        data: &T,
+        now_ms: u64,
+        excluded: Option<Id>,
+        extra: Vec<WriteOp>,
+    ) -> CommitReceipt {
+        let partner_env = self.partner_env;
         let state = self.state.as_mut().expect("events are recorded on loaded state");
-        let mut events = EventBuilder {
-            partner_env: self.partner_env,
-            ids: &self.shared.ids,
-            now_ms,
-            next_sequence: state.env_state.next_event_sequence,
-            events: Vec::new(),
-        };
+        let mut events =
+            EventBuilder { partner_env, ids: &self.shared.ids, now_ms, next_sequence: state.env_state.next_event_sequence, events: Vec::new() };
         events.push(event_type, data);
         state.env_state.next_event_sequence = events.next_sequence;
-        let mut write_set = Vec::with_capacity(2);
-        push_events(&mut write_set, &self.partner_env, &events.events, &state.env_state);
-        self.commit(write_set).1
+        let mut write_set = extra;
+        push_events(&mut write_set, &partner_env, &events.events, &state.env_state);
+        let touched = fan_out(&mut write_set, &partner_env, &state.webhooks, &events.events, excluded, &self.shared.ids, now_ms);
+        let receipt = self.commit(write_set).1;
+        if !touched.is_empty() {
+            self.shared.webhook_signal.touch(partner_env, touched);
+        }
+        receipt
     }
 
     fn record_event(&mut self, event_type: &str, data: &serde_json::Value) -> ActorReply<()> {
@@ -570,5 +611,11 @@ fn load_state(shared: &EngineShared, partner_env: &PartnerEnv) -> Result<LoadedS
         let campaign = decode::<CampaignRecord>(&bytes).map_err(|error| EngineError::internal("decoding a campaign", error))?;
         campaigns.insert(campaign.id, campaign);
     }
-    Ok(LoadedState { env_state, pools, campaigns })
+    let prefix = keys::webhook_endpoints_prefix(partner_env);
+    let scan = Scan { prefix: &prefix, after: None, order: ScanOrder::Ascending, limit: shared.config.webhooks_per_partner_max };
+    let mut webhooks = Vec::new();
+    for (_, bytes) in store.scan(scan).map_err(|error| EngineError::internal("loading webhook endpoints", error))? {
+        webhooks.push(decode::<EndpointRecord>(&bytes).map_err(|error| EngineError::internal("decoding a webhook endpoint", error))?);
+    }
+    Ok(LoadedState { env_state, pools, campaigns, webhooks })
 }

@@ -59,6 +59,14 @@ pub enum Table {
     /// The nonprofit registry, by slug.
     Organizations = 21,
     Donations = 22,
+    /// Webhook endpoints, per (partner, environment).
+    WebhookEndpoints = 23,
+    /// Deliveries, per endpoint, in id (time) order.
+    WebhookDeliveries = 24,
+    /// The outbox queue: `prefix ‖ endpoint ‖ due ms ‖ delivery` → empty.
+    WebhookQueue = 25,
+    /// The dispatcher's health record of each endpoint.
+    WebhookHealth = 26,
 }
 
 impl Table {

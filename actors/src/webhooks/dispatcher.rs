@@ -1,0 +1,837 @@
+//! The webhook dispatcher: one task that owns delivery state once the outbox row exists.
+//!
+//! Each pass it looks at the endpoints with work (woken by partner actors, due retries, or
+//! the periodic sweep), claims due queue rows up to the endpoint's and the global
+//! concurrency bound, and starts one attempt per row, each holding a semaphore permit (no
+//! unbounded spawning). Finished attempts come back on a bounded channel; their records
+//! (the attempt appended, the queue row moved to the next due time or removed, the
+//! endpoint's health) go to the committer in one write set per pass. A claimed delivery
+//! stays claimed until that write set is durable, so no row is attempted twice by one
+//! process; a crash before it repeats the attempt (at least once, same event id).
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::{Semaphore, mpsc, oneshot, watch};
+use tokio::task::JoinHandle;
+
+use super::signing::SigningSecrets;
+use super::ssrf::{GuardedResolver, check_url_shape};
+use super::{
+    AttemptOutcome, AttemptRecord, DeliveryRecord, DeliveryStatus, EndpointRecord, EndpointStatus, HealthNotice, HealthRecord, NextStep,
+    RESPONSE_EXCERPT_BYTES, USER_AGENT, WebhookConfig, WebhookSettings,
+};
+use crate::codec::{decode, encode};
+use crate::committer::{CommitReceipt, CommitState};
+use crate::engine::{Engine, EngineShared};
+use crate::error::EngineError;
+use crate::ids::Id;
+use crate::keys;
+use crate::model::{EventRecord, PartnerEnv};
+use crate::store::{Scan, ScanOrder, WriteOp};
+
+/// An endpoint named by a partner actor is scanned on every pass for this long, so rows
+/// committed a little after the wake-up are seen without waiting for the sweep.
+const HOT_FOR: Duration = Duration::from_secs(2);
+/// Endpoints the sweep loads; far above `webhooks_per_partner_max` × the partners one
+/// process serves.
+const ENDPOINTS_SWEPT_MAX: usize = 500_000;
+/// Queue rows one endpoint's scan reads in a pass.
+const QUEUE_SCAN_MAX: usize = 1_024;
+/// Orphaned queue rows (their endpoint deleted) removed per sweep.
+const ORPHAN_ROWS_PURGED_MAX: usize = 10_000;
+/// Commands (redeliveries) waiting for the dispatcher.
+const COMMANDS_MAX: usize = 1_024;
+/// How long a stopping dispatcher waits for attempts in flight to finish and be recorded.
+const STOP_GRACE: Duration = Duration::from_secs(5);
+
+type EndpointKey = (PartnerEnv, Id);
+
+pub(crate) enum DispatcherCommand {
+    Redeliver { partner_env: PartnerEnv, delivery_id: Id, reply: oneshot::Sender<Result<(DeliveryRecord, CommitReceipt), EngineError>> },
+}
+
+/// The running dispatcher, kept by the engine until shutdown.
+pub(crate) struct DispatcherHandle {
+    pub commands: mpsc::Sender<DispatcherCommand>,
+    stop: watch::Sender<bool>,
+    task: JoinHandle<()>,
+}
+
+impl DispatcherHandle {
+    pub async fn stop(self) {
+        let _ = self.stop.send(true);
+        if let Err(error) = self.task.await {
+            tracing::error!(%error, "the webhook dispatcher failed while stopping");
+        }
+    }
+}
+
+struct Slot {
+    partner_env: PartnerEnv,
+    endpoint: EndpointRecord,
+    health: HealthRecord,
+    /// Deliveries being attempted, or whose record is not yet durable.
+    claimed: HashSet<Id>,
+    /// The health record as last written, so only changes are written.
+    health_written: Option<HealthRecord>,
+    hot_until: Instant,
+    /// The earliest due row seen past the last scan (`Some(0)`: scan now).
+    next_due_ms: Option<u64>,
+}
+
+struct Job {
+    key: EndpointKey,
+    delivery: DeliveryRecord,
+    queue_key: Vec<u8>,
+    envelope: Vec<u8>,
+    url: String,
+    headers: Vec<(String, String)>,
+    secrets: SigningSecrets,
+}
+
+struct Finished {
+    key: EndpointKey,
+    delivery: DeliveryRecord,
+    queue_key: Vec<u8>,
+    attempt: AttemptRecord,
+    outcome: AttemptOutcome,
+}
+
+enum Wake {
+    Stop,
+    Finished(Box<Finished>),
+    Command(DispatcherCommand),
+    Look,
+}
+
+struct Dispatcher {
+    engine: Engine,
+    shared: Arc<EngineShared>,
+    settings: Arc<WebhookSettings>,
+    client: reqwest::Client,
+    slots: HashMap<EndpointKey, Slot>,
+    permits: Arc<Semaphore>,
+    finished_sender: mpsc::Sender<Finished>,
+    finished: mpsc::Receiver<Finished>,
+    /// Write sets of recorded attempts not yet durable, with the deliveries they release.
+    unsettled: VecDeque<(CommitReceipt, Vec<(EndpointKey, Id)>)>,
+    next_sweep: Instant,
+    rotation: usize,
+}
+
+impl Engine {
+    /// Starts the webhook dispatcher with the operator's settings. Call once, inside the
+    /// tokio runtime, after the engine started.
+    pub fn start_webhooks(&self, config: &WebhookConfig) -> Result<(), String> {
+        let settings = Arc::new(config.settings()?);
+        *self.shared().webhook_settings.write() = Arc::clone(&settings);
+        let client = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(settings.attempt_timeout)
+            .connect_timeout(settings.attempt_timeout.min(Duration::from_secs(10)))
+            .dns_resolver(Arc::new(GuardedResolver { policy: Arc::new(settings.policy.clone()) }))
+            .pool_max_idle_per_host(settings.endpoint_concurrency)
+            .user_agent(USER_AGENT)
+            .build()
+            .map_err(|error| format!("cannot build the webhook HTTP client: {error}"))?;
+        let (finished_sender, finished) = mpsc::channel(settings.concurrency);
+        let (commands_sender, commands) = mpsc::channel(COMMANDS_MAX);
+        let (stop, stopped) = watch::channel(false);
+        let dispatcher = Dispatcher {
+            engine: self.clone(),
+            shared: Arc::clone(self.shared()),
+            permits: Arc::new(Semaphore::new(settings.concurrency)),
+            settings,
+            client,
+            slots: HashMap::new(),
+            finished_sender,
+            finished,
+            unsettled: VecDeque::new(),
+            next_sweep: Instant::now(),
+            rotation: 0,
+        };
+        let task = tokio::spawn(dispatcher.run(commands, stopped));
+        *self.inner.webhooks.lock() = Some(DispatcherHandle { commands: commands_sender, stop, task });
+        Ok(())
+    }
+
+    /// The webhook settings in force (the operator's once the dispatcher started).
+    pub fn webhook_settings(&self) -> Arc<WebhookSettings> {
+        self.shared().webhook_settings()
+    }
+
+    /// Stops the dispatcher (attempts in flight get a short grace to be recorded).
+    pub async fn stop_webhooks(&self) {
+        let handle = self.inner.webhooks.lock().take();
+        if let Some(handle) = handle {
+            handle.stop().await;
+        }
+    }
+
+    /// `POST /webhooks/deliveries/:id/redeliver`: attempt the delivery again now. A pending
+    /// delivery keeps its schedule; an ended one gets one more attempt.
+    pub async fn redeliver(&self, partner_env: PartnerEnv, delivery_id: Id) -> Result<DeliveryRecord, EngineError> {
+        let commands = self.inner.webhooks.lock().as_ref().map(|handle| handle.commands.clone());
+        let commands = commands.ok_or(EngineError::Overloaded { reason: "webhook dispatcher not running", retry_after_secs: 1 })?;
+        let (reply, answer) = oneshot::channel();
+        commands
+            .try_send(DispatcherCommand::Redeliver { partner_env, delivery_id, reply })
+            .map_err(|_| EngineError::Overloaded { reason: "webhook dispatcher busy", retry_after_secs: 1 })?;
+        let wait = Duration::from_millis(self.config().reply_timeout_ms);
+        let (delivery, receipt) =
+            tokio::time::timeout(wait, answer).await.map_err(|_| EngineError::Timeout)?.map_err(|_| EngineError::ShuttingDown)??;
+        let commit_wait = Duration::from_millis(self.config().commit_timeout_ms);
+        match tokio::time::timeout(commit_wait, receipt.durable()).await {
+            Ok(Ok(())) => Ok(delivery),
+            Ok(Err(_)) => Err(EngineError::Internal("recording a redelivery failed".into())),
+            Err(_) => Err(EngineError::Timeout),
+        }
+    }
+}
+
+fn jitter() -> f64 {
+    rand::random::<f64>() * 2.0 - 1.0
+}
+
+impl Dispatcher {
+    async fn run(mut self, mut commands: mpsc::Receiver<DispatcherCommand>, mut stopped: watch::Receiver<bool>) {
+        tracing::info!(concurrency = self.settings.concurrency, per_endpoint = self.settings.endpoint_concurrency, "webhook dispatcher started");
+        loop {
+            let wake = tokio::select! {
+                _ = stopped.changed() => Wake::Stop,
+                Some(finished) = self.finished.recv() => Wake::Finished(Box::new(finished)),
+                Some(command) = commands.recv() => Wake::Command(command),
+                () = self.shared.webhook_signal.notify.notified() => Wake::Look,
+                () = tokio::time::sleep(self.settings.poll_interval) => Wake::Look,
+            };
+            let mut finished = Vec::new();
+            match wake {
+                Wake::Stop => break,
+                Wake::Finished(first) => finished.push(*first),
+                Wake::Command(command) => self.on_command(command),
+                Wake::Look => {}
+            }
+            while let Ok(more) = self.finished.try_recv() {
+                finished.push(more);
+            }
+            self.record(finished);
+            self.settle();
+            self.absorb_signal();
+            if Instant::now() >= self.next_sweep {
+                self.sweep();
+            }
+            self.dispatch();
+        }
+        // Let attempts in flight finish and record them, briefly; anything cut off here is
+        // attempted again after the restart.
+        let deadline = tokio::time::Instant::now() + STOP_GRACE;
+        while self.permits.available_permits() < self.settings.concurrency {
+            match tokio::time::timeout_at(deadline, self.finished.recv()).await {
+                Ok(Some(finished)) => self.record(vec![finished]),
+                _ => break,
+            }
+        }
+        tracing::info!("webhook dispatcher stopped");
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.shared.clock.now_ms()
+    }
+
+    fn read<T: serde::de::DeserializeOwned>(&self, key: &[u8], what: &str) -> Option<T> {
+        match self.shared.store.get(key) {
+            Ok(Some(bytes)) => match decode(&bytes) {
+                Ok(value) => Some(value),
+                Err(error) => {
+                    tracing::error!(%error, what, "webhook dispatcher cannot decode a record");
+                    None
+                }
+            },
+            Ok(None) => None,
+            Err(error) => {
+                tracing::error!(%error, what, "webhook dispatcher cannot read the store");
+                None
+            }
+        }
+    }
+
+    /// Adds or refreshes an endpoint. A disabled endpoint enabled again starts healthy.
+    fn upsert(&mut self, partner_env: PartnerEnv, endpoint: EndpointRecord) {
+        let key = (partner_env, endpoint.id);
+        match self.slots.get_mut(&key) {
+            Some(slot) => {
+                if slot.endpoint.status == EndpointStatus::Disabled && endpoint.status == EndpointStatus::Enabled {
+                    slot.health = HealthRecord::default();
+                    slot.health_written = Some(HealthRecord::default());
+                    let write = vec![WriteOp::Put { key: keys::webhook_health(&partner_env, endpoint.id), value: encode(&slot.health) }];
+                    self.shared.committer.submit(write, None);
+                    slot.next_due_ms = Some(0);
+                }
+                slot.endpoint = endpoint;
+            }
+            None => {
+                let health: HealthRecord = self.read(&keys::webhook_health(&partner_env, endpoint.id), "webhook health").unwrap_or_default();
+                let slot = Slot {
+                    partner_env,
+                    endpoint,
+                    health_written: Some(health.clone()),
+                    health,
+                    claimed: HashSet::new(),
+                    hot_until: Instant::now(),
+                    next_due_ms: Some(0),
+                };
+                self.slots.insert(key, slot);
+            }
+        }
+    }
+
+    /// Endpoints partner actors named since the last pass: reread them and look at their
+    /// queues for a while.
+    fn absorb_signal(&mut self) {
+        let touched = self.shared.webhook_signal.take();
+        let hot_until = Instant::now() + HOT_FOR;
+        for (partner_env, endpoint_id) in touched {
+            // Absent may mean "not durable yet": only the sweep removes endpoints.
+            if let Some(endpoint) = self.read::<EndpointRecord>(&keys::webhook_endpoint(&partner_env, endpoint_id), "webhook endpoint") {
+                self.upsert(partner_env, endpoint);
+            }
+            if let Some(slot) = self.slots.get_mut(&(partner_env, endpoint_id)) {
+                slot.hot_until = hot_until;
+            }
+        }
+    }
+
+    /// Rereads every endpoint, drops deleted ones (and their leftover queue rows), and
+    /// looks at every queue.
+    fn sweep(&mut self) {
+        self.next_sweep = Instant::now() + self.settings.sweep_interval;
+        let prefix = keys::all_webhook_endpoints_prefix();
+        let scan = Scan { prefix: &prefix, after: None, order: ScanOrder::Ascending, limit: ENDPOINTS_SWEPT_MAX };
+        let rows = match self.shared.store.scan(scan) {
+            Ok(rows) => rows,
+            Err(error) => {
+                tracing::error!(%error, "webhook sweep cannot read endpoints");
+                return;
+            }
+        };
+        let mut present = HashSet::with_capacity(rows.len());
+        for (key, bytes) in rows {
+            let (Some((partner_env, _)), Ok(endpoint)) = (keys::parse_webhook_endpoint(&key), decode::<EndpointRecord>(&bytes)) else {
+                tracing::error!("webhook sweep skipped an undecodable endpoint record");
+                continue;
+            };
+            present.insert((partner_env, endpoint.id));
+            self.upsert(partner_env, endpoint);
+        }
+        let gone: Vec<EndpointKey> = self.slots.keys().filter(|key| !present.contains(key)).copied().collect();
+        for (partner_env, endpoint_id) in gone {
+            if self.slots.get(&(partner_env, endpoint_id)).is_some_and(|slot| !slot.claimed.is_empty()) {
+                continue;
+            }
+            self.slots.remove(&(partner_env, endpoint_id));
+            let prefix = keys::webhook_queue_prefix(&partner_env, endpoint_id);
+            let scan = Scan { prefix: &prefix, after: None, order: ScanOrder::Ascending, limit: ORPHAN_ROWS_PURGED_MAX };
+            if let Ok(rows) = self.shared.store.scan(scan)
+                && !rows.is_empty()
+            {
+                self.shared.committer.submit(rows.into_iter().map(|(key, _)| WriteOp::Delete { key }).collect(), None);
+            }
+        }
+        for slot in self.slots.values_mut() {
+            slot.next_due_ms = Some(0);
+        }
+    }
+
+    /// Releases deliveries whose recorded attempt is durable (or failed to be: then the
+    /// queue row is still there and the attempt repeats).
+    fn settle(&mut self) {
+        while let Some((receipt, _)) = self.unsettled.front() {
+            match receipt.state() {
+                CommitState::Pending => break,
+                CommitState::Durable | CommitState::Failed => {
+                    let (_, released) = self.unsettled.pop_front().expect("front exists");
+                    for (key, delivery_id) in released {
+                        if let Some(slot) = self.slots.get_mut(&key) {
+                            slot.claimed.remove(&delivery_id);
+                            slot.next_due_ms = Some(0);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Claims due rows and starts attempts, endpoint by endpoint (a rotating start, so no
+    /// endpoint always goes first), until the global permits run out.
+    fn dispatch(&mut self) {
+        let now_ms = self.now_ms();
+        let now = Instant::now();
+        let mut keys: Vec<EndpointKey> = self.slots.keys().copied().collect();
+        if keys.is_empty() {
+            return;
+        }
+        keys.sort_unstable_by_key(|(partner_env, endpoint_id)| (partner_env.key_prefix(), *endpoint_id.as_bytes()));
+        self.rotation = self.rotation.wrapping_add(1);
+        let start = self.rotation % keys.len();
+        keys.rotate_left(start);
+        let mut stale = Vec::new();
+        for key in keys {
+            if self.permits.available_permits() == 0 {
+                break;
+            }
+            self.dispatch_endpoint(key, now_ms, now, &mut stale);
+        }
+        if !stale.is_empty() {
+            self.shared.committer.submit(stale, None);
+        }
+    }
+
+    fn dispatch_endpoint(&mut self, key: EndpointKey, now_ms: u64, now: Instant, stale: &mut Vec<WriteOp>) {
+        let endpoint_concurrency = self.settings.endpoint_concurrency;
+        let Some(slot) = self.slots.get_mut(&key) else {
+            return;
+        };
+        let looking = slot.hot_until > now || slot.next_due_ms.is_some_and(|due| due <= now_ms);
+        if slot.endpoint.status != EndpointStatus::Enabled || !looking || slot.claimed.len() >= endpoint_concurrency {
+            return;
+        }
+        let free = endpoint_concurrency - slot.claimed.len();
+        let prefix = keys::webhook_queue_prefix(&slot.partner_env, key.1);
+        let limit = (free + slot.claimed.len()).min(QUEUE_SCAN_MAX);
+        let rows = match self.shared.store.scan(Scan { prefix: &prefix, after: None, order: ScanOrder::Ascending, limit }) {
+            Ok(rows) => rows,
+            Err(error) => {
+                tracing::error!(%error, "webhook dispatcher cannot read a queue");
+                return;
+            }
+        };
+        let full_page = rows.len() == limit;
+        slot.next_due_ms = full_page.then_some(now_ms);
+        let mut jobs = Vec::new();
+        for (queue_key, _) in rows {
+            let Some((due_ms, delivery_id)) = keys::parse_webhook_queue(&queue_key) else {
+                stale.push(WriteOp::Delete { key: queue_key });
+                continue;
+            };
+            if due_ms > now_ms {
+                slot.next_due_ms = Some(due_ms);
+                break;
+            }
+            if slot.claimed.contains(&delivery_id) {
+                continue;
+            }
+            if jobs.len() >= free || self.permits.available_permits() <= jobs.len() {
+                slot.next_due_ms = Some(now_ms);
+                break;
+            }
+            jobs.push((queue_key, delivery_id));
+        }
+        let (partner_env, endpoint) = (slot.partner_env, slot.endpoint.clone());
+        let secrets = match endpoint.signing_secrets(&self.shared.master_key, now_ms) {
+            Ok(secrets) => secrets,
+            Err(error) => {
+                tracing::error!(%error, endpoint = %endpoint.id, "cannot open a webhook secret; deliveries to it wait");
+                return;
+            }
+        };
+        for (queue_key, delivery_id) in jobs {
+            let delivery_key = keys::webhook_delivery(&partner_env, endpoint.id, delivery_id);
+            let delivery = self.read::<DeliveryRecord>(&delivery_key, "webhook delivery");
+            let Some(delivery) = delivery.filter(|delivery| delivery.status == DeliveryStatus::Pending) else {
+                stale.push(WriteOp::Delete { key: queue_key });
+                continue;
+            };
+            let envelope = match (&delivery.inline_envelope, delivery.event_sequence) {
+                (Some(envelope), _) => Some(envelope.clone()),
+                (None, Some(sequence)) => {
+                    self.read::<EventRecord>(&keys::event(&partner_env, sequence), "webhook event").map(|event| event.envelope_json)
+                }
+                (None, None) => None,
+            };
+            let Some(envelope) = envelope else {
+                tracing::error!(delivery = %delivery.id, "a webhook delivery's event is missing; dropping its queue row");
+                stale.push(WriteOp::Delete { key: queue_key });
+                continue;
+            };
+            let Ok(permit) = Arc::clone(&self.permits).try_acquire_owned() else {
+                break;
+            };
+            if let Some(slot) = self.slots.get_mut(&key) {
+                slot.claimed.insert(delivery_id);
+            }
+            let job =
+                Job { key, delivery, queue_key, envelope, url: endpoint.url.clone(), headers: endpoint.headers.clone(), secrets: secrets.clone() };
+            let (client, settings, shared, sender) =
+                (self.client.clone(), Arc::clone(&self.settings), Arc::clone(&self.shared), self.finished_sender.clone());
+            shared.metrics.webhook_in_flight.inc();
+            tokio::spawn(async move {
+                let finished = attempt(&client, &settings, &shared, job).await;
+                shared.metrics.webhook_in_flight.dec();
+                let _ = sender.send(finished).await;
+                drop(permit);
+            });
+        }
+    }
+
+    /// Records finished attempts in one write set and decides what each needs next.
+    fn record(&mut self, finished: Vec<Finished>) {
+        if finished.is_empty() {
+            return;
+        }
+        let now_ms = self.now_ms();
+        let mut write_set = Vec::with_capacity(finished.len() * 3);
+        let mut released = Vec::with_capacity(finished.len());
+        let mut notices = Vec::new();
+        for Finished { key, mut delivery, queue_key, attempt, outcome } in finished {
+            let (partner_env, endpoint_id) = key;
+            released.push((key, delivery.id));
+            write_set.push(WriteOp::Delete { key: queue_key });
+            let outcome_label = match outcome {
+                AttemptOutcome::Delivered => "delivered",
+                AttemptOutcome::Gone => "gone",
+                AttemptOutcome::Failed { .. } => "failed",
+            };
+            self.shared.metrics.webhook_attempts.with_label_values(&[outcome_label]).inc();
+            let Some(slot) = self.slots.get_mut(&key) else {
+                continue; // The endpoint was deleted meanwhile: nothing more to do.
+            };
+            let manual = delivery.manual;
+            delivery.attempt_count = delivery.attempt_count.saturating_add(1);
+            if !manual {
+                delivery.scheduled_attempts = delivery.scheduled_attempts.saturating_add(1);
+            }
+            delivery.attempts.push(attempt);
+            let excess = delivery.attempts.len().saturating_sub(self.settings.attempts_kept_max);
+            delivery.attempts.drain(..excess);
+            delivery.manual = false;
+            delivery.updated_at_ms = now_ms;
+            let step = match (&outcome, manual) {
+                (AttemptOutcome::Failed { .. }, true) => NextStep::Exhausted,
+                _ => self.settings.retry.next_step(delivery.scheduled_attempts as usize, &outcome, now_ms, jitter()),
+            };
+            match step {
+                NextStep::Delivered => delivery.status = DeliveryStatus::Delivered,
+                NextStep::RetryAt { due_ms } => {
+                    delivery.next_attempt_at_ms = Some(due_ms);
+                    write_set.push(WriteOp::Put { key: keys::webhook_queue(&partner_env, endpoint_id, due_ms, delivery.id), value: Vec::new() });
+                }
+                NextStep::Exhausted | NextStep::DisableEndpoint => delivery.status = DeliveryStatus::Failed,
+            }
+            if delivery.status != DeliveryStatus::Pending {
+                delivery.next_attempt_at_ms = None;
+                let status = if delivery.status == DeliveryStatus::Delivered { "delivered" } else { "failed" };
+                self.shared.metrics.webhook_deliveries_settled.with_label_values(&[status]).inc();
+            }
+            if step == NextStep::Exhausted && !manual {
+                let attempts = delivery.attempt_count;
+                let notice = HealthNotice::Exhausted {
+                    delivery_id: delivery.id,
+                    event_id: delivery.event_id,
+                    event_type: delivery.event_type.clone(),
+                    attempts,
+                };
+                notices.push((key, notice));
+            }
+            write_set.push(WriteOp::Put { key: keys::webhook_delivery(&partner_env, endpoint_id, delivery.id), value: encode(&delivery) });
+            if let Some(notice) = update_health(slot, &outcome, &self.settings, now_ms) {
+                notices.push((key, notice));
+            }
+            if slot.health_changed() {
+                write_set.push(WriteOp::Put { key: keys::webhook_health(&partner_env, endpoint_id), value: encode(&slot.health) });
+            }
+        }
+        let receipt = self.shared.committer.submit(write_set, None);
+        self.unsettled.push_back((receipt, released));
+        for ((partner_env, endpoint_id), notice) in notices {
+            let engine = self.engine.clone();
+            tokio::spawn(async move {
+                if let Err(error) = engine.webhook_health_notice(partner_env, endpoint_id, notice).await {
+                    tracing::warn!(%error, endpoint = %endpoint_id, "recording a webhook health event failed");
+                }
+            });
+        }
+    }
+
+    fn on_command(&mut self, command: DispatcherCommand) {
+        match command {
+            DispatcherCommand::Redeliver { partner_env, delivery_id, reply } => {
+                let _ = reply.send(self.redeliver(partner_env, delivery_id));
+            }
+        }
+    }
+
+    fn redeliver(&mut self, partner_env: PartnerEnv, delivery_id: Id) -> Result<(DeliveryRecord, CommitReceipt), EngineError> {
+        let endpoints: Vec<Id> = self.slots.keys().filter(|(owner, _)| *owner == partner_env).map(|(_, endpoint_id)| *endpoint_id).collect();
+        let found = endpoints.into_iter().find_map(|endpoint_id| {
+            self.read::<DeliveryRecord>(&keys::webhook_delivery(&partner_env, endpoint_id, delivery_id), "webhook delivery")
+                .map(|delivery| (endpoint_id, delivery))
+        });
+        let (endpoint_id, mut delivery) = found.ok_or(EngineError::NotFound { resource: "webhook delivery" })?;
+        let slot = self.slots.get_mut(&(partner_env, endpoint_id)).expect("found among the slots");
+        if slot.endpoint.status != EndpointStatus::Enabled {
+            return Err(EngineError::Conflict { message: "the endpoint is disabled; enable it (PATCH status ENABLED) first".into() });
+        }
+        if slot.claimed.contains(&delivery_id) {
+            return Err(EngineError::Conflict { message: "the delivery is being attempted right now".into() });
+        }
+        let now_ms = self.shared.clock.now_ms();
+        let mut write_set = Vec::with_capacity(3);
+        match (delivery.status, delivery.next_attempt_at_ms) {
+            (DeliveryStatus::Pending, Some(due_ms)) => {
+                write_set.push(WriteOp::Delete { key: keys::webhook_queue(&partner_env, endpoint_id, due_ms, delivery_id) })
+            }
+            _ => {
+                delivery.status = DeliveryStatus::Pending;
+                delivery.manual = true;
+            }
+        }
+        delivery.next_attempt_at_ms = Some(now_ms);
+        delivery.updated_at_ms = now_ms;
+        write_set.push(WriteOp::Put { key: keys::webhook_queue(&partner_env, endpoint_id, now_ms, delivery_id), value: Vec::new() });
+        write_set.push(WriteOp::Put { key: keys::webhook_delivery(&partner_env, endpoint_id, delivery_id), value: encode(&delivery) });
+        let receipt = self.shared.committer.submit(write_set, None);
+        slot.claimed.insert(delivery_id);
+        slot.hot_until = Instant::now() + HOT_FOR;
+        self.unsettled.push_back((receipt.clone(), vec![((partner_env, endpoint_id), delivery_id)]));
+        Ok((delivery, receipt))
+    }
+}
+
+impl Slot {
+    /// Whether the health record differs from what was last written (tracked by value).
+    fn health_changed(&mut self) -> bool {
+        let changed = self.health_written.as_ref() != Some(&self.health);
+        if changed {
+            self.health_written = Some(self.health.clone());
+        }
+        changed
+    }
+}
+
+/// Follows an attempt's outcome into the endpoint's health: a success ends a failing
+/// streak; failures start one, warn at half the disable window and disable at its end; a
+/// 410 disables at once.
+fn update_health(slot: &mut Slot, outcome: &AttemptOutcome, settings: &WebhookSettings, now_ms: u64) -> Option<HealthNotice> {
+    let window_ms = u64::try_from(settings.disable_after.as_millis()).unwrap_or(u64::MAX);
+    match outcome {
+        AttemptOutcome::Delivered => {
+            // Only a change of streak is written: a success after a success writes nothing.
+            if slot.health.failing_since_ms.is_some() || slot.health.last_success_ms.is_none() {
+                slot.health = HealthRecord { failing_since_ms: None, unhealthy_notified: false, last_success_ms: Some(now_ms) };
+            }
+            None
+        }
+        AttemptOutcome::Gone => {
+            slot.health.failing_since_ms.get_or_insert(now_ms);
+            slot.endpoint.status = EndpointStatus::Disabled;
+            Some(HealthNotice::Disable { reason: "the endpoint answered 410 Gone".into() })
+        }
+        AttemptOutcome::Failed { .. } => {
+            let since = *slot.health.failing_since_ms.get_or_insert(now_ms);
+            let failing_for = now_ms.saturating_sub(since);
+            if failing_for >= window_ms {
+                slot.endpoint.status = EndpointStatus::Disabled;
+                let days = window_ms as f64 / 86_400_000.0;
+                Some(HealthNotice::Disable { reason: format!("every attempt failed for {days:.1} days") })
+            } else if failing_for >= window_ms / 2 && !slot.health.unhealthy_notified {
+                slot.health.unhealthy_notified = true;
+                Some(HealthNotice::Unhealthy { failing_since_ms: since })
+            } else {
+                None
+            }
+        }
+    }
+}
+
+/// One attempt: sign, send, read at most 4 KiB of the answer, classify.
+async fn attempt(client: &reqwest::Client, settings: &WebhookSettings, shared: &EngineShared, job: Job) -> Finished {
+    let Job { key, delivery, queue_key, envelope, url, headers, secrets } = job;
+    let started = Instant::now();
+    let attempted_at_ms = shared.clock.now_ms();
+    let manual = delivery.manual;
+    let result = send(client, settings, key.0, &url, &headers, &secrets, &delivery, envelope, shared.clock.now_secs()).await;
+    let latency = started.elapsed();
+    shared.metrics.webhook_attempt_seconds.observe(latency.as_secs_f64());
+    let latency_ms = u64::try_from(latency.as_millis()).unwrap_or(u64::MAX);
+    let (attempt, outcome) = match result {
+        Ok(answer) => {
+            let outcome = match answer.status_code {
+                200..=299 => AttemptOutcome::Delivered,
+                410 => AttemptOutcome::Gone,
+                status_code => AttemptOutcome::Failed {
+                    status_code: Some(status_code),
+                    retry_after_secs: answer.retry_after_secs,
+                    overloaded: status_code == 429 || (status_code == 503 && answer.retry_after_secs.is_some()),
+                },
+            };
+            let attempt = AttemptRecord {
+                attempted_at_ms,
+                status_code: Some(answer.status_code),
+                latency_ms,
+                error: None,
+                response_excerpt: answer.excerpt,
+                manual,
+            };
+            (attempt, outcome)
+        }
+        Err(failure) => {
+            let attempt = AttemptRecord {
+                attempted_at_ms,
+                status_code: None,
+                latency_ms,
+                error: Some(failure.message),
+                response_excerpt: String::new(),
+                manual,
+            };
+            (attempt, AttemptOutcome::Failed { status_code: None, retry_after_secs: None, overloaded: failure.timed_out })
+        }
+    };
+    Finished { key, delivery, queue_key, attempt, outcome }
+}
+
+/// An error and its causes (the URL left out: a partner's URL may carry a token).
+fn error_text(error: reqwest::Error) -> String {
+    const CAUSES_MAX: usize = 6;
+    let error = error.without_url();
+    let mut text = error.to_string();
+    let mut source = std::error::Error::source(&error);
+    for _ in 0..CAUSES_MAX {
+        let Some(cause) = source else { break };
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text.chars().take(1_000).collect()
+}
+
+struct Answer {
+    status_code: u16,
+    retry_after_secs: Option<u64>,
+    excerpt: String,
+}
+
+struct Failure {
+    message: String,
+    timed_out: bool,
+}
+
+impl Failure {
+    fn refused(message: impl Into<String>) -> Failure {
+        Failure { message: message.into(), timed_out: false }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn send(
+    client: &reqwest::Client,
+    settings: &WebhookSettings,
+    partner_env: PartnerEnv,
+    url: &str,
+    headers: &[(String, String)],
+    secrets: &SigningSecrets,
+    delivery: &DeliveryRecord,
+    envelope: Vec<u8>,
+    timestamp: u64,
+) -> Result<Answer, Failure> {
+    // Checked again at every attempt: the resolver guards names, this guards literal addresses.
+    let parsed = check_url_shape(url, partner_env.environment).map_err(Failure::refused)?;
+    if let Some(host) = parsed.host_str()
+        && let Ok(address) = host.trim_start_matches('[').trim_end_matches(']').parse::<std::net::IpAddr>()
+    {
+        settings.policy.permits(address).map_err(Failure::refused)?;
+    }
+    let event_id = delivery.event_id.prefixed("evt_");
+    let signatures = secrets.sign(&event_id, timestamp, &envelope).ok_or_else(|| Failure::refused("the endpoint's secret cannot sign"))?;
+    let mut request = client
+        .post(parsed)
+        .header("content-type", "application/json")
+        .header("x-sir-timestamp", timestamp.to_string())
+        .header("x-sir-signature", signatures.sir)
+        .header("webhook-id", &event_id)
+        .header("webhook-timestamp", timestamp.to_string())
+        .header("webhook-signature", signatures.standard);
+    for (name, value) in headers {
+        request = request.header(name.as_str(), value.as_str());
+    }
+    let describe = |error: reqwest::Error| {
+        let timed_out = error.is_timeout();
+        let message = if timed_out { format!("timed out after {} ms", settings.attempt_timeout.as_millis()) } else { error_text(error) };
+        Failure { message, timed_out }
+    };
+    let mut response = request.body(envelope).send().await.map_err(describe)?;
+    let status_code = response.status().as_u16();
+    let retry_after_secs =
+        response.headers().get("retry-after").and_then(|value| value.to_str().ok()).and_then(|value| value.trim().parse::<u64>().ok());
+    let mut excerpt = Vec::new();
+    while excerpt.len() < RESPONSE_EXCERPT_BYTES {
+        match response.chunk().await {
+            Ok(Some(chunk)) => excerpt.extend_from_slice(&chunk[..chunk.len().min(RESPONSE_EXCERPT_BYTES - excerpt.len())]),
+            Ok(None) | Err(_) => break,
+        }
+    }
+    Ok(Answer { status_code, retry_after_secs, excerpt: String::from_utf8_lossy(&excerpt).into_owned() })
+}
+
+impl Engine {
+    /// A partner's endpoints, oldest first (at most `webhooks_per_partner_max`).
+    pub fn list_webhooks(&self, partner_env: PartnerEnv) -> Result<Vec<EndpointRecord>, EngineError> {
+        let prefix = keys::webhook_endpoints_prefix(&partner_env);
+        let scan = Scan { prefix: &prefix, after: None, order: ScanOrder::Ascending, limit: self.config().webhooks_per_partner_max };
+        let rows = self.shared().store.scan(scan).map_err(|error| EngineError::internal("listing webhook endpoints", error))?;
+        rows.into_iter().map(|(_, bytes)| decode(&bytes).map_err(|error| EngineError::internal("decoding a webhook endpoint", error))).collect()
+    }
+
+    pub fn get_webhook(&self, partner_env: PartnerEnv, endpoint_id: Id) -> Result<EndpointRecord, EngineError> {
+        let bytes = self
+            .shared()
+            .store
+            .get(&keys::webhook_endpoint(&partner_env, endpoint_id))
+            .map_err(|error| EngineError::internal("reading a webhook endpoint", error))?
+            .ok_or(EngineError::NotFound { resource: "webhook endpoint" })?;
+        decode(&bytes).map_err(|error| EngineError::internal("decoding a webhook endpoint", error))
+    }
+
+    /// An endpoint's deliveries, newest first.
+    pub fn list_deliveries(
+        &self,
+        partner_env: PartnerEnv,
+        endpoint_id: Id,
+        page: crate::reads::PageRequest,
+    ) -> Result<crate::reads::Page<DeliveryRecord>, EngineError> {
+        self.get_webhook(partner_env, endpoint_id)?;
+        self.read_page(
+            &keys::webhook_deliveries_prefix(&partner_env, endpoint_id),
+            page,
+            |delivery: &DeliveryRecord| delivery.id,
+            "listing webhook deliveries",
+        )
+    }
+
+    /// Whether any of the partner's endpoints is disabled, and its latest delivery outcome
+    /// counts, for the dashboard.
+    pub fn webhook_health(&self, partner_env: PartnerEnv) -> Result<serde_json::Value, EngineError> {
+        let endpoints = self.list_webhooks(partner_env)?;
+        let mut failing = 0;
+        for endpoint in &endpoints {
+            let health = self
+                .shared()
+                .store
+                .get(&keys::webhook_health(&partner_env, endpoint.id))
+                .ok()
+                .flatten()
+                .and_then(|bytes| decode::<HealthRecord>(&bytes).ok());
+            if health.is_some_and(|health| health.failing_since_ms.is_some()) {
+                failing += 1;
+            }
+        }
+        let disabled = endpoints.iter().filter(|endpoint| endpoint.status == EndpointStatus::Disabled).count();
+        Ok(serde_json::json!({
+            "endpoints": endpoints.len(),
+            "enabled": endpoints.len() - disabled,
+            "disabled": disabled,
+            "failing": failing,
+        }))
+    }
+}

@@ -1,0 +1,242 @@
+//! `/v1/partner/webhooks` and `/v1/partner/events` (contract §9).
+//!
+//! Endpoints are written through the partner's actor (events fan out to them in the same
+//! write set), deliveries are the dispatcher's, and the event feed is read from the store.
+//! A target URL is checked here against the SSRF guard (resolved addresses, HTTPS for
+//! production) before anything is stored, and again by the dispatcher at every attempt.
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{HeaderName, HeaderValue, StatusCode};
+use axum::response::Response;
+use axum::routing::{get, post};
+use reward_actors::ids::Id;
+use reward_actors::model::{Environment, Scope};
+use reward_actors::webhooks::{DeliveryView, EVENT_TYPES, EndpointStatus, EndpointView, RESERVED_HEADERS, WebhookFields};
+use serde::Serialize;
+use serde_json::value::RawValue;
+
+use super::auth::{Access, authorize};
+use super::error::{ApiError, ApiResult};
+use super::extract::{PathSegment, RawRequest};
+use super::fields::{Fields, array_elements};
+use super::list::{ListQuery, list_response};
+use super::users::nullable;
+use super::{AppState, json_response, write_outcome_response};
+
+/// A target URL's length.
+const URL_CHARS_MAX: usize = 2_048;
+/// Custom headers per endpoint, and their sizes.
+const HEADERS_MAX: usize = 20;
+const HEADER_NAME_CHARS_MAX: usize = 64;
+const HEADER_VALUE_CHARS_MAX: usize = 1_024;
+/// Events one feed page holds.
+const FEED_LIMIT_MAX: usize = 100;
+const FEED_LIMIT_DEFAULT: usize = 20;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/v1/partner/webhooks", get(list_webhooks).post(create_webhook))
+        .route("/v1/partner/webhooks/deliveries/{delivery_id}/redeliver", post(redeliver))
+        .route("/v1/partner/webhooks/{endpoint_id}", get(get_webhook).patch(update_webhook).delete(delete_webhook))
+        .route("/v1/partner/webhooks/{endpoint_id}/test", post(test_webhook))
+        .route("/v1/partner/webhooks/{endpoint_id}/rotate-secret", post(rotate_secret))
+        .route("/v1/partner/webhooks/{endpoint_id}/deliveries", get(list_deliveries))
+        .route("/v1/partner/events", get(event_feed))
+}
+
+fn endpoint_id(text: &str) -> ApiResult<Id> {
+    Id::parse_hex(text).ok_or_else(|| ApiError::not_found("webhook endpoint not found"))
+}
+
+async fn create_webhook(State(state): State<AppState>, request: RawRequest) -> ApiResult<Response> {
+    let caller = authorize(&state, &request, Access::write(Scope::WebhooksWrite))?;
+    request.require_json()?;
+    let fields = parse_webhook(&state, &request.body, caller.partner_env().environment, true).await?;
+    Ok(write_outcome_response(state.engine.create_webhook(caller.partner_env(), fields).await?))
+}
+
+async fn update_webhook(State(state): State<AppState>, PathSegment(id): PathSegment, request: RawRequest) -> ApiResult<Response> {
+    let caller = authorize(&state, &request, Access::write(Scope::WebhooksWrite))?;
+    let endpoint_id = endpoint_id(&id)?;
+    request.require_json()?;
+    let fields = parse_webhook(&state, &request.body, caller.partner_env().environment, false).await?;
+    Ok(write_outcome_response(state.engine.update_webhook(caller.partner_env(), endpoint_id, fields).await?))
+}
+
+async fn delete_webhook(State(state): State<AppState>, PathSegment(id): PathSegment, request: RawRequest) -> ApiResult<Response> {
+    let caller = authorize(&state, &request, Access::write(Scope::WebhooksWrite))?;
+    let endpoint_id = endpoint_id(&id)?;
+    Ok(write_outcome_response(state.engine.delete_webhook(caller.partner_env(), endpoint_id).await?))
+}
+
+async fn test_webhook(State(state): State<AppState>, PathSegment(id): PathSegment, request: RawRequest) -> ApiResult<Response> {
+    let caller = authorize(&state, &request, Access::write(Scope::WebhooksWrite))?;
+    let endpoint_id = endpoint_id(&id)?;
+    Ok(write_outcome_response(state.engine.test_webhook(caller.partner_env(), endpoint_id).await?))
+}
+
+async fn rotate_secret(State(state): State<AppState>, PathSegment(id): PathSegment, request: RawRequest) -> ApiResult<Response> {
+    let caller = authorize(&state, &request, Access::write(Scope::WebhooksWrite))?;
+    let endpoint_id = endpoint_id(&id)?;
+    Ok(write_outcome_response(state.engine.rotate_webhook_secret(caller.partner_env(), endpoint_id).await?))
+}
+
+async fn redeliver(State(state): State<AppState>, PathSegment(id): PathSegment, request: RawRequest) -> ApiResult<Response> {
+    let caller = authorize(&state, &request, Access::write(Scope::WebhooksWrite))?;
+    let delivery_id =
+        Id::parse_prefixed("dlv_", &id).or_else(|| Id::parse_hex(&id)).ok_or_else(|| ApiError::not_found("webhook delivery not found"))?;
+    let delivery = state.engine.redeliver(caller.partner_env(), delivery_id).await?;
+    Ok(json_response(StatusCode::OK, &DeliveryView::from(&delivery)))
+}
+
+async fn list_webhooks(State(state): State<AppState>, request: RawRequest) -> ApiResult<Response> {
+    let caller = authorize(&state, &request, Access::read(Scope::WebhooksRead))?;
+    let page = ListQuery::from_path(&request.path_and_query)?;
+    let now_ms = state.engine.clock().now_ms();
+    // At most `webhooks_per_partner_max` (16): one page, newest first, like every list.
+    let mut endpoints = state.engine.list_webhooks(caller.partner_env())?;
+    endpoints.reverse();
+    let page = reward_actors::reads::Page::of_all(endpoints, page, |endpoint| endpoint.id);
+    Ok(list_response(page, |endpoint| EndpointView::new(endpoint, None, now_ms)))
+}
+
+async fn get_webhook(State(state): State<AppState>, PathSegment(id): PathSegment, request: RawRequest) -> ApiResult<Response> {
+    let caller = authorize(&state, &request, Access::read(Scope::WebhooksRead))?;
+    let endpoint = state.engine.get_webhook(caller.partner_env(), endpoint_id(&id)?)?;
+    Ok(json_response(StatusCode::OK, &EndpointView::new(&endpoint, None, state.engine.clock().now_ms())))
+}
+
+async fn list_deliveries(State(state): State<AppState>, PathSegment(id): PathSegment, request: RawRequest) -> ApiResult<Response> {
+    let caller = authorize(&state, &request, Access::read(Scope::WebhooksRead))?;
+    let endpoint_id = endpoint_id(&id)?;
+    let page = ListQuery::from_path(&request.path_and_query)?;
+    let deliveries = state.engine.list_deliveries(caller.partner_env(), endpoint_id, page)?;
+    Ok(list_response(deliveries, |delivery| DeliveryView::from(delivery)))
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct FeedPage<'a> {
+    data: Vec<&'a RawValue>,
+    has_more: bool,
+    /// The last sequence on this page, to pass back as `after` (a string, like every cursor).
+    next_cursor: Option<String>,
+}
+
+/// `GET /v1/partner/events?after=<sequence>&limit=`: the feed in ascending sequence.
+/// `cursor` is accepted as another name for `after` (the `nextCursor` of the last page).
+async fn event_feed(State(state): State<AppState>, request: RawRequest) -> ApiResult<Response> {
+    let caller = authorize(&state, &request, Access::read(Scope::WebhooksRead))?;
+    let query = request.path_and_query.split_once('?').map_or("", |(_, query)| query);
+    let (mut after, mut limit, mut errors) = (0u64, FEED_LIMIT_DEFAULT, Vec::new());
+    for (name, value) in form_urlencoded::parse(query.as_bytes()).take(16) {
+        match name.as_ref() {
+            "after" | "cursor" => match value.parse::<u64>() {
+                Ok(sequence) => after = sequence,
+                Err(_) => {
+                    errors.push(super::error::FieldError { field: name.into_owned(), message: "must be an event sequence (an integer)".into() })
+                }
+            },
+            "limit" => match value.parse::<usize>() {
+                Ok(value) if (1..=FEED_LIMIT_MAX).contains(&value) => limit = value,
+                _ => {
+                    errors.push(super::error::FieldError { field: "limit".into(), message: format!("must be an integer from 1 to {FEED_LIMIT_MAX}") })
+                }
+            },
+            other => errors.push(super::error::FieldError { field: other.to_owned(), message: "is not a known query parameter".into() }),
+        }
+    }
+    if !errors.is_empty() {
+        return Err(ApiError::validation(errors));
+    }
+    let mut events = state.engine.list_events(caller.partner_env(), after, limit + 1)?;
+    let has_more = events.len() > limit;
+    events.truncate(limit);
+    let raw: Vec<Box<RawValue>> = events
+        .iter()
+        .map(|event| RawValue::from_string(String::from_utf8_lossy(&event.envelope_json).into_owned()))
+        .collect::<Result<_, _>>()
+        .map_err(|error| reward_actors::EngineError::Internal(format!("a stored event is not JSON: {error}")))?;
+    let body = FeedPage {
+        data: raw.iter().map(AsRef::as_ref).collect(),
+        has_more,
+        next_cursor: events.last().map(|event| event.sequence.to_string()).filter(|_| has_more),
+    };
+    Ok(json_response(StatusCode::OK, &body))
+}
+
+/// Reads and checks an endpoint's fields; on create, `url` is required, and with neither
+/// `eventTypes` nor `receiveAllEvents` the endpoint receives every event.
+async fn parse_webhook(state: &AppState, body: &[u8], environment: Environment, creating: bool) -> ApiResult<WebhookFields> {
+    let mut fields = Fields::parse(body)?;
+    let url = fields.string("url", creating, URL_CHARS_MAX);
+    let description = nullable(&mut fields, "description", |fields| fields.string("description", true, state.settings.name_chars_max));
+    let event_types = event_types(&mut fields);
+    let mut receive_all_events = fields.boolean("receiveAllEvents");
+    let headers = custom_headers(&mut fields);
+    let status = if creating {
+        None
+    } else {
+        fields.string("status", false, 16).and_then(|text| match text.as_str() {
+            "ENABLED" => Some(EndpointStatus::Enabled),
+            "DISABLED" => Some(EndpointStatus::Disabled),
+            _ => {
+                fields.error("status", "must be ENABLED or DISABLED");
+                None
+            }
+        })
+    };
+    if creating && receive_all_events.is_none() && event_types.as_ref().is_none_or(Vec::is_empty) {
+        receive_all_events = Some(true);
+    }
+    if creating && receive_all_events == Some(false) && event_types.as_ref().is_none_or(Vec::is_empty) {
+        fields.error("eventTypes", "name at least one event type, or set receiveAllEvents");
+    }
+    fields.finish()?;
+    if let Some(url) = &url {
+        state.engine.webhook_settings().policy.check_url(url, environment).await.map_err(|message| ApiError::field("url", message))?;
+    }
+    Ok(WebhookFields { url, description, event_types, receive_all_events, headers, status })
+}
+
+fn event_types(fields: &mut Fields<'_>) -> Option<Vec<String>> {
+    let elements = array_elements(fields, "eventTypes", false)?;
+    let mut types: Vec<String> = Vec::with_capacity(elements.len());
+    for (index, raw) in elements.into_iter().enumerate().take(EVENT_TYPES.len() + 1) {
+        match serde_json::from_str::<String>(raw.get()) {
+            Ok(name) if EVENT_TYPES.contains(&name.as_str()) && !types.contains(&name) => types.push(name),
+            Ok(name) if types.contains(&name) => fields.error(&format!("eventTypes[{index}]"), "appears twice"),
+            _ => fields.error(&format!("eventTypes[{index}]"), format!("must be one of {}", EVENT_TYPES.join(", "))),
+        }
+    }
+    Some(types)
+}
+
+fn custom_headers(fields: &mut Fields<'_>) -> Option<Vec<(String, String)>> {
+    let raw = fields.raw("headers")?;
+    let Ok(map) = serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(raw.get()) else {
+        fields.error("headers", "must be an object of header names to string values");
+        return None;
+    };
+    if map.len() > HEADERS_MAX {
+        fields.error("headers", format!("may hold at most {HEADERS_MAX} headers"));
+        return None;
+    }
+    let mut headers = Vec::with_capacity(map.len());
+    for (name, value) in map {
+        let path = format!("headers.{name}");
+        let lower = name.to_ascii_lowercase();
+        let value = value.as_str().map(str::to_owned);
+        if name.is_empty() || name.len() > HEADER_NAME_CHARS_MAX || HeaderName::from_bytes(name.as_bytes()).is_err() {
+            fields.error(&path, format!("must be a header name of 1 to {HEADER_NAME_CHARS_MAX} characters"));
+        } else if RESERVED_HEADERS.contains(&lower.as_str()) {
+            fields.error(&path, "is set by the engine and cannot be overridden");
+        } else if let Some(value) = value.filter(|value| value.len() <= HEADER_VALUE_CHARS_MAX && HeaderValue::from_str(value).is_ok()) {
+            headers.push((name, value));
+        } else {
+            fields.error(&path, format!("must be a string of at most {HEADER_VALUE_CHARS_MAX} visible ASCII characters"));
+        }
+    }
+    Some(headers)
+}
