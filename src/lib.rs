@@ -20,3 +20,4 @@ pub mod loadgen;
 pub mod server;
 pub mod sign;
 pub mod signing;
+pub mod sink;

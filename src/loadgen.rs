@@ -76,6 +76,15 @@ pub struct LoadgenArgs {
     /// No progress lines (the summary is still printed).
     #[arg(long)]
     pub quiet: bool,
+    /// Pace the load to this many requests per second in all (0: as fast as possible).
+    #[arg(long, default_value_t = 0)]
+    pub rate: u64,
+    /// Register a webhook endpoint (all events) at this URL for every partner.
+    #[arg(long)]
+    pub webhook_url: Option<String>,
+    /// More endpoints for the first partner only (a slow or dead one, for isolation runs).
+    #[arg(long)]
+    pub extra_webhook_url: Vec<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -105,6 +114,8 @@ struct Plan {
     connections: usize,
     deadline: Instant,
     requests: Option<u64>,
+    /// Each worker's pause between requests when the load is paced.
+    pace: Option<Duration>,
 }
 
 #[derive(Default)]
@@ -134,7 +145,11 @@ pub async fn run(args: LoadgenArgs) -> anyhow::Result<Summary> {
                 .context("provisioning needs the admin token in REWARD_ADMIN_TOKEN")?;
             let pool_tokens = pool_size(&args, partner_count);
             eprintln!("provisioning {partner_count} partner(s) with {pool_tokens} tokens each …");
-            provision(address, &Secret::new(token), partner_count, pool_tokens, &run_id).await?
+            let partners = provision(address, &Secret::new(token), partner_count, pool_tokens, &run_id).await?;
+            if let Some(url) = &args.webhook_url {
+                register_webhooks(address, &partners, url, &args.extra_webhook_url).await?;
+            }
+            partners
         }
         Target::Hello => {
             vec![SigningCredentials { secret_key: Secret::new(format!("sk_test_{}", "0".repeat(64))), hmac_secret: Secret::new("0".repeat(64)) }]
@@ -149,6 +164,7 @@ pub async fn run(args: LoadgenArgs) -> anyhow::Result<Summary> {
         connections: args.connections,
         deadline: Instant::now() + Duration::from_secs(args.duration_secs),
         requests: args.requests,
+        pace: (args.rate > 0).then(|| Duration::from_secs_f64(args.connections as f64 / args.rate as f64)),
     });
     let progress = Arc::new(Progress::default());
     let started = Instant::now();
@@ -271,6 +287,32 @@ async fn provision(address: SocketAddr, token: &Secret, count: usize, pool_token
     Ok(partners)
 }
 
+/// One endpoint (all events) per partner at `url`, and the `extra` ones on the first.
+async fn register_webhooks(address: SocketAddr, partners: &[SigningCredentials], url: &str, extra: &[String]) -> anyhow::Result<()> {
+    const PATH: &str = "/v1/partner/webhooks";
+    let mut connection = Connection::connect(address).await.with_context(|| format!("connecting to {address}"))?;
+    for (index, partner) in partners.iter().enumerate() {
+        let urls = std::iter::once(url).chain(extra.iter().map(String::as_str).filter(|_| index == 0));
+        for endpoint_url in urls {
+            let body = serde_json::to_vec(&json!({ "url": endpoint_url, "receiveAllEvents": true }))?;
+            let now_secs = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |elapsed| elapsed.as_secs());
+            let signed = sign_request(partner, "POST", PATH, &body, now_secs);
+            let headers = [
+                ("x-partner-key", signed.partner_key.as_str()),
+                ("x-timestamp", signed.timestamp.as_str()),
+                ("x-signature", signed.signature.as_str()),
+                ("content-type", "application/json"),
+            ];
+            let response = connection.request(Method::POST, PATH, &headers, Bytes::from(body)).await?;
+            if response.status != 201 {
+                bail!("registering webhook {endpoint_url} answered {}: {}", response.status, String::from_utf8_lossy(&response.body));
+            }
+        }
+    }
+    eprintln!("registered webhook endpoints at {url} for {} partner(s) (+{} on the first)", partners.len(), extra.len());
+    Ok(())
+}
+
 fn action_body(plan: &Plan, worker: usize, sequence: u64) -> String {
     let first_user = (worker as u64).wrapping_mul(7_919).wrapping_add(sequence.wrapping_mul(104_729)) % plan.users;
     let stakeholders: Vec<String> = (0..plan.stakeholders as u64)
@@ -289,7 +331,17 @@ async fn run_worker(worker: usize, plan: Arc<Plan>, progress: Arc<Progress>) -> 
     let mut statuses = BTreeMap::new();
     let mut connection = None;
     let mut sequence = 0u64;
+    let mut pacer = plan.pace.map(|pace| {
+        // Workers start spread over one period, so the paced load is smooth.
+        let offset = pace.mul_f64(worker as f64 / plan.connections as f64);
+        let mut interval = tokio::time::interval_at(tokio::time::Instant::now() + offset, pace);
+        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        interval
+    });
     while Instant::now() < plan.deadline {
+        if let Some(pacer) = pacer.as_mut() {
+            pacer.tick().await;
+        }
         if plan.requests.is_some_and(|requests| progress.issued.fetch_add(1, Ordering::Relaxed) >= requests) {
             break;
         }

@@ -31,6 +31,9 @@ enum Command {
     Keygen,
     /// Drive load against a running server and report throughput and latency.
     Loadgen(LoadgenArgs),
+    /// Receive webhooks for benchmarks: count them and measure their lag.
+    #[command(hide = true)]
+    WebhookSink(reward_engine::sink::SinkArgs),
     /// Run a bare axum server that answers everything: the HTTP ceiling for benchmarks.
     #[command(hide = true)]
     HelloServer {
@@ -94,6 +97,7 @@ fn main() -> anyhow::Result<()> {
         Command::Sign(args) => sign(args),
         Command::Serve(args) => runtime()?.block_on(serve(args)),
         Command::Loadgen(args) => runtime()?.block_on(async move { loadgen::run(args).await.map(|_| ()) }),
+        Command::WebhookSink(args) => runtime()?.block_on(async move { reward_engine::sink::run(args).await.map(|_| ()) }),
         Command::HelloServer { listen } => {
             init_logging("pretty");
             runtime()?.block_on(reward_engine::hello::serve(&listen))

@@ -97,6 +97,8 @@ async fn every_route_group_under_every_scheme(backend: StoreBackend) {
     let signed_only =
         |success: (u16, &'static str)| [success, (403, "SECRET_KEY_REQUIRED"), MISSING_SIGNATURE, success, MISSING_KEY, MISSING_KEY, MISSING_KEY];
     let readable = [ok, ok, MISSING_SIGNATURE, ok, MISSING_KEY, MISSING_KEY, MISSING_KEY];
+    // §3: a publishable key reads every `*:read` scope except webhooks:read.
+    let webhooks_readable = [ok, (403, "INSUFFICIENT_SCOPE"), MISSING_SIGNATURE, ok, MISSING_KEY, MISSING_KEY, MISSING_KEY];
     let widget = |success: (u16, &'static str)| [success, success, success, MISSING_KEY, MISSING_KEY, MISSING_KEY, MISSING_KEY];
     let quote = r#"{"actionType":"PURCHASE","amount":1,"currency":"USD","stakeholders":[{"stakeholderTypeCode":"CUSTOMER","partnerUserId":"u"}]}"#;
     let link = r#"{"nonprofitSlug":"matrix-org","amount":500,"currency":"USD","frequency":"once","provider":"stripe","donorEmail":"d@example.com","firstName":"D","lastName":"E"}"#;
@@ -158,6 +160,17 @@ async fn every_route_group_under_every_scheme(backend: StoreBackend) {
             format!(r#"{{"actions":[{}]}}"#, action_body("batch-{scheme}", "1", "u")),
             signed_only(ok),
         ),
+        // A public address literal (no DNS) subscribed to an event this test never makes:
+        // nothing is ever sent off this machine.
+        (
+            "webhook create",
+            Method::POST,
+            "/v1/partner/webhooks".into(),
+            r#"{"url":"https://93.184.216.34/hooks","eventTypes":["campaign.budget_exhausted"]}"#.into(),
+            signed_only(created),
+        ),
+        ("webhook list", Method::GET, "/v1/partner/webhooks".into(), String::new(), webhooks_readable),
+        ("event feed", Method::GET, "/v1/partner/events?after=0".into(), String::new(), webhooks_readable),
         ("organization", Method::GET, "/v1/partner/organizations/matrix-org".into(), String::new(), widget(ok)),
         ("donation link", Method::POST, "/v1/partner/donations/create-link".into(), link.into(), widget(created)),
         ("me", Method::GET, "/v1/partner/me".into(), String::new(), [ok, ok, MISSING_SIGNATURE, ok, MISSING_KEY, MISSING_KEY, MISSING_KEY]),

@@ -16,7 +16,12 @@ use crate::support::{ADMIN_TOKEN, MASTER_KEY, Operator, action_body, now_secs, r
 async fn the_server_never_logs_a_secret() {
     let temp = tempfile::tempdir().expect("temp dir");
     let log = temp.path().join("server.log");
-    let environment = [("REWARD_LOG", "debug"), ("REWARD_PORTAL_REGISTRATION", "open"), ("REWARD_SERVER_LOG_FORMAT", "json")];
+    let environment = [
+        ("REWARD_LOG", "debug"),
+        ("REWARD_PORTAL_REGISTRATION", "open"),
+        ("REWARD_SERVER_LOG_FORMAT", "json"),
+        ("REWARD_WEBHOOK_ALLOWED_CIDRS", "127.0.0.0/8"),
+    ];
     let (mut child, address) = start_binary(&temp.path().join("data"), StoreBackend::Redb, &log, &environment).await;
     let operator = Operator { address };
     let mut secrets: Vec<String> = vec![ADMIN_TOKEN.into(), MASTER_KEY.into()];
@@ -45,6 +50,25 @@ async fn the_server_never_logs_a_secret() {
         .await
         .json();
     secrets.extend([rotated["secretKey"].as_str().expect("sk").to_owned(), rotated["hmacSecret"].as_str().expect("hmac").to_owned()]);
+
+    // Webhook secrets (issued, rotated) and a credential in a custom header, through attempts
+    // the dispatcher makes (and logs) to a port where nothing listens.
+    let header_secret = "Bearer hook-credential-0123456789abcdef";
+    secrets.push(header_secret.into());
+    let target = crate::support::binary::free_address();
+    let body = json!({ "url": format!("http://{target}/hooks"), "headers": { "Authorization": header_secret } }).to_string();
+    let endpoint = partner.signed(Method::POST, "/v1/partner/webhooks", &body).await.json();
+    secrets.push(endpoint["secret"].as_str().expect("whsec").to_owned());
+    let endpoint_id = endpoint["id"].as_str().expect("id").to_owned();
+    let rotated_hook = partner.signed(Method::POST, &format!("/v1/partner/webhooks/{endpoint_id}/rotate-secret"), "").await.json();
+    secrets.push(rotated_hook["secret"].as_str().expect("whsec").to_owned());
+    assert_eq!(partner.signed(Method::POST, &format!("/v1/partner/webhooks/{endpoint_id}/test"), "").await.status, 200);
+    assert_eq!(partner.submit(&action_body("logged-3", "1", "user_42")).await.status, 200);
+    let listed = partner.signed(Method::GET, "/v1/partner/webhooks", "").await;
+    for secret in &secrets {
+        assert!(!String::from_utf8_lossy(&listed.body).contains(secret.as_str()), "a secret appears in the webhook list");
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
 
     let password = "correct horse battery staple";
     secrets.push(password.into());

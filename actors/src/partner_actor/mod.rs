@@ -505,7 +505,7 @@ impl PartnerActor {
             state.env_state.count(now_ms, actions, issued, reversed);
         }
         let mut write_set = changes.write_set(&partner_env, &state.env_state);
-        let touched = fan_out(&mut write_set, &partner_env, &state.webhooks, &changes.events, None, &shared.ids, now_ms);
+        let queued = fan_out(&mut write_set, &partner_env, &state.webhooks, &changes.events, None, &shared.ids, now_ms);
         for pool in &changes.pools {
             state.pools.insert(pool.id, pool.clone());
         }
@@ -513,9 +513,7 @@ impl PartnerActor {
             state.campaigns.insert(campaign.id, campaign.clone());
         }
         let (sequence, receipt) = self.commit(write_set);
-        if !touched.is_empty() {
-            self.shared.webhook_signal.touch(partner_env, touched);
-        }
+        self.announce_queued(&queued);
         for user in changes.users {
             self.users.insert(user.record.external_id.clone(), CachedUser { record: user.record, write_sequence: sequence });
         }
@@ -573,12 +571,16 @@ impl PartnerActor {
         state.env_state.next_event_sequence = events.next_sequence;
         let mut write_set = extra;
         push_events(&mut write_set, &partner_env, &events.events, &state.env_state);
-        let touched = fan_out(&mut write_set, &partner_env, &state.webhooks, &events.events, excluded, &self.shared.ids, now_ms);
+        let queued = fan_out(&mut write_set, &partner_env, &state.webhooks, &events.events, excluded, &self.shared.ids, now_ms);
         let receipt = self.commit(write_set).1;
-        if !touched.is_empty() {
-            self.shared.webhook_signal.touch(partner_env, touched);
-        }
+        self.announce_queued(&queued);
         receipt
+    }
+
+    /// Tells the dispatcher (and the metrics) about deliveries just queued.
+    fn announce_queued(&self, queued: &[crate::webhooks::QueuedDelivery]) {
+        self.shared.metrics.webhook_deliveries_created.inc_by(queued.len() as u64);
+        self.shared.webhook_signal.queued(self.partner_env, queued);
     }
 
     fn record_event(&mut self, event_type: &str, data: &serde_json::Value) -> ActorReply<()> {

@@ -15,7 +15,9 @@ use crate::model::EventRecord;
 use crate::store::{Scan, ScanOrder, WriteOp};
 use crate::views::EventEnvelope;
 use crate::webhooks::signing::generate_secret;
-use crate::webhooks::{DeliveryRecord, DeliveryView, EndpointRecord, EndpointStatus, EndpointView, HealthNotice, WebhookFields, seal_secret};
+use crate::webhooks::{
+    DeliveryRecord, DeliveryView, EndpointRecord, EndpointStatus, EndpointView, HealthNotice, QueuedDelivery, WebhookFields, seal_secret,
+};
 
 /// Queue rows removed with a deleted endpoint in one write set; the dispatcher drops any
 /// left over when it finds their endpoint gone.
@@ -156,11 +158,11 @@ impl PartnerActor {
         delivery.event_sequence = None;
         delivery.inline_envelope = Some(event.envelope_json);
         let write_set = vec![
-            WriteOp::Put { key: keys::webhook_queue(&self.partner_env, endpoint.id, now_ms, delivery.id), value: Vec::new() },
             WriteOp::Put { key: keys::webhook_delivery(&self.partner_env, endpoint.id, delivery.id), value: encode(&delivery) },
+            WriteOp::Put { key: keys::webhook_queue(&self.partner_env, endpoint.id, now_ms, delivery.id), value: Vec::new() },
         ];
         let (_, receipt) = self.commit(write_set);
-        self.shared.webhook_signal.touch(self.partner_env, [endpoint.id]);
+        self.announce_queued(&[QueuedDelivery { endpoint_id: endpoint.id, due_ms: now_ms, delivery_id: delivery.id }]);
         let recorded = answer(200, &DeliveryView::from(&delivery));
         ActorReply { outcome: Ok(WriteOutcome::Done(recorded)), receipt: Some(receipt) }
     }

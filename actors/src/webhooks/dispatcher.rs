@@ -31,18 +31,25 @@ use crate::keys;
 use crate::model::{EventRecord, PartnerEnv};
 use crate::store::{Scan, ScanOrder, WriteOp};
 
-/// An endpoint named by a partner actor is scanned on every pass for this long, so rows
-/// committed a little after the wake-up are seen without waiting for the sweep.
-const HOT_FOR: Duration = Duration::from_secs(2);
+/// Deliveries one endpoint's pending set holds in memory; past it, the rest stay in the
+/// store's queue and are read back as the set drains.
+const PENDING_MAX: usize = 100_000;
+/// An endpoint a partner actor named is reread on every pass for this long, so a change
+/// committed a little after the wake-up is seen without waiting for the sweep.
+const RECHECK_FOR: Duration = Duration::from_secs(2);
 /// Endpoints the sweep loads; far above `webhooks_per_partner_max` × the partners one
 /// process serves.
 const ENDPOINTS_SWEPT_MAX: usize = 500_000;
-/// Queue rows one endpoint's scan reads in a pass.
-const QUEUE_SCAN_MAX: usize = 1_024;
 /// Orphaned queue rows (their endpoint deleted) removed per sweep.
 const ORPHAN_ROWS_PURGED_MAX: usize = 10_000;
+/// A queue row whose delivery record is still absent this long after it fell due is an
+/// orphan (its record and row are written together, so this never happens in practice).
+const ORPHAN_AFTER_MS: u64 = 60_000;
 /// Commands (redeliveries) waiting for the dispatcher.
 const COMMANDS_MAX: usize = 1_024;
+/// Passes run at most this often: wake-ups in between (commits, finished attempts) are
+/// gathered into the next pass, so a busy engine costs one scan per endpoint per pass.
+const PASS_INTERVAL_MIN: Duration = Duration::from_millis(5);
 /// How long a stopping dispatcher waits for attempts in flight to finish and be recorded.
 const STOP_GRACE: Duration = Duration::from_secs(5);
 
@@ -76,9 +83,14 @@ struct Slot {
     claimed: HashSet<Id>,
     /// The health record as last written, so only changes are written.
     health_written: Option<HealthRecord>,
-    hot_until: Instant,
-    /// The earliest due row seen past the last scan (`Some(0)`: scan now).
-    next_due_ms: Option<u64>,
+    /// Queued deliveries known in memory, by due time: from partner actors' hints, retries,
+    /// and reads of the store's queue. The store's rows are the truth; this saves a scan of
+    /// the queue (and of its fresh tombstones) on every pass.
+    pending: std::collections::BTreeSet<(u64, Id)>,
+    /// Read the store's queue into `pending` before the next dispatch.
+    rescan: bool,
+    /// The last read stopped at `PENDING_MAX`: read again once `pending` drains.
+    truncated: bool,
 }
 
 struct Job {
@@ -119,6 +131,8 @@ struct Dispatcher {
     unsettled: VecDeque<(CommitReceipt, Vec<(EndpointKey, Id)>)>,
     next_sweep: Instant,
     rotation: usize,
+    /// Endpoints to reread on every pass until the time given.
+    recheck: HashMap<EndpointKey, Instant>,
 }
 
 impl Engine {
@@ -132,7 +146,9 @@ impl Engine {
             .timeout(settings.attempt_timeout)
             .connect_timeout(settings.attempt_timeout.min(Duration::from_secs(10)))
             .dns_resolver(Arc::new(GuardedResolver { policy: Arc::new(settings.policy.clone()) }))
-            .pool_max_idle_per_host(settings.endpoint_concurrency)
+            // Endpoints often share a host (one receiver, many partners): keep a connection
+            // for every slot rather than reconnecting.
+            .pool_max_idle_per_host(settings.concurrency)
             .user_agent(USER_AGENT)
             .build()
             .map_err(|error| format!("cannot build the webhook HTTP client: {error}"))?;
@@ -151,6 +167,7 @@ impl Engine {
             unsettled: VecDeque::new(),
             next_sweep: Instant::now(),
             rotation: 0,
+            recheck: HashMap::new(),
         };
         let task = tokio::spawn(dispatcher.run(commands, stopped));
         *self.inner.webhooks.lock() = Some(DispatcherHandle { commands: commands_sender, stop, task });
@@ -198,6 +215,7 @@ fn jitter() -> f64 {
 impl Dispatcher {
     async fn run(mut self, mut commands: mpsc::Receiver<DispatcherCommand>, mut stopped: watch::Receiver<bool>) {
         tracing::info!(concurrency = self.settings.concurrency, per_endpoint = self.settings.endpoint_concurrency, "webhook dispatcher started");
+        let mut last_pass = tokio::time::Instant::now();
         loop {
             let wake = tokio::select! {
                 _ = stopped.changed() => Wake::Stop,
@@ -213,6 +231,8 @@ impl Dispatcher {
                 Wake::Command(command) => self.on_command(command),
                 Wake::Look => {}
             }
+            tokio::time::sleep_until(last_pass + PASS_INTERVAL_MIN).await;
+            last_pass = tokio::time::Instant::now();
             while let Ok(more) = self.finished.try_recv() {
                 finished.push(more);
             }
@@ -267,7 +287,7 @@ impl Dispatcher {
                     slot.health_written = Some(HealthRecord::default());
                     let write = vec![WriteOp::Put { key: keys::webhook_health(&partner_env, endpoint.id), value: encode(&slot.health) }];
                     self.shared.committer.submit(write, None);
-                    slot.next_due_ms = Some(0);
+                    slot.rescan = true;
                 }
                 slot.endpoint = endpoint;
             }
@@ -279,26 +299,48 @@ impl Dispatcher {
                     health_written: Some(health.clone()),
                     health,
                     claimed: HashSet::new(),
-                    hot_until: Instant::now(),
-                    next_due_ms: Some(0),
+                    pending: std::collections::BTreeSet::new(),
+                    rescan: true,
+                    truncated: false,
                 };
                 self.slots.insert(key, slot);
             }
         }
     }
 
-    /// Endpoints partner actors named since the last pass: reread them and look at their
-    /// queues for a while.
+    /// What partner actors said since the last pass: reread changed endpoints (and keep
+    /// rereading them briefly, in case the change was not durable at the first read), then
+    /// add the deliveries they queued to the pending sets.
     fn absorb_signal(&mut self) {
-        let touched = self.shared.webhook_signal.take();
-        let hot_until = Instant::now() + HOT_FOR;
-        for (partner_env, endpoint_id) in touched {
+        let signal = self.shared.webhook_signal.take();
+        if signal.overflowed {
+            for slot in self.slots.values_mut() {
+                slot.rescan = true;
+            }
+        }
+        let now = Instant::now();
+        let mut named: HashSet<EndpointKey> = signal.endpoints;
+        named
+            .extend(signal.queued.iter().map(|(partner_env, queued)| (*partner_env, queued.endpoint_id)).filter(|key| !self.slots.contains_key(key)));
+        for key in named {
+            self.recheck.entry(key).or_insert(now + RECHECK_FOR);
+        }
+        self.recheck.retain(|_, until| *until > now);
+        let rechecked: Vec<EndpointKey> = self.recheck.keys().copied().collect();
+        for (partner_env, endpoint_id) in rechecked {
             // Absent may mean "not durable yet": only the sweep removes endpoints.
             if let Some(endpoint) = self.read::<EndpointRecord>(&keys::webhook_endpoint(&partner_env, endpoint_id), "webhook endpoint") {
                 self.upsert(partner_env, endpoint);
             }
-            if let Some(slot) = self.slots.get_mut(&(partner_env, endpoint_id)) {
-                slot.hot_until = hot_until;
+        }
+        for (partner_env, queued) in &signal.queued {
+            match self.slots.get_mut(&(*partner_env, queued.endpoint_id)) {
+                Some(slot) if slot.pending.len() < PENDING_MAX => {
+                    slot.pending.insert((queued.due_ms, queued.delivery_id));
+                }
+                Some(slot) => slot.truncated = true,
+                // Its slot starts with a read of the store's queue, which holds this row.
+                None => {}
             }
         }
     }
@@ -340,7 +382,7 @@ impl Dispatcher {
             }
         }
         for slot in self.slots.values_mut() {
-            slot.next_due_ms = Some(0);
+            slot.rescan = true;
         }
     }
 
@@ -355,7 +397,6 @@ impl Dispatcher {
                     for (key, delivery_id) in released {
                         if let Some(slot) = self.slots.get_mut(&key) {
                             slot.claimed.remove(&delivery_id);
-                            slot.next_due_ms = Some(0);
                         }
                     }
                 }
@@ -367,8 +408,18 @@ impl Dispatcher {
     /// endpoint always goes first), until the global permits run out.
     fn dispatch(&mut self) {
         let now_ms = self.now_ms();
-        let now = Instant::now();
-        let mut keys: Vec<EndpointKey> = self.slots.keys().copied().collect();
+        let endpoint_concurrency = self.settings.endpoint_concurrency;
+        // Only endpoints with something due (or a queue to read) and a free slot.
+        let mut keys: Vec<EndpointKey> = self
+            .slots
+            .iter()
+            .filter(|(_, slot)| {
+                let due = slot.pending.first().is_some_and(|(due_ms, _)| *due_ms <= now_ms);
+                let read = slot.rescan || (slot.truncated && slot.pending.is_empty());
+                slot.endpoint.status == EndpointStatus::Enabled && slot.claimed.len() < endpoint_concurrency && (due || read)
+            })
+            .map(|(key, _)| *key)
+            .collect();
         if keys.is_empty() {
             return;
         }
@@ -381,52 +432,64 @@ impl Dispatcher {
             if self.permits.available_permits() == 0 {
                 break;
             }
-            self.dispatch_endpoint(key, now_ms, now, &mut stale);
+            self.dispatch_endpoint(key, now_ms, &mut stale);
         }
         if !stale.is_empty() {
             self.shared.committer.submit(stale, None);
         }
     }
 
-    fn dispatch_endpoint(&mut self, key: EndpointKey, now_ms: u64, now: Instant, stale: &mut Vec<WriteOp>) {
-        let endpoint_concurrency = self.settings.endpoint_concurrency;
+    /// Reads an endpoint's queue rows from the store into its pending set (rows being
+    /// attempted excepted).
+    fn rescan(&mut self, key: EndpointKey) {
         let Some(slot) = self.slots.get_mut(&key) else {
             return;
         };
-        let looking = slot.hot_until > now || slot.next_due_ms.is_some_and(|due| due <= now_ms);
-        if slot.endpoint.status != EndpointStatus::Enabled || !looking || slot.claimed.len() >= endpoint_concurrency {
-            return;
-        }
-        let free = endpoint_concurrency - slot.claimed.len();
         let prefix = keys::webhook_queue_prefix(&slot.partner_env, key.1);
-        let limit = (free + slot.claimed.len()).min(QUEUE_SCAN_MAX);
-        let rows = match self.shared.store.scan(Scan { prefix: &prefix, after: None, order: ScanOrder::Ascending, limit }) {
+        let rows = match self.shared.store.scan(Scan { prefix: &prefix, after: None, order: ScanOrder::Ascending, limit: PENDING_MAX }) {
             Ok(rows) => rows,
             Err(error) => {
                 tracing::error!(%error, "webhook dispatcher cannot read a queue");
                 return;
             }
         };
-        let full_page = rows.len() == limit;
-        slot.next_due_ms = full_page.then_some(now_ms);
-        let mut jobs = Vec::new();
+        slot.rescan = false;
+        slot.truncated = rows.len() == PENDING_MAX;
         for (queue_key, _) in rows {
-            let Some((due_ms, delivery_id)) = keys::parse_webhook_queue(&queue_key) else {
-                stale.push(WriteOp::Delete { key: queue_key });
-                continue;
-            };
-            if due_ms > now_ms {
-                slot.next_due_ms = Some(due_ms);
-                break;
+            if let Some((due_ms, delivery_id)) = keys::parse_webhook_queue(&queue_key)
+                && !slot.claimed.contains(&delivery_id)
+                && slot.pending.len() < PENDING_MAX
+            {
+                slot.pending.insert((due_ms, delivery_id));
             }
-            if slot.claimed.contains(&delivery_id) {
-                continue;
-            }
-            if jobs.len() >= free || self.permits.available_permits() <= jobs.len() {
-                slot.next_due_ms = Some(now_ms);
-                break;
-            }
-            jobs.push((queue_key, delivery_id));
+        }
+    }
+
+    fn dispatch_endpoint(&mut self, key: EndpointKey, now_ms: u64, stale: &mut Vec<WriteOp>) {
+        let endpoint_concurrency = self.settings.endpoint_concurrency;
+        let Some(slot) = self.slots.get(&key) else {
+            return;
+        };
+        if slot.endpoint.status != EndpointStatus::Enabled || slot.claimed.len() >= endpoint_concurrency {
+            return;
+        }
+        if slot.rescan || (slot.truncated && slot.pending.is_empty()) {
+            self.rescan(key);
+        }
+        let Some(slot) = self.slots.get_mut(&key) else {
+            return;
+        };
+        let free = (endpoint_concurrency - slot.claimed.len()).min(self.permits.available_permits());
+        let due: Vec<(u64, Id)> = slot
+            .pending
+            .iter()
+            .take_while(|(due_ms, _)| *due_ms <= now_ms)
+            .filter(|(_, id)| !slot.claimed.contains(id))
+            .take(free)
+            .copied()
+            .collect();
+        if due.is_empty() {
+            return;
         }
         let (partner_env, endpoint) = (slot.partner_env, slot.endpoint.clone());
         let secrets = match endpoint.signing_secrets(&self.shared.master_key, now_ms) {
@@ -436,13 +499,45 @@ impl Dispatcher {
                 return;
             }
         };
-        for (queue_key, delivery_id) in jobs {
-            let delivery_key = keys::webhook_delivery(&partner_env, endpoint.id, delivery_id);
-            let delivery = self.read::<DeliveryRecord>(&delivery_key, "webhook delivery");
-            let Some(delivery) = delivery.filter(|delivery| delivery.status == DeliveryStatus::Pending) else {
-                stale.push(WriteOp::Delete { key: queue_key });
+        for (hinted_due_ms, delivery_id) in due {
+            // The same delivery may be pending under two due times (a hint and a read of the
+            // queue): never attempt it twice at once.
+            if self.slots.get(&key).is_some_and(|slot| slot.claimed.contains(&delivery_id)) {
+                if let Some(slot) = self.slots.get_mut(&key) {
+                    slot.pending.remove(&(hinted_due_ms, delivery_id));
+                }
                 continue;
+            }
+            let delivery_key = keys::webhook_delivery(&partner_env, endpoint.id, delivery_id);
+            let read = self.read::<DeliveryRecord>(&delivery_key, "webhook delivery");
+            let slot = self.slots.get_mut(&key).expect("the slot exists during its dispatch");
+            let delivery = match read {
+                Some(delivery) if delivery.status == DeliveryStatus::Pending => delivery,
+                // Ended meanwhile (a redelivery or a duplicate hint): the row is stale.
+                Some(_) => {
+                    slot.pending.remove(&(hinted_due_ms, delivery_id));
+                    stale.push(WriteOp::Delete { key: keys::webhook_queue(&partner_env, endpoint.id, hinted_due_ms, delivery_id) });
+                    continue;
+                }
+                // Written with its row, so absent means not durable yet; only a row long past
+                // due without its record is an orphan.
+                None => {
+                    if hinted_due_ms.saturating_add(ORPHAN_AFTER_MS) < now_ms {
+                        tracing::warn!(delivery = %delivery_id, "dropping a webhook queue row without its delivery record");
+                        slot.pending.remove(&(hinted_due_ms, delivery_id));
+                        stale.push(WriteOp::Delete { key: keys::webhook_queue(&partner_env, endpoint.id, hinted_due_ms, delivery_id) });
+                    }
+                    continue;
+                }
             };
+            slot.pending.remove(&(hinted_due_ms, delivery_id));
+            // The record knows the row's real due time (a hint may be older than a redelivery).
+            let due_ms = delivery.next_attempt_at_ms.unwrap_or(hinted_due_ms);
+            if due_ms > now_ms {
+                slot.pending.insert((due_ms, delivery_id));
+                continue;
+            }
+            let queue_key = keys::webhook_queue(&partner_env, endpoint.id, due_ms, delivery_id);
             let envelope = match (&delivery.inline_envelope, delivery.event_sequence) {
                 (Some(envelope), _) => Some(envelope.clone()),
                 (None, Some(sequence)) => {
@@ -456,6 +551,9 @@ impl Dispatcher {
                 continue;
             };
             let Ok(permit) = Arc::clone(&self.permits).try_acquire_owned() else {
+                if let Some(slot) = self.slots.get_mut(&key) {
+                    slot.pending.insert((due_ms, delivery_id));
+                }
                 break;
             };
             if let Some(slot) = self.slots.get_mut(&key) {
@@ -513,10 +611,7 @@ impl Dispatcher {
             };
             match step {
                 NextStep::Delivered => delivery.status = DeliveryStatus::Delivered,
-                NextStep::RetryAt { due_ms } => {
-                    delivery.next_attempt_at_ms = Some(due_ms);
-                    write_set.push(WriteOp::Put { key: keys::webhook_queue(&partner_env, endpoint_id, due_ms, delivery.id), value: Vec::new() });
-                }
+                NextStep::RetryAt { due_ms } => delivery.next_attempt_at_ms = Some(due_ms),
                 NextStep::Exhausted | NextStep::DisableEndpoint => delivery.status = DeliveryStatus::Failed,
             }
             if delivery.status != DeliveryStatus::Pending {
@@ -535,6 +630,14 @@ impl Dispatcher {
                 notices.push((key, notice));
             }
             write_set.push(WriteOp::Put { key: keys::webhook_delivery(&partner_env, endpoint_id, delivery.id), value: encode(&delivery) });
+            if let NextStep::RetryAt { due_ms } = step {
+                write_set.push(WriteOp::Put { key: keys::webhook_queue(&partner_env, endpoint_id, due_ms, delivery.id), value: Vec::new() });
+                if slot.pending.len() < PENDING_MAX {
+                    slot.pending.insert((due_ms, delivery.id));
+                } else {
+                    slot.truncated = true;
+                }
+            }
             if let Some(notice) = update_health(slot, &outcome, &self.settings, now_ms) {
                 notices.push((key, notice));
             }
@@ -578,6 +681,7 @@ impl Dispatcher {
         }
         let now_ms = self.shared.clock.now_ms();
         let mut write_set = Vec::with_capacity(3);
+        let previous_due = delivery.next_attempt_at_ms.filter(|_| delivery.status == DeliveryStatus::Pending);
         match (delivery.status, delivery.next_attempt_at_ms) {
             (DeliveryStatus::Pending, Some(due_ms)) => {
                 write_set.push(WriteOp::Delete { key: keys::webhook_queue(&partner_env, endpoint_id, due_ms, delivery_id) })
@@ -589,11 +693,14 @@ impl Dispatcher {
         }
         delivery.next_attempt_at_ms = Some(now_ms);
         delivery.updated_at_ms = now_ms;
-        write_set.push(WriteOp::Put { key: keys::webhook_queue(&partner_env, endpoint_id, now_ms, delivery_id), value: Vec::new() });
         write_set.push(WriteOp::Put { key: keys::webhook_delivery(&partner_env, endpoint_id, delivery_id), value: encode(&delivery) });
+        write_set.push(WriteOp::Put { key: keys::webhook_queue(&partner_env, endpoint_id, now_ms, delivery_id), value: Vec::new() });
         let receipt = self.shared.committer.submit(write_set, None);
         slot.claimed.insert(delivery_id);
-        slot.hot_until = Instant::now() + HOT_FOR;
+        if let Some(due_ms) = previous_due {
+            slot.pending.remove(&(due_ms, delivery_id));
+        }
+        slot.pending.insert((now_ms, delivery_id));
         self.unsettled.push_back((receipt.clone(), vec![((partner_env, endpoint_id), delivery_id)]));
         Ok((delivery, receipt))
     }

@@ -336,33 +336,65 @@ pub struct HealthRecord {
     pub last_success_ms: Option<u64>,
 }
 
-/// Endpoints with new deliveries or changes, for the dispatcher to look at soon. A set
-/// (bounded by the number of endpoints), so a burst of commits never queues up.
+/// Deliveries a partner actor queued that the dispatcher can receive without scanning. More
+/// than this and the hints are dropped: the dispatcher rereads the queues from the store.
+pub const SIGNAL_QUEUED_MAX: usize = 1_000_000;
+
+/// One queued delivery, as a hint to the dispatcher (the store's queue row is the truth).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QueuedDelivery {
+    pub endpoint_id: Id,
+    pub due_ms: u64,
+    pub delivery_id: Id,
+}
+
+/// What partner actors tell the dispatcher between two passes: endpoints that changed,
+/// and the deliveries they queued (hints; rows may become durable a little later).
+#[derive(Default)]
+pub struct SignalState {
+    pub endpoints: HashSet<(PartnerEnv, Id)>,
+    pub queued: Vec<(PartnerEnv, QueuedDelivery)>,
+    /// Hints were dropped at [`SIGNAL_QUEUED_MAX`]: reread every queue.
+    pub overflowed: bool,
+}
+
 #[derive(Default)]
 pub struct WebhookSignal {
-    endpoints: Mutex<HashSet<(PartnerEnv, Id)>>,
+    state: Mutex<SignalState>,
     pub(crate) notify: tokio::sync::Notify,
 }
 
 impl WebhookSignal {
+    /// An endpoint changed (created, updated, deleted).
     pub fn touch(&self, partner_env: PartnerEnv, endpoint_ids: impl IntoIterator<Item = Id>) {
-        let mut endpoints = self.endpoints.lock();
-        let before = endpoints.len();
-        endpoints.extend(endpoint_ids.into_iter().map(|endpoint_id| (partner_env, endpoint_id)));
-        if endpoints.len() != before {
-            drop(endpoints);
-            self.notify.notify_one();
-        }
+        self.state.lock().endpoints.extend(endpoint_ids.into_iter().map(|endpoint_id| (partner_env, endpoint_id)));
+        self.notify.notify_one();
     }
 
-    pub(crate) fn take(&self) -> HashSet<(PartnerEnv, Id)> {
-        std::mem::take(&mut *self.endpoints.lock())
+    /// Deliveries were queued in a write set just handed to the committer.
+    pub fn queued(&self, partner_env: PartnerEnv, deliveries: &[QueuedDelivery]) {
+        if deliveries.is_empty() {
+            return;
+        }
+        {
+            let mut state = self.state.lock();
+            if state.queued.len() + deliveries.len() > SIGNAL_QUEUED_MAX {
+                state.overflowed = true;
+            } else {
+                state.queued.extend(deliveries.iter().map(|delivery| (partner_env, *delivery)));
+            }
+        }
+        self.notify.notify_one();
+    }
+
+    pub(crate) fn take(&self) -> SignalState {
+        std::mem::take(&mut *self.state.lock())
     }
 }
 
 /// The outbox rows of `events`: one delivery and one queue row per (event, enabled endpoint
 /// subscribed to its type), except to `excluded` (the endpoint an event is about). Answers
-/// the endpoints that got work.
+/// the deliveries it queued.
 pub fn fan_out(
     ops: &mut Vec<WriteOp>,
     partner_env: &PartnerEnv,
@@ -371,19 +403,18 @@ pub fn fan_out(
     excluded: Option<Id>,
     ids: &IdGenerator,
     now_ms: u64,
-) -> Vec<Id> {
-    let mut touched = Vec::new();
+) -> Vec<QueuedDelivery> {
+    let mut queued = Vec::new();
     for endpoint in endpoints.iter().filter(|endpoint| endpoint.status == EndpointStatus::Enabled && Some(endpoint.id) != excluded) {
         for event in events.iter().filter(|event| endpoint.subscribes(&event.event_type)) {
             let delivery = DeliveryRecord::new(ids.next(now_ms), endpoint.id, event, now_ms);
-            ops.push(WriteOp::Put { key: keys::webhook_queue(partner_env, endpoint.id, now_ms, delivery.id), value: Vec::new() });
+            // The record before its queue row: a reader that sees the row sees the record.
             ops.push(WriteOp::Put { key: keys::webhook_delivery(partner_env, endpoint.id, delivery.id), value: encode(&delivery) });
-            if touched.last() != Some(&endpoint.id) {
-                touched.push(endpoint.id);
-            }
+            ops.push(WriteOp::Put { key: keys::webhook_queue(partner_env, endpoint.id, now_ms, delivery.id), value: Vec::new() });
+            queued.push(QueuedDelivery { endpoint_id: endpoint.id, due_ms: now_ms, delivery_id: delivery.id });
         }
     }
-    touched
+    queued
 }
 
 /// Header values shown back in lists and reads: masked when the name suggests a credential.
