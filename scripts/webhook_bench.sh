@@ -13,7 +13,8 @@
 #   4. baseline: the same paced load with no endpoint, for the reward path's own rate.
 # Everything runs on 127.0.0.1 with bounded durations (release build).
 #
-# Usage: scripts/webhook_bench.sh   (RATE=5000 DURATION=15 PARTNERS=20 CONNECTIONS=64)
+# Usage: scripts/webhook_bench.sh   (RATE=5000 DURATION=15 PARTNERS=20 CONNECTIONS=64;
+#        PHASES="baseline steady isolation drain"; BIN=another/reward-engine to skip the build)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -25,7 +26,7 @@ DRAIN=${DRAIN:-30}
 PORT=${PORT:-18800}
 RESULTS=${RESULTS:-bench-results/webhooks-$(date -u +%Y%m%dT%H%M%SZ)}
 mkdir -p "$RESULTS"
-BIN=target/release/reward-engine
+PHASES=${PHASES:-baseline steady isolation drain}
 export REWARD_ADMIN_TOKEN="bench-admin-token-$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')"
 export REWARD_MASTER_KEY="$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')"
 export REWARD_LOG=warn
@@ -33,8 +34,11 @@ export REWARD_WEBHOOK_ALLOWED_CIDRS=127.0.0.0/8
 
 say() { printf '\n==> %s\n' "$*" >&2; }
 
-say "building the release binary"
-cargo build --release --quiet
+if [ -z "${BIN:-}" ]; then
+    say "building the release binary"
+    cargo build --release --quiet
+    BIN=target/release/reward-engine
+fi
 
 wait_for_health() {
     for _ in $(seq 1 100); do
@@ -128,11 +132,15 @@ run_baseline() {
     rm -rf "$data"
 }
 
-run_baseline
-run_phase steady
-# Port PORT+3 has nothing listening: a dead endpoint (connection refused).
-run_phase isolation --extra-webhook-url "http://127.0.0.1:$((PORT + 2))/slow" --extra-webhook-url "http://127.0.0.1:$((PORT + 3))/dead"
-
-run_drain
+for phase in $PHASES; do
+    case $phase in
+        baseline) run_baseline ;;
+        steady) run_phase steady ;;
+        # Port PORT+3 has nothing listening: a dead endpoint (connection refused).
+        isolation) run_phase isolation --extra-webhook-url "http://127.0.0.1:$((PORT + 2))/slow" --extra-webhook-url "http://127.0.0.1:$((PORT + 3))/dead" ;;
+        drain) run_drain ;;
+        *) echo "unknown phase $phase" >&2; exit 2 ;;
+    esac
+done
 
 python3 scripts/webhook_report.py "$RESULTS" "$RATE" "$DURATION" "$PARTNERS"

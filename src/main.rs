@@ -14,6 +14,9 @@ use reward_engine::server::{self, ServeOptions, ServerSecrets};
 use reward_engine::sign::{SigningCredentials, curl_command, sign_request};
 use tracing_subscriber::EnvFilter;
 
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(name = "reward-engine", version, about = "An actor-based reward engine: signed partner actions become tokens, exactly once, durably.")]
 struct Cli {

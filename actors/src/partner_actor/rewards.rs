@@ -60,15 +60,16 @@ impl PartnerActor {
         }
     }
 
-    /// Contract §8: a pool with auto-refill tops itself up when its balance is below the
-    /// threshold, or too low for this reward, before the funding check. The refill is its
-    /// own write set, queued ahead of the reward's, so it is durable no later than the reward.
+    /// Contract §8: a pool with auto-refill tops itself up when its balance is too low for
+    /// this reward, before the funding check — only when the refill makes the reward
+    /// fundable, so a refused action still moves nothing. The refill is its own write set,
+    /// queued ahead of the reward's, so it is durable no later than the reward.
     fn refill_before(&mut self, decision: &Decision, now_ms: u64) {
         let required = decision.evaluation.tokens_distributed;
         let Some(pool) = decision.pool_id.and_then(|pool_id| self.loaded().pools.get(&pool_id)) else {
             return;
         };
-        if required == 0 || pool.is_expired(now_ms) {
+        if required == 0 || pool.balance >= required || self.check_funding(decision, true, now_ms).is_err() {
             return;
         }
         let next_event_sequence = self.loaded().env_state.next_event_sequence;
