@@ -17,6 +17,7 @@ pub mod hello;
 pub mod http;
 pub mod jwt;
 pub mod loadgen;
+pub mod report;
 pub mod server;
 pub mod sign;
 pub mod signing;

@@ -85,6 +85,10 @@ pub struct LoadgenArgs {
     /// More endpoints for the first partner only (a slow or dead one, for isolation runs).
     #[arg(long)]
     pub extra_webhook_url: Vec<String>,
+    /// Also write a self-contained HTML report (throughput over time, latency
+    /// distribution, statuses) to this file.
+    #[arg(long)]
+    pub report: Option<PathBuf>,
 }
 
 #[derive(Debug, Serialize)]
@@ -168,7 +172,7 @@ pub async fn run(args: LoadgenArgs) -> anyhow::Result<Summary> {
     });
     let progress = Arc::new(Progress::default());
     let started = Instant::now();
-    let reporter = (!args.quiet).then(|| tokio::spawn(report_progress(Arc::clone(&progress), started)));
+    let reporter = tokio::spawn(report_progress(Arc::clone(&progress), started, !args.quiet));
     let workers: Vec<_> = (0..args.connections).map(|worker| tokio::spawn(run_worker(worker, Arc::clone(&plan), Arc::clone(&progress)))).collect();
     let mut latency = Histogram::<u64>::new_with_bounds(1, LATENCY_MAX_MICROS, 3).expect("valid histogram bounds");
     let mut statuses = BTreeMap::new();
@@ -180,9 +184,7 @@ pub async fn run(args: LoadgenArgs) -> anyhow::Result<Summary> {
         }
     }
     progress.done.store(true, Ordering::Relaxed);
-    if let Some(reporter) = reporter {
-        let _ = reporter.await;
-    }
+    let samples = reporter.await.unwrap_or_default();
     let elapsed = started.elapsed().as_secs_f64();
     let succeeded: u64 = statuses.iter().filter(|(status, _)| status.starts_with('2')).map(|(_, count)| count).sum();
     let quantile_ms = |quantile: f64| latency.value_at_quantile(quantile) as f64 / 1000.0;
@@ -202,6 +204,11 @@ pub async fn run(args: LoadgenArgs) -> anyhow::Result<Summary> {
         statuses,
     };
     print_summary(&summary);
+    if let Some(path) = &args.report {
+        let title = format!("reward-engine loadgen → {}", args.url);
+        std::fs::write(path, crate::report::render(&summary, &samples, &latency, &title)).with_context(|| format!("writing {}", path.display()))?;
+        eprintln!("report written to {}", path.display());
+    }
     if let Some(path) = &args.json_out {
         std::fs::write(path, serde_json::to_vec_pretty(&summary)?).with_context(|| format!("writing {}", path.display()))?;
     }
@@ -388,17 +395,24 @@ async fn run_worker(worker: usize, plan: Arc<Plan>, progress: Arc<Progress>) -> 
     WorkerReport { latency, statuses }
 }
 
-async fn report_progress(progress: Arc<Progress>, started: Instant) {
+/// Samples progress once a second (printing it unless quiet) for the report; at most one
+/// sample per second of the run, which is bounded by `DURATION_SECS_MAX`.
+async fn report_progress(progress: Arc<Progress>, started: Instant, print: bool) -> Vec<crate::report::Sample> {
     let mut ticker = tokio::time::interval(Duration::from_secs(1));
     ticker.tick().await;
-    let mut previous = 0;
-    while !progress.done.load(Ordering::Relaxed) {
+    let (mut previous, mut previous_failed) = (0, 0);
+    let mut samples = Vec::new();
+    while !progress.done.load(Ordering::Relaxed) && samples.len() < DURATION_SECS_MAX as usize + 60 {
         ticker.tick().await;
         let completed = progress.completed.load(Ordering::Relaxed);
         let failed = progress.failed.load(Ordering::Relaxed);
-        eprintln!("[{:>4.0}s] {completed:>10} requests  {:>8} req/s  {failed} not 2xx", started.elapsed().as_secs_f64(), completed - previous);
-        previous = completed;
+        if print {
+            eprintln!("[{:>4.0}s] {completed:>10} requests  {:>8} req/s  {failed} not 2xx", started.elapsed().as_secs_f64(), completed - previous);
+        }
+        samples.push(crate::report::Sample { second: started.elapsed().as_secs(), completed: completed - previous, failed: failed - previous_failed });
+        (previous, previous_failed) = (completed, failed);
     }
+    samples
 }
 
 fn print_summary(summary: &Summary) {

@@ -12,6 +12,8 @@ use axum::middleware::Next;
 use axum::response::Response;
 use reward_actors::rate_limit::RateDecision;
 
+use tracing::Instrument;
+
 use super::AppState;
 
 struct RequestContext {
@@ -29,8 +31,12 @@ pub fn current_request_id() -> String {
     REQUEST.try_with(|context| context.id.clone()).unwrap_or_else(|_| reward_actors::ids::IdGenerator::new().request_id(0))
 }
 
-/// Remembers who the caller is (partner id, environment), for the request's log line.
+/// Remembers who the caller is (partner id, environment), for the request's log line and
+/// its span (so every event logged while handling it names the partner).
 pub fn record_caller(partner_id: String, environment: &'static str) {
+    let span = tracing::Span::current();
+    span.record("partner", partner_id.as_str());
+    span.record("environment", environment);
     let _ = REQUEST.try_with(|context| *context.caller.borrow_mut() = Some((partner_id, environment)));
 }
 
@@ -48,13 +54,26 @@ pub async fn assign_request_id(State(state): State<AppState>, request: Request, 
     // keep the log's cardinality down too.
     let route = request.extensions().get::<axum::extract::MatchedPath>().map_or("unmatched", |path| path.as_str()).to_owned();
     let context = RequestContext { id: request_id.clone(), rate: RefCell::new(None), caller: RefCell::new(None) };
+    // One span per request: whatever is logged while handling it carries these fields.
+    let span = tracing::info_span!(
+        "request",
+        request_id = %request_id,
+        %method,
+        route = %route,
+        partner = tracing::field::Empty,
+        environment = tracing::field::Empty
+    );
     let (mut response, rate, caller) = REQUEST
-        .scope(context, async move {
-            let response = next.run(request).await;
-            let rate = REQUEST.with(|context| context.rate.take());
-            let caller = REQUEST.with(|context| context.caller.take());
-            (response, rate, caller)
-        })
+        .scope(
+            context,
+            async move {
+                let response = next.run(request).await;
+                let rate = REQUEST.with(|context| context.rate.take());
+                let caller = REQUEST.with(|context| context.caller.take());
+                (response, rate, caller)
+            }
+            .instrument(span),
+        )
         .await;
     log_request(&request_id, &method, &route, response.status(), started.elapsed(), caller);
     let headers = response.headers_mut();
