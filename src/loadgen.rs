@@ -409,7 +409,11 @@ async fn report_progress(progress: Arc<Progress>, started: Instant, print: bool)
         if print {
             eprintln!("[{:>4.0}s] {completed:>10} requests  {:>8} req/s  {failed} not 2xx", started.elapsed().as_secs_f64(), completed - previous);
         }
-        samples.push(crate::report::Sample { second: started.elapsed().as_secs(), completed: completed - previous, failed: failed - previous_failed });
+        samples.push(crate::report::Sample {
+            second: started.elapsed().as_secs(),
+            completed: completed - previous,
+            failed: failed - previous_failed,
+        });
         (previous, previous_failed) = (completed, failed);
     }
     samples

@@ -93,7 +93,8 @@ fn throughput_chart(samples: &[Sample]) -> String {
     };
     let completed: Vec<String> = samples.iter().map(|sample| point(sample.second, sample.completed)).collect();
     let failed: Vec<String> = samples.iter().map(|sample| point(sample.second, sample.failed)).collect();
-    let _ = write!(svg, r##"<polyline points="{}" class="line ok"/><polyline points="{}" class="line bad"/>"##, completed.join(" "), failed.join(" "));
+    let _ =
+        write!(svg, r##"<polyline points="{}" class="line ok"/><polyline points="{}" class="line bad"/>"##, completed.join(" "), failed.join(" "));
     for tick in [0.0, 0.25, 0.5, 0.75, 1.0] {
         let x = LEFT + (WIDTH - LEFT) * tick;
         let _ = write!(svg, r##"<text x="{x:.1}" y="{:.1}" class="tick" text-anchor="middle">{:.0}</text>"##, plot_bottom + 14.0, last * tick);

@@ -384,8 +384,9 @@ impl Engine {
         partner_env: PartnerEnv,
         endpoint_id: Id,
         notice: crate::webhooks::HealthNotice,
+        failing: Vec<Id>,
     ) -> Result<WriteOutcome, EngineError> {
-        self.command(partner_env, Command::WebhookHealth(endpoint_id, Arc::new(notice)), String::new()).await
+        self.command(partner_env, Command::WebhookHealth(endpoint_id, Arc::new((notice, failing))), String::new()).await
     }
 
     async fn command(&self, partner_env: PartnerEnv, command: Command, request_id: String) -> Result<WriteOutcome, EngineError> {

@@ -42,6 +42,8 @@ pub struct EngineMetrics {
     pub webhook_attempt_seconds: Histogram,
     /// Attempts in flight now.
     pub webhook_in_flight: IntGauge,
+    /// Deliveries the dispatcher holds as queued (due or scheduled), over all endpoints.
+    pub webhook_queued: IntGauge,
 }
 
 fn register<T: prometheus::core::Collector + Clone + 'static>(registry: &Registry, collector: T) -> T {
@@ -161,6 +163,11 @@ impl EngineMetrics {
                 .expect("valid"),
             ),
             webhook_in_flight: register(&registry, IntGauge::new("reward_webhook_in_flight", "Webhook attempts in flight.").expect("valid")),
+            webhook_queued: register(
+                &registry,
+                IntGauge::new("reward_webhook_queued", "Webhook deliveries queued in the dispatcher (due now or scheduled for a retry).")
+                    .expect("valid"),
+            ),
             registry,
         }
     }

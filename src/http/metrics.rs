@@ -1,13 +1,21 @@
 //! HTTP metrics: requests by route template, method and status, and their latency. The
 //! route label is the matched template (`/v1/partner/actions/{action_id}`), never the raw
 //! path, so its cardinality is the number of routes.
+//!
+//! Per-partner series are bounded: requests are counted per (partner, environment) in
+//! memory (at most `PARTNERS_TRACKED_MAX`; past it the quietest half is forgotten), and
+//! each scrape publishes only the `TOP_PARTNERS` busiest as
+//! `reward_partner_requests{partner,environment}`, replacing the previous set.
 
 use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request, State};
 use axum::middleware::Next;
 use axum::response::Response;
-use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry};
+use std::collections::HashMap;
+
+use parking_lot::Mutex;
+use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry};
 
 use super::AppState;
 
@@ -16,7 +24,14 @@ pub struct HttpMetrics {
     pub requests: IntCounterVec,
     /// `reward_http_request_seconds{route}`: from the first byte read to the answer.
     pub latency: HistogramVec,
+    /// `reward_partner_requests{partner,environment}`: the busiest partners' request counts.
+    pub top_partners: IntGaugeVec,
+    partner_volume: Mutex<HashMap<(String, &'static str), u64>>,
 }
+
+/// Partners whose volume is tracked in memory, and how many are published.
+const PARTNERS_TRACKED_MAX: usize = 10_000;
+pub const TOP_PARTNERS: usize = 20;
 
 impl HttpMetrics {
     pub fn register(registry: &Registry) -> HttpMetrics {
@@ -27,9 +42,37 @@ impl HttpMetrics {
         let latency =
             HistogramVec::new(HistogramOpts::new("reward_http_request_seconds", "HTTP request latency by route.").buckets(buckets), &["route"])
                 .expect("valid metric");
+        let top_partners = IntGaugeVec::new(
+            Opts::new("reward_partner_requests", "Requests since start of the busiest partners (only the top 20 are published)."),
+            &["partner", "environment"],
+        )
+        .expect("valid metric");
         registry.register(Box::new(requests.clone())).expect("metric names are unique");
         registry.register(Box::new(latency.clone())).expect("metric names are unique");
-        HttpMetrics { requests, latency }
+        registry.register(Box::new(top_partners.clone())).expect("metric names are unique");
+        HttpMetrics { requests, latency, top_partners, partner_volume: Mutex::new(HashMap::new()) }
+    }
+
+    fn count_partner(&self, partner: String, environment: &'static str) {
+        let mut volume = self.partner_volume.lock();
+        *volume.entry((partner, environment)).or_insert(0) += 1;
+        if volume.len() > PARTNERS_TRACKED_MAX {
+            let mut counts: Vec<u64> = volume.values().copied().collect();
+            let (_, median, _) = counts.select_nth_unstable(PARTNERS_TRACKED_MAX / 2);
+            let median = *median;
+            volume.retain(|_, count| *count > median);
+        }
+    }
+
+    /// Publishes the busiest partners (called before each scrape).
+    pub fn publish_top_partners(&self) {
+        let volume = self.partner_volume.lock();
+        let mut ranked: Vec<(&(String, &'static str), &u64)> = volume.iter().collect();
+        ranked.sort_unstable_by(|a, b| b.1.cmp(a.1).then_with(|| a.0.cmp(b.0)));
+        self.top_partners.reset();
+        for ((partner, environment), count) in ranked.into_iter().take(TOP_PARTNERS) {
+            self.top_partners.with_label_values(&[partner.as_str(), environment]).set(i64::try_from(*count).unwrap_or(i64::MAX));
+        }
     }
 }
 
@@ -41,5 +84,40 @@ pub async fn record(State(state): State<AppState>, request: Request, next: Next)
     let metrics = &state.metrics;
     metrics.requests.with_label_values(&[route.as_str(), method.as_str(), response.status().as_str()]).inc();
     metrics.latency.with_label_values(&[route.as_str()]).observe(started.elapsed().as_secs_f64());
+    if let Some((partner, environment)) = super::request_id::current_caller() {
+        metrics.count_partner(partner, environment);
+    }
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_busiest_partners_are_published() {
+        let registry = Registry::new();
+        let metrics = HttpMetrics::register(&registry);
+        for partner in 0..(TOP_PARTNERS + 10) {
+            for _ in 0..=partner {
+                metrics.count_partner(format!("p{partner:03}"), "sandbox");
+            }
+        }
+        metrics.publish_top_partners();
+        let families = registry.gather();
+        let top = families.iter().find(|family| family.name() == "reward_partner_requests").expect("published");
+        assert_eq!(top.get_metric().len(), TOP_PARTNERS);
+        let busiest = format!("p{:03}", TOP_PARTNERS + 9);
+        assert!(top.get_metric().iter().any(|metric| metric.get_label().iter().any(|label| label.value() == busiest)));
+        assert!(!top.get_metric().iter().any(|metric| metric.get_label().iter().any(|label| label.value() == "p000")), "the quietest is not");
+    }
+
+    #[test]
+    fn tracking_is_bounded() {
+        let metrics = HttpMetrics::register(&Registry::new());
+        for partner in 0..(PARTNERS_TRACKED_MAX + 5) {
+            metrics.count_partner(format!("partner-{partner}"), "production");
+        }
+        assert!(metrics.partner_volume.lock().len() <= PARTNERS_TRACKED_MAX);
+    }
 }

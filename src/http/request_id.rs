@@ -40,6 +40,11 @@ pub fn record_caller(partner_id: String, environment: &'static str) {
     let _ = REQUEST.try_with(|context| *context.caller.borrow_mut() = Some((partner_id, environment)));
 }
 
+/// The caller recorded for the request being handled, if it authenticated as a partner.
+pub fn current_caller() -> Option<(String, &'static str)> {
+    REQUEST.try_with(|context| context.caller.borrow().clone()).ok().flatten()
+}
+
 /// Remembers the rate-limit decision, so the response carries its headers.
 pub fn record_rate_decision(decision: RateDecision) {
     let _ = REQUEST.try_with(|context| *context.rate.borrow_mut() = Some(decision));

@@ -27,12 +27,32 @@ async fn health_readiness_and_metrics(backend: StoreBackend) {
     assert_eq!(metric(&after, submitted) - metric(&before, submitted), 3.0);
     let handled = r#"reward_actor_messages_total{message="submit_action"}"#;
     assert_eq!(metric(&after, handled) - metric(&before, handled), 3.0);
+    let timed = r#"reward_http_request_seconds_count{route="/v1/partner/actions/submit"}"#;
+    assert_eq!(metric(&after, timed) - metric(&before, timed), 3.0, "the latency histogram saw each request once");
+    let handling = r#"reward_actor_message_seconds_count{message="submit_action"}"#;
+    assert_eq!(metric(&after, handling) - metric(&before, handling), 3.0);
+    // Three write sets at least (each submit's); other writes may share the counter.
+    assert!(metric(&after, "reward_commit_write_sets_total") - metric(&before, "reward_commit_write_sets_total") >= 3.0);
+    let per_partner = format!(r#"reward_partner_requests{{environment="sandbox",partner="{}"}}"#, partner.id);
+    assert_eq!(metric(&after, &per_partner), 3.0, "the partner's own series counts its requests");
+    // A refused request counts as its status, and in the 503/429 counters only when it is one.
+    let refused = partner.signed(Method::POST, "/v1/partner/actions/submit", "{}").await;
+    assert_eq!(refused.status, 400);
+    let last = String::from_utf8_lossy(&app.raw(Method::GET, "/metrics", &[], Bytes::new()).await.body).into_owned();
+    let invalid = r#"reward_http_requests_total{method="POST",route="/v1/partner/actions/submit",status="400"}"#;
+    assert_eq!(metric(&last, invalid) - metric(&after, invalid), 1.0);
+    assert_eq!(metric(&last, "reward_rate_limited_total"), metric(&after, "reward_rate_limited_total"));
     for series in [
         "reward_actors_live",
         "reward_actor_mailbox_depth",
         "reward_commit_batch_write_sets_bucket",
         "reward_commit_seconds_bucket",
         "reward_http_request_seconds_bucket",
+        "reward_webhook_deliveries_created_total",
+        "reward_webhook_queued",
+        "reward_webhook_in_flight",
+        "reward_commit_queue_depth",
+        "reward_idempotent_replays_total",
     ] {
         assert!(after.contains(series), "missing {series}");
     }

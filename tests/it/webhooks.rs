@@ -566,3 +566,23 @@ async fn deliveries_survive_sigkill_while_the_receiver_is_down() {
     eprintln!("{} deliveries for {} events after the kill", arrived.len(), expected.len());
     child.start_kill().expect("stop");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deleted_endpoint_gets_nothing_more() {
+    let app = spawn_app_with(allow_loopback("0s,1s,1s,1s,1s,1s,1s,1s")).await;
+    let partner = app.onboard_partner(10_000).await;
+    let (failing, url) = Receiver::start().await;
+    failing.always_status.store(503, Ordering::SeqCst);
+    let (endpoint, _) = create_endpoint(&app, &partner, json!({ "url": url })).await;
+    for index in 0..5 {
+        expect(&partner.submit(&action_body(&format!("d-{index}"), "1", "jane")).await, 200);
+    }
+    failing.wait_for(10).await;
+    expect(&call(&app, &partner, Method::DELETE, &format!("/v1/partner/webhooks/{endpoint}"), Value::Null).await, 200);
+    // Attempts already in flight may land; nothing is started after them.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let after_delete = failing.all().len();
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    assert_eq!(failing.all().len(), after_delete, "no attempt after the endpoint was deleted");
+    app.shutdown().await;
+}

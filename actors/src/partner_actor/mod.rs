@@ -97,7 +97,9 @@ pub(crate) enum Command {
     DeleteWebhook(Id),
     RotateWebhookSecret(Id),
     TestWebhook(Id),
-    WebhookHealth(Id, Arc<HealthNotice>),
+    /// From the dispatcher: a health event about an endpoint, not to be sent to it nor to
+    /// the others it knows are failing.
+    WebhookHealth(Id, Arc<(HealthNotice, Vec<Id>)>),
 }
 
 impl Command {
@@ -262,7 +264,7 @@ impl Handler<PartnerCommand> for PartnerActor {
                 Command::DeleteWebhook(endpoint_id) => actor.delete_webhook(*endpoint_id),
                 Command::RotateWebhookSecret(endpoint_id) => actor.rotate_webhook_secret(*endpoint_id, now_ms),
                 Command::TestWebhook(endpoint_id) => actor.test_webhook(*endpoint_id, now_ms),
-                Command::WebhookHealth(endpoint_id, notice) => actor.webhook_health(*endpoint_id, notice, now_ms),
+                Command::WebhookHealth(endpoint_id, notice) => actor.webhook_health(*endpoint_id, &notice.0, &notice.1, now_ms),
             }
         });
     }
@@ -505,7 +507,7 @@ impl PartnerActor {
             state.env_state.count(now_ms, actions, issued, reversed);
         }
         let mut write_set = changes.write_set(&partner_env, &state.env_state);
-        let queued = fan_out(&mut write_set, &partner_env, &state.webhooks, &changes.events, None, &shared.ids, now_ms);
+        let queued = fan_out(&mut write_set, &partner_env, &state.webhooks, &changes.events, &[], &shared.ids, now_ms);
         for pool in &changes.pools {
             state.pools.insert(pool.id, pool.clone());
         }
@@ -550,19 +552,12 @@ impl PartnerActor {
 
     /// Commits one event (and the sequence it took) on its own.
     fn commit_event<T: Serialize>(&mut self, event_type: &str, data: &T, now_ms: u64) -> CommitReceipt {
-        self.commit_event_with(event_type, data, now_ms, None, Vec::new())
+        self.commit_event_with(event_type, data, now_ms, &[], Vec::new())
     }
 
     /// Commits one event with `extra` writes, fanned out to every subscribed endpoint but
     /// `excluded` (the endpoint the event is about).
-    fn commit_event_with<T: Serialize>(
-        &mut self,
-        event_type: &str,
-        data: &T,
-        now_ms: u64,
-        excluded: Option<Id>,
-        extra: Vec<WriteOp>,
-    ) -> CommitReceipt {
+    fn commit_event_with<T: Serialize>(&mut self, event_type: &str, data: &T, now_ms: u64, excluded: &[Id], extra: Vec<WriteOp>) -> CommitReceipt {
         let partner_env = self.partner_env;
         let state = self.state.as_mut().expect("events are recorded on loaded state");
         let mut events =

@@ -169,7 +169,8 @@ impl PartnerActor {
 
     /// The dispatcher's report on an endpoint: record the event (to the partner's other
     /// endpoints and the feed), and disable the endpoint when asked.
-    pub(super) fn webhook_health(&mut self, endpoint_id: Id, notice: &HealthNotice, now_ms: u64) -> ActorReply<WriteOutcome> {
+    pub(super) fn webhook_health(&mut self, endpoint_id: Id, notice: &HealthNotice, failing: &[Id], now_ms: u64) -> ActorReply<WriteOutcome> {
+        let excluded: Vec<Id> = std::iter::once(endpoint_id).chain(failing.iter().copied()).collect();
         let endpoint = match self.webhook(endpoint_id) {
             Ok(endpoint) => endpoint,
             Err(error) => return ActorReply::failed(error),
@@ -189,19 +190,19 @@ impl PartnerActor {
                     *known = disabled;
                 }
                 let data = json!({ "endpointId": endpoint_hex, "url": endpoint.url, "reason": reason });
-                self.commit_event_with("webhook_endpoint.disabled", &data, now_ms, Some(endpoint_id), extra)
+                self.commit_event_with("webhook_endpoint.disabled", &data, now_ms, &excluded, extra)
             }
             HealthNotice::Unhealthy { failing_since_ms } => {
                 let data =
                     json!({ "endpointId": endpoint_hex, "url": endpoint.url, "failingSince": crate::clock::format_timestamp(*failing_since_ms) });
-                self.commit_event_with("webhook_endpoint.unhealthy", &data, now_ms, Some(endpoint_id), Vec::new())
+                self.commit_event_with("webhook_endpoint.unhealthy", &data, now_ms, &excluded, Vec::new())
             }
             HealthNotice::Exhausted { delivery_id, event_id, event_type, attempts } => {
                 let data = json!({
                     "endpointId": endpoint_hex, "url": endpoint.url, "deliveryId": delivery_id.prefixed("dlv_"),
                     "eventId": event_id.prefixed("evt_"), "eventType": event_type, "attempts": attempts,
                 });
-                self.commit_event_with("webhook.delivery_exhausted", &data, now_ms, Some(endpoint_id), Vec::new())
+                self.commit_event_with("webhook.delivery_exhausted", &data, now_ms, &excluded, Vec::new())
             }
         };
         self.shared.webhook_signal.touch(self.partner_env, [endpoint_id]);

@@ -42,6 +42,8 @@ const RECHECK_FOR: Duration = Duration::from_secs(2);
 const ENDPOINTS_SWEPT_MAX: usize = 500_000;
 /// Orphaned queue rows (their endpoint deleted) removed per sweep.
 const ORPHAN_ROWS_PURGED_MAX: usize = 10_000;
+/// Tries to record one health event through the partner actor (1, 2, 4, 8 s apart).
+const NOTICE_ATTEMPTS: u32 = 5;
 /// A queue row whose delivery record is still absent this long after it fell due is an
 /// orphan (its record and row are written together, so this never happens in practice).
 const ORPHAN_AFTER_MS: u64 = 60_000;
@@ -91,6 +93,12 @@ struct Slot {
     rescan: bool,
     /// The last read stopped at `PENDING_MAX`: read again once `pending` drains.
     truncated: bool,
+    /// The endpoint's record is gone: nothing more is sent, its queue rows are purged, and
+    /// the slot goes once its claims drain and its queue is empty.
+    deleted: bool,
+    /// When this dispatcher disabled the endpoint (410 or the window) before the partner
+    /// actor has recorded it: older records that still say ENABLED do not re-enable it.
+    disabled_locally_at_ms: Option<u64>,
 }
 
 struct Job {
@@ -143,6 +151,8 @@ impl Engine {
         *self.shared().webhook_settings.write() = Arc::clone(&settings);
         let client = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
+            // A proxy from the environment would resolve targets itself, past the SSRF guard.
+            .no_proxy()
             .timeout(settings.attempt_timeout)
             .connect_timeout(settings.attempt_timeout.min(Duration::from_secs(10)))
             .dns_resolver(Arc::new(GuardedResolver { policy: Arc::new(settings.policy.clone()) }))
@@ -188,7 +198,8 @@ impl Engine {
     }
 
     /// `POST /webhooks/deliveries/:id/redeliver`: attempt the delivery again now. A pending
-    /// delivery keeps its schedule; an ended one gets one more attempt.
+    /// delivery's next scheduled attempt moves to now (the schedule goes on from there); an
+    /// ended one gets one more attempt, and no schedule after it.
     pub async fn redeliver(&self, partner_env: PartnerEnv, delivery_id: Id) -> Result<DeliveryRecord, EngineError> {
         let commands = self.inner.webhooks.lock().as_ref().map(|handle| handle.commands.clone());
         let commands = commands.ok_or(EngineError::Overloaded { reason: "webhook dispatcher not running", retry_after_secs: 1 })?;
@@ -282,6 +293,13 @@ impl Dispatcher {
         let key = (partner_env, endpoint.id);
         match self.slots.get_mut(&key) {
             Some(slot) => {
+                slot.deleted = false;
+                match slot.disabled_locally_at_ms {
+                    // A record from before our own disable: keep it disabled.
+                    Some(at_ms) if endpoint.status == EndpointStatus::Enabled && endpoint.updated_at_ms <= at_ms => return,
+                    Some(_) => slot.disabled_locally_at_ms = None,
+                    None => {}
+                }
                 if slot.endpoint.status == EndpointStatus::Disabled && endpoint.status == EndpointStatus::Enabled {
                     slot.health = HealthRecord::default();
                     slot.health_written = Some(HealthRecord::default());
@@ -302,6 +320,8 @@ impl Dispatcher {
                     pending: std::collections::BTreeSet::new(),
                     rescan: true,
                     truncated: false,
+                    deleted: false,
+                    disabled_locally_at_ms: None,
                 };
                 self.slots.insert(key, slot);
             }
@@ -329,8 +349,14 @@ impl Dispatcher {
         let rechecked: Vec<EndpointKey> = self.recheck.keys().copied().collect();
         for (partner_env, endpoint_id) in rechecked {
             // Absent may mean "not durable yet": only the sweep removes endpoints.
-            if let Some(endpoint) = self.read::<EndpointRecord>(&keys::webhook_endpoint(&partner_env, endpoint_id), "webhook endpoint") {
-                self.upsert(partner_env, endpoint);
+            match self.read::<EndpointRecord>(&keys::webhook_endpoint(&partner_env, endpoint_id), "webhook endpoint") {
+                Some(endpoint) => self.upsert(partner_env, endpoint),
+                // A slot exists only after its record was read once: gone now is deleted.
+                None => {
+                    if let Some(slot) = self.slots.get_mut(&(partner_env, endpoint_id)) {
+                        slot.deleted = true;
+                    }
+                }
             }
         }
         for (partner_env, queued) in &signal.queued {
@@ -369,19 +395,26 @@ impl Dispatcher {
         }
         let gone: Vec<EndpointKey> = self.slots.keys().filter(|key| !present.contains(key)).copied().collect();
         for (partner_env, endpoint_id) in gone {
-            if self.slots.get(&(partner_env, endpoint_id)).is_some_and(|slot| !slot.claimed.is_empty()) {
+            let Some(slot) = self.slots.get_mut(&(partner_env, endpoint_id)) else { continue };
+            slot.deleted = true;
+            slot.pending.clear();
+            if !slot.claimed.is_empty() {
                 continue;
             }
-            self.slots.remove(&(partner_env, endpoint_id));
+            // Purge its leftover queue rows a chunk per sweep; the slot goes when none is left.
             let prefix = keys::webhook_queue_prefix(&partner_env, endpoint_id);
             let scan = Scan { prefix: &prefix, after: None, order: ScanOrder::Ascending, limit: ORPHAN_ROWS_PURGED_MAX };
-            if let Ok(rows) = self.shared.store.scan(scan)
-                && !rows.is_empty()
-            {
-                self.shared.committer.submit(rows.into_iter().map(|(key, _)| WriteOp::Delete { key }).collect(), None);
+            match self.shared.store.scan(scan) {
+                Ok(rows) if rows.is_empty() => {
+                    self.slots.remove(&(partner_env, endpoint_id));
+                }
+                Ok(rows) => {
+                    self.shared.committer.submit(rows.into_iter().map(|(key, _)| WriteOp::Delete { key }).collect(), None);
+                }
+                Err(error) => tracing::error!(%error, "webhook sweep cannot read a deleted endpoint's queue"),
             }
         }
-        for slot in self.slots.values_mut() {
+        for slot in self.slots.values_mut().filter(|slot| !slot.deleted) {
             slot.rescan = true;
         }
     }
@@ -409,6 +442,8 @@ impl Dispatcher {
     fn dispatch(&mut self) {
         let now_ms = self.now_ms();
         let endpoint_concurrency = self.settings.endpoint_concurrency;
+        let queued: usize = self.slots.values().map(|slot| slot.pending.len()).sum();
+        self.shared.metrics.webhook_queued.set(i64::try_from(queued).unwrap_or(i64::MAX));
         // Only endpoints with something due (or a queue to read) and a free slot.
         let mut keys: Vec<EndpointKey> = self
             .slots
@@ -416,7 +451,7 @@ impl Dispatcher {
             .filter(|(_, slot)| {
                 let due = slot.pending.first().is_some_and(|(due_ms, _)| *due_ms <= now_ms);
                 let read = slot.rescan || (slot.truncated && slot.pending.is_empty());
-                slot.endpoint.status == EndpointStatus::Enabled && slot.claimed.len() < endpoint_concurrency && (due || read)
+                !slot.deleted && slot.endpoint.status == EndpointStatus::Enabled && slot.claimed.len() < endpoint_concurrency && (due || read)
             })
             .map(|(key, _)| *key)
             .collect();
@@ -470,7 +505,7 @@ impl Dispatcher {
         let Some(slot) = self.slots.get(&key) else {
             return;
         };
-        if slot.endpoint.status != EndpointStatus::Enabled || slot.claimed.len() >= endpoint_concurrency {
+        if slot.deleted || slot.endpoint.status != EndpointStatus::Enabled || slot.claimed.len() >= endpoint_concurrency {
             return;
         }
         if slot.rescan || (slot.truncated && slot.pending.is_empty()) {
@@ -546,8 +581,13 @@ impl Dispatcher {
                 (None, None) => None,
             };
             let Some(envelope) = envelope else {
-                tracing::error!(delivery = %delivery.id, "a webhook delivery's event is missing; dropping its queue row");
+                tracing::error!(delivery = %delivery.id, "a webhook delivery's event is missing; failing it");
+                let mut failed = delivery;
+                failed.status = DeliveryStatus::Failed;
+                failed.next_attempt_at_ms = None;
+                failed.updated_at_ms = now_ms;
                 stale.push(WriteOp::Delete { key: queue_key });
+                stale.push(WriteOp::Put { key: delivery_key, value: encode(&failed) });
                 continue;
             };
             let Ok(permit) = Arc::clone(&self.permits).try_acquire_owned() else {
@@ -592,7 +632,7 @@ impl Dispatcher {
                 AttemptOutcome::Failed { .. } => "failed",
             };
             self.shared.metrics.webhook_attempts.with_label_values(&[outcome_label]).inc();
-            let Some(slot) = self.slots.get_mut(&key) else {
+            let Some(slot) = self.slots.get_mut(&key).filter(|slot| !slot.deleted) else {
                 continue; // The endpoint was deleted meanwhile: nothing more to do.
             };
             let manual = delivery.manual;
@@ -619,7 +659,10 @@ impl Dispatcher {
                 let status = if delivery.status == DeliveryStatus::Delivered { "delivered" } else { "failed" };
                 self.shared.metrics.webhook_deliveries_settled.with_label_values(&[status]).inc();
             }
-            if step == NextStep::Exhausted && !manual {
+            // Health events about endpoints never raise more of them (no cascade between two
+            // failing endpoints).
+            let about_webhooks = delivery.event_type.starts_with("webhook.") || delivery.event_type.starts_with("webhook_endpoint.");
+            if step == NextStep::Exhausted && !manual && !about_webhooks {
                 let attempts = delivery.attempt_count;
                 let notice = HealthNotice::Exhausted {
                     delivery_id: delivery.id,
@@ -649,9 +692,27 @@ impl Dispatcher {
         self.unsettled.push_back((receipt, released));
         for ((partner_env, endpoint_id), notice) in notices {
             let engine = self.engine.clone();
+            // §9: to the partner's other *healthy* endpoints.
+            let failing: Vec<Id> = self
+                .slots
+                .iter()
+                .filter(|((owner, id), slot)| *owner == partner_env && *id != endpoint_id && slot.health.failing_since_ms.is_some())
+                .map(|((_, id), _)| *id)
+                .collect();
             tokio::spawn(async move {
-                if let Err(error) = engine.webhook_health_notice(partner_env, endpoint_id, notice).await {
-                    tracing::warn!(%error, endpoint = %endpoint_id, "recording a webhook health event failed");
+                // Bounded retries (the actor may be overloaded for a moment); a crash or a
+                // longer outage loses this event (the delivery's own state is durable).
+                for attempt in 0..NOTICE_ATTEMPTS {
+                    match engine.webhook_health_notice(partner_env, endpoint_id, notice.clone(), failing.clone()).await {
+                        Ok(_) | Err(EngineError::NotFound { .. }) => return,
+                        Err(error) if attempt + 1 == NOTICE_ATTEMPTS => {
+                            tracing::error!(%error, endpoint = %endpoint_id, "recording a webhook health event failed; giving up");
+                        }
+                        Err(error) => {
+                            tracing::warn!(%error, endpoint = %endpoint_id, "recording a webhook health event failed; retrying");
+                            tokio::time::sleep(Duration::from_secs(1 << attempt)).await;
+                        }
+                    }
                 }
             });
         }
@@ -733,6 +794,7 @@ fn update_health(slot: &mut Slot, outcome: &AttemptOutcome, settings: &WebhookSe
         AttemptOutcome::Gone => {
             slot.health.failing_since_ms.get_or_insert(now_ms);
             slot.endpoint.status = EndpointStatus::Disabled;
+            slot.disabled_locally_at_ms = Some(now_ms);
             Some(HealthNotice::Disable { reason: "the endpoint answered 410 Gone".into() })
         }
         AttemptOutcome::Failed { .. } => {
@@ -740,6 +802,7 @@ fn update_health(slot: &mut Slot, outcome: &AttemptOutcome, settings: &WebhookSe
             let failing_for = now_ms.saturating_sub(since);
             if failing_for >= window_ms {
                 slot.endpoint.status = EndpointStatus::Disabled;
+                slot.disabled_locally_at_ms = Some(now_ms);
                 let days = window_ms as f64 / 86_400_000.0;
                 Some(HealthNotice::Disable { reason: format!("every attempt failed for {days:.1} days") })
             } else if failing_for >= window_ms / 2 && !slot.health.unhealthy_notified {

@@ -393,19 +393,20 @@ impl WebhookSignal {
 }
 
 /// The outbox rows of `events`: one delivery and one queue row per (event, enabled endpoint
-/// subscribed to its type), except to `excluded` (the endpoint an event is about). Answers
+/// subscribed to its type), except to `excluded` (the endpoint an event is about, and ones
+/// known to be failing). Answers
 /// the deliveries it queued.
 pub fn fan_out(
     ops: &mut Vec<WriteOp>,
     partner_env: &PartnerEnv,
     endpoints: &[EndpointRecord],
     events: &[EventRecord],
-    excluded: Option<Id>,
+    excluded: &[Id],
     ids: &IdGenerator,
     now_ms: u64,
 ) -> Vec<QueuedDelivery> {
     let mut queued = Vec::new();
-    for endpoint in endpoints.iter().filter(|endpoint| endpoint.status == EndpointStatus::Enabled && Some(endpoint.id) != excluded) {
+    for endpoint in endpoints.iter().filter(|endpoint| endpoint.status == EndpointStatus::Enabled && !excluded.contains(&endpoint.id)) {
         for event in events.iter().filter(|event| endpoint.subscribes(&event.event_type)) {
             let delivery = DeliveryRecord::new(ids.next(now_ms), endpoint.id, event, now_ms);
             // The record before its queue row: a reader that sees the row sees the record.

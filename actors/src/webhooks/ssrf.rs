@@ -48,18 +48,25 @@ impl Cidr {
     }
 }
 
-/// IPv4-mapped and NAT64 IPv6 addresses are judged as the IPv4 address they carry.
+/// IPv6 forms that carry an IPv4 address (mapped, compatible, SIIT, NAT64, 6to4) are judged
+/// as the IPv4 address they carry.
 fn canonical(address: IpAddr) -> IpAddr {
-    match address {
-        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) => IpAddr::V4(v4),
-            None if v6.segments()[..6] == [0x64, 0xff9b, 0, 0, 0, 0] => {
-                let [.., a, b] = v6.segments();
-                IpAddr::V4(Ipv4Addr::from((u32::from(a) << 16) | u32::from(b)))
-            }
-            None => address,
-        },
-        v4 => v4,
+    let IpAddr::V6(v6) = address else {
+        return address;
+    };
+    let segments = v6.segments();
+    let v4 = |high: u16, low: u16| IpAddr::V4(Ipv4Addr::from((u32::from(high) << 16) | u32::from(low)));
+    match segments {
+        _ if v6.to_ipv4_mapped().is_some() => IpAddr::V4(v6.to_ipv4_mapped().expect("checked")),
+        // ::a.b.c.d (IPv4-compatible, deprecated) — but not :: and ::1.
+        [0, 0, 0, 0, 0, 0, high, low] if high != 0 => v4(high, low),
+        // ::ffff:0:a.b.c.d (SIIT).
+        [0, 0, 0, 0, 0xffff, 0, high, low] => v4(high, low),
+        // 64:ff9b::a.b.c.d (NAT64, well-known prefix).
+        [0x64, 0xff9b, 0, 0, 0, 0, high, low] => v4(high, low),
+        // 2002:AABB:CCDD::/48 (6to4) carries a.b.c.d in its second and third segments.
+        [0x2002, high, low, ..] => v4(high, low),
+        _ => address,
     }
 }
 
@@ -102,6 +109,10 @@ fn non_public_v6(address: Ipv6Addr) -> Option<&'static str> {
         Some("a link-local address")
     } else if first & 0xfe00 == 0xfc00 {
         Some("a private (unique local) address")
+    } else if first & 0xffc0 == 0xfec0 {
+        Some("a site-local address")
+    } else if first == 0x64 && address.segments()[1] == 0xff9b {
+        Some("a NAT64 address (local-use prefix)")
     } else if address.is_multicast() {
         Some("a multicast address")
     } else if first == 0x2001 && address.segments()[1] == 0x0db8 {
@@ -237,10 +248,15 @@ mod tests {
             "::ffff:127.0.0.1",
             "::ffff:169.254.169.254",
             "64:ff9b::a00:1",
+            "::a9fe:a9fe",
+            "::ffff:0:a9fe:a9fe",
+            "64:ff9b:1::a9fe:a9fe",
+            "2002:a9fe:a9fe::1",
+            "fec0::1",
         ] {
             assert!(closed.permits(ip(refused)).is_err(), "{refused} must be refused");
         }
-        for public in ["93.184.216.34", "8.8.8.8", "2606:4700:4700::1111", "::ffff:8.8.8.8"] {
+        for public in ["93.184.216.34", "8.8.8.8", "2606:4700:4700::1111", "::ffff:8.8.8.8", "2002:0808:0808::1"] {
             assert!(closed.permits(ip(public)).is_ok(), "{public} is public");
         }
         let open = AddressPolicy::new(vec!["127.0.0.0/8".parse().expect("cidr")]);
