@@ -60,3 +60,62 @@ async fn health_readiness_and_metrics(backend: StoreBackend) {
 }
 
 crate::backend_tests!(health_readiness_and_metrics);
+
+/// Every `reward_*` name in a text, without the histogram suffixes.
+fn metric_names(text: &str) -> std::collections::BTreeSet<String> {
+    let mut names = std::collections::BTreeSet::new();
+    let mut rest = text;
+    while let Some(start) = rest.find("reward_") {
+        let tail = &rest[start..];
+        let end = tail.find(|c: char| !(c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')).unwrap_or(tail.len());
+        let name = &tail[..end];
+        let base = ["_bucket", "_count", "_sum"].iter().find_map(|suffix| name.strip_suffix(suffix)).unwrap_or(name);
+        // Crate and module paths (`reward_actors::…`, `reward_engine::…`) are not metrics.
+        if !tail[end..].starts_with("::") && base.len() > "reward_".len() {
+            names.insert(base.to_owned());
+        }
+        rest = &tail[end..];
+    }
+    names
+}
+
+/// The names the code registers: string literals `"reward_…"` in the sources.
+fn registered_metrics() -> std::collections::BTreeSet<String> {
+    fn visit(dir: &std::path::Path, names: &mut std::collections::BTreeSet<String>) {
+        for entry in std::fs::read_dir(dir).expect("source dir").flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                visit(&path, names);
+            } else if path.extension().is_some_and(|extension| extension == "rs") {
+                let text = std::fs::read_to_string(&path).expect("source");
+                for literal in text.split('"').skip(1).step_by(2) {
+                    if literal.starts_with("reward_") && literal.chars().all(|c| c.is_ascii_lowercase() || c == '_') {
+                        names.insert(literal.to_owned());
+                    }
+                }
+            }
+        }
+    }
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut names = std::collections::BTreeSet::new();
+    visit(&root.join("src"), &mut names);
+    visit(&root.join("actors/src"), &mut names);
+    names
+}
+
+#[test]
+fn dashboards_alerts_and_the_catalog_name_only_real_metrics() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let registered = registered_metrics();
+    assert!(registered.len() >= 20, "found the registrations: {registered:?}");
+    let catalog = metric_names(&std::fs::read_to_string(root.join("METRICS.md")).expect("METRICS.md"));
+    let undocumented: Vec<_> = registered.difference(&catalog).collect();
+    assert!(undocumented.is_empty(), "registered but not in METRICS.md: {undocumented:?}");
+    for file in ["METRICS.md", "ops/grafana/reward-engine.json", "ops/prometheus/alerts.yml"] {
+        let named = metric_names(&std::fs::read_to_string(root.join(file)).expect("file"));
+        let unknown: Vec<_> = named.difference(&registered).collect();
+        assert!(unknown.is_empty(), "{file} names metrics the engine does not export: {unknown:?}");
+    }
+    let dashboard: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(root.join("ops/grafana/reward-engine.json")).expect("json")).expect("valid JSON");
+    assert!(dashboard["panels"].as_array().is_some_and(|panels| panels.len() >= 10));
+}
