@@ -116,6 +116,44 @@ fn dashboards_alerts_and_the_catalog_name_only_real_metrics() {
         let unknown: Vec<_> = named.difference(&registered).collect();
         assert!(unknown.is_empty(), "{file} names metrics the engine does not export: {unknown:?}");
     }
-    let dashboard: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(root.join("ops/grafana/reward-engine.json")).expect("json")).expect("valid JSON");
+    let dashboard: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(root.join("ops/grafana/reward-engine.json")).expect("json")).expect("valid JSON");
     assert!(dashboard["panels"].as_array().is_some_and(|panels| panels.len() >= 10));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_operator_dashboard_is_self_contained_and_its_data_matches_metrics() {
+    let app = spawn_app(StoreBackend::Redb).await;
+    let page = app.raw(Method::GET, "/admin/dashboard", &[], Bytes::new()).await;
+    assert_eq!(page.status, 200);
+    let html = String::from_utf8_lossy(&page.body).into_owned();
+    assert!(html.contains("<canvas") && html.contains("sessionStorage"), "charts, and the token kept for the session only");
+    assert!(!html.contains("localStorage") && !html.contains("document.cookie"), "the token is stored nowhere else");
+    for external in ["http://", "https://", "src=\"//", "<link"] {
+        assert!(!html.contains(external), "no external asset ({external})");
+    }
+    let policy = page.headers.get("content-security-policy").and_then(|value| value.to_str().ok()).unwrap_or_default().to_owned();
+    assert!(policy.contains("default-src 'none'") && policy.contains("connect-src 'self'"), "{policy}");
+
+    assert_eq!(app.raw(Method::GET, "/api/v1/admin/metrics", &[], Bytes::new()).await.status, 401, "the data needs the admin token");
+    let partner = app.onboard_partner(1_000).await;
+    for index in 0..4 {
+        assert_eq!(partner.submit(&action_body(&format!("d-{index}"), "1", "u")).await.status, 200);
+    }
+    let data = app.admin(Method::GET, "/api/v1/admin/metrics", serde_json::Value::Null).await.json();
+    let text = String::from_utf8_lossy(&app.raw(Method::GET, "/metrics", &[], Bytes::new()).await.body).into_owned();
+    let submitted = r#"reward_http_requests_total{method="POST",route="/v1/partner/actions/submit",status="200"}"#;
+    let from_json = data["metrics"]["reward_http_requests_total"]["series"]
+        .as_array()
+        .expect("series")
+        .iter()
+        .filter(|series| series["labels"]["route"] == "/v1/partner/actions/submit" && series["labels"]["status"] == "200")
+        .map(|series| series["value"].as_f64().unwrap_or(0.0))
+        .sum::<f64>();
+    assert_eq!(from_json, 4.0);
+    assert_eq!(metric(&text, submitted), from_json);
+    let latency = &data["metrics"]["reward_http_request_seconds"];
+    assert_eq!(latency["type"], "histogram");
+    assert!(latency["series"][0]["buckets"].as_array().is_some_and(|buckets| !buckets.is_empty()));
+    app.shutdown().await;
 }

@@ -3,6 +3,7 @@
 mod accounts;
 mod clock;
 mod keys;
+mod operator;
 pub mod organizations;
 mod partners;
 mod pool_requests;
@@ -24,6 +25,7 @@ pub fn router() -> Router<AppState> {
         .merge(token_pools::router())
         .merge(organizations::router())
         .merge(clock::router())
+        .merge(operator::router())
 }
 
 /// A partner id from a path segment; anything that is not one names no partner.
