@@ -16,7 +16,7 @@ use bytes::Bytes;
 use hdrhistogram::Histogram;
 use hyper::Method;
 use reward_actors::crypto::Secret;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use crate::client::Connection;
@@ -32,7 +32,7 @@ const TOKENS_PER_ACTION: u64 = 50;
 /// Latency histogram range: 1 µs to 60 s, three significant digits.
 const LATENCY_MAX_MICROS: u64 = 60_000_000;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Target {
     /// The reward engine: partners are provisioned through the admin API first.
@@ -91,7 +91,7 @@ pub struct LoadgenArgs {
     pub report: Option<PathBuf>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Summary {
     pub target: Target,

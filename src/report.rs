@@ -97,7 +97,9 @@ fn throughput_chart(samples: &[Sample]) -> String {
         write!(svg, r##"<polyline points="{}" class="line ok"/><polyline points="{}" class="line bad"/>"##, completed.join(" "), failed.join(" "));
     for tick in [0.0, 0.25, 0.5, 0.75, 1.0] {
         let x = LEFT + (WIDTH - LEFT) * tick;
-        let _ = write!(svg, r##"<text x="{x:.1}" y="{:.1}" class="tick" text-anchor="middle">{:.0}</text>"##, plot_bottom + 14.0, last * tick);
+        let anchor = if tick == 1.0 { "end" } else { "middle" };
+        let label = if last < 10.0 { format!("{:.1}", last * tick) } else { format!("{:.0}", last * tick) };
+        let _ = write!(svg, r##"<text x="{x:.1}" y="{:.1}" class="tick" text-anchor="{anchor}">{label}</text>"##, plot_bottom + 14.0);
     }
     svg.push_str("</svg>");
     svg

@@ -7,6 +7,7 @@ mod admin;
 mod auth;
 mod auth_matrix;
 mod bad_input;
+mod browser;
 mod crash;
 mod donations;
 mod durability;
