@@ -257,7 +257,8 @@ async fn retries_follow_the_schedule_with_one_event_id_then_exhaust() {
     assert!(attempts.iter().all(|attempt| verify_sir(&secret, attempt) && verify_standard(&secret, attempt)));
     for (gap, scheduled) in attempts.windows(2).map(|pair| pair[1].at - pair[0].at).zip([1.0f64, 2.0]) {
         let seconds = gap.as_secs_f64();
-        assert!(seconds >= scheduled * 0.8 - 0.05 && seconds <= scheduled * 1.2 + 0.6, "gap {seconds:.2}s for a {scheduled}s step ±20 %");
+        // Never early; late only by scheduling on a busy machine.
+        assert!(seconds >= scheduled * 0.8 - 0.05 && seconds <= scheduled * 1.2 + 1.5, "gap {seconds:.2}s for a {scheduled}s step ±20 %");
     }
     let log = eventually(Duration::from_secs(5), || {
         let (app, partner, endpoint) = (&app, &partner, &endpoint);
@@ -499,7 +500,7 @@ async fn a_slow_endpoint_does_not_hold_up_other_partners() {
     let slow_partner = app.onboard_partner(10_000).await;
     let fast_partner = app.onboard_partner(10_000).await;
     let (slow, slow_url) = Receiver::start().await;
-    slow.delay_ms.store(3_000, Ordering::SeqCst);
+    slow.delay_ms.store(6_000, Ordering::SeqCst);
     let (fast, fast_url) = Receiver::start().await;
     create_endpoint(&app, &slow_partner, json!({ "url": slow_url })).await;
     create_endpoint(&app, &fast_partner, json!({ "url": fast_url })).await;
@@ -512,7 +513,7 @@ async fn a_slow_endpoint_does_not_hold_up_other_partners() {
     }
     fast.wait_for(10).await;
     let took = started.elapsed();
-    assert!(took < Duration::from_millis(2_500), "the fast partner's 10 events took {took:?} behind a 3 s endpoint");
+    assert!(took < Duration::from_millis(4_500), "the fast partner's 10 events took {took:?} behind a 6 s endpoint");
     assert!(slow.all().len() <= 2, "the slow endpoint holds at most its own 2 slots");
     app.shutdown().await;
 }
@@ -580,7 +581,7 @@ async fn a_deleted_endpoint_gets_nothing_more() {
     failing.wait_for(10).await;
     expect(&call(&app, &partner, Method::DELETE, &format!("/v1/partner/webhooks/{endpoint}"), Value::Null).await, 200);
     // Attempts already in flight may land; nothing is started after them.
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    tokio::time::sleep(Duration::from_millis(1_000)).await;
     let after_delete = failing.all().len();
     tokio::time::sleep(Duration::from_millis(2_500)).await;
     assert_eq!(failing.all().len(), after_delete, "no attempt after the endpoint was deleted");
