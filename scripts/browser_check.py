@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Drives headless Chromium over the DevTools protocol against a running engine:
 signs in to the operator dashboard with the admin token, waits for live updates, reads the
-figures the page shows, and saves a screenshot. Also renders a load report file.
+figures the page shows, and saves a screenshot. Then renders the API docs page and a load
+report file.
 
 Usage: browser_check.py BASE_URL ADMIN_TOKEN SCREENSHOT.png [REPORT.html]
 Prints one JSON object with what the page showed (and any console errors)."""
@@ -96,6 +97,9 @@ try:
     shot = call("Page.captureScreenshot", format="png")
     with open(screenshot, "wb") as file:
         file.write(base64.b64decode(shot["data"]))
+    call("Page.navigate", url=f"{base}/partner-api")
+    wait_for("Number(document.body.dataset.operations || 0) > 0")
+    result["docs"] = {"operations": evaluate("Number(document.body.dataset.operations)"), "sections": evaluate("document.querySelectorAll('h2').length")}
     if report:
         call("Page.navigate", url="file://" + os.path.abspath(report))
         wait_for("document.readyState === 'complete' && document.querySelectorAll('svg').length === 2")

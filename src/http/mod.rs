@@ -15,6 +15,7 @@ mod extract;
 mod fields;
 mod list;
 mod metrics;
+pub mod openapi;
 mod ops;
 mod parse;
 mod partner;
@@ -65,6 +66,7 @@ pub fn router(state: AppState) -> Router {
         .merge(webhooks::router())
         .merge(admin::router())
         .merge(ops::router())
+        .merge(openapi::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(from_fn_with_state(state.clone(), metrics::record))

@@ -1,4 +1,4 @@
-//! The operator dashboard and the load report in a real browser: headless Chromium signs
+//! The operator dashboard, the API docs page and the load report in a real browser: headless Chromium signs
 //! in with the admin token, sees live figures change under load and match `/metrics`, and
 //! renders a load report; the screenshots are kept in `target/browser-artifacts/`.
 //!
@@ -95,6 +95,8 @@ async fn the_dashboard_shows_live_figures_that_match_metrics() {
     assert_eq!(seen["second"]["stat-actors-live"].as_str().map(|live| live != "0"), Some(true));
     assert_eq!(seen["errors"].as_array().map(Vec::len), Some(0), "no script errors: {seen}");
     assert_eq!((seen["report"]["svgs"].as_u64(), seen["report"]["bars"].as_u64()), (Some(2), Some(40)), "the load report renders");
+    let documented = reward_engine::http::openapi::documented_routes().len() as u64;
+    assert_eq!(seen["docs"]["operations"].as_u64(), Some(documented), "the API docs page renders every operation: {seen}");
     assert!(std::fs::metadata(&screenshot).is_ok_and(|file| file.len() > 10_000), "a screenshot was saved");
     app.shutdown().await;
 }

@@ -16,6 +16,7 @@ mod front_door;
 mod funding;
 mod idempotency;
 mod ledger_property;
+mod openapi;
 mod ops;
 mod partner_api;
 mod portal;

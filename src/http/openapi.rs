@@ -1,0 +1,1002 @@
+//! The API's own description: `GET /partner-api/openapi.json` (OpenAPI 3.1) and a readable
+//! page at `GET /partner-api` that renders it in the browser with no external asset.
+//!
+//! The document is built here, from one table of operations ([`operations`]) and the
+//! schemas of what the routes read and answer. Tests keep it honest: it must validate
+//! against the official OpenAPI 3.1 schema, its (method, path) pairs must equal the
+//! router's exactly (a route added to one and not the other fails), and real responses of
+//! the main routes must validate against the schemas documented for them.
+
+use axum::Router;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use serde_json::{Map, Value, json};
+
+use super::AppState;
+
+const DOCS_PAGE: &str = include_str!("openapi_docs.html");
+
+pub fn router() -> Router<AppState> {
+    Router::new().route("/partner-api/openapi.json", get(openapi_json)).route("/partner-api", get(docs_page))
+}
+
+async fn openapi_json() -> Response {
+    let mut response = (StatusCode::OK, serde_json::to_vec(&document()).expect("the document serializes")).into_response();
+    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response
+}
+
+async fn docs_page() -> Response {
+    let mut response = (StatusCode::OK, DOCS_PAGE).into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static("default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; connect-src 'self'"),
+    );
+    response
+}
+
+// ---- schema helpers ----
+
+fn string() -> Value {
+    json!({ "type": "string" })
+}
+fn text(description: &str) -> Value {
+    json!({ "type": "string", "description": description })
+}
+fn timestamp() -> Value {
+    json!({ "type": "string", "format": "date-time", "description": "ISO 8601 UTC with milliseconds", "examples": ["2026-11-23T09:12:00.123Z"] })
+}
+fn id() -> Value {
+    json!({ "type": "string", "pattern": "^[0-9a-f]{24}$", "description": "24-character lowercase hex id" })
+}
+fn prefixed(prefix: &str) -> Value {
+    json!({ "type": "string", "pattern": format!("^{prefix}[0-9a-f]{{24}}$") })
+}
+fn tokens() -> Value {
+    json!({ "type": "integer", "minimum": 0, "maximum": 9_007_199_254_740_991_u64 })
+}
+fn signed_tokens() -> Value {
+    json!({ "type": "integer", "description": "may be negative after a reversal" })
+}
+fn boolean() -> Value {
+    json!({ "type": "boolean" })
+}
+fn integer() -> Value {
+    json!({ "type": "integer" })
+}
+fn number() -> Value {
+    json!({ "type": "number" })
+}
+fn one_of(values: &[&str]) -> Value {
+    json!({ "type": "string", "enum": values })
+}
+fn nullable(schema: Value) -> Value {
+    json!({ "anyOf": [schema, { "type": "null" }] })
+}
+fn array(items: Value) -> Value {
+    json!({ "type": "array", "items": items })
+}
+fn any_object() -> Value {
+    json!({ "type": "object", "additionalProperties": true })
+}
+fn reference(name: &str) -> Value {
+    json!({ "$ref": format!("#/components/schemas/{name}") })
+}
+/// An answer object: every field present (optional ones as `null`, contract §1).
+fn answer(properties: &[(&str, Value)]) -> Value {
+    let required: Vec<&str> = properties.iter().map(|(name, _)| *name).collect();
+    let properties: Map<String, Value> = properties.iter().map(|(name, schema)| ((*name).to_owned(), schema.clone())).collect();
+    json!({ "type": "object", "properties": properties, "required": required })
+}
+/// A request body: `required` names what must be sent; unknown fields are refused.
+fn body(properties: &[(&str, Value)], required: &[&str]) -> Value {
+    let properties: Map<String, Value> = properties.iter().map(|(name, schema)| ((*name).to_owned(), schema.clone())).collect();
+    json!({ "type": "object", "properties": properties, "required": required, "additionalProperties": false })
+}
+fn list_of(item: &str) -> Value {
+    answer(&[("data", array(reference(item))), ("hasMore", boolean()), ("nextCursor", nullable(string()))])
+}
+
+const ENVIRONMENTS: [&str; 2] = ["sandbox", "production"];
+const SCOPES: [&str; 12] = [
+    "actions:read",
+    "actions:write",
+    "users:read",
+    "users:write",
+    "transactions:read",
+    "campaigns:read",
+    "campaigns:write",
+    "pools:read",
+    "pools:write",
+    "webhooks:read",
+    "webhooks:write",
+    "dashboard:read",
+];
+
+fn stakeholder() -> Value {
+    body(
+        &[
+            ("stakeholderTypeCode", text("a stakeholder type registered for the partner (CUSTOMER, NONPROFIT, …)")),
+            ("partnerUserId", json!({ "type": "string", "pattern": "^[A-Za-z0-9._:@-]{1,128}$" })),
+            ("userEmail", string()),
+            ("userFirstName", string()),
+            ("userLastName", string()),
+        ],
+        &["stakeholderTypeCode", "partnerUserId"],
+    )
+}
+
+fn action_fields(with_key: bool) -> Vec<(&'static str, Value)> {
+    let mut fields = vec![
+        ("actionType", text("PURCHASE, DONATION, VOLUNTEER, REFERRAL, or the partner's own")),
+        ("amount", json!({ "type": "number", "exclusiveMinimum": 0, "description": "currency units, parsed exactly from the JSON text" })),
+        ("currency", json!({ "type": "string", "pattern": "^[A-Z]{3}$" })),
+        ("campaignId", id()),
+        ("stakeholders", json!({ "type": "array", "items": stakeholder(), "minItems": 1, "maxItems": 20 })),
+        ("metadata", json!({ "type": "object", "description": "≤ 4 KiB, ≤ 50 keys" })),
+        ("autoCreateUsers", boolean()),
+    ];
+    if with_key {
+        fields.insert(0, ("idempotencyKey", json!({ "type": "string", "minLength": 1, "maxLength": 255 })));
+    }
+    fields
+}
+
+fn components() -> Value {
+    let schemas = json!({
+        "Error": answer(&[
+            ("statusCode", integer()),
+            ("code", text("stable, machine-readable (contract §11)")),
+            ("message", string()),
+            ("requestId", prefixed("req_")),
+            ("details", nullable(any_object())),
+        ]),
+        "Allocation": answer(&[
+            ("partnerUserId", string()), ("stakeholderTypeCode", string()), ("tokens", tokens()), ("transactionId", nullable(id())),
+        ]),
+        "Action": answer(&[
+            ("actionId", id()), ("idempotencyKey", string()), ("status", one_of(&["COMPLETED", "FAILED", "REVERSED", "PARTIALLY_REVERSED"])),
+            ("tokensDistributed", tokens()), ("transactionIds", array(id())), ("campaignId", nullable(id())),
+            ("allocations", array(reference("Allocation"))), ("createdAt", timestamp()),
+        ]),
+        "ActionDetail": {
+            "allOf": [reference("Action")],
+            "properties": {
+                "reversedTokens": tokens(), "actionType": string(), "amount": nullable(number()), "currency": nullable(string()),
+                "tokenPoolId": nullable(id()), "breakdown": any_object(), "metadata": nullable(any_object()),
+            },
+            "required": ["reversedTokens", "actionType", "amount", "currency", "tokenPoolId", "breakdown", "metadata"],
+        },
+        "Balance": answer(&[
+            ("partnerUserId", string()), ("available", signed_tokens()), ("pending", tokens()), ("lifetimeEarned", tokens()),
+            ("lifetimeReversed", tokens()), ("lifetimeRedeemed", tokens()),
+        ]),
+        "User": answer(&[
+            ("id", id()), ("externalId", string()), ("email", nullable(string())), ("firstName", nullable(string())), ("lastName", nullable(string())),
+            ("metadata", nullable(any_object())), ("balance", reference("Balance")), ("createdAt", timestamp()), ("updatedAt", timestamp()),
+        ]),
+        "Transaction": answer(&[
+            ("id", id()), ("type", one_of(&["REWARD", "REVERSAL", "REDEMPTION", "ALLOCATION", "REFILL"])), ("tokens", signed_tokens()),
+            ("actionId", nullable(id())), ("poolId", nullable(id())), ("partnerUserId", nullable(string())),
+            ("stakeholderTypeCode", nullable(string())), ("campaignId", nullable(id())), ("vestsAt", nullable(timestamp())), ("createdAt", timestamp()),
+        ]),
+        "TokenPool": answer(&[
+            ("id", id()), ("environment", one_of(&ENVIRONMENTS)), ("name", nullable(string())), ("balance", tokens()), ("allocatedTotal", tokens()),
+            ("refilledTotal", tokens()), ("issuedTotal", tokens()), ("reversedTotal", tokens()), ("expiresAt", nullable(timestamp())),
+            ("vestingDays", nullable(integer())), ("lowBalanceThreshold", nullable(tokens())),
+            ("autoRefill", nullable(answer(&[("thresholdTokens", tokens()), ("refillTokens", tokens()), ("maxRefillsPerMonth", integer())]))),
+            ("createdAt", timestamp()),
+        ]),
+        "Campaign": answer(&[
+            ("id", id()), ("name", string()), ("status", one_of(&["DRAFT", "ACTIVE", "PAUSED", "ENDED"])), ("actionTypes", array(string())),
+            ("priority", integer()), ("multiplier", number()), ("tiers", array(answer(&[("minAmount", number()), ("multiplier", number())]))),
+            ("fixedTokens", nullable(tokens())), ("maxTokensPerAction", nullable(tokens())),
+            ("splits", array(answer(&[("stakeholderTypeCode", string()), ("percent", integer())]))),
+            ("schedule", answer(&[("startsAt", nullable(timestamp())), ("endsAt", nullable(timestamp()))])),
+            ("budgetTokens", nullable(tokens())), ("budgetRemaining", nullable(tokens())), ("tokenPoolId", nullable(id())),
+            ("currencies", array(string())), ("metadata", nullable(any_object())), ("createdAt", timestamp()), ("updatedAt", timestamp()),
+        ]),
+        "WebhookEndpoint": answer(&[
+            ("id", id()), ("url", string()), ("description", nullable(string())), ("eventTypes", array(string())), ("receiveAllEvents", boolean()),
+            ("headers", json!({ "type": "object", "additionalProperties": { "type": "string" } })), ("status", one_of(&["ENABLED", "DISABLED"])),
+            ("disabledReason", nullable(string())), ("secret", nullable(json!({ "type": "string", "pattern": "^whsec_" }))),
+            ("previousSecretExpiresAt", nullable(timestamp())), ("createdAt", timestamp()), ("updatedAt", timestamp()),
+        ]),
+        "Delivery": answer(&[
+            ("id", prefixed("dlv_")), ("endpointId", id()), ("eventId", prefixed("evt_")), ("eventType", string()),
+            ("status", one_of(&["PENDING", "DELIVERED", "FAILED"])), ("attemptCount", integer()), ("nextAttemptAt", nullable(timestamp())),
+            ("attempts", array(answer(&[
+                ("attemptedAt", timestamp()), ("statusCode", nullable(integer())), ("latencyMs", integer()), ("error", nullable(string())),
+                ("responseBody", string()), ("manual", boolean()),
+            ]))),
+            ("createdAt", timestamp()), ("updatedAt", timestamp()),
+        ]),
+        "Event": answer(&[
+            ("id", prefixed("evt_")), ("type", string()), ("createdAt", timestamp()), ("environment", one_of(&ENVIRONMENTS)), ("partnerId", id()),
+            ("sequence", nullable(integer())), ("data", any_object()),
+        ]),
+        "Partner": answer(&[
+            ("id", id()), ("name", string()), ("slug", string()), ("legalEntity", nullable(string())), ("contactEmail", string()),
+            ("status", one_of(&["PENDING_APPROVAL", "ACTIVE", "SUSPENDED", "CLOSED"])), ("tier", string()), ("rateLimit", any_object()),
+            ("enabledFeatures", array(string())), ("stakeholderTypes", array(string())), ("ipAllowlist", array(string())),
+            ("allowedOrigins", array(string())), ("allowBasicAuth", boolean()), ("productionApproved", boolean()), ("tipConfig", any_object()),
+            ("createdAt", timestamp()), ("updatedAt", timestamp()),
+        ]),
+        "Key": answer(&[
+            ("id", prefixed("key_")), ("partnerId", id()), ("name", string()), ("environment", one_of(&ENVIRONMENTS)), ("publicKeyPrefix", string()),
+            ("secretKeyPrefix", string()), ("scopes", array(one_of(&SCOPES))), ("status", string()), ("createdAt", timestamp()),
+            ("lastUsedAt", nullable(timestamp())), ("expiresAt", nullable(timestamp())), ("rotatedFrom", nullable(string())),
+        ]),
+        "CreatedKey": answer(&[
+            ("id", prefixed("key_")), ("partnerId", id()), ("name", string()), ("environment", one_of(&ENVIRONMENTS)), ("publicKey", string()),
+            ("secretKey", text("shown once")), ("hmacSecret", text("shown once")), ("scopes", array(one_of(&SCOPES))),
+            ("expiresAt", nullable(timestamp())), ("createdAt", timestamp()), ("rotatedFrom", nullable(string())),
+        ]),
+        "PoolRequest": answer(&[
+            ("id", id()), ("partnerId", id()), ("environment", one_of(&ENVIRONMENTS)), ("tokens", tokens()), ("reason", string()),
+            ("status", one_of(&["PENDING", "APPROVED", "REJECTED"])), ("decisionNote", nullable(string())), ("createdAt", timestamp()),
+            ("decidedAt", nullable(timestamp())),
+        ]),
+        "Organization": answer(&[
+            ("id", id()), ("name", string()), ("slug", string()), ("logoUrl", nullable(string())), ("ein", nullable(string())), ("status", string()),
+        ]),
+        "DonationStatus": answer(&[
+            ("partnerDonationId", id()), ("status", one_of(&["PENDING", "COMPLETED", "FAILED"])), ("nonprofitSlug", string()), ("amount", integer()),
+            ("currency", string()), ("frequency", one_of(&["once", "monthly"])), ("provider", string()), ("tipAmount", integer()),
+            ("providerReference", nullable(string())), ("createdAt", timestamp()), ("completedAt", nullable(timestamp())), ("failedAt", nullable(timestamp())),
+        ]),
+        "SubmitAction": body(&action_fields(true), &["idempotencyKey", "actionType", "stakeholders"]),
+        "Object": any_object(),
+    });
+    json!({
+        "schemas": schemas,
+        "securitySchemes": {
+            "partnerKey": { "type": "apiKey", "in": "header", "name": "X-Partner-Key", "description": "The secret key (sk_test_/sk_live_), or a publishable key (pk_) for reads. Signed requests also send X-Timestamp and X-Signature (contract §3)." },
+            "timestamp": { "type": "apiKey", "in": "header", "name": "X-Timestamp", "description": "Unix seconds, within ±300 s of GET /healthz serverTime." },
+            "signature": { "type": "apiKey", "in": "header", "name": "X-Signature", "description": "hex HMAC-SHA256(hmacSecret, timestamp + method + path + body), contract §3." },
+            "basicAuth": { "type": "http", "scheme": "basic", "description": "pk:sk; sandbox always, production only when the partner allows it." },
+            "widgetKey": { "type": "apiKey", "in": "header", "name": "X-Partner-Key", "description": "The publishable key, unsigned, for widget routes (§10)." },
+            "portalToken": { "type": "http", "scheme": "bearer", "bearerFormat": "JWT", "description": "A portal access token from /v1/partner/auth/login (15 minutes)." },
+            "adminToken": { "type": "http", "scheme": "bearer", "description": "The operator's admin token (REWARD_ADMIN_TOKEN)." },
+        },
+    })
+}
+
+/// Who may call an operation.
+#[derive(Clone, Copy)]
+enum Auth {
+    /// A signed secret key (or Basic pk:sk) with this scope; reads also a signed pk.
+    Partner(&'static str),
+    /// Any valid key of the partner (no scope).
+    AnyKey,
+    /// A widget route: the publishable key unsigned (or a signed secret key).
+    Widget,
+    Portal,
+    Admin,
+    /// A donation provider's signed callback (X-Timestamp, X-Signature with its secret).
+    Provider,
+    Public,
+}
+
+impl Auth {
+    fn security(self) -> Value {
+        let signed = json!({ "partnerKey": [], "timestamp": [], "signature": [] });
+        match self {
+            Auth::Partner(_) | Auth::AnyKey => json!([signed, { "basicAuth": [] }]),
+            Auth::Widget => json!([{ "widgetKey": [] }, signed]),
+            Auth::Portal => json!([{ "portalToken": [] }]),
+            Auth::Admin => json!([{ "adminToken": [] }]),
+            Auth::Provider => json!([{ "timestamp": [], "signature": [] }]),
+            Auth::Public => json!([]),
+        }
+    }
+
+    fn errors(self) -> &'static [u16] {
+        match self {
+            Auth::Partner(_) => &[400, 401, 403, 404, 429],
+            Auth::AnyKey | Auth::Widget => &[401, 403, 429],
+            Auth::Portal | Auth::Admin | Auth::Provider => &[400, 401, 404],
+            Auth::Public => &[],
+        }
+    }
+}
+
+struct Operation {
+    method: &'static str,
+    path: &'static str,
+    tag: &'static str,
+    summary: &'static str,
+    auth: Auth,
+    request: Option<Value>,
+    status: u16,
+    response: Value,
+    errors: &'static [u16],
+}
+
+#[allow(clippy::too_many_arguments)]
+fn op(
+    method: &'static str,
+    path: &'static str,
+    tag: &'static str,
+    summary: &'static str,
+    auth: Auth,
+    request: Option<Value>,
+    status: u16,
+    response: Value,
+) -> Operation {
+    Operation { method, path, tag, summary, auth, request, status, response, errors: &[] }
+}
+
+impl Operation {
+    fn with_errors(self, errors: &'static [u16]) -> Operation {
+        Operation { errors, ..self }
+    }
+}
+
+/// Every route the server answers, with what it reads and answers.
+#[allow(clippy::too_many_lines)]
+fn operations() -> Vec<Operation> {
+    use Auth::{Admin, AnyKey, Partner, Portal, Provider, Public, Widget};
+    let r = reference;
+    let tokens_body = |extra: &[(&'static str, Value)], required: &[&str]| {
+        let mut fields =
+            vec![("tokens", tokens()), ("reason", string()), ("idempotencyKey", json!({ "type": "string", "minLength": 1, "maxLength": 255 }))];
+        fields.extend(extra.iter().cloned());
+        body(&fields, required)
+    };
+    let user_body = |creating: bool| {
+        let fields = vec![
+            ("externalId", json!({ "type": "string", "pattern": "^[A-Za-z0-9._:@-]{1,128}$" })),
+            ("email", nullable(string())),
+            ("firstName", nullable(string())),
+            ("lastName", nullable(string())),
+            ("metadata", nullable(any_object())),
+        ];
+        let fields: Vec<_> = fields.into_iter().filter(|(name, _)| creating || *name != "externalId").collect();
+        body(&fields, if creating { &["externalId"] } else { &[] })
+    };
+    let campaign_body = |creating: bool| {
+        body(
+            &[
+                ("name", string()),
+                ("status", one_of(&["DRAFT", "ACTIVE", "PAUSED", "ENDED"])),
+                ("actionTypes", array(string())),
+                ("priority", integer()),
+                ("multiplier", number()),
+                ("tiers", array(body(&[("minAmount", number()), ("multiplier", number())], &["minAmount", "multiplier"]))),
+                ("fixedTokens", nullable(tokens())),
+                ("maxTokensPerAction", nullable(tokens())),
+                ("splits", array(body(&[("stakeholderTypeCode", string()), ("percent", integer())], &["stakeholderTypeCode", "percent"]))),
+                ("schedule", body(&[("startsAt", nullable(timestamp())), ("endsAt", nullable(timestamp()))], &[])),
+                ("budgetTokens", nullable(tokens())),
+                ("tokenPoolId", nullable(id())),
+                ("currencies", array(string())),
+                ("metadata", nullable(any_object())),
+            ],
+            if creating { &["name"] } else { &[] },
+        )
+    };
+    let webhook_body = |creating: bool| {
+        let mut fields = vec![
+            ("url", json!({ "type": "string", "format": "uri", "description": "https for production; private addresses refused" })),
+            ("description", nullable(string())),
+            ("eventTypes", array(string())),
+            ("receiveAllEvents", boolean()),
+            ("headers", json!({ "type": "object", "additionalProperties": { "type": "string" }, "maxProperties": 20 })),
+        ];
+        if !creating {
+            fields.push(("status", one_of(&["ENABLED", "DISABLED"])));
+        }
+        body(&fields, if creating { &["url"] } else { &[] })
+    };
+    let mut submit = op(
+        "post",
+        "/v1/partner/actions/submit",
+        "Actions",
+        "Submit an action: tokens by the campaign rules, exactly once",
+        Partner("actions:write"),
+        Some(r("SubmitAction")),
+        200,
+        r("Action"),
+    )
+    .with_errors(&[402, 409, 413, 415, 422, 503, 504]);
+    submit.request = Some(json!({ "$ref": "#/components/schemas/SubmitAction", "examples": [{
+        "idempotencyKey": "order_1", "actionType": "PURCHASE", "amount": 49.99, "currency": "USD",
+        "stakeholders": [{ "stakeholderTypeCode": "CUSTOMER", "partnerUserId": "user_42" }]
+    }] }));
+    vec![
+        submit,
+        op(
+            "post",
+            "/v1/partner/actions/batch",
+            "Actions",
+            "Submit up to 100 actions, each independent",
+            Partner("actions:write"),
+            Some(body(&[("actions", json!({ "type": "array", "items": r("SubmitAction"), "minItems": 1, "maxItems": 100 }))], &["actions"])),
+            200,
+            answer(&[("results", array(answer(&[("index", integer()), ("statusCode", integer()), ("body", any_object())])))]),
+        )
+        .with_errors(&[413, 503]),
+        op(
+            "post",
+            "/v1/partner/actions/quote",
+            "Actions",
+            "The breakdown an action would get, with no effects",
+            Partner("actions:read"),
+            Some(body(&action_fields(false), &["actionType", "stakeholders"])),
+            200,
+            any_object(),
+        )
+        .with_errors(&[422]),
+        op(
+            "get",
+            "/v1/partner/actions",
+            "Actions",
+            "List actions (status, actionType, from, to)",
+            Partner("actions:read"),
+            None,
+            200,
+            list_of("ActionDetail"),
+        ),
+        op(
+            "get",
+            "/v1/partner/actions/{action_id}",
+            "Actions",
+            "One action with its stored breakdown",
+            Partner("actions:read"),
+            None,
+            200,
+            r("ActionDetail"),
+        ),
+        op(
+            "post",
+            "/v1/partner/actions/{action_id}/reverse",
+            "Actions",
+            "Reverse an action fully or in part",
+            Partner("actions:write"),
+            Some(tokens_body(&[], &["idempotencyKey"])),
+            200,
+            any_object(),
+        )
+        .with_errors(&[409, 422]),
+        op("post", "/v1/partner/users", "Users", "Create a user", Partner("users:write"), Some(user_body(true)), 201, r("User")).with_errors(&[409]),
+        op("get", "/v1/partner/users", "Users", "List users, newest first", Partner("users:read"), None, 200, list_of("User")),
+        op("get", "/v1/partner/users/{external_id}", "Users", "One user", Partner("users:read"), None, 200, r("User")),
+        op(
+            "patch",
+            "/v1/partner/users/{external_id}",
+            "Users",
+            "Change a user (null clears)",
+            Partner("users:write"),
+            Some(user_body(false)),
+            200,
+            r("User"),
+        ),
+        op("get", "/v1/partner/users/{external_id}/balance", "Users", "A user's balance", Partner("users:read"), None, 200, r("Balance")),
+        op(
+            "get",
+            "/v1/partner/users/{external_id}/transactions",
+            "Users",
+            "A user's transactions (type, actionId, from, to)",
+            Partner("users:read"),
+            None,
+            200,
+            list_of("Transaction"),
+        ),
+        op(
+            "post",
+            "/v1/partner/users/{external_id}/redeem",
+            "Users",
+            "Redeem a user's available tokens",
+            Partner("users:write"),
+            Some(tokens_body(&[], &["tokens", "idempotencyKey"])),
+            200,
+            any_object(),
+        )
+        .with_errors(&[402, 409]),
+        op(
+            "get",
+            "/v1/partner/transactions",
+            "Users",
+            "All transactions (type, actionId, from, to)",
+            Partner("transactions:read"),
+            None,
+            200,
+            list_of("Transaction"),
+        ),
+        op("get", "/v1/partner/token-pools", "Token pools", "List the partner's pools", Partner("pools:read"), None, 200, list_of("TokenPool")),
+        op(
+            "get",
+            "/v1/partner/token-pools/{pool_id}",
+            "Token pools",
+            "One pool with all its totals",
+            Partner("pools:read"),
+            None,
+            200,
+            r("TokenPool"),
+        ),
+        op(
+            "get",
+            "/v1/partner/token-pools/{pool_id}/reconciliation",
+            "Token pools",
+            "The pool's totals recomputed from its ledger",
+            Partner("pools:read"),
+            None,
+            200,
+            any_object(),
+        ),
+        op(
+            "post",
+            "/v1/partner/token-pools/request",
+            "Token pools",
+            "Ask the operator for tokens",
+            Partner("pools:write"),
+            Some(body(&[("tokens", tokens()), ("reason", string())], &["tokens", "reason"])),
+            201,
+            r("PoolRequest"),
+        ),
+        op(
+            "post",
+            "/v1/partner/campaigns",
+            "Campaigns",
+            "Create a campaign",
+            Partner("campaigns:write"),
+            Some(campaign_body(true)),
+            201,
+            r("Campaign"),
+        )
+        .with_errors(&[409]),
+        op("get", "/v1/partner/campaigns", "Campaigns", "List campaigns (status)", Partner("campaigns:read"), None, 200, list_of("Campaign")),
+        op("get", "/v1/partner/campaigns/{campaign_id}", "Campaigns", "One campaign", Partner("campaigns:read"), None, 200, r("Campaign")),
+        op(
+            "patch",
+            "/v1/partner/campaigns/{campaign_id}",
+            "Campaigns",
+            "Change a campaign (status moves DRAFT → ACTIVE ⇄ PAUSED → ENDED)",
+            Partner("campaigns:write"),
+            Some(campaign_body(false)),
+            200,
+            r("Campaign"),
+        )
+        .with_errors(&[409]),
+        op(
+            "delete",
+            "/v1/partner/campaigns/{campaign_id}",
+            "Campaigns",
+            "End a campaign (kept for the actions that name it)",
+            Partner("campaigns:write"),
+            None,
+            200,
+            r("Campaign"),
+        ),
+        op(
+            "get",
+            "/v1/partner/dashboard",
+            "Dashboard",
+            "Totals for today and 30 days, pools, campaigns, webhook health",
+            Partner("dashboard:read"),
+            None,
+            200,
+            any_object(),
+        ),
+        op(
+            "post",
+            "/v1/partner/webhooks",
+            "Webhooks",
+            "Register an endpoint (its secret is shown once)",
+            Partner("webhooks:write"),
+            Some(webhook_body(true)),
+            201,
+            r("WebhookEndpoint"),
+        )
+        .with_errors(&[409]),
+        op("get", "/v1/partner/webhooks", "Webhooks", "List endpoints", Partner("webhooks:read"), None, 200, list_of("WebhookEndpoint")),
+        op("get", "/v1/partner/webhooks/{endpoint_id}", "Webhooks", "One endpoint", Partner("webhooks:read"), None, 200, r("WebhookEndpoint")),
+        op(
+            "patch",
+            "/v1/partner/webhooks/{endpoint_id}",
+            "Webhooks",
+            "Change an endpoint; status ENABLED re-enables it",
+            Partner("webhooks:write"),
+            Some(webhook_body(false)),
+            200,
+            r("WebhookEndpoint"),
+        ),
+        op(
+            "delete",
+            "/v1/partner/webhooks/{endpoint_id}",
+            "Webhooks",
+            "Delete an endpoint and its queued deliveries",
+            Partner("webhooks:write"),
+            None,
+            200,
+            answer(&[("id", id()), ("deleted", boolean())]),
+        ),
+        op(
+            "post",
+            "/v1/partner/webhooks/{endpoint_id}/test",
+            "Webhooks",
+            "Send webhook.test to this endpoint",
+            Partner("webhooks:write"),
+            None,
+            200,
+            r("Delivery"),
+        ),
+        op(
+            "post",
+            "/v1/partner/webhooks/{endpoint_id}/rotate-secret",
+            "Webhooks",
+            "A new secret; the old one signs beside it for 24 h",
+            Partner("webhooks:write"),
+            None,
+            200,
+            r("WebhookEndpoint"),
+        ),
+        op(
+            "get",
+            "/v1/partner/webhooks/{endpoint_id}/deliveries",
+            "Webhooks",
+            "The endpoint's deliveries and every attempt",
+            Partner("webhooks:read"),
+            None,
+            200,
+            list_of("Delivery"),
+        ),
+        op(
+            "post",
+            "/v1/partner/webhooks/deliveries/{delivery_id}/redeliver",
+            "Webhooks",
+            "Attempt a delivery again now",
+            Partner("webhooks:write"),
+            None,
+            200,
+            r("Delivery"),
+        )
+        .with_errors(&[409]),
+        op(
+            "get",
+            "/v1/partner/events",
+            "Webhooks",
+            "The durable event feed, ascending by sequence (after, limit)",
+            Partner("webhooks:read"),
+            None,
+            200,
+            list_of("Event"),
+        ),
+        op("get", "/v1/partner/me", "Partner", "The calling key, its partner and environment", AnyKey, None, 200, any_object()),
+        op("get", "/v1/partner/config", "Widget", "The partner's public configuration", Widget, None, 200, any_object()),
+        op("get", "/v1/partner/organizations/{slug}", "Widget", "A nonprofit from the registry", Widget, None, 200, r("Organization"))
+            .with_errors(&[404]),
+        op(
+            "post",
+            "/v1/partner/donations/create-link",
+            "Widget",
+            "A donation link from the provider's template",
+            Widget,
+            Some(body(
+                &[
+                    ("nonprofitSlug", string()),
+                    ("amount", json!({ "type": "integer", "minimum": 1, "description": "minor units" })),
+                    ("currency", string()),
+                    ("frequency", one_of(&["once", "monthly"])),
+                    ("provider", one_of(&["every.org", "stripe"])),
+                    ("donorEmail", string()),
+                    ("firstName", string()),
+                    ("lastName", string()),
+                    ("tipAmount", integer()),
+                    ("tipPercent", integer()),
+                    ("referralCode", string()),
+                ],
+                &["nonprofitSlug", "amount", "currency", "frequency", "provider", "donorEmail", "firstName", "lastName"],
+            )),
+            201,
+            answer(&[("donationLink", string()), ("partnerDonationId", id())]),
+        )
+        .with_errors(&[400, 404]),
+        op("get", "/v1/partner/donations/status/{donation_id}", "Widget", "A donation's status", Widget, None, 200, r("DonationStatus"))
+            .with_errors(&[404]),
+        op(
+            "post",
+            "/v1/providers/{provider}/events",
+            "Providers",
+            "A donation provider's signed settlement callback",
+            Provider,
+            Some(body(
+                &[("partnerDonationId", id()), ("status", one_of(&["COMPLETED", "FAILED"])), ("providerReference", string())],
+                &["partnerDonationId", "status"],
+            )),
+            200,
+            any_object(),
+        )
+        .with_errors(&[409]),
+        op(
+            "post",
+            "/v1/partner/auth/register",
+            "Portal",
+            "Create a portal account (when registration is open)",
+            Public,
+            Some(body(
+                &[("email", string()), ("password", json!({ "type": "string", "minLength": 12 })), ("name", string())],
+                &["email", "password"],
+            )),
+            201,
+            any_object(),
+        )
+        .with_errors(&[400, 403, 409, 429]),
+        op(
+            "post",
+            "/v1/partner/auth/login",
+            "Portal",
+            "Sign in: access and refresh tokens",
+            Public,
+            Some(body(&[("email", string()), ("password", string())], &["email", "password"])),
+            200,
+            any_object(),
+        )
+        .with_errors(&[400, 401, 429]),
+        op(
+            "post",
+            "/v1/partner/auth/refresh",
+            "Portal",
+            "A new access token (the refresh token works once)",
+            Public,
+            Some(body(&[("refreshToken", string())], &["refreshToken"])),
+            200,
+            any_object(),
+        )
+        .with_errors(&[400, 401, 429]),
+        op("get", "/v1/partner/auth/me", "Portal", "The signed-in account", Portal, None, 200, any_object()),
+        op(
+            "post",
+            "/v1/partner/keys",
+            "Portal",
+            "Create a key pair (the first creates the partner)",
+            Portal,
+            Some(body(
+                &[
+                    ("name", string()),
+                    ("environment", one_of(&ENVIRONMENTS)),
+                    ("scopes", array(one_of(&SCOPES))),
+                    ("expiresAt", timestamp()),
+                    ("keyType", one_of(&["secret", "publishable"])),
+                ],
+                &["name", "environment"],
+            )),
+            201,
+            r("CreatedKey"),
+        )
+        .with_errors(&[403]),
+        op("get", "/v1/partner/keys", "Portal", "The account's keys (no secrets)", Portal, None, 200, list_of("Key")),
+        op("get", "/v1/partner/keys/partner-info", "Portal", "The account's partner", Portal, None, 200, r("Partner")),
+        op("get", "/v1/partner/keys/{key_id}", "Portal", "One key (no secrets)", Portal, None, 200, r("Key")),
+        op(
+            "patch",
+            "/v1/partner/keys/{key_id}",
+            "Portal",
+            "Rename, deactivate or set the expiry of a key",
+            Portal,
+            Some(body(&[("name", string()), ("isActive", boolean()), ("expiresAt", nullable(timestamp()))], &[])),
+            200,
+            r("Key"),
+        ),
+        op("delete", "/v1/partner/keys/{key_id}", "Portal", "Revoke a key", Portal, None, 200, r("Key")),
+        op("post", "/api/v1/admin/partners", "Admin", "Create a partner", Admin, Some(any_object()), 201, r("Partner")).with_errors(&[409]),
+        op("get", "/api/v1/admin/partners", "Admin", "List partners", Admin, None, 200, list_of("Partner")),
+        op("get", "/api/v1/admin/partners/{partner_id}", "Admin", "One partner", Admin, None, 200, r("Partner")),
+        op(
+            "patch",
+            "/api/v1/admin/partners/{partner_id}",
+            "Admin",
+            "Change a partner (status, tier, features, …)",
+            Admin,
+            Some(any_object()),
+            200,
+            r("Partner"),
+        )
+        .with_errors(&[409]),
+        op(
+            "post",
+            "/api/v1/admin/partners/{partner_id}/keys",
+            "Admin",
+            "Issue a key pair",
+            Admin,
+            Some(body(
+                &[("name", string()), ("environment", one_of(&ENVIRONMENTS)), ("scopes", array(one_of(&SCOPES))), ("expiresAt", timestamp())],
+                &["environment"],
+            )),
+            201,
+            r("CreatedKey"),
+        ),
+        op("get", "/api/v1/admin/partners/{partner_id}/keys", "Admin", "A partner's keys (no secrets)", Admin, None, 200, list_of("Key")),
+        op("delete", "/api/v1/admin/partners/{partner_id}/keys/{key_id}", "Admin", "Revoke a key at once", Admin, None, 200, r("Key")),
+        op(
+            "post",
+            "/api/v1/admin/partners/{partner_id}/keys/{key_id}/rotate",
+            "Admin",
+            "A new pair with the same scopes",
+            Admin,
+            None,
+            201,
+            r("CreatedKey"),
+        ),
+        op(
+            "post",
+            "/api/v1/admin/partners/{partner_id}/token-pools",
+            "Admin",
+            "Allocate tokens to a pool (idempotent)",
+            Admin,
+            Some(any_object()),
+            201,
+            r("TokenPool"),
+        )
+        .with_errors(&[409]),
+        op("get", "/api/v1/admin/token-pool-requests", "Admin", "Top-up requests (status)", Admin, None, 200, list_of("PoolRequest")),
+        op(
+            "post",
+            "/api/v1/admin/token-pool-requests/{request_id}/approve",
+            "Admin",
+            "Approve a top-up request",
+            Admin,
+            Some(body(&[("note", string())], &[])),
+            200,
+            any_object(),
+        )
+        .with_errors(&[409]),
+        op(
+            "post",
+            "/api/v1/admin/token-pool-requests/{request_id}/reject",
+            "Admin",
+            "Reject a top-up request",
+            Admin,
+            Some(body(&[("note", string())], &[])),
+            200,
+            r("PoolRequest"),
+        )
+        .with_errors(&[409]),
+        op("post", "/api/v1/admin/accounts", "Admin", "Create a portal account", Admin, Some(any_object()), 201, any_object()).with_errors(&[409]),
+        op("post", "/api/v1/admin/organizations", "Admin", "Add a nonprofit to the registry", Admin, Some(any_object()), 201, r("Organization"))
+            .with_errors(&[409]),
+        op("get", "/api/v1/admin/organizations/{slug}", "Admin", "One nonprofit", Admin, None, 200, r("Organization")),
+        op("patch", "/api/v1/admin/organizations/{slug}", "Admin", "Change a nonprofit", Admin, Some(any_object()), 200, r("Organization")),
+        op(
+            "post",
+            "/api/v1/admin/clock",
+            "Admin",
+            "Move the test clock (REWARD_TEST_CLOCK=on only)",
+            Admin,
+            Some(body(&[("advanceSeconds", integer())], &["advanceSeconds"])),
+            200,
+            any_object(),
+        ),
+        op(
+            "get",
+            "/api/v1/admin/metrics",
+            "Operations",
+            "Every metric family as JSON (the operator dashboard's data)",
+            Admin,
+            None,
+            200,
+            any_object(),
+        ),
+        op("get", "/admin/dashboard", "Operations", "The operator dashboard (HTML)", Public, None, 200, string()),
+        op(
+            "get",
+            "/healthz",
+            "Operations",
+            "Alive, with serverTime to sign against",
+            Public,
+            None,
+            200,
+            answer(&[("status", string()), ("serverTime", integer())]),
+        ),
+        op("get", "/readyz", "Operations", "Store open and engine answering", Public, None, 200, any_object()).with_errors(&[503]),
+        op("get", "/metrics", "Operations", "Prometheus text (see METRICS.md)", Public, None, 200, string()),
+        op("get", "/partner-api/openapi.json", "Operations", "This document", Public, None, 200, any_object()),
+        op("get", "/partner-api", "Operations", "This document, readable (HTML)", Public, None, 200, string()),
+    ]
+}
+
+fn media_type(path: &str) -> &'static str {
+    match path {
+        "/metrics" => "text/plain",
+        "/admin/dashboard" | "/partner-api" => "text/html",
+        _ => "application/json",
+    }
+}
+
+fn reason(status: u16) -> &'static str {
+    match status {
+        200 => "OK",
+        201 => "Created",
+        400 => "Invalid input (VALIDATION_ERROR, INVALID_JSON, BATCH_EXCEEDS_BURST)",
+        401 => "Not authenticated (MISSING_API_KEY, INVALID_SIGNATURE, KEY_REVOKED, INVALID_TOKEN, …)",
+        402 => "Not funded (INSUFFICIENT_POOL, POOL_EXPIRED, CAMPAIGN_BUDGET_EXHAUSTED, INSUFFICIENT_BALANCE)",
+        403 => "Not allowed (SECRET_KEY_REQUIRED, INSUFFICIENT_SCOPE, IP_NOT_ALLOWED, FEATURE_DISABLED, …)",
+        404 => "Not found (NOT_FOUND, USER_NOT_FOUND)",
+        409 => "Conflict (IDEMPOTENT replay, IDEMPOTENCY_KEY_REUSED, CONFLICT)",
+        413 => "Payload too large",
+        415 => "Unsupported media type",
+        422 => "Not applicable (CAMPAIGN_NOT_APPLICABLE, REVERSAL_EXCEEDS_REMAINING)",
+        429 => "Rate limited (Retry-After)",
+        503 => "Overloaded: not done, retry (Retry-After)",
+        504 => "Engine timeout: outcome unknown, retry with the same idempotency key",
+        _ => "See the error body",
+    }
+}
+
+/// The whole OpenAPI 3.1 document.
+pub fn document() -> Value {
+    let mut paths: Map<String, Value> = Map::new();
+    for operation in operations() {
+        let mut responses = Map::new();
+        let content_type = media_type(operation.path);
+        responses.insert(
+            operation.status.to_string(),
+            json!({ "description": reason(operation.status), "content": { content_type: { "schema": operation.response } } }),
+        );
+        for status in operation.auth.errors().iter().chain(operation.errors) {
+            responses
+                .entry(status.to_string())
+                .or_insert_with(|| json!({ "description": reason(*status), "content": { "application/json": { "schema": reference("Error") } } }));
+        }
+        let parameters: Vec<Value> = operation
+            .path
+            .split('/')
+            .filter_map(|segment| segment.strip_prefix('{').and_then(|rest| rest.strip_suffix('}')))
+            .map(|name| json!({ "name": name, "in": "path", "required": true, "schema": { "type": "string" } }))
+            .collect();
+        let operation_id = format!(
+            "{}{}",
+            operation.method,
+            operation.path.split(['/', '-', '{', '}', '.']).filter(|part| !part.is_empty()).map(capitalize).collect::<String>()
+        );
+        let mut entry = json!({
+            "operationId": operation_id,
+            "summary": operation.summary,
+            "tags": [operation.tag],
+            "security": operation.auth.security(),
+            "responses": responses,
+        });
+        if let Auth::Partner(scope) = operation.auth {
+            entry["description"] = json!(format!("Scope `{scope}`."));
+        }
+        if !parameters.is_empty() {
+            entry["parameters"] = Value::Array(parameters);
+        }
+        if let Some(request) = operation.request {
+            entry["requestBody"] = json!({ "required": true, "content": { "application/json": { "schema": request } } });
+        }
+        let item = paths.entry(operation.path.to_owned()).or_insert_with(|| json!({}));
+        item[operation.method] = entry;
+    }
+    let tags: Vec<Value> =
+        ["Actions", "Users", "Token pools", "Campaigns", "Dashboard", "Webhooks", "Partner", "Widget", "Providers", "Portal", "Admin", "Operations"]
+            .iter()
+            .map(|name| json!({ "name": name }))
+            .collect();
+    json!({
+        "openapi": "3.1.0",
+        "info": {
+            "title": "reward-engine partner API",
+            "version": env!("CARGO_PKG_VERSION"),
+            "description": "The SIR Giving partner API served by reward-engine: signed actions become tokens exactly once. Every error body is `Error`; every list is `{data, hasMore, nextCursor}` (limit 1–100, cursor or page). Webhooks are signed as described in the contract §9.",
+        },
+        "servers": [{ "url": "/" }],
+        "tags": tags,
+        "paths": paths,
+        "components": components(),
+    })
+}
+
+fn capitalize(part: &str) -> String {
+    let mut chars = part.chars();
+    chars.next().map_or_else(String::new, |first| first.to_uppercase().chain(chars).collect())
+}
+
+/// The (method, path) pairs the document describes, for the router comparison.
+pub fn documented_routes() -> Vec<(String, String)> {
+    operations().into_iter().map(|operation| (operation.method.to_owned(), operation.path.to_owned())).collect()
+}

@@ -1,0 +1,165 @@
+//! The OpenAPI document: valid OpenAPI 3.1, the same routes as the router, and schemas that
+//! real answers satisfy.
+
+use bytes::Bytes;
+use hyper::Method;
+use reward_actors::store::StoreBackend;
+use serde_json::{Value, json};
+
+use crate::support::{action_body, spawn_app};
+
+fn fixture(name: &str) -> Value {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name);
+    serde_json::from_str(&std::fs::read_to_string(path).expect("fixture")).expect("fixture JSON")
+}
+
+fn schema_errors(schema: &Value, instance: &Value) -> Vec<String> {
+    let validator = jsonschema::validator_for(schema).expect("the schema compiles");
+    validator.iter_errors(instance).map(|error| error.to_string()).take(10).collect()
+}
+
+#[test]
+fn the_document_is_valid_openapi_3_1() {
+    let meta = fixture("openapi-3.1.schema.json");
+    let document = reward_engine::http::openapi::document();
+    let errors = schema_errors(&meta, &document);
+    assert!(errors.is_empty(), "not valid OpenAPI 3.1: {errors:#?}");
+    // The check has teeth: a broken document is refused.
+    let mut broken = document.clone();
+    broken["paths"]["/healthz"]["get"]["responses"] = json!("none");
+    assert!(!schema_errors(&meta, &broken).is_empty(), "the validator must refuse a broken document");
+    let mut wrong_version = document;
+    wrong_version["openapi"] = json!("3.0.3");
+    assert!(!schema_errors(&meta, &wrong_version).is_empty());
+}
+
+/// Every `.route("path", get(..).post(..))` in `src/http`, as (method, path); OPTIONS
+/// (the widget routes' CORS preflight) is left out, as the document leaves it out.
+fn router_routes() -> std::collections::BTreeSet<(String, String)> {
+    fn visit(dir: &std::path::Path, routes: &mut std::collections::BTreeSet<(String, String)>) {
+        for entry in std::fs::read_dir(dir).expect("dir").flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                visit(&path, routes);
+                continue;
+            }
+            if path.extension().is_none_or(|extension| extension != "rs") {
+                continue;
+            }
+            let text = std::fs::read_to_string(&path).expect("source");
+            let mut rest = text.as_str();
+            while let Some(start) = rest.find(".route(") {
+                let call = &rest[start + ".route(".len()..];
+                let mut depth = 1;
+                let end = call
+                    .char_indices()
+                    .find(|(_, c)| {
+                        match c {
+                            '(' => depth += 1,
+                            ')' => depth -= 1,
+                            _ => {}
+                        }
+                        depth == 0
+                    })
+                    .map_or(call.len(), |(index, _)| index);
+                let (first, handlers) = call[..end].split_once(',').expect("a route has a path and handlers");
+                let first = first.trim();
+                let route = match first.strip_prefix('"').and_then(|quoted| quoted.strip_suffix('"')) {
+                    Some(literal) => literal.to_owned(),
+                    // A constant of the same file: `const NAME: &str = "…";`.
+                    None => {
+                        let declaration = format!("const {first}: &str = \"");
+                        let at = text.find(&declaration).unwrap_or_else(|| panic!("route constant {first} not found in {}", path.display()));
+                        let value = &text[at + declaration.len()..];
+                        value[..value.find('"').expect("closing quote")].to_owned()
+                    }
+                };
+                for method in ["get", "post", "patch", "delete", "put"] {
+                    let calls = handlers
+                        .match_indices(&format!("{method}("))
+                        .any(|(index, _)| index == 0 || !handlers[..index].ends_with(|c: char| c.is_ascii_alphanumeric() || c == '_'));
+                    if calls {
+                        routes.insert((method.to_owned(), route.clone()));
+                    }
+                }
+                rest = &call[end..];
+            }
+        }
+    }
+    let mut routes = std::collections::BTreeSet::new();
+    visit(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/http"), &mut routes);
+    routes
+}
+
+#[test]
+fn the_document_and_the_router_list_the_same_routes() {
+    let router = router_routes();
+    assert!(router.len() > 60, "the scan found the routes: {router:?}");
+    let documented: std::collections::BTreeSet<(String, String)> = reward_engine::http::openapi::documented_routes().into_iter().collect();
+    let undocumented: Vec<_> = router.difference(&documented).collect();
+    let unrouted: Vec<_> = documented.difference(&router).collect();
+    assert!(undocumented.is_empty(), "routes missing from the OpenAPI document: {undocumented:?}");
+    assert!(unrouted.is_empty(), "documented routes the router does not serve: {unrouted:?}");
+}
+
+/// The documented schema of one answer, with the components it refers to.
+fn response_schema(document: &Value, method: &str, path: &str, status: u16) -> Value {
+    let mut schema = document["paths"][path][method]["responses"][status.to_string()]["content"]["application/json"]["schema"].clone();
+    assert!(!schema.is_null(), "{method} {path} documents no {status}");
+    schema["components"] = document["components"].clone();
+    schema
+}
+
+async fn real_answers_match_their_documented_schemas(backend: StoreBackend) {
+    let app = spawn_app(backend).await;
+    let document: Value = app.raw(Method::GET, "/partner-api/openapi.json", &[], Bytes::new()).await.json();
+    assert_eq!(document["openapi"], "3.1.0");
+    let partner = app.onboard_partner(10_000).await;
+    let mut checked = 0;
+    let mut check = |method: &str, path: &str, status: u16, answer: &Value| {
+        let errors = schema_errors(&response_schema(&document, method, path, status), answer);
+        assert!(errors.is_empty(), "{method} {path} {status} answered {answer}\nagainst its documented schema: {errors:#?}");
+        checked += 1;
+    };
+    let submitted = partner.submit(&action_body("doc-1", "49.99", "jane")).await;
+    assert_eq!(submitted.status, 200);
+    check("post", "/v1/partner/actions/submit", 200, &submitted.json());
+    let action_id = submitted.json()["actionId"].as_str().expect("id").to_owned();
+    let action = partner.signed(Method::GET, &format!("/v1/partner/actions/{action_id}"), "").await.json();
+    check("get", "/v1/partner/actions/{action_id}", 200, &action);
+    check("get", "/v1/partner/actions", 200, &partner.signed(Method::GET, "/v1/partner/actions", "").await.json());
+    check("get", "/v1/partner/users/{external_id}", 200, &partner.signed(Method::GET, "/v1/partner/users/jane", "").await.json());
+    check("get", "/v1/partner/users/{external_id}/balance", 200, &partner.balance("jane").await.json());
+    check(
+        "get",
+        "/v1/partner/users/{external_id}/transactions",
+        200,
+        &partner.signed(Method::GET, "/v1/partner/users/jane/transactions", "").await.json(),
+    );
+    check("get", "/v1/partner/transactions", 200, &partner.signed(Method::GET, "/v1/partner/transactions", "").await.json());
+    check("get", "/v1/partner/token-pools", 200, &partner.signed(Method::GET, "/v1/partner/token-pools", "").await.json());
+    let created_user = partner.signed(Method::POST, "/v1/partner/users", r#"{"externalId":"doc-user","email":"d@example.com"}"#).await;
+    check("post", "/v1/partner/users", 201, &created_user.json());
+    let campaign = partner.signed(Method::POST, "/v1/partner/campaigns", r#"{"name":"Double","status":"ACTIVE","multiplier":2}"#).await;
+    check("post", "/v1/partner/campaigns", 201, &campaign.json());
+    check("get", "/v1/partner/campaigns", 200, &partner.signed(Method::GET, "/v1/partner/campaigns", "").await.json());
+    let endpoint = partner
+        .signed(Method::POST, "/v1/partner/webhooks", r#"{"url":"https://93.184.216.34/hooks","eventTypes":["campaign.budget_exhausted"]}"#)
+        .await;
+    check("post", "/v1/partner/webhooks", 201, &endpoint.json());
+    check("get", "/v1/partner/webhooks", 200, &partner.signed(Method::GET, "/v1/partner/webhooks", "").await.json());
+    check("get", "/v1/partner/events", 200, &partner.signed(Method::GET, "/v1/partner/events?after=0", "").await.json());
+    check("get", "/healthz", 200, &app.raw(Method::GET, "/healthz", &[], Bytes::new()).await.json());
+    let refused = partner.signed(Method::POST, "/v1/partner/actions/submit", "{}").await;
+    check("post", "/v1/partner/actions/submit", 400, &refused.json());
+    let partners = app.admin(Method::GET, "/api/v1/admin/partners", Value::Null).await.json();
+    check("get", "/api/v1/admin/partners", 200, &partners);
+    assert_eq!(checked, 17);
+    let page = app.raw(Method::GET, "/partner-api", &[], Bytes::new()).await;
+    assert_eq!(page.status, 200);
+    let html = String::from_utf8_lossy(&page.body).into_owned();
+    assert!(html.contains("/partner-api/openapi.json") && !html.contains("https://") && !html.contains("http://"), "self-contained docs page");
+    app.shutdown().await;
+}
+
+crate::backend_tests!(real_answers_match_their_documented_schemas);
