@@ -96,6 +96,11 @@ fn body(properties: &[(&str, Value)], required: &[&str]) -> Value {
     let properties: Map<String, Value> = properties.iter().map(|(name, schema)| ((*name).to_owned(), schema.clone())).collect();
     json!({ "type": "object", "properties": properties, "required": required, "additionalProperties": false })
 }
+/// A schema with an example value (shown in the docs page and by OpenAPI tools).
+fn example(mut schema: Value, example: Value) -> Value {
+    schema["examples"] = json!([example]);
+    schema
+}
 fn list_of(item: &str) -> Value {
     answer(&[("data", array(reference(item))), ("hasMore", boolean()), ("nextCursor", nullable(string()))])
 }
@@ -166,7 +171,7 @@ fn components() -> Value {
             "allOf": [reference("Action")],
             "properties": {
                 "reversedTokens": tokens(), "actionType": string(), "amount": nullable(number()), "currency": nullable(string()),
-                "tokenPoolId": nullable(id()), "breakdown": any_object(), "metadata": nullable(any_object()),
+                "tokenPoolId": nullable(id()), "breakdown": reference("Breakdown"), "metadata": nullable(any_object()),
             },
             "required": ["reversedTokens", "actionType", "amount", "currency", "tokenPoolId", "breakdown", "metadata"],
         },
@@ -220,9 +225,9 @@ fn components() -> Value {
         ]),
         "Partner": answer(&[
             ("id", id()), ("name", string()), ("slug", string()), ("legalEntity", nullable(string())), ("contactEmail", string()),
-            ("status", one_of(&["PENDING_APPROVAL", "ACTIVE", "SUSPENDED", "CLOSED"])), ("tier", string()), ("rateLimit", any_object()),
+            ("status", one_of(&["PENDING_APPROVAL", "ACTIVE", "SUSPENDED", "CLOSED"])), ("tier", one_of(&["STANDARD", "PROFESSIONAL", "ENTERPRISE", "CUSTOM"])), ("rateLimit", answer(&[("hourly", integer()), ("perMinute", integer())])),
             ("enabledFeatures", array(string())), ("stakeholderTypes", array(string())), ("ipAllowlist", array(string())),
-            ("allowedOrigins", array(string())), ("allowBasicAuth", boolean()), ("productionApproved", boolean()), ("tipConfig", any_object()),
+            ("allowedOrigins", array(string())), ("allowBasicAuth", boolean()), ("productionApproved", boolean()), ("tipConfig", answer(&[("enabled", boolean()), ("defaultPercent", integer())])),
             ("createdAt", timestamp()), ("updatedAt", timestamp()),
         ]),
         "Key": answer(&[
@@ -249,6 +254,65 @@ fn components() -> Value {
             ("providerReference", nullable(string())), ("createdAt", timestamp()), ("completedAt", nullable(timestamp())), ("failedAt", nullable(timestamp())),
         ]),
         "SubmitAction": body(&action_fields(true), &["idempotencyKey", "actionType", "stakeholders"]),
+        "Breakdown": answer(&[
+            ("rule", one_of(&["DEFAULT", "CAMPAIGN"])), ("campaignId", nullable(id())), ("tierIndex", nullable(integer())),
+            ("multiplier", nullable(number())), ("fixedTokens", nullable(tokens())), ("maxTokensPerAction", nullable(tokens())),
+            ("baseTokens", tokens()), ("totalTokens", tokens()), ("capped", boolean()), ("tokensDistributed", tokens()),
+            ("tokenPoolId", nullable(id())),
+            ("shares", array(answer(&[("partnerUserId", string()), ("stakeholderTypeCode", string()), ("tokens", tokens())]))),
+        ]),
+        "Quote": answer(&[
+            ("campaign", nullable(answer(&[("id", id()), ("name", string()), ("priority", integer())]))),
+            ("tokensDistributed", tokens()), ("breakdown", reference("Breakdown")),
+            ("funding", answer(&[
+                ("tokenPoolId", nullable(id())), ("poolBalance", nullable(tokens())), ("campaignBudgetRemaining", nullable(tokens())),
+                ("sufficient", boolean()), ("code", nullable(string())),
+            ])),
+        ]),
+        "Reversal": answer(&[
+            ("actionId", id()), ("status", one_of(&["REVERSED", "PARTIALLY_REVERSED"])), ("reversedTokens", tokens()),
+            ("totalReversedTokens", tokens()), ("remainingTokens", tokens()), ("reason", nullable(string())),
+            ("allocations", array(reference("Allocation"))), ("transactionIds", array(id())), ("createdAt", timestamp()),
+        ]),
+        "Redemption": answer(&[
+            ("partnerUserId", string()), ("tokens", tokens()), ("reason", nullable(string())), ("transactionId", id()),
+            ("balance", reference("Balance")), ("createdAt", timestamp()),
+        ]),
+        "Reconciliation": answer(&[
+            ("tokenPoolId", id()), ("pool", reference("TokenPool")),
+            ("ledger", answer(&[
+                ("allocatedTotal", tokens()), ("refilledTotal", tokens()), ("issuedTotal", tokens()), ("reversedTotal", tokens()),
+                ("balance", signed_tokens()), ("transactions", integer()),
+            ])),
+            ("balanced", boolean()), ("checkedAt", timestamp()),
+        ]),
+        "Dashboard": answer(&[
+            ("environment", one_of(&ENVIRONMENTS)),
+            ("actions", answer(&[("today", integer()), ("last30Days", integer())])),
+            ("tokensIssued", answer(&[("today", tokens()), ("last30Days", tokens())])),
+            ("tokensReversed", answer(&[("today", tokens()), ("last30Days", tokens())])),
+            ("poolBalanceTotal", tokens()), ("tokenPools", array(reference("TokenPool"))),
+            ("campaigns", answer(&[("active", integer()), ("total", integer())])),
+            ("webhookHealth", answer(&[("endpoints", integer()), ("enabled", integer()), ("disabled", integer()), ("failing", integer())])),
+            ("generatedAt", timestamp()),
+        ]),
+        "Me": answer(&[
+            ("partnerId", id()), ("partnerName", string()), ("environment", one_of(&ENVIRONMENTS)), ("keyId", prefixed("key_")),
+            ("keyType", one_of(&["secret", "publishable"])), ("scopes", array(one_of(&SCOPES))),
+        ]),
+        "WidgetConfig": answer(&[
+            ("id", id()), ("name", string()), ("slug", string()), ("enabledFeatures", array(string())),
+            ("rateLimit", answer(&[("hourly", integer()), ("perMinute", integer())])), ("isActive", boolean()), ("webhookUrl", nullable(string())),
+            ("tipConfig", answer(&[("enabled", boolean()), ("defaultPercent", integer())])),
+        ]),
+        "BatchResults": answer(&[("results", array(answer(&[("index", integer()), ("statusCode", integer()), ("body", any_object())])))]),
+        "Account": answer(&[("id", id()), ("email", string()), ("name", nullable(string())), ("partnerId", nullable(id())), ("createdAt", timestamp())]),
+        "Session": answer(&[
+            ("accessToken", string()), ("tokenType", one_of(&["Bearer"])), ("expiresIn", integer()), ("refreshToken", string()),
+            ("account", reference("Account")), ("partner", nullable(reference("Partner"))), ("publishableKey", nullable(string())),
+        ]),
+        "ClockMoved": answer(&[("now", timestamp()), ("serverTime", integer())]),
+        "PoolRequestDecision": answer(&[("request", reference("PoolRequest")), ("tokenPool", reference("TokenPool"))]),
         "Object": any_object(),
     });
     json!({
@@ -417,7 +481,7 @@ fn operations() -> Vec<Operation> {
             Partner("actions:write"),
             Some(body(&[("actions", json!({ "type": "array", "items": r("SubmitAction"), "minItems": 1, "maxItems": 100 }))], &["actions"])),
             200,
-            answer(&[("results", array(answer(&[("index", integer()), ("statusCode", integer()), ("body", any_object())])))]),
+            r("BatchResults"),
         )
         .with_errors(&[413, 503]),
         op(
@@ -428,7 +492,7 @@ fn operations() -> Vec<Operation> {
             Partner("actions:read"),
             Some(body(&action_fields(false), &["actionType", "stakeholders"])),
             200,
-            any_object(),
+            r("Quote"),
         )
         .with_errors(&[422]),
         op(
@@ -457,12 +521,12 @@ fn operations() -> Vec<Operation> {
             "Actions",
             "Reverse an action fully or in part",
             Partner("actions:write"),
-            Some(tokens_body(&[], &["idempotencyKey"])),
+            Some(example(tokens_body(&[], &["idempotencyKey"]), json!({ "idempotencyKey": "refund_1", "tokens": 25, "reason": "partial refund" }))),
             200,
-            any_object(),
+            r("Reversal"),
         )
         .with_errors(&[409, 422]),
-        op("post", "/v1/partner/users", "Users", "Create a user", Partner("users:write"), Some(user_body(true)), 201, r("User")).with_errors(&[409]),
+        op("post", "/v1/partner/users", "Users", "Create a user", Partner("users:write"), Some(example(user_body(true), json!({ "externalId": "user_42", "email": "jane@example.com", "firstName": "Jane", "lastName": null, "metadata": { "tier": "gold" } }))), 201, r("User")).with_errors(&[409]),
         op("get", "/v1/partner/users", "Users", "List users, newest first", Partner("users:read"), None, 200, list_of("User")),
         op("get", "/v1/partner/users/{external_id}", "Users", "One user", Partner("users:read"), None, 200, r("User")),
         op(
@@ -492,9 +556,9 @@ fn operations() -> Vec<Operation> {
             "Users",
             "Redeem a user's available tokens",
             Partner("users:write"),
-            Some(tokens_body(&[], &["tokens", "idempotencyKey"])),
+            Some(example(tokens_body(&[], &["tokens", "idempotencyKey"]), json!({ "idempotencyKey": "redeem_1", "tokens": 100, "reason": "gift card" }))),
             200,
-            any_object(),
+            r("Redemption"),
         )
         .with_errors(&[402, 409]),
         op(
@@ -526,7 +590,7 @@ fn operations() -> Vec<Operation> {
             Partner("pools:read"),
             None,
             200,
-            any_object(),
+            r("Reconciliation"),
         ),
         op(
             "post",
@@ -544,7 +608,7 @@ fn operations() -> Vec<Operation> {
             "Campaigns",
             "Create a campaign",
             Partner("campaigns:write"),
-            Some(campaign_body(true)),
+            Some(example(campaign_body(true), json!({ "name": "Double points weekend", "status": "ACTIVE", "actionTypes": ["PURCHASE"], "multiplier": 2, "splits": [{ "stakeholderTypeCode": "CUSTOMER", "percent": 80 }, { "stakeholderTypeCode": "NONPROFIT", "percent": 20 }], "budgetTokens": 100000 }))),
             201,
             r("Campaign"),
         )
@@ -580,7 +644,7 @@ fn operations() -> Vec<Operation> {
             Partner("dashboard:read"),
             None,
             200,
-            any_object(),
+            r("Dashboard"),
         ),
         op(
             "post",
@@ -588,7 +652,7 @@ fn operations() -> Vec<Operation> {
             "Webhooks",
             "Register an endpoint (its secret is shown once)",
             Partner("webhooks:write"),
-            Some(webhook_body(true)),
+            Some(example(webhook_body(true), json!({ "url": "https://hooks.example.com/rewards", "eventTypes": ["action.completed", "action.reversed"], "headers": { "X-Team": "rewards" } }))),
             201,
             r("WebhookEndpoint"),
         )
@@ -666,8 +730,8 @@ fn operations() -> Vec<Operation> {
             200,
             list_of("Event"),
         ),
-        op("get", "/v1/partner/me", "Partner", "The calling key, its partner and environment", AnyKey, None, 200, any_object()),
-        op("get", "/v1/partner/config", "Widget", "The partner's public configuration", Widget, None, 200, any_object()),
+        op("get", "/v1/partner/me", "Partner", "The calling key, its partner and environment", AnyKey, None, 200, r("Me")),
+        op("get", "/v1/partner/config", "Widget", "The partner's public configuration", Widget, None, 200, r("WidgetConfig")),
         op("get", "/v1/partner/organizations/{slug}", "Widget", "A nonprofit from the registry", Widget, None, 200, r("Organization"))
             .with_errors(&[404]),
         op(
@@ -709,7 +773,7 @@ fn operations() -> Vec<Operation> {
                 &["partnerDonationId", "status"],
             )),
             200,
-            any_object(),
+            r("DonationStatus"),
         )
         .with_errors(&[409]),
         op(
@@ -723,7 +787,7 @@ fn operations() -> Vec<Operation> {
                 &["email", "password"],
             )),
             201,
-            any_object(),
+            r("Session"),
         )
         .with_errors(&[400, 403, 409, 429]),
         op(
@@ -734,7 +798,7 @@ fn operations() -> Vec<Operation> {
             Public,
             Some(body(&[("email", string()), ("password", string())], &["email", "password"])),
             200,
-            any_object(),
+            r("Session"),
         )
         .with_errors(&[400, 401, 429]),
         op(
@@ -745,10 +809,10 @@ fn operations() -> Vec<Operation> {
             Public,
             Some(body(&[("refreshToken", string())], &["refreshToken"])),
             200,
-            any_object(),
+            r("Session"),
         )
         .with_errors(&[400, 401, 429]),
-        op("get", "/v1/partner/auth/me", "Portal", "The signed-in account", Portal, None, 200, any_object()),
+        op("get", "/v1/partner/auth/me", "Portal", "The signed-in account", Portal, None, 200, answer(&[("account", r("Account")), ("partner", nullable(r("Partner")))])),
         op(
             "post",
             "/v1/partner/keys",
@@ -783,7 +847,21 @@ fn operations() -> Vec<Operation> {
             r("Key"),
         ),
         op("delete", "/v1/partner/keys/{key_id}", "Portal", "Revoke a key", Portal, None, 200, r("Key")),
-        op("post", "/api/v1/admin/partners", "Admin", "Create a partner", Admin, Some(any_object()), 201, r("Partner")).with_errors(&[409]),
+        op("post", "/api/v1/admin/partners", "Admin", "Create a partner", Admin, Some(body(&[
+                ("name", string()),
+                ("contactEmail", string()),
+                ("legalEntity", nullable(string())),
+                ("tier", one_of(&["STANDARD", "PROFESSIONAL", "ENTERPRISE", "CUSTOM"])),
+                ("status", one_of(&["PENDING_APPROVAL", "ACTIVE", "SUSPENDED", "CLOSED"])),
+                ("rateLimit", body(&[("hourly", integer()), ("perMinute", integer())], &["hourly", "perMinute"])),
+                ("stakeholderTypes", array(string())),
+                ("enabledFeatures", array(one_of(&["ACTIONS", "DONATIONS"]))),
+                ("ipAllowlist", array(string())),
+                ("allowedOrigins", array(string())),
+                ("productionApproved", boolean()),
+                ("allowBasicAuth", boolean()),
+                ("tipConfig", body(&[("enabled", boolean()), ("defaultPercent", integer())], &[])),
+            ], &["name", "contactEmail"])), 201, r("Partner")).with_errors(&[409]),
         op("get", "/api/v1/admin/partners", "Admin", "List partners", Admin, None, 200, list_of("Partner")),
         op("get", "/api/v1/admin/partners/{partner_id}", "Admin", "One partner", Admin, None, 200, r("Partner")),
         op(
@@ -792,7 +870,21 @@ fn operations() -> Vec<Operation> {
             "Admin",
             "Change a partner (status, tier, features, …)",
             Admin,
-            Some(any_object()),
+            Some(body(&[
+                ("name", string()),
+                ("contactEmail", string()),
+                ("legalEntity", nullable(string())),
+                ("tier", one_of(&["STANDARD", "PROFESSIONAL", "ENTERPRISE", "CUSTOM"])),
+                ("status", one_of(&["PENDING_APPROVAL", "ACTIVE", "SUSPENDED", "CLOSED"])),
+                ("rateLimit", body(&[("hourly", integer()), ("perMinute", integer())], &["hourly", "perMinute"])),
+                ("stakeholderTypes", array(string())),
+                ("enabledFeatures", array(one_of(&["ACTIONS", "DONATIONS"]))),
+                ("ipAllowlist", array(string())),
+                ("allowedOrigins", array(string())),
+                ("productionApproved", boolean()),
+                ("allowBasicAuth", boolean()),
+                ("tipConfig", body(&[("enabled", boolean()), ("defaultPercent", integer())], &[])),
+            ], &[])),
             200,
             r("Partner"),
         )
@@ -828,7 +920,27 @@ fn operations() -> Vec<Operation> {
             "Admin",
             "Allocate tokens to a pool (idempotent)",
             Admin,
-            Some(any_object()),
+            Some(body(
+                &[
+                    ("environment", one_of(&ENVIRONMENTS)),
+                    ("tokens", tokens()),
+                    ("idempotencyKey", string()),
+                    ("poolId", id()),
+                    ("newPool", boolean()),
+                    ("name", string()),
+                    ("expiresAt", nullable(timestamp())),
+                    ("vestingDays", nullable(integer())),
+                    ("lowBalanceThreshold", nullable(tokens())),
+                    (
+                        "autoRefill",
+                        nullable(body(
+                            &[("thresholdTokens", tokens()), ("refillTokens", tokens()), ("maxRefillsPerMonth", integer())],
+                            &["thresholdTokens", "refillTokens", "maxRefillsPerMonth"],
+                        )),
+                    ),
+                ],
+                &["environment", "tokens", "idempotencyKey"],
+            )),
             201,
             r("TokenPool"),
         )
@@ -842,7 +954,7 @@ fn operations() -> Vec<Operation> {
             Admin,
             Some(body(&[("note", string())], &[])),
             200,
-            any_object(),
+            r("PoolRequestDecision"),
         )
         .with_errors(&[409]),
         op(
@@ -856,11 +968,11 @@ fn operations() -> Vec<Operation> {
             r("PoolRequest"),
         )
         .with_errors(&[409]),
-        op("post", "/api/v1/admin/accounts", "Admin", "Create a portal account", Admin, Some(any_object()), 201, any_object()).with_errors(&[409]),
-        op("post", "/api/v1/admin/organizations", "Admin", "Add a nonprofit to the registry", Admin, Some(any_object()), 201, r("Organization"))
+        op("post", "/api/v1/admin/accounts", "Admin", "Create a portal account", Admin, Some(body(&[("email", string()), ("password", json!({ "type": "string", "minLength": 12 })), ("name", string()), ("partnerId", id())], &["email", "password"])), 201, r("Account")).with_errors(&[409]),
+        op("post", "/api/v1/admin/organizations", "Admin", "Add a nonprofit to the registry", Admin, Some(body(&[("slug", string()), ("name", string()), ("logoUrl", nullable(string())), ("ein", nullable(string())), ("status", one_of(&["ACTIVE", "INACTIVE"]))], &["slug", "name"])), 201, r("Organization"))
             .with_errors(&[409]),
         op("get", "/api/v1/admin/organizations/{slug}", "Admin", "One nonprofit", Admin, None, 200, r("Organization")),
-        op("patch", "/api/v1/admin/organizations/{slug}", "Admin", "Change a nonprofit", Admin, Some(any_object()), 200, r("Organization")),
+        op("patch", "/api/v1/admin/organizations/{slug}", "Admin", "Change a nonprofit", Admin, Some(body(&[("name", string()), ("logoUrl", nullable(string())), ("ein", nullable(string())), ("status", one_of(&["ACTIVE", "INACTIVE"]))], &[])), 200, r("Organization")),
         op(
             "post",
             "/api/v1/admin/clock",
@@ -869,7 +981,7 @@ fn operations() -> Vec<Operation> {
             Admin,
             Some(body(&[("advanceSeconds", integer())], &["advanceSeconds"])),
             200,
-            any_object(),
+            r("ClockMoved"),
         ),
         op(
             "get",
@@ -892,7 +1004,7 @@ fn operations() -> Vec<Operation> {
             200,
             answer(&[("status", string()), ("serverTime", integer())]),
         ),
-        op("get", "/readyz", "Operations", "Store open and engine answering", Public, None, 200, any_object()).with_errors(&[503]),
+        op("get", "/readyz", "Operations", "Store open and engine answering", Public, None, 200, answer(&[("status", string()), ("store", one_of(&["redb", "sled"]))])).with_errors(&[503]),
         op("get", "/metrics", "Operations", "Prometheus text (see METRICS.md)", Public, None, 200, string()),
         op("get", "/partner-api/openapi.json", "Operations", "This document", Public, None, 200, any_object()),
         op("get", "/partner-api", "Operations", "This document, readable (HTML)", Public, None, 200, string()),

@@ -6,7 +6,7 @@ use hyper::Method;
 use reward_actors::store::StoreBackend;
 use serde_json::{Value, json};
 
-use crate::support::{action_body, spawn_app};
+use crate::support::{AppOptions, action_body, spawn_app_with};
 
 fn fixture(name: &str) -> Value {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name);
@@ -28,9 +28,28 @@ fn the_document_is_valid_openapi_3_1() {
     let mut broken = document.clone();
     broken["paths"]["/healthz"]["get"]["responses"] = json!("none");
     assert!(!schema_errors(&meta, &broken).is_empty(), "the validator must refuse a broken document");
-    let mut wrong_version = document;
+    let mut wrong_version = document.clone();
     wrong_version["openapi"] = json!("3.0.3");
     assert!(!schema_errors(&meta, &wrong_version).is_empty());
+
+    // Every request example satisfies its own schema.
+    let mut examples = 0;
+    for (path, item) in document["paths"].as_object().expect("paths") {
+        for (method, operation) in item.as_object().expect("operations") {
+            let mut schema = operation["requestBody"]["content"]["application/json"]["schema"].clone();
+            if schema.is_null() {
+                continue;
+            }
+            let samples = schema["examples"].as_array().cloned().unwrap_or_default();
+            schema["components"] = document["components"].clone();
+            for sample in samples {
+                let errors = schema_errors(&schema, &sample);
+                assert!(errors.is_empty(), "{method} {path}: its example {sample} fails its schema: {errors:?}");
+                examples += 1;
+            }
+        }
+    }
+    assert!(examples >= 6, "the main writes carry examples ({examples})");
 }
 
 /// Every `.route("path", get(..).post(..))` in `src/http`, as (method, path); OPTIONS
@@ -111,7 +130,13 @@ fn response_schema(document: &Value, method: &str, path: &str, status: u16) -> V
 }
 
 async fn real_answers_match_their_documented_schemas(backend: StoreBackend) {
-    let app = spawn_app(backend).await;
+    let app = spawn_app_with(AppOptions {
+        backend,
+        test_clock: true,
+        tweak: Some(std::sync::Arc::new(|config| config.server.portal_registration = "open".into())),
+        ..AppOptions::default()
+    })
+    .await;
     let document: Value = app.raw(Method::GET, "/partner-api/openapi.json", &[], Bytes::new()).await.json();
     assert_eq!(document["openapi"], "3.1.0");
     let partner = app.onboard_partner(10_000).await;
@@ -154,7 +179,51 @@ async fn real_answers_match_their_documented_schemas(backend: StoreBackend) {
     check("post", "/v1/partner/actions/submit", 400, &refused.json());
     let partners = app.admin(Method::GET, "/api/v1/admin/partners", Value::Null).await.json();
     check("get", "/api/v1/admin/partners", 200, &partners);
-    assert_eq!(checked, 17);
+
+    let quote =
+        r#"{"actionType":"PURCHASE","amount":10,"currency":"USD","stakeholders":[{"stakeholderTypeCode":"CUSTOMER","partnerUserId":"jane"}]}"#;
+    check("post", "/v1/partner/actions/quote", 200, &partner.signed(Method::POST, "/v1/partner/actions/quote", quote).await.json());
+    let reverse = format!("/v1/partner/actions/{action_id}/reverse");
+    check(
+        "post",
+        "/v1/partner/actions/{action_id}/reverse",
+        200,
+        &partner.signed(Method::POST, &reverse, r#"{"idempotencyKey":"r1","tokens":5,"reason":"x"}"#).await.json(),
+    );
+    let redeemed = partner.signed(Method::POST, "/v1/partner/users/jane/redeem", r#"{"idempotencyKey":"m1","tokens":5,"reason":"x"}"#).await.json();
+    check("post", "/v1/partner/users/{external_id}/redeem", 200, &redeemed);
+    let pool_id = partner.pool().await["id"].as_str().expect("pool").to_owned();
+    let reconciliation = partner.signed(Method::GET, &format!("/v1/partner/token-pools/{pool_id}/reconciliation"), "").await.json();
+    check("get", "/v1/partner/token-pools/{pool_id}/reconciliation", 200, &reconciliation);
+    check("get", "/v1/partner/dashboard", 200, &partner.signed(Method::GET, "/v1/partner/dashboard", "").await.json());
+    check("get", "/v1/partner/me", 200, &partner.signed(Method::GET, "/v1/partner/me", "").await.json());
+    check("get", "/v1/partner/config", 200, &partner.widget(Method::GET, "/v1/partner/config", None).await.json());
+    let batch = format!(r#"{{"actions":[{}]}}"#, action_body("doc-b1", "1", "jane"));
+    check("post", "/v1/partner/actions/batch", 200, &partner.signed(Method::POST, "/v1/partner/actions/batch", &batch).await.json());
+    let json_header = [("content-type", "application/json")];
+    let registration = r#"{"email":"doc@good.example","password":"correct horse battery","name":"Doc"}"#;
+    let session = app.raw(Method::POST, "/v1/partner/auth/register", &json_header, Bytes::from(registration)).await.json();
+    check("post", "/v1/partner/auth/register", 201, &session);
+    let login = r#"{"email":"doc@good.example","password":"correct horse battery"}"#;
+    check("post", "/v1/partner/auth/login", 200, &app.raw(Method::POST, "/v1/partner/auth/login", &json_header, Bytes::from(login)).await.json());
+    let refresh = json!({ "refreshToken": session["refreshToken"] }).to_string();
+    check(
+        "post",
+        "/v1/partner/auth/refresh",
+        200,
+        &app.raw(Method::POST, "/v1/partner/auth/refresh", &json_header, Bytes::from(refresh)).await.json(),
+    );
+    let access = session["accessToken"].as_str().expect("access token");
+    check("get", "/v1/partner/auth/me", 200, &app.portal(Method::GET, "/v1/partner/auth/me", access, Value::Null).await.json());
+    check("post", "/api/v1/admin/clock", 200, &app.admin(Method::POST, "/api/v1/admin/clock", json!({ "advanceSeconds": 1 })).await.json());
+    check("get", "/readyz", 200, &app.raw(Method::GET, "/readyz", &[], Bytes::new()).await.json());
+    let account = json!({ "email": "ops@good.example", "password": "correct horse battery", "name": "Ops" });
+    check("post", "/api/v1/admin/accounts", 201, &app.admin(Method::POST, "/api/v1/admin/accounts", account).await.json());
+    let request = partner.signed(Method::POST, "/v1/partner/token-pools/request", r#"{"tokens":5,"reason":"x"}"#).await.json();
+    check("post", "/v1/partner/token-pools/request", 201, &request);
+    let approve = format!("/api/v1/admin/token-pool-requests/{}/approve", request["id"].as_str().expect("id"));
+    check("post", "/api/v1/admin/token-pool-requests/{request_id}/approve", 200, &app.admin(Method::POST, &approve, Value::Null).await.json());
+    assert_eq!(checked, 34);
     let page = app.raw(Method::GET, "/partner-api", &[], Bytes::new()).await;
     assert_eq!(page.status, 200);
     let html = String::from_utf8_lossy(&page.body).into_owned();
