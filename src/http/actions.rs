@@ -15,7 +15,7 @@ use reward_actors::views::{ActionView, raw_json};
 use serde::Serialize;
 use serde_json::value::RawValue;
 
-use super::auth::{Access, authorize};
+use super::auth::{Access, authorize, authorize_units};
 use super::error::{ApiError, ApiResult};
 use super::extract::{PathSegment, RawRequest};
 use super::fields::{Fields, array_elements};
@@ -77,11 +77,15 @@ struct BatchResult {
 /// order. The batch takes one rate-limit unit per item; more items than the burst is 400
 /// `BATCH_EXCEEDS_BURST`. The batch itself answers 200 once every item has its answer.
 async fn batch(State(state): State<AppState>, request: RawRequest) -> ApiResult<Response> {
-    // Counting items needs only a shallow parse; a body that fails it is refused after
-    // authentication, with its own error.
-    let items = Fields::parse(&request.body).ok().and_then(|mut fields| array_elements(&mut fields, "actions", true)).map(|items| items.len());
-    let units = items.unwrap_or(1).clamp(1, state.settings.batch_items_max);
-    let caller = authorize(&state, &request, Access { units: u32::try_from(units).unwrap_or(u32::MAX), ..SUBMIT_ACCESS })?;
+    // The batch costs one unit per item, counted only after the key and signature passed
+    // (an unauthenticated body is never parsed); a body that does not parse costs one unit
+    // and is refused below with its own error.
+    let items_max = state.settings.batch_items_max;
+    let count_items = || {
+        let items = Fields::parse(&request.body).ok().and_then(|mut fields| array_elements(&mut fields, "actions", true)).map(|items| items.len());
+        u32::try_from(items.unwrap_or(1).clamp(1, items_max)).unwrap_or(u32::MAX)
+    };
+    let caller = authorize_units(&state, &request, SUBMIT_ACCESS, count_items)?;
     request.require_json()?;
     let mut fields = Fields::parse(&request.body)?;
     let elements = array_elements(&mut fields, "actions", true);

@@ -78,6 +78,13 @@ impl Caller {
 }
 
 pub fn authorize(state: &AppState, request: &RawRequest, access: Access) -> Result<Caller, ApiError> {
+    authorize_units(state, request, access, || access.units)
+}
+
+/// [`authorize`] for a request whose rate-limit cost depends on its body (a batch): `units`
+/// runs only once the key, signature, state, allowlist and scope have passed (§3's order
+/// puts the body after the key), right before the rate limit takes them.
+pub fn authorize_units(state: &AppState, request: &RawRequest, access: Access, units: impl FnOnce() -> u32) -> Result<Caller, ApiError> {
     let key = if access.widget { authenticate_widget(state, request)? } else { authenticate_server(state, request)? };
     record_caller(key.partner_env.partner_id.to_hex(), key.partner_env.environment.as_str());
     let budget = budget_for(&key, access);
@@ -93,6 +100,7 @@ pub fn authorize(state: &AppState, request: &RawRequest, access: Access) -> Resu
         }
         return Err(error);
     }
+    let access = Access { units: units(), ..access };
     check_rate_limit(state, &key, access, budget)?;
     state.engine.touch_key(key.key_id);
     Ok(Caller { key })
