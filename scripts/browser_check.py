@@ -9,6 +9,7 @@ Prints one JSON object with what the page showed (and any console errors)."""
 import base64
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -19,22 +20,25 @@ import websocket  # websocket-client
 
 base, token, screenshot = sys.argv[1], sys.argv[2], sys.argv[3]
 report = sys.argv[4] if len(sys.argv) > 4 else None
-port = 9300 + os.getpid() % 500
 profile = tempfile.mkdtemp(prefix="chromium-")
+# Port 0: Chromium picks a free port and writes it to DevToolsActivePort in the profile.
 browser = subprocess.Popen(
-    ["chromium", "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", f"--remote-debugging-port={port}",
+    ["chromium", "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--remote-debugging-port=0",
      f"--user-data-dir={profile}", "--window-size=1400,1000", "about:blank"],
     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 try:
-    for _ in range(100):
+    deadline = time.time() + 60
+    page = None
+    while page is None and time.time() < deadline:
         try:
+            with open(os.path.join(profile, "DevToolsActivePort")) as file:
+                port = int(file.readline().strip())
             targets = json.load(urllib.request.urlopen(f"http://127.0.0.1:{port}/json", timeout=1))
             page = next(target for target in targets if target["type"] == "page")
-            break
         except Exception:
-            time.sleep(0.1)
-    else:
-        raise SystemExit("chromium did not start")
+            time.sleep(0.2)
+    if page is None:
+        raise SystemExit("chromium did not start within 60 s")
     ws = websocket.create_connection(page["webSocketDebuggerUrl"], timeout=30)
     counter = [0]
     errors = []
@@ -91,7 +95,17 @@ try:
         deadline = time.time() + 60
         while not os.path.exists(marker) and time.time() < deadline:
             time.sleep(0.2)
-        time.sleep(4.5)
+        # Then until the page shows the expected movement (BROWSER_CHECK_EXPECT_ACTIONS more
+        # actions), or at least two more refreshes, within 30 s.
+        expected = int(os.environ.get("BROWSER_CHECK_EXPECT_ACTIONS", "0"))
+        target = int(first.get("stat-actions-total", "0") or 0) + expected
+        updates = evaluate("Number(document.body.dataset.updates)")
+        deadline = time.time() + 30
+        while time.time() < deadline:
+            shown = evaluate("Number(document.getElementById('stat-actions-total').textContent) || 0")
+            if shown >= target and evaluate("Number(document.body.dataset.updates)") >= updates + 2:
+                break
+            time.sleep(0.25)
     result["second"] = evaluate("Object.fromEntries([...document.querySelectorAll('[id^=stat-]')].map(e => [e.id, e.textContent]))")
     result["updatesSecond"] = evaluate("Number(document.body.dataset.updates)")
     shot = call("Page.captureScreenshot", format="png")
@@ -113,3 +127,4 @@ try:
 finally:
     browser.kill()
     browser.wait()
+    shutil.rmtree(profile, ignore_errors=True)

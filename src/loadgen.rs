@@ -348,6 +348,9 @@ async fn run_worker(worker: usize, plan: Arc<Plan>, progress: Arc<Progress>) -> 
     while Instant::now() < plan.deadline {
         if let Some(pacer) = pacer.as_mut() {
             pacer.tick().await;
+            if Instant::now() >= plan.deadline {
+                break;
+            }
         }
         if plan.requests.is_some_and(|requests| progress.issued.fetch_add(1, Ordering::Relaxed) >= requests) {
             break;

@@ -17,6 +17,8 @@ use hdrhistogram::Histogram;
 use parking_lot::Mutex;
 use serde::Serialize;
 
+/// Distinct event ids remembered (past it, `distinctEvents` is a lower bound).
+const EVENT_IDS_MAX: usize = 10_000_000;
 /// Lags above this (ms) are recorded as this.
 const LAG_MAX_MS: u64 = 3_600_000;
 
@@ -85,7 +87,7 @@ async fn receive(State(sink): State<Arc<Sink>>, body: Bytes) -> StatusCode {
         if let Some(created_ms) = created_ms {
             let _ = state.lag_ms.record(now_ms().saturating_sub(created_ms).min(LAG_MAX_MS));
         }
-        if let Some(id) = envelope["id"].as_str() {
+        if let Some(id) = envelope["id"].as_str().filter(|_| state.event_ids.len() < EVENT_IDS_MAX) {
             state.event_ids.insert(id.to_owned());
         }
         *state.per_second.entry(arrived.duration_since(sink.started).as_secs()).or_insert(0) += 1;

@@ -27,6 +27,9 @@ pub struct HttpMetrics {
     /// `reward_partner_requests{partner,environment}`: the busiest partners' request counts.
     pub top_partners: IntGaugeVec,
     partner_volume: Mutex<HashMap<(String, &'static str), u64>>,
+    /// Held from publishing the top partners to gathering, so concurrent scrapes (the
+    /// dashboard and Prometheus) never see a half-published set.
+    pub scrape: Mutex<()>,
 }
 
 /// Partners whose volume is tracked in memory, and how many are published.
@@ -50,17 +53,18 @@ impl HttpMetrics {
         registry.register(Box::new(requests.clone())).expect("metric names are unique");
         registry.register(Box::new(latency.clone())).expect("metric names are unique");
         registry.register(Box::new(top_partners.clone())).expect("metric names are unique");
-        HttpMetrics { requests, latency, top_partners, partner_volume: Mutex::new(HashMap::new()) }
+        HttpMetrics { requests, latency, top_partners, partner_volume: Mutex::new(HashMap::new()), scrape: Mutex::new(()) }
     }
 
     fn count_partner(&self, partner: String, environment: &'static str) {
         let mut volume = self.partner_volume.lock();
         *volume.entry((partner, environment)).or_insert(0) += 1;
         if volume.len() > PARTNERS_TRACKED_MAX {
-            let mut counts: Vec<u64> = volume.values().copied().collect();
-            let (_, median, _) = counts.select_nth_unstable(PARTNERS_TRACKED_MAX / 2);
-            let median = *median;
-            volume.retain(|_, count| *count > median);
+            // Forget the quieter half exactly (ties broken arbitrarily), keeping the rest.
+            let mut ranked: Vec<((String, &'static str), u64)> = volume.drain().collect();
+            ranked.sort_unstable_by(|a, b| b.1.cmp(&a.1));
+            ranked.truncate(PARTNERS_TRACKED_MAX / 2);
+            volume.extend(ranked);
         }
     }
 
@@ -79,7 +83,12 @@ impl HttpMetrics {
 pub async fn record(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let started = Instant::now();
     let route = request.extensions().get::<MatchedPath>().map_or("unmatched", |path| path.as_str()).to_owned();
-    let method = request.method().clone();
+    // A fixed set: any other token a client sends is "other", so labels stay bounded.
+    let method = match request.method().as_str() {
+        known @ ("GET" | "POST" | "PATCH" | "PUT" | "DELETE" | "HEAD" | "OPTIONS") => known,
+        _ => "other",
+    }
+    .to_owned();
     let response = next.run(request).await;
     let metrics = &state.metrics;
     metrics.requests.with_label_values(&[route.as_str(), method.as_str(), response.status().as_str()]).inc();

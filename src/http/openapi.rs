@@ -33,8 +33,11 @@ async fn docs_page() -> Response {
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
     headers.insert(
         header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static("default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; connect-src 'self'"),
+        HeaderValue::from_static(
+            "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'",
+        ),
     );
+    headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
     response
 }
 
@@ -521,7 +524,7 @@ fn operations() -> Vec<Operation> {
             "Actions",
             "Reverse an action fully or in part",
             Partner("actions:write"),
-            Some(example(tokens_body(&[], &["idempotencyKey"]), json!({ "idempotencyKey": "refund_1", "tokens": 25, "reason": "partial refund" }))),
+            Some(example(tokens_body(&[], &["idempotencyKey", "reason"]), json!({ "idempotencyKey": "refund_1", "tokens": 25, "reason": "partial refund" }))),
             200,
             r("Reversal"),
         )
@@ -556,7 +559,7 @@ fn operations() -> Vec<Operation> {
             "Users",
             "Redeem a user's available tokens",
             Partner("users:write"),
-            Some(example(tokens_body(&[], &["tokens", "idempotencyKey"]), json!({ "idempotencyKey": "redeem_1", "tokens": 100, "reason": "gift card" }))),
+            Some(example(tokens_body(&[], &["tokens", "idempotencyKey", "reason"]), json!({ "idempotencyKey": "redeem_1", "tokens": 100, "reason": "gift card" }))),
             200,
             r("Redemption"),
         )
@@ -784,7 +787,7 @@ fn operations() -> Vec<Operation> {
             Public,
             Some(body(
                 &[("email", string()), ("password", json!({ "type": "string", "minLength": 12 })), ("name", string())],
-                &["email", "password"],
+                &["email", "password", "name"],
             )),
             201,
             r("Session"),
@@ -842,26 +845,23 @@ fn operations() -> Vec<Operation> {
             "Portal",
             "Rename, deactivate or set the expiry of a key",
             Portal,
-            Some(body(&[("name", string()), ("isActive", boolean()), ("expiresAt", nullable(timestamp()))], &[])),
+            Some(body(&[("name", string()), ("status", one_of(&["ACTIVE", "INACTIVE"])), ("expiresAt", nullable(timestamp()))], &[])),
             200,
             r("Key"),
         ),
         op("delete", "/v1/partner/keys/{key_id}", "Portal", "Revoke a key", Portal, None, 200, r("Key")),
-        op("post", "/api/v1/admin/partners", "Admin", "Create a partner", Admin, Some(body(&[
-                ("name", string()),
-                ("contactEmail", string()),
-                ("legalEntity", nullable(string())),
-                ("tier", one_of(&["STANDARD", "PROFESSIONAL", "ENTERPRISE", "CUSTOM"])),
-                ("status", one_of(&["PENDING_APPROVAL", "ACTIVE", "SUSPENDED", "CLOSED"])),
-                ("rateLimit", body(&[("hourly", integer()), ("perMinute", integer())], &["hourly", "perMinute"])),
-                ("stakeholderTypes", array(string())),
-                ("enabledFeatures", array(one_of(&["ACTIONS", "DONATIONS"]))),
-                ("ipAllowlist", array(string())),
-                ("allowedOrigins", array(string())),
-                ("productionApproved", boolean()),
-                ("allowBasicAuth", boolean()),
-                ("tipConfig", body(&[("enabled", boolean()), ("defaultPercent", integer())], &[])),
-            ], &["name", "contactEmail"])), 201, r("Partner")).with_errors(&[409]),
+        op("post", "/api/v1/admin/partners", "Admin", "Create a partner", Admin, Some(body(
+                &[
+                    ("name", string()),
+                    ("contactEmail", string()),
+                    ("legalEntity", string()),
+                    ("slug", json!({ "type": "string", "pattern": "^[a-z0-9-]{1,64}$" })),
+                    ("tier", one_of(&["STANDARD", "PROFESSIONAL", "ENTERPRISE", "CUSTOM"])),
+                    ("rateLimit", body(&[("hourly", integer()), ("perMinute", integer())], &["hourly", "perMinute"])),
+                    ("stakeholderTypes", array(string())),
+                ],
+                &["name", "contactEmail"],
+            )), 201, r("Partner")).with_errors(&[409]),
         op("get", "/api/v1/admin/partners", "Admin", "List partners", Admin, None, 200, list_of("Partner")),
         op("get", "/api/v1/admin/partners/{partner_id}", "Admin", "One partner", Admin, None, 200, r("Partner")),
         op(
@@ -897,7 +897,7 @@ fn operations() -> Vec<Operation> {
             Admin,
             Some(body(
                 &[("name", string()), ("environment", one_of(&ENVIRONMENTS)), ("scopes", array(one_of(&SCOPES))), ("expiresAt", timestamp())],
-                &["environment"],
+                &["environment", "name"],
             )),
             201,
             r("CreatedKey"),
@@ -968,7 +968,7 @@ fn operations() -> Vec<Operation> {
             r("PoolRequest"),
         )
         .with_errors(&[409]),
-        op("post", "/api/v1/admin/accounts", "Admin", "Create a portal account", Admin, Some(body(&[("email", string()), ("password", json!({ "type": "string", "minLength": 12 })), ("name", string()), ("partnerId", id())], &["email", "password"])), 201, r("Account")).with_errors(&[409]),
+        op("post", "/api/v1/admin/accounts", "Admin", "Create a portal account", Admin, Some(body(&[("email", string()), ("password", json!({ "type": "string", "minLength": 12 })), ("name", string()), ("partnerId", id())], &["email", "password", "name"])), 201, r("Account")).with_errors(&[409]),
         op("post", "/api/v1/admin/organizations", "Admin", "Add a nonprofit to the registry", Admin, Some(body(&[("slug", string()), ("name", string()), ("logoUrl", nullable(string())), ("ein", nullable(string())), ("status", one_of(&["ACTIVE", "INACTIVE"]))], &["slug", "name"])), 201, r("Organization"))
             .with_errors(&[409]),
         op("get", "/api/v1/admin/organizations/{slug}", "Admin", "One nonprofit", Admin, None, 200, r("Organization")),
@@ -1029,6 +1029,7 @@ fn reason(status: u16) -> &'static str {
         403 => "Not allowed (SECRET_KEY_REQUIRED, INSUFFICIENT_SCOPE, IP_NOT_ALLOWED, FEATURE_DISABLED, …)",
         404 => "Not found (NOT_FOUND, USER_NOT_FOUND)",
         409 => "Conflict (IDEMPOTENT replay, IDEMPOTENCY_KEY_REUSED, CONFLICT)",
+        405 => "Method not allowed (METHOD_NOT_ALLOWED)",
         413 => "Payload too large",
         415 => "Unsupported media type",
         422 => "Not applicable (CAMPAIGN_NOT_APPLICABLE, REVERSAL_EXCEEDS_REMAINING)",
@@ -1049,17 +1050,19 @@ pub fn document() -> Value {
             operation.status.to_string(),
             json!({ "description": reason(operation.status), "content": { content_type: { "schema": operation.response } } }),
         );
-        for status in operation.auth.errors().iter().chain(operation.errors) {
+        let framing: &[u16] = if operation.request.is_some() { &[405, 413, 415] } else { &[405] };
+        for status in operation.auth.errors().iter().chain(operation.errors).chain(framing) {
             responses
                 .entry(status.to_string())
                 .or_insert_with(|| json!({ "description": reason(*status), "content": { "application/json": { "schema": reference("Error") } } }));
         }
-        let parameters: Vec<Value> = operation
+        let mut parameters: Vec<Value> = operation
             .path
             .split('/')
             .filter_map(|segment| segment.strip_prefix('{').and_then(|rest| rest.strip_suffix('}')))
             .map(|name| json!({ "name": name, "in": "path", "required": true, "schema": { "type": "string" } }))
             .collect();
+        parameters.extend(query_parameters(operation.method, operation.path));
         let operation_id = format!(
             "{}{}",
             operation.method,
@@ -1101,6 +1104,67 @@ pub fn document() -> Value {
         "paths": paths,
         "components": components(),
     })
+}
+
+/// The query parameters a route reads (unknown ones are refused with 400).
+fn query_parameters(method: &str, path: &str) -> Vec<Value> {
+    let query = |name: &str, schema: Value, description: &str| json!({ "name": name, "in": "query", "required": false, "schema": schema, "description": description });
+    let page = || {
+        vec![
+            query("limit", json!({ "type": "integer", "minimum": 1, "maximum": 100, "default": 20 }), "items per page"),
+            query("cursor", string(), "nextCursor of the previous page"),
+            query("page", json!({ "type": "integer", "minimum": 1 }), "1-based page (SIR compatibility); not with cursor"),
+        ]
+    };
+    let window = || vec![query("from", timestamp(), "created at or after (inclusive)"), query("to", timestamp(), "created at or before (inclusive)")];
+    let transactions = || {
+        let mut parameters = vec![
+            query("type", one_of(&["REWARD", "REVERSAL", "REDEMPTION", "ALLOCATION", "REFILL"]), "transaction type"),
+            query("actionId", id(), "the action's transactions"),
+        ];
+        parameters.extend(window());
+        parameters
+    };
+    if method != "get" {
+        return Vec::new();
+    }
+    let mut parameters = match path {
+        "/v1/partner/events" => {
+            return vec![
+                query("after", json!({ "type": "integer", "minimum": 0 }), "events with a greater sequence (default 0)"),
+                query("cursor", string(), "the same as after (nextCursor of the previous page)"),
+                query("limit", json!({ "type": "integer", "minimum": 1, "maximum": 100, "default": 20 }), "events per page"),
+            ];
+        }
+        "/v1/partner/actions" => {
+            let mut parameters =
+                vec![query("status", one_of(&["COMPLETED", "FAILED", "REVERSED", "PARTIALLY_REVERSED"]), ""), query("actionType", string(), "")];
+            parameters.extend(window());
+            parameters
+        }
+        "/v1/partner/transactions" | "/v1/partner/users/{external_id}/transactions" => transactions(),
+        "/v1/partner/campaigns" => vec![query("status", one_of(&["DRAFT", "ACTIVE", "PAUSED", "ENDED"]), "")],
+        "/api/v1/admin/token-pool-requests" => vec![query("status", one_of(&["PENDING", "APPROVED", "REJECTED"]), "")],
+        _ => Vec::new(),
+    };
+    let lists = [
+        "/v1/partner/actions",
+        "/v1/partner/users",
+        "/v1/partner/transactions",
+        "/v1/partner/users/{external_id}/transactions",
+        "/v1/partner/token-pools",
+        "/v1/partner/campaigns",
+        "/v1/partner/webhooks",
+        "/v1/partner/webhooks/{endpoint_id}/deliveries",
+        "/v1/partner/keys",
+        "/api/v1/admin/partners",
+        "/api/v1/admin/partners/{partner_id}/keys",
+        "/api/v1/admin/token-pool-requests",
+    ];
+    if lists.contains(&path) {
+        parameters.extend(page());
+    }
+    parameters
 }
 
 fn capitalize(part: &str) -> String {

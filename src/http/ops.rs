@@ -30,6 +30,7 @@ async fn readyz(State(state): State<AppState>) -> Response {
 
 async fn metrics(State(state): State<AppState>) -> Response {
     state.engine.refresh_gauges();
+    let _scrape = state.metrics.scrape.lock();
     state.metrics.publish_top_partners();
     let mut text = Vec::new();
     if let Err(error) = TextEncoder::new().encode(&state.engine.metrics_registry().gather(), &mut text) {

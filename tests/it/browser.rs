@@ -62,6 +62,7 @@ async fn the_dashboard_shows_live_figures_that_match_metrics() {
         .args([base.as_str(), ADMIN_TOKEN, screenshot.to_str().expect("path"), report.to_str().expect("path")])
         .env("BROWSER_CHECK_WAIT_FOR", &marker)
         .env("BROWSER_CHECK_READY", &ready)
+        .env("BROWSER_CHECK_EXPECT_ACTIONS", "25")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true)

@@ -140,6 +140,38 @@ async fn real_answers_match_their_documented_schemas(backend: StoreBackend) {
     let document: Value = app.raw(Method::GET, "/partner-api/openapi.json", &[], Bytes::new()).await.json();
     assert_eq!(document["openapi"], "3.1.0");
     let partner = app.onboard_partner(10_000).await;
+    // What these calls send must be what the document says they may send.
+    let check_request = |method: &str, path: &str, body: &str| {
+        let mut schema = document["paths"][path][method]["requestBody"]["content"]["application/json"]["schema"].clone();
+        assert!(!schema.is_null(), "{method} {path} documents no request body");
+        schema["components"] = document["components"].clone();
+        let body: Value = serde_json::from_str(body).expect("JSON");
+        let errors = schema_errors(&schema, &body);
+        assert!(errors.is_empty(), "{method} {path}: the body {body} does not fit its documented schema: {errors:#?}");
+    };
+    check_request("post", "/v1/partner/actions/submit", &action_body("doc-0", "49.99", "jane"));
+    check_request("post", "/v1/partner/users", r#"{"externalId":"doc-user","email":"d@example.com"}"#);
+    check_request("post", "/v1/partner/campaigns", r#"{"name":"Double","status":"ACTIVE","multiplier":2}"#);
+    check_request("post", "/v1/partner/webhooks", r#"{"url":"https://93.184.216.34/hooks","eventTypes":["campaign.budget_exhausted"]}"#);
+    check_request("post", "/v1/partner/actions/{action_id}/reverse", r#"{"idempotencyKey":"r1","tokens":5,"reason":"x"}"#);
+    check_request("post", "/v1/partner/users/{external_id}/redeem", r#"{"idempotencyKey":"m1","tokens":5,"reason":"x"}"#);
+    check_request("post", "/v1/partner/auth/register", r#"{"email":"doc@good.example","password":"correct horse battery","name":"Doc"}"#);
+    check_request("post", "/api/v1/admin/accounts", r#"{"email":"ops@good.example","password":"correct horse battery","name":"Ops"}"#);
+    check_request("post", "/v1/partner/token-pools/request", r#"{"tokens":5,"reason":"x"}"#);
+    check_request("patch", "/v1/partner/keys/{key_id}", r#"{"name":"renamed","status":"INACTIVE","expiresAt":null}"#);
+    let partner_body = json!({
+        "name": "Documented", "contactEmail": "docs@good.example", "slug": "documented", "tier": "CUSTOM",
+        "rateLimit": { "hourly": 1000, "perMinute": 100 }, "stakeholderTypes": ["CUSTOMER"], "legalEntity": "Documented Ltd",
+    });
+    check_request("post", "/api/v1/admin/partners", &partner_body.to_string());
+    // A body with every documented field is accepted by the handler.
+    let created = app.admin(Method::POST, "/api/v1/admin/partners", partner_body).await;
+    assert_eq!(created.status, 201, "{}", String::from_utf8_lossy(&created.body));
+    let key_body = json!({ "name": "documented", "environment": "sandbox", "scopes": ["actions:read"], "expiresAt": "2099-01-01T00:00:00.000Z" });
+    check_request("post", "/api/v1/admin/partners/{partner_id}/keys", &key_body.to_string());
+    let issued = app.admin(Method::POST, &format!("/api/v1/admin/partners/{}/keys", created.json()["id"].as_str().expect("id")), key_body).await;
+    assert_eq!(issued.status, 201, "{}", String::from_utf8_lossy(&issued.body));
+
     let mut checked = 0;
     let mut check = |method: &str, path: &str, status: u16, answer: &Value| {
         let errors = schema_errors(&response_schema(&document, method, path, status), answer);

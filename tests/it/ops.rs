@@ -42,6 +42,14 @@ async fn health_readiness_and_metrics(backend: StoreBackend) {
     let invalid = r#"reward_http_requests_total{method="POST",route="/v1/partner/actions/submit",status="400"}"#;
     assert_eq!(metric(&last, invalid) - metric(&after, invalid), 1.0);
     assert_eq!(metric(&last, "reward_rate_limited_total"), metric(&after, "reward_rate_limited_total"));
+    // Made-up methods cannot grow the label set.
+    for made_up in ["FOOBAR1", "FOOBAR2"] {
+        let method = Method::from_bytes(made_up.as_bytes()).expect("a method token");
+        assert_eq!(app.raw(method, "/healthz", &[], Bytes::new()).await.status, 405);
+    }
+    let labelled = String::from_utf8_lossy(&app.raw(Method::GET, "/metrics", &[], Bytes::new()).await.body).into_owned();
+    assert!(!labelled.contains("FOOBAR"), "a client's method token became a label");
+    assert_eq!(metric(&labelled, r#"reward_http_requests_total{method="other",route="/healthz",status="405"}"#), 2.0);
     for series in [
         "reward_actors_live",
         "reward_actor_mailbox_depth",

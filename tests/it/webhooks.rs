@@ -500,7 +500,7 @@ async fn a_slow_endpoint_does_not_hold_up_other_partners() {
     let slow_partner = app.onboard_partner(10_000).await;
     let fast_partner = app.onboard_partner(10_000).await;
     let (slow, slow_url) = Receiver::start().await;
-    slow.delay_ms.store(6_000, Ordering::SeqCst);
+    slow.delay_ms.store(30_000, Ordering::SeqCst);
     let (fast, fast_url) = Receiver::start().await;
     create_endpoint(&app, &slow_partner, json!({ "url": slow_url })).await;
     create_endpoint(&app, &fast_partner, json!({ "url": fast_url })).await;
@@ -513,7 +513,7 @@ async fn a_slow_endpoint_does_not_hold_up_other_partners() {
     }
     fast.wait_for(10).await;
     let took = started.elapsed();
-    assert!(took < Duration::from_millis(4_500), "the fast partner's 10 events took {took:?} behind a 6 s endpoint");
+    assert!(took < Duration::from_secs(20), "the fast partner's 10 events took {took:?} behind a 30 s endpoint");
     assert!(slow.all().len() <= 2, "the slow endpoint holds at most its own 2 slots");
     app.shutdown().await;
 }

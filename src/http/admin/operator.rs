@@ -33,11 +33,12 @@ async fn page() -> Response {
     headers.insert(
         header::CONTENT_SECURITY_POLICY,
         HeaderValue::from_static(
-            "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; connect-src 'self'; img-src data:; form-action 'none'; frame-ancestors 'none'",
+            "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; connect-src 'self'; img-src data:; form-action 'none'; frame-ancestors 'none'; base-uri 'none'",
         ),
     );
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
     response
 }
 
@@ -46,6 +47,7 @@ async fn page() -> Response {
 async fn metrics_json(State(state): State<AppState>, request: RawRequest) -> ApiResult<Response> {
     authorize_admin(&state, &request)?;
     state.engine.refresh_gauges();
+    let _scrape = state.metrics.scrape.lock();
     state.metrics.publish_top_partners();
     let mut metrics = Map::new();
     for family in state.engine.metrics_registry().gather() {
