@@ -62,7 +62,7 @@ impl HttpMetrics {
         if volume.len() > PARTNERS_TRACKED_MAX {
             // Forget the quieter half exactly (ties broken arbitrarily), keeping the rest.
             let mut ranked: Vec<((String, &'static str), u64)> = volume.drain().collect();
-            ranked.sort_unstable_by(|a, b| b.1.cmp(&a.1));
+            ranked.sort_unstable_by_key(|entry| std::cmp::Reverse(entry.1));
             ranked.truncate(PARTNERS_TRACKED_MAX / 2);
             volume.extend(ranked);
         }

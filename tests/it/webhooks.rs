@@ -368,6 +368,12 @@ async fn an_endpoint_failing_for_the_whole_window_is_disabled() {
     };
     submit("h-1").await;
     failing.wait_for(1).await;
+    // The failed attempt is recorded before the clock moves.
+    eventually(Duration::from_secs(10), || {
+        let (app, partner, endpoint) = (&app, &partner, &endpoint);
+        async move { deliveries(app, partner, endpoint).await.iter().any(|delivery| delivery["attemptCount"].as_u64() >= Some(1)).then_some(()) }
+    })
+    .await;
     app.admin(Method::POST, "/api/v1/admin/clock", json!({ "advanceSeconds": 31 * 60 })).await;
     submit("h-2").await;
     let unhealthy = watcher.wait_for(1).await[0].json();

@@ -624,6 +624,8 @@ impl Dispatcher {
         let mut notices = Vec::new();
         for Finished { key, mut delivery, queue_key, attempt, outcome } in finished {
             let (partner_env, endpoint_id) = key;
+            // Health counts from when the attempt was made, not when it is recorded.
+            let attempted_at_ms = attempt.attempted_at_ms;
             released.push((key, delivery.id));
             write_set.push(WriteOp::Delete { key: queue_key });
             let outcome_label = match outcome {
@@ -681,7 +683,7 @@ impl Dispatcher {
                     slot.truncated = true;
                 }
             }
-            if let Some(notice) = update_health(slot, &outcome, &self.settings, now_ms) {
+            if let Some(notice) = update_health(slot, &outcome, &self.settings, attempted_at_ms) {
                 notices.push((key, notice));
             }
             if slot.health_changed() {
