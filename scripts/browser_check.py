@@ -63,19 +63,25 @@ try:
             raise RuntimeError(f"{expression}: {result['exceptionDetails']}")
         return result["result"].get("value")
 
-    def wait_for(expression, seconds=20):
+    def wait_for(expression, seconds=30):
+        # Right after a navigation the old or a half-built document may answer (no body
+        # yet): an error there means "not yet", until the deadline.
         deadline = time.time() + seconds
+        last_error = None
         while time.time() < deadline:
-            value = evaluate(expression)
-            if value:
-                return value
+            try:
+                value = evaluate(expression)
+                if value:
+                    return value
+            except RuntimeError as error:
+                last_error = error
             time.sleep(0.25)
-        raise SystemExit(f"timed out waiting for {expression}")
+        raise SystemExit(f"timed out waiting for {expression} (last error: {last_error})")
 
     call("Runtime.enable")
     call("Page.enable")
     call("Page.navigate", url=f"{base}/admin/dashboard")
-    wait_for("document.readyState === 'complete' && !!document.getElementById('signin')")
+    wait_for("location.pathname === '/admin/dashboard' && document.readyState === 'complete' && !!document.getElementById('signin')")
     signed_out_visible = evaluate("!document.getElementById('signin').hidden")
     evaluate(f"document.getElementById('token').value = {json.dumps(token)}; document.getElementById('signin').requestSubmit(); true")
     wait_for("Number(document.body.dataset.updates || 0) >= 3")
@@ -112,11 +118,11 @@ try:
     with open(screenshot, "wb") as file:
         file.write(base64.b64decode(shot["data"]))
     call("Page.navigate", url=f"{base}/partner-api")
-    wait_for("Number(document.body.dataset.operations || 0) > 0")
+    wait_for("location.pathname === '/partner-api' && !!document.body && Number(document.body.dataset.operations || 0) > 0")
     result["docs"] = {"operations": evaluate("Number(document.body.dataset.operations)"), "sections": evaluate("document.querySelectorAll('h2').length")}
     if report:
         call("Page.navigate", url="file://" + os.path.abspath(report))
-        wait_for("document.readyState === 'complete' && document.querySelectorAll('svg').length === 2")
+        wait_for("location.protocol === 'file:' && document.readyState === 'complete' && document.querySelectorAll('svg').length === 2")
         result["report"] = {"svgs": evaluate("document.querySelectorAll('svg').length"), "title": evaluate("document.title"),
                             "bars": evaluate("document.querySelectorAll('rect').length")}
         shot = call("Page.captureScreenshot", format="png")
