@@ -86,7 +86,7 @@ pub fn authorize(state: &AppState, request: &RawRequest, access: Access) -> Resu
 /// puts the body after the key), right before the rate limit takes them.
 pub fn authorize_units(state: &AppState, request: &RawRequest, access: Access, units: impl FnOnce() -> u32) -> Result<Caller, ApiError> {
     let key = if access.widget { authenticate_widget(state, request)? } else { authenticate_server(state, request)? };
-    record_caller(key.partner_env.partner_id.to_hex(), key.partner_env.environment.as_str());
+    record_caller(key.partner_env);
     let budget = budget_for(&key, access);
     let checked = check_key_state(state, &key)
         .and_then(|()| check_partner_status(&key.partner))

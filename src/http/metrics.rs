@@ -16,6 +16,7 @@ use std::collections::HashMap;
 
 use parking_lot::Mutex;
 use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry};
+use reward_actors::model::PartnerEnv;
 
 use super::AppState;
 
@@ -26,7 +27,7 @@ pub struct HttpMetrics {
     pub latency: HistogramVec,
     /// `reward_partner_requests{partner,environment}`: the busiest partners' request counts.
     pub top_partners: IntGaugeVec,
-    partner_volume: Mutex<HashMap<(String, &'static str), u64>>,
+    partner_volume: Mutex<HashMap<PartnerEnv, u64>>,
     /// Held from publishing the top partners to gathering, so concurrent scrapes (the
     /// dashboard and Prometheus) never see a half-published set.
     pub scrape: Mutex<()>,
@@ -56,12 +57,12 @@ impl HttpMetrics {
         HttpMetrics { requests, latency, top_partners, partner_volume: Mutex::new(HashMap::new()), scrape: Mutex::new(()) }
     }
 
-    fn count_partner(&self, partner: String, environment: &'static str) {
+    fn count_partner(&self, partner_env: PartnerEnv) {
         let mut volume = self.partner_volume.lock();
-        *volume.entry((partner, environment)).or_insert(0) += 1;
+        *volume.entry(partner_env).or_insert(0) += 1;
         if volume.len() > PARTNERS_TRACKED_MAX {
             // Forget the quieter half exactly (ties broken arbitrarily), keeping the rest.
-            let mut ranked: Vec<((String, &'static str), u64)> = volume.drain().collect();
+            let mut ranked: Vec<(PartnerEnv, u64)> = volume.drain().collect();
             ranked.sort_unstable_by_key(|entry| std::cmp::Reverse(entry.1));
             ranked.truncate(PARTNERS_TRACKED_MAX / 2);
             volume.extend(ranked);
@@ -71,11 +72,12 @@ impl HttpMetrics {
     /// Publishes the busiest partners (called before each scrape).
     pub fn publish_top_partners(&self) {
         let volume = self.partner_volume.lock();
-        let mut ranked: Vec<(&(String, &'static str), &u64)> = volume.iter().collect();
+        let mut ranked: Vec<(&PartnerEnv, &u64)> = volume.iter().collect();
         ranked.sort_unstable_by(|a, b| b.1.cmp(a.1).then_with(|| a.0.cmp(b.0)));
         self.top_partners.reset();
-        for ((partner, environment), count) in ranked.into_iter().take(TOP_PARTNERS) {
-            self.top_partners.with_label_values(&[partner.as_str(), environment]).set(i64::try_from(*count).unwrap_or(i64::MAX));
+        for (partner_env, count) in ranked.into_iter().take(TOP_PARTNERS) {
+            let partner = partner_env.partner_id.to_hex();
+            self.top_partners.with_label_values(&[partner.as_str(), partner_env.environment.as_str()]).set(i64::try_from(*count).unwrap_or(i64::MAX));
         }
     }
 }
@@ -93,8 +95,8 @@ pub async fn record(State(state): State<AppState>, request: Request, next: Next)
     let metrics = &state.metrics;
     metrics.requests.with_label_values(&[route.as_str(), method.as_str(), response.status().as_str()]).inc();
     metrics.latency.with_label_values(&[route.as_str()]).observe(started.elapsed().as_secs_f64());
-    if let Some((partner, environment)) = super::request_id::current_caller() {
-        metrics.count_partner(partner, environment);
+    if let Some(partner_env) = super::request_id::current_caller() {
+        metrics.count_partner(partner_env);
     }
     response
 }
@@ -107,25 +109,29 @@ mod tests {
     fn only_the_busiest_partners_are_published() {
         let registry = Registry::new();
         let metrics = HttpMetrics::register(&registry);
-        for partner in 0..(TOP_PARTNERS + 10) {
-            for _ in 0..=partner {
-                metrics.count_partner(format!("p{partner:03}"), "sandbox");
+        let partner = |index: usize| PartnerEnv::new(reward_actors::ids::Id([index as u8; 12]), reward_actors::model::Environment::Sandbox);
+        for index in 0..(TOP_PARTNERS + 10) {
+            for _ in 0..=index {
+                metrics.count_partner(partner(index));
             }
         }
         metrics.publish_top_partners();
         let families = registry.gather();
         let top = families.iter().find(|family| family.name() == "reward_partner_requests").expect("published");
         assert_eq!(top.get_metric().len(), TOP_PARTNERS);
-        let busiest = format!("p{:03}", TOP_PARTNERS + 9);
+        let busiest = partner(TOP_PARTNERS + 9).partner_id.to_hex();
         assert!(top.get_metric().iter().any(|metric| metric.get_label().iter().any(|label| label.value() == busiest)));
-        assert!(!top.get_metric().iter().any(|metric| metric.get_label().iter().any(|label| label.value() == "p000")), "the quietest is not");
+        let quietest = partner(0).partner_id.to_hex();
+        assert!(!top.get_metric().iter().any(|metric| metric.get_label().iter().any(|label| label.value() == quietest)), "the quietest is not");
     }
 
     #[test]
     fn tracking_is_bounded() {
         let metrics = HttpMetrics::register(&Registry::new());
-        for partner in 0..(PARTNERS_TRACKED_MAX + 5) {
-            metrics.count_partner(format!("partner-{partner}"), "production");
+        for index in 0..(PARTNERS_TRACKED_MAX + 5) {
+            let mut bytes = [0u8; 12];
+            bytes[..8].copy_from_slice(&(index as u64).to_be_bytes());
+            metrics.count_partner(PartnerEnv::new(reward_actors::ids::Id(bytes), reward_actors::model::Environment::Production));
         }
         assert!(metrics.partner_volume.lock().len() <= PARTNERS_TRACKED_MAX);
     }

@@ -12,6 +12,7 @@ use axum::middleware::Next;
 use axum::response::Response;
 use reward_actors::rate_limit::RateDecision;
 
+use reward_actors::model::PartnerEnv;
 use tracing::Instrument;
 
 use super::AppState;
@@ -19,7 +20,7 @@ use super::AppState;
 struct RequestContext {
     id: String,
     rate: RefCell<Option<RateDecision>>,
-    caller: RefCell<Option<(String, &'static str)>>,
+    caller: RefCell<Option<PartnerEnv>>,
 }
 
 tokio::task_local! {
@@ -33,16 +34,19 @@ pub fn current_request_id() -> String {
 
 /// Remembers who the caller is (partner id, environment), for the request's log line and
 /// its span (so every event logged while handling it names the partner).
-pub fn record_caller(partner_id: String, environment: &'static str) {
+pub fn record_caller(partner_env: PartnerEnv) {
     let span = tracing::Span::current();
-    span.record("partner", partner_id.as_str());
-    span.record("environment", environment);
-    let _ = REQUEST.try_with(|context| *context.caller.borrow_mut() = Some((partner_id, environment)));
+    // Formatting the id costs an allocation: only when the span is recorded at all.
+    if !span.is_disabled() {
+        span.record("partner", partner_env.partner_id.to_hex().as_str());
+        span.record("environment", partner_env.environment.as_str());
+    }
+    let _ = REQUEST.try_with(|context| *context.caller.borrow_mut() = Some(partner_env));
 }
 
 /// The caller recorded for the request being handled, if it authenticated as a partner.
-pub fn current_caller() -> Option<(String, &'static str)> {
-    REQUEST.try_with(|context| context.caller.borrow().clone()).ok().flatten()
+pub fn current_caller() -> Option<PartnerEnv> {
+    REQUEST.try_with(|context| *context.caller.borrow()).ok().flatten()
 }
 
 /// Remembers the rate-limit decision, so the response carries its headers.
@@ -99,10 +103,15 @@ fn log_request(
     route: &str,
     status: axum::http::StatusCode,
     elapsed: std::time::Duration,
-    caller: Option<(String, &'static str)>,
+    caller: Option<PartnerEnv>,
 ) {
-    let (partner, environment) = caller.unwrap_or_default();
     let latency_us = elapsed.as_micros() as u64;
+    // Only at the levels that log: the id's hex form is an allocation.
+    if !(status.is_server_error() || tracing::enabled!(tracing::Level::DEBUG)) {
+        return;
+    }
+    let partner = caller.map(|caller| caller.partner_id.to_hex()).unwrap_or_default();
+    let environment = caller.map_or("", |caller| caller.environment.as_str());
     if status.is_server_error() {
         tracing::error!(request_id, %method, route, status = status.as_u16(), latency_us, partner, environment, "request failed");
     } else {
