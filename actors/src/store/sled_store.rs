@@ -21,10 +21,25 @@ fn store_error(error: impl std::fmt::Display) -> StoreError {
     StoreError::new(format!("sled: {error}"))
 }
 
+/// How long opening waits for a previous handle's file lock: sled releases it when its last
+/// internal reference drops, which can trail the handle's own drop by a moment (seen as a
+/// `WouldBlock` on an immediate reopen in the same process).
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+const LOCK_RETRY: std::time::Duration = std::time::Duration::from_millis(25);
+
 impl SledStore {
     pub fn open(path: &Path) -> Result<SledStore, StoreError> {
-        let db = sled::Config::new().path(path).cache_capacity(CACHE_BYTES).flush_every_ms(None).open().map_err(store_error)?;
-        Ok(SledStore { db })
+        let deadline = std::time::Instant::now() + LOCK_WAIT;
+        loop {
+            match sled::Config::new().path(path).cache_capacity(CACHE_BYTES).flush_every_ms(None).open() {
+                Ok(db) => return Ok(SledStore { db }),
+                // sled reports it as `Other` with this text (sled 0.34.7, config.rs).
+                Err(sled::Error::Io(error)) if error.to_string().starts_with("could not acquire lock") && std::time::Instant::now() < deadline => {
+                    std::thread::sleep(LOCK_RETRY);
+                }
+                Err(error) => return Err(store_error(error)),
+            }
+        }
     }
 }
 
