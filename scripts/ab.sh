@@ -14,9 +14,8 @@ DURATION=${3:-10}
 PORT=${PORT:-18710}
 WORK=$(mktemp -d)
 trap 'git worktree remove --force "$WORK/tree" >/dev/null 2>&1 || true; rm -rf "$WORK"' EXIT
-export REWARD_ADMIN_TOKEN="bench-admin-token-$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')"
-export REWARD_MASTER_KEY="$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')"
-export REWARD_LOG=warn
+# shellcheck source=scripts/lib.sh
+source scripts/lib.sh
 
 echo "==> building this tree and $BASE (release)" >&2
 cargo build --release --quiet
@@ -30,7 +29,7 @@ run() { # label binary
     data=$(mktemp -d)
     "$2" serve --data-dir "$data" --listen "127.0.0.1:$PORT" >"$WORK/$1.log" 2>&1 &
     pid=$!
-    for _ in $(seq 1 100); do curl -fsS "http://127.0.0.1:$PORT/healthz" >/dev/null 2>&1 && break; sleep 0.1; done
+    wait_for_health "$PORT"
     "$NEW" loadgen --url "http://127.0.0.1:$PORT" --connections 64 --duration-secs "$DURATION" --partners 100 --json-out "$WORK/$1.json" >/dev/null 2>&1
     kill -INT "$pid"
     wait "$pid" || true

@@ -17,24 +17,12 @@ PORT=${PORT:-18700}
 RESULTS=${RESULTS:-bench-results/$(date -u +%Y%m%dT%H%M%SZ)}
 mkdir -p "$RESULTS"
 BIN=target/release/reward-engine
-export REWARD_ADMIN_TOKEN="bench-admin-token-$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')"
-export REWARD_MASTER_KEY="$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')"
-export REWARD_LOG=warn
+# shellcheck source=scripts/lib.sh
+source scripts/lib.sh
 export PGOPTIONS='-c client_min_messages=warning'
-
-say() { printf '\n==> %s\n' "$*" >&2; }
 
 say "building the release binary"
 cargo build --release --quiet
-
-wait_for_health() {
-    for _ in $(seq 1 100); do
-        if curl -fsS "http://127.0.0.1:$1/healthz" >/dev/null 2>&1; then return 0; fi
-        sleep 0.1
-    done
-    echo "server on port $1 did not come up" >&2
-    return 1
-}
 
 run_engine() { # store, label, write-ahead log on|off, loadgen args...
     local store=$1 label=$2 wal=$3

@@ -27,12 +27,9 @@ PORT=${PORT:-18800}
 RESULTS=${RESULTS:-bench-results/webhooks-$(date -u +%Y%m%dT%H%M%SZ)}
 mkdir -p "$RESULTS"
 PHASES=${PHASES:-baseline steady isolation drain}
-export REWARD_ADMIN_TOKEN="bench-admin-token-$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')"
-export REWARD_MASTER_KEY="$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')"
-export REWARD_LOG=warn
+# shellcheck source=scripts/lib.sh
+source scripts/lib.sh
 export REWARD_WEBHOOK_ALLOWED_CIDRS=127.0.0.0/8
-
-say() { printf '\n==> %s\n' "$*" >&2; }
 
 if [ -z "${BIN:-}" ]; then
     say "building the release binary"
@@ -40,13 +37,18 @@ if [ -z "${BIN:-}" ]; then
     BIN=target/release/reward-engine
 fi
 
-wait_for_health() {
-    for _ in $(seq 1 100); do
-        if curl -fsS "http://127.0.0.1:$1/healthz" >/dev/null 2>&1; then return 0; fi
-        sleep 0.1
+# Waits (at most DRAIN s) until every delivery created has settled, then keeps /metrics.
+drain_and_keep_metrics() { # label
+    local metrics created settled
+    for _ in $(seq 1 "$DRAIN"); do
+        sleep 1
+        metrics=$(curl -fsS "http://127.0.0.1:$PORT/metrics")
+        created=$(echo "$metrics" | awk '/^reward_webhook_deliveries_created_total/ {print $2}')
+        settled=$(echo "$metrics" | awk '/^reward_webhook_deliveries_settled_total/ {sum += $2} END {print sum + 0}')
+        echo "  backlog: created ${created:-0}, settled ${settled:-0}" >&2
+        if [ "${created:-0}" != 0 ] && [ "${created:-0}" = "$settled" ]; then break; fi
     done
-    echo "server on port $1 did not come up" >&2
-    return 1
+    curl -fsS "http://127.0.0.1:$PORT/metrics" >"$RESULTS/metrics-$1.txt" || true
 }
 
 run_phase() { # label, extra loadgen args...
@@ -67,16 +69,7 @@ run_phase() { # label, extra loadgen args...
     "$BIN" loadgen --url "http://127.0.0.1:$PORT" --partners "$PARTNERS" --connections "$CONNECTIONS" --duration-secs "$DURATION" \
         --rate "$RATE" --webhook-url "http://127.0.0.1:$((PORT + 1))/hooks" --json-out "$RESULTS/loadgen-$label.json" --quiet "$@"
     say "$label: load stopped; letting the backlog drain (up to $DRAIN s)"
-    for _ in $(seq 1 "$DRAIN"); do
-        sleep 1
-        local metrics created settled
-        metrics=$(curl -fsS "http://127.0.0.1:$PORT/metrics")
-        created=$(echo "$metrics" | awk '/^reward_webhook_deliveries_created_total/ {print $2}')
-        settled=$(echo "$metrics" | awk '/^reward_webhook_deliveries_settled_total/ {sum += $2} END {print sum + 0}')
-        echo "  backlog: created ${created:-0}, settled ${settled:-0}" >&2
-        if [ "${created:-0}" != 0 ] && [ "${created:-0}" = "$settled" ]; then break; fi
-    done
-    curl -fsS "http://127.0.0.1:$PORT/metrics" >"$RESULTS/metrics-$label.txt" || true
+    drain_and_keep_metrics "$label"
     kill -INT "$sink_pid" "$slow_pid" 2>/dev/null || true
     wait "$sink_pid" "$slow_pid" 2>/dev/null || true
     kill -INT "$server_pid"
@@ -101,16 +94,7 @@ run_drain() {
     say "$label: sink up; moving the clock two hours so the whole backlog is due (1 h ± 20 % jitter)"
     curl -fsS -X POST -H "authorization: Bearer $REWARD_ADMIN_TOKEN" -H 'content-type: application/json' \
         -d '{"advanceSeconds": 7200}' "http://127.0.0.1:$PORT/api/v1/admin/clock" >/dev/null
-    for _ in $(seq 1 "$DRAIN"); do
-        sleep 1
-        local metrics created settled
-        metrics=$(curl -fsS "http://127.0.0.1:$PORT/metrics")
-        created=$(echo "$metrics" | awk '/^reward_webhook_deliveries_created_total/ {print $2}')
-        settled=$(echo "$metrics" | awk '/^reward_webhook_deliveries_settled_total/ {sum += $2} END {print sum + 0}')
-        echo "  backlog: created ${created:-0}, settled ${settled:-0}" >&2
-        if [ "${created:-0}" != 0 ] && [ "${created:-0}" = "$settled" ]; then break; fi
-    done
-    curl -fsS "http://127.0.0.1:$PORT/metrics" >"$RESULTS/metrics-$label.txt" || true
+    drain_and_keep_metrics "$label"
     kill -INT "$sink_pid" 2>/dev/null || true
     wait "$sink_pid" 2>/dev/null || true
     kill -INT "$server_pid"

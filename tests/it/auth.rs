@@ -6,11 +6,7 @@ use hyper::Method;
 use reward_actors::store::StoreBackend;
 use serde_json::json;
 
-use crate::support::{AppOptions, action_body, spawn_app, spawn_app_with};
-
-fn code(response: &reward_engine::client::ClientResponse) -> (u16, String) {
-    (response.status, response.json()["code"].as_str().unwrap_or("").to_owned())
-}
+use crate::support::{AppOptions, action_body, code, spawn_app, spawn_app_with};
 
 async fn partner_status_gates_every_call(backend: StoreBackend) {
     let app = spawn_app(backend).await;

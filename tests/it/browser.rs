@@ -13,16 +13,12 @@ use hyper::Method;
 use reward_actors::store::StoreBackend;
 use serde_json::Value;
 
-use crate::support::{ADMIN_TOKEN, action_body, spawn_app};
+use crate::support::{ADMIN_TOKEN, action_body, metric, spawn_app};
 
 fn browser_available() -> bool {
     let chromium = std::process::Command::new("chromium").arg("--version").stdout(Stdio::null()).stderr(Stdio::null()).status();
     let client = std::process::Command::new("python3").args(["-c", "import websocket"]).stdout(Stdio::null()).stderr(Stdio::null()).status();
     chromium.is_ok_and(|status| status.success()) && client.is_ok_and(|status| status.success())
-}
-
-fn metric(text: &str, series: &str) -> f64 {
-    text.lines().find_map(|line| line.strip_prefix(series).and_then(|rest| rest.trim().parse().ok())).unwrap_or(0.0)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -10,16 +10,7 @@ use reward_engine::client::ClientResponse;
 use reward_engine::signing;
 use serde_json::{Value, json};
 
-use crate::support::{Operator, PROVIDER_SECRET, Partner, TestApp, now_secs, request, spawn_app};
-
-fn code(response: &ClientResponse) -> (u16, String) {
-    (response.status, response.json()["code"].as_str().unwrap_or_default().to_owned())
-}
-
-fn expect(response: &ClientResponse, status: u16) -> Value {
-    assert_eq!(response.status, status, "{}", String::from_utf8_lossy(&response.body));
-    response.json()
-}
+use crate::support::{Operator, PROVIDER_SECRET, Partner, TestApp, code, expect, now_secs, request, spawn_app};
 
 /// A widget POST: the publishable key, unsigned, from a page at `origin`.
 async fn widget_post(partner: &Partner, path: &str, body: Value) -> ClientResponse {

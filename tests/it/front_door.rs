@@ -10,11 +10,7 @@ use reward_actors::model::{Environment, PartnerEnv};
 use reward_actors::store::StoreBackend;
 use serde_json::{Value, json};
 
-use crate::support::{AppOptions, Operator, Partner, action_body, eventually, spawn_app, spawn_app_with};
-
-fn code(response: &reward_engine::client::ClientResponse) -> (u16, String) {
-    (response.status, response.json()["code"].as_str().unwrap_or("").to_owned())
-}
+use crate::support::{AppOptions, Operator, Partner, action_body, code, eventually, spawn_app, spawn_app_with};
 
 fn event_types(app: &crate::support::TestApp, partner: &Partner, environment: Environment) -> Vec<String> {
     let partner_env = PartnerEnv::new(Id::parse_hex(&partner.id).expect("id"), environment);

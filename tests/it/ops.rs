@@ -4,11 +4,7 @@ use bytes::Bytes;
 use hyper::Method;
 use reward_actors::store::StoreBackend;
 
-use crate::support::{action_body, spawn_app};
-
-fn metric(text: &str, series: &str) -> f64 {
-    text.lines().find_map(|line| line.strip_prefix(series).and_then(|rest| rest.trim().parse().ok())).unwrap_or(0.0)
-}
+use crate::support::{action_body, metric, spawn_app};
 
 async fn health_readiness_and_metrics(backend: StoreBackend) {
     let app = spawn_app(backend).await;

@@ -8,26 +8,7 @@ use reward_actors::store::StoreBackend;
 use reward_engine::client::ClientResponse;
 use serde_json::{Value, json};
 
-use crate::support::{AppOptions, Partner, TestApp, spawn_app, spawn_app_with};
-
-/// A request signed at the server's clock (which tests may move), JSON in and out.
-async fn call(app: &TestApp, partner: &Partner, method: Method, path: &str, body: Value) -> ClientResponse {
-    let body = if body.is_null() { String::new() } else { body.to_string() };
-    let now_secs = app.engine().clock().now_ms() / 1000;
-    let headers = partner.sign_with(&partner.secret_key, method.as_str(), path, body.as_bytes(), now_secs);
-    let headers: Vec<(&str, &str)> = headers.iter().map(|(name, value)| (name.as_str(), value.as_str())).collect();
-    app.raw(method, path, &headers, body).await
-}
-
-/// Asserts the status (showing the body when it differs) and answers the JSON body.
-fn expect(response: &ClientResponse, status: u16) -> Value {
-    assert_eq!(response.status, status, "{}", String::from_utf8_lossy(&response.body));
-    response.json()
-}
-
-fn code(response: &ClientResponse) -> (u16, String) {
-    (response.status, response.json()["code"].as_str().unwrap_or_default().to_owned())
-}
+use crate::support::{AppOptions, Partner, TestApp, call, code, expect, spawn_app, spawn_app_with};
 
 /// Every event type in the partner's sandbox feed, in order.
 fn event_types(app: &TestApp, partner: &Partner) -> Vec<String> {

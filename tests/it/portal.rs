@@ -8,11 +8,7 @@ use hyper::Method;
 use reward_actors::store::StoreBackend;
 use serde_json::{Value, json};
 
-use crate::support::{AppOptions, TestApp, action_body, spawn_app, spawn_app_with};
-
-fn code(response: &reward_engine::client::ClientResponse) -> (u16, String) {
-    (response.status, response.json()["code"].as_str().unwrap_or("").to_owned())
-}
+use crate::support::{AppOptions, TestApp, action_body, code, spawn_app, spawn_app_with};
 
 async fn open_app(backend: StoreBackend) -> TestApp {
     spawn_app_with(AppOptions { backend, tweak: Some(Arc::new(|config| config.server.portal_registration = "open".into())), ..AppOptions::default() })

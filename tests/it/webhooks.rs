@@ -14,12 +14,11 @@ use hmac::{Hmac, KeyInit, Mac};
 use hyper::Method;
 use parking_lot::Mutex;
 use reward_actors::store::StoreBackend;
-use reward_engine::client::ClientResponse;
 use serde_json::{Value, json};
 use sha2::Sha256;
 
 use crate::support::binary::{free_address, start_binary};
-use crate::support::{AppOptions, Operator, Partner, TestApp, action_body, eventually, spawn_app_with};
+use crate::support::{AppOptions, Operator, Partner, TestApp, action_body, call, eventually, expect, spawn_app_with};
 
 /// One request the receiver got.
 #[derive(Debug, Clone)]
@@ -126,20 +125,6 @@ fn allow_loopback(schedule: &'static str) -> AppOptions {
         })),
         ..AppOptions::default()
     }
-}
-
-/// A request signed at the server's clock (which a test may have moved).
-async fn call(app: &TestApp, partner: &Partner, method: Method, path: &str, body: Value) -> ClientResponse {
-    let body = if body.is_null() { String::new() } else { body.to_string() };
-    let now_secs = app.engine().clock().now_ms() / 1000;
-    let headers = partner.sign_with(&partner.secret_key, method.as_str(), path, body.as_bytes(), now_secs);
-    let headers: Vec<(&str, &str)> = headers.iter().map(|(name, value)| (name.as_str(), value.as_str())).collect();
-    app.raw(method, path, &headers, body).await
-}
-
-fn expect(response: &ClientResponse, status: u16) -> Value {
-    assert_eq!(response.status, status, "{}", String::from_utf8_lossy(&response.body));
-    response.json()
 }
 
 async fn create_endpoint(app: &TestApp, partner: &Partner, body: Value) -> (String, String) {

@@ -442,19 +442,19 @@ impl Dispatcher {
     fn dispatch(&mut self) {
         let now_ms = self.now_ms();
         let endpoint_concurrency = self.settings.endpoint_concurrency;
-        let queued: usize = self.slots.values().map(|slot| slot.pending.len()).sum();
+        // One pass over the slots: the queued gauge, and the endpoints with something due (or
+        // a queue to read) and a free slot.
+        let mut queued = 0usize;
+        let mut keys: Vec<EndpointKey> = Vec::new();
+        for (key, slot) in &self.slots {
+            queued += slot.pending.len();
+            let due = slot.pending.first().is_some_and(|(due_ms, _)| *due_ms <= now_ms);
+            let read = slot.rescan || (slot.truncated && slot.pending.is_empty());
+            if !slot.deleted && slot.endpoint.status == EndpointStatus::Enabled && slot.claimed.len() < endpoint_concurrency && (due || read) {
+                keys.push(*key);
+            }
+        }
         self.shared.metrics.webhook_queued.set(i64::try_from(queued).unwrap_or(i64::MAX));
-        // Only endpoints with something due (or a queue to read) and a free slot.
-        let mut keys: Vec<EndpointKey> = self
-            .slots
-            .iter()
-            .filter(|(_, slot)| {
-                let due = slot.pending.first().is_some_and(|(due_ms, _)| *due_ms <= now_ms);
-                let read = slot.rescan || (slot.truncated && slot.pending.is_empty());
-                !slot.deleted && slot.endpoint.status == EndpointStatus::Enabled && slot.claimed.len() < endpoint_concurrency && (due || read)
-            })
-            .map(|(key, _)| *key)
-            .collect();
         if keys.is_empty() {
             return;
         }

@@ -373,9 +373,6 @@ impl WebhookSignal {
 
     /// Deliveries were queued in a write set just handed to the committer.
     pub fn queued(&self, partner_env: PartnerEnv, deliveries: &[QueuedDelivery]) {
-        if deliveries.is_empty() {
-            return;
-        }
         {
             let mut state = self.state.lock();
             if state.queued.len() + deliveries.len() > SIGNAL_QUEUED_MAX {

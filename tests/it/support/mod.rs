@@ -358,3 +358,29 @@ where
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+/// A request signed with the partner's secret key at the server's clock (which a test may
+/// have moved), JSON in and out.
+pub async fn call(app: &TestApp, partner: &Partner, method: Method, path: &str, body: Value) -> ClientResponse {
+    let body = if body.is_null() { String::new() } else { body.to_string() };
+    let now_secs = app.engine().clock().now_ms() / 1000;
+    let headers = partner.sign_with(&partner.secret_key, method.as_str(), path, body.as_bytes(), now_secs);
+    let headers: Vec<(&str, &str)> = headers.iter().map(|(name, value)| (name.as_str(), value.as_str())).collect();
+    app.raw(method, path, &headers, body).await
+}
+
+/// Asserts the status (showing the body when it differs) and answers the JSON body.
+pub fn expect(response: &ClientResponse, status: u16) -> Value {
+    assert_eq!(response.status, status, "{}", String::from_utf8_lossy(&response.body));
+    response.json()
+}
+
+/// The status and the error `code` of an answer.
+pub fn code(response: &ClientResponse) -> (u16, String) {
+    (response.status, response.json()["code"].as_str().unwrap_or_default().to_owned())
+}
+
+/// The value of one series in Prometheus text (0 when absent).
+pub fn metric(text: &str, series: &str) -> f64 {
+    text.lines().find_map(|line| line.strip_prefix(series).and_then(|rest| rest.trim().parse().ok())).unwrap_or(0.0)
+}
