@@ -47,9 +47,11 @@ struct Receiver {
     fail_status: AtomicU16,
     always_status: AtomicU16,
     delay_ms: AtomicUsize,
+    /// `Retry-After` seconds sent with the failures of `fail_first` (0: none).
+    retry_after_secs: AtomicUsize,
 }
 
-async fn receive(State(receiver): State<Arc<Receiver>>, headers: HeaderMap, body: Bytes) -> (StatusCode, &'static str) {
+async fn receive(State(receiver): State<Arc<Receiver>>, headers: HeaderMap, body: Bytes) -> (StatusCode, HeaderMap, &'static str) {
     receiver.received.lock().push(Received { headers, body, at: Instant::now() });
     let delay = receiver.delay_ms.load(Ordering::Relaxed);
     if delay > 0 {
@@ -57,12 +59,17 @@ async fn receive(State(receiver): State<Arc<Receiver>>, headers: HeaderMap, body
     }
     let always = receiver.always_status.load(Ordering::Relaxed);
     if always != 0 {
-        return (StatusCode::from_u16(always).expect("status"), "not today");
+        return (StatusCode::from_u16(always).expect("status"), HeaderMap::new(), "not today");
     }
     if receiver.fail_first.fetch_update(Ordering::AcqRel, Ordering::Acquire, |left| left.checked_sub(1)).is_ok() {
-        return (StatusCode::from_u16(receiver.fail_status.load(Ordering::Relaxed)).expect("status"), "try again");
+        let mut answer = HeaderMap::new();
+        let retry_after = receiver.retry_after_secs.load(Ordering::Relaxed);
+        if retry_after > 0 {
+            answer.insert("retry-after", retry_after.into());
+        }
+        return (StatusCode::from_u16(receiver.fail_status.load(Ordering::Relaxed)).expect("status"), answer, "try again");
     }
-    (StatusCode::OK, "ok")
+    (StatusCode::OK, HeaderMap::new(), "ok")
 }
 
 impl Receiver {
@@ -576,5 +583,44 @@ async fn a_deleted_endpoint_gets_nothing_more() {
     let after_delete = failing.all().len();
     tokio::time::sleep(Duration::from_millis(2_500)).await;
     assert_eq!(failing.all().len(), after_delete, "no attempt after the endpoint was deleted");
+    app.shutdown().await;
+}
+
+/// §9: `Retry-After` is honoured (within bounds) and a 429 waits at least the back-off floor,
+/// even when the schedule says sooner.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retry_after_and_the_back_off_floor_delay_retries() {
+    let options = AppOptions {
+        tweak: Some(Arc::new(|config| {
+            config.webhook.allowed_cidrs = vec!["127.0.0.0/8".into()];
+            config.webhook.retry_schedule = vec!["0s".into(), "100ms".into(), "100ms".into()];
+            config.webhook.jitter_percent = 0;
+            config.webhook.backoff_floor = "1s".into();
+            config.webhook.retry_after_max = "3s".into();
+            config.webhook.poll_interval = "20ms".into();
+        })),
+        ..AppOptions::default()
+    };
+    let app = spawn_app_with(options).await;
+    let partner = app.onboard_partner(10_000).await;
+    let (receiver, url) = Receiver::start().await;
+    receiver.fail_status.store(429, Ordering::SeqCst);
+    create_endpoint(&app, &partner, json!({ "url": url, "eventTypes": ["action.completed"] })).await;
+
+    // A 429 asking for 2 s: the retry waits 2 s, not the schedule's 100 ms.
+    receiver.fail_first.store(1, Ordering::SeqCst);
+    receiver.retry_after_secs.store(2, Ordering::SeqCst);
+    expect(&partner.submit(&action_body("ra-1", "1", "jane")).await, 200);
+    let attempts = receiver.wait_for(2).await;
+    let gap = (attempts[1].at - attempts[0].at).as_secs_f64();
+    assert!((1.95..4.0).contains(&gap), "Retry-After 2 s honoured: {gap:.2} s");
+
+    // A 429 with no Retry-After: at least the 1 s floor.
+    receiver.fail_first.store(1, Ordering::SeqCst);
+    receiver.retry_after_secs.store(0, Ordering::SeqCst);
+    expect(&partner.submit(&action_body("ra-2", "1", "jane")).await, 200);
+    let attempts = receiver.wait_for(4).await;
+    let gap = (attempts[3].at - attempts[2].at).as_secs_f64();
+    assert!((0.95..3.0).contains(&gap), "a 429 backs off at least the floor: {gap:.2} s");
     app.shutdown().await;
 }
