@@ -12,6 +12,7 @@ use serde::de::DeserializeOwned;
 use serde_json::value::RawValue;
 
 use super::error::{ApiError, FieldError};
+use super::unique_members::{self, Ambiguity};
 
 pub struct Fields<'a> {
     prefix: String,
@@ -20,8 +21,16 @@ pub struct Fields<'a> {
 }
 
 impl<'a> Fields<'a> {
-    /// Parses a request body that must be a JSON object.
+    /// Parses a request body that must be a JSON object naming each member once, at every
+    /// depth (`unique_members`).
     pub fn parse(body: &'a [u8]) -> Result<Fields<'a>, ApiError> {
+        unique_members::check(body).map_err(|ambiguity| match ambiguity {
+            Ambiguity::Malformed(error) => ApiError::invalid_json(format!("the body is not valid JSON: {error}")),
+            Ambiguity::DuplicateMember(path) => ApiError::validation(vec![FieldError {
+                field: path,
+                message: "is named more than once; each member may appear only once (I-JSON, RFC 7493)".into(),
+            }]),
+        })?;
         let raw: &RawValue = serde_json::from_slice(body).map_err(|error| ApiError::invalid_json(format!("the body is not valid JSON: {error}")))?;
         Fields::from_raw(raw, String::new()).map_err(|error| ApiError::validation(vec![error]))
     }
@@ -183,6 +192,9 @@ mod tests {
         assert_eq!(Fields::parse(b"{nope").err().map(|error| error.code), Some("INVALID_JSON"));
         assert_eq!(Fields::parse(b"[1,2]").err().map(|error| error.code), Some("VALIDATION_ERROR"));
         assert!(Fields::parse(b"{}").is_ok());
+        let repeated = Fields::parse(br#"{"a": {"b": 1, "b": 2}}"#).err().expect("refused");
+        assert_eq!(repeated.code, "VALIDATION_ERROR");
+        assert!(repeated.message.contains("a.b"), "{}", repeated.message);
     }
 
     #[test]

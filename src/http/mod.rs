@@ -23,6 +23,7 @@ pub mod portal;
 mod portal_keys;
 pub mod request_id;
 mod token_pools;
+mod unique_members;
 mod users;
 mod webhooks;
 

@@ -4,6 +4,7 @@
 mod support;
 
 mod admin;
+mod ambiguous_json;
 mod auth;
 mod auth_matrix;
 mod bad_input;
