@@ -39,7 +39,7 @@ pub struct PartnerPatch {
     pub rate_limit: Option<RateLimit>,
     pub enabled_features: Option<Vec<Feature>>,
     pub stakeholder_types: Option<Vec<String>>,
-    pub ip_allowlist: Option<Vec<String>>,
+    pub ip_allowlist: Option<Vec<crate::cidr::Cidr>>,
     pub allowed_origins: Option<Vec<String>>,
     pub production_approved: Option<bool>,
     pub allow_basic_auth: Option<bool>,

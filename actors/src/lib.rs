@@ -16,6 +16,7 @@
 //!   `admin`, `reads`, [`auth`] add operator writes, store reads and key lookup to it.
 //! - [`rate_limit`]: per-partner GCRA budgets, checked before a request takes a mailbox slot.
 //! - [`crypto`], [`ids`], [`clock`], [`metrics`]: secrets, identifiers, time, Prometheus.
+//! - [`cidr`]: address blocks for the partner IP allowlist and the webhook SSRF guard.
 
 pub mod accounts;
 pub mod admin;
@@ -23,6 +24,7 @@ pub mod announcements;
 pub mod api_keys;
 pub mod auth;
 pub mod campaigns;
+pub mod cidr;
 pub mod clock;
 pub mod codec;
 pub mod committer;

@@ -153,7 +153,8 @@ pub struct PartnerRecord {
     pub rate_limit: RateLimit,
     pub enabled_features: Vec<Feature>,
     pub stakeholder_types: Vec<String>,
-    pub ip_allowlist: Vec<String>,
+    /// Parsed when saved; stored as the blocks' text (the bytes of a list of strings).
+    pub ip_allowlist: Vec<crate::cidr::Cidr>,
     pub allowed_origins: Vec<String>,
     pub allow_basic_auth: bool,
     pub production_approved: bool,

@@ -293,7 +293,7 @@ impl From<&PartnerRecord> for PartnerView {
             rate_limit: partner.rate_limit,
             enabled_features: partner.enabled_features.clone(),
             stakeholder_types: partner.stakeholder_types.clone(),
-            ip_allowlist: partner.ip_allowlist.clone(),
+            ip_allowlist: partner.ip_allowlist.iter().map(ToString::to_string).collect(),
             allowed_origins: partner.allowed_origins.clone(),
             allow_basic_auth: partner.allow_basic_auth,
             production_approved: partner.production_approved,

@@ -6,7 +6,7 @@ use hyper::Method;
 use reward_actors::store::StoreBackend;
 use serde_json::json;
 
-use crate::support::{AppOptions, action_body, code, spawn_app, spawn_app_with};
+use crate::support::{AppOptions, action_body, code, expect, spawn_app, spawn_app_with};
 
 async fn partner_status_gates_every_call(backend: StoreBackend) {
     let app = spawn_app(backend).await;
@@ -87,6 +87,22 @@ async fn the_ip_allowlist_refuses_other_addresses(backend: StoreBackend) {
     assert_eq!(partner.submit(&action_body("ip-1", "1", "u")).await.status, 200);
     let bad = app.admin(Method::PATCH, &path, json!({ "ipAllowlist": ["10.0.0.0/33"] })).await;
     assert_eq!(bad.status, 400);
+
+    // The finding: an IPv4-mapped block used to wrap its mask to 0 and let every IPv4 client
+    // in. It is now its IPv4 network, shown as such, and 127.0.0.1 is outside it.
+    let mapped = expect(&app.admin(Method::PATCH, &path, json!({ "ipAllowlist": ["::ffff:10.0.0.0/104"] })).await, 200);
+    assert_eq!(mapped["ipAllowlist"], json!(["10.0.0.0/8"]));
+    assert_eq!(code(&partner.submit(&action_body("ip-2", "1", "u")).await), (403, "IP_NOT_ALLOWED".into()));
+    let mapped_loopback = expect(&app.admin(Method::PATCH, &path, json!({ "ipAllowlist": ["::ffff:127.0.0.0/104"] })).await, 200);
+    assert_eq!(mapped_loopback["ipAllowlist"], json!(["127.0.0.0/8"]));
+    assert_eq!(partner.submit(&action_body("ip-2", "1", "u")).await.status, 200);
+    // Other IPv6 forms of IPv4 networks would silently match nothing: refused, with the reason.
+    for carrier in ["64:ff9b::/96", "2002:7f00::/24", "::127.0.0.0/104", "127.0.0.1"] {
+        let refused = app.admin(Method::PATCH, &path, json!({ "ipAllowlist": ["203.0.113.0/24", carrier] })).await;
+        assert_eq!(code(&refused), (400, "VALIDATION_ERROR".into()), "{carrier}");
+    }
+    let unchanged = expect(&app.admin(Method::GET, &path, serde_json::Value::Null).await, 200);
+    assert_eq!(unchanged["ipAllowlist"], json!(["127.0.0.0/8"]), "a refused patch changes nothing");
     app.shutdown().await;
 }
 

@@ -5,48 +5,10 @@
 //! name that later resolves elsewhere (DNS rebinding) is refused at connect time.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::str::FromStr;
 use std::sync::Arc;
 
+pub use crate::cidr::Cidr;
 use crate::model::Environment;
-
-/// An address block like `127.0.0.0/8` or `fd00::/8`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Cidr {
-    network: IpAddr,
-    prefix: u8,
-}
-
-impl FromStr for Cidr {
-    type Err = String;
-
-    fn from_str(text: &str) -> Result<Cidr, String> {
-        let (address, prefix) = text.trim().split_once('/').unwrap_or((text.trim(), ""));
-        let network: IpAddr = address.parse().map_err(|_| format!("'{text}' is not an address block like 127.0.0.0/8"))?;
-        let bits = if network.is_ipv4() { 32 } else { 128 };
-        let prefix = if prefix.is_empty() { bits } else { prefix.parse::<u8>().map_err(|_| format!("'{text}' has a bad prefix length"))? };
-        if prefix > bits {
-            return Err(format!("'{text}' has a prefix longer than {bits} bits"));
-        }
-        Ok(Cidr { network, prefix })
-    }
-}
-
-impl Cidr {
-    pub fn contains(&self, address: IpAddr) -> bool {
-        match (self.network, canonical(address)) {
-            (IpAddr::V4(network), IpAddr::V4(address)) => {
-                let mask = u32::MAX.checked_shl(32 - u32::from(self.prefix)).unwrap_or(0);
-                u32::from(network) & mask == u32::from(address) & mask
-            }
-            (IpAddr::V6(network), IpAddr::V6(address)) => {
-                let mask = u128::MAX.checked_shl(128 - u32::from(self.prefix)).unwrap_or(0);
-                u128::from(network) & mask == u128::from(address) & mask
-            }
-            _ => false,
-        }
-    }
-}
 
 /// IPv6 forms that carry an IPv4 address (mapped, compatible, SIIT, NAT64, 6to4) are judged
 /// as the IPv4 address they carry.
@@ -136,7 +98,7 @@ impl AddressPolicy {
     /// `Err(reason)` unless the address is public or inside an allow-listed block.
     pub fn permits(&self, address: IpAddr) -> Result<(), String> {
         match non_public_reason(address) {
-            Some(reason) if !self.allowed.iter().any(|cidr| cidr.contains(address)) => {
+            Some(reason) if !self.allowed.iter().any(|cidr| cidr.contains(canonical(address))) => {
                 Err(format!("{address} is {reason}; webhook targets must be public (operators may allow-list blocks with webhook.allowed_cidrs)"))
             }
             _ => Ok(()),
