@@ -12,9 +12,8 @@ use crate::keys;
 use crate::model::{IdempotencyScope, PartnerEnv};
 use crate::partner_actor::WriteOutcome;
 use crate::posting::put;
-use crate::reads::{Page, PageRequest};
+use crate::reads::{Page, PageRequest, Verdict};
 use crate::request::{AllocationRequest, IdempotencyKey};
-use crate::store::{Scan, ScanOrder};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
@@ -65,25 +64,10 @@ impl Engine {
         decode(&bytes).map_err(|error| EngineError::internal("decoding a pool request", error))
     }
 
-    /// Requests newest first, optionally only those in `status`. Filtering walks at most
-    /// `PAGE_OFFSET_MAX` requests per page.
+    /// Requests newest first, optionally only those in `status`, paged like every list.
     pub fn list_pool_requests(&self, status: Option<PoolRequestStatus>, page: PageRequest) -> Result<Page<PoolRequestRecord>, EngineError> {
-        let prefix = keys::pool_requests_prefix();
-        let after = page.after.map(keys::pool_request);
-        let scan = Scan { prefix: &prefix, after: after.as_deref(), order: ScanOrder::Descending, limit: crate::reads::PAGE_OFFSET_MAX };
-        let entries = self.shared().store.scan(scan).map_err(|error| EngineError::internal("listing pool requests", error))?;
-        let mut matching = Vec::new();
-        for (_, bytes) in entries {
-            let record: PoolRequestRecord = decode(&bytes).map_err(|error| EngineError::internal("decoding a pool request", error))?;
-            if status.is_none_or(|status| record.status == status) {
-                matching.push(record);
-            }
-        }
-        let mut items: Vec<PoolRequestRecord> = matching.into_iter().skip(page.skip).collect();
-        let has_more = items.len() > page.limit;
-        items.truncate(page.limit);
-        let next_cursor = if has_more { items.last().map(|record| record.id) } else { None };
-        Ok(Page { items, has_more, next_cursor })
+        let filter = |record: &PoolRequestRecord| if status.is_none_or(|status| record.status == status) { Verdict::Keep } else { Verdict::Skip };
+        self.read_filtered_page(&keys::pool_requests_prefix(), page, |record: &PoolRequestRecord| record.id, &filter, "listing pool requests")
     }
 
     /// Approves a pending request: its tokens go to the partner's default pool (idempotent

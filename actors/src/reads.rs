@@ -9,7 +9,7 @@ use crate::error::EngineError;
 use crate::ids::Id;
 use crate::keys;
 use crate::model::{
-    ActionRecord, ActionStatus, CampaignRecord, CampaignStatus, DailyTotals, PartnerEnv, PartnerEnvState, PartnerRecord, PoolRecord,
+    ActionRecord, ActionStatus, CampaignRecord, CampaignStatus, DailyTotals, EventRecord, PartnerEnv, PartnerEnvState, PartnerRecord, PoolRecord,
     TransactionRecord, TransactionType, UserRecord,
 };
 use crate::store::{Scan, ScanOrder};
@@ -27,12 +27,14 @@ pub struct PageRequest {
     pub limit: usize,
 }
 
+/// One page of any list. `C` is what the next page resumes after: a record id for the
+/// newest-first lists, an event sequence for the ascending event feed.
 #[derive(Debug)]
-pub struct Page<T> {
+pub struct Page<T, C = Id> {
     pub items: Vec<T>,
     pub has_more: bool,
-    /// The id to pass back as the cursor for the next page, when there is one.
-    pub next_cursor: Option<Id>,
+    /// The cursor to pass back for the next page, when there is one.
+    pub next_cursor: Option<C>,
 }
 
 impl<T> Page<T> {
@@ -74,6 +76,16 @@ pub enum Verdict {
 /// Reads one listed entry: the record its key and value name, `None` when it is gone.
 type Resolve<'a, T> = dyn Fn(&[u8], &[u8]) -> Result<Option<T>, EngineError> + 'a;
 
+/// Where one list page reads: under `prefix`, after the key `after_key` (exclusive), in
+/// `order`, skipping `skip` matches and keeping at most `limit`.
+struct ListScan<'a> {
+    prefix: &'a [u8],
+    after_key: Option<Vec<u8>>,
+    order: ScanOrder,
+    skip: usize,
+    limit: usize,
+}
+
 impl Engine {
     fn read_record<T: DeserializeOwned>(&self, key: &[u8], what: &str) -> Result<Option<T>, EngineError> {
         let bytes = self.shared().store.get(key).map_err(|error| EngineError::internal(what, error))?;
@@ -88,12 +100,23 @@ impl Engine {
         id_of: impl Fn(&T) -> Id,
         what: &str,
     ) -> Result<Page<T>, EngineError> {
-        let resolve = |_: &[u8], bytes: &[u8]| decode::<T>(bytes).map(Some).map_err(|error| EngineError::internal(what, error));
-        self.read_list(prefix, page, &resolve, &id_of, &|_: &T| Verdict::Keep, what)
+        self.read_filtered_page(prefix, page, id_of, &|_: &T| Verdict::Keep, what)
     }
 
-    /// Scans `prefix` newest first, resolving each entry to a record and keeping those the
-    /// filter keeps, until the page is full, the filter stops, or `LIST_SCAN_MAX` entries.
+    /// Scans an id-keyed table under `prefix`, newest first, keeping what `filter` keeps.
+    pub(crate) fn read_filtered_page<T: DeserializeOwned>(
+        &self,
+        prefix: &[u8],
+        page: PageRequest,
+        id_of: impl Fn(&T) -> Id,
+        filter: &dyn Fn(&T) -> Verdict,
+        what: &str,
+    ) -> Result<Page<T>, EngineError> {
+        let resolve = |_: &[u8], bytes: &[u8]| decode::<T>(bytes).map(Some).map_err(|error| EngineError::internal(what, error));
+        self.read_list(prefix, page, &resolve, &id_of, filter, what)
+    }
+
+    /// Scans an id-keyed table under `prefix` newest first (see [`Engine::scan_list`]).
     fn read_list<T>(
         &self,
         prefix: &[u8],
@@ -103,13 +126,31 @@ impl Engine {
         filter: &dyn Fn(&T) -> Verdict,
         what: &str,
     ) -> Result<Page<T>, EngineError> {
-        let limit = page.limit.clamp(1, PAGE_LIMIT_MAX);
-        let skip = page.skip.min(PAGE_OFFSET_MAX);
-        let mut after: Option<Vec<u8>> = page.after.map(|id| [prefix, id.as_bytes()].concat());
+        let after_key = page.after.map(|id| [prefix, id.as_bytes()].concat());
+        let scan = ListScan { prefix, after_key, order: ScanOrder::Descending, skip: page.skip, limit: page.limit };
+        self.scan_list(scan, resolve, id_of, filter, what)
+    }
+
+    /// The one paging loop every stored list shares: resolves each entry to a record and
+    /// keeps those the filter keeps, until the page is full (then `hasMore` with the last
+    /// kept record's cursor: one more match was seen, not guessed), the filter stops, the
+    /// entries run out, or `LIST_SCAN_MAX` entries were examined.
+    fn scan_list<T, C>(
+        &self,
+        scan: ListScan<'_>,
+        resolve: &Resolve<'_, T>,
+        cursor_of: &dyn Fn(&T) -> C,
+        filter: &dyn Fn(&T) -> Verdict,
+        what: &str,
+    ) -> Result<Page<T, C>, EngineError> {
+        let ListScan { prefix, after_key, order, skip, limit } = scan;
+        let limit = limit.clamp(1, PAGE_LIMIT_MAX);
+        let skip = skip.min(PAGE_OFFSET_MAX);
+        let mut after = after_key;
         let mut items = Vec::with_capacity(limit);
         let (mut skipped, mut examined) = (0, 0);
         loop {
-            let scan = Scan { prefix, after: after.as_deref(), order: ScanOrder::Descending, limit: SCAN_CHUNK };
+            let scan = Scan { prefix, after: after.as_deref(), order, limit: SCAN_CHUNK };
             let pairs = self.shared().store.scan(scan).map_err(|error| EngineError::internal(what, error))?;
             let exhausted = pairs.len() < SCAN_CHUNK;
             for (key, bytes) in pairs {
@@ -117,19 +158,19 @@ impl Engine {
                 let record = resolve(&key, &bytes)?;
                 after = Some(key);
                 let Some(record) = record else { continue };
-                let id = id_of(&record);
+                let cursor = cursor_of(&record);
                 match filter(&record) {
                     Verdict::Stop => return Ok(Page { items, has_more: false, next_cursor: None }),
                     Verdict::Skip => {}
                     Verdict::Keep if skipped < skip => skipped += 1,
                     Verdict::Keep if items.len() == limit => {
-                        let next_cursor = items.last().map(id_of);
+                        let next_cursor = items.last().map(cursor_of);
                         return Ok(Page { items, has_more: true, next_cursor });
                     }
                     Verdict::Keep => items.push(record),
                 }
                 if examined >= LIST_SCAN_MAX {
-                    return Ok(Page { items, has_more: true, next_cursor: Some(id) });
+                    return Ok(Page { items, has_more: true, next_cursor: Some(cursor) });
                 }
             }
             if exhausted {
@@ -171,13 +212,15 @@ impl Engine {
 
 impl Engine {
     /// The durable event feed of one (partner, environment), ascending by sequence, after
-    /// `after_sequence` (0 for the beginning), at most `limit` events.
-    pub fn list_events(&self, partner_env: PartnerEnv, after_sequence: u64, limit: usize) -> Result<Vec<crate::model::EventRecord>, EngineError> {
+    /// `after_sequence` (0 for the beginning), at most `limit` events; the cursor is the
+    /// last event's sequence.
+    pub fn list_events(&self, partner_env: PartnerEnv, after_sequence: u64, limit: usize) -> Result<Page<EventRecord, u64>, EngineError> {
         let prefix = keys::events_prefix(&partner_env);
-        let after = keys::event(&partner_env, after_sequence);
-        let scan = Scan { prefix: &prefix, after: Some(&after), order: ScanOrder::Ascending, limit: limit.clamp(1, PAGE_LIMIT_MAX) };
-        let pairs = self.shared().store.scan(scan).map_err(|error| EngineError::internal("listing events", error))?;
-        pairs.into_iter().map(|(_, bytes)| decode(&bytes).map_err(|error| EngineError::internal("decoding an event", error))).collect()
+        let after_key = Some(keys::event(&partner_env, after_sequence));
+        let scan = ListScan { prefix: &prefix, after_key, order: ScanOrder::Ascending, skip: 0, limit };
+        let resolve =
+            |_: &[u8], bytes: &[u8]| decode::<EventRecord>(bytes).map(Some).map_err(|error| EngineError::internal("decoding an event", error));
+        self.scan_list(scan, &resolve, &|event: &EventRecord| event.sequence, &|_: &EventRecord| Verdict::Keep, "listing events")
     }
 }
 

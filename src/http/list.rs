@@ -34,6 +34,40 @@ impl ListQuery {
 
     /// Reads `limit`, `cursor` and `page`; the rest waits for the route's getters.
     pub fn parse(path_and_query: &str) -> ListQuery {
+        let mut query = ListQuery::unread(path_and_query);
+        let limit = query.limit();
+        let cursor = query.parsed("cursor", Id::parse_hex, "is not a cursor this API issued".into());
+        let page = query.parsed("page", |value| value.parse::<usize>().ok().filter(|page| *page >= 1), "must be an integer of at least 1".into());
+        query.page.limit = limit;
+        query.page.after = cursor;
+        if cursor.is_some() && page.is_some() {
+            query.error("page", "cannot be combined with cursor");
+        }
+        query.page.skip = page.map_or(0, |page| (page - 1).saturating_mul(query.page.limit));
+        if query.page.skip > PAGE_OFFSET_MAX {
+            query.error("page", format!("reaches past {PAGE_OFFSET_MAX} items; use cursor for deeper pages"));
+        }
+        query
+    }
+
+    /// The event feed's query (contract §9): `after` — or `cursor`, the `nextCursor` the
+    /// feed answered — as an event sequence (0, the beginning, when absent), and `limit` as
+    /// every list reads it. Answers `(after, limit)`.
+    pub fn feed(path_and_query: &str) -> ApiResult<(u64, usize)> {
+        let mut query = ListQuery::unread(path_and_query);
+        let limit = query.limit();
+        let sequence = |text: &str| text.parse::<u64>().ok();
+        let after = query.parsed("after", sequence, "must be an event sequence (an integer)".into());
+        let cursor = query.parsed("cursor", sequence, "must be an event sequence (an integer)".into());
+        if after.is_some() && cursor.is_some() {
+            query.error("cursor", "cannot be combined with after");
+        }
+        query.finish()?;
+        Ok((after.or(cursor).unwrap_or(0), limit))
+    }
+
+    /// The parameters, bounded, none read yet.
+    fn unread(path_and_query: &str) -> ListQuery {
         let query = path_and_query.split_once('?').map_or("", |(_, query)| query);
         let mut params: Vec<(String, String)> = form_urlencoded::parse(query.as_bytes())
             .take(QUERY_PARAMS_MAX + 1)
@@ -44,24 +78,17 @@ impl ListQuery {
             errors.push(FieldError { field: "query".into(), message: format!("may hold at most {QUERY_PARAMS_MAX} parameters") });
             params.clear();
         }
-        let mut query = ListQuery { page: PageRequest { after: None, skip: 0, limit: DEFAULT_LIMIT }, params, errors };
-        let limit = query.parsed(
+        ListQuery { page: PageRequest { after: None, skip: 0, limit: DEFAULT_LIMIT }, params, errors }
+    }
+
+    /// `limit`: 1 to `PAGE_LIMIT_MAX`, `DEFAULT_LIMIT` when absent.
+    fn limit(&mut self) -> usize {
+        self.parsed(
             "limit",
             |value| value.parse::<usize>().ok().filter(|limit| (1..=PAGE_LIMIT_MAX).contains(limit)),
             format!("must be an integer from 1 to {PAGE_LIMIT_MAX}"),
-        );
-        let cursor = query.parsed("cursor", Id::parse_hex, "is not a cursor this API issued".into());
-        let page = query.parsed("page", |value| value.parse::<usize>().ok().filter(|page| *page >= 1), "must be an integer of at least 1".into());
-        query.page.limit = limit.unwrap_or(DEFAULT_LIMIT);
-        query.page.after = cursor;
-        if cursor.is_some() && page.is_some() {
-            query.error("page", "cannot be combined with cursor");
-        }
-        query.page.skip = page.map_or(0, |page| (page - 1).saturating_mul(query.page.limit));
-        if query.page.skip > PAGE_OFFSET_MAX {
-            query.error("page", format!("reaches past {PAGE_OFFSET_MAX} items; use cursor for deeper pages"));
-        }
-        query
+        )
+        .unwrap_or(DEFAULT_LIMIT)
     }
 
     fn error(&mut self, field: &str, message: impl Into<String>) {
@@ -143,6 +170,12 @@ mod tests {
             ["/x?unknown=1", "/x?limit=0", "/x?limit=101", "/x?page=0", "/x?cursor=zz", "/x?page=2&cursor=0123456789abcdef01234567", "/x?page=100000"]
         {
             assert!(ListQuery::from_path(bad).is_err(), "{bad}");
+        }
+        assert_eq!(ListQuery::feed("/e").expect("valid"), (0, DEFAULT_LIMIT));
+        assert_eq!(ListQuery::feed("/e?after=42&limit=100").expect("valid"), (42, 100));
+        assert_eq!(ListQuery::feed("/e?cursor=7").expect("valid"), (7, DEFAULT_LIMIT));
+        for bad in ["/e?after=x", "/e?limit=101", "/e?after=1&cursor=2", "/e?page=2", "/e?colour=red"] {
+            assert!(ListQuery::feed(bad).is_err(), "{bad}");
         }
     }
 }

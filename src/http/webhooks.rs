@@ -30,9 +30,6 @@ const URL_CHARS_MAX: usize = 2_048;
 const HEADERS_MAX: usize = 20;
 const HEADER_NAME_CHARS_MAX: usize = 64;
 const HEADER_VALUE_CHARS_MAX: usize = 1_024;
-/// Events one feed page holds.
-const FEED_LIMIT_MAX: usize = 100;
-const FEED_LIMIT_DEFAULT: usize = 20;
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -128,31 +125,9 @@ struct FeedPage<'a> {
 /// `cursor` is accepted as another name for `after` (the `nextCursor` of the last page).
 async fn event_feed(State(state): State<AppState>, request: RawRequest) -> ApiResult<Response> {
     let caller = authorize(&state, &request, Access::read(Scope::WebhooksRead))?;
-    let query = request.path_and_query.split_once('?').map_or("", |(_, query)| query);
-    let (mut after, mut limit, mut errors) = (0u64, FEED_LIMIT_DEFAULT, Vec::new());
-    for (name, value) in form_urlencoded::parse(query.as_bytes()).take(16) {
-        match name.as_ref() {
-            "after" | "cursor" => match value.parse::<u64>() {
-                Ok(sequence) => after = sequence,
-                Err(_) => {
-                    errors.push(super::error::FieldError { field: name.into_owned(), message: "must be an event sequence (an integer)".into() })
-                }
-            },
-            "limit" => match value.parse::<usize>() {
-                Ok(value) if (1..=FEED_LIMIT_MAX).contains(&value) => limit = value,
-                _ => {
-                    errors.push(super::error::FieldError { field: "limit".into(), message: format!("must be an integer from 1 to {FEED_LIMIT_MAX}") })
-                }
-            },
-            other => errors.push(super::error::FieldError { field: other.to_owned(), message: "is not a known query parameter".into() }),
-        }
-    }
-    if !errors.is_empty() {
-        return Err(ApiError::validation(errors));
-    }
-    let mut events = state.engine.list_events(caller.partner_env(), after, limit + 1)?;
-    let has_more = events.len() > limit;
-    events.truncate(limit);
+    let (after, limit) = ListQuery::feed(&request.path_and_query)?;
+    let page = state.engine.list_events(caller.partner_env(), after, limit)?;
+    let events = page.items;
     let raw: Vec<Box<RawValue>> = events
         .iter()
         .map(|event| RawValue::from_string(String::from_utf8_lossy(&event.envelope_json).into_owned()))
@@ -160,8 +135,8 @@ async fn event_feed(State(state): State<AppState>, request: RawRequest) -> ApiRe
         .map_err(|error| reward_actors::EngineError::Internal(format!("a stored event is not JSON: {error}")))?;
     let body = FeedPage {
         data: raw.iter().map(AsRef::as_ref).collect(),
-        has_more,
-        next_cursor: events.last().map(|event| event.sequence.to_string()).filter(|_| has_more),
+        has_more: page.has_more,
+        next_cursor: page.next_cursor.map(|sequence| sequence.to_string()),
     };
     Ok(json_response(StatusCode::OK, &body))
 }

@@ -19,6 +19,7 @@ mod idempotency;
 mod ledger_property;
 mod openapi;
 mod ops;
+mod paging;
 mod partner_api;
 mod portal;
 mod reward_path;
