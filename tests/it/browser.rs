@@ -3,7 +3,9 @@
 //! renders a load report; the screenshots are kept in `target/browser-artifacts/`.
 //!
 //! Needs `chromium` and Python's `websocket-client` (`scripts/install_browser.sh`, which
-//! `.ci/run` runs first). Without them the test says so and does nothing.
+//! `.ci/run` runs first). Without them the test fails under CI (`CI` set), and elsewhere
+//! says so and does nothing. Stale artifacts are removed first, and `.ci/run` checks that
+//! this run wrote its screenshots, so a skipped run cannot pass for a run.
 
 use std::process::Stdio;
 use std::time::Duration;
@@ -23,12 +25,19 @@ fn browser_available() -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_dashboard_shows_live_figures_that_match_metrics() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let artifacts = root.join("target/browser-artifacts");
+    if artifacts.exists() {
+        std::fs::remove_dir_all(&artifacts).expect("stale artifacts are removed");
+    }
     if !browser_available() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI needs the browser test: chromium or python3 websocket-client is missing (scripts/install_browser.sh)"
+        );
         eprintln!("SKIPPED: chromium or python3 websocket-client missing; run scripts/install_browser.sh");
         return;
     }
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
-    let artifacts = root.join("target/browser-artifacts");
     std::fs::create_dir_all(&artifacts).expect("artifact dir");
     let app = spawn_app(StoreBackend::Redb).await;
     let partner = app.onboard_partner(10_000).await;

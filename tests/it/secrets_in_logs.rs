@@ -12,8 +12,7 @@ use serde_json::{Value, json};
 use crate::support::binary::start_binary;
 use crate::support::{ADMIN_TOKEN, MASTER_KEY, Operator, action_body, now_secs, request};
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_server_never_logs_a_secret() {
+async fn the_server_never_logs_a_secret(backend: StoreBackend) {
     let temp = tempfile::tempdir().expect("temp dir");
     let log = temp.path().join("server.log");
     let environment = [
@@ -22,7 +21,7 @@ async fn the_server_never_logs_a_secret() {
         ("REWARD_SERVER_LOG_FORMAT", "json"),
         ("REWARD_WEBHOOK_ALLOWED_CIDRS", "127.0.0.0/8"),
     ];
-    let (mut child, address) = start_binary(&temp.path().join("data"), StoreBackend::Redb, &log, &environment).await;
+    let (mut child, address) = start_binary(&temp.path().join("data"), backend, &log, &environment).await;
     let operator = Operator { address };
     let mut secrets: Vec<String> = vec![ADMIN_TOKEN.into(), MASTER_KEY.into()];
 
@@ -119,3 +118,5 @@ async fn the_server_never_logs_a_secret() {
 fn unsafe_free_kill(pid: i32) -> i32 {
     std::process::Command::new("kill").args(["-TERM", &pid.to_string()]).status().map_or(-1, |status| status.code().unwrap_or(-1))
 }
+
+crate::backend_tests!(the_server_never_logs_a_secret);

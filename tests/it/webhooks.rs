@@ -123,8 +123,9 @@ fn verify_standard(secret: &str, received: &Received) -> bool {
     standardwebhooks::Webhook::new(secret).is_ok_and(|webhook| webhook.verify(&received.body, &received.headers).is_ok())
 }
 
-fn allow_loopback(schedule: &'static str) -> AppOptions {
+fn allow_loopback(backend: StoreBackend, schedule: &'static str) -> AppOptions {
     AppOptions {
+        backend,
         tweak: Some(Arc::new(move |config| {
             config.webhook.allowed_cidrs = vec!["127.0.0.0/8".into()];
             config.webhook.retry_schedule = schedule.split(',').map(String::from).collect();
@@ -149,9 +150,8 @@ async fn deliveries(app: &TestApp, partner: &Partner, endpoint: &str) -> Vec<Val
     page["data"].as_array().expect("data").clone()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_delivery_verifies_under_both_schemes() {
-    let app = spawn_app_with(allow_loopback("0s,1s")).await;
+async fn every_delivery_verifies_under_both_schemes(backend: StoreBackend) {
+    let app = spawn_app_with(allow_loopback(backend, "0s,1s")).await;
     let partner = app.onboard_partner(10_000).await;
     // Onboarding's own events come before any endpoint: only later ones are delivered.
     let earlier = feed(&app, &partner).await.len();
@@ -235,9 +235,8 @@ async fn every_delivery_verifies_under_both_schemes() {
     app.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn retries_follow_the_schedule_with_one_event_id_then_exhaust() {
-    let app = spawn_app_with(allow_loopback("0s,1s,2s")).await;
+async fn retries_follow_the_schedule_with_one_event_id_then_exhaust(backend: StoreBackend) {
+    let app = spawn_app_with(allow_loopback(backend, "0s,1s,2s")).await;
     let partner = app.onboard_partner(10_000).await;
     let (flaky, flaky_url) = Receiver::start().await;
     let (endpoint, secret) = create_endpoint(&app, &partner, json!({ "url": flaky_url, "eventTypes": ["action.completed"] })).await;
@@ -295,9 +294,8 @@ async fn retries_follow_the_schedule_with_one_event_id_then_exhaust() {
     app.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn gone_disables_at_once_and_the_partner_re_enables() {
-    let app = spawn_app_with(allow_loopback("0s,1s")).await;
+async fn gone_disables_at_once_and_the_partner_re_enables(backend: StoreBackend) {
+    let app = spawn_app_with(allow_loopback(backend, "0s,1s")).await;
     let partner = app.onboard_partner(10_000).await;
     let (receiver, url) = Receiver::start().await;
     receiver.always_status.store(410, Ordering::SeqCst);
@@ -329,8 +327,7 @@ async fn gone_disables_at_once_and_the_partner_re_enables() {
     app.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_endpoint_failing_for_the_whole_window_is_disabled() {
+async fn an_endpoint_failing_for_the_whole_window_is_disabled(backend: StoreBackend) {
     let options = AppOptions {
         test_clock: true,
         tweak: Some(Arc::new(|config| {
@@ -339,6 +336,7 @@ async fn an_endpoint_failing_for_the_whole_window_is_disabled() {
             config.webhook.disable_after = "1h".into();
             config.webhook.poll_interval = "20ms".into();
         })),
+        backend,
         ..AppOptions::default()
     };
     let app = spawn_app_with(options).await;
@@ -381,9 +379,8 @@ async fn an_endpoint_failing_for_the_whole_window_is_disabled() {
     app.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_rotated_secret_signs_beside_the_new_one_for_a_day() {
-    let options = AppOptions { test_clock: true, ..allow_loopback("0s,1s") };
+async fn a_rotated_secret_signs_beside_the_new_one_for_a_day(backend: StoreBackend) {
+    let options = AppOptions { test_clock: true, ..allow_loopback(backend, "0s,1s") };
     let app = spawn_app_with(options).await;
     let partner = app.onboard_partner(10_000).await;
     let (receiver, url) = Receiver::start().await;
@@ -416,9 +413,8 @@ async fn a_rotated_secret_signs_beside_the_new_one_for_a_day() {
     app.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn private_targets_are_refused_without_the_allowlist() {
-    let app = spawn_app_with(AppOptions::default()).await;
+async fn private_targets_are_refused_without_the_allowlist(backend: StoreBackend) {
+    let app = spawn_app_with(AppOptions { backend, ..AppOptions::default() }).await;
     let partner = app.onboard_partner(0).await;
     for url in ["http://127.0.0.1/hooks", "http://169.254.169.254/latest/meta-data", "http://10.0.0.1/", "http://[::1]:8080/", "http://localhost/"] {
         let refused = call(&app, &partner, Method::POST, "/v1/partner/webhooks", json!({ "url": url })).await;
@@ -429,7 +425,7 @@ async fn private_targets_are_refused_without_the_allowlist() {
     assert_eq!(listed["data"].as_array().map(Vec::len), Some(0), "nothing stored");
     app.shutdown().await;
 
-    let app = spawn_app_with(allow_loopback("0s")).await;
+    let app = spawn_app_with(allow_loopback(backend, "0s")).await;
     let partner = app.onboard_partner(0).await;
     expect(&call(&app, &partner, Method::POST, "/v1/partner/webhooks", json!({ "url": "http://127.0.0.1:9/hooks" })).await, 201);
     let still = call(&app, &partner, Method::POST, "/v1/partner/webhooks", json!({ "url": "http://169.254.169.254/" })).await;
@@ -440,9 +436,8 @@ async fn private_targets_are_refused_without_the_allowlist() {
     app.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn bad_webhook_input_is_refused_and_environments_stay_apart() {
-    let app = spawn_app_with(allow_loopback("0s")).await;
+async fn bad_webhook_input_is_refused_and_environments_stay_apart(backend: StoreBackend) {
+    let app = spawn_app_with(allow_loopback(backend, "0s")).await;
     let partner = app.onboard_partner(0).await;
     let url = "http://127.0.0.1:9/hooks";
     for (body, field) in [
@@ -483,8 +478,7 @@ async fn bad_webhook_input_is_refused_and_environments_stay_apart() {
     app.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_slow_endpoint_does_not_hold_up_other_partners() {
+async fn a_slow_endpoint_does_not_hold_up_other_partners(backend: StoreBackend) {
     let options = AppOptions {
         tweak: Some(Arc::new(|config| {
             config.webhook.allowed_cidrs = vec!["127.0.0.0/8".into()];
@@ -492,6 +486,7 @@ async fn a_slow_endpoint_does_not_hold_up_other_partners() {
             config.webhook.concurrency = 8;
             config.webhook.poll_interval = "20ms".into();
         })),
+        backend,
         ..AppOptions::default()
     };
     let app = spawn_app_with(options).await;
@@ -518,8 +513,7 @@ async fn a_slow_endpoint_does_not_hold_up_other_partners() {
 
 /// Durability: with the receiver down, events are queued; the engine is killed and
 /// restarted; when the receiver comes up every event arrives, with its feed id.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn deliveries_survive_sigkill_while_the_receiver_is_down() {
+async fn deliveries_survive_sigkill_while_the_receiver_is_down(backend: StoreBackend) {
     let temp = tempfile::tempdir().expect("temp dir");
     let data_dir = temp.path().join("data");
     let log = temp.path().join("engine.log");
@@ -530,7 +524,7 @@ async fn deliveries_survive_sigkill_while_the_receiver_is_down() {
         ("REWARD_WEBHOOK_JITTER_PERCENT", "0"),
         ("REWARD_WAL_APPLY_INTERVAL_MS", "20"),
     ];
-    let (mut child, address) = start_binary(&data_dir, StoreBackend::Redb, &log, &environment).await;
+    let (mut child, address) = start_binary(&data_dir, backend, &log, &environment).await;
     let operator = Operator { address };
     let partner = operator.onboard_partner(100_000).await;
     let earlier = partner.signed(Method::GET, "/v1/partner/events?limit=100", "").await.json()["data"].as_array().map_or(0, Vec::len);
@@ -546,7 +540,7 @@ async fn deliveries_survive_sigkill_while_the_receiver_is_down() {
     child.start_kill().expect("SIGKILL");
     child.wait().await.expect("killed");
 
-    let (mut child, address) = start_binary(&data_dir, StoreBackend::Redb, &log, &environment).await;
+    let (mut child, address) = start_binary(&data_dir, backend, &log, &environment).await;
     let partner = Partner { address, ..partner };
     let feed = partner.signed(Method::GET, "/v1/partner/events?limit=100", "").await.json();
     let expected: std::collections::BTreeSet<String> =
@@ -566,9 +560,8 @@ async fn deliveries_survive_sigkill_while_the_receiver_is_down() {
     child.start_kill().expect("stop");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_deleted_endpoint_gets_nothing_more() {
-    let app = spawn_app_with(allow_loopback("0s,1s,1s,1s,1s,1s,1s,1s")).await;
+async fn a_deleted_endpoint_gets_nothing_more(backend: StoreBackend) {
+    let app = spawn_app_with(allow_loopback(backend, "0s,1s,1s,1s,1s,1s,1s,1s")).await;
     let partner = app.onboard_partner(10_000).await;
     let (failing, url) = Receiver::start().await;
     failing.always_status.store(503, Ordering::SeqCst);
@@ -588,8 +581,7 @@ async fn a_deleted_endpoint_gets_nothing_more() {
 
 /// §9: `Retry-After` is honoured (within bounds) and a 429 waits at least the back-off floor,
 /// even when the schedule says sooner.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn retry_after_and_the_back_off_floor_delay_retries() {
+async fn retry_after_and_the_back_off_floor_delay_retries(backend: StoreBackend) {
     let options = AppOptions {
         tweak: Some(Arc::new(|config| {
             config.webhook.allowed_cidrs = vec!["127.0.0.0/8".into()];
@@ -599,6 +591,7 @@ async fn retry_after_and_the_back_off_floor_delay_retries() {
             config.webhook.retry_after_max = "3s".into();
             config.webhook.poll_interval = "20ms".into();
         })),
+        backend,
         ..AppOptions::default()
     };
     let app = spawn_app_with(options).await;
@@ -624,3 +617,17 @@ async fn retry_after_and_the_back_off_floor_delay_retries() {
     assert!((0.95..3.0).contains(&gap), "a 429 backs off at least the floor: {gap:.2} s");
     app.shutdown().await;
 }
+
+crate::backend_tests!(
+    every_delivery_verifies_under_both_schemes,
+    retries_follow_the_schedule_with_one_event_id_then_exhaust,
+    gone_disables_at_once_and_the_partner_re_enables,
+    an_endpoint_failing_for_the_whole_window_is_disabled,
+    a_rotated_secret_signs_beside_the_new_one_for_a_day,
+    private_targets_are_refused_without_the_allowlist,
+    bad_webhook_input_is_refused_and_environments_stay_apart,
+    a_slow_endpoint_does_not_hold_up_other_partners,
+    deliveries_survive_sigkill_while_the_receiver_is_down,
+    a_deleted_endpoint_gets_nothing_more,
+    retry_after_and_the_back_off_floor_delay_retries,
+);

@@ -380,7 +380,18 @@ pub fn code(response: &ClientResponse) -> (u16, String) {
     (response.status, response.json()["code"].as_str().unwrap_or_default().to_owned())
 }
 
-/// The value of one series in Prometheus text (0 when absent).
+/// The value of one series in Prometheus text; a series that is not there fails the test
+/// (a renamed metric must not read as 0).
 pub fn metric(text: &str, series: &str) -> f64 {
-    text.lines().find_map(|line| line.strip_prefix(series).and_then(|rest| rest.trim().parse().ok())).unwrap_or(0.0)
+    find_metric(text, series).unwrap_or_else(|| panic!("no series {series} in the scrape"))
+}
+
+/// The value of one series, 0 when absent: only for a "before" scrape, where a labelled
+/// series may not have been created yet. Pair it with [`metric`] on the "after" scrape.
+pub fn metric_or_zero(text: &str, series: &str) -> f64 {
+    find_metric(text, series).unwrap_or(0.0)
+}
+
+fn find_metric(text: &str, series: &str) -> Option<f64> {
+    text.lines().find_map(|line| line.strip_prefix(series).filter(|rest| rest.starts_with(' ')).and_then(|rest| rest.trim().parse().ok()))
 }
