@@ -12,6 +12,7 @@ mod browser;
 mod crash;
 mod donations;
 mod durability;
+mod edges;
 mod engine_limits;
 mod front_door;
 mod funding;
