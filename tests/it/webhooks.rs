@@ -436,6 +436,48 @@ async fn private_targets_are_refused_without_the_allowlist(backend: StoreBackend
     app.shutdown().await;
 }
 
+/// The guard runs again at every delivery, for literal addresses and (through the client's
+/// resolver) for names: endpoints registered while the operator allowed loopback get
+/// nothing once that allowance is withdrawn, and each attempt records why.
+async fn the_guard_refuses_at_delivery_time_too(backend: StoreBackend) {
+    let mut app = spawn_app_with(allow_loopback(backend, "0s,1s")).await;
+    let partner = app.onboard_partner(10_000).await;
+    let (literal, literal_url) = Receiver::start().await;
+    let (named, named_url) = Receiver::start().await;
+    let named_url = named_url.replace("127.0.0.1", "localhost");
+    let subscribed = |url: &str| json!({ "url": url, "eventTypes": ["action.completed"] });
+    let (literal_endpoint, _) = create_endpoint(&app, &partner, subscribed(&literal_url)).await;
+    let (named_endpoint, _) = create_endpoint(&app, &partner, subscribed(&named_url)).await;
+    expect(&partner.submit(&action_body("guard-open", "1", "u")).await, 200);
+    literal.wait_for(1).await;
+    named.wait_for(1).await;
+
+    let mut closed = allow_loopback(backend, "0s,1s");
+    closed.tweak = Some(Arc::new(|config| {
+        config.webhook.retry_schedule = vec!["0s".into(), "1s".into()];
+        config.webhook.poll_interval = "20ms".into();
+    }));
+    app.restart_with(closed).await;
+    let partner = Partner { address: app.address, ..partner };
+    expect(&partner.submit(&action_body("guard-closed", "1", "u")).await, 200);
+    for endpoint in [&literal_endpoint, &named_endpoint] {
+        let failed = eventually(Duration::from_secs(20), || async {
+            let log = deliveries(&app, &partner, endpoint).await;
+            log.into_iter().find(|delivery| delivery["status"] == "FAILED")
+        })
+        .await;
+        let attempts = failed["attempts"].as_array().expect("attempts");
+        assert_eq!(attempts.len(), 2, "every attempt was made and refused: {failed}");
+        for attempt in attempts {
+            let error = attempt["error"].as_str().unwrap_or_default();
+            assert!(error.contains("loopback"), "the attempt says why: {attempt}");
+            assert!(attempt["statusCode"].is_null(), "nothing answered: no request left the engine");
+        }
+    }
+    assert_eq!((literal.all().len(), named.all().len()), (1, 1), "no delivery reached a loopback receiver after the allowance went");
+    app.shutdown().await;
+}
+
 async fn bad_webhook_input_is_refused_and_environments_stay_apart(backend: StoreBackend) {
     let app = spawn_app_with(allow_loopback(backend, "0s")).await;
     let partner = app.onboard_partner(0).await;
@@ -626,6 +668,7 @@ crate::backend_tests!(
     a_rotated_secret_signs_beside_the_new_one_for_a_day,
     private_targets_are_refused_without_the_allowlist,
     bad_webhook_input_is_refused_and_environments_stay_apart,
+    the_guard_refuses_at_delivery_time_too,
     a_slow_endpoint_does_not_hold_up_other_partners,
     deliveries_survive_sigkill_while_the_receiver_is_down,
     a_deleted_endpoint_gets_nothing_more,

@@ -145,6 +145,13 @@ impl TestApp {
         self.operator.address = address;
     }
 
+    /// Stops the server gracefully and starts it again on the same data directory with
+    /// other options (an operator changing the configuration between runs).
+    pub async fn restart_with(&mut self, options: AppOptions) {
+        self.options = options;
+        self.restart().await;
+    }
+
     pub async fn shutdown(mut self) {
         if let Some(server) = self.server.take() {
             server.shutdown().await.expect("clean shutdown");
