@@ -10,7 +10,7 @@
 
 use hyper::Method;
 use proptest::prelude::*;
-use proptest::test_runner::{Config, TestCaseError, TestRunner};
+use proptest::test_runner::{Config, FileFailurePersistence, TestCaseError, TestRunner};
 use reward_actors::EngineError;
 use reward_actors::WriteOutcome;
 use reward_actors::ids::Id;
@@ -267,7 +267,9 @@ async fn run_case(app: &TestApp, ops: &[Op], coverage: &std::sync::Mutex<Coverag
 async fn random_sequences_keep_every_ledger_invariant(backend: StoreBackend) {
     let app = spawn_app(backend).await;
     let handle = tokio::runtime::Handle::current();
-    let config = Config { cases: CASES, failure_persistence: None, max_shrink_iters: 200, ..Config::default() };
+    // A failing case's seed is kept beside this file and replayed first on every later run.
+    let persistence = FileFailurePersistence::Direct("tests/it/ledger_property.proptest-regressions");
+    let config = Config { cases: CASES, failure_persistence: Some(Box::new(persistence)), max_shrink_iters: 200, ..Config::default() };
     let coverage = std::sync::Mutex::new(Coverage::default());
     let result = tokio::task::block_in_place(|| {
         TestRunner::new(config).run(&proptest::collection::vec(op(), 1..=STEPS_MAX), |ops| handle.block_on(run_case(&app, &ops, &coverage)))

@@ -160,7 +160,8 @@ async fn every_delivery_verifies_under_both_schemes(backend: StoreBackend) {
     let (endpoint, secret) = create_endpoint(&app, &partner, body).await;
     assert!(secret.starts_with("whsec_"));
     let (narrow_receiver, narrow_url) = Receiver::start().await;
-    create_endpoint(&app, &partner, json!({ "url": narrow_url, "eventTypes": ["action.completed"], "receiveAllEvents": false })).await;
+    let (narrow_endpoint, _) =
+        create_endpoint(&app, &partner, json!({ "url": narrow_url, "eventTypes": ["action.completed"], "receiveAllEvents": false })).await;
 
     let shown = expect(&call(&app, &partner, Method::GET, &format!("/v1/partner/webhooks/{endpoint}"), Value::Null).await, 200);
     assert_eq!((shown["status"].as_str(), shown["secret"].is_null()), (Some("ENABLED"), true), "the secret is shown once");
@@ -201,8 +202,10 @@ async fn every_delivery_verifies_under_both_schemes(backend: StoreBackend) {
     assert!(!verify_standard(&secret, &emptied) && !verify_sir(&secret, &emptied));
 
     let narrow = narrow_receiver.wait_for(3).await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(narrow_receiver.all().len(), 3, "subscribed to action.completed only");
+    // Fan-out is decided in the events' own commit, so the endpoint's delivery records are
+    // final once the submits were answered: no wait needed to see that nothing else came.
+    assert_eq!(deliveries(&app, &partner, &narrow_endpoint).await.len(), 3, "subscribed to action.completed only");
+    assert_eq!(narrow_receiver.all().len(), 3);
     assert!(narrow.iter().all(|delivery| delivery.json()["type"] == "action.completed"));
 
     // The feed pages with after / nextCursor.
@@ -315,7 +318,8 @@ async fn gone_disables_at_once_and_the_partner_re_enables(backend: StoreBackend)
     assert!(feed(&app, &partner).await.iter().any(|event| event["type"] == "webhook_endpoint.disabled"));
     // Disabled endpoints get no new deliveries.
     expect(&partner.submit(&action_body("g-2", "10", "jane")).await, 200);
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Fan-out happens in the submit's own commit: no delivery record means nothing to send.
+    assert_eq!(deliveries(&app, &partner, &endpoint).await.len(), 1, "no delivery for a disabled endpoint");
     assert_eq!(receiver.all().len(), 1);
 
     receiver.always_status.store(0, Ordering::SeqCst);
