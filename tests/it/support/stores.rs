@@ -103,7 +103,7 @@ impl Store for InstrumentedStore {
         self.inner.scan(scan)
     }
 
-    fn is_healthy(&self) -> bool {
-        self.inner.is_healthy()
+    fn unavailable_reason(&self) -> Option<String> {
+        self.inner.unavailable_reason()
     }
 }
