@@ -22,7 +22,7 @@ use crate::auth::AuthCache;
 use crate::clock::Clock;
 use crate::committer::{CommitterHandle, CommitterLimits, CommitterThread, start_committer};
 use crate::crypto::MasterKey;
-use crate::error::EngineError;
+use crate::error::{EngineError, STORE_UNAVAILABLE_RETRY_AFTER_SECS};
 use crate::ids::{Id, IdGenerator};
 use crate::metrics::EngineMetrics;
 use crate::model::PartnerEnv;
@@ -30,10 +30,6 @@ use crate::partner_actor::{ActorReply, Command, Delivery, PartnerActor, PartnerC
 use crate::rate_limit::{Budget, ExceedsBurst, RateDecision, RateLimits};
 use crate::request::{ActionRequest, AllocationRequest, CampaignFields, PartnerUserId, RedemptionRequest, ReversalRequest, UserProfile};
 use crate::store::Store;
-
-/// `Retry-After` while the store refuses writes (a failing disk): it does not heal within
-/// the usual 1 s of an overload, and a log failure needs an operator and a restart.
-const STORE_UNAVAILABLE_RETRY_AFTER_SECS: u32 = 5;
 
 /// Argon2 hashes computed at once: more would only queue on 2 cores and hold memory.
 const PASSWORD_HASHES_MAX: usize = 4;

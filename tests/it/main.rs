@@ -12,6 +12,7 @@ mod crash;
 mod donations;
 mod durability;
 mod engine_limits;
+mod failing_disk;
 mod front_door;
 mod funding;
 mod idempotency;
