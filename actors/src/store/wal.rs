@@ -27,7 +27,8 @@
 //! with the reason, and a restart recovers from what is really on disk (a torn tail is
 //! dropped). A failed apply into the backend is retried: the log still holds the data, so
 //! nothing is lost; the store is unavailable for writes while it fails and available again
-//! once an apply succeeds (redb latches an I/O error until it is reopened: a restart).
+//! once an apply succeeds (redb reopens itself after a failed commit; sled latches the
+//! error and says a restart is needed).
 
 use std::collections::{BTreeMap, VecDeque};
 use std::fs::{File, OpenOptions};
@@ -158,8 +159,8 @@ impl SegmentFile {
     }
 }
 
-/// Why the store refuses writes: set once, first reason wins, readable without a lock on
-/// the hot path through `set`.
+/// Why the store refuses writes: the first reason wins until cleared, and the hot path
+/// reads only the `set` flag, without a lock.
 #[derive(Default)]
 struct Failure {
     set: AtomicBool,
