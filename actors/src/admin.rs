@@ -54,10 +54,16 @@ const ADMIN_COMMIT_TIMEOUT: Duration = Duration::from_secs(30);
 
 impl Engine {
     pub(crate) async fn commit_admin(&self, write_set: Vec<WriteOp>) -> Result<(), EngineError> {
+        self.check_store_writable()?;
         let receipt = self.shared().committer.submit(write_set, None);
         match tokio::time::timeout(ADMIN_COMMIT_TIMEOUT, receipt.durable()).await {
             Err(_) => Err(EngineError::Timeout),
-            Ok(Err(error)) => Err(EngineError::internal("committing an admin write", error)),
+            // As for actions: a log write can fail after reaching the disk, so the outcome is
+            // unknown (504), and the store now refuses writes (503 from the check above).
+            Ok(Err(error)) => {
+                tracing::error!(%error, "committing an admin write failed");
+                Err(EngineError::Timeout)
+            }
             Ok(Ok(())) => Ok(()),
         }
     }

@@ -22,7 +22,7 @@ use crate::auth::AuthCache;
 use crate::clock::Clock;
 use crate::committer::{CommitterHandle, CommitterLimits, CommitterThread, start_committer};
 use crate::crypto::MasterKey;
-use crate::error::EngineError;
+use crate::error::{EngineError, STORE_UNAVAILABLE_RETRY_AFTER_SECS};
 use crate::ids::{Id, IdGenerator};
 use crate::metrics::EngineMetrics;
 use crate::model::PartnerEnv;
@@ -243,8 +243,25 @@ impl Engine {
 
     /// Store open and engine answering: the committer and actor runtime are up.
     pub fn is_ready(&self) -> bool {
+        self.not_ready_reason().is_none()
+    }
+
+    /// Why the engine is not ready (shutting down, the store refusing writes and why, the
+    /// actor runtime stopped); `None` when it is.
+    pub fn not_ready_reason(&self) -> Option<String> {
         let shared = &self.inner.shared;
-        !shared.shutting_down.load(Ordering::Relaxed) && shared.store.is_healthy() && self.inner.actix.lock().is_some()
+        if shared.shutting_down.load(Ordering::Relaxed) {
+            return Some("shutting down".into());
+        }
+        if let Some(reason) = shared.store.unavailable_reason() {
+            return Some(format!("the store refuses writes: {reason}"));
+        }
+        self.inner.actix.lock().is_none().then(|| "the actor runtime is stopped".into())
+    }
+
+    /// Seconds a client should wait before retrying while the engine is not ready.
+    pub fn not_ready_retry_after_secs(&self) -> u32 {
+        if self.inner.shared.store.is_healthy() { 1 } else { STORE_UNAVAILABLE_RETRY_AFTER_SECS }
     }
 
     /// Brings gauges computed from live state (actors, mailboxes, queue) up to date.
@@ -463,9 +480,7 @@ impl Engine {
         if shared.shutting_down.load(Ordering::Relaxed) {
             return Err(EngineError::ShuttingDown);
         }
-        if !shared.store.is_healthy() {
-            return Err(self.overloaded("store_unavailable"));
-        }
+        self.check_store_writable()?;
         if shared.committer.queued() >= shared.config.commit_queue_max {
             return Err(self.overloaded("commit_queue"));
         }
@@ -526,6 +541,15 @@ impl Engine {
             }
         }
         reply.outcome
+    }
+
+    /// 503 while the store refuses writes (a failing disk), before any work is queued.
+    pub(crate) fn check_store_writable(&self) -> Result<(), EngineError> {
+        if self.inner.shared.store.is_healthy() {
+            return Ok(());
+        }
+        self.inner.shared.metrics.overloaded.with_label_values(&["store_unavailable"]).inc();
+        Err(EngineError::Overloaded { reason: "store_unavailable", retry_after_secs: STORE_UNAVAILABLE_RETRY_AFTER_SECS })
     }
 
     fn overloaded(&self, reason: &'static str) -> EngineError {

@@ -4,6 +4,10 @@
 
 use crate::ids::Id;
 
+/// `Retry-After` while the store refuses reads or writes (a failing disk): it does not heal
+/// within the usual 1 s of an overload, and a failed log needs an operator and a restart.
+pub(crate) const STORE_UNAVAILABLE_RETRY_AFTER_SECS: u32 = 5;
+
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum EngineError {
     #[error("the token pool has {available} tokens available; this action needs {required}")]
@@ -70,8 +74,14 @@ impl EngineError {
         )
     }
 
-    pub(crate) fn internal(context: &str, error: impl std::fmt::Display) -> EngineError {
+    /// An infrastructure failure, logged here. A store that fails a read (a failing disk;
+    /// redb and sled refuse everything after an I/O error until reopened) is 503
+    /// `OVERLOADED`: nothing was done and a retry may succeed; anything else is opaque.
+    pub(crate) fn internal<E: std::fmt::Display + 'static>(context: &str, error: E) -> EngineError {
         tracing::error!(%error, "{context}");
+        if (&error as &dyn std::any::Any).is::<crate::store::StoreError>() {
+            return EngineError::Overloaded { reason: "store_unavailable", retry_after_secs: STORE_UNAVAILABLE_RETRY_AFTER_SECS };
+        }
         EngineError::Internal(format!("{context}: {error}"))
     }
 }

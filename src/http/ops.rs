@@ -1,5 +1,6 @@
 //! Operations: `/healthz` (alive, with the server clock for signing), `/readyz` (store
-//! open, engine answering) and `/metrics` (Prometheus text).
+//! open and accepting writes, engine answering; when not, 503 with the reason) and
+//! `/metrics` (Prometheus text).
 
 use axum::Router;
 use axum::extract::State;
@@ -21,10 +22,17 @@ async fn healthz(State(state): State<AppState>) -> Response {
 }
 
 async fn readyz(State(state): State<AppState>) -> Response {
-    if state.engine.is_ready() {
-        json_response(StatusCode::OK, &json!({ "status": "ready", "store": state.engine.store_backend().as_str() }))
-    } else {
-        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "OVERLOADED", "the engine is not ready").into_response()
+    match state.engine.not_ready_reason() {
+        None => json_response(StatusCode::OK, &json!({ "status": "ready", "store": state.engine.store_backend().as_str() })),
+        // The reason is for the operator (e.g. "… No space left on device (os error 28) …");
+        // it names the failure, never a key, a value or a secret.
+        Some(reason) => {
+            let retry_after_secs = state.engine.not_ready_retry_after_secs();
+            ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "OVERLOADED", format!("the engine is not ready: {reason}"))
+                .with_details(json!({ "reason": reason, "retryAfterSeconds": retry_after_secs }))
+                .with_header(header::RETRY_AFTER, retry_after_secs.into())
+                .into_response()
+        }
     }
 }
 

@@ -14,6 +14,7 @@ mod donations;
 mod durability;
 mod edges;
 mod engine_limits;
+mod failing_disk;
 mod front_door;
 mod funding;
 mod idempotency;

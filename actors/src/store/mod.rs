@@ -21,7 +21,7 @@ use std::sync::Arc;
 
 pub use redb_store::RedbStore;
 pub use sled_store::SledStore;
-pub use wal::{WalOptions, WalStore};
+pub use wal::{LogFaults, LogOperation, WalOptions, WalStore};
 
 /// The data format's version: bump it when a key encoding or a stored record's layout
 /// changes, so a data directory from another format is refused at open, not misread.
@@ -147,9 +147,16 @@ pub trait Store: Send + Sync + 'static {
 
     fn scan(&self, scan: Scan<'_>) -> Result<Vec<KeyValue>, StoreError>;
 
-    /// False once the store refuses writes until a restart (a failed log append).
+    /// Why the store refuses writes, while it does: a failed log append (until a restart)
+    /// or a failing apply into the backend (until one succeeds). `None` when it accepts them.
+    /// The reason names the failure (e.g. the OS error), never a key or a value.
+    fn unavailable_reason(&self) -> Option<String> {
+        None
+    }
+
+    /// Whether the store accepts writes (see [`Store::unavailable_reason`]).
     fn is_healthy(&self) -> bool {
-        true
+        self.unavailable_reason().is_none()
     }
 }
 
@@ -196,13 +203,25 @@ pub fn open_store(backend: StoreBackend, data_dir: &Path) -> Result<Arc<dyn Stor
 /// Opens the backend, checks or writes the schema version, replays any write-ahead log
 /// left in `data_dir/wal`, and (when the log is enabled) puts the log in front.
 pub fn open_store_with(backend: StoreBackend, data_dir: &Path, wal: WalOptions) -> Result<Arc<dyn Store>, StoreError> {
+    open_store_with_faults(backend, data_dir, wal, None)
+}
+
+/// [`open_store_with`] with failures injected into the log's file operations and its
+/// applier (tests only: the failures a real disk cannot produce on demand).
+#[doc(hidden)]
+pub fn open_store_with_faults(
+    backend: StoreBackend,
+    data_dir: &Path,
+    wal: WalOptions,
+    faults: Option<Arc<LogFaults>>,
+) -> Result<Arc<dyn Store>, StoreError> {
     std::fs::create_dir_all(data_dir).map_err(|error| StoreError::new(format!("cannot create {}: {error}", data_dir.display())))?;
     let store: Arc<dyn Store> = match backend {
         StoreBackend::Redb => Arc::new(RedbStore::open(&data_dir.join("reward.redb"))?),
         StoreBackend::Sled => Arc::new(SledStore::open(&data_dir.join("reward.sled"))?),
     };
     check_schema(store.as_ref())?;
-    let logged = WalStore::open(Arc::clone(&store), &data_dir.join("wal"), wal)?;
+    let logged = WalStore::open_with_faults(Arc::clone(&store), &data_dir.join("wal"), wal, faults)?;
     if wal.enabled {
         return Ok(Arc::new(logged));
     }

@@ -5,6 +5,12 @@
 //! Caveat: sled makes a batch visible to readers when it is applied, before `flush()`
 //! returns, so a read may briefly show a write that a crash in that window would lose.
 //! Answers to writers are still sent only after the flush.
+//!
+//! sled latches an I/O error (a full disk): every later operation fails with it, and
+//! reopening the database in place while the disk is still full left it unreadable
+//! ("Read corrupted data") in our full-tmpfs test. So a failed commit says a restart is
+//! needed, and the restart (once the disk has room) recovers: sled to its last flush, the
+//! write-ahead log from there.
 
 use std::path::Path;
 
@@ -64,8 +70,9 @@ impl Store for SledStore {
                 WriteOp::Delete { key } => batch.remove(key.as_slice()),
             }
         }
-        self.db.apply_batch(batch).map_err(store_error)?;
-        self.db.flush().map_err(store_error)?;
+        let latched = |error: sled::Error| store_error(format!("{error}; sled fails every operation after an I/O error: restart to recover"));
+        self.db.apply_batch(batch).map_err(latched)?;
+        self.db.flush().map_err(latched)?;
         Ok(())
     }
 

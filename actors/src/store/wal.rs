@@ -19,6 +19,16 @@
 //! - at open, records above the applied sequence are replayed into the backend; a torn or
 //!   corrupt record ends the last segment (it was never acknowledged); anywhere else it is
 //!   corruption and the store refuses to open.
+//!
+//! A failing disk (see README, "A failing disk"): a failed append, fdatasync or segment
+//! rotation poisons the writer for the life of the process. After a failed fsync the page
+//! cache's state is unknown (the kernel may have dropped the dirty pages and marked them
+//! clean), so nothing more is appended to that log; the store reports itself unavailable
+//! with the reason, and a restart recovers from what is really on disk (a torn tail is
+//! dropped). A failed apply into the backend is retried: the log still holds the data, so
+//! nothing is lost; the store is unavailable for writes while it fails and available again
+//! once an apply succeeds (redb reopens itself after a failed commit; sled latches the
+//! error and says a restart is needed).
 
 use std::collections::{BTreeMap, VecDeque};
 use std::fs::{File, OpenOptions};
@@ -67,6 +77,122 @@ const APPLIED_SEQUENCE_KEY: &[u8] = b"wal_applied_sequence";
 /// How long the applier waits before retrying a failed backend commit.
 const APPLY_RETRY_DELAY: Duration = Duration::from_secs(1);
 
+/// A log file operation that [`LogFaults`] can make fail.
+#[doc(hidden)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogOperation {
+    /// Appending a record (`write_all`); a failure first writes half the record, as a full
+    /// disk leaves a torn tail.
+    Write,
+    /// `fdatasync` of the segment after an append.
+    Sync,
+    /// The applier's commit of a frozen memtable into the backend.
+    Apply,
+}
+
+/// Failures injected into the log's file operations and its applier, for the failures a real
+/// disk cannot produce on demand (EIO from fsync, an apply failing while appends work).
+/// Tests only: production opens the log without it.
+#[doc(hidden)]
+#[derive(Debug, Default)]
+pub struct LogFaults {
+    armed: Mutex<Vec<ArmedFault>>,
+}
+
+#[derive(Debug)]
+struct ArmedFault {
+    operation: LogOperation,
+    skip: u64,
+    times: u64,
+    errno: i32,
+}
+
+impl LogFaults {
+    /// After `skip` more calls of `operation` succeed, the next `times` calls fail with the
+    /// OS error `errno` (28 is ENOSPC, 5 is EIO).
+    pub fn arm(&self, operation: LogOperation, skip: u64, times: u64, errno: i32) {
+        self.armed.lock().push(ArmedFault { operation, skip, times, errno });
+    }
+
+    /// Removes every armed failure (the disk is healthy again).
+    pub fn clear(&self) {
+        self.armed.lock().clear();
+    }
+
+    fn check(&self, operation: LogOperation) -> std::io::Result<()> {
+        let mut armed = self.armed.lock();
+        let Some(fault) = armed.iter_mut().find(|fault| fault.operation == operation && fault.times > 0) else {
+            return Ok(());
+        };
+        if fault.skip > 0 {
+            fault.skip -= 1;
+            return Ok(());
+        }
+        fault.times -= 1;
+        Err(std::io::Error::from_raw_os_error(fault.errno))
+    }
+}
+
+/// The open segment's file, with the test-only fault layer in front of its two operations.
+struct SegmentFile {
+    file: File,
+    faults: Option<Arc<LogFaults>>,
+}
+
+impl SegmentFile {
+    fn check(&self, operation: LogOperation) -> std::io::Result<()> {
+        self.faults.as_ref().map_or(Ok(()), |faults| faults.check(operation))
+    }
+
+    fn write_all(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        if let Err(error) = self.check(LogOperation::Write) {
+            // A full disk accepts part of a write: leave the torn tail recovery must drop.
+            self.file.write_all(&bytes[..bytes.len() / 2])?;
+            return Err(error);
+        }
+        self.file.write_all(bytes)
+    }
+
+    fn sync_data(&mut self) -> std::io::Result<()> {
+        self.check(LogOperation::Sync)?;
+        self.file.sync_data()
+    }
+}
+
+/// Why the store refuses writes: the first reason wins until cleared, and the hot path
+/// reads only the `set` flag, without a lock.
+#[derive(Default)]
+struct Failure {
+    set: AtomicBool,
+    reason: Mutex<Option<String>>,
+}
+
+impl Failure {
+    fn raise(&self, reason: String) {
+        let mut current = self.reason.lock();
+        if current.is_none() {
+            *current = Some(reason);
+        }
+        self.set.store(true, Ordering::Release);
+    }
+
+    fn clear(&self) {
+        *self.reason.lock() = None;
+        self.set.store(false, Ordering::Release);
+    }
+
+    fn is_set(&self) -> bool {
+        self.set.load(Ordering::Acquire)
+    }
+
+    fn reason(&self) -> Option<String> {
+        if !self.is_set() {
+            return None;
+        }
+        self.reason.lock().clone()
+    }
+}
+
 fn wal_error(context: &str, error: impl std::fmt::Display) -> StoreError {
     StoreError::new(format!("write-ahead log: {context}: {error}"))
 }
@@ -113,14 +239,17 @@ struct Shared {
     queue: Mutex<VecDeque<Arc<Memtable>>>,
     queue_changed: Condvar,
     stopping: AtomicBool,
-    /// Mirrors the writer's `failed`, readable without waiting for a commit in progress.
-    failed: AtomicBool,
+    /// Set with the writer's `failed`, readable without waiting for a commit in progress.
+    log_failure: Failure,
+    /// Set while the applier's commits into the backend fail; cleared by one that succeeds.
+    apply_failure: Failure,
+    faults: Option<Arc<LogFaults>>,
 }
 
 /// The committer's side: the open segment and the next sequence.
 struct Writer {
     dir: PathBuf,
-    file: File,
+    file: SegmentFile,
     path: PathBuf,
     next_sequence: u64,
     frozen_at: Instant,
@@ -159,6 +288,17 @@ fn applied_sequence_key() -> Vec<u8> {
 impl WalStore {
     /// Opens the log in `dir` over `backend`, replaying what the backend has not applied.
     pub fn open(backend: Arc<dyn Store>, dir: &Path, options: WalOptions) -> Result<WalStore, StoreError> {
+        WalStore::open_with_faults(backend, dir, options, None)
+    }
+
+    /// [`WalStore::open`] with injected failures (tests only).
+    #[doc(hidden)]
+    pub fn open_with_faults(
+        backend: Arc<dyn Store>,
+        dir: &Path,
+        options: WalOptions,
+        faults: Option<Arc<LogFaults>>,
+    ) -> Result<WalStore, StoreError> {
         std::fs::create_dir_all(dir).map_err(|error| wal_error("creating the log directory", error))?;
         let applied = match backend.get(&applied_sequence_key())? {
             Some(bytes) => u64::from_be_bytes(bytes.as_slice().try_into().map_err(|_| wal_error("applied sequence", "unreadable"))?),
@@ -171,7 +311,9 @@ impl WalStore {
             queue: Mutex::new(VecDeque::new()),
             queue_changed: Condvar::new(),
             stopping: AtomicBool::new(false),
-            failed: AtomicBool::new(false),
+            log_failure: Failure::default(),
+            apply_failure: Failure::default(),
+            faults: faults.clone(),
         });
         let applier_shared = Arc::clone(&shared);
         let applier_backend = Arc::clone(&backend);
@@ -181,7 +323,7 @@ impl WalStore {
             .map_err(|error| wal_error("starting the applier", error))?;
         let writer = Writer {
             dir: dir.to_owned(),
-            file,
+            file: SegmentFile { file, faults },
             path,
             next_sequence: last_sequence + 1,
             frozen_at: Instant::now(),
@@ -221,14 +363,14 @@ impl WalStore {
     /// Stops without applying anything, as a crash would (tests only).
     #[doc(hidden)]
     pub fn abandon_for_test(&self) {
-        self.mark_failed(&mut self.writer.lock());
+        self.mark_failed(&mut self.writer.lock(), "abandoned by a test".into());
         self.shared.queue.lock().clear();
         self.stop_applier();
     }
 
-    fn mark_failed(&self, writer: &mut Writer) {
+    fn mark_failed(&self, writer: &mut Writer, reason: String) {
         writer.failed = true;
-        self.shared.failed.store(true, Ordering::Release);
+        self.shared.log_failure.raise(reason);
     }
 
     fn overlay(&self) -> Arc<Overlay> {
@@ -236,7 +378,9 @@ impl WalStore {
     }
 
     /// Moves the active memtable to the frozen list and the applier's queue, and starts a
-    /// new segment for the next records. Waits while the applier is `frozen_max` behind.
+    /// new segment for the next records. Waits while the applier is `frozen_max` behind and
+    /// succeeding; while its applies fail it does not freeze at all (the store refuses new
+    /// writes meanwhile, so the active memtable grows by at most what was already admitted).
     fn freeze(&self, writer: &mut Writer) -> Result<(), StoreError> {
         if self.overlay().active.entries.is_empty() {
             return Ok(());
@@ -244,12 +388,15 @@ impl WalStore {
         {
             let mut queue = self.shared.queue.lock();
             while queue.len() >= self.options.frozen_max && !self.shared.stopping.load(Ordering::Acquire) {
+                if self.shared.apply_failure.is_set() {
+                    return Ok(());
+                }
                 self.shared.queue_changed.wait_for(&mut queue, Duration::from_millis(100));
             }
         }
         let (file, path) = create_segment(&writer.dir, writer.next_sequence)?;
         let closed_path = std::mem::replace(&mut writer.path, path);
-        writer.file = file;
+        writer.file = SegmentFile { file, faults: self.shared.faults.clone() };
         writer.frozen_at = Instant::now();
         let frozen = {
             let mut overlay = self.shared.overlay.write();
@@ -325,8 +472,10 @@ impl Store for WalStore {
             Ok(sequence) => sequence,
             Err(error) => {
                 // The segment may now end in a partial record; appending after it would
-                // bury it mid-log. Refuse further writes; a restart recovers.
-                self.mark_failed(&mut writer);
+                // bury it mid-log, and after a failed fsync the page cache cannot be trusted.
+                // Refuse further writes; a restart recovers from what is on disk.
+                tracing::error!(%error, "the write-ahead log failed; writes stop until a restart");
+                self.mark_failed(&mut writer, format!("{error}; writes stop until a restart"));
                 return Err(error);
             }
         };
@@ -341,14 +490,14 @@ impl Store for WalStore {
             // The record is durable and readable: a failed rotation must not fail this commit.
             if let Err(error) = self.freeze(&mut writer) {
                 tracing::error!(%error, "rotating the write-ahead log failed; writes stop until a restart");
-                self.mark_failed(&mut writer);
+                self.mark_failed(&mut writer, format!("{error}; writes stop until a restart"));
             }
         }
         Ok(())
     }
 
-    fn is_healthy(&self) -> bool {
-        !self.shared.failed.load(Ordering::Acquire)
+    fn unavailable_reason(&self) -> Option<String> {
+        self.shared.log_failure.reason().or_else(|| self.shared.apply_failure.reason())
     }
 
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
@@ -556,6 +705,13 @@ fn run_applier(backend: &dyn Store, shared: &Shared) {
     }
 }
 
+fn commit_to_backend(backend: &dyn Store, shared: &Shared, ops: &[WriteOp]) -> Result<(), StoreError> {
+    if let Some(faults) = &shared.faults {
+        faults.check(LogOperation::Apply).map_err(|error| wal_error("applying to the store", error))?;
+    }
+    backend.commit(&[ops])
+}
+
 /// Writes a frozen memtable to the backend (retrying until it succeeds or the store stops),
 /// then takes it off the read path and deletes its segment. Answers whether it applied.
 fn apply_memtable(backend: &dyn Store, shared: &Shared, memtable: &Arc<Memtable>) -> bool {
@@ -569,12 +725,17 @@ fn apply_memtable(backend: &dyn Store, shared: &Shared, memtable: &Arc<Memtable>
         .collect();
     let last_sequence = memtable.last_sequence.load(Ordering::Acquire);
     ops.push(WriteOp::Put { key: applied_sequence_key(), value: last_sequence.to_be_bytes().to_vec() });
-    while let Err(error) = backend.commit(&[&ops]) {
+    while let Err(error) = commit_to_backend(backend, shared, &ops) {
         tracing::error!(%error, "applying the write-ahead log to the store failed; retrying (the log still holds the data)");
+        shared.apply_failure.raise(format!("{error}; retrying every {} s", APPLY_RETRY_DELAY.as_secs()));
         if shared.stopping.load(Ordering::Acquire) {
             return false;
         }
         std::thread::sleep(APPLY_RETRY_DELAY);
+    }
+    if shared.apply_failure.is_set() {
+        tracing::info!("applying the write-ahead log to the store works again");
+        shared.apply_failure.clear();
     }
     {
         let mut overlay = shared.overlay.write();
@@ -666,6 +827,111 @@ mod tests {
     #[test]
     fn sled_behind_the_log_reads_writes_and_recovers() {
         reads_writes_and_recovers(StoreBackend::Sled);
+    }
+
+    /// Polls `check` until it holds (bounded: a store test never waits long).
+    fn wait_until(what: &str, check: impl Fn() -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !check() {
+            assert!(Instant::now() < deadline, "{what} did not happen within 10 s");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    fn open_with(kind: StoreBackend, dir: &Path, options: WalOptions, faults: &Arc<LogFaults>) -> WalStore {
+        WalStore::open_with_faults(open_backend(kind, dir), &dir.join("wal"), options, Some(Arc::clone(faults))).expect("opens")
+    }
+
+    /// A full disk during an append: the commit fails, the log is poisoned (reads go on),
+    /// and a restart keeps every acknowledged record and drops the torn one.
+    fn a_failed_append_poisons_the_log_until_a_restart(kind: StoreBackend, operation: LogOperation, errno: i32) {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let faults = Arc::new(LogFaults::default());
+        let big = WalOptions { enabled: true, memtable_bytes_max: usize::MAX, apply_interval_ms: u64::MAX, frozen_max: 2 };
+        {
+            let store = open_with(kind, dir.path(), big, &faults);
+            store.commit(&[&[put(b"\x06a", b"acknowledged")]]).expect("commits");
+            faults.arm(operation, 0, 1, errno);
+            let error = store.commit(&[&[put(b"\x06b", b"failed")]]).expect_err("the disk fails");
+            assert!(error.message.contains(&format!("os error {errno}")), "{error}");
+            let reason = store.unavailable_reason().expect("the store says why it refuses writes");
+            assert!(reason.contains(&format!("os error {errno}")) && reason.contains("restart"), "{reason}");
+            assert!(store.commit(&[&[put(b"\x06c", b"after")]]).is_err(), "the disk works again, the poisoned log does not");
+            assert_eq!(store.get(b"\x06a").expect("reads"), Some(b"acknowledged".to_vec()), "reads go on");
+            assert_eq!(store.get(b"\x06b").expect("reads"), None, "a failed commit is not readable");
+        }
+        let store = open_with(kind, dir.path(), big, &faults);
+        assert!(store.is_healthy(), "a restart recovers");
+        assert_eq!(store.get(b"\x06a").expect("reads"), Some(b"acknowledged".to_vec()), "nothing acknowledged is lost");
+        assert_eq!(store.get(b"\x06c").expect("reads"), None, "nothing refused is invented");
+        let failed = store.get(b"\x06b").expect("reads");
+        match operation {
+            // Half a record reached the file: a torn tail, never acknowledged, dropped.
+            LogOperation::Write => assert_eq!(failed, None),
+            // The whole record reached the page cache before fsync failed: its outcome was
+            // unknown (the client heard 504) and here it did reach the disk.
+            _ => assert_eq!(failed, Some(b"failed".to_vec())),
+        }
+        store.commit(&[&[put(b"\x06d", b"new")]]).expect("the recovered log takes writes");
+        assert_eq!(store.get(b"\x06d").expect("reads"), Some(b"new".to_vec()));
+    }
+
+    #[test]
+    fn redb_a_full_disk_mid_append_poisons_the_log_until_a_restart() {
+        a_failed_append_poisons_the_log_until_a_restart(StoreBackend::Redb, LogOperation::Write, 28);
+    }
+
+    #[test]
+    fn sled_a_full_disk_mid_append_poisons_the_log_until_a_restart() {
+        a_failed_append_poisons_the_log_until_a_restart(StoreBackend::Sled, LogOperation::Write, 28);
+    }
+
+    #[test]
+    fn redb_a_failed_fsync_poisons_the_log_until_a_restart() {
+        a_failed_append_poisons_the_log_until_a_restart(StoreBackend::Redb, LogOperation::Sync, 5);
+    }
+
+    #[test]
+    fn sled_a_failed_fsync_poisons_the_log_until_a_restart() {
+        a_failed_append_poisons_the_log_until_a_restart(StoreBackend::Sled, LogOperation::Sync, 5);
+    }
+
+    /// The backend refusing the applier's commits: the log keeps every write, commits do not
+    /// block on the full frozen queue, the store says why, and it recovers once applies work.
+    fn a_failing_apply_is_retried_and_recovers(kind: StoreBackend) {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let faults = Arc::new(LogFaults::default());
+        {
+            let store = open_with(kind, dir.path(), tiny(), &faults);
+            faults.arm(LogOperation::Apply, 0, u64::MAX, 5);
+            for index in 0..20u8 {
+                store.commit(&[&[put(&[6, 3, index], &[index; 16])]]).expect("the log still takes writes");
+            }
+            wait_until("the store reports the failing apply", || store.unavailable_reason().is_some_and(|reason| reason.contains("os error 5")));
+            assert_eq!(store.get(&[6, 3, 0]).expect("reads"), Some(vec![0; 16]), "the memtables still serve what the backend lacks");
+            faults.clear();
+            wait_until("the applier recovers", || store.is_healthy());
+            // The next commit freezes what accumulated while the applies failed.
+            store.commit(&[&[put(&[6, 3, 20], b"after")]]).expect("commits");
+            wait_until("everything is applied", || {
+                let overlay = store.overlay();
+                overlay.frozen.is_empty() && overlay.active.entries.is_empty()
+            });
+            assert_eq!(store.backend.get(&[6, 3, 19]).expect("reads"), Some(vec![19; 16]), "applied to the backend");
+        }
+        let store = open_with(kind, dir.path(), tiny(), &faults);
+        let all = store.scan(Scan { prefix: &[6, 3], after: None, order: ScanOrder::Ascending, limit: 100 }).expect("scans");
+        assert_eq!(all.len(), 21, "every acknowledged write survives a restart");
+    }
+
+    #[test]
+    fn redb_a_failing_apply_is_retried_and_recovers() {
+        a_failing_apply_is_retried_and_recovers(StoreBackend::Redb);
+    }
+
+    #[test]
+    fn sled_a_failing_apply_is_retried_and_recovers() {
+        a_failing_apply_is_retried_and_recovers(StoreBackend::Sled);
     }
 
     #[test]

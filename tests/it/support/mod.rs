@@ -109,6 +109,14 @@ pub async fn spawn_app_with(options: AppOptions) -> TestApp {
     TestApp { operator: Operator { address }, server: Some(server), data_dir, _temp: temp, options }
 }
 
+/// An app whose data directory is `data_dir` (e.g. on a size-limited filesystem); the
+/// caller owns and cleans it.
+pub async fn spawn_app_in(options: AppOptions, data_dir: PathBuf) -> TestApp {
+    let temp = Arc::new(tempfile::tempdir().expect("temp dir"));
+    let (server, address) = start_server(&options, &data_dir).await;
+    TestApp { operator: Operator { address }, server: Some(server), data_dir, _temp: temp, options }
+}
+
 async fn start_server(options: &AppOptions, data_dir: &std::path::Path) -> (RunningServer, SocketAddr) {
     let mut config = Config::default();
     config.server.listen = "127.0.0.1:0".into();

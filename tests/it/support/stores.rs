@@ -1,6 +1,6 @@
 //! Stores that wrap a real backend to observe durability: every commit is logged with the
 //! instant it returned (became durable) and the idempotency keys it carried, and commits
-//! can be held at a gate.
+//! can be held at a gate or refused (a transient store failure).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -21,6 +21,9 @@ pub struct InstrumentedStore {
     gate_open: Mutex<bool>,
     gate_changed: Condvar,
     pub commits_started: AtomicUsize,
+    /// Commits carrying a submit (an idempotency record) to refuse from now, before they
+    /// reach the store: a transient store failure that background writes cannot absorb.
+    pub fail_submits: AtomicUsize,
 }
 
 impl InstrumentedStore {
@@ -31,6 +34,7 @@ impl InstrumentedStore {
             gate_open: Mutex::new(true),
             gate_changed: Condvar::new(),
             commits_started: AtomicUsize::new(0),
+            fail_submits: AtomicUsize::new(0),
         }
     }
 
@@ -88,6 +92,10 @@ impl Store for InstrumentedStore {
                 self.gate_changed.wait(&mut open);
             }
         }
+        let carries_submit = write_sets.iter().flat_map(|set| set.iter()).any(|op| idempotency_key_of(op).is_some());
+        if carries_submit && self.fail_submits.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |left| left.checked_sub(1)).is_ok() {
+            return Err(StoreError::new("injected commit failure"));
+        }
         self.inner.commit(write_sets)?;
         let durable_at = Instant::now();
         let idempotency_keys = write_sets.iter().flat_map(|set| set.iter()).filter_map(idempotency_key_of).collect();
@@ -103,7 +111,7 @@ impl Store for InstrumentedStore {
         self.inner.scan(scan)
     }
 
-    fn is_healthy(&self) -> bool {
-        self.inner.is_healthy()
+    fn unavailable_reason(&self) -> Option<String> {
+        self.inner.unavailable_reason()
     }
 }
