@@ -217,8 +217,13 @@ async fn serve_connection(stream: TcpStream, peer: SocketAddr, router: Router, s
                 tracing::debug!(%peer, "closing a connection that waited too long for a request");
                 break;
             }
-            // A request in flight has no deadline here; look again soon after it is answered.
-            let wake_at = deadline.unwrap_or(now + shared.limits.crowded_idle_timeout);
+            // Changes of phase do not wake the watchdog, so it looks again before any deadline
+            // they could bring: a head starting now ends at the latest a header timeout from
+            // now, and a request in flight may be answered at any moment.
+            let wake_at = match deadline {
+                Some(deadline) => deadline.min(now + shared.limits.header_read_timeout),
+                None => now + shared.limits.crowded_idle_timeout,
+            };
             tokio::select! {
                 result = connection.as_mut() => {
                     if let Err(error) = result {

@@ -83,7 +83,8 @@ async fn connect(app: &TestApp) -> TcpStream {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_dribbling_headers_is_cut_and_an_idle_one_is_closed() {
-    let app = app_with_bounds(8, 400, 600, 200).await;
+    // A minute of idle time: only the header timeout can cut the slow client.
+    let app = app_with_bounds(8, 400, 60_000, 200).await;
     // Slowloris: a request line, then one header line every 100 ms, never the blank line.
     let mut slow = connect(&app).await;
     let (mut reader, mut writer) = slow.split();
@@ -105,6 +106,10 @@ async fn a_client_dribbling_headers_is_cut_and_an_idle_one_is_closed() {
     };
     let answered = tokio::time::timeout(WAIT_MAX, dribbling).await.expect("the server cuts a client that dribbles its headers");
     assert_eq!(answered, 0, "cut without an answer");
+    app.shutdown().await;
+
+    // A minute for a head: only the idle timeout can close these.
+    let app = app_with_bounds(8, 60_000, 500, 200).await;
 
     // Keep-alive: one request answered, then silence until the server closes.
     let mut idle = connect(&app).await;
