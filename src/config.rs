@@ -123,7 +123,7 @@ pub struct ServerConfig {
     /// backends than one node sees, and stays under this VM's 20,000-descriptor limit.
     pub connections_max: usize,
     /// A request head (request line and headers) must arrive within this, counted from its
-    /// first byte (or from the connection's start): a client that dribbles headers (the
+    /// first byte (from the accept, for a connection's first request): a client that dribbles headers (the
     /// slowloris attack) is cut instead of holding a slot. Real clients send a head in one
     /// packet; 10 s leaves room for a slow mobile link.
     pub header_read_timeout_ms: u64,

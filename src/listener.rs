@@ -6,7 +6,8 @@
 //!   kernel's backlog). The cap is clamped below the open-files limit, which is raised to its
 //!   hard limit at start, so accept rarely meets `EMFILE`; when it does, it pauses, never spins.
 //! - Every connection has a watchdog: a request head must arrive within
-//!   `header_read_timeout` of its first byte, a keep-alive connection is closed after
+//!   `header_read_timeout` of its first byte (of the accept, for a connection's first
+//!   request), a keep-alive connection is closed after
 //!   `idle_timeout` without a request, and while the server is at its cap ("crowded"), a
 //!   connection only waiting for a request is closed after `crowded_idle_timeout`, so slow or
 //!   idle clients cannot keep a fresh client out. A request being handled is never cut here
@@ -48,6 +49,15 @@ pub struct ConnectionLimits {
     pub header_read_timeout: Duration,
     pub idle_timeout: Duration,
     pub crowded_idle_timeout: Duration,
+}
+
+impl ConnectionLimits {
+    /// How soon a watchdog looks again. Changes of phase do not wake it, so it must look
+    /// before any deadline one could bring: a change at any later moment gives at least the
+    /// shortest applicable timeout from that moment.
+    fn look_again(&self, crowded: bool) -> Duration {
+        if crowded { self.crowded_idle_timeout } else { self.header_read_timeout.min(self.idle_timeout) }
+    }
 }
 
 /// Descriptors kept free under the open-files limit for what is not an HTTP connection: the
@@ -212,18 +222,14 @@ async fn serve_connection(stream: TcpStream, peer: SocketAddr, router: Router, s
         let mut stop_requested = false;
         loop {
             let now = Instant::now();
-            let deadline = activity.deadline(&shared.limits, *crowded.borrow_and_update(), stop_requested);
+            let crowded_now = *crowded.borrow_and_update();
+            let deadline = activity.deadline(&shared.limits, crowded_now, stop_requested);
             if deadline.is_some_and(|deadline| deadline <= now) {
                 tracing::debug!(%peer, "closing a connection that waited too long for a request");
                 break;
             }
-            // Changes of phase do not wake the watchdog, so it looks again before any deadline
-            // they could bring: a head starting now ends at the latest a header timeout from
-            // now, and a request in flight may be answered at any moment.
-            let wake_at = match deadline {
-                Some(deadline) => deadline.min(now + shared.limits.header_read_timeout),
-                None => now + shared.limits.crowded_idle_timeout,
-            };
+            let look_again = now + shared.limits.look_again(crowded_now);
+            let wake_at = deadline.map_or(look_again, |deadline| deadline.min(look_again));
             tokio::select! {
                 result = connection.as_mut() => {
                     if let Err(error) = result {
@@ -258,7 +264,9 @@ struct Activity {
 
 impl Activity {
     fn new() -> Activity {
-        Activity { phase: AtomicU8::new(WAITING), since_ms: AtomicU64::new(0), epoch: Instant::now() }
+        // A new connection counts as a head begun at accept: a client that connects and sends
+        // nothing gets the header timeout, not the (longer) keep-alive idle time.
+        Activity { phase: AtomicU8::new(READING_HEAD), since_ms: AtomicU64::new(0), epoch: Instant::now() }
     }
 
     fn elapsed_ms(&self) -> u64 {

@@ -106,6 +106,9 @@ async fn a_client_dribbling_headers_is_cut_and_an_idle_one_is_closed() {
     };
     let answered = tokio::time::timeout(WAIT_MAX, dribbling).await.expect("the server cuts a client that dribbles its headers");
     assert_eq!(answered, 0, "cut without an answer");
+    // So is a connection that never sends a byte: its first head is timed from the accept.
+    let mut silent = connect(&app).await;
+    assert!(read_until_closed(&mut silent).await.is_empty());
     app.shutdown().await;
 
     // A minute for a head: only the idle timeout can close these.
@@ -117,9 +120,6 @@ async fn a_client_dribbling_headers_is_cut_and_an_idle_one_is_closed() {
     let after = read_until_closed(&mut idle).await;
     assert!(after.starts_with(b"HTTP/1.1 200"), "{}", String::from_utf8_lossy(&after));
 
-    // A connection that never sends a byte is closed too.
-    let mut silent = connect(&app).await;
-    assert!(read_until_closed(&mut silent).await.is_empty());
     // And the server still answers fresh clients.
     let mut fresh = connect(&app).await;
     fresh.write_all(HEALTHZ).await.expect("writes");
