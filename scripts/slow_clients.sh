@@ -59,6 +59,7 @@ pids+=($!)
 wait "${pids[@]}"
 pids=()
 
+curl -fsS "http://127.0.0.1:$PORT/metrics" >"$RESULTS/metrics.txt" || true # server-side latencies, for diagnosis
 peak_kib=$(awk '/VmHWM/ {print $2}' "/proc/$server_pid/status")
 say "results (also in $RESULTS)"
 cat "$RESULTS/probe.json"
