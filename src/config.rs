@@ -98,7 +98,7 @@ pub struct ServerConfig {
     /// A file holding the 64-hex master key, outside the data directory. Empty: none.
     pub master_key_file: String,
     /// `pretty` for people, `json` for log pipelines.
-    pub log_format: String,
+    pub log_format: LogFormat,
     /// How long a shutdown waits for in-flight requests before it stops anyway.
     pub shutdown_grace_secs: u64,
     /// A clock that `POST /api/v1/admin/clock` can move (tests only; `REWARD_TEST_CLOCK=on`).
@@ -116,6 +116,34 @@ pub struct ServerConfig {
     /// its last address is the client for the IP allowlist. Empty (the default): the
     /// socket's peer address, and no header is trusted.
     pub client_ip_header: String,
+    /// Open HTTP connections at most; at the cap the server stops accepting (new clients wait
+    /// in the kernel's backlog) and closes connections that are only waiting (see
+    /// `crowded_idle_timeout_ms`). Each connection costs a file descriptor and a few KiB, so
+    /// it is also clamped below the open-files limit at start. 16,384 serves far more partner
+    /// backends than one node sees, and stays under this VM's 20,000-descriptor limit.
+    pub connections_max: usize,
+    /// A request head (request line and headers) must arrive within this, counted from its
+    /// first byte (from the accept, for a connection's first request): a client that dribbles headers (the
+    /// slowloris attack) is cut instead of holding a slot. Real clients send a head in one
+    /// packet; 10 s leaves room for a slow mobile link.
+    pub header_read_timeout_ms: u64,
+    /// A keep-alive connection with no request in progress is closed after this. 60 s is above
+    /// the usual client pool idle time (30–55 s), so clients close first and rarely race a close.
+    pub idle_timeout_ms: u64,
+    /// While open connections are at `connections_max`, a connection that has been waiting for
+    /// a request (idle, or its head incomplete) longer than this is closed, so the slots go to
+    /// clients that send requests. 250 ms is long for a head that arrives in one packet and
+    /// short enough that a fresh client waits well under a second for a slot.
+    pub crowded_idle_timeout_ms: u64,
+}
+
+/// The log output: `pretty` for people, `json` for log pipelines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Pretty,
+    Json,
 }
 
 impl Default for ServerConfig {
@@ -125,7 +153,7 @@ impl Default for ServerConfig {
             data_dir: PathBuf::from("./data"),
             store: StoreBackend::Redb,
             master_key_file: String::new(),
-            log_format: "pretty".into(),
+            log_format: LogFormat::Pretty,
             shutdown_grace_secs: 30,
             test_clock: false,
             maintenance_interval_ms: 60_000,
@@ -133,6 +161,10 @@ impl Default for ServerConfig {
             portal_registration: "closed".into(),
             access_token_ttl_secs: 900,
             client_ip_header: String::new(),
+            connections_max: 16_384,
+            header_read_timeout_ms: 10_000,
+            idle_timeout_ms: 60_000,
+            crowded_idle_timeout_ms: 250,
         }
     }
 }
@@ -179,18 +211,43 @@ impl Default for HttpLimits {
     }
 }
 
-/// Environment variables that are not `<SECTION>_<KEY>` settings.
+/// Environment variables that are not `<SECTION>_<KEY>` settings: every other `REWARD_*`
+/// variable the binary reads. Any `REWARD_*` variable that is neither one of these nor a
+/// setting is refused, so a misspelt or misplaced one cannot silently do nothing.
 const SPECIAL_VARIABLES: &[&str] = &[
+    // Secrets, read by `src/main.rs` (serve) and `src/sign.rs` (sign), never configuration.
     "REWARD_ADMIN_TOKEN",
     "REWARD_MASTER_KEY",
-    "REWARD_TEST_CLOCK",
-    "REWARD_LOG",
     "REWARD_SECRET_KEY",
     "REWARD_HMAC_SECRET",
-    "REWARD_PORTAL_REGISTRATION",
     "REWARD_PROVIDER_SECRET_EVERY_ORG",
     "REWARD_PROVIDER_SECRET_STRIPE",
+    // `sign --credentials` (clap's `env`).
+    "REWARD_CREDENTIALS",
+    // The log filter (`log_filter`).
+    "REWARD_LOG",
+    // Shorthands for `server.test_clock` and `server.portal_registration`.
+    "REWARD_TEST_CLOCK",
+    "REWARD_PORTAL_REGISTRATION",
 ];
+
+/// The sections of the configuration, in the order of `Config`.
+const SECTIONS: &[&str] = &["server", "engine", "limits", "wal", "donations", "webhook"];
+
+/// The log filter: `REWARD_LOG`, else `RUST_LOG`, else `info` (an empty variable counts as
+/// unset). A filter that does not parse is refused with the variable's name, rather than
+/// silently logging at another level.
+pub fn log_filter(reward_log: Option<&str>, rust_log: Option<&str>) -> Result<tracing_subscriber::EnvFilter, ConfigError> {
+    let chosen = [("REWARD_LOG", reward_log), ("RUST_LOG", rust_log)]
+        .into_iter()
+        .find_map(|(name, value)| value.map(str::trim).filter(|text| !text.is_empty()).map(|text| (name, text)));
+    match chosen {
+        None => Ok(tracing_subscriber::EnvFilter::new("info")),
+        Some((name, text)) => tracing_subscriber::EnvFilter::builder().parse(text).map_err(|error| {
+            ConfigError::Invalid(format!("{name}={text:?} is not a log filter ({error}); try info, debug or reward_engine=debug,warn"))
+        }),
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -253,13 +310,33 @@ impl Config {
         if self.server.maintenance_interval_ms == 0 {
             return Err(ConfigError::Invalid("server.maintenance_interval_ms must be greater than 0".into()));
         }
-        if !matches!(self.server.log_format.as_str(), "pretty" | "json") {
-            return Err(ConfigError::Invalid("server.log_format must be pretty or json".into()));
-        }
+        self.validate_connections()?;
         self.server
             .listen
             .parse::<std::net::SocketAddr>()
             .map_err(|_| ConfigError::Invalid(format!("server.listen '{}' is not an address like 127.0.0.1:8080", self.server.listen)))?;
+        Ok(())
+    }
+}
+
+impl Config {
+    fn validate_connections(&self) -> Result<(), ConfigError> {
+        let server = &self.server;
+        for (name, value) in [
+            ("connections_max", server.connections_max as u64),
+            ("header_read_timeout_ms", server.header_read_timeout_ms),
+            ("idle_timeout_ms", server.idle_timeout_ms),
+            ("crowded_idle_timeout_ms", server.crowded_idle_timeout_ms),
+        ] {
+            if value == 0 {
+                return Err(ConfigError::Invalid(format!("server.{name} must be greater than 0")));
+            }
+        }
+        if server.crowded_idle_timeout_ms > server.header_read_timeout_ms.min(server.idle_timeout_ms) {
+            return Err(ConfigError::Invalid(
+                "server.crowded_idle_timeout_ms must not exceed server.header_read_timeout_ms nor server.idle_timeout_ms".into(),
+            ));
+        }
         Ok(())
     }
 }
@@ -292,12 +369,17 @@ fn apply_variable(table: &mut toml::Table, name: &str, value: &str) -> Result<()
     if SPECIAL_VARIABLES.contains(&name) {
         return Ok(());
     }
-    let Some((section, key)) = rest.split_once('_') else {
-        return Ok(());
+    let unknown = || {
+        ConfigError::Invalid(format!(
+            "{name} is not a setting: configuration variables are REWARD_<SECTION>_<KEY> with a section among {}, and the other REWARD_ variables are {}",
+            SECTIONS.join(", "),
+            SPECIAL_VARIABLES.join(", ")
+        ))
     };
+    let (section, key) = rest.split_once('_').ok_or_else(unknown)?;
     let (section, key) = (section.to_ascii_lowercase(), key.to_ascii_lowercase());
     let Some(toml::Value::Table(settings)) = table.get(&section) else {
-        return Ok(());
+        return Err(unknown());
     };
     let typed = match settings.get(&key) {
         None => return Err(ConfigError::Invalid(format!("{name} names no setting ({section}.{key} does not exist)"))),
@@ -354,5 +436,84 @@ mod tests {
         assert!(Config::load(None, variables(&[("REWARD_ENGINE_MAILBOX_CAPACITY", "0")])).is_err());
         assert!(Config::load(None, variables(&[("REWARD_SERVER_STORE", "mongo")])).is_err());
         assert!(Config::load(None, variables(&[("REWARD_SERVER_LISTEN", "localhost")])).is_err());
+    }
+
+    /// The error of loading `pairs` (and `file_text` as the TOML file, if any).
+    fn refusal(file_text: Option<&str>, pairs: &[(&str, &str)]) -> String {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let file = dir.path().join("reward.toml");
+        if let Some(text) = file_text {
+            std::fs::write(&file, text).expect("write");
+        }
+        match Config::load(file_text.map(|_| file.as_path()), variables(pairs)) {
+            Ok(_) => panic!("{pairs:?} / {file_text:?} was accepted"),
+            Err(error) => error.to_string(),
+        }
+    }
+
+    #[test]
+    fn unknown_sections_and_keys_are_refused_with_their_name() {
+        for name in ["REWARD_LOG_FORMAT", "REWARD_SERVR_LISTEN", "REWARD_VERBOSE", "REWARD_PROVIDER_SECRET_STRIP", "REWARD_SERVER_LISTN"] {
+            let message = refusal(None, &[(name, "x")]);
+            assert!(message.contains(name), "{name}: {message}");
+        }
+        for (text, name) in [
+            ("[log]\nformat = \"json\"\n", "log"),
+            ("[server]\nlisten_address = \"127.0.0.1:1\"\n", "listen_address"),
+            ("[webhook]\nretries = 3\n", "retries"),
+        ] {
+            let message = refusal(Some(text), &[]);
+            assert!(message.contains(name), "{name}: {message}");
+        }
+    }
+
+    #[test]
+    fn every_other_reward_variable_the_binary_reads_is_accepted() {
+        let pairs: Vec<(&str, &str)> =
+            SPECIAL_VARIABLES.iter().map(|name| (*name, if *name == "REWARD_PORTAL_REGISTRATION" { "open" } else { "on" })).collect();
+        let config = Config::load(None, variables(&pairs)).expect("the non-config variables are legitimate");
+        assert!(config.server.test_clock);
+        assert_eq!(config.server.portal_registration, "open");
+    }
+
+    #[test]
+    fn connection_bounds_are_settings_with_sane_relations() {
+        let config = Config::load(
+            None,
+            variables(&[
+                ("REWARD_SERVER_CONNECTIONS_MAX", "64"),
+                ("REWARD_SERVER_HEADER_READ_TIMEOUT_MS", "2000"),
+                ("REWARD_SERVER_IDLE_TIMEOUT_MS", "3000"),
+                ("REWARD_SERVER_CROWDED_IDLE_TIMEOUT_MS", "100"),
+                ("REWARD_SERVER_LOG_FORMAT", "json"),
+            ]),
+        )
+        .expect("valid");
+        assert_eq!(
+            (
+                config.server.connections_max,
+                config.server.header_read_timeout_ms,
+                config.server.idle_timeout_ms,
+                config.server.crowded_idle_timeout_ms
+            ),
+            (64, 2000, 3000, 100)
+        );
+        assert_eq!(config.server.log_format, LogFormat::Json);
+        assert!(refusal(None, &[("REWARD_SERVER_CONNECTIONS_MAX", "0")]).contains("server.connections_max"));
+        assert!(refusal(None, &[("REWARD_SERVER_CROWDED_IDLE_TIMEOUT_MS", "20000")]).contains("server.crowded_idle_timeout_ms"));
+        assert!(refusal(None, &[("REWARD_SERVER_LOG_FORMAT", "xml")]).contains("xml"));
+    }
+
+    #[test]
+    fn the_log_filter_comes_from_reward_log_then_rust_log_and_a_bad_one_is_refused() {
+        let shown = |reward_log: Option<&str>, rust_log: Option<&str>| log_filter(reward_log, rust_log).map(|filter| filter.to_string());
+        assert_eq!(shown(None, None).expect("default"), "info");
+        assert_eq!(shown(Some(""), Some("debug")).expect("RUST_LOG"), "debug", "an empty REWARD_LOG counts as unset");
+        assert_eq!(shown(None, Some("reward_engine=debug")).expect("RUST_LOG"), "reward_engine=debug");
+        assert_eq!(shown(Some("warn"), Some("debug")).expect("REWARD_LOG first"), "warn");
+        let refused = shown(Some("reward_engine=loud"), None).expect_err("not a level");
+        assert!(refused.to_string().contains("REWARD_LOG"), "{refused}");
+        let refused = shown(None, Some("info,[{")).expect_err("not a directive");
+        assert!(refused.to_string().contains("RUST_LOG"), "{refused}");
     }
 }

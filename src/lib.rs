@@ -5,6 +5,7 @@
 //! - `main.rs`: the `reward-engine` binary (serve, sign, keygen, loadgen, hello-server).
 //! - [`config`]: defaults → TOML file → `REWARD_*` variables → flags, with every bound.
 //! - [`server`]: start and ordered shutdown; master key, admin token, demo partner.
+//! - [`listener`]: the accept loop with connection bounds (cap, header and idle timeouts).
 //! - [`http`]: the partner and admin API, one file per resource; [`signing`] is the
 //!   contract's request signature, shared by the server, `sign`, the load generator and tests.
 //! - [`client`]: one keep-alive HTTP/1.1 connection, for the load generator and tests.
@@ -16,6 +17,7 @@ pub mod demo;
 pub mod hello;
 pub mod http;
 pub mod jwt;
+pub mod listener;
 pub mod loadgen;
 pub mod report;
 pub mod server;

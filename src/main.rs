@@ -8,11 +8,10 @@ use clap::{Parser, Subcommand};
 use reward_actors::crypto::{MasterKey, Secret};
 use reward_actors::donations::Provider;
 use reward_actors::store::StoreBackend;
-use reward_engine::config::Config;
+use reward_engine::config::{Config, LogFormat, log_filter};
 use reward_engine::loadgen::{self, LoadgenArgs};
 use reward_engine::server::{self, ServeOptions, ServerSecrets};
 use reward_engine::sign::{SigningCredentials, curl_command, sign_request};
-use tracing_subscriber::EnvFilter;
 
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -54,17 +53,33 @@ struct ServeArgs {
     #[arg(long)]
     data_dir: Option<PathBuf>,
     /// Embedded store [default: redb].
-    #[arg(long)]
-    store: Option<StoreBackend>,
+    #[arg(long, value_enum)]
+    store: Option<StoreChoice>,
     /// A TOML configuration file (environment variables REWARD_<SECTION>_<KEY> override it).
     #[arg(long)]
     config: Option<PathBuf>,
     /// Create (once) and print a sandbox demo partner with keys and 1,000,000 tokens.
     #[arg(long)]
     demo: bool,
-    /// Log format: pretty or json [default: pretty].
-    #[arg(long)]
-    log_format: Option<String>,
+    /// Log format [default: pretty].
+    #[arg(long, value_enum)]
+    log_format: Option<LogFormat>,
+}
+
+/// `--store`'s values (so `--help` lists them); the engine crate stays free of clap.
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum StoreChoice {
+    Redb,
+    Sled,
+}
+
+impl From<StoreChoice> for StoreBackend {
+    fn from(choice: StoreChoice) -> StoreBackend {
+        match choice {
+            StoreChoice::Redb => StoreBackend::Redb,
+            StoreChoice::Sled => StoreBackend::Sled,
+        }
+    }
 }
 
 #[derive(clap::Args)]
@@ -102,7 +117,7 @@ fn main() -> anyhow::Result<()> {
         Command::Loadgen(args) => runtime()?.block_on(async move { loadgen::run(args).await.map(|_| ()) }),
         Command::WebhookSink(args) => runtime()?.block_on(async move { reward_engine::sink::run(args).await.map(|_| ()) }),
         Command::HelloServer { listen } => {
-            init_logging("pretty");
+            init_logging(LogFormat::Pretty)?;
             runtime()?.block_on(reward_engine::hello::serve(&listen))
         }
     }
@@ -112,14 +127,17 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the async runtime")
 }
 
-fn init_logging(format: &str) {
-    let filter = EnvFilter::try_from_env("REWARD_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+/// Logs to stderr, filtered by `REWARD_LOG` (else `RUST_LOG`, else `info`); a filter that
+/// does not parse stops the start with its variable's name.
+fn init_logging(format: LogFormat) -> anyhow::Result<()> {
+    let variable = |name: &str| std::env::var(name).ok();
+    let filter = log_filter(variable("REWARD_LOG").as_deref(), variable("RUST_LOG").as_deref())?;
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
-    if format == "json" {
-        builder.json().init();
-    } else {
-        builder.init();
+    match format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Pretty => builder.init(),
     }
+    Ok(())
 }
 
 fn secret_from_environment(name: &str) -> Option<Secret> {
@@ -135,13 +153,13 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         config.server.data_dir = data_dir;
     }
     if let Some(store) = args.store {
-        config.server.store = store;
+        config.server.store = store.into();
     }
     if let Some(log_format) = args.log_format {
         config.server.log_format = log_format;
     }
     config.validate()?;
-    init_logging(&config.server.log_format);
+    init_logging(config.server.log_format)?;
     let secrets = ServerSecrets {
         admin_token: secret_from_environment("REWARD_ADMIN_TOKEN"),
         master_key: secret_from_environment("REWARD_MASTER_KEY"),

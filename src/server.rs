@@ -14,7 +14,6 @@ use reward_actors::crypto::{MasterKey, Secret, constant_time_eq, random_hex, sha
 use reward_actors::donations::Provider;
 use reward_actors::store::{Store, open_store_with};
 use reward_actors::{Engine, EngineError};
-use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
@@ -23,6 +22,7 @@ use crate::demo;
 use crate::http::donations::DonationSettings;
 use crate::http::portal::PortalSettings;
 use crate::http::{self, AppState, HttpMetrics};
+use crate::listener::{self, ConnectionLimits};
 
 /// Secrets the binary read from its environment; never part of `Config`.
 #[derive(Debug, Default, Clone)]
@@ -46,7 +46,7 @@ pub struct RunningServer {
     pub local_addr: SocketAddr,
     pub engine: Engine,
     stop_accepting: Option<oneshot::Sender<()>>,
-    serving: JoinHandle<std::io::Result<()>>,
+    serving: JoinHandle<()>,
     stop_maintenance: tokio::sync::watch::Sender<bool>,
     maintenance: JoinHandle<()>,
     grace: Duration,
@@ -77,11 +77,13 @@ pub async fn start(options: ServeOptions) -> anyhow::Result<RunningServer> {
     } else {
         Clock::system()
     };
-    log_bounds(&config);
+    let connections = connection_limits(&config);
+    log_bounds(&config, &connections);
     let engine = Engine::start(config.engine.clone(), store, Arc::new(clock), master_key)?;
     engine.start_webhooks(&config.webhook).map_err(|message| anyhow::anyhow!(message))?;
     let admin_token_digest = resolve_admin_token(&engine, secrets.admin_token.as_ref()).await?;
-    let listener = TcpListener::bind(&config.server.listen).await.with_context(|| format!("listening on {}", config.server.listen))?;
+    let listen: SocketAddr = config.server.listen.parse().with_context(|| format!("server.listen {}", config.server.listen))?;
+    let listener = listener::bind(listen).with_context(|| format!("listening on {}", config.server.listen))?;
     let local_addr = listener.local_addr()?;
     if demo {
         let credentials = demo::ensure_demo_partner(&engine, &data_dir).await?;
@@ -112,15 +114,8 @@ pub async fn start(options: ServeOptions) -> anyhow::Result<RunningServer> {
         client_ip_header,
         donations,
     };
-    let app = http::router(state).into_make_service_with_connect_info::<SocketAddr>();
     let (stop_accepting, stopped) = oneshot::channel::<()>();
-    let serving = tokio::spawn(async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async move {
-                let _ = stopped.await;
-            })
-            .await
-    });
+    let serving = tokio::spawn(listener::serve(listener, http::router(state), connections.0, stopped));
     let (stop_maintenance, maintenance_stopped) = tokio::sync::watch::channel(false);
     let maintenance = tokio::spawn(run_maintenance(engine.clone(), config.server.clone(), maintenance_stopped));
     tracing::info!(address = %local_addr, store = %engine.store_backend(), "reward engine listening");
@@ -142,8 +137,7 @@ impl RunningServer {
             let _ = stop.send(());
         }
         match tokio::time::timeout(self.grace, &mut self.serving).await {
-            Ok(Ok(Ok(()))) => {}
-            Ok(Ok(Err(error))) => tracing::error!(%error, "the HTTP server stopped with an error"),
+            Ok(Ok(())) => {}
             Ok(Err(error)) => tracing::error!(%error, "the HTTP server task failed"),
             Err(_) => {
                 tracing::warn!(grace_secs = self.grace.as_secs(), "in-flight requests did not finish in time; stopping anyway");
@@ -186,9 +180,32 @@ async fn run_maintenance(engine: Engine, server: crate::config::ServerConfig, mu
     }
 }
 
-fn log_bounds(config: &Config) {
+/// The connection bounds of `[server]`, the cap fitted under the open-files limit.
+fn connection_limits(config: &Config) -> (ConnectionLimits, Option<u64>) {
+    let server = &config.server;
+    let (connections_max, open_files_limit) = listener::fit_connections_to_descriptors(server.connections_max);
+    let limits = ConnectionLimits {
+        connections_max,
+        header_read_timeout: Duration::from_millis(server.header_read_timeout_ms),
+        idle_timeout: Duration::from_millis(server.idle_timeout_ms),
+        crowded_idle_timeout: Duration::from_millis(server.crowded_idle_timeout_ms),
+    };
+    (limits, open_files_limit)
+}
+
+fn log_bounds(config: &Config, (connections, open_files_limit): &(ConnectionLimits, Option<u64>)) {
     let engine = &config.engine;
     let limits = &config.limits;
+    tracing::info!(
+        connections_max = connections.connections_max,
+        open_files_limit = open_files_limit.map_or_else(|| "unlimited".to_owned(), |limit| limit.to_string()),
+        header_read_timeout_ms = config.server.header_read_timeout_ms,
+        idle_timeout_ms = config.server.idle_timeout_ms,
+        crowded_idle_timeout_ms = config.server.crowded_idle_timeout_ms,
+        body_read_timeout_secs = limits.body_read_timeout_secs,
+        shutdown_grace_secs = config.server.shutdown_grace_secs,
+        "connection bounds"
+    );
     tracing::info!(
         arbiters = engine.arbiter_count(),
         mailbox_capacity = engine.mailbox_capacity,

@@ -1,13 +1,20 @@
 //! The raw request a handler authenticates: method, the path exactly as the client sent
 //! it (behind any router nesting), headers, peer address and the body bytes, read up to a
 //! bound before anything else (413 first, per the contract's order of checks).
+//!
+//! A body over its bound is answered 413 with `Connection: close`, after reading and
+//! discarding (never keeping) a bounded amount of what follows: a client that writes its whole
+//! body before it reads (Python's urllib, many HTTP libraries) would otherwise meet a reset
+//! and never see the 413 that names the limit.
 
 use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
 
-use axum::body::Bytes;
+use axum::body::{Body, Bytes};
 use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, OriginalUri, Path, Request};
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, Method, header};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use http_body_util::BodyExt;
 
 use super::AppState;
 use super::error::ApiError;
@@ -49,6 +56,55 @@ impl RawRequest {
     }
 }
 
+/// After a body over its bound, at most this much more is read and discarded, so the client
+/// can finish writing and read the 413. 8 MiB covers uploads several times the largest bound
+/// (the 1 MiB batch body); past it the connection is closed on the client.
+const OVERSIZED_DRAIN_BYTES_MAX: u64 = 8 * 1024 * 1024;
+
+/// How long discarding may take: 8 MiB crosses a LAN in well under a second; a client
+/// slower than that is closed on rather than holding a task.
+const OVERSIZED_DRAIN_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// How reading a body ended, when it did not end with the body.
+enum BodyRefused {
+    /// Over the bound; the rest of the body, still unread.
+    TooLarge(Body),
+    /// The client broke off (or sent a malformed chunk).
+    Broken,
+}
+
+/// Reads `body` up to `limit` bytes, keeping nothing beyond it.
+async fn read_bounded(mut body: Body, limit: usize) -> Result<Bytes, BodyRefused> {
+    let mut collected = Vec::new();
+    while let Some(frame) = body.frame().await {
+        let Ok(data) = frame.map_err(|_| BodyRefused::Broken)?.into_data() else { continue };
+        if collected.len() + data.len() > limit {
+            return Err(BodyRefused::TooLarge(body));
+        }
+        collected.extend_from_slice(&data);
+    }
+    Ok(Bytes::from(collected))
+}
+
+/// Reads and discards what is left of an oversized body, within the drain bounds.
+async fn discard_rest(mut body: Body) {
+    let discarding = async move {
+        let mut discarded: u64 = 0;
+        while discarded <= OVERSIZED_DRAIN_BYTES_MAX {
+            match body.frame().await {
+                Some(Ok(frame)) => discarded += frame.data_ref().map_or(0, |data| data.len() as u64),
+                _ => return,
+            }
+        }
+    };
+    let _ = tokio::time::timeout(OVERSIZED_DRAIN_TIMEOUT, discarding).await;
+}
+
+/// The 413, on a connection that closes after it (what follows the body is not a request).
+fn too_large(limit: usize) -> ApiError {
+    ApiError::payload_too_large(limit).with_header(header::CONNECTION, HeaderValue::from_static("close"))
+}
+
 impl FromRequest<AppState> for RawRequest {
     type Rejection = ApiError;
 
@@ -58,7 +114,12 @@ impl FromRequest<AppState> for RawRequest {
         let declared_length =
             parts.headers.get(header::CONTENT_LENGTH).and_then(|value| value.to_str().ok()).and_then(|text| text.parse::<u64>().ok());
         if declared_length.is_some_and(|length| length > limit as u64) {
-            return Err(ApiError::payload_too_large(limit));
+            // A client waiting for `100 Continue` has sent nothing yet: answer at once. Reading
+            // the body would ask it to send.
+            if !parts.headers.contains_key(header::EXPECT) {
+                discard_rest(body).await;
+            }
+            return Err(too_large(limit));
         }
         let uri = parts.extensions.get::<OriginalUri>().map_or_else(|| parts.uri.clone(), |original| original.0.clone());
         let path_and_query = uri.path_and_query().map_or_else(|| uri.path().to_owned(), |path_and_query| path_and_query.as_str().to_owned());
@@ -67,11 +128,14 @@ impl FromRequest<AppState> for RawRequest {
             state.client_ip_header.as_ref().and_then(|name| parts.headers.get(name)).and_then(|value| value.to_str().ok()).and_then(last_address);
         let peer = forwarded.or(socket_peer);
         let read_timeout = std::time::Duration::from_secs(state.settings.body_read_timeout_secs);
-        let body = match tokio::time::timeout(read_timeout, axum::body::to_bytes(body, limit)).await {
-            Err(_) => {
-                return Err(ApiError::new(axum::http::StatusCode::REQUEST_TIMEOUT, "REQUEST_TIMEOUT", "the request body did not arrive in time"));
+        let body = match tokio::time::timeout(read_timeout, read_bounded(body, limit)).await {
+            Err(_) => return Err(ApiError::new(StatusCode::REQUEST_TIMEOUT, "REQUEST_TIMEOUT", "the request body did not arrive in time")),
+            Ok(Err(BodyRefused::TooLarge(rest))) => {
+                discard_rest(rest).await;
+                return Err(too_large(limit));
             }
-            Ok(read) => read.map_err(|_| ApiError::payload_too_large(limit))?,
+            Ok(Err(BodyRefused::Broken)) => return Err(ApiError::invalid_json("the request body was cut off or its chunked encoding is malformed")),
+            Ok(Ok(body)) => body,
         };
         Ok(RawRequest { method: parts.method, path_and_query, headers: parts.headers, peer, body })
     }

@@ -9,6 +9,7 @@ mod auth;
 mod auth_matrix;
 mod bad_input;
 mod browser;
+mod connections;
 mod crash;
 mod donations;
 mod durability;
