@@ -131,19 +131,26 @@ pub async fn start(options: ServeOptions) -> anyhow::Result<RunningServer> {
 }
 
 impl RunningServer {
-    /// Stops accepting, waits (bounded) for in-flight requests, then stops the engine.
+    /// Stops accepting, waits (bounded) for in-flight requests, then stops the engine. The
+    /// engine is stopped on every path (the committer finishes what it holds); the answer is
+    /// an error when the stop was not clean: requests were cut after the grace, or the HTTP
+    /// server had failed.
     pub async fn shutdown(mut self) -> anyhow::Result<()> {
         if let Some(stop) = self.stop_accepting.take() {
             let _ = stop.send(());
         }
-        match tokio::time::timeout(self.grace, &mut self.serving).await {
-            Ok(Ok(())) => {}
-            Ok(Err(error)) => tracing::error!(%error, "the HTTP server task failed"),
+        let unclean = match tokio::time::timeout(self.grace, &mut self.serving).await {
+            Ok(Ok(())) => None,
+            Ok(Err(error)) => {
+                tracing::error!(%error, "the HTTP server task failed");
+                Some(anyhow::anyhow!("the HTTP server task failed: {error}"))
+            }
             Err(_) => {
                 tracing::warn!(grace_secs = self.grace.as_secs(), "in-flight requests did not finish in time; stopping anyway");
                 self.serving.abort();
+                Some(anyhow::anyhow!("in-flight requests did not finish within the {} s grace and were cut", self.grace.as_secs()))
             }
-        }
+        };
         let _ = self.stop_maintenance.send(true);
         let _ = self.maintenance.await;
         if let Err(error) = self.engine.flush_key_usage().await {
@@ -151,7 +158,7 @@ impl RunningServer {
         }
         self.engine.shutdown().await;
         tracing::info!("reward engine stopped");
-        Ok(())
+        unclean.map_or(Ok(()), Err)
     }
 }
 

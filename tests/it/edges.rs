@@ -183,7 +183,33 @@ async fn shutdown_drains_a_request_in_flight(backend: StoreBackend) {
     assert!(store.durable_at("drained").is_some(), "and its write set is durable");
 }
 
+/// A request still held after the grace is cut, and shutdown says so (it is not clean).
+async fn a_shutdown_that_cuts_requests_reports_it(backend: StoreBackend) {
+    let short_grace: TweakConfig = Arc::new(|config| config.server.shutdown_grace_secs = 1);
+    let (mut app, store) = instrumented_app(backend, Some(short_grace)).await;
+    let partner = app.onboard_partner(1_000).await;
+    let gate = store.hold_commits();
+    let commits_before = store.commits_started.load(std::sync::atomic::Ordering::SeqCst);
+    let in_flight = tokio::spawn({
+        let partner = partner.clone();
+        async move { partner.submit(&action_body("cut", "5", "user_1")).await }
+    });
+    eventually(Duration::from_secs(5), || async { (store.commits_started.load(std::sync::atomic::Ordering::SeqCst) > commits_before).then_some(()) })
+        .await;
+    let server = app.server.take().expect("running");
+    let stopping = tokio::spawn(server.shutdown());
+    // After the grace the connection is cut: the client sees no answer.
+    let cut = tokio::time::timeout(Duration::from_secs(10), in_flight).await.expect("the request was cut within the bound");
+    assert!(cut.is_err() || cut.as_ref().is_ok_and(|response| response.status != 200), "a cut request got no 200");
+    // The engine still stops in order (the held commit finishes once the gate opens).
+    drop(gate);
+    let outcome = tokio::time::timeout(Duration::from_secs(10), stopping).await.expect("shutdown finishes").expect("task");
+    let error = outcome.expect_err("a shutdown that cut a request is not clean");
+    assert!(error.to_string().contains("grace"), "{error}");
+}
+
 crate::backend_tests!(
+    a_shutdown_that_cuts_requests_reports_it,
     a_master_key_other_than_the_datas_is_refused,
     the_signature_window_ends_at_exactly_300_seconds,
     a_body_that_never_finishes_is_a_408,
