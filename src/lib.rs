@@ -10,9 +10,11 @@
 //!   contract's request signature, shared by the server, `sign`, the load generator and tests.
 //! - [`client`]: one keep-alive HTTP/1.1 connection, for the load generator and tests.
 //! - [`loadgen`], [`hello`]: the load generator and the bare-axum ceiling it is compared with.
+//! - [`crash_loop`]: SIGKILLs the real server under load, restarts it, and audits every key.
 
 pub mod client;
 pub mod config;
+pub mod crash_loop;
 pub mod demo;
 pub mod hello;
 pub mod http;

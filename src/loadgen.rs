@@ -149,7 +149,7 @@ pub async fn run(args: LoadgenArgs) -> anyhow::Result<Summary> {
                 .context("provisioning needs the admin token in REWARD_ADMIN_TOKEN")?;
             let pool_tokens = pool_size(&args, partner_count);
             eprintln!("provisioning {partner_count} partner(s) with {pool_tokens} tokens each …");
-            let partners = provision(address, &Secret::new(token), partner_count, pool_tokens, &run_id).await?;
+            let partners = provision(address, &Secret::new(token), partner_count, pool_tokens, &format!("loadgen {run_id}")).await?;
             if let Some(url) = &args.webhook_url {
                 register_webhooks(address, &partners, url, &args.extra_webhook_url).await?;
             }
@@ -263,8 +263,15 @@ async fn admin_call(
     Ok(response.json())
 }
 
-/// Creates `count` ACTIVE partners with CUSTOM limits, a sandbox key pair and a pool each.
-async fn provision(address: SocketAddr, token: &Secret, count: usize, pool_tokens: u64, run_id: &str) -> anyhow::Result<Vec<SigningCredentials>> {
+/// Creates `count` ACTIVE partners with CUSTOM limits, a sandbox key pair and a pool each,
+/// named `"{label} {index}"` (also the crash loop's partners).
+pub(crate) async fn provision(
+    address: SocketAddr,
+    token: &Secret,
+    count: usize,
+    pool_tokens: u64,
+    label: &str,
+) -> anyhow::Result<Vec<SigningCredentials>> {
     let mut connection = Connection::connect(address).await.with_context(|| format!("connecting to {address}"))?;
     let mut partners = Vec::with_capacity(count);
     for index in 0..count {
@@ -273,7 +280,7 @@ async fn provision(address: SocketAddr, token: &Secret, count: usize, pool_token
             token,
             Method::POST,
             "/api/v1/admin/partners",
-            json!({ "name": format!("loadgen {run_id} {index}"), "contactEmail": "loadgen@example.com", "tier": "CUSTOM", "rateLimit": { "hourly": 1_000_000_000, "perMinute": 1_000_000_000 } }),
+            json!({ "name": format!("{label} {index}"), "contactEmail": "loadgen@example.com", "tier": "CUSTOM", "rateLimit": { "hourly": 1_000_000_000, "perMinute": 1_000_000_000 } }),
         )
         .await?;
         let partner_id = partner["id"].as_str().context("partner without id")?.to_owned();
@@ -286,7 +293,7 @@ async fn provision(address: SocketAddr, token: &Secret, count: usize, pool_token
             json!({ "environment": "sandbox", "name": "loadgen" }),
         )
         .await?;
-        let pool_body = json!({ "environment": "sandbox", "tokens": pool_tokens, "idempotencyKey": format!("loadgen-{run_id}-{index}") });
+        let pool_body = json!({ "environment": "sandbox", "tokens": pool_tokens, "idempotencyKey": format!("{}-{index}", label.replace(' ', "-")) });
         admin_call(&mut connection, token, Method::POST, &format!("/api/v1/admin/partners/{partner_id}/token-pools"), pool_body).await?;
         let text = |field: &str| key[field].as_str().map(|value| Secret::new(value.to_owned())).with_context(|| format!("key without {field}"));
         partners.push(SigningCredentials { secret_key: text("secretKey")?, hmac_secret: text("hmacSecret")? });

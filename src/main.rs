@@ -36,6 +36,9 @@ enum Command {
     /// Receive webhooks for benchmarks: count them and measure their lag.
     #[command(hide = true)]
     WebhookSink(reward_engine::sink::SinkArgs),
+    /// SIGKILL a real server under signed load, restart it, repeat; then audit every key and pool.
+    #[command(hide = true)]
+    CrashLoop(reward_engine::crash_loop::CrashLoopArgs),
     /// Run a bare axum server that answers everything: the HTTP ceiling for benchmarks.
     #[command(hide = true)]
     HelloServer {
@@ -116,6 +119,7 @@ fn main() -> anyhow::Result<()> {
         Command::Serve(args) => runtime()?.block_on(serve(args)),
         Command::Loadgen(args) => runtime()?.block_on(async move { loadgen::run(args).await.map(|_| ()) }),
         Command::WebhookSink(args) => runtime()?.block_on(async move { reward_engine::sink::run(args).await.map(|_| ()) }),
+        Command::CrashLoop(args) => runtime()?.block_on(reward_engine::crash_loop::run(args)).map(|_| ()),
         Command::HelloServer { listen } => {
             init_logging(LogFormat::Pretty)?;
             runtime()?.block_on(reward_engine::hello::serve(&listen))

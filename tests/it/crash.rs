@@ -2,6 +2,8 @@
 //! the same data directory. Every acknowledged action is there exactly once, nothing was
 //! issued twice, and the pool still balances. (SIGKILL leaves the page cache intact, so
 //! this proves crash consistency; `durability.rs` proves acknowledgements follow fsync.)
+//! It runs for each backend with the write-ahead log on (the default) and off, where every
+//! batch is a durable backend transaction: the README promises both survive.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -34,11 +36,25 @@ fn body_for(key: &str) -> String {
     action_body(key, "1", &format!("user_{user}"))
 }
 
-async fn killed_mid_load_loses_and_duplicates_nothing(backend: StoreBackend) {
+/// The server's variables: the log on or off, and (when on) applied into the backend every
+/// 20 ms so the kill also lands while the applier writes. The start-up bounds are logged as
+/// JSON so the test can see which setting the server really ran with.
+fn environment(wal: bool) -> [(&'static str, &'static str); 4] {
+    [
+        ("REWARD_WAL_ENABLED", if wal { "true" } else { "false" }),
+        ("REWARD_WAL_APPLY_INTERVAL_MS", "20"),
+        ("REWARD_LOG", "warn,reward_engine::server=info"),
+        ("REWARD_SERVER_LOG_FORMAT", "json"),
+    ]
+}
+
+async fn killed_mid_load_loses_and_duplicates_nothing(backend: StoreBackend, wal: bool) {
     let temp = tempfile::tempdir().expect("temp dir");
     let data_dir = temp.path().join("data");
     let log = temp.path().join("server.log");
-    let (mut child, address) = start_binary(&data_dir, backend, &log, &[("REWARD_WAL_APPLY_INTERVAL_MS", "20")]).await;
+    let (mut child, address) = start_binary(&data_dir, backend, &log, &environment(wal)).await;
+    let logged = std::fs::read_to_string(&log).expect("server log");
+    assert!(logged.contains(&format!(r#""write_ahead_log":{wal}"#)), "the server ran with the log {}: {logged}", if wal { "on" } else { "off" });
     let partner = Operator { address }.onboard_partner(1_000_000).await;
 
     let attempted = Arc::new(Mutex::new(Vec::<String>::new()));
@@ -72,7 +88,7 @@ async fn killed_mid_load_loses_and_duplicates_nothing(backend: StoreBackend) {
         worker.await.expect("worker");
     }
 
-    let (mut child, address) = start_binary(&data_dir, backend, &log, &[("REWARD_WAL_APPLY_INTERVAL_MS", "20")]).await;
+    let (mut child, address) = start_binary(&data_dir, backend, &log, &environment(wal)).await;
     let partner = Partner { address, ..partner };
     let acknowledged = acknowledged.lock().clone();
     let attempted = attempted.lock().clone();
@@ -106,17 +122,32 @@ async fn killed_mid_load_loses_and_duplicates_nothing(backend: StoreBackend) {
         }
     }
     assert_eq!(credited, issued, "users hold exactly what the pool issued");
-    eprintln!("{backend}: {} acknowledged before the kill, {} attempted", acknowledged.len(), attempted.len());
+    eprintln!(
+        "{backend} (log {}): {} acknowledged before the kill, {} attempted",
+        if wal { "on" } else { "off" },
+        acknowledged.len(),
+        attempted.len()
+    );
     child.start_kill().expect("stop");
     let _ = child.wait().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redb_survives_sigkill_mid_load() {
-    killed_mid_load_loses_and_duplicates_nothing(StoreBackend::Redb).await;
+    killed_mid_load_loses_and_duplicates_nothing(StoreBackend::Redb, true).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sled_survives_sigkill_mid_load() {
-    killed_mid_load_loses_and_duplicates_nothing(StoreBackend::Sled).await;
+    killed_mid_load_loses_and_duplicates_nothing(StoreBackend::Sled, true).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redb_without_the_log_survives_sigkill_mid_load() {
+    killed_mid_load_loses_and_duplicates_nothing(StoreBackend::Redb, false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sled_without_the_log_survives_sigkill_mid_load() {
+    killed_mid_load_loses_and_duplicates_nothing(StoreBackend::Sled, false).await;
 }
