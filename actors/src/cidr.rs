@@ -108,17 +108,40 @@ impl Serialize for Cidr {
     }
 }
 
-/// Reading back is lenient where writing is strict: a block stored before the IPv4-carrying
-/// forms were refused is kept as the IPv6 block it names (it can only ever match IPv6
-/// peers, so it fails closed), rather than making its partner unreadable.
+/// Reading back is lenient where writing is strict: a block stored by the earlier parser
+/// ([`legacy_block`]) is kept as the block it names (an IPv4-carrying IPv6 block can only
+/// match IPv6 peers, so it fails closed), rather than making its partner unreadable.
 impl<'de> Deserialize<'de> for Cidr {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Cidr, D::Error> {
         let text = String::deserialize(deserializer)?;
-        match Cidr::parse(&text) {
-            Ok(cidr) => Ok(cidr),
-            Err(CidrError::Ipv4InIpv6(_)) => IpNet::from_str(text.trim()).map(|net| Cidr(net.trunc())).map_err(serde::de::Error::custom),
-            Err(error) => Err(serde::de::Error::custom(error)),
+        Cidr::parse(&text).or_else(|_| legacy_block(&text).ok_or_else(|| serde::de::Error::custom(CidrError::Malformed(text.clone()))))
+    }
+}
+
+/// What the allowlist accepted before this type: `address/prefix` with any `u8` prefix text
+/// (`10.0.0.0/+8`, `10.0.0.0/008`) up to the family's bits, IPv4-carrying forms kept as the
+/// IPv6 blocks they are. A stored partner must always decode: an unreadable record would
+/// lock it out of every request and every admin repair.
+fn legacy_block(text: &str) -> Option<Cidr> {
+    let (address, prefix) = text.trim().split_once('/')?;
+    let address = IpAddr::from_str(address).ok()?;
+    let prefix = u8::from_str(prefix).ok()?;
+    IpNet::new(address, prefix).ok().map(|net| Cidr(net.trunc()))
+}
+
+#[cfg(test)]
+mod legacy_tests {
+    use super::*;
+
+    #[test]
+    fn every_block_the_old_parser_stored_still_decodes() {
+        for (stored, shown) in
+            [("10.0.0.0/+8", "10.0.0.0/8"), ("10.0.0.0/008", "10.0.0.0/8"), ("2001:db8::/0032", "2001:db8::/32"), ("64:ff9b::/96", "64:ff9b::/96")]
+        {
+            let decoded: Cidr = serde_json::from_str(&format!("\"{stored}\"")).unwrap_or_else(|error| panic!("{stored}: {error}"));
+            assert_eq!(decoded.to_string(), shown);
         }
+        assert!(serde_json::from_str::<Cidr>("\"10.0.0.0/33\"").is_err(), "the old parser refused it too");
     }
 }
 

@@ -20,23 +20,52 @@ pub enum Ambiguity {
 
 /// Walks `body` and fails on the first object that repeats a member name.
 pub fn check(body: &[u8]) -> Result<(), Ambiguity> {
-    let mut duplicate = None;
+    let mut walk = WalkState::default();
     let mut deserializer = serde_json::Deserializer::from_slice(body);
-    let walked = Walk { path: String::new(), duplicate: &mut duplicate }.deserialize(&mut deserializer).and_then(|()| deserializer.end());
+    let walked = Walk(&mut walk).deserialize(&mut deserializer).and_then(|()| deserializer.end());
     // Malformed wins: a body that is not JSON is told so, whatever it repeats.
-    match (walked, duplicate) {
+    match (walked, walk.duplicate) {
         (Err(error), _) => Err(Ambiguity::Malformed(error.to_string())),
         (Ok(()), Some(path)) => Err(Ambiguity::DuplicateMember(path)),
         (Ok(()), None) => Ok(()),
     }
 }
 
-/// One value at `path`; records the first repeated member in `duplicate` and walks on, so
-/// that a body that is also malformed is reported as malformed.
-struct Walk<'d> {
-    path: String,
-    duplicate: &'d mut Option<String>,
+/// One step of the path from the body's root to the value being walked.
+enum Step {
+    Member(String),
+    Index(usize),
 }
+
+/// The walk's state: the current path as a stack (pushed and popped, so each step costs
+/// once; the path is rendered only when a duplicate is found), and the first duplicate.
+#[derive(Default)]
+struct WalkState {
+    path: Vec<Step>,
+    duplicate: Option<String>,
+}
+
+impl WalkState {
+    /// `stakeholders[0].partnerUserId`.
+    fn render(&self) -> String {
+        let mut text = String::new();
+        for step in &self.path {
+            match step {
+                Step::Member(name) if text.is_empty() => text.push_str(name),
+                Step::Member(name) => {
+                    text.push('.');
+                    text.push_str(name);
+                }
+                Step::Index(index) => text.push_str(&format!("[{index}]")),
+            }
+        }
+        text
+    }
+}
+
+/// One value; records the first repeated member and walks on, so that a body that is also
+/// malformed is reported as malformed.
+struct Walk<'s>(&'s mut WalkState);
 
 impl<'de> DeserializeSeed<'de> for Walk<'_> {
     type Value = ();
@@ -78,10 +107,13 @@ impl<'de> Visitor<'de> for Walk<'_> {
     }
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut elements: A) -> Result<(), A::Error> {
+        let state = self.0;
         let mut index = 0usize;
         loop {
-            let path = format!("{}[{index}]", self.path);
-            if elements.next_element_seed(Walk { path, duplicate: &mut *self.duplicate })?.is_none() {
+            state.path.push(Step::Index(index));
+            let element = elements.next_element_seed(Walk(&mut *state));
+            state.path.pop();
+            if element?.is_none() {
                 return Ok(());
             }
             index += 1;
@@ -89,14 +121,18 @@ impl<'de> Visitor<'de> for Walk<'_> {
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut members: A) -> Result<(), A::Error> {
+        let state = self.0;
         // The body bound (`limits.body_bytes_max`) bounds how many names one object holds.
         let mut seen = HashSet::new();
         while let Some(name) = members.next_key::<String>()? {
-            let path = if self.path.is_empty() { name.clone() } else { format!("{}.{name}", self.path) };
-            if !seen.insert(name) && self.duplicate.is_none() {
-                *self.duplicate = Some(path.clone());
+            let repeated = !seen.insert(name.clone());
+            state.path.push(Step::Member(name));
+            if repeated && state.duplicate.is_none() {
+                state.duplicate = Some(state.render());
             }
-            members.next_value_seed(Walk { path, duplicate: &mut *self.duplicate })?;
+            let value = members.next_value_seed(Walk(&mut *state));
+            state.path.pop();
+            value?;
         }
         Ok(())
     }

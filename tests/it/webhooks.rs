@@ -444,7 +444,14 @@ async fn private_targets_are_refused_without_the_allowlist(backend: StoreBackend
 /// resolver) for names: endpoints registered while the operator allowed loopback get
 /// nothing once that allowance is withdrawn, and each attempt records why.
 async fn the_guard_refuses_at_delivery_time_too(backend: StoreBackend) {
-    let mut app = spawn_app_with(allow_loopback(backend, "0s,1s")).await;
+    // `localhost` may also resolve to ::1 (a stock /etc/hosts): both loopbacks are allowed.
+    let mut open = allow_loopback(backend, "0s,1s");
+    open.tweak = Some(Arc::new(|config| {
+        config.webhook.allowed_cidrs = vec!["127.0.0.0/8".into(), "::1/128".into()];
+        config.webhook.retry_schedule = vec!["0s".into(), "1s".into()];
+        config.webhook.poll_interval = "20ms".into();
+    }));
+    let mut app = spawn_app_with(open).await;
     let partner = app.onboard_partner(10_000).await;
     let (literal, literal_url) = Receiver::start().await;
     let (named, named_url) = Receiver::start().await;

@@ -47,7 +47,10 @@ impl RedbStore {
         Ok(RedbStore { path: path.to_owned(), db: RwLock::new(Some(db)) })
     }
 
-    /// Closes the database and opens it again, clearing a latched I/O error.
+    /// Closes the database and opens it again, clearing a latched I/O error. Readers wait
+    /// for it (a repair after an unclean close grows with the file; see the README's
+    /// "A failing disk"): opening without the lock let the B-tree-full test see the store
+    /// ready again too early, so it stays under the lock until that is understood.
     fn reopen(&self) -> Result<(), StoreError> {
         let mut db = self.db.write();
         // Close first: redb refuses a second handle on a file that is still open.
@@ -96,6 +99,10 @@ impl Store for RedbStore {
             }
         }
         result
+    }
+
+    fn unavailable_reason(&self) -> Option<String> {
+        self.db.read().is_none().then(|| closed().message)
     }
 
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {

@@ -21,6 +21,9 @@ const CACHE_BYTES: u64 = 256 * 1024 * 1024;
 
 pub struct SledStore {
     db: sled::Db,
+    /// The I/O error sled latched (it then fails every operation until reopened, and a
+    /// reopen on a still-full disk left its files unreadable): set once, cleared by a restart.
+    latched: parking_lot::Mutex<Option<String>>,
 }
 
 fn store_error(error: impl std::fmt::Display) -> StoreError {
@@ -38,7 +41,7 @@ impl SledStore {
         let deadline = std::time::Instant::now() + LOCK_WAIT;
         loop {
             match sled::Config::new().path(path).cache_capacity(CACHE_BYTES).flush_every_ms(None).open() {
-                Ok(db) => return Ok(SledStore { db }),
+                Ok(db) => return Ok(SledStore { db, latched: parking_lot::Mutex::new(None) }),
                 // sled reports it as `Other` with this text (sled 0.34.7, config.rs).
                 Err(sled::Error::Io(error)) if error.to_string().starts_with("could not acquire lock") && std::time::Instant::now() < deadline => {
                     std::thread::sleep(LOCK_RETRY);
@@ -70,10 +73,18 @@ impl Store for SledStore {
                 WriteOp::Delete { key } => batch.remove(key.as_slice()),
             }
         }
-        let latched = |error: sled::Error| store_error(format!("{error}; sled fails every operation after an I/O error: restart to recover"));
+        let latched = |error: sled::Error| {
+            let error = store_error(format!("{error}; sled fails every operation after an I/O error: restart to recover"));
+            self.latched.lock().get_or_insert_with(|| error.message.clone());
+            error
+        };
         self.db.apply_batch(batch).map_err(latched)?;
         self.db.flush().map_err(latched)?;
         Ok(())
+    }
+
+    fn unavailable_reason(&self) -> Option<String> {
+        self.latched.lock().clone()
     }
 
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
