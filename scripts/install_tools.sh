@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs the developer tools the project's checks run: cargo-deny (the dependency policy in
-# deny.toml). Built from crates.io with its own lock file (`--locked`), and only when the
+# deny.toml). Built from the crate registry with its own lock file (`--locked`), and only when the
 # pinned version is missing: the build costs about 4.5 CPU-minutes (README, "Supply chain"),
 # then it stays in ~/.cargo/bin and later runs cost nothing.
 set -euo pipefail
