@@ -53,13 +53,13 @@ impl ListQuery {
         let mut query = ListQuery { page: PageRequest { after: None, skip: 0, limit: DEFAULT_LIMIT }, params, errors };
         let limit = query.parsed(
             "limit",
-            |value| value.parse::<usize>().ok().filter(|limit| (1..=PAGE_LIMIT_MAX).contains(limit)),
+            |value| digits(value).filter(|limit| (1..=PAGE_LIMIT_MAX).contains(limit)),
             format!("must be an integer from 1 to {PAGE_LIMIT_MAX}"),
         );
         let cursor = query.parsed("cursor", Id::parse_hex, "is not a cursor this API issued".into());
         let page = query.parsed(
             "page",
-            |value| value.parse::<usize>().ok().filter(|page| (1..=PAGE_MAX).contains(page)),
+            |value| digits(value).filter(|page| (1..=PAGE_MAX).contains(page)),
             format!("must be an integer from 1 to {PAGE_MAX}; use cursor for deeper pages"),
         );
         query.page.limit = limit.unwrap_or(DEFAULT_LIMIT);
@@ -145,6 +145,14 @@ impl ListQuery {
     }
 }
 
+/// A query integer: ASCII digits only (`+5`, ` 5` and `5.0` are refused, unlike `str::parse`).
+pub fn digits<T: std::str::FromStr>(text: &str) -> Option<T> {
+    if text.is_empty() || !text.bytes().all(|byte| byte.is_ascii_digit()) {
+        return None;
+    }
+    text.parse().ok()
+}
+
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
 struct ListBody<T: Serialize> {
@@ -173,7 +181,7 @@ mod tests {
         for bad in
             ["/x?unknown=1", "/x?limit=0", "/x?limit=101", "/x?page=0", "/x?cursor=zz", "/x?page=2&cursor=0123456789abcdef01234567", "/x?page=100000"]
                 .into_iter()
-                .chain(["/x?page=102", "/x?limit=", "/x?cursor=", "/x?page=1&page=1", "/x?limit=10&limit=20"])
+                .chain(["/x?page=102", "/x?limit=", "/x?cursor=", "/x?page=1&page=1", "/x?limit=10&limit=20", "/x?limit=%2B5"])
         {
             assert!(ListQuery::from_path(bad).is_err(), "{bad}");
         }

@@ -132,14 +132,12 @@ async fn event_feed(State(state): State<AppState>, request: RawRequest) -> ApiRe
     let (mut after, mut limit, mut errors) = (0u64, FEED_LIMIT_DEFAULT, Vec::new());
     for (name, value) in form_urlencoded::parse(query.as_bytes()).take(16) {
         match name.as_ref() {
-            "after" | "cursor" => match value.parse::<u64>() {
-                Ok(sequence) => after = sequence,
-                Err(_) => {
-                    errors.push(super::error::FieldError { field: name.into_owned(), message: "must be an event sequence (an integer)".into() })
-                }
+            "after" | "cursor" => match super::list::digits::<u64>(&value) {
+                Some(sequence) => after = sequence,
+                None => errors.push(super::error::FieldError { field: name.into_owned(), message: "must be an event sequence (an integer)".into() }),
             },
-            "limit" => match value.parse::<usize>() {
-                Ok(value) if (1..=FEED_LIMIT_MAX).contains(&value) => limit = value,
+            "limit" => match super::list::digits::<usize>(&value) {
+                Some(value) if (1..=FEED_LIMIT_MAX).contains(&value) => limit = value,
                 _ => {
                     errors.push(super::error::FieldError { field: "limit".into(), message: format!("must be an integer from 1 to {FEED_LIMIT_MAX}") })
                 }
