@@ -38,6 +38,7 @@ cleanup() {
     rm -rf "$DATA_DIR"
 }
 trap cleanup EXIT
+trap 'exit 130' INT TERM
 wait_for_health "$PORT"
 
 admin() { # method path [body]
@@ -64,14 +65,18 @@ curl -fsS "$BASE/v1/partner/keys" -H "Authorization: Bearer $ACCESS_TOKEN" -H 'C
 export SCHEMATHESIS_HOOKS=scripts/schemathesis_hooks.py
 SCALE="${ST_TIME_SCALE:-1}"
 FAILED=()
+RAN=0
 run() { # name seconds max-examples filter-args...
     local name=$1 seconds=$2 examples=$3
     shift 3
     local budget
     budget="$(awk -v s="$seconds" -v k="$SCALE" 'BEGIN { printf "%d", (s * k < 1 ? 1 : s * k) }')"
-    say "schemathesis: $name (${budget}s, ≤ $examples examples per operation)"
     case " ${ST_ONLY:-$name} " in *" $name "*) ;; *) return 0 ;; esac
-    if ! "$ST" --config-file scripts/schemathesis.toml run "$BASE/partner-api/openapi.json" --workers 2 --max-time "$budget" --max-examples "$examples" \
+    say "schemathesis: $name (${budget}s, ≤ $examples examples per operation)"
+    RAN=$((RAN + 1))
+    # One worker: Hypothesis under several threads hit a CPython 3.11 race in ast.parse
+    # ("AST constructor recursion depth mismatch"), a tool error rather than a finding.
+    if ! "$ST" --config-file scripts/schemathesis.toml run "$BASE/partner-api/openapi.json" --workers 1 --max-time "$budget" --max-examples "$examples" \
         --max-response-time 10 --request-timeout 30 --suppress-health-check too_slow \
         --report junit --report-junit-path "$REPORT_DIR/$name.xml" --output-truncate true "$@"; then
         FAILED+=("$name")
@@ -89,8 +94,9 @@ if ! kill -0 "$SERVER_PID" 2>/dev/null; then
     echo "the server died during the run; see $REPORT_DIR/server.out" >&2
     exit 1
 fi
+# One plain closing line: runs passed and failed.
+echo "schemathesis: $((RAN - ${#FAILED[@]})) passed, ${#FAILED[@]} failed"
 if [ "${#FAILED[@]}" -gt 0 ]; then
     echo "schemathesis found failures in: ${FAILED[*]} (JUnit reports in $REPORT_DIR)" >&2
     exit 1
 fi
-say "schemathesis: no failure in any run"

@@ -14,6 +14,7 @@ Secrets are read from the environment and never printed.
 
 import base64
 import datetime
+import json
 import os
 
 import requests
@@ -122,3 +123,49 @@ def before_call(context, case, kwargs):
     # deliveries must stay on loopback.
     if case.operation.path.startswith("/v1/partner/webhooks") and isinstance(case.body.get("url"), str):
         case.body = {**case.body, "url": LOOPBACK_WEBHOOK_URL}
+    # An action's amount, currency and stakeholders (see _valid_action).
+    if case.operation.path in ("/v1/partner/actions/submit", "/v1/partner/actions/quote"):
+        case.body = _valid_action(case.body)
+    if case.operation.path == "/v1/partner/actions/batch" and isinstance(case.body.get("actions"), list):
+        case.body = {**case.body, "actions": [_valid_action(action) for action in case.body["actions"]]}
+
+
+# Stakeholder types the demo partner registers (src/demo.rs).
+REGISTERED_STAKEHOLDER_TYPES = ("CUSTOMER", "NONPROFIT", "REFERRER")
+# The contract's metadata bound (4 KiB of JSON text).
+METADATA_BYTES_MAX = 4096
+# Amounts stay below this many units, so the JSON text never takes an exponent.
+AMOUNT_UNITS_MAX = 1_000_000_000
+
+
+def _valid_action(action):
+    """An action as the server reads it: an amount with the currency's decimals (USD: 2)
+    and no exponent, amount and currency together, registered stakeholder types, each
+    partnerUserId once, metadata within 4 KiB."""
+    if not isinstance(action, dict):
+        return action
+    action = dict(action)
+    amount = action.get("amount")
+    if isinstance(amount, (int, float)) and not isinstance(amount, bool):
+        action["amount"] = max(round(min(float(amount), AMOUNT_UNITS_MAX), 2), 0.01)
+        action["currency"] = "USD"
+    elif amount is None and action.get("currency") is not None:
+        action["currency"] = None
+    if isinstance(action.get("metadata"), dict) and len(json.dumps(action["metadata"])) > METADATA_BYTES_MAX:
+        action["metadata"] = {}
+    stakeholders = action.get("stakeholders")
+    if isinstance(stakeholders, list):
+        seen = set()
+        fixed = []
+        for index, stakeholder in enumerate(stakeholders):
+            if isinstance(stakeholder, dict):
+                stakeholder = dict(stakeholder)
+                if isinstance(stakeholder.get("stakeholderTypeCode"), str) and stakeholder["stakeholderTypeCode"] not in REGISTERED_STAKEHOLDER_TYPES:
+                    stakeholder["stakeholderTypeCode"] = REGISTERED_STAKEHOLDER_TYPES[0]
+                user = stakeholder.get("partnerUserId")
+                if isinstance(user, str) and user in seen:
+                    stakeholder["partnerUserId"] = f"{user[:120]}.{index}"
+                seen.add(stakeholder.get("partnerUserId"))
+            fixed.append(stakeholder)
+        action["stakeholders"] = fixed
+    return action
