@@ -119,15 +119,35 @@ def before_call(context, case, kwargs):
     # An expiry must lie in the future; the schema can only say "a date-time".
     if _is_past(case.body.get("expiresAt")):
         case.body = {**case.body, "expiresAt": FUTURE_EXPIRY}
-    # A webhook URL must resolve to an allowed address: this machine has no DNS, and
-    # deliveries must stay on loopback.
-    if case.operation.path.startswith("/v1/partner/webhooks") and isinstance(case.body.get("url"), str):
-        case.body = {**case.body, "url": LOOPBACK_WEBHOOK_URL}
+    # A webhook endpoint (see _valid_endpoint).
+    if case.operation.path.startswith("/v1/partner/webhooks"):
+        case.body = _valid_endpoint(case.body)
     # An action's amount, currency and stakeholders (see _valid_action).
     if case.operation.path in ("/v1/partner/actions/submit", "/v1/partner/actions/quote"):
         case.body = _valid_action(case.body)
     if case.operation.path == "/v1/partner/actions/batch" and isinstance(case.body.get("actions"), list):
         case.body = {**case.body, "actions": [_valid_action(action) for action in case.body["actions"]]}
+
+
+# The engine's own delivery headers, which an endpoint may not set (any case).
+RESERVED_HEADERS = {
+    "content-type", "content-length", "user-agent", "host", "connection", "transfer-encoding",
+    "x-sir-timestamp", "x-sir-signature", "webhook-id", "webhook-timestamp", "webhook-signature",
+}
+
+
+def _valid_endpoint(body):
+    """A webhook endpoint as the server reads it: a URL on loopback (this machine has no
+    DNS, and deliveries must stay here), none of the engine's own headers, and on create
+    at least one event type unless it receives all."""
+    body = dict(body)
+    if isinstance(body.get("url"), str):
+        body["url"] = LOOPBACK_WEBHOOK_URL
+    if isinstance(body.get("headers"), dict):
+        body["headers"] = {name: value for name, value in body["headers"].items() if name.lower() not in RESERVED_HEADERS}
+    if body.get("receiveAllEvents") is False and not body.get("eventTypes"):
+        body["receiveAllEvents"] = True
+    return body
 
 
 # Stakeholder types the demo partner registers (src/demo.rs).

@@ -554,7 +554,15 @@ fn operations() -> Vec<Operation> {
             ("description", nullable(name())),
             ("eventTypes", json!({ "type": "array", "items": one_of(reward_actors::webhooks::EVENT_TYPES), "uniqueItems": true })),
             ("receiveAllEvents", boolean()),
-            ("headers", json!({ "type": "object", "additionalProperties": { "type": "string" }, "maxProperties": 20 })),
+            (
+                "headers",
+                json!({
+                    "type": "object", "maxProperties": 20,
+                    "propertyNames": { "pattern": "^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,64}$" },
+                    "additionalProperties": { "type": "string", "maxLength": 1_024, "pattern": "^[\t -~]*$" },
+                    "description": "not the engine's own: content-type, content-length, user-agent, host, connection, transfer-encoding, x-sir-timestamp, x-sir-signature, webhook-id, webhook-timestamp, webhook-signature (any case)",
+                }),
+            ),
         ];
         if !creating {
             fields.push(("status", one_of(&["ENABLED", "DISABLED"])));
