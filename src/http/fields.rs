@@ -104,7 +104,8 @@ impl<'a> Fields<'a> {
         self.typed(name, false, "true or false")
     }
 
-    /// A non-negative integer (no fraction, no exponent) at most `max`.
+    /// A non-negative integer (no exponent; a zero fraction such as `5.0` is the integer 5,
+    /// as JSON Schema's `integer` says) at most `max`.
     pub fn unsigned(&mut self, name: &str, required: bool, max: u64) -> Option<u64> {
         let Some(raw) = self.raw(name) else {
             if required {
@@ -112,7 +113,7 @@ impl<'a> Fields<'a> {
             }
             return None;
         };
-        match raw.get().parse::<u64>() {
+        match integral_text(raw.get()).parse::<u64>() {
             Ok(value) if value <= max => Some(value),
             _ => {
                 self.error(name, format!("must be an integer from 0 to {max}"));
@@ -121,10 +122,10 @@ impl<'a> Fields<'a> {
         }
     }
 
-    /// A signed integer (no fraction, no exponent) from `min` to `max`.
+    /// A signed integer (no exponent; `5.0` is 5) from `min` to `max`.
     pub fn integer(&mut self, name: &str, min: i64, max: i64) -> Option<i64> {
         let raw = self.raw(name)?;
-        match raw.get().parse::<i64>() {
+        match integral_text(raw.get()).parse::<i64>() {
             Ok(value) if (min..=max).contains(&value) => Some(value),
             _ => {
                 self.error(name, format!("must be an integer from {min} to {max}"));
@@ -166,6 +167,16 @@ impl<'a> Fields<'a> {
     }
 }
 
+/// The integer part of a JSON number's text when its fraction is all zeros (`14748.0`,
+/// `5.00`): JSON Schema counts such numbers as integers, and so do we. Anything else is
+/// returned unchanged (and refused by the integer parse, exponents included).
+fn integral_text(text: &str) -> &str {
+    match text.split_once('.') {
+        Some((whole, fraction)) if !fraction.is_empty() && fraction.bytes().all(|byte| byte == b'0') => whole,
+        _ => text,
+    }
+}
+
 /// Reads an array field as raw elements (borrowed from the body).
 pub fn array_elements<'a>(fields: &mut Fields<'a>, name: &str, required: bool) -> Option<Vec<&'a RawValue>> {
     let Some(raw) = fields.raw(name) else {
@@ -195,6 +206,17 @@ mod tests {
         let repeated = Fields::parse(br#"{"a": {"b": 1, "b": 2}}"#).err().expect("refused");
         assert_eq!(repeated.code, "VALIDATION_ERROR");
         assert!(repeated.message.contains("a.b"), "{}", repeated.message);
+    }
+
+    #[test]
+    fn integers_may_carry_a_zero_fraction_but_no_exponent() {
+        let body = br#"{"a": 14748.0, "b": 5.00, "c": 5.5, "d": 1e3, "e": -2.0}"#;
+        let mut fields = Fields::parse(body).expect("object");
+        assert_eq!(fields.unsigned("a", true, u64::MAX), Some(14_748));
+        assert_eq!(fields.unsigned("b", true, u64::MAX), Some(5));
+        assert_eq!(fields.unsigned("c", true, u64::MAX), None);
+        assert_eq!(fields.unsigned("d", true, u64::MAX), None);
+        assert_eq!(fields.integer("e", -10, 10), Some(-2));
     }
 
     #[test]

@@ -1,5 +1,7 @@
 //! List pagination (contract §1): `?limit=` 1–100 (default 20) with `?cursor=` from
 //! `nextCursor`, or `?page=` (1-based, for SIR compatibility); both together → 400.
+//! Query values are strict, as Stripe's: an empty value, a repeated parameter or an
+//! unknown one is a 400 `VALIDATION_ERROR`, never read as absent.
 //! Answers `{"data": [...], "hasMore": bool, "nextCursor": "…"|null}`, newest first.
 
 use axum::http::StatusCode;
@@ -17,6 +19,10 @@ pub const DEFAULT_LIMIT: usize = 20;
 
 /// The most query parameters a list reads; more is a 400, not a loop.
 const QUERY_PARAMS_MAX: usize = 16;
+
+/// The deepest `page`: with the largest `limit` it still starts within `PAGE_OFFSET_MAX`
+/// items, so the bound is one number (documented in the OpenAPI document) whatever the limit.
+pub const PAGE_MAX: usize = PAGE_OFFSET_MAX / PAGE_LIMIT_MAX + 1;
 
 /// A list's query string: the page, and the route's own filters. Each getter takes the
 /// parameter it reads; `finish` refuses what is left, as Stripe refuses unknown parameters.
@@ -37,16 +43,18 @@ impl ListQuery {
         let mut query = ListQuery::unread(path_and_query);
         let limit = query.limit();
         let cursor = query.parsed("cursor", Id::parse_hex, "is not a cursor this API issued".into());
-        let page = query.parsed("page", |value| value.parse::<usize>().ok().filter(|page| *page >= 1), "must be an integer of at least 1".into());
+        let page = query.parsed(
+            "page",
+            |value| digits(value).filter(|page| (1..=PAGE_MAX).contains(page)),
+            format!("must be an integer from 1 to {PAGE_MAX}; use cursor for deeper pages"),
+        );
         query.page.limit = limit;
         query.page.after = cursor;
         if cursor.is_some() && page.is_some() {
             query.error("page", "cannot be combined with cursor");
         }
-        query.page.skip = page.map_or(0, |page| (page - 1).saturating_mul(query.page.limit));
-        if query.page.skip > PAGE_OFFSET_MAX {
-            query.error("page", format!("reaches past {PAGE_OFFSET_MAX} items; use cursor for deeper pages"));
-        }
+        query.page.skip = page.map_or(0, |page| (page - 1) * query.page.limit);
+        debug_assert!(query.page.skip <= PAGE_OFFSET_MAX, "PAGE_MAX keeps every page within PAGE_OFFSET_MAX");
         query
     }
 
@@ -56,9 +64,8 @@ impl ListQuery {
     pub fn feed(path_and_query: &str) -> ApiResult<(u64, usize)> {
         let mut query = ListQuery::unread(path_and_query);
         let limit = query.limit();
-        let sequence = |text: &str| text.parse::<u64>().ok();
-        let after = query.parsed("after", sequence, "must be an event sequence (an integer)".into());
-        let cursor = query.parsed("cursor", sequence, "must be an event sequence (an integer)".into());
+        let after = query.parsed("after", digits::<u64>, "must be an event sequence (an integer)".into());
+        let cursor = query.parsed("cursor", digits::<u64>, "must be an event sequence (an integer)".into());
         if after.is_some() && cursor.is_some() {
             query.error("cursor", "cannot be combined with after");
         }
@@ -85,26 +92,49 @@ impl ListQuery {
     fn limit(&mut self) -> usize {
         self.parsed(
             "limit",
-            |value| value.parse::<usize>().ok().filter(|limit| (1..=PAGE_LIMIT_MAX).contains(limit)),
+            |value| digits(value).filter(|limit| (1..=PAGE_LIMIT_MAX).contains(limit)),
             format!("must be an integer from 1 to {PAGE_LIMIT_MAX}"),
         )
         .unwrap_or(DEFAULT_LIMIT)
+    }
+
+    /// Refuses any query parameter: for the routes that read none (their lists are small
+    /// and bounded, answered whole).
+    pub fn none(path_and_query: &str) -> ApiResult<()> {
+        let mut query = ListQuery { page: PageRequest { after: None, skip: 0, limit: DEFAULT_LIMIT }, params: Vec::new(), errors: Vec::new() };
+        let text = path_and_query.split_once('?').map_or("", |(_, query)| query);
+        for (name, _) in form_urlencoded::parse(text.as_bytes()).take(QUERY_PARAMS_MAX) {
+            query.error(&name, "is not a known query parameter");
+        }
+        query.finish().map(|_| ())
     }
 
     fn error(&mut self, field: &str, message: impl Into<String>) {
         self.errors.push(FieldError { field: field.into(), message: message.into() });
     }
 
-    /// Takes a parameter (the last one, when it repeats); an empty value counts as absent.
+    /// Takes a parameter. An empty value (`?to=`) or a repeated parameter is an error, not
+    /// absent or the last one: a client that meant something else learns it at once.
     pub fn take(&mut self, name: &str) -> Option<String> {
-        let mut value = None;
+        let mut values = Vec::new();
         self.params.retain(|(key, text)| {
             if key == name {
-                value = Some(text.clone());
+                values.push(text.clone());
             }
             key != name
         });
-        value.filter(|text| !text.is_empty())
+        match values.as_slice() {
+            [] => None,
+            [value] if value.is_empty() => {
+                self.error(name, "must not be empty (leave the parameter out instead)");
+                None
+            }
+            [value] => Some(value.clone()),
+            _ => {
+                self.error(name, "may be given once");
+                None
+            }
+        }
     }
 
     /// Takes a parameter and parses it; a value that does not parse is an error `message`.
@@ -141,6 +171,14 @@ impl ListQuery {
     }
 }
 
+/// A query integer: ASCII digits only (`+5`, ` 5` and `5.0` are refused, unlike `str::parse`).
+pub fn digits<T: std::str::FromStr>(text: &str) -> Option<T> {
+    if text.is_empty() || !text.bytes().all(|byte| byte.is_ascii_digit()) {
+        return None;
+    }
+    text.parse().ok()
+}
+
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
 struct ListBody<T: Serialize> {
@@ -168,13 +206,21 @@ mod tests {
         assert!(query.finish().is_ok());
         for bad in
             ["/x?unknown=1", "/x?limit=0", "/x?limit=101", "/x?page=0", "/x?cursor=zz", "/x?page=2&cursor=0123456789abcdef01234567", "/x?page=100000"]
+                .into_iter()
+                .chain(["/x?page=102", "/x?limit=", "/x?cursor=", "/x?page=1&page=1", "/x?limit=10&limit=20", "/x?limit=%2B5"])
         {
             assert!(ListQuery::from_path(bad).is_err(), "{bad}");
         }
+        assert_eq!(ListQuery::from_path("/x?page=101&limit=100").expect("the deepest page").skip, PAGE_OFFSET_MAX);
+        let mut empty = ListQuery::parse("/x?to=");
+        assert_eq!(empty.timestamp("to"), None);
+        assert!(empty.finish().is_err(), "an empty value is refused, not read as absent");
+        assert!(ListQuery::none("/x").is_ok());
+        assert!(ListQuery::none("/x?page=1").is_err());
         assert_eq!(ListQuery::feed("/e").expect("valid"), (0, DEFAULT_LIMIT));
         assert_eq!(ListQuery::feed("/e?after=42&limit=100").expect("valid"), (42, 100));
         assert_eq!(ListQuery::feed("/e?cursor=7").expect("valid"), (7, DEFAULT_LIMIT));
-        for bad in ["/e?after=x", "/e?limit=101", "/e?after=1&cursor=2", "/e?page=2", "/e?colour=red"] {
+        for bad in ["/e?after=x", "/e?after=+1", "/e?limit=101", "/e?after=1&cursor=2", "/e?page=2", "/e?colour=red", "/e?after="] {
             assert!(ListQuery::feed(bad).is_err(), "{bad}");
         }
     }

@@ -49,8 +49,82 @@ fn string() -> Value {
 fn text(description: &str) -> Value {
     json!({ "type": "string", "description": description })
 }
+/// An RFC 3339 instant from 1970 on (the engine keeps Unix milliseconds; earlier is a 400).
 fn timestamp() -> Value {
-    json!({ "type": "string", "format": "date-time", "description": "ISO 8601 UTC with milliseconds", "examples": ["2026-11-23T09:12:00.123Z"] })
+    json!({
+        "type": "string", "format": "date-time", "pattern": "^(19[7-9][0-9]|[2-9][0-9]{3})-",
+        "description": "ISO 8601 UTC with milliseconds", "examples": ["2026-11-23T09:12:00.123Z"],
+    })
+}
+/// A string the server reads as 1..=`chars_max` characters (`Fields::string`).
+fn text_of(chars_max: usize) -> Value {
+    json!({ "type": "string", "minLength": 1, "maxLength": chars_max })
+}
+/// A name: 1–200 characters (`limits.name_chars_max`).
+fn name() -> Value {
+    text_of(NAME_CHARS_MAX)
+}
+/// An email address (`parse::is_email`).
+fn email() -> Value {
+    json!({ "type": "string", "format": "email", "maxLength": 254 })
+}
+/// An idempotency key: 1–255 printable ASCII characters (contract §1).
+fn idempotency_key() -> Value {
+    json!({ "type": "string", "pattern": "^[ -~]{1,255}$" })
+}
+/// Tokens a request moves: a positive integer ≤ 2^53 − 1.
+fn positive_tokens() -> Value {
+    json!({ "type": "integer", "minimum": 1, "maximum": 9_007_199_254_740_991_u64 })
+}
+/// An action type or a stakeholder type code: letters, digits and `_ . : -`.
+fn code_text() -> Value {
+    json!({ "type": "string", "pattern": "^[A-Za-z0-9_.:-]{1,64}$" })
+}
+/// A slug: lower-case letters and digits joined by single dashes, ≤ 64 characters.
+fn slug() -> Value {
+    json!({ "type": "string", "pattern": "^[a-z0-9]+(-[a-z0-9]+)*$", "maxLength": 64 })
+}
+/// The active ISO 4217 codes the engine accepts (`Currency::from_code`), listed from it.
+fn currency() -> Value {
+    let codes: Vec<String> = (b'A'..=b'Z')
+        .flat_map(|a| (b'A'..=b'Z').flat_map(move |b| (b'A'..=b'Z').map(move |c| String::from_utf8(vec![a, b, c]).expect("ASCII"))))
+        .filter(|code| reward_actors::money::Currency::from_code(code).is_some())
+        .collect();
+    json!({ "type": "string", "enum": codes })
+}
+/// A logo's http(s) URL, ≤ 2,048 characters.
+fn logo_url() -> Value {
+    json!({ "type": "string", "pattern": "^https?://", "maxLength": 2_048 })
+}
+/// A CUSTOM rate limit: 1 ≤ perMinute ≤ hourly ≤ 10^9 (the order is checked by the server).
+fn rate_limit() -> Value {
+    let bound = json!({ "type": "integer", "minimum": 1, "maximum": 1_000_000_000 });
+    body(&[("hourly", bound.clone()), ("perMinute", bound)], &["hourly", "perMinute"])
+}
+/// A portal password: 10–128 characters.
+fn password() -> Value {
+    text_of(128)
+        .as_object()
+        .cloned()
+        .map(|mut schema| {
+            schema.insert("minLength".into(), json!(10));
+            Value::Object(schema)
+        })
+        .expect("an object")
+}
+/// At least one scope (a repeated one counts once).
+fn scopes() -> Value {
+    json!({ "type": "array", "items": one_of(&SCOPES), "minItems": 1 })
+}
+/// An expiry: a timestamp that must lie in the future (checked by the server).
+fn future_timestamp() -> Value {
+    let mut schema = timestamp();
+    schema["description"] = json!("ISO 8601, in the future");
+    schema
+}
+/// A metadata object: at most 50 keys (and 4 KiB, checked on the text).
+fn metadata() -> Value {
+    json!({ "type": "object", "maxProperties": 50, "description": "≤ 4 KiB, ≤ 50 keys" })
 }
 fn id() -> Value {
     json!({ "type": "string", "pattern": "^[0-9a-f]{24}$", "description": "24-character lowercase hex id" })
@@ -94,9 +168,18 @@ fn answer(properties: &[(&str, Value)]) -> Value {
     let properties: Map<String, Value> = properties.iter().map(|(name, schema)| ((*name).to_owned(), schema.clone())).collect();
     json!({ "type": "object", "properties": properties, "required": required })
 }
-/// A request body: `required` names what must be sent; unknown fields are refused.
+/// A request body: `required` names what must be sent; unknown fields are refused. An
+/// optional field may be `null`, which the server reads as absent (contract §6: "absent
+/// equal to null"); on a PATCH, `null` clears the fields that say so.
 fn body(properties: &[(&str, Value)], required: &[&str]) -> Value {
-    let properties: Map<String, Value> = properties.iter().map(|(name, schema)| ((*name).to_owned(), schema.clone())).collect();
+    let properties: Map<String, Value> = properties
+        .iter()
+        .map(|(name, schema)| {
+            let already_nullable = schema["anyOf"].as_array().is_some_and(|variants| variants.iter().any(|variant| variant["type"] == "null"));
+            let schema = if required.contains(name) || already_nullable { schema.clone() } else { nullable(schema.clone()) };
+            ((*name).to_owned(), schema)
+        })
+        .collect();
     json!({ "type": "object", "properties": properties, "required": required, "additionalProperties": false })
 }
 /// A schema with an example value (shown in the docs page and by OpenAPI tools).
@@ -107,6 +190,11 @@ fn example(mut schema: Value, example: Value) -> Value {
 fn list_of(item: &str) -> Value {
     answer(&[("data", array(reference(item))), ("hasMore", boolean()), ("nextCursor", nullable(string()))])
 }
+
+/// Names and descriptions: `limits.name_chars_max` and the admin routes' `NAME_CHARS_MAX`.
+const NAME_CHARS_MAX: usize = 200;
+/// `reason` and `note` fields.
+const REASON_CHARS_MAX: usize = 500;
 
 const ENVIRONMENTS: [&str; 2] = ["sandbox", "production"];
 const SCOPES: [&str; 12] = [
@@ -127,11 +215,11 @@ const SCOPES: [&str; 12] = [
 fn stakeholder() -> Value {
     body(
         &[
-            ("stakeholderTypeCode", text("a stakeholder type registered for the partner (CUSTOMER, NONPROFIT, …)")),
+            ("stakeholderTypeCode", example(code_text(), json!("CUSTOMER"))),
             ("partnerUserId", json!({ "type": "string", "pattern": "^[A-Za-z0-9._:@-]{1,128}$" })),
-            ("userEmail", string()),
-            ("userFirstName", string()),
-            ("userLastName", string()),
+            ("userEmail", email()),
+            ("userFirstName", name()),
+            ("userLastName", name()),
         ],
         &["stakeholderTypeCode", "partnerUserId"],
     )
@@ -139,16 +227,19 @@ fn stakeholder() -> Value {
 
 fn action_fields(with_key: bool) -> Vec<(&'static str, Value)> {
     let mut fields = vec![
-        ("actionType", text("PURCHASE, DONATION, VOLUNTEER, REFERRAL, or the partner's own")),
-        ("amount", json!({ "type": "number", "exclusiveMinimum": 0, "description": "currency units, parsed exactly from the JSON text" })),
-        ("currency", json!({ "type": "string", "pattern": "^[A-Z]{3}$" })),
+        ("actionType", example(code_text(), json!("PURCHASE"))),
+        (
+            "amount",
+            json!({ "type": "number", "exclusiveMinimum": 0, "description": "currency units, parsed exactly from the JSON text: at most the currency's decimals, no exponent" }),
+        ),
+        ("currency", currency()),
         ("campaignId", id()),
         ("stakeholders", json!({ "type": "array", "items": stakeholder(), "minItems": 1, "maxItems": 20 })),
-        ("metadata", json!({ "type": "object", "description": "≤ 4 KiB, ≤ 50 keys" })),
+        ("metadata", metadata()),
         ("autoCreateUsers", boolean()),
     ];
     if with_key {
-        fields.insert(0, ("idempotencyKey", json!({ "type": "string", "minLength": 1, "maxLength": 255 })));
+        fields.insert(0, ("idempotencyKey", idempotency_key()));
     }
     fields
 }
@@ -381,6 +472,10 @@ struct Operation {
     status: u16,
     response: Value,
     errors: &'static [u16],
+    /// Other success statuses answering the same schema (an allocation that tops a pool up: 200).
+    also: &'static [u16],
+    /// Whether the body may be left out (an approval's optional note).
+    body_optional: bool,
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -394,12 +489,20 @@ fn op(
     status: u16,
     response: Value,
 ) -> Operation {
-    Operation { method, path, tag, summary, auth, request, status, response, errors: &[] }
+    Operation { method, path, tag, summary, auth, request, status, response, errors: &[], also: &[], body_optional: false }
 }
 
 impl Operation {
     fn with_errors(self, errors: &'static [u16]) -> Operation {
         Operation { errors, ..self }
+    }
+
+    fn also_answering(self, also: &'static [u16]) -> Operation {
+        Operation { also, ..self }
+    }
+
+    fn with_optional_body(self) -> Operation {
+        Operation { body_optional: true, ..self }
     }
 }
 
@@ -409,18 +512,17 @@ fn operations() -> Vec<Operation> {
     use Auth::{Admin, AnyKey, Partner, Portal, Provider, Public, Widget};
     let r = reference;
     let tokens_body = |extra: &[(&'static str, Value)], required: &[&str]| {
-        let mut fields =
-            vec![("tokens", tokens()), ("reason", string()), ("idempotencyKey", json!({ "type": "string", "minLength": 1, "maxLength": 255 }))];
+        let mut fields = vec![("tokens", positive_tokens()), ("reason", text_of(REASON_CHARS_MAX)), ("idempotencyKey", idempotency_key())];
         fields.extend(extra.iter().cloned());
         body(&fields, required)
     };
     let user_body = |creating: bool| {
         let fields = vec![
             ("externalId", json!({ "type": "string", "pattern": "^[A-Za-z0-9._:@-]{1,128}$" })),
-            ("email", nullable(string())),
-            ("firstName", nullable(string())),
-            ("lastName", nullable(string())),
-            ("metadata", nullable(any_object())),
+            ("email", nullable(email())),
+            ("firstName", nullable(name())),
+            ("lastName", nullable(name())),
+            ("metadata", nullable(metadata())),
         ];
         let fields: Vec<_> = fields.into_iter().filter(|(name, _)| creating || *name != "externalId").collect();
         body(&fields, if creating { &["externalId"] } else { &[] })
@@ -428,9 +530,9 @@ fn operations() -> Vec<Operation> {
     let campaign_body = |creating: bool| {
         body(
             &[
-                ("name", string()),
+                ("name", name()),
                 ("status", one_of(&["DRAFT", "ACTIVE", "PAUSED", "ENDED"])),
-                ("actionTypes", array(string())),
+                ("actionTypes", json!({ "type": "array", "items": code_text(), "uniqueItems": true })),
                 ("priority", integer()),
                 ("multiplier", number()),
                 ("tiers", array(body(&[("minAmount", number()), ("multiplier", number())], &["minAmount", "multiplier"]))),
@@ -440,8 +542,8 @@ fn operations() -> Vec<Operation> {
                 ("schedule", body(&[("startsAt", nullable(timestamp())), ("endsAt", nullable(timestamp()))], &[])),
                 ("budgetTokens", nullable(tokens())),
                 ("tokenPoolId", nullable(id())),
-                ("currencies", array(string())),
-                ("metadata", nullable(any_object())),
+                ("currencies", json!({ "type": "array", "items": currency(), "uniqueItems": true })),
+                ("metadata", nullable(metadata())),
             ],
             if creating { &["name"] } else { &[] },
         )
@@ -449,10 +551,18 @@ fn operations() -> Vec<Operation> {
     let webhook_body = |creating: bool| {
         let mut fields = vec![
             ("url", json!({ "type": "string", "format": "uri", "description": "https for production; private addresses refused" })),
-            ("description", nullable(string())),
-            ("eventTypes", array(string())),
+            ("description", nullable(name())),
+            ("eventTypes", json!({ "type": "array", "items": one_of(reward_actors::webhooks::EVENT_TYPES), "uniqueItems": true })),
             ("receiveAllEvents", boolean()),
-            ("headers", json!({ "type": "object", "additionalProperties": { "type": "string" }, "maxProperties": 20 })),
+            (
+                "headers",
+                json!({
+                    "type": "object", "maxProperties": 20,
+                    "propertyNames": { "pattern": "^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,64}$" },
+                    "additionalProperties": { "type": "string", "maxLength": 1_024, "pattern": "^[\t -~]*$" },
+                    "description": "not the engine's own: content-type, content-length, user-agent, host, connection, transfer-encoding, x-sir-timestamp, x-sir-signature, webhook-id, webhook-timestamp, webhook-signature (any case)",
+                }),
+            ),
         ];
         if !creating {
             fields.push(("status", one_of(&["ENABLED", "DISABLED"])));
@@ -482,7 +592,16 @@ fn operations() -> Vec<Operation> {
             "Actions",
             "Submit up to 100 actions, each independent",
             Partner("actions:write"),
-            Some(body(&[("actions", json!({ "type": "array", "items": r("SubmitAction"), "minItems": 1, "maxItems": 100 }))], &["actions"])),
+            Some(body(
+                &[(
+                    "actions",
+                    json!({
+                        "type": "array", "minItems": 1, "maxItems": 100,
+                        "items": { "description": "a SubmitAction body, validated on its own: an invalid item (even one that is not an object) is a 400 in results, the batch still 200" },
+                    }),
+                )],
+                &["actions"],
+            )),
             200,
             r("BatchResults"),
         )
@@ -601,7 +720,7 @@ fn operations() -> Vec<Operation> {
             "Token pools",
             "Ask the operator for tokens",
             Partner("pools:write"),
-            Some(body(&[("tokens", tokens()), ("reason", string())], &["tokens", "reason"])),
+            Some(body(&[("tokens", positive_tokens()), ("reason", text_of(REASON_CHARS_MAX))], &["tokens", "reason"])),
             201,
             r("PoolRequest"),
         ),
@@ -745,17 +864,17 @@ fn operations() -> Vec<Operation> {
             Widget,
             Some(body(
                 &[
-                    ("nonprofitSlug", string()),
+                    ("nonprofitSlug", slug()),
                     ("amount", json!({ "type": "integer", "minimum": 1, "description": "minor units" })),
-                    ("currency", string()),
+                    ("currency", currency()),
                     ("frequency", one_of(&["once", "monthly"])),
                     ("provider", one_of(&["every.org", "stripe"])),
-                    ("donorEmail", string()),
-                    ("firstName", string()),
-                    ("lastName", string()),
-                    ("tipAmount", integer()),
-                    ("tipPercent", integer()),
-                    ("referralCode", string()),
+                    ("donorEmail", email()),
+                    ("firstName", name()),
+                    ("lastName", name()),
+                    ("tipAmount", tokens()),
+                    ("tipPercent", json!({ "type": "integer", "minimum": 0, "maximum": 100 })),
+                    ("referralCode", text_of(64)),
                 ],
                 &["nonprofitSlug", "amount", "currency", "frequency", "provider", "donorEmail", "firstName", "lastName"],
             )),
@@ -772,7 +891,7 @@ fn operations() -> Vec<Operation> {
             "A donation provider's signed settlement callback",
             Provider,
             Some(body(
-                &[("partnerDonationId", id()), ("status", one_of(&["COMPLETED", "FAILED"])), ("providerReference", string())],
+                &[("partnerDonationId", id()), ("status", one_of(&["COMPLETED", "FAILED"])), ("providerReference", text_of(255))],
                 &["partnerDonationId", "status"],
             )),
             200,
@@ -786,7 +905,7 @@ fn operations() -> Vec<Operation> {
             "Create a portal account (when registration is open)",
             Public,
             Some(body(
-                &[("email", string()), ("password", json!({ "type": "string", "minLength": 12 })), ("name", string())],
+                &[("email", email()), ("password", password()), ("name", name())],
                 &["email", "password", "name"],
             )),
             201,
@@ -799,7 +918,7 @@ fn operations() -> Vec<Operation> {
             "Portal",
             "Sign in: access and refresh tokens",
             Public,
-            Some(body(&[("email", string()), ("password", string())], &["email", "password"])),
+            Some(body(&[("email", text_of(254)), ("password", text_of(128))], &["email", "password"])),
             200,
             r("Session"),
         )
@@ -810,7 +929,7 @@ fn operations() -> Vec<Operation> {
             "Portal",
             "A new access token (the refresh token works once)",
             Public,
-            Some(body(&[("refreshToken", string())], &["refreshToken"])),
+            Some(body(&[("refreshToken", text_of(256))], &["refreshToken"])),
             200,
             r("Session"),
         )
@@ -824,10 +943,10 @@ fn operations() -> Vec<Operation> {
             Portal,
             Some(body(
                 &[
-                    ("name", string()),
+                    ("name", name()),
                     ("environment", one_of(&ENVIRONMENTS)),
-                    ("scopes", array(one_of(&SCOPES))),
-                    ("expiresAt", timestamp()),
+                    ("scopes", scopes()),
+                    ("expiresAt", future_timestamp()),
                     ("keyType", one_of(&["secret", "publishable"])),
                 ],
                 &["name", "environment"],
@@ -845,19 +964,20 @@ fn operations() -> Vec<Operation> {
             "Portal",
             "Rename, deactivate or set the expiry of a key",
             Portal,
-            Some(body(&[("name", string()), ("status", one_of(&["ACTIVE", "INACTIVE"])), ("expiresAt", nullable(timestamp()))], &[])),
+            Some(body(&[("name", name()), ("status", one_of(&["ACTIVE", "INACTIVE"])), ("expiresAt", nullable(future_timestamp()))], &[])),
             200,
             r("Key"),
-        ),
+        )
+        .with_errors(&[409]),
         op("delete", "/v1/partner/keys/{key_id}", "Portal", "Revoke a key", Portal, None, 200, r("Key")),
         op("post", "/api/v1/admin/partners", "Admin", "Create a partner", Admin, Some(body(
                 &[
-                    ("name", string()),
-                    ("contactEmail", string()),
-                    ("legalEntity", string()),
-                    ("slug", json!({ "type": "string", "pattern": "^[a-z0-9-]{1,64}$" })),
+                    ("name", name()),
+                    ("contactEmail", email()),
+                    ("legalEntity", name()),
+                    ("slug", slug()),
                     ("tier", one_of(&["STANDARD", "PROFESSIONAL", "ENTERPRISE", "CUSTOM"])),
-                    ("rateLimit", body(&[("hourly", integer()), ("perMinute", integer())], &["hourly", "perMinute"])),
+                    ("rateLimit", rate_limit()),
                     ("stakeholderTypes", array(string())),
                 ],
                 &["name", "contactEmail"],
@@ -871,12 +991,12 @@ fn operations() -> Vec<Operation> {
             "Change a partner (status, tier, features, …)",
             Admin,
             Some(body(&[
-                ("name", string()),
-                ("contactEmail", string()),
-                ("legalEntity", nullable(string())),
+                ("name", name()),
+                ("contactEmail", email()),
+                ("legalEntity", nullable(name())),
                 ("tier", one_of(&["STANDARD", "PROFESSIONAL", "ENTERPRISE", "CUSTOM"])),
                 ("status", one_of(&["PENDING_APPROVAL", "ACTIVE", "SUSPENDED", "CLOSED"])),
-                ("rateLimit", body(&[("hourly", integer()), ("perMinute", integer())], &["hourly", "perMinute"])),
+                ("rateLimit", rate_limit()),
                 ("stakeholderTypes", array(string())),
                 ("enabledFeatures", array(one_of(&["ACTIONS", "DONATIONS"]))),
                 ("ipAllowlist", array(string())),
@@ -896,7 +1016,7 @@ fn operations() -> Vec<Operation> {
             "Issue a key pair",
             Admin,
             Some(body(
-                &[("name", string()), ("environment", one_of(&ENVIRONMENTS)), ("scopes", array(one_of(&SCOPES))), ("expiresAt", timestamp())],
+                &[("name", name()), ("environment", one_of(&ENVIRONMENTS)), ("scopes", scopes()), ("expiresAt", future_timestamp())],
                 &["environment", "name"],
             )),
             201,
@@ -913,7 +1033,8 @@ fn operations() -> Vec<Operation> {
             None,
             201,
             r("CreatedKey"),
-        ),
+        )
+        .with_errors(&[409]),
         op(
             "post",
             "/api/v1/admin/partners/{partner_id}/token-pools",
@@ -923,11 +1044,11 @@ fn operations() -> Vec<Operation> {
             Some(body(
                 &[
                     ("environment", one_of(&ENVIRONMENTS)),
-                    ("tokens", tokens()),
-                    ("idempotencyKey", string()),
+                    ("tokens", positive_tokens()),
+                    ("idempotencyKey", idempotency_key()),
                     ("poolId", id()),
                     ("newPool", boolean()),
-                    ("name", string()),
+                    ("name", name()),
                     ("expiresAt", nullable(timestamp())),
                     ("vestingDays", nullable(integer())),
                     ("lowBalanceThreshold", nullable(tokens())),
@@ -944,6 +1065,7 @@ fn operations() -> Vec<Operation> {
             201,
             r("TokenPool"),
         )
+        .also_answering(&[200])
         .with_errors(&[409]),
         op("get", "/api/v1/admin/token-pool-requests", "Admin", "Top-up requests (status)", Admin, None, 200, list_of("PoolRequest")),
         op(
@@ -952,10 +1074,11 @@ fn operations() -> Vec<Operation> {
             "Admin",
             "Approve a top-up request",
             Admin,
-            Some(body(&[("note", string())], &[])),
+            Some(body(&[("note", text_of(REASON_CHARS_MAX))], &[])),
             200,
             r("PoolRequestDecision"),
         )
+        .with_optional_body()
         .with_errors(&[409]),
         op(
             "post",
@@ -963,16 +1086,17 @@ fn operations() -> Vec<Operation> {
             "Admin",
             "Reject a top-up request",
             Admin,
-            Some(body(&[("note", string())], &[])),
+            Some(body(&[("note", text_of(REASON_CHARS_MAX))], &[])),
             200,
             r("PoolRequest"),
         )
+        .with_optional_body()
         .with_errors(&[409]),
-        op("post", "/api/v1/admin/accounts", "Admin", "Create a portal account", Admin, Some(body(&[("email", string()), ("password", json!({ "type": "string", "minLength": 12 })), ("name", string()), ("partnerId", id())], &["email", "password", "name"])), 201, r("Account")).with_errors(&[409]),
-        op("post", "/api/v1/admin/organizations", "Admin", "Add a nonprofit to the registry", Admin, Some(body(&[("slug", string()), ("name", string()), ("logoUrl", nullable(string())), ("ein", nullable(string())), ("status", one_of(&["ACTIVE", "INACTIVE"]))], &["slug", "name"])), 201, r("Organization"))
+        op("post", "/api/v1/admin/accounts", "Admin", "Create a portal account", Admin, Some(body(&[("email", email()), ("password", password()), ("name", name()), ("partnerId", id())], &["email", "password", "name"])), 201, r("Account")).with_errors(&[409]),
+        op("post", "/api/v1/admin/organizations", "Admin", "Add a nonprofit to the registry", Admin, Some(body(&[("slug", slug()), ("name", name()), ("logoUrl", nullable(logo_url())), ("ein", nullable(text_of(32))), ("status", one_of(&["ACTIVE", "INACTIVE"]))], &["slug", "name"])), 201, r("Organization"))
             .with_errors(&[409]),
         op("get", "/api/v1/admin/organizations/{slug}", "Admin", "One nonprofit", Admin, None, 200, r("Organization")),
-        op("patch", "/api/v1/admin/organizations/{slug}", "Admin", "Change a nonprofit", Admin, Some(body(&[("name", string()), ("logoUrl", nullable(string())), ("ein", nullable(string())), ("status", one_of(&["ACTIVE", "INACTIVE"]))], &[])), 200, r("Organization")),
+        op("patch", "/api/v1/admin/organizations/{slug}", "Admin", "Change a nonprofit", Admin, Some(body(&[("name", name()), ("logoUrl", nullable(logo_url())), ("ein", nullable(text_of(32))), ("status", one_of(&["ACTIVE", "INACTIVE"]))], &[])), 200, r("Organization")),
         op(
             "post",
             "/api/v1/admin/clock",
@@ -1046,10 +1170,12 @@ pub fn document() -> Value {
     for operation in operations() {
         let mut responses = Map::new();
         let content_type = media_type(operation.path);
-        responses.insert(
-            operation.status.to_string(),
-            json!({ "description": reason(operation.status), "content": { content_type: { "schema": operation.response } } }),
-        );
+        for status in std::iter::once(operation.status).chain(operation.also.iter().copied()) {
+            responses.insert(
+                status.to_string(),
+                json!({ "description": reason(status), "content": { content_type: { "schema": operation.response.clone() } } }),
+            );
+        }
         let framing: &[u16] = if operation.request.is_some() { &[405, 413, 415] } else { &[405] };
         for status in operation.auth.errors().iter().chain(operation.errors).chain(framing) {
             responses
@@ -1082,7 +1208,7 @@ pub fn document() -> Value {
             entry["parameters"] = Value::Array(parameters);
         }
         if let Some(request) = operation.request {
-            entry["requestBody"] = json!({ "required": true, "content": { "application/json": { "schema": request } } });
+            entry["requestBody"] = json!({ "required": !operation.body_optional, "content": { "application/json": { "schema": request } } });
         }
         let item = paths.entry(operation.path.to_owned()).or_insert_with(|| json!({}));
         item[operation.method] = entry;
@@ -1112,8 +1238,12 @@ fn query_parameters(method: &str, path: &str) -> Vec<Value> {
     let page = || {
         vec![
             query("limit", json!({ "type": "integer", "minimum": 1, "maximum": 100, "default": 20 }), "items per page"),
-            query("cursor", string(), "nextCursor of the previous page"),
-            query("page", json!({ "type": "integer", "minimum": 1 }), "1-based page (SIR compatibility); not with cursor"),
+            query("cursor", json!({ "type": "string", "pattern": "^[0-9a-f]{24}$" }), "nextCursor of the previous page, unchanged"),
+            query(
+                "page",
+                json!({ "type": "integer", "minimum": 1, "maximum": super::list::PAGE_MAX }),
+                "1-based page (SIR compatibility); not with cursor; deeper lists page with cursor",
+            ),
         ]
     };
     let window = || vec![query("from", timestamp(), "created at or after (inclusive)"), query("to", timestamp(), "created at or before (inclusive)")];
@@ -1131,14 +1261,14 @@ fn query_parameters(method: &str, path: &str) -> Vec<Value> {
     let mut parameters = match path {
         "/v1/partner/events" => {
             return vec![
-                query("after", json!({ "type": "integer", "minimum": 0 }), "events with a greater sequence (default 0)"),
-                query("cursor", string(), "the same as after (nextCursor of the previous page)"),
+                query("after", json!({ "type": "integer", "minimum": 0, "maximum": u64::MAX }), "events with a greater sequence (default 0)"),
+                query("cursor", json!({ "type": "string", "pattern": "^[0-9]{1,19}$" }), "the same as after (nextCursor of the previous page)"),
                 query("limit", json!({ "type": "integer", "minimum": 1, "maximum": 100, "default": 20 }), "events per page"),
             ];
         }
         "/v1/partner/actions" => {
             let mut parameters =
-                vec![query("status", one_of(&["COMPLETED", "FAILED", "REVERSED", "PARTIALLY_REVERSED"]), ""), query("actionType", string(), "")];
+                vec![query("status", one_of(&["COMPLETED", "REVERSED", "PARTIALLY_REVERSED"]), ""), query("actionType", code_text(), "")];
             parameters.extend(window());
             parameters
         }
@@ -1156,9 +1286,7 @@ fn query_parameters(method: &str, path: &str) -> Vec<Value> {
         "/v1/partner/campaigns",
         "/v1/partner/webhooks",
         "/v1/partner/webhooks/{endpoint_id}/deliveries",
-        "/v1/partner/keys",
         "/api/v1/admin/partners",
-        "/api/v1/admin/partners/{partner_id}/keys",
         "/api/v1/admin/token-pool-requests",
     ];
     if lists.contains(&path) {

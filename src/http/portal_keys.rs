@@ -20,6 +20,7 @@ use super::admin::key_id;
 use super::error::{ApiError, ApiResult};
 use super::extract::{PathSegment, RawRequest};
 use super::fields::Fields;
+use super::list::ListQuery;
 use super::parse::{environment, future_timestamp, scopes};
 use super::portal::authorize_portal;
 use super::{AppState, json_response};
@@ -93,6 +94,7 @@ async fn first_partner(state: &AppState, account: &AccountRecord) -> ApiResult<P
 
 async fn list_keys(State(state): State<AppState>, request: RawRequest) -> ApiResult<Response> {
     let account = authorize_portal(&state, &request)?;
+    ListQuery::none(&request.path_and_query)?;
     let keys = match account.partner_id {
         Some(partner_id) => state.engine.list_api_keys(partner_id)?,
         None => Vec::new(),

@@ -5,7 +5,7 @@ use bytes::Bytes;
 use hyper::Method;
 use reward_actors::store::StoreBackend;
 
-use crate::support::{Partner, action_body, now_secs, request, spawn_app};
+use crate::support::{Partner, action_body, code, now_secs, request, spawn_app};
 
 const SUBMIT: &str = "/v1/partner/actions/submit";
 
@@ -284,7 +284,53 @@ async fn every_partner_route_refuses_bad_input_and_stores_nothing(backend: Store
     app.shutdown().await;
 }
 
+/// Query values Schemathesis found read as absent or past their bounds: an empty value, a
+/// repeated parameter, a page deeper than `PAGE_MAX`, a query on a list that reads none.
+/// Each is a 400 naming the parameter, on partner and admin lists alike.
+async fn list_queries_refuse_empty_repeated_and_unknown_values(backend: StoreBackend) {
+    let app = spawn_app(backend).await;
+    let partner = app.onboard_partner(0).await;
+    let refused = |field: &'static str| ((400, "VALIDATION_ERROR".to_owned()), field);
+    let partner_cases = [
+        ("/v1/partner/actions?to=", "to"),
+        ("/v1/partner/actions?from=&status=COMPLETED", "from"),
+        ("/v1/partner/actions?actionType=", "actionType"),
+        ("/v1/partner/transactions?to=", "to"),
+        ("/v1/partner/transactions?type=", "type"),
+        ("/v1/partner/users/holder/transactions?actionId=", "actionId"),
+        ("/v1/partner/campaigns?status=", "status"),
+        ("/v1/partner/users?cursor=", "cursor"),
+        ("/v1/partner/users?page=1&page=1", "page"),
+        ("/v1/partner/token-pools?limit=10&limit=20", "limit"),
+        ("/v1/partner/webhooks?page=102", "page"),
+    ];
+    let mut failures = Vec::new();
+    for (path, field) in partner_cases {
+        let response = partner.signed(Method::GET, path, "").await;
+        let fields = response.json()["details"]["fields"].clone();
+        if (code(&response), fields[0]["field"].as_str().unwrap_or("")) != (refused(field).0, field) {
+            failures.push(format!("GET {path}: {} {}", response.status, String::from_utf8_lossy(&response.body)));
+        }
+    }
+    let keys = format!("/api/v1/admin/partners/{}/keys?page=null&page=null", partner.id);
+    for path in
+        [keys.as_str(), "/api/v1/admin/partners?page=1&page=2", "/api/v1/admin/token-pool-requests?status=", "/api/v1/admin/partners?page=5000"]
+    {
+        let response = app.admin(Method::GET, path, serde_json::Value::Null).await;
+        if code(&response) != (400, "VALIDATION_ERROR".to_owned()) {
+            failures.push(format!("GET {path}: {} {}", response.status, String::from_utf8_lossy(&response.body)));
+        }
+    }
+    let deepest = partner.signed(Method::GET, "/v1/partner/users?page=101&limit=100", "").await;
+    if deepest.status != 200 {
+        failures.push(format!("the deepest page: {}", deepest.status));
+    }
+    assert!(failures.is_empty(), "\n{}", failures.join("\n"));
+    app.shutdown().await;
+}
+
 crate::backend_tests!(
+    list_queries_refuse_empty_repeated_and_unknown_values,
     every_bad_request_gets_its_code_and_stores_nothing,
     unknown_routes_and_methods_answer_json,
     every_partner_route_refuses_bad_input_and_stores_nothing

@@ -263,4 +263,49 @@ async fn real_answers_match_their_documented_schemas(backend: StoreBackend) {
     app.shutdown().await;
 }
 
-crate::backend_tests!(real_answers_match_their_documented_schemas);
+/// What Schemathesis found: the document and the server disagreed on what a request may
+/// hold. For each case here, the documented request schema and the running server must
+/// agree: schema-valid ⟺ not refused with a 400.
+async fn the_document_and_the_server_agree_on_what_is_valid(backend: StoreBackend) {
+    let app = spawn_app_with(AppOptions { backend, ..AppOptions::default() }).await;
+    let document: Value = app.raw(Method::GET, "/partner-api/openapi.json", &[], Bytes::new()).await.json();
+    let partner = app.onboard_partner(100).await;
+    let created = partner.signed(Method::POST, "/v1/partner/users", r#"{"externalId":"doc-user"}"#).await;
+    assert_eq!(created.status, 201);
+    let request_schema = |method: &str, path: &str| {
+        let mut schema = document["paths"][path][method]["requestBody"]["content"]["application/json"]["schema"].clone();
+        assert!(!schema.is_null(), "{method} {path} documents no request body");
+        schema["components"] = document["components"].clone();
+        schema
+    };
+    let cases: [(&str, &str, &str, &str); 8] = [
+        ("patch", "/v1/partner/users/{external_id}", "/v1/partner/users/doc-user", r#"{"lastName":""}"#),
+        ("patch", "/v1/partner/users/{external_id}", "/v1/partner/users/doc-user", r#"{"firstName":null,"lastName":"Doe"}"#),
+        ("post", "/v1/partner/token-pools/request", "/v1/partner/token-pools/request", r#"{"tokens":0,"reason":"more"}"#),
+        ("post", "/v1/partner/token-pools/request", "/v1/partner/token-pools/request", r#"{"tokens":5.0,"reason":"more"}"#),
+        ("post", "/v1/partner/token-pools/request", "/v1/partner/token-pools/request", r#"{"tokens":5,"reason":""}"#),
+        ("post", "/v1/partner/users", "/v1/partner/users", r#"{"externalId":"doc-2","email":null,"metadata":null}"#),
+        ("post", "/v1/partner/users", "/v1/partner/users", r#"{"externalId":"doc-3","firstName":""}"#),
+        ("post", "/v1/partner/users/{external_id}/redeem", "/v1/partner/users/doc-user/redeem", r#"{"idempotencyKey":"k","tokens":1,"reason":""}"#),
+    ];
+    let mut disagreements = Vec::new();
+    for (method, documented, path, body) in cases {
+        let valid = schema_errors(&request_schema(method, documented), &serde_json::from_str(body).expect("JSON")).is_empty();
+        let response = partner.signed(method.to_uppercase().parse().expect("method"), path, body).await;
+        if valid == (response.status == 400) {
+            disagreements.push(format!("{method} {path} {body}: schema-valid {valid}, server {}", response.status));
+        }
+    }
+    // An approval's note is optional: the document must not require a body the server does not.
+    for action in ["approve", "reject"] {
+        let path = format!("/api/v1/admin/token-pool-requests/{{request_id}}/{action}");
+        assert_eq!(document["paths"][&path]["post"]["requestBody"]["required"], json!(false), "{path}");
+    }
+    // An allocation answers 201 when it creates the pool and 200 when it tops one up.
+    let allocation = &document["paths"]["/api/v1/admin/partners/{partner_id}/token-pools"]["post"]["responses"];
+    assert!(allocation["200"].is_object() && allocation["201"].is_object());
+    assert!(disagreements.is_empty(), "\n{}", disagreements.join("\n"));
+    app.shutdown().await;
+}
+
+crate::backend_tests!(real_answers_match_their_documented_schemas, the_document_and_the_server_agree_on_what_is_valid);

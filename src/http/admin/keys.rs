@@ -16,6 +16,7 @@ use crate::http::auth::authorize_admin;
 use crate::http::error::{ApiError, ApiResult};
 use crate::http::extract::{PathSegment, RawRequest};
 use crate::http::fields::Fields;
+use crate::http::list::ListQuery;
 use crate::http::parse::{environment, future_timestamp, scopes};
 use crate::http::{AppState, json_response};
 
@@ -33,6 +34,7 @@ pub fn key_id(text: &str) -> Result<Id, ApiError> {
 
 async fn list_keys(State(state): State<AppState>, PathSegment(partner): PathSegment, request: RawRequest) -> ApiResult<Response> {
     authorize_admin(&state, &request)?;
+    ListQuery::none(&request.path_and_query)?;
     let partner_id = partner_id(&partner)?;
     state.engine.get_partner(partner_id)?;
     let keys = state.engine.list_api_keys(partner_id)?;
