@@ -1262,7 +1262,11 @@ fn query_parameters(method: &str, path: &str) -> Vec<Value> {
         "/v1/partner/events" => {
             return vec![
                 query("after", json!({ "type": "integer", "minimum": 0, "maximum": u64::MAX }), "events with a greater sequence (default 0)"),
-                query("cursor", json!({ "type": "string", "pattern": "^[0-9]{1,19}$" }), "the same as after (nextCursor of the previous page)"),
+                query(
+                    "cursor",
+                    json!({ "type": "string", "pattern": "^[0-9]{1,19}$" }),
+                    "the same as after (nextCursor of the previous page); not together with after",
+                ),
                 query("limit", json!({ "type": "integer", "minimum": 1, "maximum": 100, "default": 20 }), "events per page"),
             ];
         }

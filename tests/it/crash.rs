@@ -114,14 +114,7 @@ async fn killed_mid_load_loses_and_duplicates_nothing(backend: StoreBackend, wal
     );
     assert_eq!(issued, attempted.len() as u64, "one token per attempted key: nothing lost, nothing twice");
     assert_eq!(allocated, balance + issued);
-    let mut credited = 0;
-    for user in 0..USERS {
-        let response = partner.balance(&format!("user_{user}")).await;
-        if response.status == 200 {
-            credited += response.json()["available"].as_u64().expect("available");
-        }
-    }
-    assert_eq!(credited, issued, "users hold exactly what the pool issued");
+    assert_eq!(crate::support::credited_to_users(&partner, USERS).await, issued, "users hold exactly what the pool issued");
     eprintln!(
         "{backend} (log {}): {} acknowledged before the kill, {} attempted",
         if wal { "on" } else { "off" },

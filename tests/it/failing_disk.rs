@@ -124,14 +124,7 @@ async fn audit(partner: &Partner, heard: &[Heard]) {
     assert_eq!(allocated, POOL_TOKENS);
     assert_eq!(issued, attempted.len() as u64, "one token per key: nothing lost, nothing twice, nothing invented");
     assert_eq!(balance + issued, allocated, "the pool balances");
-    let mut credited = 0;
-    for user in 0..USERS {
-        let response = partner.balance(&format!("user_{user}")).await;
-        if response.status == 200 {
-            credited += response.json()["available"].as_u64().expect("available");
-        }
-    }
-    assert_eq!(credited, issued, "users hold exactly what the pool issued");
+    assert_eq!(crate::support::credited_to_users(partner, USERS).await, issued, "users hold exactly what the pool issued");
 }
 
 /// Acknowledged submits before anything fails.

@@ -395,6 +395,18 @@ pub fn code(response: &ClientResponse) -> (u16, String) {
     (response.status, response.json()["code"].as_str().unwrap_or_default().to_owned())
 }
 
+/// What the users `user_0` … `user_{users-1}` hold in all (those that exist).
+pub async fn credited_to_users(partner: &Partner, users: usize) -> u64 {
+    let mut credited = 0;
+    for user in 0..users {
+        let response = partner.balance(&format!("user_{user}")).await;
+        if response.status == 200 {
+            credited += response.json()["available"].as_u64().expect("available");
+        }
+    }
+    credited
+}
+
 /// The value of one series in Prometheus text; a series that is not there fails the test
 /// (a renamed metric must not read as 0).
 pub fn metric(text: &str, series: &str) -> f64 {
