@@ -12,6 +12,7 @@ use reward_engine::config::Config;
 use reward_engine::server::{ServeOptions, ServerSecrets, start};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+use crate::support::stores::{GateGuard, InstrumentedStore};
 use crate::support::{
     ADMIN_TOKEN, AppOptions, MASTER_KEY, Partner, TweakConfig, action_body, code, eventually, instrumented_app, spawn_app, spawn_app_with,
 };
@@ -149,19 +150,30 @@ async fn sign_ins_beyond_the_hashing_slots_are_503(backend: StoreBackend) {
     app.shutdown().await;
 }
 
+/// Starts a submit of `key` and waits until its write set is held at the store's gate: the
+/// request is in flight until the gate is dropped.
+async fn submit_held_at_the_commit(
+    store: &Arc<InstrumentedStore>,
+    partner: &Partner,
+    key: &'static str,
+) -> (GateGuard, tokio::task::JoinHandle<reward_engine::client::ClientResponse>) {
+    let gate = store.hold_commits();
+    let commits_before = store.commits_started.load(std::sync::atomic::Ordering::SeqCst);
+    let in_flight = tokio::spawn({
+        let partner = partner.clone();
+        async move { partner.submit(&action_body(key, "5", "user_1")).await }
+    });
+    eventually(Duration::from_secs(5), || async { (store.commits_started.load(std::sync::atomic::Ordering::SeqCst) > commits_before).then_some(()) })
+        .await;
+    (gate, in_flight)
+}
+
 /// Shutdown stops accepting but lets a request already in flight finish with its answer.
 async fn shutdown_drains_a_request_in_flight(backend: StoreBackend) {
     let (app, store) = instrumented_app(backend, None).await;
     let partner = app.onboard_partner(1_000).await;
     let address = app.address;
-    let gate = store.hold_commits();
-    let commits_before = store.commits_started.load(std::sync::atomic::Ordering::SeqCst);
-    let in_flight = tokio::spawn({
-        let partner = partner.clone();
-        async move { partner.submit(&action_body("drained", "5", "user_1")).await }
-    });
-    eventually(Duration::from_secs(5), || async { (store.commits_started.load(std::sync::atomic::Ordering::SeqCst) > commits_before).then_some(()) })
-        .await;
+    let (gate, in_flight) = submit_held_at_the_commit(&store, &partner, "drained").await;
     let stopping = tokio::spawn(app.shutdown());
     // Stopped accepting: a new connection is refused (or closed unanswered) once shutdown began.
     eventually(Duration::from_secs(5), || async move {
@@ -188,14 +200,7 @@ async fn a_shutdown_that_cuts_requests_reports_it(backend: StoreBackend) {
     let short_grace: TweakConfig = Arc::new(|config| config.server.shutdown_grace_secs = 1);
     let (mut app, store) = instrumented_app(backend, Some(short_grace)).await;
     let partner = app.onboard_partner(1_000).await;
-    let gate = store.hold_commits();
-    let commits_before = store.commits_started.load(std::sync::atomic::Ordering::SeqCst);
-    let in_flight = tokio::spawn({
-        let partner = partner.clone();
-        async move { partner.submit(&action_body("cut", "5", "user_1")).await }
-    });
-    eventually(Duration::from_secs(5), || async { (store.commits_started.load(std::sync::atomic::Ordering::SeqCst) > commits_before).then_some(()) })
-        .await;
+    let (gate, in_flight) = submit_held_at_the_commit(&store, &partner, "cut").await;
     let server = app.server.take().expect("running");
     let stopping = tokio::spawn(server.shutdown());
     // After the grace the connection is cut: the client sees no answer.
