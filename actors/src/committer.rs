@@ -283,6 +283,9 @@ mod tests {
         fn scan(&self, _scan: Scan<'_>) -> Result<Vec<KeyValue>, StoreError> {
             Ok(Vec::new())
         }
+        fn export(&self, _visit: &mut crate::store::ExportVisitor<'_>) -> Result<(), StoreError> {
+            Ok(())
+        }
     }
 
     fn put(key: u8) -> Vec<WriteOp> {

@@ -9,6 +9,7 @@
 //! are durable; it is called by one thread (the committer) at a time. Reads see committed
 //! data (sled may also show data whose flush is still running; see README).
 
+pub mod backup;
 mod redb_store;
 mod sled_store;
 mod wal;
@@ -21,7 +22,7 @@ use std::sync::Arc;
 
 pub use redb_store::RedbStore;
 pub use sled_store::SledStore;
-pub use wal::{LogFaults, LogOperation, WalOptions, WalStore};
+pub use wal::{LogFaults, LogOperation, WalOptions, WalStore, applied_sequence_key};
 
 /// The data format's version: bump it when a key encoding or a stored record's layout
 /// changes, so a data directory from another format is refused at open, not misread.
@@ -137,6 +138,9 @@ impl StoreError {
 
 pub type KeyValue = (Vec<u8>, Vec<u8>);
 
+/// What [`Store::export`] calls with each key and value, in key order.
+pub type ExportVisitor<'a> = dyn FnMut(&[u8], &[u8]) -> Result<(), StoreError> + 'a;
+
 pub trait Store: Send + Sync + 'static {
     fn backend(&self) -> StoreBackend;
 
@@ -146,6 +150,13 @@ pub trait Store: Send + Sync + 'static {
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError>;
 
     fn scan(&self, scan: Scan<'_>) -> Result<Vec<KeyValue>, StoreError>;
+
+    /// Calls `visit` with every key and value in key order, all as of one consistent point
+    /// that covers every write acknowledged before the call began; the copy's log sequence is
+    /// the `wal_applied_sequence` key it holds (see [`applied_sequence_key`]). The engine keeps
+    /// serving meanwhile: the write-ahead log holds the backend still and takes writes in
+    /// memory; a bare redb reads one MVCC snapshot; a bare sled (no log) makes commits wait.
+    fn export(&self, visit: &mut ExportVisitor<'_>) -> Result<(), StoreError>;
 
     /// Why the store refuses writes, while it does: a failed log append (until a restart)
     /// or a failing apply into the backend (until one succeeds). `None` when it accepts them.
@@ -231,6 +242,11 @@ pub fn open_store_with_faults(
 }
 
 const SCHEMA_KEY: &[u8] = b"schema_version";
+
+/// The key holding the data's schema version (a big-endian `u32`).
+pub fn schema_key() -> Vec<u8> {
+    Table::Meta.key(&[SCHEMA_KEY])
+}
 
 fn check_schema(store: &dyn Store) -> Result<(), StoreError> {
     let key = Table::Meta.key(&[SCHEMA_KEY]);

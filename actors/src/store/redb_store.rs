@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use parking_lot::RwLock;
 use redb::{Database, ReadableDatabase, TableDefinition};
 
-use super::{KeyValue, Scan, ScanOrder, Store, StoreBackend, StoreError, WriteOp, prefix_end, scan_bounds};
+use super::{ExportVisitor, KeyValue, Scan, ScanOrder, Store, StoreBackend, StoreError, WriteOp, prefix_end, scan_bounds};
 
 const DATA: TableDefinition<&[u8], &[u8]> = TableDefinition::new("data");
 
@@ -110,6 +110,18 @@ impl Store for RedbStore {
         let read = db.as_ref().ok_or_else(closed)?.begin_read().map_err(store_error)?;
         let table = read.open_table(DATA).map_err(store_error)?;
         Ok(table.get(key).map_err(store_error)?.map(|value| value.value().to_vec()))
+    }
+
+    /// One read transaction: redb's MVCC snapshot stays consistent while commits go on.
+    fn export(&self, visit: &mut ExportVisitor<'_>) -> Result<(), StoreError> {
+        let db = self.db.read();
+        let read = db.as_ref().ok_or_else(closed)?.begin_read().map_err(store_error)?;
+        let table = read.open_table(DATA).map_err(store_error)?;
+        for entry in table.range::<&[u8]>(..).map_err(store_error)? {
+            let (key, value) = entry.map_err(store_error)?;
+            visit(key.value(), value.value())?;
+        }
+        Ok(())
     }
 
     fn scan(&self, scan: Scan<'_>) -> Result<Vec<KeyValue>, StoreError> {

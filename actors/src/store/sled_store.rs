@@ -14,7 +14,7 @@
 
 use std::path::Path;
 
-use super::{KeyValue, Scan, ScanOrder, Store, StoreBackend, StoreError, WriteOp, prefix_end, scan_bounds};
+use super::{ExportVisitor, KeyValue, Scan, ScanOrder, Store, StoreBackend, StoreError, WriteOp, prefix_end, scan_bounds};
 
 /// sled's page cache, the same budget as redb's.
 const CACHE_BYTES: u64 = 256 * 1024 * 1024;
@@ -24,6 +24,10 @@ pub struct SledStore {
     /// The I/O error sled latched (it then fails every operation until reopened, and a
     /// reopen on a still-full disk left its files unreadable): set once, cleared by a restart.
     latched: parking_lot::Mutex<Option<String>>,
+    /// Commits hold it shared, an export exclusively: sled's iterators are not snapshots, so
+    /// a consistent copy keeps commits out (behind the write-ahead log only its applier
+    /// commits, and the log holds it still during an export anyway).
+    commits: parking_lot::RwLock<()>,
 }
 
 fn store_error(error: impl std::fmt::Display) -> StoreError {
@@ -41,7 +45,7 @@ impl SledStore {
         let deadline = std::time::Instant::now() + LOCK_WAIT;
         loop {
             match sled::Config::new().path(path).cache_capacity(CACHE_BYTES).flush_every_ms(None).open() {
-                Ok(db) => return Ok(SledStore { db, latched: parking_lot::Mutex::new(None) }),
+                Ok(db) => return Ok(SledStore { db, latched: parking_lot::Mutex::new(None), commits: parking_lot::RwLock::new(()) }),
                 // sled reports it as `Other` with this text (sled 0.34.7, config.rs).
                 Err(sled::Error::Io(error)) if error.to_string().starts_with("could not acquire lock") && std::time::Instant::now() < deadline => {
                     std::thread::sleep(LOCK_RETRY);
@@ -73,6 +77,7 @@ impl Store for SledStore {
                 WriteOp::Delete { key } => batch.remove(key.as_slice()),
             }
         }
+        let _commit = self.commits.read();
         let latched = |error: sled::Error| {
             let error = store_error(format!("{error}; sled fails every operation after an I/O error: restart to recover"));
             self.latched.lock().get_or_insert_with(|| error.message.clone());
@@ -80,6 +85,15 @@ impl Store for SledStore {
         };
         self.db.apply_batch(batch).map_err(latched)?;
         self.db.flush().map_err(latched)?;
+        Ok(())
+    }
+
+    fn export(&self, visit: &mut ExportVisitor<'_>) -> Result<(), StoreError> {
+        let _no_commits = self.commits.write();
+        for entry in self.db.iter() {
+            let (key, value) = entry.map_err(store_error)?;
+            visit(&key, &value)?;
+        }
         Ok(())
     }
 

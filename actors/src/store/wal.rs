@@ -43,7 +43,7 @@ use std::time::{Duration, Instant};
 use crossbeam_skiplist::SkipMap;
 use parking_lot::{Condvar, Mutex, RwLock};
 
-use super::{KeyValue, Scan, ScanOrder, Store, StoreBackend, StoreError, Table, WriteOp, prefix_end, scan_bounds};
+use super::{ExportVisitor, KeyValue, Scan, ScanOrder, Store, StoreBackend, StoreError, Table, WriteOp, prefix_end, scan_bounds};
 
 /// When memtables are frozen and applied.
 #[derive(Debug, Clone, Copy, serde::Serialize, serde::Deserialize)]
@@ -76,6 +76,13 @@ const RECORD_PAYLOAD_BYTES_MAX: usize = 1 << 30;
 const APPLIED_SEQUENCE_KEY: &[u8] = b"wal_applied_sequence";
 /// How long the applier waits before retrying a failed backend commit.
 const APPLY_RETRY_DELAY: Duration = Duration::from_secs(1);
+/// How long an export waits for the applier to bring the backend up to the export's point
+/// (normally one apply interval and one apply, well under a second).
+const EXPORT_APPLY_WAIT: Duration = Duration::from_secs(60);
+/// While an export holds the backend still, the active memtable takes writes beyond
+/// `memtable_bytes_max` (nothing can be applied meanwhile) up to this many bytes; past it,
+/// commits wait for the export to end. 1 GiB is minutes of peak load on this machine.
+const EXPORT_MEMTABLE_BYTES_MAX: usize = 1 << 30;
 
 /// A log file operation that [`LogFaults`] can make fail.
 #[doc(hidden)]
@@ -244,6 +251,12 @@ struct Shared {
     /// Set while the applier's commits into the backend fail; cleared by one that succeeds.
     apply_failure: Failure,
     faults: Option<Arc<LogFaults>>,
+    /// Held by the applier around each commit into the backend, and by an export for its
+    /// whole copy: while an export runs, the backend does not change.
+    backend_still: Mutex<()>,
+    /// Set while an export holds `backend_still`: freezing then lets the active memtable
+    /// grow (up to [`EXPORT_MEMTABLE_BYTES_MAX`]) instead of waiting for the applier.
+    exporting: AtomicBool,
 }
 
 /// The committer's side: the open segment and the next sequence.
@@ -281,7 +294,8 @@ fn create_segment(dir: &Path, first_sequence: u64) -> Result<(File, PathBuf), St
     Ok((file, path))
 }
 
-fn applied_sequence_key() -> Vec<u8> {
+/// The key holding the last log sequence the backend holds (a big-endian `u64`).
+pub fn applied_sequence_key() -> Vec<u8> {
     Table::Meta.key(&[APPLIED_SEQUENCE_KEY])
 }
 
@@ -314,6 +328,8 @@ impl WalStore {
             log_failure: Failure::default(),
             apply_failure: Failure::default(),
             faults: faults.clone(),
+            backend_still: Mutex::new(()),
+            exporting: AtomicBool::new(false),
         });
         let applier_shared = Arc::clone(&shared);
         let applier_backend = Arc::clone(&backend);
@@ -382,13 +398,20 @@ impl WalStore {
     /// succeeding; while its applies fail it does not freeze at all (the store refuses new
     /// writes meanwhile, so the active memtable grows by at most what was already admitted).
     fn freeze(&self, writer: &mut Writer) -> Result<(), StoreError> {
-        if self.overlay().active.entries.is_empty() {
-            return Ok(());
-        }
+        let active_bytes = {
+            let overlay = self.overlay();
+            if overlay.active.entries.is_empty() {
+                return Ok(());
+            }
+            overlay.active.bytes.load(Ordering::Relaxed)
+        };
         {
             let mut queue = self.shared.queue.lock();
             while queue.len() >= self.options.frozen_max && !self.shared.stopping.load(Ordering::Acquire) {
                 if self.shared.apply_failure.is_set() {
+                    return Ok(());
+                }
+                if self.shared.exporting.load(Ordering::Acquire) && active_bytes < EXPORT_MEMTABLE_BYTES_MAX {
                     return Ok(());
                 }
                 self.shared.queue_changed.wait_for(&mut queue, Duration::from_millis(100));
@@ -439,6 +462,23 @@ impl WalStore {
             }
         }
         merged
+    }
+
+    /// Waits until the backend holds every record up to `sequence`: no frozen memtable at or
+    /// below it is waiting for the applier (the caller froze the active one).
+    fn wait_applied(&self, sequence: u64) -> Result<(), StoreError> {
+        let deadline = Instant::now() + EXPORT_APPLY_WAIT;
+        let mut queue = self.shared.queue.lock();
+        while queue.front().is_some_and(|oldest| oldest.last_sequence.load(Ordering::Acquire) <= sequence) {
+            if let Some(reason) = self.shared.apply_failure.reason() {
+                return Err(wal_error("export", format!("the store is not applying the log: {reason}")));
+            }
+            if Instant::now() >= deadline {
+                return Err(wal_error("export", format!("the log was not applied within {} s", EXPORT_APPLY_WAIT.as_secs())));
+            }
+            self.shared.queue_changed.wait_for(&mut queue, Duration::from_millis(100));
+        }
+        Ok(())
     }
 
     fn append(&self, writer: &mut Writer, write_sets: &[&[WriteOp]]) -> Result<u64, StoreError> {
@@ -494,6 +534,30 @@ impl Store for WalStore {
             }
         }
         Ok(())
+    }
+
+    /// Freezes the active memtable (so every acknowledged record is frozen or applied), waits
+    /// for the applier to write those to the backend, then holds the applier and copies the
+    /// backend. Commits go on into the log and memory meanwhile.
+    fn export(&self, visit: &mut ExportVisitor<'_>) -> Result<(), StoreError> {
+        let covered = {
+            let mut writer = self.writer.lock();
+            if writer.failed {
+                return Err(wal_error("export", "the log failed; restart to recover before a backup"));
+            }
+            self.freeze(&mut writer)?;
+            writer.next_sequence - 1
+        };
+        self.wait_applied(covered)?;
+        let _still = self.shared.backend_still.lock();
+        self.shared.exporting.store(true, Ordering::Release);
+        let copied = self.backend.export(visit);
+        {
+            let _queue = self.shared.queue.lock();
+            self.shared.exporting.store(false, Ordering::Release);
+            self.shared.queue_changed.notify_all();
+        }
+        copied
     }
 
     fn unavailable_reason(&self) -> Option<String> {
@@ -706,6 +770,7 @@ fn run_applier(backend: &dyn Store, shared: &Shared) {
 }
 
 fn commit_to_backend(backend: &dyn Store, shared: &Shared, ops: &[WriteOp]) -> Result<(), StoreError> {
+    let _still = shared.backend_still.lock();
     if let Some(faults) = &shared.faults {
         faults.check(LogOperation::Apply).map_err(|error| wal_error("applying to the store", error))?;
     }

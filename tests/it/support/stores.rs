@@ -111,6 +111,10 @@ impl Store for InstrumentedStore {
         self.inner.scan(scan)
     }
 
+    fn export(&self, visit: &mut reward_actors::store::ExportVisitor<'_>) -> Result<(), StoreError> {
+        self.inner.export(visit)
+    }
+
     fn unavailable_reason(&self) -> Option<String> {
         self.inner.unavailable_reason()
     }
