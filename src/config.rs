@@ -22,6 +22,29 @@ pub struct Config {
     pub donations: DonationsConfig,
     /// Webhook deliveries (`REWARD_WEBHOOK_ALLOWED_CIDRS`, `REWARD_WEBHOOK_RETRY_SCHEDULE`, …).
     pub webhook: reward_actors::webhooks::WebhookConfig,
+    /// Online backups (`POST /api/v1/admin/backups`, `reward-engine backup`) and their schedule.
+    pub backup: BackupConfig,
+}
+
+/// Where backups go, and whether the server takes them on its own (README, "Backup, restore
+/// and audit").
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BackupConfig {
+    /// The directory backups are written into, one `backup-<time>` directory each. Put it on
+    /// another disk than `server.data_dir`: a backup on the same disk dies with it.
+    pub directory: PathBuf,
+    /// Take a backup every this many seconds; 0 (the default) takes none on its own.
+    pub interval_secs: u64,
+    /// Scheduled backups keep the newest this many backups in `directory` and delete older
+    /// ones; backups asked for through the API are counted too.
+    pub retention: usize,
+}
+
+impl Default for BackupConfig {
+    fn default() -> Self {
+        BackupConfig { directory: PathBuf::from("./backups"), interval_secs: 0, retention: 7 }
+    }
 }
 
 /// Donation links (contract §10): each provider's URL template. Placeholders, each
@@ -137,6 +160,22 @@ pub struct ServerConfig {
     pub crowded_idle_timeout_ms: u64,
 }
 
+/// `--store`'s values (so `--help` lists them); the engine crate stays free of clap.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum StoreChoice {
+    Redb,
+    Sled,
+}
+
+impl From<StoreChoice> for StoreBackend {
+    fn from(choice: StoreChoice) -> StoreBackend {
+        match choice {
+            StoreChoice::Redb => StoreBackend::Redb,
+            StoreChoice::Sled => StoreBackend::Sled,
+        }
+    }
+}
+
 /// The log output: `pretty` for people, `json` for log pipelines.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
@@ -232,7 +271,7 @@ const SPECIAL_VARIABLES: &[&str] = &[
 ];
 
 /// The sections of the configuration, in the order of `Config`.
-const SECTIONS: &[&str] = &["server", "engine", "limits", "wal", "donations", "webhook"];
+const SECTIONS: &[&str] = &["server", "engine", "limits", "wal", "donations", "webhook", "backup"];
 
 /// The log filter: `REWARD_LOG`, else `RUST_LOG`, else `info` (an empty variable counts as
 /// unset). A filter that does not parse is refused with the variable's name, rather than
@@ -277,6 +316,9 @@ impl Config {
 
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.engine.validate().map_err(ConfigError::Invalid)?;
+        if self.backup.retention == 0 {
+            return Err(ConfigError::Invalid("backup.retention must be at least 1".into()));
+        }
         if self.wal.memtable_bytes_max < 1024 * 1024 || self.wal.frozen_max == 0 {
             return Err(ConfigError::Invalid("wal.memtable_bytes_max must be at least 1 MiB and wal.frozen_max at least 1".into()));
         }

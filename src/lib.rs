@@ -11,7 +11,11 @@
 //! - [`client`]: one keep-alive HTTP/1.1 connection, for the load generator and tests.
 //! - [`loadgen`], [`hello`]: the load generator and the bare-axum ceiling it is compared with.
 //! - [`crash_loop`]: SIGKILLs the real server under load, restarts it, and audits every key.
+//! - [`backup`]: online backups (on request and on a schedule) with retention and metrics;
+//!   `reward-engine backup` and `restore` in `main.rs` are their command line.
 
+pub mod backup;
+pub mod backup_cli;
 pub mod client;
 pub mod config;
 pub mod crash_loop;

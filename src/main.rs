@@ -1,4 +1,4 @@
-//! The `reward-engine` binary: `serve`, `sign`, `keygen`, `loadgen`, `hello-server`.
+//! The `reward-engine` binary: `serve`, `backup`, `restore`, `sign`, `keygen`, `loadgen`, and hidden tools.
 
 use std::path::PathBuf;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -7,8 +7,8 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use reward_actors::crypto::{MasterKey, Secret};
 use reward_actors::donations::Provider;
-use reward_actors::store::StoreBackend;
-use reward_engine::config::{Config, LogFormat, log_filter};
+use reward_engine::backup_cli::{self, BackupArgs, RestoreArgs};
+use reward_engine::config::{Config, LogFormat, StoreChoice, log_filter};
 use reward_engine::loadgen::{self, LoadgenArgs};
 use reward_engine::server::{self, ServeOptions, ServerSecrets};
 use reward_engine::sign::{SigningCredentials, curl_command, sign_request};
@@ -31,6 +31,10 @@ enum Command {
     Sign(SignArgs),
     /// Print a new random master key (64 hex characters) for REWARD_MASTER_KEY.
     Keygen,
+    /// Ask a running server for an online backup (into its backup.directory) and wait for it.
+    Backup(BackupArgs),
+    /// Check a backup (manifest and checksums) and load it into a new data directory.
+    Restore(RestoreArgs),
     /// Drive load against a running server and report throughput and latency.
     Loadgen(LoadgenArgs),
     /// Receive webhooks for benchmarks: count them and measure their lag.
@@ -69,22 +73,6 @@ struct ServeArgs {
     log_format: Option<LogFormat>,
 }
 
-/// `--store`'s values (so `--help` lists them); the engine crate stays free of clap.
-#[derive(Clone, Copy, clap::ValueEnum)]
-enum StoreChoice {
-    Redb,
-    Sled,
-}
-
-impl From<StoreChoice> for StoreBackend {
-    fn from(choice: StoreChoice) -> StoreBackend {
-        match choice {
-            StoreChoice::Redb => StoreBackend::Redb,
-            StoreChoice::Sled => StoreBackend::Sled,
-        }
-    }
-}
-
 #[derive(clap::Args)]
 struct SignArgs {
     /// A JSON file with secretKey and hmacSecret (the demo writes one). Without it,
@@ -117,6 +105,8 @@ fn main() -> anyhow::Result<()> {
         }
         Command::Sign(args) => sign(args),
         Command::Serve(args) => runtime()?.block_on(serve(args)),
+        Command::Backup(args) => runtime()?.block_on(backup_cli::run_backup(args)),
+        Command::Restore(args) => backup_cli::run_restore(args),
         Command::Loadgen(args) => runtime()?.block_on(async move { loadgen::run(args).await.map(|_| ()) }),
         Command::WebhookSink(args) => runtime()?.block_on(async move { reward_engine::sink::run(args).await.map(|_| ()) }),
         Command::CrashLoop(args) => runtime()?.block_on(reward_engine::crash_loop::run(args)).map(|_| ()),

@@ -49,6 +49,8 @@ pub struct RunningServer {
     serving: JoinHandle<()>,
     stop_maintenance: tokio::sync::watch::Sender<bool>,
     maintenance: JoinHandle<()>,
+    /// Scheduled backups; stopping waits for a backup in progress to finish.
+    scheduled_backups: JoinHandle<()>,
     grace: Duration,
 }
 
@@ -105,6 +107,7 @@ pub async fn start(options: ServeOptions) -> anyhow::Result<RunningServer> {
         ],
         provider_secrets: secrets.provider_secrets,
     });
+    let backups = crate::backup::Backups::new(engine.clone(), config.backup.clone());
     let state = AppState {
         engine: engine.clone(),
         settings: Arc::new(config.limits.clone()),
@@ -113,11 +116,13 @@ pub async fn start(options: ServeOptions) -> anyhow::Result<RunningServer> {
         portal,
         client_ip_header,
         donations,
+        backups: Arc::clone(&backups),
     };
     let (stop_accepting, stopped) = oneshot::channel::<()>();
     let serving = tokio::spawn(listener::serve(listener, http::router(state), connections.0, stopped));
     let (stop_maintenance, maintenance_stopped) = tokio::sync::watch::channel(false);
-    let maintenance = tokio::spawn(run_maintenance(engine.clone(), config.server.clone(), maintenance_stopped));
+    let maintenance = tokio::spawn(run_maintenance(engine.clone(), config.server.clone(), maintenance_stopped.clone()));
+    let scheduled_backups = tokio::spawn(backups.run_schedule(maintenance_stopped));
     tracing::info!(address = %local_addr, store = %engine.store_backend(), "reward engine listening");
     Ok(RunningServer {
         local_addr,
@@ -126,6 +131,7 @@ pub async fn start(options: ServeOptions) -> anyhow::Result<RunningServer> {
         serving,
         stop_maintenance,
         maintenance,
+        scheduled_backups,
         grace: Duration::from_secs(config.server.shutdown_grace_secs),
     })
 }
@@ -153,6 +159,7 @@ impl RunningServer {
         };
         let _ = self.stop_maintenance.send(true);
         let _ = self.maintenance.await;
+        let _ = self.scheduled_backups.await;
         if let Err(error) = self.engine.flush_key_usage().await {
             tracing::warn!(%error, "persisting keys' last use at shutdown failed");
         }

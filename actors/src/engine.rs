@@ -237,6 +237,16 @@ impl Engine {
         self.inner.shared.store.backend()
     }
 
+    /// Writes a backup of the store into a new directory under `parent` (blocking: call it
+    /// on a blocking thread). The engine keeps serving meanwhile; see `store::backup`.
+    pub fn write_backup(
+        &self,
+        parent: &std::path::Path,
+        progress: &mut dyn FnMut(crate::store::backup::Progress),
+    ) -> Result<(std::path::PathBuf, crate::store::backup::Manifest), crate::store::backup::BackupError> {
+        crate::store::backup::write_backup(self.inner.shared.store.as_ref(), parent, progress)
+    }
+
     pub fn metrics_registry(&self) -> &prometheus::Registry {
         &self.inner.shared.metrics.registry
     }

@@ -7,6 +7,7 @@ mod admin;
 mod ambiguous_json;
 mod auth;
 mod auth_matrix;
+mod backup;
 mod bad_input;
 mod browser;
 mod connections;

@@ -488,9 +488,14 @@ pub struct Restored {
 }
 
 /// Restores the backup in `from` into `data_dir` (which must not exist, or be empty) on
-/// `backend`. Checks everything first ([`check_backup`]); loads into a hidden directory
+/// `backend` (`None`: the store the backup was taken from). Checks everything first ([`check_backup`]); loads into a hidden directory
 /// beside `data_dir` and renames it into place at the end, so a failure leaves nothing.
-pub fn restore_backup(from: &Path, data_dir: &Path, backend: StoreBackend, progress: &mut dyn FnMut(Progress)) -> Result<Restored, BackupError> {
+pub fn restore_backup(
+    from: &Path,
+    data_dir: &Path,
+    backend: Option<StoreBackend>,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<Restored, BackupError> {
     let target_in_use = match fs::read_dir(data_dir) {
         Ok(mut entries) => entries.next().is_some(),
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => false,
@@ -500,6 +505,7 @@ pub fn restore_backup(from: &Path, data_dir: &Path, backend: StoreBackend, progr
         return Err(BackupError::TargetNotEmpty(data_dir.to_owned()));
     }
     let manifest = check_backup(from)?;
+    let backend = backend.unwrap_or(manifest.backend);
     let name = data_dir.file_name().and_then(|name| name.to_str()).unwrap_or("data");
     let parent = data_dir.parent().filter(|parent| !parent.as_os_str().is_empty()).unwrap_or(Path::new("."));
     create_private_dir(parent)?;
@@ -643,7 +649,7 @@ mod tests {
         writer.join().expect("writer");
         assert_eq!(check_backup(&path).expect("checks"), manifest);
         let restored_dir = dir.path().join("restored");
-        let restored = restore_backup(&path, &restored_dir, backend, &mut |_| {}).expect("restores");
+        let restored = restore_backup(&path, &restored_dir, Some(backend), &mut |_| {}).expect("restores");
         assert_eq!(restored.records, manifest.records);
         drop(store);
         let copy = open_store(backend, &restored_dir).expect("opens the restored store");
@@ -712,7 +718,7 @@ mod tests {
     }
 
     fn assert_refused(backup: &Path, target: &Path, needle: &str) {
-        let error = restore_backup(backup, target, StoreBackend::Redb, &mut |_| {}).expect_err("refused");
+        let error = restore_backup(backup, target, None, &mut |_| {}).expect_err("refused");
         assert!(matches!(error, BackupError::Refused { .. }), "{error}");
         assert!(error.to_string().contains(needle), "{error} should say {needle:?}");
         assert!(!target.exists(), "a refused restore writes nothing");
@@ -771,8 +777,8 @@ mod tests {
         fs::write(foreign.join("notes.txt"), b"hello").expect("writes");
         assert_refused(&foreign, &target, "SHA256SUMS is missing");
         // The good one restores, and not over a directory that holds files.
-        restore_backup(&backup, &target, StoreBackend::Sled, &mut |_| {}).expect("restores into sled");
-        let error = restore_backup(&backup, &target, StoreBackend::Redb, &mut |_| {}).expect_err("refused");
+        restore_backup(&backup, &target, Some(StoreBackend::Sled), &mut |_| {}).expect("restores into sled");
+        let error = restore_backup(&backup, &target, None, &mut |_| {}).expect_err("refused");
         assert!(matches!(error, BackupError::TargetNotEmpty(_)), "{error}");
     }
 

@@ -1,6 +1,7 @@
 //! The operator API under `/api/v1/admin`, behind the admin token. One file per resource.
 
 mod accounts;
+mod backups;
 mod clock;
 mod keys;
 mod operator;
@@ -20,6 +21,7 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .merge(partners::router())
         .merge(accounts::router())
+        .merge(backups::router())
         .merge(pool_requests::router())
         .merge(keys::router())
         .merge(token_pools::router())

@@ -1,0 +1,187 @@
+//! Online backups of the running server: one at a time, on request (`POST
+//! /api/v1/admin/backups`, which `reward-engine backup` calls) or on a schedule
+//! (`[backup] interval_secs`), with retention and metrics for the alert on a stale backup.
+//! The copy itself is `reward_actors::store::backup`.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use prometheus::{IntCounter, IntGauge, Registry};
+use reward_actors::Engine;
+use reward_actors::store::backup::{self, Manifest};
+
+use crate::config::BackupConfig;
+
+/// A manifest is a few KiB (a line per 256 MiB data file); a larger file is not one of ours.
+const MANIFEST_BYTES_MAX: u64 = 4 * 1024 * 1024;
+
+/// The last backup's figures, for `/metrics` (described in METRICS.md).
+struct BackupMetrics {
+    last_success: IntGauge,
+    last_duration_ms: prometheus::Gauge,
+    last_bytes: IntGauge,
+    last_sequence: IntGauge,
+    failures: IntCounter,
+    successes: IntCounter,
+    in_progress: IntGauge,
+    interval: IntGauge,
+}
+
+impl BackupMetrics {
+    fn register(registry: &Registry, interval_secs: u64) -> BackupMetrics {
+        let gauge = |name: &str, help: &str| {
+            let gauge = IntGauge::new(name, help).expect("valid metric");
+            registry.register(Box::new(gauge.clone())).expect("registers once");
+            gauge
+        };
+        let last_duration_ms =
+            prometheus::Gauge::new("reward_backup_last_duration_seconds", "How long the last successful backup took.").expect("valid metric");
+        registry.register(Box::new(last_duration_ms.clone())).expect("registers once");
+        let failures = IntCounter::new("reward_backup_failures_total", "Backups that failed (the reason is logged).").expect("valid metric");
+        registry.register(Box::new(failures.clone())).expect("registers once");
+        let successes = IntCounter::new("reward_backups_total", "Backups written completely since start.").expect("valid metric");
+        registry.register(Box::new(successes.clone())).expect("registers once");
+        let metrics = BackupMetrics {
+            last_success: gauge(
+                "reward_backup_last_success_timestamp_seconds",
+                "Unix time of the newest complete backup in backup.directory (0: none).",
+            ),
+            last_duration_ms,
+            last_bytes: gauge("reward_backup_last_size_bytes", "Bytes of the last successful backup's data files."),
+            last_sequence: gauge("reward_backup_last_sequence", "The write-ahead log sequence the last successful backup covers."),
+            failures,
+            successes,
+            in_progress: gauge("reward_backup_in_progress", "1 while a backup is being written."),
+            interval: gauge("reward_backup_interval_seconds", "backup.interval_secs: how often the server backs up on its own (0: never)."),
+        };
+        metrics.interval.set(i64::try_from(interval_secs).unwrap_or(i64::MAX));
+        metrics
+    }
+
+    fn record(&self, manifest: &Manifest) {
+        self.last_success.set(i64::try_from(manifest.created_at_ms / 1000).unwrap_or(i64::MAX));
+        self.last_duration_ms.set(manifest.duration_ms as f64 / 1000.0);
+        self.last_bytes.set(i64::try_from(manifest.bytes).unwrap_or(i64::MAX));
+        self.last_sequence.set(i64::try_from(manifest.sequence).unwrap_or(i64::MAX));
+    }
+}
+
+/// Why a backup was not taken.
+#[derive(Debug, thiserror::Error)]
+pub enum BackupRunError {
+    #[error("a backup is already being written; try again when it is done")]
+    InProgress,
+    #[error("the backup failed: {0}")]
+    Failed(String),
+}
+
+/// A completed backup: where it is and its manifest.
+#[derive(Debug, Clone)]
+pub struct CompletedBackup {
+    pub path: PathBuf,
+    pub manifest: Manifest,
+}
+
+pub struct Backups {
+    engine: Engine,
+    config: BackupConfig,
+    /// Held while a backup is written: one at a time.
+    running: tokio::sync::Mutex<()>,
+    metrics: BackupMetrics,
+}
+
+impl Backups {
+    /// Registers the metrics and reads the newest backup already in the directory, so the
+    /// staleness alert sees backups taken before a restart.
+    pub fn new(engine: Engine, config: BackupConfig) -> Arc<Backups> {
+        let metrics = BackupMetrics::register(engine.metrics_registry(), config.interval_secs);
+        let newest = backup::list_backups(&config.directory).ok().and_then(|found| found.last().cloned());
+        if let Some(manifest) = newest.and_then(|path| read_manifest(&path)) {
+            metrics.record(&manifest);
+        }
+        Arc::new(Backups { engine, config, running: tokio::sync::Mutex::new(()), metrics })
+    }
+
+    pub fn directory(&self) -> &Path {
+        &self.config.directory
+    }
+
+    /// Takes a backup now (`trigger` names who asked, for the log), then applies retention.
+    pub async fn take(&self, trigger: &'static str) -> Result<CompletedBackup, BackupRunError> {
+        let _running = self.running.try_lock().map_err(|_| BackupRunError::InProgress)?;
+        self.metrics.in_progress.set(1);
+        let started = Instant::now();
+        tracing::info!(trigger, directory = %self.config.directory.display(), "backup started");
+        let engine = self.engine.clone();
+        let directory = self.config.directory.clone();
+        let written = tokio::task::spawn_blocking(move || {
+            engine.write_backup(&directory, &mut |progress| tracing::info!(records = progress.records, bytes = progress.bytes, "backup progress"))
+        })
+        .await;
+        self.metrics.in_progress.set(0);
+        let (path, manifest) = match written {
+            Ok(Ok(done)) => done,
+            Ok(Err(error)) => return Err(self.failed(error.to_string())),
+            Err(error) => return Err(self.failed(format!("the backup task stopped: {error}"))),
+        };
+        self.metrics.record(&manifest);
+        self.metrics.successes.inc();
+        tracing::info!(
+            trigger,
+            path = %path.display(),
+            sequence = manifest.sequence,
+            records = manifest.records,
+            bytes = manifest.bytes,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "backup complete"
+        );
+        match backup::prune_backups(&self.config.directory, self.config.retention) {
+            Ok(deleted) if !deleted.is_empty() => tracing::info!(deleted = deleted.len(), retention = self.config.retention, "old backups deleted"),
+            Ok(_) => {}
+            Err(error) => tracing::warn!(%error, "deleting old backups failed; retrying after the next backup"),
+        }
+        Ok(CompletedBackup { path, manifest })
+    }
+
+    fn failed(&self, reason: String) -> BackupRunError {
+        self.metrics.failures.inc();
+        tracing::error!(reason = %reason, "backup failed");
+        BackupRunError::Failed(reason)
+    }
+
+    /// The newest `limit` backups in the directory, newest first, with their manifests.
+    pub fn list(&self, limit: usize) -> Result<Vec<CompletedBackup>, String> {
+        let found = backup::list_backups(&self.config.directory).map_err(|error| error.to_string())?;
+        Ok(found.into_iter().rev().take(limit).filter_map(|path| read_manifest(&path).map(|manifest| CompletedBackup { path, manifest })).collect())
+    }
+
+    /// Backs up every `interval_secs` until told to stop (nothing when the interval is 0).
+    pub async fn run_schedule(self: Arc<Self>, mut stop: tokio::sync::watch::Receiver<bool>) {
+        if self.config.interval_secs == 0 {
+            return;
+        }
+        let interval = Duration::from_secs(self.config.interval_secs);
+        tracing::info!(interval_secs = self.config.interval_secs, retention = self.config.retention, directory = %self.config.directory.display(), "scheduled backups on");
+        let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = ticker.tick() => {}
+                _ = stop.changed() => return,
+            }
+            // Failures are counted and logged; the next tick tries again.
+            let _ = self.take("schedule").await;
+        }
+    }
+}
+
+/// A backup's manifest as written (not checked: listing is not restoring).
+fn read_manifest(path: &Path) -> Option<Manifest> {
+    let path = path.join("manifest.json");
+    if std::fs::metadata(&path).ok()?.len() > MANIFEST_BYTES_MAX {
+        return None;
+    }
+    let bytes = std::fs::read(path).ok()?;
+    serde_json::from_slice(&bytes).ok()
+}

@@ -1,0 +1,113 @@
+//! `reward-engine backup` (asks a running server for an online backup through the admin
+//! API) and `reward-engine restore` (checks a backup and loads it into a new data directory).
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::{Context, bail};
+use bytes::Bytes;
+use hyper::Method;
+use reward_actors::store::StoreBackend;
+use reward_actors::store::backup::{self, Progress};
+
+use crate::client::Connection;
+
+#[derive(clap::Args)]
+pub struct BackupArgs {
+    /// The running server's base URL (plain HTTP; the admin API should not leave the host
+    /// or a private network).
+    #[arg(long, default_value = "http://127.0.0.1:8080")]
+    pub url: String,
+    /// The admin token (`Authorization: Bearer`); by default from REWARD_ADMIN_TOKEN.
+    #[arg(long, env = "REWARD_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: String,
+    /// Print the server's answer (the backup's path and manifest) as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(clap::Args)]
+pub struct RestoreArgs {
+    /// The backup directory (`backup-<time>`, holding manifest.json and SHA256SUMS).
+    #[arg(long)]
+    pub from: PathBuf,
+    /// The new data directory; it must not exist or be empty.
+    #[arg(long)]
+    pub data_dir: PathBuf,
+    /// The store to restore into [default: the one the backup was taken from].
+    #[arg(long, value_enum)]
+    pub store: Option<crate::config::StoreChoice>,
+}
+
+/// `http://host:port` (or `host:port`) → the first address it resolves to.
+async fn server_address(url: &str) -> anyhow::Result<std::net::SocketAddr> {
+    if url.starts_with("https://") {
+        bail!("{url}: this client speaks plain HTTP only; run it on the server's host or network");
+    }
+    let authority = url.strip_prefix("http://").unwrap_or(url).trim_end_matches('/');
+    if authority.contains('/') {
+        bail!("{url}: give the server's base URL, without a path");
+    }
+    tokio::net::lookup_host(authority)
+        .await
+        .with_context(|| format!("resolving {authority}"))?
+        .next()
+        .with_context(|| format!("{authority} resolves to no address"))
+}
+
+/// Asks the server for a backup and waits for it; prints where it is.
+pub async fn run_backup(args: BackupArgs) -> anyhow::Result<()> {
+    let address = server_address(&args.url).await?;
+    let mut connection = Connection::connect(address).await.with_context(|| format!("connecting to {address}"))?;
+    eprintln!("backing up the engine at {address} (the server keeps serving; this waits until the backup is complete)…");
+    let started = Instant::now();
+    let authorization = format!("Bearer {}", args.admin_token);
+    let headers = [("authorization", authorization.as_str()), ("content-type", "application/json")];
+    let response = connection.request(Method::POST, "/api/v1/admin/backups", &headers, Bytes::from_static(b"{}")).await?;
+    let body = response.json();
+    if response.status != 201 {
+        let code = body["error"]["code"].as_str().unwrap_or("?");
+        let message = body["error"]["message"].as_str().unwrap_or("(no message)");
+        bail!("the server answered {} {code}: {message}", response.status);
+    }
+    if args.json {
+        println!("{body:#}");
+        return Ok(());
+    }
+    let manifest = &body["manifest"];
+    println!(
+        "backup complete in {:.1} s: {}\n  covers log sequence {}, {} records, {} bytes in {} file(s), taken {}",
+        started.elapsed().as_secs_f64(),
+        body["path"].as_str().unwrap_or("?"),
+        manifest["sequence"],
+        manifest["records"],
+        manifest["bytes"],
+        manifest["files"].as_array().map_or(0, Vec::len),
+        manifest["createdAt"].as_str().unwrap_or("?"),
+    );
+    Ok(())
+}
+
+/// Checks the backup, loads it into the new directory, and prints what to run next.
+pub fn run_restore(args: RestoreArgs) -> anyhow::Result<()> {
+    let started = Instant::now();
+    eprintln!("checking {} (manifest and every file's SHA-256) before writing anything…", args.from.display());
+    let mut report = |progress: Progress| {
+        let _ = writeln!(std::io::stderr(), "  restored {} records ({} MiB)", progress.records, progress.bytes / (1024 * 1024));
+    };
+    let backend = args.store.map(StoreBackend::from);
+    let restored = backup::restore_backup(&args.from, &args.data_dir, backend, &mut report)?;
+    println!(
+        "restored {} records (log sequence {}, taken {}) into {} on {} in {:.1} s.\nStart it with the master key it was sealed under: reward-engine serve --data-dir {} --store {}",
+        restored.records,
+        restored.manifest.sequence,
+        restored.manifest.created_at,
+        args.data_dir.display(),
+        restored.backend,
+        started.elapsed().as_secs_f64(),
+        args.data_dir.display(),
+        restored.backend,
+    );
+    Ok(())
+}

@@ -1,0 +1,52 @@
+//! `/api/v1/admin/backups` (ours): `POST` takes an online backup into `backup.directory`
+//! and answers its manifest once it is complete (201); `GET` lists the newest backups there.
+//! `reward-engine backup` is the command-line client of the `POST`.
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::Response;
+use axum::routing::get;
+use serde_json::{Value, json};
+
+use crate::backup::{BackupRunError, CompletedBackup};
+use crate::http::auth::authorize_admin;
+use crate::http::error::{ApiError, ApiResult};
+use crate::http::extract::RawRequest;
+use crate::http::fields::Fields;
+use crate::http::{AppState, json_response};
+
+/// A listing shows at most this many backups, newest first (retention keeps fewer anyway).
+const BACKUPS_LISTED_MAX: usize = 100;
+
+pub fn router() -> Router<AppState> {
+    Router::new().route("/api/v1/admin/backups", get(list).post(create))
+}
+
+fn backup_json(backup: &CompletedBackup) -> Value {
+    json!({ "object": "backup", "path": backup.path.display().to_string(), "manifest": backup.manifest })
+}
+
+async fn create(State(state): State<AppState>, request: RawRequest) -> ApiResult<Response> {
+    authorize_admin(&state, &request)?;
+    // No options yet: an empty body or `{}`; anything else is refused, not ignored.
+    if !request.body.is_empty() {
+        request.require_json()?;
+        Fields::parse(&request.body)?.finish()?;
+    }
+    match state.backups.take("api").await {
+        Ok(backup) => Ok(json_response(StatusCode::CREATED, &backup_json(&backup))),
+        Err(BackupRunError::InProgress) => Err(ApiError::new(StatusCode::CONFLICT, "BACKUP_IN_PROGRESS", BackupRunError::InProgress.to_string())),
+        Err(error @ BackupRunError::Failed(_)) => Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "BACKUP_FAILED", error.to_string())),
+    }
+}
+
+async fn list(State(state): State<AppState>, request: RawRequest) -> ApiResult<Response> {
+    authorize_admin(&state, &request)?;
+    let backups = state
+        .backups
+        .list(BACKUPS_LISTED_MAX)
+        .map_err(|reason| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "BACKUP_FAILED", format!("listing backups: {reason}")))?;
+    let data: Vec<Value> = backups.iter().map(backup_json).collect();
+    Ok(json_response(StatusCode::OK, &json!({ "object": "list", "directory": state.backups.directory().display().to_string(), "data": data })))
+}
