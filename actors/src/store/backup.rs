@@ -23,7 +23,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::{RedbStore, SCHEMA_VERSION, SledStore, Store, StoreBackend, StoreError, WriteOp, applied_sequence_key, schema_key};
+use super::{KeyValue, RedbStore, SCHEMA_VERSION, SledStore, Store, StoreBackend, StoreError, WriteOp, applied_sequence_key, schema_key};
 use crate::clock::format_timestamp;
 
 /// The manifest's `format`: what this directory is.
@@ -465,7 +465,7 @@ impl ChunkReader {
     }
 
     /// The next record, `None` at the end of the file.
-    fn next_record(&mut self) -> Result<Option<(Vec<u8>, Vec<u8>)>, BackupError> {
+    fn next_record(&mut self) -> Result<Option<KeyValue>, BackupError> {
         let mut length = [0u8; 4];
         match self.input.read_exact(&mut length) {
             Ok(()) => {}
