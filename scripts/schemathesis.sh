@@ -26,7 +26,10 @@ PY=target/schemathesis-venv/bin/python
 cargo build -q --bin reward-engine
 BIN=target/debug/reward-engine
 
-DATA_DIR="$(mktemp -d)"
+WORK_DIR="$(mktemp -d)"
+DATA_DIR="$WORK_DIR/data"
+# The admin run takes backups (POST /api/v1/admin/backups): they go beside the data, not into the repository.
+export REWARD_BACKUP_DIRECTORY="$WORK_DIR/backups"
 REPORT_DIR="${ST_REPORT_DIR:-target/schemathesis-report}"
 rm -rf "$REPORT_DIR" && mkdir -p "$REPORT_DIR"
 PORT="$("$PY" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
@@ -36,7 +39,7 @@ SERVER_PID=$!
 cleanup() {
     kill "$SERVER_PID" 2>/dev/null || true
     wait "$SERVER_PID" 2>/dev/null || true
-    rm -rf "$DATA_DIR"
+    rm -rf "$WORK_DIR"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM

@@ -103,10 +103,6 @@ impl Backups {
         Arc::new(Backups { engine, config, running: tokio::sync::Mutex::new(()), metrics })
     }
 
-    pub fn directory(&self) -> &Path {
-        &self.config.directory
-    }
-
     /// Takes a backup now (`trigger` names who asked, for the log), then applies retention.
     pub async fn take(&self, trigger: &'static str) -> Result<CompletedBackup, BackupRunError> {
         let _running = self.running.try_lock().map_err(|_| BackupRunError::InProgress)?;
@@ -150,10 +146,13 @@ impl Backups {
         BackupRunError::Failed(reason)
     }
 
-    /// The newest `limit` backups in the directory, newest first, with their manifests.
-    pub fn list(&self, limit: usize) -> Result<Vec<CompletedBackup>, String> {
+    /// The newest `limit` backups in the directory, newest first, with their manifests, and
+    /// whether there are more.
+    pub fn list(&self, limit: usize) -> Result<(Vec<CompletedBackup>, bool), String> {
         let found = backup::list_backups(&self.config.directory).map_err(|error| error.to_string())?;
-        Ok(found.into_iter().rev().take(limit).filter_map(|path| read_manifest(&path).map(|manifest| CompletedBackup { path, manifest })).collect())
+        let has_more = found.len() > limit;
+        let newest = found.into_iter().rev().take(limit).filter_map(|path| read_manifest(&path).map(|manifest| CompletedBackup { path, manifest }));
+        Ok((newest.collect(), has_more))
     }
 
     /// Backs up every `interval_secs` until told to stop (nothing when the interval is 0).

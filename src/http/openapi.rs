@@ -405,6 +405,15 @@ fn components() -> Value {
             ("accessToken", string()), ("tokenType", one_of(&["Bearer"])), ("expiresIn", integer()), ("refreshToken", string()),
             ("account", reference("Account")), ("partner", nullable(reference("Partner"))), ("publishableKey", nullable(string())),
         ]),
+        "Backup": answer(&[
+            ("path", string()),
+            ("manifest", answer(&[
+                ("format", string()), ("formatVersion", integer()), ("schemaVersion", integer()), ("engineVersion", string()),
+                ("backend", one_of(&["redb", "sled"])), ("sequence", integer()), ("createdAt", timestamp()), ("createdAtMs", integer()),
+                ("durationMs", integer()), ("records", integer()), ("bytes", integer()),
+                ("files", array(answer(&[("name", string()), ("bytes", integer()), ("records", integer()), ("sha256", string())]))),
+            ])),
+        ]),
         "ClockMoved": answer(&[("now", timestamp()), ("serverTime", integer())]),
         "PoolRequestDecision": answer(&[("request", reference("PoolRequest")), ("tokenPool", reference("TokenPool"))]),
         "Object": any_object(),
@@ -1107,6 +1116,10 @@ fn operations() -> Vec<Operation> {
             200,
             r("ClockMoved"),
         ),
+        op("post", "/api/v1/admin/backups", "Operations", "Take an online backup into backup.directory (answers when complete)", Admin, Some(body(&[], &[])), 201, r("Backup"))
+            .with_optional_body()
+            .with_errors(&[409, 503]),
+        op("get", "/api/v1/admin/backups", "Operations", "The newest backups in backup.directory, newest first", Admin, None, 200, list_of("Backup")),
         op(
             "get",
             "/api/v1/admin/metrics",

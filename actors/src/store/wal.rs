@@ -546,6 +546,12 @@ impl Store for WalStore {
                 return Err(wal_error("export", "the log failed; restart to recover before a backup"));
             }
             self.freeze(&mut writer)?;
+            // Freezing yields (leaves the records in the active memtable) while applies fail
+            // or another export holds the backend: then the backend cannot reach this point.
+            if !self.overlay().active.entries.is_empty() {
+                let reason = self.shared.apply_failure.reason().unwrap_or_else(|| "another export holds the store".into());
+                return Err(wal_error("export", format!("the log cannot be applied now ({reason}); try again")));
+            }
             writer.next_sequence - 1
         };
         self.wait_applied(covered)?;

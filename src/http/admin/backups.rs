@@ -24,7 +24,7 @@ pub fn router() -> Router<AppState> {
 }
 
 fn backup_json(backup: &CompletedBackup) -> Value {
-    json!({ "object": "backup", "path": backup.path.display().to_string(), "manifest": backup.manifest })
+    json!({ "path": backup.path.display().to_string(), "manifest": backup.manifest })
 }
 
 async fn create(State(state): State<AppState>, request: RawRequest) -> ApiResult<Response> {
@@ -43,10 +43,11 @@ async fn create(State(state): State<AppState>, request: RawRequest) -> ApiResult
 
 async fn list(State(state): State<AppState>, request: RawRequest) -> ApiResult<Response> {
     authorize_admin(&state, &request)?;
-    let backups = state
+    let (backups, has_more) = state
         .backups
         .list(BACKUPS_LISTED_MAX)
         .map_err(|reason| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "BACKUP_FAILED", format!("listing backups: {reason}")))?;
     let data: Vec<Value> = backups.iter().map(backup_json).collect();
-    Ok(json_response(StatusCode::OK, &json!({ "object": "list", "directory": state.backups.directory().display().to_string(), "data": data })))
+    // One page: retention keeps far fewer than a page holds, so there is no cursor.
+    Ok(json_response(StatusCode::OK, &json!({ "data": data, "hasMore": has_more, "nextCursor": null })))
 }
