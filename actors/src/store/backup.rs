@@ -23,7 +23,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::{KeyValue, RedbStore, SCHEMA_VERSION, SledStore, Store, StoreBackend, StoreError, WriteOp, applied_sequence_key, schema_key};
+use super::{KeyValue, RedbStore, SCHEMA_VERSION, SledStore, Store, StoreBackend, StoreError, Table, WriteOp, applied_sequence_key, schema_key};
 use crate::clock::format_timestamp;
 
 /// The manifest's `format`: what this directory is.
@@ -157,7 +157,8 @@ impl ChunkWriter {
     fn write(&mut self, bytes: &[u8]) -> Result<(), BackupError> {
         self.hasher.update(bytes);
         self.bytes += bytes.len() as u64;
-        self.out.write_all(bytes).map_err(io_error(format!("writing {}", self.name)))
+        // The error's context is built only on failure: this runs three times per record.
+        self.out.write_all(bytes).map_err(|source| BackupError::Io { context: format!("writing {}", self.name), source })
     }
 
     fn record(&mut self, key: &[u8], value: &[u8]) -> Result<(), BackupError> {
@@ -193,10 +194,12 @@ struct BackupWriter<'a> {
 
 impl BackupWriter<'_> {
     fn record(&mut self, key: &[u8], value: &[u8]) -> Result<(), BackupError> {
-        if key == applied_sequence_key().as_slice() {
-            self.sequence = <[u8; 8]>::try_from(value).ok().map(u64::from_be_bytes);
-        } else if key == schema_key().as_slice() {
-            self.schema_version = <[u8; 4]>::try_from(value).ok().map(u32::from_be_bytes);
+        if key.first() == Some(&(Table::Meta as u8)) {
+            if key == applied_sequence_key().as_slice() {
+                self.sequence = <[u8; 8]>::try_from(value).ok().map(u64::from_be_bytes);
+            } else if key == schema_key().as_slice() {
+                self.schema_version = <[u8; 4]>::try_from(value).ok().map(u32::from_be_bytes);
+            }
         }
         let size = 8 + key.len() as u64 + value.len() as u64;
         if self.current.as_ref().is_some_and(|chunk| chunk.records > 0 && chunk.bytes + size > CHUNK_BYTES_MAX) {
@@ -460,8 +463,13 @@ impl ChunkReader {
             return Err(BackupError::Store(StoreError::new(format!("{} holds a record part over {RECORD_PART_BYTES_MAX} bytes", self.name))));
         }
         let mut part = vec![0u8; length];
-        self.input.read_exact(&mut part).map_err(io_error(format!("reading {}", self.name)))?;
+        self.fill(&mut part)?;
         Ok(part)
+    }
+
+    /// `read_exact`, the error's context built only on failure (this runs per record).
+    fn fill(&mut self, buffer: &mut [u8]) -> Result<(), BackupError> {
+        self.input.read_exact(buffer).map_err(|source| BackupError::Io { context: format!("reading {}", self.name), source })
     }
 
     /// The next record, `None` at the end of the file.
@@ -473,7 +481,7 @@ impl ChunkReader {
             Err(error) => return Err(io_error(format!("reading {}", self.name))(error)),
         }
         let key = self.part(u32::from_be_bytes(length) as usize)?;
-        self.input.read_exact(&mut length).map_err(io_error(format!("reading {}", self.name)))?;
+        self.fill(&mut length)?;
         let value = self.part(u32::from_be_bytes(length) as usize)?;
         Ok(Some((key, value)))
     }
@@ -543,6 +551,7 @@ fn load_into(from: &Path, dir: &Path, backend: StoreBackend, manifest: &Manifest
     let mut previous: Option<Vec<u8>> = None;
     let (mut records, mut bytes) = (0u64, 0u64);
     let mut saw_schema = false;
+    let schema = schema_key();
     for file in &manifest.files {
         let mut reader = ChunkReader::open(from, &file.name)?;
         let mut in_file = 0u64;
@@ -550,7 +559,7 @@ fn load_into(from: &Path, dir: &Path, backend: StoreBackend, manifest: &Manifest
             if previous.as_ref().is_some_and(|previous| *previous >= key) {
                 return Err(refused(format!("{} has keys out of order", file.name)));
             }
-            if key == schema_key() {
+            if key == schema {
                 saw_schema = value == SCHEMA_VERSION.to_be_bytes();
             }
             in_file += 1;
