@@ -3,7 +3,7 @@
 //! engine answers 503 `OVERLOADED` with `Retry-After`, `/readyz` says why, nothing
 //! unacknowledged is reported done, and after recovery (a restart for a failed log, in
 //! place for a failed apply) every acknowledged reward is there with its original answer and
-//! the books balance.
+//! the books balance. A full backup disk fails the backup (503 `BACKUP_FAILED`), never the engine.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -245,7 +245,36 @@ crate::backend_tests!(
     a_failed_commit_is_504_and_the_actor_reloads,
     a_full_filesystem_stops_writes_and_loses_nothing,
     a_full_filesystem_under_the_store_recovers,
+    a_full_backup_disk_fails_the_backup_not_the_engine,
 );
+
+/// `backup.directory` on a full filesystem: the backup fails with 503 `BACKUP_FAILED` naming
+/// the cause, leaves no partial directory, counts the failure; the engine goes on serving,
+/// and once there is room the next backup succeeds.
+async fn a_full_backup_disk_fails_the_backup_not_the_engine(backend: StoreBackend) {
+    let Some(tmpfs) = mount_or_skip("a_full_backup_disk_fails_the_backup_not_the_engine", backend) else { return };
+    let backups = tmpfs.mount_point.join("backups");
+    let directory = backups.clone();
+    let options = AppOptions { backend, tweak: Some(Arc::new(move |config| config.backup.directory = directory.clone())), ..AppOptions::default() };
+    let app = crate::support::spawn_app_with(options).await;
+    let partner = app.onboard_partner(POOL_TOKENS).await;
+    // More than the headroom in backup bytes (a reward is a dozen records of a few hundred bytes).
+    submit_some(&partner, "backup-full", 400).await;
+    let filler = fill(&tmpfs.mount_point);
+    let response = app.admin(Method::POST, "/api/v1/admin/backups", Value::Null).await;
+    assert_eq!(response.status, 503, "{}", String::from_utf8_lossy(&response.body));
+    assert_eq!(response.json()["code"], "BACKUP_FAILED");
+    assert!(response.json()["message"].as_str().unwrap_or_default().contains("No space left"), "{}", response.json());
+    let left: Vec<_> = std::fs::read_dir(&backups).expect("lists").flatten().map(|entry| entry.file_name()).collect();
+    assert!(left.is_empty(), "a failed backup leaves nothing behind: {left:?}");
+    let scrape = String::from_utf8_lossy(&app.raw(Method::GET, "/metrics", &[], Bytes::new()).await.body).into_owned();
+    assert_eq!(metric(&scrape, "reward_backup_failures_total"), 1.0);
+    assert_eq!(metric(&scrape, "reward_backup_last_success_timestamp_seconds"), 0.0);
+    expect(&partner.submit(&body_for("after-the-failed-backup")).await, 200);
+    std::fs::remove_file(&filler).expect("frees the disk");
+    expect(&app.admin(Method::POST, "/api/v1/admin/backups", Value::Null).await, 201);
+    app.shutdown().await;
+}
 
 /// A size-limited tmpfs mounted for one test; unmounted (lazily, so a straggling handle
 /// cannot keep it) when dropped, also when the test fails.
