@@ -3,16 +3,17 @@
 # and verify":
 #   1. preload: the store is filled with PRELOAD_SECS of signed rewards (as fast as they go),
 #      so a backup copies a store of real size;
-#   2. ROUNDS rounds of two phases, alternating so drift on a shared machine hits both alike:
+#   2. ROUNDS rounds of phases, alternating so drift on a shared machine hits all alike:
 #      "quiet": DURATION s of signed rewards as fast as they go, no backup;
-#      "backup": the same load while `reward-engine backup` runs back to back the whole time;
+#      "backup-nN": the same load while `reward-engine backup` runs back to back the whole
+#      time, the server restarted with backup.niceness N for each N in NICENESS;
 #   3. restore of the last backup into a new directory (timed), then `verify` on it when
 #      the binary has that command.
 # Throughput and p99 per phase, the backups' durations and sizes, and the ratio
 # backup/quiet land in $RESULTS/summary.md. Everything is on 127.0.0.1, bounded in time.
 #
 # Usage: scripts/backup_bench.sh   (PRELOAD_SECS=60 DURATION=20 ROUNDS=2 PARTNERS=100
-#        CONNECTIONS=64 STORE=redb; BIN=another/reward-engine to skip the build)
+#        CONNECTIONS=64 STORE=redb NICENESS="0 10"; BIN=another/reward-engine to skip the build)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -22,6 +23,7 @@ ROUNDS=${ROUNDS:-2}
 PARTNERS=${PARTNERS:-100}
 CONNECTIONS=${CONNECTIONS:-64}
 STORE=${STORE:-redb}
+NICENESS=${NICENESS:-0 10}
 PORT=${PORT:-18900}
 RESULTS=${RESULTS:-bench-results/backup-$(date -u +%Y%m%dT%H%M%SZ)}
 mkdir -p "$RESULTS"
@@ -45,9 +47,17 @@ cleanup() {
 }
 trap cleanup EXIT
 
-"$BIN" serve --data-dir "$DATA" --store "$STORE" --listen "127.0.0.1:$PORT" >"$RESULTS/server.log" 2>&1 &
-server_pid=$!
-wait_for_health "$PORT"
+start_server() { # niceness
+    REWARD_BACKUP_NICENESS=$1 "$BIN" serve --data-dir "$DATA" --store "$STORE" --listen "127.0.0.1:$PORT" >>"$RESULTS/server.log" 2>&1 &
+    server_pid=$!
+    wait_for_health "$PORT"
+}
+stop_server() {
+    kill -INT "$server_pid"
+    wait "$server_pid" || true
+    server_pid=
+}
+start_server 10
 
 load() { # label seconds
     "$BIN" loadgen --url "http://127.0.0.1:$PORT" --partners "$PARTNERS" --connections "$CONNECTIONS" \
@@ -77,16 +87,22 @@ PY
 for round in $(seq 1 "$ROUNDS"); do
     say "round $round: quiet, $DURATION s"
     load "quiet-$round" "$DURATION"
-    say "round $round: backups back to back under the same load, $DURATION s"
-    rm -f "$WORK/stop"
-    backups_until "$WORK/stop" "$RESULTS/backups-$round.jsonl" &
-    backup_loop=$!
-    load "backup-$round" "$DURATION"
-    touch "$WORK/stop"
-    wait "$backup_loop"
+    for niceness in $NICENESS; do
+        stop_server
+        start_server "$niceness"
+        say "round $round: backups back to back under the same load, niceness $niceness, $DURATION s"
+        rm -f "$WORK/stop"
+        backups_until "$WORK/stop" "$RESULTS/backups-n$niceness-$round.jsonl" &
+        backup_loop=$!
+        load "backup-n$niceness-$round" "$DURATION"
+        touch "$WORK/stop"
+        wait "$backup_loop"
+    done
+    stop_server
+    start_server 10
 done
 
-last=$(python3 -c 'import json,sys; print(json.loads(open(sys.argv[1]).read().splitlines()[-1])["path"])' "$RESULTS/backups-$ROUNDS.jsonl")
+last=$(python3 -c 'import json,sys; print(json.loads(open(sys.argv[1]).read().splitlines()[-1])["path"])' "$(ls -t "$RESULTS"/backups-*.jsonl | head -1)")
 say "restore of $last into a new directory"
 restore_started=$(date +%s.%N)
 "$BIN" restore --from "$last" --data-dir "$WORK/restored" >"$RESULTS/restore.out" 2>"$RESULTS/restore.log"
@@ -100,4 +116,4 @@ if "$BIN" verify --help >/dev/null 2>&1; then
     echo "$verify_started $verify_ended" >"$RESULTS/verify-times.txt"
 fi
 
-python3 scripts/backup_report.py "$RESULTS" "$ROUNDS" "$STORE" | tee "$RESULTS/summary.md"
+python3 scripts/backup_report.py "$RESULTS" "$ROUNDS" "$STORE" "$NICENESS" | tee "$RESULTS/summary.md"

@@ -109,17 +109,12 @@ impl Backups {
         self.metrics.in_progress.set(1);
         let started = Instant::now();
         tracing::info!(trigger, directory = %self.config.directory.display(), "backup started");
-        let engine = self.engine.clone();
-        let directory = self.config.directory.clone();
-        let written = tokio::task::spawn_blocking(move || {
-            engine.write_backup(&directory, &mut |progress| tracing::info!(records = progress.records, bytes = progress.bytes, "backup progress"))
-        })
-        .await;
+        let written = self.write_on_own_thread().await;
         self.metrics.in_progress.set(0);
         let (path, manifest) = match written {
             Ok(Ok(done)) => done,
             Ok(Err(error)) => return Err(self.failed(error.to_string())),
-            Err(error) => return Err(self.failed(format!("the backup task stopped: {error}"))),
+            Err(reason) => return Err(self.failed(reason)),
         };
         self.metrics.record(&manifest);
         self.metrics.successes.inc();
@@ -138,6 +133,30 @@ impl Backups {
             Err(error) => tracing::warn!(%error, "deleting old backups failed; retrying after the next backup"),
         }
         Ok(CompletedBackup { path, manifest })
+    }
+
+    /// Runs the copy on a thread of its own at `backup.niceness` (a thread that ends with
+    /// the backup: an unprivileged process cannot raise a lowered priority back, so a pooled
+    /// thread must not be lowered).
+    async fn write_on_own_thread(&self) -> Result<Result<(PathBuf, Manifest), backup::BackupError>, String> {
+        let engine = self.engine.clone();
+        let directory = self.config.directory.clone();
+        let niceness = self.config.niceness;
+        let (done, written) = tokio::sync::oneshot::channel();
+        std::thread::Builder::new()
+            .name("reward-backup".into())
+            .spawn(move || {
+                if niceness > 0
+                    && let Err(error) = rustix::process::setpriority_process(Some(rustix::thread::gettid()), niceness)
+                {
+                    tracing::warn!(%error, niceness, "could not lower the backup thread's priority; copying at normal priority");
+                }
+                let progress =
+                    &mut |progress: backup::Progress| tracing::info!(records = progress.records, bytes = progress.bytes, "backup progress");
+                let _ = done.send(engine.write_backup(&directory, progress));
+            })
+            .map_err(|error| format!("starting the backup thread: {error}"))?;
+        written.await.map_err(|_| "the backup thread stopped before it finished".to_owned())
     }
 
     fn failed(&self, reason: String) -> BackupRunError {

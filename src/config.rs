@@ -39,11 +39,15 @@ pub struct BackupConfig {
     /// Scheduled backups keep the newest this many backups in `directory` and delete older
     /// ones; backups asked for through the API are counted too.
     pub retention: usize,
+    /// The backup thread's nice value (0–19): above 0, the copy yields the CPU to the
+    /// engine's threads when both want it, so a backup takes longer and costs the reward path
+    /// less (BENCHMARKS.md, "Backup").
+    pub niceness: i32,
 }
 
 impl Default for BackupConfig {
     fn default() -> Self {
-        BackupConfig { directory: PathBuf::from("./backups"), interval_secs: 0, retention: 7 }
+        BackupConfig { directory: PathBuf::from("./backups"), interval_secs: 0, retention: 7, niceness: 10 }
     }
 }
 
@@ -318,6 +322,9 @@ impl Config {
         self.engine.validate().map_err(ConfigError::Invalid)?;
         if self.backup.retention == 0 {
             return Err(ConfigError::Invalid("backup.retention must be at least 1".into()));
+        }
+        if !(0..=19).contains(&self.backup.niceness) {
+            return Err(ConfigError::Invalid("backup.niceness must be between 0 and 19".into()));
         }
         if self.wal.memtable_bytes_max < 1024 * 1024 || self.wal.frozen_max == 0 {
             return Err(ConfigError::Invalid("wal.memtable_bytes_max must be at least 1 MiB and wal.frozen_max at least 1".into()));
