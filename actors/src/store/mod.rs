@@ -9,6 +9,7 @@
 //! are durable; it is called by one thread (the committer) at a time. Reads see committed
 //! data (sled may also show data whose flush is still running; see README).
 
+mod read_only;
 mod redb_store;
 mod sled_store;
 mod wal;
@@ -19,6 +20,7 @@ use std::path::Path;
 use std::str::FromStr;
 use std::sync::Arc;
 
+pub use read_only::{ENGINE_RUNNING, ReadOnlyOptions, open_store_read_only, open_store_read_only_with};
 pub use redb_store::RedbStore;
 pub use sled_store::SledStore;
 pub use wal::{LogFaults, LogOperation, WalOptions, WalStore};
