@@ -11,6 +11,7 @@
 //! - [`client`]: one keep-alive HTTP/1.1 connection, for the load generator and tests.
 //! - [`loadgen`], [`hello`]: the load generator and the bare-axum ceiling it is compared with.
 //! - [`crash_loop`]: SIGKILLs the real server under load, restarts it, and audits every key.
+//! - [`verify`]: `reward-engine verify`, the offline read-only audit of a data directory.
 
 pub mod client;
 pub mod config;
@@ -26,3 +27,4 @@ pub mod server;
 pub mod sign;
 pub mod signing;
 pub mod sink;
+pub mod verify;

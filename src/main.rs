@@ -1,4 +1,4 @@
-//! The `reward-engine` binary: `serve`, `sign`, `keygen`, `loadgen`, `hello-server`.
+//! The `reward-engine` binary: `serve`, `sign`, `keygen`, `loadgen`, `verify`, `hello-server`.
 
 use std::path::PathBuf;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -39,6 +39,8 @@ enum Command {
     /// SIGKILL a real server under signed load, restart it, repeat; then audit every key and pool.
     #[command(hide = true)]
     CrashLoop(reward_engine::crash_loop::CrashLoopArgs),
+    /// Audit a stopped engine's books offline, read-only (exit 0 clean, 1 discrepancies, 2 unreadable).
+    Verify(reward_engine::verify::VerifyArgs),
     /// Run a bare axum server that answers everything: the HTTP ceiling for benchmarks.
     #[command(hide = true)]
     HelloServer {
@@ -120,6 +122,7 @@ fn main() -> anyhow::Result<()> {
         Command::Loadgen(args) => runtime()?.block_on(async move { loadgen::run(args).await.map(|_| ()) }),
         Command::WebhookSink(args) => runtime()?.block_on(async move { reward_engine::sink::run(args).await.map(|_| ()) }),
         Command::CrashLoop(args) => runtime()?.block_on(reward_engine::crash_loop::run(args)).map(|_| ()),
+        Command::Verify(args) => std::process::exit(reward_engine::verify::run(&args)),
         Command::HelloServer { listen } => {
             init_logging(LogFormat::Pretty)?;
             runtime()?.block_on(reward_engine::hello::serve(&listen))

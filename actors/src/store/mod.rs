@@ -23,6 +23,7 @@ use std::sync::Arc;
 pub use read_only::{ENGINE_RUNNING, ReadOnlyOptions, open_store_read_only, open_store_read_only_with};
 pub use redb_store::RedbStore;
 pub use sled_store::SledStore;
+pub(crate) use wal::applied_sequence_key;
 pub use wal::{LogFaults, LogOperation, WalOptions, WalStore};
 
 /// The data format's version: bump it when a key encoding or a stored record's layout
@@ -232,7 +233,8 @@ pub fn open_store_with_faults(
     Ok(store)
 }
 
-const SCHEMA_KEY: &[u8] = b"schema_version";
+/// The Meta key of the schema version (4 bytes, big-endian).
+pub(crate) const SCHEMA_KEY: &[u8] = b"schema_version";
 
 fn check_schema(store: &dyn Store) -> Result<(), StoreError> {
     let key = Table::Meta.key(&[SCHEMA_KEY]);

@@ -140,9 +140,12 @@ fn copy_dir(from: &Path, to: &Path) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// Keys written by the log's unapplied records, newest value per key (`None`: deleted).
+type Overlay = BTreeMap<Vec<u8>, Option<Vec<u8>>>;
+
 /// The log's records above `applied`, newest value per key (`None`: deleted), and how many
 /// records that was. Recovery's rules, without its writes.
-fn read_log(dir: &Path, applied: u64) -> Result<(BTreeMap<Vec<u8>, Option<Vec<u8>>>, u64), StoreError> {
+fn read_log(dir: &Path, applied: u64) -> Result<(Overlay, u64), StoreError> {
     let mut overlay = BTreeMap::new();
     if !dir.is_dir() {
         return Ok((overlay, 0));
@@ -198,7 +201,7 @@ fn read_only_error() -> StoreError {
 /// The backend under the log's overlay. Field order is drop order: the backend closes
 /// before its lock is released and before the scratch copy is deleted.
 struct ReadOnlyStore {
-    overlay: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
+    overlay: Overlay,
     backend: Box<dyn Store>,
     _lock: Option<File>,
     _scratch: Option<tempfile::TempDir>,
@@ -251,7 +254,7 @@ impl Store for ReadOnlyStore {
         let bounds = scan_bounds(&scan, end.as_deref());
         let page = self.overlay_page(bounds, scan.order, scan.limit);
         let deletions = page.iter().filter(|(_, value)| value.is_none()).count();
-        let mut merged: BTreeMap<Vec<u8>, Option<Vec<u8>>> = page.into_iter().map(|(key, value)| (key.clone(), value.clone())).collect();
+        let mut merged: Overlay = page.into_iter().map(|(key, value)| (key.clone(), value.clone())).collect();
         for (key, value) in self.backend.scan(Scan { limit: scan.limit + deletions, ..scan })? {
             merged.entry(key).or_insert(Some(value));
         }

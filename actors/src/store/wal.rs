@@ -281,7 +281,7 @@ fn create_segment(dir: &Path, first_sequence: u64) -> Result<(File, PathBuf), St
     Ok((file, path))
 }
 
-pub(super) fn applied_sequence_key() -> Vec<u8> {
+pub(crate) fn applied_sequence_key() -> Vec<u8> {
     Table::Meta.key(&[APPLIED_SEQUENCE_KEY])
 }
 
