@@ -338,7 +338,7 @@ impl<'a> Auditor<'a> {
         match decode::<T>(value) {
             Ok(decoded) => Some(decoded),
             Err(error) => {
-                self.flag(table, record, "value does not decode", format!("a {type_name} at value version {VALUE_VERSION}"), error);
+                self.flag(table, record, "value does not decode", format!("{type_name} at value version {VALUE_VERSION}"), error);
                 None
             }
         }
@@ -1111,5 +1111,411 @@ impl Auditor<'_> {
             self.flag(Table::WebhookQueue, &record, "points at a delivery that does not exist", format!("delivery {delivery_id}"), "nothing");
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! Books written through the engine's own posting code (an allocation, a vesting reward
+    //! to three users, a partial reversal, a redemption, a webhook delivery with its queue
+    //! row) into a real store; each case breaks one thing and expects exactly the
+    //! discrepancies that names.
+
+    use super::*;
+    use crate::codec::encode;
+    use crate::model::Environment;
+    use crate::money::{Currency, Money};
+    use crate::posting::{Changes, PostingUser, ReversalDraft, RewardDraft, post_redemption, post_reversal, post_reward, put};
+    use crate::request::{ActionRequest, IdempotencyKey, PartnerUserId, Stakeholder};
+    use crate::rules::{RewardRule, evaluate};
+    use crate::store::{StoreBackend, WriteOp, open_store};
+
+    const NOW_MS: u64 = 1_800_000_000_000;
+
+    /// What the clean books hold, for the cases to break.
+    struct Books {
+        partner_env: PartnerEnv,
+        pool: PoolRecord,
+        action: ActionRecord,
+        users: Vec<UserRecord>,
+        event: EventRecord,
+        delivery: DeliveryRecord,
+    }
+
+    fn idempotency(resource_id: Id, now_ms: u64) -> IdempotencyRecord {
+        IdempotencyRecord {
+            request_hash: [1; 32],
+            resource_id,
+            response_json: b"{}".to_vec(),
+            request_id: "req_1".into(),
+            status_code: 200,
+            created_at_ms: now_ms,
+        }
+    }
+
+    fn reward_request(users: &[&str]) -> ActionRequest {
+        let stakeholder = |id: &&str| Stakeholder {
+            stakeholder_type_code: "CUSTOMER".into(),
+            partner_user_id: PartnerUserId::parse(id).expect("valid"),
+            user_email: None,
+            user_first_name: None,
+            user_last_name: None,
+        };
+        ActionRequest {
+            idempotency_key: IdempotencyKey::parse("buy-1").expect("valid"),
+            action_type: "PURCHASE".into(),
+            amount: Some(Money { minor: 10_000, currency: Currency::from_code("USD").expect("USD") }),
+            campaign_id: None,
+            stakeholders: users.iter().map(stakeholder).collect(),
+            auto_create_users: true,
+            metadata_json: None,
+        }
+    }
+
+    fn commit(store: &dyn Store, changes: &Changes, partner_env: &PartnerEnv, state: &mut PartnerEnvState, next_event_sequence: u64) {
+        state.next_event_sequence = next_event_sequence;
+        store.commit(&[&changes.write_set(partner_env, state)]).expect("commits");
+    }
+
+    /// Writes the clean books through the posting functions the partner actor uses.
+    fn write_books(store: &dyn Store) -> Books {
+        let ids = crate::ids::IdGenerator::new();
+        let partner_env = PartnerEnv::new(ids.next(NOW_MS), Environment::Sandbox);
+        let pool = PoolRecord { vesting_days: Some(7), ..PoolRecord::new(ids.next(NOW_MS), Environment::Sandbox, NOW_MS) };
+        let pool = PoolRecord { balance: 1_000, allocated_total: 1_000, ..pool };
+        let mut state = PartnerEnvState { next_event_sequence: 1, default_pool_id: Some(pool.id), daily: Vec::new() };
+        let allocation = TransactionRecord {
+            id: ids.next(NOW_MS),
+            transaction_type: TransactionType::Allocation,
+            tokens: 1_000,
+            action_id: None,
+            pool_id: Some(pool.id),
+            partner_user_id: None,
+            stakeholder_type_code: None,
+            campaign_id: None,
+            vests_at_ms: None,
+            created_at_ms: NOW_MS,
+        };
+        let allocated = Changes {
+            idempotency: Some((IdempotencyScope::PoolAllocation, "pool".into(), idempotency(ids.next(NOW_MS), NOW_MS))),
+            pools: vec![pool.clone()],
+            transactions: vec![allocation],
+            ..Changes::default()
+        };
+        commit(store, &allocated, &partner_env, &mut state, 1);
+
+        let request = reward_request(&["alice", "bob", "carol"]);
+        let evaluation = evaluate(&RewardRule::default_rule(), request.amount, &request.stakeholder_types()).expect("applies");
+        let users =
+            ["alice", "bob", "carol"].iter().map(|id| PostingUser { record: UserRecord::new(ids.next(NOW_MS), id, NOW_MS), is_new: true }).collect();
+        let draft = RewardDraft {
+            partner_env,
+            request: &request,
+            request_id: "req_1",
+            evaluation: &evaluation,
+            pool: Some(&pool),
+            campaign: None,
+            users,
+            next_event_sequence: 1,
+            now_ms: NOW_MS,
+        };
+        let mut rewarded = post_reward(draft, &ids);
+        let action = rewarded.changes.action.clone().expect("an action");
+        rewarded.changes.idempotency = Some((IdempotencyScope::ActionSubmit, "buy-1".into(), idempotency(action.id, NOW_MS)));
+        commit(store, &rewarded.changes, &partner_env, &mut state, rewarded.next_event_sequence);
+
+        let later_ms = NOW_MS + 1_000;
+        let users: Vec<UserRecord> = rewarded.changes.users.iter().map(|user| user.record.clone()).collect();
+        let draft = ReversalDraft {
+            partner_env,
+            action: &action,
+            tokens: 10,
+            reason: "refund",
+            pool: rewarded.changes.pools.first(),
+            users,
+            next_event_sequence: rewarded.next_event_sequence,
+            now_ms: later_ms,
+        };
+        let mut reversed = post_reversal(draft, &ids);
+        reversed.changes.idempotency = Some((IdempotencyScope::Reversal, "rv-1".into(), idempotency(action.id, later_ms)));
+        commit(store, &reversed.changes, &partner_env, &mut state, reversed.next_event_sequence);
+
+        // Vested after eight days: alice spends 5.
+        let vested_ms = NOW_MS + 8 * DAY_MS;
+        let alice = reversed.changes.users[0].record.clone();
+        let mut redeemed = post_redemption(partner_env, &alice, 5, "mug", reversed.next_event_sequence, vested_ms, &ids);
+        redeemed.changes.idempotency = Some((IdempotencyScope::Redemption, "spend-1".into(), idempotency(ids.next(vested_ms), vested_ms)));
+        commit(store, &redeemed.changes, &partner_env, &mut state, redeemed.next_event_sequence);
+
+        let event = rewarded.changes.events[0].clone();
+        let delivery = DeliveryRecord::new(ids.next(NOW_MS), ids.next(NOW_MS), &event, NOW_MS);
+        store
+            .commit(&[&[
+                put(keys::webhook_delivery(&partner_env, delivery.endpoint_id, delivery.id), encode(&delivery)),
+                put(keys::webhook_queue(&partner_env, delivery.endpoint_id, NOW_MS, delivery.id), Vec::new()),
+            ]])
+            .expect("commits");
+        let mut users: Vec<UserRecord> = reversed.changes.users.iter().map(|user| user.record.clone()).collect();
+        users[0] = redeemed.changes.users[0].record.clone();
+        Books {
+            partner_env,
+            pool: reversed.changes.pools[0].clone(),
+            action: reversed.changes.action.clone().expect("action"),
+            users,
+            event,
+            delivery,
+        }
+    }
+
+    fn run(store: &dyn Store) -> AuditReport {
+        let mut calls = 0;
+        let report = audit(store, &mut |_| calls += 1).expect("audits");
+        assert!(calls > 0, "progress is reported");
+        report
+    }
+
+    /// Breaks the clean books with `damage` and expects exactly the `(table, problem)` pairs.
+    fn check(backend: StoreBackend, damage: impl Fn(&Books) -> Vec<WriteOp>, expected: &[(&str, &str)]) {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = open_store(backend, dir.path()).expect("opens");
+        let books = write_books(store.as_ref());
+        let clean = run(store.as_ref());
+        assert!(clean.is_clean(), "the engine's own books are clean: {clean}");
+        assert_eq!((clean.totals.pools, clean.totals.users, clean.totals.actions, clean.totals.transactions), (1, 3, 1, 8), "{clean}");
+        store.commit(&[&damage(&books)]).expect("commits the damage");
+        let report = run(store.as_ref());
+        let found: Vec<(&str, &str)> = report.discrepancies.iter().map(|item| (item.table, item.problem.as_str())).collect();
+        assert_eq!(found, expected, "{report}");
+        assert_eq!(report.discrepancies_total, expected.len() as u64);
+        assert!(!report.is_clean());
+    }
+
+    fn user_key(books: &Books, index: usize) -> Vec<u8> {
+        keys::user(&books.partner_env, &books.users[index].external_id)
+    }
+
+    fn both(case: impl Fn(StoreBackend)) {
+        case(StoreBackend::Redb);
+        case(StoreBackend::Sled);
+    }
+
+    #[test]
+    fn a_user_balance_off_by_one_token() {
+        both(|backend| {
+            let damage = |books: &Books| {
+                let alice = UserRecord { balance: books.users[0].balance + 1, ..books.users[0].clone() };
+                vec![put(user_key(books, 0), encode(&alice))]
+            };
+            check(backend, damage, &[("users", "balance differs from the sum of the user's transactions")]);
+        });
+    }
+
+    #[test]
+    fn lifetime_totals_and_vesting_buckets_follow_the_ledger() {
+        both(|backend| {
+            let damage = |books: &Books| {
+                let mut bob = books.users[1].clone();
+                bob.lifetime_redeemed += 1;
+                // Rewarded 33 to vest that day, 3 of them reversed: 30 held, at most 33 allowed.
+                bob.vesting[0].tokens += 4;
+                vec![put(user_key(books, 1), encode(&bob))]
+            };
+            let expected = [
+                ("users", "lifetime redeemed differs from the user's redemptions"),
+                ("users", &*format!("vesting bucket of day {} holds more than was rewarded to vest that day", books_vesting_day())),
+            ];
+            check(backend, damage, &expected);
+        });
+    }
+
+    fn books_vesting_day() -> u32 {
+        crate::model::vesting_day(NOW_MS, 7)
+    }
+
+    #[test]
+    fn an_orphan_idempotency_record() {
+        both(|backend| {
+            let damage = |books: &Books| {
+                let key = keys::idempotency(&books.partner_env, IdempotencyScope::ActionSubmit, "orphan");
+                vec![put(key, encode(&idempotency(Id([9; 12]), NOW_MS)))]
+            };
+            check(backend, damage, &[("idempotency", "points at an action that does not exist")]);
+        });
+    }
+
+    #[test]
+    fn a_pool_that_does_not_balance_or_match_its_ledger() {
+        both(|backend| {
+            let damage = |books: &Books| {
+                let pool = PoolRecord { balance: books.pool.balance + 1, ..books.pool.clone() };
+                vec![put(keys::pool(&books.partner_env, pool.id), encode(&pool))]
+            };
+            let expected =
+                [("pools", "the pool does not balance"), ("pools", "balance differs from its ledger (allocations + refills - rewards + reversals)")];
+            check(backend, damage, &expected);
+        });
+    }
+
+    #[test]
+    fn an_action_whose_allocations_do_not_add_up() {
+        both(|backend| {
+            let damage = |books: &Books| {
+                let action = ActionRecord { tokens_distributed: books.action.tokens_distributed + 1, ..books.action.clone() };
+                vec![put(keys::action(&books.partner_env, action.id), encode(&action))]
+            };
+            let expected = [
+                ("actions", "tokens distributed differ from the sum of its allocations"),
+                ("pools", "issued total differs from what its actions distributed"),
+            ];
+            check(backend, damage, &expected);
+        });
+    }
+
+    #[test]
+    fn a_missing_reward_transaction() {
+        both(|backend| {
+            let damage = |books: &Books| {
+                let transaction_id = books.action.allocations[2].transaction_id.expect("a reward");
+                vec![WriteOp::Delete { key: keys::transaction(&books.partner_env, transaction_id) }]
+            };
+            // In pass order: carol's ledger (users), the action, then the pools at the end.
+            let expected = [
+                ("user_transactions", "index names a transaction that does not exist"),
+                ("actions", "its reward transaction does not exist"),
+                ("pools", "balance differs from its ledger (allocations + refills - rewards + reversals)"),
+                ("pools", "issued total differs from its reward transactions"),
+            ];
+            check(backend, damage, &expected);
+        });
+    }
+
+    #[test]
+    fn values_that_do_not_decode_and_unknown_tables() {
+        both(|backend| {
+            let damage = |books: &Books| {
+                let mut garbled = encode(&books.action);
+                garbled.truncate(garbled.len() / 2);
+                vec![put(keys::action(&books.partner_env, books.action.id), garbled), put(vec![200, 1, 2], b"?".to_vec())]
+            };
+            // The pool then misses what the unreadable action distributed and reversed.
+            let expected = [
+                ("actions", "value does not decode"),
+                ("meta", "unknown table"),
+                ("pools", "issued total differs from what its actions distributed"),
+                ("pools", "reversed total differs from what its actions had reversed"),
+            ];
+            check(backend, damage, &expected);
+        });
+    }
+
+    #[test]
+    fn the_outbox_points_at_deliveries_and_deliveries_at_events() {
+        both(|backend| {
+            let damage = |books: &Books| {
+                vec![
+                    WriteOp::Delete { key: keys::event(&books.partner_env, books.event.sequence) },
+                    put(keys::webhook_queue(&books.partner_env, books.delivery.endpoint_id, NOW_MS, Id([8; 12])), Vec::new()),
+                ]
+            };
+            let expected = [("webhook_deliveries", "its event is not in the feed"), ("webhook_queue", "points at a delivery that does not exist")];
+            check(backend, damage, &expected);
+        });
+    }
+
+    #[test]
+    fn index_rows_point_at_their_records() {
+        both(|backend| {
+            let damage = |books: &Books| {
+                let ghost = keys::user_transaction(&books.partner_env, "ghost", Id([3; 12]));
+                vec![WriteOp::Delete { key: keys::user_by_creation(&books.partner_env, books.users[2].id) }, put(ghost, Vec::new())]
+            };
+            let expected = [("users", "missing from the creation-order index"), ("user_transactions", "index row of a user that does not exist")];
+            check(backend, damage, &expected);
+        });
+    }
+
+    #[test]
+    fn another_schema_version_is_a_discrepancy() {
+        both(|backend| {
+            let damage = |_: &Books| vec![put(Table::Meta.key(&[SCHEMA_KEY]), 9u32.to_be_bytes().to_vec())];
+            check(backend, damage, &[("meta", "schema version differs from this build's")]);
+        });
+    }
+
+    /// More records than a page, and one user with more transactions than a page: the
+    /// paged pass and the paged user ledger still see every row exactly once.
+    #[test]
+    fn paging_sees_every_record_once() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = open_store(StoreBackend::Sled, dir.path()).expect("opens");
+        let ids = crate::ids::IdGenerator::new();
+        let partner_env = PartnerEnv::new(ids.next(NOW_MS), Environment::Sandbox);
+        let rewards = AUDIT_PAGE_RECORDS + 7;
+        let mut pool =
+            PoolRecord { balance: 1_000_000, allocated_total: 1_000_000, ..PoolRecord::new(ids.next(NOW_MS), Environment::Sandbox, NOW_MS) };
+        let mut user = PostingUser { record: UserRecord::new(ids.next(NOW_MS), "alice", NOW_MS), is_new: true };
+        let allocation = TransactionRecord {
+            id: ids.next(NOW_MS),
+            transaction_type: TransactionType::Allocation,
+            tokens: 1_000_000,
+            action_id: None,
+            pool_id: Some(pool.id),
+            partner_user_id: None,
+            stakeholder_type_code: None,
+            campaign_id: None,
+            vests_at_ms: None,
+            created_at_ms: NOW_MS,
+        };
+        let mut state = PartnerEnvState { next_event_sequence: 1, default_pool_id: Some(pool.id), daily: Vec::new() };
+        let mut ops = Changes { pools: vec![pool.clone()], transactions: vec![allocation], ..Changes::default() }.write_set(&partner_env, &state);
+        for index in 0..rewards {
+            let request =
+                ActionRequest { idempotency_key: IdempotencyKey::parse(&format!("buy-{index}")).expect("valid"), ..reward_request(&["alice"]) };
+            let evaluation = evaluate(&RewardRule::default_rule(), request.amount, &request.stakeholder_types()).expect("applies");
+            let draft = RewardDraft {
+                partner_env,
+                request: &request,
+                request_id: "req_1",
+                evaluation: &evaluation,
+                pool: Some(&pool),
+                campaign: None,
+                users: vec![user.clone()],
+                next_event_sequence: state.next_event_sequence,
+                now_ms: NOW_MS,
+            };
+            let mut posted = post_reward(draft, &ids);
+            let action_id = posted.changes.action.as_ref().expect("action").id;
+            posted.changes.idempotency = Some((IdempotencyScope::ActionSubmit, format!("buy-{index}"), idempotency(action_id, NOW_MS)));
+            state.next_event_sequence = posted.next_event_sequence;
+            ops.extend(posted.changes.write_set(&partner_env, &state));
+            pool = posted.changes.pools[0].clone();
+            user = PostingUser { record: posted.changes.users[0].record.clone(), is_new: false };
+        }
+        store.commit(&[&ops]).expect("commits");
+        let report = run(store.as_ref());
+        assert!(report.is_clean(), "{report}");
+        assert_eq!((report.totals.actions, report.totals.transactions, report.totals.users), (rewards as u64, rewards as u64 + 1, 1));
+        assert_eq!(report.tables.get("user_transactions"), Some(&(rewards as u64)));
+    }
+
+    #[test]
+    fn every_table_byte_has_its_name() {
+        for (byte, (table, _)) in TABLES.iter().enumerate() {
+            assert_eq!(*table as usize, byte);
+        }
+        assert!(table_of(TABLES.len() as u8).is_none());
+    }
+
+    #[test]
+    fn the_report_shows_at_most_the_bound_and_counts_the_rest() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = open_store(StoreBackend::Redb, dir.path()).expect("opens");
+        let garbage: Vec<WriteOp> =
+            (0..DISCREPANCIES_SHOWN_MAX as u32 + 5).map(|index| put([&[201u8][..], &index.to_be_bytes()].concat(), vec![1])).collect();
+        store.commit(&[&garbage]).expect("commits");
+        let report = run(store.as_ref());
+        assert_eq!((report.discrepancies.len(), report.discrepancies_total), (DISCREPANCIES_SHOWN_MAX, DISCREPANCIES_SHOWN_MAX as u64 + 5));
+        let text = report.to_string();
+        assert!(text.contains(&format!("the first {DISCREPANCIES_SHOWN_MAX} of {}", DISCREPANCIES_SHOWN_MAX + 5)), "{text}");
     }
 }
