@@ -39,7 +39,7 @@ enum Command {
     /// SIGKILL a real server under signed load, restart it, repeat; then audit every key and pool.
     #[command(hide = true)]
     CrashLoop(reward_engine::crash_loop::CrashLoopArgs),
-    /// Audit a stopped engine's books offline, read-only (exit 0 clean, 1 discrepancies, 2 unreadable).
+    // Its help (about, exit codes) is on `VerifyArgs`.
     Verify(reward_engine::verify::VerifyArgs),
     /// Run a bare axum server that answers everything: the HTTP ceiling for benchmarks.
     #[command(hide = true)]

@@ -401,6 +401,20 @@ mod tests {
     }
 
     #[test]
+    fn sled_is_copied_into_the_scratch_directory_and_the_copy_removed() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let scratch = tempfile::tempdir().expect("scratch dir");
+        drop(open_store(StoreBackend::Sled, dir.path()).expect("opens"));
+        let options = ReadOnlyOptions { scratch_dir: Some(scratch.path().to_owned()) };
+        let store = open_store_read_only_with(StoreBackend::Sled, dir.path(), &options).expect("opens read-only");
+        let copies: Vec<_> = std::fs::read_dir(scratch.path()).expect("lists").collect();
+        assert_eq!(copies.len(), 1, "one scratch copy while open");
+        assert!(store.get(&Table::Meta.key(&[SCHEMA_KEY])).expect("reads").is_some());
+        drop(store);
+        assert_eq!(std::fs::read_dir(scratch.path()).expect("lists").count(), 0, "the copy is removed");
+    }
+
+    #[test]
     fn a_missing_store_or_another_schema_is_refused() {
         let dir = tempfile::tempdir().expect("temp dir");
         assert!(open_store_read_only(StoreBackend::Redb, dir.path()).err().expect("refused").message.contains("no redb store"));
