@@ -14,6 +14,8 @@ use reward_actors::audit::{AuditProgress, AuditReport, audit};
 use reward_actors::store::{ReadOnlyOptions, Store, StoreBackend, open_store_read_only_with};
 use serde::Serialize;
 
+use crate::config::log_filter;
+
 /// The books are clean.
 pub const EXIT_CLEAN: i32 = 0;
 /// At least one discrepancy (the report names each record).
@@ -69,6 +71,9 @@ struct VerifyOutput<'a> {
 
 /// Runs `verify` and answers the process's exit code.
 pub fn run(args: &VerifyArgs) -> i32 {
+    if let Err(error) = init_logging() {
+        return unreadable(&args.data_dir, &error.to_string());
+    }
     let backend = match args.store.map_or_else(|| detect_store(&args.data_dir), Ok) {
         Ok(backend) => backend,
         Err(reason) => return unreadable(&args.data_dir, &reason),
@@ -84,6 +89,16 @@ pub fn run(args: &VerifyArgs) -> i32 {
         Ok(_) => EXIT_DISCREPANCIES,
         Err(error) => unreadable(&args.data_dir, &error.to_string()),
     }
+}
+
+/// Warnings (a torn log tail ignored) to stderr, filtered like `serve` (`REWARD_LOG`, then
+/// `RUST_LOG`, else `info`).
+fn init_logging() -> anyhow::Result<()> {
+    let variable = |name: &str| std::env::var(name).ok();
+    let filter = log_filter(variable("REWARD_LOG").as_deref(), variable("RUST_LOG").as_deref())?;
+    // A subscriber already set (verify called in-process) is fine: keep it.
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+    Ok(())
 }
 
 fn unreadable(data_dir: &Path, reason: &str) -> i32 {

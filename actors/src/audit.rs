@@ -160,13 +160,10 @@ impl fmt::Display for AuditReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let verdict = if self.is_clean() { "CLEAN".to_owned() } else { format!("{} DISCREPANCIES", self.discrepancies_total) };
         writeln!(f, "audit of the books: {verdict}")?;
-        let shown = |value: Option<String>| value.unwrap_or_else(|| "missing".into());
-        writeln!(
-            f,
-            "schema version {}, write-ahead log applied through sequence {}",
-            shown(self.schema_version.map(|version| version.to_string())),
-            shown(self.wal_applied_sequence.map(|sequence| sequence.to_string()))
-        )?;
+        let schema = self.schema_version.map_or_else(|| "missing".into(), |version| version.to_string());
+        // No applied sequence yet: everything the engine wrote is still in the log.
+        let applied = self.wal_applied_sequence.map_or_else(|| "none yet".into(), |sequence| sequence.to_string());
+        writeln!(f, "schema version {schema}, write-ahead log applied through sequence {applied}")?;
         writeln!(f, "records read: {} ({} unrecognised meta keys left unchecked)", self.records, self.meta_keys_unchecked)?;
         for (table, count) in &self.tables {
             writeln!(f, "  {table:<20} {count:>12}")?;
