@@ -13,6 +13,7 @@
 //! - [`crash_loop`]: SIGKILLs the real server under load, restarts it, and audits every key.
 //! - [`backup`]: online backups (on request and on a schedule) with retention and metrics;
 //!   `reward-engine backup` and `restore` in `main.rs` are their command line.
+//! - [`verify`]: `reward-engine verify`, the offline read-only audit of a data directory.
 
 pub mod backup;
 pub mod backup_cli;
@@ -30,3 +31,4 @@ pub mod server;
 pub mod sign;
 pub mod signing;
 pub mod sink;
+pub mod verify;

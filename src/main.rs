@@ -1,4 +1,4 @@
-//! The `reward-engine` binary: `serve`, `backup`, `restore`, `sign`, `keygen`, `loadgen`, and hidden tools.
+//! The `reward-engine` binary: `serve`, `backup`, `restore`, `verify`, `sign`, `keygen`, `loadgen`, and hidden tools.
 
 use std::path::PathBuf;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -43,6 +43,8 @@ enum Command {
     /// SIGKILL a real server under signed load, restart it, repeat; then audit every key and pool.
     #[command(hide = true)]
     CrashLoop(reward_engine::crash_loop::CrashLoopArgs),
+    // Its help (about, exit codes) is on `VerifyArgs`.
+    Verify(reward_engine::verify::VerifyArgs),
     /// Run a bare axum server that answers everything: the HTTP ceiling for benchmarks.
     #[command(hide = true)]
     HelloServer {
@@ -110,6 +112,7 @@ fn main() -> anyhow::Result<()> {
         Command::Loadgen(args) => runtime()?.block_on(async move { loadgen::run(args).await.map(|_| ()) }),
         Command::WebhookSink(args) => runtime()?.block_on(async move { reward_engine::sink::run(args).await.map(|_| ()) }),
         Command::CrashLoop(args) => runtime()?.block_on(reward_engine::crash_loop::run(args)).map(|_| ()),
+        Command::Verify(args) => std::process::exit(reward_engine::verify::run(&args)),
         Command::HelloServer { listen } => {
             init_logging(LogFormat::Pretty)?;
             runtime()?.block_on(reward_engine::hello::serve(&listen))

@@ -36,8 +36,9 @@ impl std::fmt::Debug for AccountRecord {
     }
 }
 
+/// `pub(crate)` for the audit, which decodes every stored value.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-struct RefreshTokenRecord {
+pub(crate) struct RefreshTokenRecord {
     account_id: Id,
     expires_at_ms: u64,
 }

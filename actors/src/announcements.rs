@@ -18,8 +18,9 @@ use crate::model::PartnerEnv;
 use crate::posting::put;
 use crate::store::{Scan, ScanOrder, WriteOp};
 
+/// `pub(crate)` for the audit, which decodes every stored value.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-struct Announcement {
+pub(crate) struct Announcement {
     partner_env: PartnerEnv,
     event_type: String,
     data_json: Vec<u8>,

@@ -10,6 +10,7 @@
 //! - [`posting`]: a decided reward → the records it changes → one write set. Pure.
 //! - [`store`], [`codec`], [`keys`]: the storage trait (redb, sled), value encoding, and
 //!   the key layout that makes tenancy a property of every key.
+//! - [`audit`]: the offline audit of the books (every invariant, one streaming pass).
 //! - [`committer`]: group commit on one thread; receipts resolve when durable.
 //! - `partner_actor`: one actix actor per (partner, environment), the only writer of its money.
 //! - [`engine`]: the handle — actix runtime, partner registry, admission, bounded waits;
@@ -22,6 +23,7 @@ pub mod accounts;
 pub mod admin;
 pub mod announcements;
 pub mod api_keys;
+pub mod audit;
 pub mod auth;
 pub mod campaigns;
 pub mod cidr;

@@ -66,6 +66,14 @@ async fn backup_with_the_command(address: std::net::SocketAddr) -> (PathBuf, Val
     (PathBuf::from(answer["path"].as_str().expect("path")), answer["manifest"].clone())
 }
 
+/// `reward-engine verify --data-dir DIR` (a data directory or a backup): its exit code and
+/// what it printed (stdout, then stderr).
+async fn verify_with_the_command(dir: &Path) -> (i32, String) {
+    let output = binary().arg("verify").arg("--data-dir").arg(dir).output().await.expect("the verify command runs");
+    let printed = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    (output.status.code().unwrap_or(-1), printed)
+}
+
 /// `reward-engine restore`: its exit status and what it printed on stderr.
 async fn restore_with_the_command(from: &Path, data_dir: &Path, backend: StoreBackend) -> (bool, String) {
     let output = binary()
@@ -122,6 +130,11 @@ async fn a_backup_under_load_restores_every_acknowledged_reward(backend: StoreBa
     let restored_dir = scratch.path().join("restored");
     let (restored, stderr) = restore_with_the_command(&path, &restored_dir, backend).await;
     assert!(restored, "restore failed: {stderr}");
+    // The books of the backup, and of the restored directory, audit clean.
+    for audited in [&path, &restored_dir] {
+        let (code, printed) = verify_with_the_command(audited).await;
+        assert_eq!(code, 0, "verify {}: {printed}", audited.display());
+    }
     let app = spawn_app_in(options_with_backups(backend, &backups), restored_dir).await;
     let partner = Partner { address: app.operator.address, ..partner };
 
@@ -159,6 +172,9 @@ async fn a_damaged_backup_is_refused_and_nothing_is_written(backend: StoreBacken
     assert!(!restored, "a damaged backup must be refused");
     assert!(stderr.contains("does not match its SHA-256"), "{stderr}");
     assert!(!target.exists(), "a refused restore writes nothing");
+    let (code, printed) = verify_with_the_command(&path).await;
+    assert_eq!(code, 2, "a damaged backup cannot be audited: {printed}");
+    assert!(printed.contains("does not match its SHA-256"), "{printed}");
     // Put it back: the same backup restores, and not over a directory that holds data.
     bytes[middle] ^= 0x40;
     std::fs::write(&data, &bytes).expect("writes");

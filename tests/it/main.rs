@@ -28,4 +28,5 @@ mod partner_api;
 mod portal;
 mod reward_path;
 mod secrets_in_logs;
+mod verify;
 mod webhooks;

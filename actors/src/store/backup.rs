@@ -535,6 +535,43 @@ pub fn restore_backup(
     result
 }
 
+/// Whether `dir` looks like a backup (it has a manifest or the sums file), not a data directory.
+pub fn is_backup(dir: &Path) -> bool {
+    dir.join(MANIFEST).is_file() || dir.join(SUMS).is_file()
+}
+
+/// A backup restored into a scratch directory (for an audit): the open store, and the
+/// directory, deleted when this is dropped (after the store closes: field order).
+pub struct ScratchRestore {
+    pub store: std::sync::Arc<dyn Store>,
+    pub restored: Restored,
+    _dir: tempfile::TempDir,
+}
+
+/// Checks and restores the backup in `from` into a new directory under `scratch_parent`
+/// (default: the system's temporary directory) and opens it.
+pub fn restore_to_scratch(
+    from: &Path,
+    scratch_parent: Option<&Path>,
+    backend: Option<StoreBackend>,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<ScratchRestore, BackupError> {
+    let builder = {
+        let mut builder = tempfile::Builder::new();
+        builder.prefix("reward-backup-audit-");
+        builder
+    };
+    let dir = match scratch_parent {
+        Some(parent) => builder.tempdir_in(parent),
+        None => builder.tempdir(),
+    }
+    .map_err(io_error("creating a scratch directory"))?;
+    let data_dir = dir.path().join("data");
+    let restored = restore_backup(from, &data_dir, backend, progress)?;
+    let store = super::open_store(restored.backend, &data_dir)?;
+    Ok(ScratchRestore { store, restored, _dir: dir })
+}
+
 fn open_backend(backend: StoreBackend, dir: &Path) -> Result<Box<dyn Store>, StoreError> {
     Ok(match backend {
         StoreBackend::Redb => Box::new(RedbStore::open(&dir.join("reward.redb"))?),

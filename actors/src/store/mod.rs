@@ -10,6 +10,7 @@
 //! data (sled may also show data whose flush is still running; see README).
 
 pub mod backup;
+mod read_only;
 mod redb_store;
 mod sled_store;
 mod wal;
@@ -20,6 +21,7 @@ use std::path::Path;
 use std::str::FromStr;
 use std::sync::Arc;
 
+pub use read_only::{ENGINE_RUNNING, ReadOnlyOptions, open_store_read_only, open_store_read_only_with};
 pub use redb_store::RedbStore;
 pub use sled_store::SledStore;
 pub use wal::{LogFaults, LogOperation, WalOptions, WalStore, applied_sequence_key};
@@ -241,7 +243,8 @@ pub fn open_store_with_faults(
     Ok(store)
 }
 
-const SCHEMA_KEY: &[u8] = b"schema_version";
+/// The Meta key of the schema version (4 bytes, big-endian).
+pub(crate) const SCHEMA_KEY: &[u8] = b"schema_version";
 
 /// The key holding the data's schema version (a big-endian `u32`).
 pub fn schema_key() -> Vec<u8> {

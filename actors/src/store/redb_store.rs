@@ -13,10 +13,10 @@ use redb::{Database, ReadableDatabase, TableDefinition};
 
 use super::{ExportVisitor, KeyValue, Scan, ScanOrder, Store, StoreBackend, StoreError, WriteOp, prefix_end, scan_bounds};
 
-const DATA: TableDefinition<&[u8], &[u8]> = TableDefinition::new("data");
+pub(super) const DATA: TableDefinition<&[u8], &[u8]> = TableDefinition::new("data");
 
 /// redb's page cache. 256 MiB keeps a large hot set in memory on a 24 GiB machine.
-const CACHE_BYTES: usize = 256 * 1024 * 1024;
+pub(super) const CACHE_BYTES: usize = 256 * 1024 * 1024;
 
 pub struct RedbStore {
     path: PathBuf,

@@ -639,7 +639,7 @@ fn encode_record(buffer: &mut Vec<u8>, sequence: u64, write_sets: &[&[WriteOp]])
 }
 
 /// Reads one record at `bytes[at..]`: `None` when what is there is not a whole valid record.
-fn decode_record(bytes: &[u8], at: usize) -> Option<(u64, Vec<WriteOp>, usize)> {
+pub(super) fn decode_record(bytes: &[u8], at: usize) -> Option<(u64, Vec<WriteOp>, usize)> {
     let header = bytes.get(at..at + RECORD_HEADER_BYTES)?;
     let read_u32 = |slice: &[u8]| u32::from_be_bytes(slice.try_into().expect("four bytes"));
     if read_u32(&header[0..4]) != RECORD_MAGIC {
@@ -688,14 +688,14 @@ fn decode_ops(payload: &[u8]) -> Option<Vec<WriteOp>> {
 }
 
 /// Whether a whole valid record starts anywhere after `at`.
-fn any_record_after(bytes: &[u8], at: usize) -> bool {
+pub(super) fn any_record_after(bytes: &[u8], at: usize) -> bool {
     let magic = RECORD_MAGIC.to_be_bytes();
     (at + 1..bytes.len().saturating_sub(RECORD_HEADER_BYTES - 1))
         .any(|start| bytes[start..start + 4] == magic && decode_record(bytes, start).is_some())
 }
 
 /// Log segments in `dir`, oldest first.
-fn segments(dir: &Path) -> Result<Vec<PathBuf>, StoreError> {
+pub(super) fn segments(dir: &Path) -> Result<Vec<PathBuf>, StoreError> {
     let mut found: Vec<(u64, PathBuf)> = Vec::new();
     for entry in std::fs::read_dir(dir).map_err(|error| wal_error("listing segments", error))? {
         let path = entry.map_err(|error| wal_error("listing segments", error))?.path();
