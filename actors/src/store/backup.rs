@@ -794,6 +794,12 @@ mod tests {
         bytes[middle] ^= 0x01;
         fs::write(&data, &bytes).expect("writes");
         assert_refused(&flipped, &target, "does not match its SHA-256");
+        // A truncated data file (a copy cut short).
+        let truncated = copy("truncated");
+        let data = truncated.join("data-000000.kv");
+        let bytes = fs::read(&data).expect("reads");
+        fs::write(&data, &bytes[..bytes.len() - 7]).expect("writes");
+        assert_refused(&truncated, &target, "truncated or damaged");
         // A missing data file, a missing manifest.
         let missing = copy("missing");
         fs::remove_file(missing.join("data-000000.kv")).expect("removes");
