@@ -104,7 +104,16 @@ impl Backups {
     }
 
     /// Takes a backup now (`trigger` names who asked, for the log), then applies retention.
-    pub async fn take(&self, trigger: &'static str) -> Result<CompletedBackup, BackupRunError> {
+    /// The work runs in a task of its own: a caller that goes away (an HTTP client that hangs
+    /// up) does not end it early, so "one at a time", the metrics and retention stay right.
+    pub async fn take(self: &Arc<Self>, trigger: &'static str) -> Result<CompletedBackup, BackupRunError> {
+        let backups = Arc::clone(self);
+        tokio::spawn(async move { backups.take_to_the_end(trigger).await })
+            .await
+            .unwrap_or_else(|error| Err(BackupRunError::Failed(format!("the backup task stopped: {error}"))))
+    }
+
+    async fn take_to_the_end(&self, trigger: &'static str) -> Result<CompletedBackup, BackupRunError> {
         let _running = self.running.try_lock().map_err(|_| BackupRunError::InProgress)?;
         self.metrics.in_progress.set(1);
         let started = Instant::now();
@@ -127,7 +136,7 @@ impl Backups {
             elapsed_ms = started.elapsed().as_millis() as u64,
             "backup complete"
         );
-        match backup::prune_backups(&self.config.directory, self.config.retention) {
+        match backup::prune_backups(&self.config.directory, self.config.retention, &path) {
             Ok(deleted) if !deleted.is_empty() => tracing::info!(deleted = deleted.len(), retention = self.config.retention, "old backups deleted"),
             Ok(_) => {}
             Err(error) => tracing::warn!(%error, "deleting old backups failed; retrying after the next backup"),

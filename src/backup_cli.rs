@@ -19,9 +19,10 @@ pub struct BackupArgs {
     /// or a private network).
     #[arg(long, default_value = "http://127.0.0.1:8080")]
     pub url: String,
-    /// The admin token (`Authorization: Bearer`); by default from REWARD_ADMIN_TOKEN.
-    #[arg(long, env = "REWARD_ADMIN_TOKEN", hide_env_values = true)]
-    pub admin_token: String,
+    /// A file holding the admin token [default: the REWARD_ADMIN_TOKEN variable]. Never a
+    /// flag with the token itself: command lines are visible to every user of the host.
+    #[arg(long, value_name = "FILE")]
+    pub admin_token_file: Option<PathBuf>,
     /// Print the server's answer (the backup's path and manifest) as JSON.
     #[arg(long)]
     pub json: bool,
@@ -62,7 +63,14 @@ pub async fn run_backup(args: BackupArgs) -> anyhow::Result<()> {
     let mut connection = Connection::connect(address).await.with_context(|| format!("connecting to {address}"))?;
     eprintln!("backing up the engine at {address} (the server keeps serving; this waits until the backup is complete)…");
     let started = Instant::now();
-    let authorization = format!("Bearer {}", args.admin_token);
+    let token = match &args.admin_token_file {
+        Some(path) => std::fs::read_to_string(path).with_context(|| format!("reading the admin token from {}", path.display()))?.trim().to_owned(),
+        None => std::env::var("REWARD_ADMIN_TOKEN")
+            .ok()
+            .filter(|token| !token.is_empty())
+            .context("no admin token: set REWARD_ADMIN_TOKEN or pass --admin-token-file")?,
+    };
+    let authorization = format!("Bearer {token}");
     let headers = [("authorization", authorization.as_str()), ("content-type", "application/json")];
     let response = connection.request(Method::POST, "/api/v1/admin/backups", &headers, Bytes::from_static(b"{}")).await?;
     let body = response.json();

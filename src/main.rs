@@ -165,24 +165,36 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             .filter_map(|(provider, name)| secret_from_environment(name).map(|secret| (provider, secret)))
             .collect(),
     };
+    // The handlers go in before the server answers: a SIGTERM that arrives once /healthz is
+    // up must drain, never kill the process with the store open.
+    let stop_signal = StopSignal::install()?;
     let running = server::start(ServeOptions { config, demo: args.demo, secrets, store: None }).await?;
-    wait_for_stop_signal().await;
+    stop_signal.received().await;
     tracing::info!("stop signal received; draining");
     running.shutdown().await
 }
 
-async fn wait_for_stop_signal() {
-    let interrupt = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("installing a SIGTERM handler");
+/// SIGINT (Ctrl-C) and SIGTERM, listened for from the moment this is made.
+struct StopSignal {
+    interrupt: tokio::signal::unix::Signal,
+    terminate: tokio::signal::unix::Signal,
+}
+
+impl StopSignal {
+    fn install() -> anyhow::Result<StopSignal> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(StopSignal {
+            interrupt: signal(SignalKind::interrupt()).context("installing a SIGINT handler")?,
+            terminate: signal(SignalKind::terminate()).context("installing a SIGTERM handler")?,
+        })
+    }
+
+    async fn received(mut self) {
         tokio::select! {
-            _ = interrupt => {}
-            _ = terminate.recv() => {}
+            _ = self.interrupt.recv() => {}
+            _ = self.terminate.recv() => {}
         }
     }
-    #[cfg(not(unix))]
-    let _ = interrupt.await;
 }
 
 fn sign(args: SignArgs) -> anyhow::Result<()> {

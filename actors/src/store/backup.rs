@@ -89,6 +89,9 @@ pub enum BackupError {
     /// The restore target already holds files.
     #[error("refusing to restore into {0}: it exists and is not empty (restore into a new directory)")]
     TargetNotEmpty(PathBuf),
+    /// The restore target has no name of its own (`.`, `..`, `/`).
+    #[error("refusing to restore into {0}: name the new data directory itself (e.g. ./data-restored)")]
+    TargetUnnamed(PathBuf),
 }
 
 fn io_error(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> BackupError {
@@ -323,9 +326,10 @@ pub fn list_backups(parent: &Path) -> Result<Vec<PathBuf>, BackupError> {
 }
 
 /// Deletes the oldest backups in `parent` beyond the newest `keep`, and partial ones a
-/// crash left behind (only one backup runs at a time, so none is in progress). Answers
-/// what it deleted.
-pub fn prune_backups(parent: &Path, keep: usize) -> Result<Vec<PathBuf>, BackupError> {
+/// crash left behind (only one backup runs at a time per directory, so none is in
+/// progress). `written` (the backup just taken) is never deleted and counts as one of the
+/// kept, even when the clock stepped back and its name sorts first. Answers what it deleted.
+pub fn prune_backups(parent: &Path, keep: usize, written: &Path) -> Result<Vec<PathBuf>, BackupError> {
     let mut deleted = Vec::new();
     if let Ok(entries) = fs::read_dir(parent) {
         for entry in entries.flatten() {
@@ -338,9 +342,9 @@ pub fn prune_backups(parent: &Path, keep: usize) -> Result<Vec<PathBuf>, BackupE
             }
         }
     }
-    let complete = list_backups(parent)?;
-    let excess = complete.len().saturating_sub(keep);
-    for path in complete.into_iter().take(excess) {
+    let others: Vec<PathBuf> = list_backups(parent)?.into_iter().filter(|path| path != written).collect();
+    let excess = others.len().saturating_sub(keep.saturating_sub(1));
+    for path in others.into_iter().take(excess) {
         fs::remove_dir_all(&path).map_err(io_error(format!("removing {}", path.display())))?;
         deleted.push(path);
     }
@@ -372,8 +376,10 @@ fn parse_sums(dir: &Path, text: &[u8]) -> Result<Vec<(String, String)>, BackupEr
         .collect()
 }
 
-fn file_sha256(path: &Path) -> std::io::Result<(u64, String)> {
-    let mut reader = BufReader::with_capacity(1 << 20, File::open(path)?);
+/// The size and SHA-256 of `path`, reading at most one byte more than `expected` (enough
+/// to tell a longer file; a file that never ends cannot hold the check).
+fn file_sha256(path: &Path, expected: u64) -> std::io::Result<(u64, String)> {
+    let mut reader = BufReader::with_capacity(1 << 20, File::open(path)?).take(expected.saturating_add(1));
     let mut hasher = Sha256::new();
     let mut buffer = vec![0u8; 1 << 20];
     let mut bytes = 0u64;
@@ -429,7 +435,11 @@ pub fn check_backup(dir: &Path) -> Result<Manifest, BackupError> {
             return Err(refused(format!("{} has a different checksum in {SUMS} and {MANIFEST}", file.name)));
         }
         let path = dir.join(&file.name);
-        let (bytes, digest) = file_sha256(&path).map_err(|error| refused(format!("{} is missing or unreadable ({error})", file.name)))?;
+        let metadata = fs::metadata(&path).map_err(|error| refused(format!("{} is missing or unreadable ({error})", file.name)))?;
+        if !metadata.is_file() {
+            return Err(refused(format!("{} is not a regular file", file.name)));
+        }
+        let (bytes, digest) = file_sha256(&path, file.bytes).map_err(|error| refused(format!("{} is unreadable ({error})", file.name)))?;
         if bytes != file.bytes {
             return Err(refused(format!("{} holds {bytes} bytes, the manifest says {}: the file is truncated or damaged", file.name, file.bytes)));
         }
@@ -440,22 +450,31 @@ pub fn check_backup(dir: &Path) -> Result<Manifest, BackupError> {
     Ok(manifest)
 }
 
-/// Reads a data file's records in order, checking their framing.
+/// Reads a data file's records in order, checking their framing, and hashes what it reads
+/// (the restore compares it with the manifest again: the file may have changed since the check).
 struct ChunkReader {
     name: String,
     input: BufReader<File>,
+    hasher: Sha256,
+    bytes: u64,
 }
 
 impl ChunkReader {
     fn open(dir: &Path, name: &str) -> Result<ChunkReader, BackupError> {
         let path = dir.join(name);
-        let mut input = BufReader::with_capacity(1 << 20, File::open(&path).map_err(io_error(format!("opening {}", path.display())))?);
+        let input = BufReader::with_capacity(1 << 20, File::open(&path).map_err(io_error(format!("opening {}", path.display())))?);
+        let mut reader = ChunkReader { name: name.to_owned(), input, hasher: Sha256::new(), bytes: 0 };
         let mut magic = [0u8; 8];
-        input.read_exact(&mut magic).map_err(io_error(format!("reading {}", path.display())))?;
+        reader.fill(&mut magic)?;
         if &magic != CHUNK_MAGIC {
             return Err(BackupError::Refused { dir: dir.to_owned(), reason: format!("{name} is not a data file of this format") });
         }
-        Ok(ChunkReader { name: name.to_owned(), input })
+        Ok(reader)
+    }
+
+    /// The bytes read and their SHA-256.
+    fn finish(self) -> (u64, String) {
+        (self.bytes, sha256_hex(self.hasher))
     }
 
     fn part(&mut self, length: usize) -> Result<Vec<u8>, BackupError> {
@@ -469,14 +488,21 @@ impl ChunkReader {
 
     /// `read_exact`, the error's context built only on failure (this runs per record).
     fn fill(&mut self, buffer: &mut [u8]) -> Result<(), BackupError> {
-        self.input.read_exact(buffer).map_err(|source| BackupError::Io { context: format!("reading {}", self.name), source })
+        self.input.read_exact(buffer).map_err(|source| BackupError::Io { context: format!("reading {}", self.name), source })?;
+        self.hasher.update(&*buffer);
+        self.bytes += buffer.len() as u64;
+        Ok(())
     }
 
     /// The next record, `None` at the end of the file.
     fn next_record(&mut self) -> Result<Option<KeyValue>, BackupError> {
         let mut length = [0u8; 4];
         match self.input.read_exact(&mut length) {
-            Ok(()) => {}
+            Ok(()) => {
+                self.hasher.update(length);
+                self.bytes += 4;
+            }
+            // A clean end, or a cut inside the length: then the byte count disagrees below.
             Err(error) if error.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
             Err(error) => return Err(io_error(format!("reading {}", self.name))(error)),
         }
@@ -495,44 +521,124 @@ pub struct Restored {
     pub records: u64,
 }
 
-/// Restores the backup in `from` into `data_dir` (which must not exist, or be empty) on
-/// `backend` (`None`: the store the backup was taken from). Checks everything first ([`check_backup`]); loads into a hidden directory
-/// beside `data_dir` and renames it into place at the end, so a failure leaves nothing.
+/// A file in a data directory being restored into: its presence means the restore has not
+/// finished, and the engine and `verify` refuse the directory (see [`check_not_restoring`]).
+pub const RESTORE_MARKER: &str = "RESTORE-INCOMPLETE";
+
+/// Refuses a data directory a restore is loading, or left unfinished.
+pub fn check_not_restoring(data_dir: &Path) -> Result<(), StoreError> {
+    if data_dir.join(RESTORE_MARKER).exists() {
+        return Err(StoreError::new(format!(
+            "{} holds {RESTORE_MARKER}: a restore into it is running or did not finish; let it finish, or empty the directory and restore again",
+            data_dir.display()
+        )));
+    }
+    Ok(())
+}
+
+/// What the restore target is now.
+enum Target {
+    Missing,
+    /// It exists and holds nothing (a file system's `lost+found` aside): a mount point or a
+    /// directory the operator prepared, kept as it is and loaded in place.
+    Empty,
+}
+
+fn target_state(data_dir: &Path) -> Result<Target, BackupError> {
+    let entries = match fs::read_dir(data_dir) {
+        Ok(entries) => entries,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(Target::Missing),
+        Err(error) => return Err(io_error(format!("reading {}", data_dir.display()))(error)),
+    };
+    for entry in entries {
+        let entry = entry.map_err(io_error(format!("reading {}", data_dir.display())))?;
+        if entry.file_name() != "lost+found" {
+            return Err(BackupError::TargetNotEmpty(data_dir.to_owned()));
+        }
+    }
+    Ok(Target::Empty)
+}
+
+/// Restores the backup in `from` into `data_dir` on `backend` (`None`: the store the backup
+/// was taken from). Checks everything first ([`check_backup`]), then loads, hashing every
+/// file again as it reads it. A `data_dir` that does not exist is loaded beside it under a
+/// hidden name and renamed into place at the end; one that exists and is empty (a mount
+/// point) is loaded in place under [`RESTORE_MARKER`], removed last. A failure leaves nothing
+/// of the restore; a second restore into the same target is refused while one runs.
 pub fn restore_backup(
     from: &Path,
     data_dir: &Path,
     backend: Option<StoreBackend>,
     progress: &mut dyn FnMut(Progress),
 ) -> Result<Restored, BackupError> {
-    let target_in_use = match fs::read_dir(data_dir) {
-        Ok(mut entries) => entries.next().is_some(),
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => false,
-        Err(error) => return Err(io_error(format!("reading {}", data_dir.display()))(error)),
+    let Some(name) = data_dir.file_name().and_then(|name| name.to_str()) else {
+        return Err(BackupError::TargetUnnamed(data_dir.to_owned()));
     };
-    if target_in_use {
-        return Err(BackupError::TargetNotEmpty(data_dir.to_owned()));
-    }
+    let target = target_state(data_dir)?;
     let manifest = check_backup(from)?;
     let backend = backend.unwrap_or(manifest.backend);
-    let name = data_dir.file_name().and_then(|name| name.to_str()).unwrap_or("data");
-    let parent = data_dir.parent().filter(|parent| !parent.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    create_private_dir(parent)?;
-    let partial = parent.join(format!(".{name}.restoring"));
-    if partial.exists() {
-        fs::remove_dir_all(&partial).map_err(io_error(format!("removing the leftover {}", partial.display())))?;
-    }
-    let result = load_into(from, &partial, backend, &manifest, progress).and_then(|records| {
-        if data_dir.exists() {
-            fs::remove_dir(data_dir).map_err(io_error(format!("replacing the empty {}", data_dir.display())))?;
+    match target {
+        Target::Missing => {
+            let parent = data_dir.parent().filter(|parent| !parent.as_os_str().is_empty()).unwrap_or(Path::new("."));
+            fs::create_dir_all(parent).map_err(io_error(format!("creating {}", parent.display())))?;
+            let partial = parent.join(format!(".{name}.restoring"));
+            claim_dir(&partial)?;
+            let result = load_into(from, &partial, backend, &manifest, progress).and_then(|records| {
+                fs::rename(&partial, data_dir).map_err(io_error(format!("renaming {} to {}", partial.display(), data_dir.display())))?;
+                sync_dir(parent)?;
+                Ok(records)
+            });
+            if result.is_err() {
+                let _ = fs::remove_dir_all(&partial);
+            }
+            Ok(Restored { manifest, backend, records: result? })
         }
-        fs::rename(&partial, data_dir).map_err(io_error(format!("renaming {} to {}", partial.display(), data_dir.display())))?;
-        sync_dir(parent)?;
-        Ok(Restored { manifest: manifest.clone(), backend, records })
-    });
-    if result.is_err() {
-        let _ = fs::remove_dir_all(&partial);
+        Target::Empty => {
+            let marker = data_dir.join(RESTORE_MARKER);
+            fs::OpenOptions::new().write(true).create_new(true).open(&marker).map_err(|error| BackupError::Io {
+                context: format!("claiming {} (is another restore running into it?)", data_dir.display()),
+                source: error,
+            })?;
+            let result = load_into(from, data_dir, backend, &manifest, progress).and_then(|records| {
+                fs::remove_file(&marker).map_err(io_error(format!("removing {}", marker.display())))?;
+                sync_dir(data_dir)?;
+                Ok(records)
+            });
+            if result.is_err() {
+                empty_but_marker(data_dir);
+            }
+            Ok(Restored { manifest, backend, records: result? })
+        }
     }
-    result
+}
+
+/// Creates the loading directory; one that exists is another restore's (or a leftover the
+/// operator should look at), never removed here.
+fn claim_dir(path: &Path) -> Result<(), BackupError> {
+    use std::os::unix::fs::DirBuilderExt;
+    fs::DirBuilder::new().mode(0o700).create(path).map_err(|error| {
+        let context = if error.kind() == std::io::ErrorKind::AlreadyExists {
+            format!("{} exists: another restore is running into the same place, or one stopped half-way (remove it)", path.display())
+        } else {
+            format!("creating {}", path.display())
+        };
+        BackupError::Io { context, source: error }
+    })
+}
+
+/// After a failed in-place load: removes what it wrote, keeping `lost+found` and the marker
+/// (the directory stays refused until emptied: something went wrong in it).
+fn empty_but_marker(data_dir: &Path) {
+    if let Ok(entries) = fs::read_dir(data_dir) {
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            if name == "lost+found" || name == RESTORE_MARKER {
+                continue;
+            }
+            let path = entry.path();
+            let _ = if path.is_dir() { fs::remove_dir_all(&path) } else { fs::remove_file(&path) };
+        }
+    }
 }
 
 /// Whether `dir` looks like a backup (it has a manifest or the sums file), not a data directory.
@@ -570,6 +676,23 @@ pub fn restore_to_scratch(
     let restored = restore_backup(from, &data_dir, backend, progress)?;
     let store = super::open_store(restored.backend, &data_dir)?;
     Ok(ScratchRestore { store, restored, _dir: dir })
+}
+
+/// Syncs `dir` and every directory under it (sled keeps its files in subdirectories), so
+/// their entries are durable before the restore says it is done. The store has synced the
+/// files themselves.
+fn sync_tree(dir: &Path) -> Result<(), BackupError> {
+    let mut pending = vec![dir.to_owned()];
+    while let Some(next) = pending.pop() {
+        for entry in fs::read_dir(&next).map_err(io_error(format!("listing {}", next.display())))? {
+            let entry = entry.map_err(io_error(format!("listing {}", next.display())))?;
+            if entry.file_type().is_ok_and(|kind| kind.is_dir()) {
+                pending.push(entry.path());
+            }
+        }
+        sync_dir(&next)?;
+    }
+    Ok(())
 }
 
 fn open_backend(backend: StoreBackend, dir: &Path) -> Result<Box<dyn Store>, StoreError> {
@@ -617,13 +740,16 @@ fn load_into(from: &Path, dir: &Path, backend: StoreBackend, manifest: &Manifest
         if in_file != file.records {
             return Err(refused(format!("{} holds {in_file} records, the manifest says {}", file.name, file.records)));
         }
+        if reader.finish() != (file.bytes, file.sha256.clone()) {
+            return Err(refused(format!("{} changed while it was being restored (it no longer matches its SHA-256)", file.name)));
+        }
     }
     if !saw_schema {
         return Err(refused(format!("the data has no schema version {SCHEMA_VERSION} record")));
     }
     store.commit(&[&batch])?;
     drop(store);
-    sync_dir(dir)?;
+    sync_tree(dir)?;
     progress(Progress { records, bytes });
     Ok(records)
 }
@@ -834,6 +960,38 @@ mod tests {
         assert!(matches!(error, BackupError::TargetNotEmpty(_)), "{error}");
     }
 
+    /// An existing empty directory (a mount point, `lost+found` and all) is loaded in place
+    /// and kept; while the marker is there the engine refuses it; a second restore into a
+    /// target being loaded is refused; a target without a name of its own is refused.
+    #[test]
+    fn restore_targets_in_place_busy_and_unnamed() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let backup = backup_of_a_small_store(dir.path());
+        let mount_point = dir.path().join("mounted");
+        fs::create_dir_all(mount_point.join("lost+found")).expect("mkdir");
+        let restored = restore_backup(&backup, &mount_point, None, &mut |_| {}).expect("restores in place");
+        assert_eq!(restored.records, check_backup(&backup).expect("checks").records);
+        assert!(mount_point.join("lost+found").is_dir() && !mount_point.join(RESTORE_MARKER).exists());
+        let store = open_store(StoreBackend::Redb, &mount_point).expect("opens the restored store");
+        assert_eq!(u64::from_be_bytes(store.get(&counter_key()).expect("reads").expect("counter").try_into().expect("8 bytes")), 50);
+        drop(store);
+        // A restore that is loading (its marker there): the engine refuses the directory.
+        let busy = dir.path().join("busy");
+        fs::create_dir_all(&busy).expect("mkdir");
+        fs::write(busy.join(RESTORE_MARKER), b"").expect("writes");
+        let refused = open_store(StoreBackend::Redb, &busy).err().expect("refused");
+        assert!(refused.message.contains(RESTORE_MARKER), "{refused}");
+        assert!(matches!(restore_backup(&backup, &busy, None, &mut |_| {}), Err(BackupError::TargetNotEmpty(_))));
+        // Another restore's loading directory beside a missing target.
+        fs::create_dir_all(dir.path().join(".racing.restoring")).expect("mkdir");
+        let error = restore_backup(&backup, &dir.path().join("racing"), None, &mut |_| {}).expect_err("refused");
+        assert!(error.to_string().contains("another restore"), "{error}");
+        assert!(dir.path().join(".racing.restoring").is_dir(), "another restore's directory is not touched");
+        for unnamed in [Path::new("."), Path::new(".."), Path::new("/")] {
+            assert!(matches!(restore_backup(&backup, unnamed, None, &mut |_| {}), Err(BackupError::TargetUnnamed(_))), "{}", unnamed.display());
+        }
+    }
+
     fn rewrite_manifest(dir: &Path, manifest: &Manifest) {
         let bytes = serde_json::to_vec_pretty(manifest).expect("encodes");
         fs::write(dir.join(MANIFEST), &bytes).expect("writes");
@@ -855,11 +1013,17 @@ mod tests {
         }
         fs::create_dir_all(parent.join(".backup-20261204T000000.000Z.partial")).expect("mkdir");
         fs::create_dir_all(parent.join("backup-unrelated-without-manifest")).expect("mkdir");
-        let deleted = prune_backups(&parent, 2).expect("prunes");
+        let deleted = prune_backups(&parent, 2, &parent.join("backup-20261203T000000.000Z")).expect("prunes");
         assert_eq!(deleted.len(), 2, "{deleted:?}");
         let left: Vec<PathBuf> = list_backups(&parent).expect("lists");
         assert_eq!(left, vec![parent.join("backup-20261202T000000.000Z"), parent.join("backup-20261203T000000.000Z")]);
         assert!(parent.join("backup-unrelated-without-manifest").exists(), "only backups are touched");
+        // The clock stepped back: the backup just written sorts first and is kept anyway.
+        let stepped_back = parent.join("backup-20250101T000000.000Z");
+        fs::create_dir_all(&stepped_back).expect("mkdir");
+        fs::write(stepped_back.join(MANIFEST), b"{}").expect("writes");
+        prune_backups(&parent, 2, &stepped_back).expect("prunes");
+        assert_eq!(list_backups(&parent).expect("lists"), vec![stepped_back, parent.join("backup-20261203T000000.000Z")]);
     }
 
     #[test]

@@ -229,6 +229,7 @@ pub fn open_store_with_faults(
     faults: Option<Arc<LogFaults>>,
 ) -> Result<Arc<dyn Store>, StoreError> {
     std::fs::create_dir_all(data_dir).map_err(|error| StoreError::new(format!("cannot create {}: {error}", data_dir.display())))?;
+    backup::check_not_restoring(data_dir)?;
     let store: Arc<dyn Store> = match backend {
         StoreBackend::Redb => Arc::new(RedbStore::open(&data_dir.join("reward.redb"))?),
         StoreBackend::Sled => Arc::new(SledStore::open(&data_dir.join("reward.sled"))?),

@@ -55,6 +55,7 @@ pub fn open_store_read_only_with(backend: StoreBackend, data_dir: &Path, options
     if !data_dir.is_dir() {
         return Err(StoreError::new(format!("{} is not a directory", data_dir.display())));
     }
+    super::backup::check_not_restoring(data_dir)?;
     let opened = match backend {
         StoreBackend::Redb => open_redb(&data_dir.join("reward.redb"))?,
         StoreBackend::Sled => open_sled_copy(&data_dir.join("reward.sled"), options)?,

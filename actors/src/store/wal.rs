@@ -79,10 +79,12 @@ const APPLY_RETRY_DELAY: Duration = Duration::from_secs(1);
 /// How long an export waits for the applier to bring the backend up to the export's point
 /// (normally one apply interval and one apply, well under a second).
 const EXPORT_APPLY_WAIT: Duration = Duration::from_secs(60);
-/// While an export holds the backend still, the active memtable takes writes beyond
-/// `memtable_bytes_max` (nothing can be applied meanwhile) up to this many bytes; past it,
-/// commits wait for the export to end. 1 GiB is minutes of peak load on this machine.
-const EXPORT_MEMTABLE_BYTES_MAX: usize = 1 << 30;
+/// While an export holds the backend still, the applier cannot drain the queue, so memtables
+/// that fill up (`memtable_bytes_max` each) are queued beyond `frozen_max` until the queue
+/// and the active memtable hold this many key and value bytes (plus the skip list's own
+/// overhead per entry); past it, commits wait for the export to end. 512 MiB is about a
+/// minute of peak load on this machine, longer than a backup of a store of millions of rewards.
+const EXPORT_QUEUE_BYTES_MAX: usize = 512 * 1024 * 1024;
 
 /// A log file operation that [`LogFaults`] can make fail.
 #[doc(hidden)]
@@ -254,8 +256,10 @@ struct Shared {
     /// Held by the applier around each commit into the backend, and by an export for its
     /// whole copy: while an export runs, the backend does not change.
     backend_still: Mutex<()>,
-    /// Set while an export holds `backend_still`: freezing then lets the active memtable
-    /// grow (up to [`EXPORT_MEMTABLE_BYTES_MAX`]) instead of waiting for the applier.
+    /// Set while an export holds `backend_still`: freezing then queues full memtables beyond
+    /// `frozen_max` (up to [`EXPORT_QUEUE_BYTES_MAX`]) instead of waiting for the applier, and
+    /// skips the freezes by age (the queue is not being applied, so small memtables only
+    /// lengthen the read path).
     exporting: AtomicBool,
 }
 
@@ -350,7 +354,8 @@ impl WalStore {
     }
 
     /// Freezes what is in memory, lets the applier write everything to the backend, and
-    /// stops it. After this the log is empty. Called on drop.
+    /// stops it. After this the log is empty (unless an export held the backend or applies failed: then the
+    /// records stay in the log and are replayed at the next start). Called on drop.
     pub fn close(&self) {
         let mut writer = self.writer.lock();
         if !writer.failed
@@ -411,8 +416,14 @@ impl WalStore {
                 if self.shared.apply_failure.is_set() {
                     return Ok(());
                 }
-                if self.shared.exporting.load(Ordering::Acquire) && active_bytes < EXPORT_MEMTABLE_BYTES_MAX {
-                    return Ok(());
+                if self.shared.exporting.load(Ordering::Acquire) {
+                    if active_bytes < self.options.memtable_bytes_max {
+                        return Ok(());
+                    }
+                    let queued: usize = queue.iter().map(|memtable| memtable.bytes.load(Ordering::Relaxed)).sum();
+                    if queued + active_bytes <= EXPORT_QUEUE_BYTES_MAX {
+                        break;
+                    }
                 }
                 self.shared.queue_changed.wait_for(&mut queue, Duration::from_millis(100));
             }
