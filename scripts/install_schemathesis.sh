@@ -7,7 +7,10 @@ cd "$(dirname "$0")/.."
 # Pinned so a new release cannot change what CI generates or checks without a commit here.
 SCHEMATHESIS_VERSION=4.32.5
 VENV=target/schemathesis-venv
-if [ -x "$VENV/bin/st" ] && "$VENV/bin/python" -c "import importlib.metadata as m, sys; sys.exit(m.version('schemathesis') != '$SCHEMATHESIS_VERSION')" 2>/dev/null; then
+# `st --version` too: a venv moved or copied from elsewhere keeps scripts whose first line
+# names the old path, and only running one shows it.
+if [ -x "$VENV/bin/st" ] && "$VENV/bin/st" --version >/dev/null 2>&1 \
+    && "$VENV/bin/python" -c "import importlib.metadata as m, sys; sys.exit(m.version('schemathesis') != '$SCHEMATHESIS_VERSION')" 2>/dev/null; then
     echo "schemathesis $SCHEMATHESIS_VERSION ready in $VENV"
     exit 0
 fi
