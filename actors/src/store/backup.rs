@@ -605,7 +605,7 @@ pub fn restore_backup(
                 Ok(records)
             });
             if result.is_err() {
-                empty_but_marker(data_dir);
+                empty_after_failure(data_dir);
             }
             Ok(Restored { manifest, backend, records: result? })
         }
@@ -626,9 +626,11 @@ fn claim_dir(path: &Path) -> Result<(), BackupError> {
     })
 }
 
-/// After a failed in-place load: removes what it wrote, keeping `lost+found` and the marker
-/// (the directory stays refused until emptied: something went wrong in it).
-fn empty_but_marker(data_dir: &Path) {
+/// After a failed in-place load: removes what it wrote (keeping `lost+found`), then the
+/// marker, so the directory is empty again for the next try. If anything could not be
+/// removed the marker stays, and the engine keeps refusing the directory.
+fn empty_after_failure(data_dir: &Path) {
+    let mut all_removed = true;
     if let Ok(entries) = fs::read_dir(data_dir) {
         for entry in entries.flatten() {
             let name = entry.file_name();
@@ -636,8 +638,12 @@ fn empty_but_marker(data_dir: &Path) {
                 continue;
             }
             let path = entry.path();
-            let _ = if path.is_dir() { fs::remove_dir_all(&path) } else { fs::remove_file(&path) };
+            let removed = if path.is_dir() { fs::remove_dir_all(&path) } else { fs::remove_file(&path) };
+            all_removed &= removed.is_ok();
         }
+    }
+    if all_removed {
+        let _ = fs::remove_file(data_dir.join(RESTORE_MARKER));
     }
 }
 
@@ -987,6 +993,23 @@ mod tests {
         let error = restore_backup(&backup, &dir.path().join("racing"), None, &mut |_| {}).expect_err("refused");
         assert!(error.to_string().contains("another restore"), "{error}");
         assert!(dir.path().join(".racing.restoring").is_dir(), "another restore's directory is not touched");
+        // A load that fails in place (a data file cut short after the check passed... here:
+        // a record count the file does not hold) leaves the directory as it found it.
+        let failing = dir.path().join("failing-backup");
+        fs::create_dir_all(&failing).expect("mkdir");
+        for entry in fs::read_dir(&backup).expect("lists").flatten() {
+            fs::copy(entry.path(), failing.join(entry.file_name())).expect("copies");
+        }
+        let mut manifest: Manifest = serde_json::from_slice(&fs::read(failing.join(MANIFEST)).expect("reads")).expect("parses");
+        manifest.files[0].records += 1;
+        manifest.records += 1;
+        rewrite_manifest(&failing, &manifest);
+        let second_mount = dir.path().join("mounted-2");
+        fs::create_dir_all(second_mount.join("lost+found")).expect("mkdir");
+        let error = restore_backup(&failing, &second_mount, None, &mut |_| {}).expect_err("the load fails");
+        assert!(error.to_string().contains("records"), "{error}");
+        let left: Vec<_> = fs::read_dir(&second_mount).expect("lists").flatten().map(|entry| entry.file_name()).collect();
+        assert_eq!(left, vec![std::ffi::OsString::from("lost+found")], "a failed in-place restore leaves the directory as it was");
         for unnamed in [Path::new("."), Path::new(".."), Path::new("/")] {
             assert!(matches!(restore_backup(&backup, unnamed, None, &mut |_| {}), Err(BackupError::TargetUnnamed(_))), "{}", unnamed.display());
         }
