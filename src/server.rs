@@ -72,7 +72,6 @@ pub async fn start(options: ServeOptions) -> anyhow::Result<RunningServer> {
             .with_context(|| format!("opening the {} store in {}", config.server.store, data_dir.display()))?,
     };
     let master_key = resolve_master_key(&config, secrets.master_key.as_ref(), demo)?;
-    check_master_key(store.as_ref(), &master_key)?;
     let clock = if config.server.test_clock {
         tracing::warn!("TEST CLOCK ON: POST /api/v1/admin/clock can move this server's time. Never run production like this.");
         Clock::test()
@@ -260,25 +259,6 @@ fn resolve_master_key(config: &Config, from_environment: Option<&Secret>, demo: 
     bail!(
         "no master key: set REWARD_MASTER_KEY to 64 hex characters (make one with `reward-engine keygen`), or point server.master_key_file at a file outside the data directory; `serve --demo` generates one for trying things out"
     )
-}
-
-const MASTER_KEY_CHECK: &[u8] = b"master_key_check";
-
-/// Refuses to start with a master key other than the one the data was sealed under.
-fn check_master_key(store: &dyn Store, master_key: &MasterKey) -> anyhow::Result<()> {
-    let key = reward_actors::store::Table::Meta.key(&[MASTER_KEY_CHECK]);
-    match store.get(&key)? {
-        Some(sealed) => {
-            let opened = master_key
-                .open(MASTER_KEY_CHECK, &sealed)
-                .map_err(|_| anyhow::anyhow!("this master key is not the one the data directory was created with"))?;
-            if opened != b"ok" {
-                bail!("the master key check value is corrupt");
-            }
-        }
-        None => store.commit(&[&[reward_actors::store::WriteOp::Put { key, value: master_key.seal(MASTER_KEY_CHECK, b"ok") }]])?,
-    }
-    Ok(())
 }
 
 /// The admin token's digest: from `REWARD_ADMIN_TOKEN`, else the one stored at a first

@@ -176,12 +176,40 @@ pub enum EngineStartError {
     Config(String),
     #[error("cannot start engine threads: {0}")]
     Threads(#[from] std::io::Error),
+    /// The master key is not the one the data was sealed under (or its check value is damaged).
+    #[error("{0}")]
+    MasterKey(String),
+    #[error("{0}")]
+    Store(#[from] crate::store::StoreError),
+}
+
+/// The Meta key of the value sealed under the master key at the first start.
+const MASTER_KEY_CHECK: &[u8] = b"master_key_check";
+
+/// Refuses a master key other than the one the data was sealed under; seals a check value
+/// under it at the first start.
+fn check_master_key(store: &dyn Store, master_key: &MasterKey) -> Result<(), EngineStartError> {
+    let key = crate::store::Table::Meta.key(&[MASTER_KEY_CHECK]);
+    match store.get(&key)? {
+        Some(sealed) => {
+            let opened = master_key
+                .open(MASTER_KEY_CHECK, &sealed)
+                .map_err(|_| EngineStartError::MasterKey("this master key is not the one the data directory was created with".into()))?;
+            if opened != b"ok" {
+                return Err(EngineStartError::MasterKey("the master key check value is corrupt".into()));
+            }
+            Ok(())
+        }
+        None => Ok(store.commit(&[&[crate::store::WriteOp::Put { key, value: master_key.seal(MASTER_KEY_CHECK, b"ok") }]])?),
+    }
 }
 
 impl Engine {
-    /// Starts the committer and the actor runtime over an open store.
+    /// Checks the master key against the data, then starts the committer and the actor
+    /// runtime over an open store.
     pub fn start(config: EngineConfig, store: Arc<dyn Store>, clock: Arc<Clock>, master_key: MasterKey) -> Result<Engine, EngineStartError> {
         config.validate().map_err(EngineStartError::Config)?;
+        check_master_key(store.as_ref(), &master_key)?;
         let metrics = Arc::new(EngineMetrics::new());
         let limits = CommitterLimits { batch_write_sets_max: config.commit_batch_max };
         let (committer, committer_thread) = start_committer(Arc::clone(&store), Arc::clone(&metrics), limits)?;
