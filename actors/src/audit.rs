@@ -579,17 +579,33 @@ impl Auditor<'_> {
         Ok(())
     }
 
-    fn check_pool(&mut self, key: &[u8], value: &[u8]) -> Result<(), StoreError> {
-        let Some((partner_env, pool_id)) = env_and_id(key) else {
-            self.bad_key(Table::Pools, key, "the table byte, a partner prefix and a pool id");
-            return Ok(());
+    /// A record keyed by a partner prefix and its id (`noun`, e.g. "pool"; `key_shape` for the
+    /// report): the key's parts, the record's name in the report, and the decoded value, its
+    /// id checked against the key. `None` (flagged) when the key or the value is not one.
+    fn keyed_record<T: DeserializeOwned>(
+        &mut self,
+        (table, noun, key_shape): (Table, &str, &str),
+        key: &[u8],
+        value: &[u8],
+        type_name: &str,
+        id_of: fn(&T) -> Id,
+    ) -> Option<(PartnerEnv, Id, String, T)> {
+        let Some((partner_env, id)) = env_and_id(key) else {
+            self.bad_key(table, key, key_shape);
+            return None;
         };
-        let record = format!("{}, pool {pool_id}", env_name(&partner_env));
-        let Some(pool) = self.decoded::<PoolRecord>(Table::Pools, &record, value, "PoolRecord") else {
+        let record = format!("{}, {noun} {id}", env_name(&partner_env));
+        let decoded = self.decoded::<T>(table, &record, value, type_name)?;
+        self.equal(table, &record, "id differs from its key", id, id_of(&decoded));
+        Some((partner_env, id, record, decoded))
+    }
+
+    fn check_pool(&mut self, key: &[u8], value: &[u8]) -> Result<(), StoreError> {
+        let kind = (Table::Pools, "pool", "the table byte, a partner prefix and a pool id");
+        let Some((partner_env, pool_id, record, pool)) = self.keyed_record::<PoolRecord>(kind, key, value, "PoolRecord", |pool| pool.id) else {
             return Ok(());
         };
         self.report.totals.pools += 1;
-        self.equal(Table::Pools, &record, "id differs from its key", pool_id, pool.id);
         self.equal(Table::Pools, &record, "environment differs from its key", partner_env.environment.as_str(), pool.environment.as_str());
         if self.pools.len() >= POOLS_TRACKED_MAX {
             self.flag(Table::Pools, &record, "too many pools to reconcile in one pass", POOLS_TRACKED_MAX, "more");
@@ -822,16 +838,11 @@ impl Auditor<'_> {
 /// Actions, the ledger, idempotency records and the event feed.
 impl Auditor<'_> {
     fn check_action(&mut self, key: &[u8], value: &[u8]) -> Result<(), StoreError> {
-        let Some((partner_env, action_id)) = env_and_id(key) else {
-            self.bad_key(Table::Actions, key, "the table byte, a partner prefix and an action id");
-            return Ok(());
-        };
-        let record = format!("{}, action {action_id}", env_name(&partner_env));
-        let Some(action) = self.decoded::<ActionRecord>(Table::Actions, &record, value, "ActionRecord") else {
+        let kind = (Table::Actions, "action", "the table byte, a partner prefix and an action id");
+        let Some((partner_env, _, record, action)) = self.keyed_record::<ActionRecord>(kind, key, value, "ActionRecord", |action| action.id) else {
             return Ok(());
         };
         self.report.totals.actions += 1;
-        self.equal(Table::Actions, &record, "id differs from its key", action_id, action.id);
         self.check_action_sums(&action, &record);
         if let Some(pool_id) = action.pool_id {
             if let Some(tally) = self.tally(&partner_env, pool_id, Table::Actions, &record) {
@@ -930,16 +941,13 @@ impl Auditor<'_> {
     }
 
     fn check_transaction(&mut self, key: &[u8], value: &[u8]) -> Result<(), StoreError> {
-        let Some((partner_env, transaction_id)) = env_and_id(key) else {
-            self.bad_key(Table::Transactions, key, "the table byte, a partner prefix and a transaction id");
-            return Ok(());
-        };
-        let record = format!("{}, transaction {transaction_id}", env_name(&partner_env));
-        let Some(transaction) = self.decoded::<TransactionRecord>(Table::Transactions, &record, value, "TransactionRecord") else {
+        let kind = (Table::Transactions, "transaction", "the table byte, a partner prefix and a transaction id");
+        let Some((partner_env, _, record, transaction)) =
+            self.keyed_record::<TransactionRecord>(kind, key, value, "TransactionRecord", |transaction| transaction.id)
+        else {
             return Ok(());
         };
         self.report.totals.transactions += 1;
-        self.equal(Table::Transactions, &record, "id differs from its key", transaction_id, transaction.id);
         self.check_transaction_shape(&transaction, &record);
         if let Some(pool_id) = transaction.pool_id
             && let Some(tally) = self.tally(&partner_env, pool_id, Table::Transactions, &record)
