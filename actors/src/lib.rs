@@ -9,7 +9,8 @@
 //!   validated requests with their idempotency fingerprints.
 //! - [`posting`]: a decided reward → the records it changes → one write set. Pure.
 //! - [`store`], [`codec`], [`keys`]: the storage trait (redb, sled), value encoding, and
-//!   the key layout that makes tenancy a property of every key.
+//!   the key layout that makes tenancy a property of every key; `store::backup` writes,
+//!   checks and restores backups, and a read-only open serves the audit.
 //! - [`audit`]: the offline audit of the books (every invariant, one streaming pass).
 //! - [`committer`]: group commit on one thread; receipts resolve when durable.
 //! - `partner_actor`: one actix actor per (partner, environment), the only writer of its money.

@@ -26,7 +26,7 @@ use std::sync::Arc;
 
 use redb::{ReadOnlyDatabase, ReadableDatabase};
 
-use super::redb_store::{CACHE_BYTES, DATA};
+use super::redb_store::{CACHE_BYTES, export_in, get_in, scan_in};
 use super::wal::{any_record_after, applied_sequence_key, decode_record, segments};
 use super::{
     ExportVisitor, KeyValue, SCHEMA_KEY, SCHEMA_VERSION, Scan, ScanOrder, SledStore, Store, StoreBackend, StoreError, Table, WriteOp, prefix_end,
@@ -310,32 +310,15 @@ impl Store for ReadOnlyRedb {
     }
 
     fn export(&self, visit: &mut ExportVisitor<'_>) -> Result<(), StoreError> {
-        let read = self.db.begin_read().map_err(redb_error)?;
-        let table = read.open_table(DATA).map_err(redb_error)?;
-        for entry in table.range::<&[u8]>(..).map_err(redb_error)? {
-            let (key, value) = entry.map_err(redb_error)?;
-            visit(key.value(), value.value())?;
-        }
-        Ok(())
+        export_in(&self.db.begin_read().map_err(redb_error)?, visit)
     }
 
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
-        let read = self.db.begin_read().map_err(redb_error)?;
-        let table = read.open_table(DATA).map_err(redb_error)?;
-        Ok(table.get(key).map_err(redb_error)?.map(|value| value.value().to_vec()))
+        get_in(&self.db.begin_read().map_err(redb_error)?, key)
     }
 
     fn scan(&self, scan: Scan<'_>) -> Result<Vec<KeyValue>, StoreError> {
-        let read = self.db.begin_read().map_err(redb_error)?;
-        let table = read.open_table(DATA).map_err(redb_error)?;
-        let end = prefix_end(scan.prefix);
-        let (lower, upper) = scan_bounds(&scan, end.as_deref());
-        let range = table.range::<&[u8]>((lower, upper)).map_err(redb_error)?;
-        let entries: Box<dyn Iterator<Item = _>> = match scan.order {
-            ScanOrder::Ascending => Box::new(range),
-            ScanOrder::Descending => Box::new(range.rev()),
-        };
-        entries.take(scan.limit).map(|entry| entry.map(|(key, value)| (key.value().to_vec(), value.value().to_vec())).map_err(redb_error)).collect()
+        scan_in(&self.db.begin_read().map_err(redb_error)?, scan)
     }
 }
 

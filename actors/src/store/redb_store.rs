@@ -9,7 +9,7 @@
 use std::path::{Path, PathBuf};
 
 use parking_lot::RwLock;
-use redb::{Database, ReadableDatabase, TableDefinition};
+use redb::{Database, ReadTransaction, ReadableDatabase, TableDefinition};
 
 use super::{ExportVisitor, KeyValue, Scan, ScanOrder, Store, StoreBackend, StoreError, WriteOp, prefix_end, scan_bounds};
 
@@ -107,34 +107,45 @@ impl Store for RedbStore {
 
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
         let db = self.db.read();
-        let read = db.as_ref().ok_or_else(closed)?.begin_read().map_err(store_error)?;
-        let table = read.open_table(DATA).map_err(store_error)?;
-        Ok(table.get(key).map_err(store_error)?.map(|value| value.value().to_vec()))
+        get_in(&db.as_ref().ok_or_else(closed)?.begin_read().map_err(store_error)?, key)
     }
 
     /// One read transaction: redb's MVCC snapshot stays consistent while commits go on.
     fn export(&self, visit: &mut ExportVisitor<'_>) -> Result<(), StoreError> {
         let db = self.db.read();
-        let read = db.as_ref().ok_or_else(closed)?.begin_read().map_err(store_error)?;
-        let table = read.open_table(DATA).map_err(store_error)?;
-        for entry in table.range::<&[u8]>(..).map_err(store_error)? {
-            let (key, value) = entry.map_err(store_error)?;
-            visit(key.value(), value.value())?;
-        }
-        Ok(())
+        export_in(&db.as_ref().ok_or_else(closed)?.begin_read().map_err(store_error)?, visit)
     }
 
     fn scan(&self, scan: Scan<'_>) -> Result<Vec<KeyValue>, StoreError> {
         let db = self.db.read();
-        let read = db.as_ref().ok_or_else(closed)?.begin_read().map_err(store_error)?;
-        let table = read.open_table(DATA).map_err(store_error)?;
-        let end = prefix_end(scan.prefix);
-        let (lower, upper) = scan_bounds(&scan, end.as_deref());
-        let range = table.range::<&[u8]>((lower, upper)).map_err(store_error)?;
-        let entries: Box<dyn Iterator<Item = _>> = match scan.order {
-            ScanOrder::Ascending => Box::new(range),
-            ScanOrder::Descending => Box::new(range.rev()),
-        };
-        entries.take(scan.limit).map(|entry| entry.map(|(key, value)| (key.value().to_vec(), value.value().to_vec())).map_err(store_error)).collect()
+        scan_in(&db.as_ref().ok_or_else(closed)?.begin_read().map_err(store_error)?, scan)
     }
+}
+
+/// The reads of both redb handles (this store's and the audit's read-only one), within one
+/// read transaction.
+pub(super) fn get_in(read: &ReadTransaction, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+    let table = read.open_table(DATA).map_err(store_error)?;
+    Ok(table.get(key).map_err(store_error)?.map(|value| value.value().to_vec()))
+}
+
+pub(super) fn export_in(read: &ReadTransaction, visit: &mut ExportVisitor<'_>) -> Result<(), StoreError> {
+    let table = read.open_table(DATA).map_err(store_error)?;
+    for entry in table.range::<&[u8]>(..).map_err(store_error)? {
+        let (key, value) = entry.map_err(store_error)?;
+        visit(key.value(), value.value())?;
+    }
+    Ok(())
+}
+
+pub(super) fn scan_in(read: &ReadTransaction, scan: Scan<'_>) -> Result<Vec<KeyValue>, StoreError> {
+    let table = read.open_table(DATA).map_err(store_error)?;
+    let end = prefix_end(scan.prefix);
+    let (lower, upper) = scan_bounds(&scan, end.as_deref());
+    let range = table.range::<&[u8]>((lower, upper)).map_err(store_error)?;
+    let entries: Box<dyn Iterator<Item = _>> = match scan.order {
+        ScanOrder::Ascending => Box::new(range),
+        ScanOrder::Descending => Box::new(range.rev()),
+    };
+    entries.take(scan.limit).map(|entry| entry.map(|(key, value)| (key.value().to_vec(), value.value().to_vec())).map_err(store_error)).collect()
 }
