@@ -160,10 +160,34 @@ impl TestApp {
         self.restart().await;
     }
 
+    /// Stops the server gracefully and waits until its store's file lock is released, so
+    /// another process (`verify`, `restore`) may open the data directory at once.
     pub async fn shutdown(mut self) {
         if let Some(server) = self.server.take() {
             server.shutdown().await.expect("clean shutdown");
         }
+        let data_dir = self.data_dir.clone();
+        tokio::task::spawn_blocking(move || wait_for_store_lock(&data_dir)).await.expect("lock wait");
+    }
+}
+
+/// How long [`TestApp::shutdown`] waits for the store's lock. In a test the engine shares
+/// the process with the test, and sled releases its `flock` when its own IO threads drop
+/// their last reference, a moment after the handle's drop (a real `serve` exits instead).
+const STORE_LOCK_WAIT: Duration = Duration::from_secs(10);
+
+fn wait_for_store_lock(data_dir: &std::path::Path) {
+    let deadline = Instant::now() + STORE_LOCK_WAIT;
+    for locked in [data_dir.join("reward.sled").join("db"), data_dir.join("reward.redb")] {
+        let Ok(file) = std::fs::File::open(&locked) else { continue };
+        loop {
+            match file.try_lock() {
+                Ok(()) => break,
+                Err(std::fs::TryLockError::WouldBlock) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(10)),
+                Err(error) => panic!("{} still locked after shutdown: {error}", locked.display()),
+            }
+        }
+        file.unlock().expect("unlocks");
     }
 }
 
