@@ -16,9 +16,10 @@ use reward_actors::clock::Clock;
 use reward_actors::crypto::MasterKey;
 use reward_actors::model::{Environment, PartnerEnv, PartnerStatus, Tier};
 use reward_actors::money::{Currency, Money};
+use reward_actors::operations::JobsConfig;
 use reward_actors::request::{ActionRequest, AllocationRequest, IdempotencyKey, PartnerUserId, Stakeholder};
 use reward_actors::store::{StoreBackend, open_store};
-use reward_actors::{Engine, EngineConfig};
+use reward_actors::{Engine, EngineConfig, EngineParts};
 
 struct Setup {
     runtime: tokio::runtime::Runtime,
@@ -31,7 +32,15 @@ fn setup(backend: StoreBackend) -> Setup {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
     let dir = tempfile::tempdir().expect("temp dir");
     let store = open_store(backend, dir.path()).expect("store");
-    let engine = Engine::start(EngineConfig::default(), store, Arc::new(Clock::system()), MasterKey::from_bytes(&[7; 32])).expect("engine");
+    // The engine's periodic jobs run on this runtime, as in the server.
+    let parts = EngineParts {
+        config: EngineConfig::default(),
+        store,
+        clock: Arc::new(Clock::system()),
+        master_key: MasterKey::from_bytes(&[7; 32]),
+        jobs: JobsConfig::default(),
+    };
+    let engine = runtime.block_on(async { Engine::start(parts) }).expect("engine");
     let partner_env = runtime.block_on(async {
         let partner = engine
             .create_partner(NewPartner {

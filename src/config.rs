@@ -23,33 +23,7 @@ pub struct Config {
     /// Webhook deliveries (`REWARD_WEBHOOK_ALLOWED_CIDRS`, `REWARD_WEBHOOK_RETRY_SCHEDULE`, …).
     pub webhook: reward_actors::webhooks::WebhookConfig,
     /// Online backups (`POST /api/v1/admin/backups`, `reward-engine backup`) and their schedule.
-    pub backup: BackupConfig,
-}
-
-/// Where backups go, and whether the server takes them on its own (README, "Backup, restore
-/// and audit").
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct BackupConfig {
-    /// The directory backups are written into, one `backup-<time>` directory each. Put it on
-    /// another disk than `server.data_dir`: a backup on the same disk dies with it.
-    pub directory: PathBuf,
-    /// Take a backup every this many seconds; 0 (the default) takes none on its own.
-    pub interval_secs: u64,
-    /// Scheduled backups keep the newest this many backups in `directory` and delete older
-    /// ones; backups asked for through the API are counted too.
-    pub retention: usize,
-    /// The backup thread's nice value (0–19): above 0, the copy yields the CPU to the
-    /// engine's threads when both want it and takes longer. On the 2-core benchmark VM the
-    /// difference in cost between 0 and 10 was within the noise (BENCHMARKS.md, "Backup");
-    /// 10 is kept so a backup never outranks the reward path.
-    pub niceness: i32,
-}
-
-impl Default for BackupConfig {
-    fn default() -> Self {
-        BackupConfig { directory: PathBuf::from("./backups"), interval_secs: 0, retention: 7, niceness: 10 }
-    }
+    pub backup: reward_actors::operations::BackupConfig,
 }
 
 /// Donation links (contract §10): each provider's URL template. Placeholders, each

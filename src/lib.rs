@@ -11,11 +11,10 @@
 //! - [`client`]: one keep-alive HTTP/1.1 connection, for the load generator and tests.
 //! - [`loadgen`], [`hello`]: the load generator and the bare-axum ceiling it is compared with.
 //! - [`crash_loop`]: SIGKILLs the real server under load, restarts it, and audits every key.
-//! - [`backup`]: online backups (on request and on a schedule) with retention and metrics;
-//!   `reward-engine backup` and `restore` in `main.rs` are their command line.
+//! - [`backup_cli`]: `reward-engine backup` (asks the server for an online backup, which the
+//!   engine's `operations` take) and `restore`.
 //! - [`verify`]: `reward-engine verify`, the offline read-only audit of a data directory.
 
-pub mod backup;
 pub mod backup_cli;
 pub mod client;
 pub mod config;

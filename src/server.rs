@@ -12,8 +12,9 @@ use anyhow::{Context, bail};
 use reward_actors::clock::Clock;
 use reward_actors::crypto::{MasterKey, Secret, constant_time_eq, random_hex, sha256};
 use reward_actors::donations::Provider;
+use reward_actors::operations::{JobsConfig, MaintenanceConfig};
 use reward_actors::store::{Store, open_store_with};
-use reward_actors::{Engine, EngineError};
+use reward_actors::{Engine, EngineError, EngineParts};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
@@ -47,10 +48,6 @@ pub struct RunningServer {
     pub engine: Engine,
     stop_accepting: Option<oneshot::Sender<()>>,
     serving: JoinHandle<()>,
-    stop_maintenance: tokio::sync::watch::Sender<bool>,
-    maintenance: JoinHandle<()>,
-    /// Scheduled backups; stopping waits for a backup in progress to finish.
-    scheduled_backups: JoinHandle<()>,
     grace: Duration,
 }
 
@@ -80,8 +77,15 @@ pub async fn start(options: ServeOptions) -> anyhow::Result<RunningServer> {
     };
     let connections = connection_limits(&config);
     log_bounds(&config, &connections);
-    let engine = Engine::start(config.engine.clone(), store, Arc::new(clock), master_key)?;
-    engine.start_webhooks(&config.webhook).map_err(|message| anyhow::anyhow!(message))?;
+    let jobs = JobsConfig {
+        webhooks: config.webhook.clone(),
+        maintenance: MaintenanceConfig {
+            interval: Duration::from_millis(config.server.maintenance_interval_ms),
+            key_expiry_notice: Duration::from_secs(config.server.key_expiry_notice_days.saturating_mul(86_400)),
+        },
+        backups: config.backup.clone(),
+    };
+    let engine = Engine::start(EngineParts { config: config.engine.clone(), store, clock: Arc::new(clock), master_key, jobs })?;
     let admin_token_digest = resolve_admin_token(&engine, secrets.admin_token.as_ref()).await?;
     let listen: SocketAddr = config.server.listen.parse().with_context(|| format!("server.listen {}", config.server.listen))?;
     let listener = listener::bind(listen).with_context(|| format!("listening on {}", config.server.listen))?;
@@ -106,7 +110,6 @@ pub async fn start(options: ServeOptions) -> anyhow::Result<RunningServer> {
         ],
         provider_secrets: secrets.provider_secrets,
     });
-    let backups = crate::backup::Backups::new(engine.clone(), config.backup.clone());
     let state = AppState {
         engine: engine.clone(),
         settings: Arc::new(config.limits.clone()),
@@ -115,22 +118,15 @@ pub async fn start(options: ServeOptions) -> anyhow::Result<RunningServer> {
         portal,
         client_ip_header,
         donations,
-        backups: Arc::clone(&backups),
     };
     let (stop_accepting, stopped) = oneshot::channel::<()>();
     let serving = tokio::spawn(listener::serve(listener, http::router(state), connections.0, stopped));
-    let (stop_maintenance, maintenance_stopped) = tokio::sync::watch::channel(false);
-    let maintenance = tokio::spawn(run_maintenance(engine.clone(), config.server.clone(), maintenance_stopped.clone()));
-    let scheduled_backups = tokio::spawn(backups.run_schedule(maintenance_stopped));
     tracing::info!(address = %local_addr, store = %engine.store_backend(), "reward engine listening");
     Ok(RunningServer {
         local_addr,
         engine,
         stop_accepting: Some(stop_accepting),
         serving,
-        stop_maintenance,
-        maintenance,
-        scheduled_backups,
         grace: Duration::from_secs(config.server.shutdown_grace_secs),
     })
 }
@@ -156,40 +152,11 @@ impl RunningServer {
                 Some(anyhow::anyhow!("in-flight requests did not finish within the {} s grace and were cut", self.grace.as_secs()))
             }
         };
-        let _ = self.stop_maintenance.send(true);
-        let _ = self.maintenance.await;
-        let _ = self.scheduled_backups.await;
-        if let Err(error) = self.engine.flush_key_usage().await {
-            tracing::warn!(%error, "persisting keys' last use at shutdown failed");
-        }
+        // The engine stops its periodic jobs (a scheduled backup in progress is waited for),
+        // persists keys' last use, then its actors and committer.
         self.engine.shutdown().await;
         tracing::info!("reward engine stopped");
         unclean.map_or(Ok(()), Err)
-    }
-}
-
-/// Periodic housekeeping until told to stop: keys' last use, `api_key.expiring` notices.
-async fn run_maintenance(engine: Engine, server: crate::config::ServerConfig, mut stop: tokio::sync::watch::Receiver<bool>) {
-    let mut ticker = tokio::time::interval(Duration::from_millis(server.maintenance_interval_ms));
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let notice_ms = server.key_expiry_notice_days.saturating_mul(86_400_000);
-    loop {
-        tokio::select! {
-            _ = ticker.tick() => {}
-            _ = stop.changed() => return,
-        }
-        engine.forget_idle_rate_limits();
-        if let Err(error) = engine.flush_key_usage().await {
-            tracing::warn!(%error, "persisting keys' last use failed; retrying at the next tick");
-        }
-        if let Err(error) = engine.deliver_announcements().await {
-            tracing::warn!(%error, "delivering pending events failed; retrying at the next tick");
-        }
-        match engine.notify_expiring_keys(notice_ms).await {
-            Ok(0) => {}
-            Ok(count) => tracing::info!(count, "api_key.expiring recorded"),
-            Err(error) => tracing::warn!(%error, "api_key.expiring notices failed; retrying at the next tick"),
-        }
     }
 }
 

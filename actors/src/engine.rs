@@ -168,12 +168,21 @@ pub(crate) struct EngineInner {
     pub announce_lock: tokio::sync::Mutex<()>,
     /// The webhook dispatcher, once started.
     pub webhooks: Mutex<Option<crate::webhooks::dispatcher::DispatcherHandle>>,
+    /// Online backups, one at a time (`operations`).
+    pub backups: Arc<crate::operations::backups::Backups>,
+    /// Housekeeping and the backup schedule, until shutdown.
+    jobs: Mutex<Option<crate::operations::Jobs>>,
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum EngineStartError {
     #[error("invalid engine configuration: {0}")]
     Config(String),
+    /// The webhook settings (`[webhook]`) do not parse.
+    #[error("{0}")]
+    Webhooks(String),
+    #[error("the engine starts its periodic jobs on a tokio runtime: call Engine::start inside one")]
+    NoRuntime,
     #[error("cannot start engine threads: {0}")]
     Threads(#[from] std::io::Error),
     /// The master key is not the one the data was sealed under (or its check value is damaged).
@@ -204,13 +213,29 @@ fn check_master_key(store: &dyn Store, master_key: &MasterKey) -> Result<(), Eng
     }
 }
 
+/// What [`Engine::start`] needs: its configuration, an open store, the clock, the master key
+/// the data is sealed under, and the settings of its periodic jobs.
+pub struct EngineParts {
+    pub config: EngineConfig,
+    pub store: Arc<dyn Store>,
+    pub clock: Arc<Clock>,
+    pub master_key: MasterKey,
+    pub jobs: crate::operations::JobsConfig,
+}
+
 impl Engine {
-    /// Checks the master key against the data, then starts the committer and the actor
-    /// runtime over an open store.
-    pub fn start(config: EngineConfig, store: Arc<dyn Store>, clock: Arc<Clock>, master_key: MasterKey) -> Result<Engine, EngineStartError> {
+    /// Checks the master key against the data, starts the committer and the actor runtime
+    /// over an open store, then the periodic jobs (webhook deliveries, housekeeping, scheduled
+    /// backups) on the current tokio runtime; [`Engine::shutdown`] stops them all. Call it
+    /// inside a tokio runtime.
+    pub fn start(parts: EngineParts) -> Result<Engine, EngineStartError> {
+        let EngineParts { config, store, clock, master_key, jobs } = parts;
+        let runtime = tokio::runtime::Handle::try_current().map_err(|_| EngineStartError::NoRuntime)?;
         config.validate().map_err(EngineStartError::Config)?;
+        let webhook_settings = jobs.webhooks.settings().map_err(EngineStartError::Webhooks)?;
         check_master_key(store.as_ref(), &master_key)?;
         let metrics = Arc::new(EngineMetrics::new());
+        let backups = crate::operations::backups::Backups::new(Arc::clone(&store), &metrics.registry, jobs.backups);
         let limits = CommitterLimits { batch_write_sets_max: config.commit_batch_max };
         let (committer, committer_thread) = start_committer(Arc::clone(&store), Arc::clone(&metrics), limits)?;
         let actix = ActixRuntime::start(config.arbiter_count())?;
@@ -233,7 +258,7 @@ impl Engine {
                 crate::webhooks::WebhookConfig::default().settings().expect("the default webhook settings are valid"),
             )),
         });
-        Ok(Engine {
+        let engine = Engine {
             inner: Arc::new(EngineInner {
                 shared,
                 actix: Mutex::new(Some(actix)),
@@ -241,8 +266,14 @@ impl Engine {
                 admin_lock: tokio::sync::Mutex::new(()),
                 announce_lock: tokio::sync::Mutex::new(()),
                 webhooks: Mutex::new(None),
+                backups,
+                jobs: Mutex::new(None),
             }),
-        })
+        };
+        let _entered = runtime.enter();
+        engine.start_webhooks(webhook_settings).map_err(EngineStartError::Webhooks)?;
+        *engine.inner.jobs.lock() = Some(crate::operations::Jobs::start(&engine, jobs.maintenance, &engine.inner.backups));
+        Ok(engine)
     }
 
     pub(crate) fn shared(&self) -> &Arc<EngineShared> {
@@ -263,16 +294,6 @@ impl Engine {
 
     pub fn store_backend(&self) -> crate::store::StoreBackend {
         self.inner.shared.store.backend()
-    }
-
-    /// Writes a backup of the store into a new directory under `parent` (blocking: call it
-    /// on a blocking thread). The engine keeps serving meanwhile; see `store::backup`.
-    pub fn write_backup(
-        &self,
-        parent: &std::path::Path,
-        progress: &mut dyn FnMut(crate::store::backup::Progress),
-    ) -> Result<(std::path::PathBuf, crate::store::backup::Manifest), crate::store::backup::BackupError> {
-        crate::store::backup::write_backup(self.inner.shared.store.as_ref(), parent, progress)
     }
 
     pub fn metrics_registry(&self) -> &prometheus::Registry {
@@ -598,6 +619,13 @@ impl Engine {
     /// Stops the engine in order: refuse new work, stop actors after their current message,
     /// commit everything already queued, join every thread. Call after HTTP has drained.
     pub async fn shutdown(&self) {
+        let jobs = self.inner.jobs.lock().take();
+        if let Some(jobs) = jobs {
+            jobs.stop().await;
+        }
+        if let Err(error) = self.flush_key_usage().await {
+            tracing::warn!(%error, "persisting keys' last use at shutdown failed");
+        }
         // The dispatcher records its last attempts through the committer: stop it first.
         self.stop_webhooks().await;
         let inner = Arc::clone(&self.inner);

@@ -40,6 +40,7 @@ pub mod keys;
 pub mod metrics;
 pub mod model;
 pub mod money;
+pub mod operations;
 mod partner_actor;
 pub mod pool_requests;
 pub mod posting;
@@ -51,6 +52,6 @@ pub mod store;
 pub mod views;
 pub mod webhooks;
 
-pub use engine::{Engine, EngineConfig, EngineStartError};
+pub use engine::{Engine, EngineConfig, EngineParts, EngineStartError};
 pub use error::EngineError;
 pub use partner_actor::{Recorded, WriteOutcome};

@@ -51,8 +51,6 @@ pub struct AppState {
     /// The trusted proxy header naming the client, if configured (see `ServerConfig`).
     pub client_ip_header: Option<axum::http::HeaderName>,
     pub donations: Arc<donations::DonationSettings>,
-    /// Online backups (`/api/v1/admin/backups`).
-    pub backups: Arc<crate::backup::Backups>,
 }
 
 pub fn router(state: AppState) -> Router {

@@ -1,17 +1,43 @@
-//! Online backups of the running server: one at a time, on request (`POST
+//! Online backups of the running engine: one at a time, on request (the front's `POST
 //! /api/v1/admin/backups`, which `reward-engine backup` calls) or on a schedule
 //! (`[backup] interval_secs`), with retention and metrics for the alert on a stale backup.
-//! The copy itself is `reward_actors::store::backup`.
+//! The copy itself is [`crate::store::backup`].
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use prometheus::{IntCounter, IntGauge, Registry};
-use reward_actors::Engine;
-use reward_actors::store::backup::{self, Manifest};
+use serde::{Deserialize, Serialize};
 
-use crate::config::BackupConfig;
+use crate::store::Store;
+use crate::store::backup::{self, Manifest};
+
+/// Where backups go, and whether the engine takes them on its own (README, "Backup, restore
+/// and audit").
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BackupConfig {
+    /// The directory backups are written into, one `backup-<time>` directory each. Put it on
+    /// another disk than `server.data_dir`: a backup on the same disk dies with it.
+    pub directory: PathBuf,
+    /// Take a backup every this many seconds; 0 (the default) takes none on its own.
+    pub interval_secs: u64,
+    /// Scheduled backups keep the newest this many backups in `directory` and delete older
+    /// ones; backups asked for through the API are counted too.
+    pub retention: usize,
+    /// The backup thread's nice value (0–19): above 0, the copy yields the CPU to the
+    /// engine's threads when both want it and takes longer. On the 2-core benchmark VM the
+    /// difference in cost between 0 and 10 was within the noise (BENCHMARKS.md, "Backup");
+    /// 10 is kept so a backup never outranks the reward path.
+    pub niceness: i32,
+}
+
+impl Default for BackupConfig {
+    fn default() -> Self {
+        BackupConfig { directory: PathBuf::from("./backups"), interval_secs: 0, retention: 7, niceness: 10 }
+    }
+}
 
 /// A manifest is a few KiB (a line per 256 MiB data file); a larger file is not one of ours.
 const MANIFEST_BYTES_MAX: u64 = 4 * 1024 * 1024;
@@ -83,8 +109,8 @@ pub struct CompletedBackup {
     pub manifest: Manifest,
 }
 
-pub struct Backups {
-    engine: Engine,
+pub(crate) struct Backups {
+    store: Arc<dyn Store>,
     config: BackupConfig,
     /// Held while a backup is written: one at a time.
     running: tokio::sync::Mutex<()>,
@@ -94,19 +120,19 @@ pub struct Backups {
 impl Backups {
     /// Registers the metrics and reads the newest backup already in the directory, so the
     /// staleness alert sees backups taken before a restart.
-    pub fn new(engine: Engine, config: BackupConfig) -> Arc<Backups> {
-        let metrics = BackupMetrics::register(engine.metrics_registry(), config.interval_secs);
+    pub(crate) fn new(store: Arc<dyn Store>, registry: &Registry, config: BackupConfig) -> Arc<Backups> {
+        let metrics = BackupMetrics::register(registry, config.interval_secs);
         let newest = backup::list_backups(&config.directory).ok().and_then(|found| found.last().cloned());
         if let Some(manifest) = newest.and_then(|path| read_manifest(&path)) {
             metrics.record(&manifest);
         }
-        Arc::new(Backups { engine, config, running: tokio::sync::Mutex::new(()), metrics })
+        Arc::new(Backups { store, config, running: tokio::sync::Mutex::new(()), metrics })
     }
 
     /// Takes a backup now (`trigger` names who asked, for the log), then applies retention.
     /// The work runs in a task of its own: a caller that goes away (an HTTP client that hangs
     /// up) does not end it early, so "one at a time", the metrics and retention stay right.
-    pub async fn take(self: &Arc<Self>, trigger: &'static str) -> Result<CompletedBackup, BackupRunError> {
+    pub(crate) async fn take(self: &Arc<Self>, trigger: &'static str) -> Result<CompletedBackup, BackupRunError> {
         let backups = Arc::clone(self);
         tokio::spawn(async move { backups.take_to_the_end(trigger).await })
             .await
@@ -148,7 +174,7 @@ impl Backups {
     /// the backup: an unprivileged process cannot raise a lowered priority back, so a pooled
     /// thread must not be lowered).
     async fn write_on_own_thread(&self) -> Result<Result<(PathBuf, Manifest), backup::BackupError>, String> {
-        let engine = self.engine.clone();
+        let store = Arc::clone(&self.store);
         let directory = self.config.directory.clone();
         let niceness = self.config.niceness;
         let (done, written) = tokio::sync::oneshot::channel();
@@ -162,7 +188,7 @@ impl Backups {
                 }
                 let progress =
                     &mut |progress: backup::Progress| tracing::info!(records = progress.records, bytes = progress.bytes, "backup progress");
-                let _ = done.send(engine.write_backup(&directory, progress));
+                let _ = done.send(backup::write_backup(store.as_ref(), &directory, progress));
             })
             .map_err(|error| format!("starting the backup thread: {error}"))?;
         written.await.map_err(|_| "the backup thread stopped before it finished".to_owned())
@@ -176,7 +202,7 @@ impl Backups {
 
     /// The newest `limit` backups in the directory, newest first, with their manifests, and
     /// whether there are more.
-    pub fn list(&self, limit: usize) -> Result<(Vec<CompletedBackup>, bool), String> {
+    pub(crate) fn list(&self, limit: usize) -> Result<(Vec<CompletedBackup>, bool), String> {
         let found = backup::list_backups(&self.config.directory).map_err(|error| error.to_string())?;
         let has_more = found.len() > limit;
         let newest = found.into_iter().rev().take(limit).filter_map(|path| read_manifest(&path).map(|manifest| CompletedBackup { path, manifest }));
@@ -184,7 +210,7 @@ impl Backups {
     }
 
     /// Backs up every `interval_secs` until told to stop (nothing when the interval is 0).
-    pub async fn run_schedule(self: Arc<Self>, mut stop: tokio::sync::watch::Receiver<bool>) {
+    pub(crate) async fn run_schedule(self: Arc<Self>, mut stop: tokio::sync::watch::Receiver<bool>) {
         if self.config.interval_secs == 0 {
             return;
         }

@@ -20,7 +20,7 @@ use super::signing::SigningSecrets;
 use super::ssrf::{GuardedResolver, check_url_shape};
 use super::{
     AttemptOutcome, AttemptRecord, DeliveryRecord, DeliveryStatus, EndpointRecord, EndpointStatus, HealthNotice, HealthRecord, NextStep,
-    RESPONSE_EXCERPT_BYTES, USER_AGENT, WebhookConfig, WebhookSettings,
+    RESPONSE_EXCERPT_BYTES, USER_AGENT, WebhookSettings,
 };
 use crate::codec::{decode, encode};
 use crate::committer::{CommitReceipt, CommitState};
@@ -144,10 +144,10 @@ struct Dispatcher {
 }
 
 impl Engine {
-    /// Starts the webhook dispatcher with the operator's settings. Call once, inside the
-    /// tokio runtime, after the engine started.
-    pub fn start_webhooks(&self, config: &WebhookConfig) -> Result<(), String> {
-        let settings = Arc::new(config.settings()?);
+    /// Starts the webhook dispatcher with the operator's settings (by [`Engine::start`],
+    /// inside the tokio runtime).
+    pub(crate) fn start_webhooks(&self, settings: WebhookSettings) -> Result<(), String> {
+        let settings = Arc::new(settings);
         *self.shared().webhook_settings.write() = Arc::clone(&settings);
         let client = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())

@@ -9,12 +9,12 @@ use axum::response::Response;
 use axum::routing::get;
 use serde_json::{Value, json};
 
-use crate::backup::{BackupRunError, CompletedBackup};
 use crate::http::auth::authorize_admin;
 use crate::http::error::{ApiError, ApiResult};
 use crate::http::extract::RawRequest;
 use crate::http::fields::Fields;
 use crate::http::{AppState, json_response};
+use reward_actors::operations::{BackupRunError, CompletedBackup};
 
 /// A listing shows at most this many backups, newest first (retention keeps fewer anyway).
 const BACKUPS_LISTED_MAX: usize = 100;
@@ -34,7 +34,7 @@ async fn create(State(state): State<AppState>, request: RawRequest) -> ApiResult
         request.require_json()?;
         Fields::parse(&request.body)?.finish()?;
     }
-    match state.backups.take("api").await {
+    match state.engine.operations().take_backup("api").await {
         Ok(backup) => Ok(json_response(StatusCode::CREATED, &backup_json(&backup))),
         Err(BackupRunError::InProgress) => Err(ApiError::new(StatusCode::CONFLICT, "BACKUP_IN_PROGRESS", BackupRunError::InProgress.to_string())),
         Err(error @ BackupRunError::Failed(_)) => Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "BACKUP_FAILED", error.to_string())),
@@ -44,8 +44,9 @@ async fn create(State(state): State<AppState>, request: RawRequest) -> ApiResult
 async fn list(State(state): State<AppState>, request: RawRequest) -> ApiResult<Response> {
     authorize_admin(&state, &request)?;
     let (backups, has_more) = state
-        .backups
-        .list(BACKUPS_LISTED_MAX)
+        .engine
+        .operations()
+        .list_backups(BACKUPS_LISTED_MAX)
         .map_err(|reason| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "BACKUP_FAILED", format!("listing backups: {reason}")))?;
     let data: Vec<Value> = backups.iter().map(backup_json).collect();
     // One page: retention keeps far fewer than a page holds, so there is no cursor.
