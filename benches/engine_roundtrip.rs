@@ -39,6 +39,7 @@ fn setup(backend: StoreBackend) -> Setup {
         clock: Arc::new(Clock::system()),
         master_key: MasterKey::from_bytes(&[7; 32]),
         jobs: JobsConfig::default(),
+        donations: Default::default(),
     };
     let engine = runtime.block_on(async { Engine::start(parts) }).expect("engine");
     let partner_env = runtime.block_on(async {

@@ -19,73 +19,11 @@ pub struct Config {
     pub limits: HttpLimits,
     /// The write-ahead log in front of the store (`actors/src/store/wal.rs`).
     pub wal: WalOptions,
-    pub donations: DonationsConfig,
+    pub donations: reward_actors::donations::DonationsConfig,
     /// Webhook deliveries (`REWARD_WEBHOOK_ALLOWED_CIDRS`, `REWARD_WEBHOOK_RETRY_SCHEDULE`, …).
     pub webhook: reward_actors::webhooks::WebhookConfig,
     /// Online backups (`POST /api/v1/admin/backups`, `reward-engine backup`) and their schedule.
     pub backup: reward_actors::operations::BackupConfig,
-}
-
-/// Donation links (contract §10): each provider's URL template. Placeholders, each
-/// percent-encoded: `{nonprofitSlug}`, `{amount}` (minor units), `{amountDecimal}`,
-/// `{currency}`, `{frequency}` (`once`/`monthly`), `{frequencyUpper}`, `{partnerDonationId}`,
-/// `{donorEmail}`, `{firstName}`, `{lastName}`, `{tipAmount}`, `{referralCode}`. The providers'
-/// callback secrets are not configuration: `REWARD_PROVIDER_SECRET_EVERY_ORG` and
-/// `REWARD_PROVIDER_SECRET_STRIPE`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct DonationsConfig {
-    pub every_org_link_template: String,
-    pub stripe_link_template: String,
-}
-
-impl Default for DonationsConfig {
-    fn default() -> Self {
-        DonationsConfig {
-            every_org_link_template: "https://www.every.org/{nonprofitSlug}#/donate/card?amount={amountDecimal}&currency={currency}&frequency={frequencyUpper}&partner_donation_id={partnerDonationId}&email={donorEmail}&first_name={firstName}&last_name={lastName}".into(),
-            stripe_link_template: "https://donate.stripe.com/pay?nonprofit={nonprofitSlug}&amount={amount}&currency={currency}&interval={frequency}&client_reference_id={partnerDonationId}&prefilled_email={donorEmail}".into(),
-        }
-    }
-}
-
-/// The placeholders a donation link template may use.
-pub const LINK_PLACEHOLDERS: [&str; 12] = [
-    "nonprofitSlug",
-    "amount",
-    "amountDecimal",
-    "currency",
-    "frequency",
-    "frequencyUpper",
-    "partnerDonationId",
-    "donorEmail",
-    "firstName",
-    "lastName",
-    "tipAmount",
-    "referralCode",
-];
-
-impl DonationsConfig {
-    /// A template is an http(s) URL whose `{placeholders}` are all known.
-    pub fn check_template(name: &str, template: &str) -> Result<(), ConfigError> {
-        if !(template.starts_with("https://") || template.starts_with("http://")) {
-            return Err(ConfigError::Invalid(format!("donations.{name} must be an http(s) URL")));
-        }
-        let mut rest = template;
-        while let Some(start) = rest.find('{') {
-            let Some(length) = rest[start..].find('}') else {
-                return Err(ConfigError::Invalid(format!("donations.{name} has an unclosed '{{'")));
-            };
-            let placeholder = &rest[start + 1..start + length];
-            if !LINK_PLACEHOLDERS.contains(&placeholder) {
-                return Err(ConfigError::Invalid(format!(
-                    "donations.{name} uses unknown placeholder {{{placeholder}}} (known: {})",
-                    LINK_PLACEHOLDERS.join(", ")
-                )));
-            }
-            rest = &rest[start + length + 1..];
-        }
-        Ok(())
-    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -323,8 +261,7 @@ impl Config {
             return Err(ConfigError::Invalid("limits.body_bytes_max and limits.batch_body_bytes_max must be at most 16 MiB".into()));
         }
         self.webhook.settings().map_err(ConfigError::Invalid)?;
-        DonationsConfig::check_template("every_org_link_template", &self.donations.every_org_link_template)?;
-        DonationsConfig::check_template("stripe_link_template", &self.donations.stripe_link_template)?;
+        self.donations.check().map_err(ConfigError::Invalid)?;
         if !matches!(self.server.portal_registration.as_str(), "open" | "closed") {
             return Err(ConfigError::Invalid("server.portal_registration must be open or closed".into()));
         }

@@ -85,7 +85,14 @@ pub async fn start(options: ServeOptions) -> anyhow::Result<RunningServer> {
         },
         backups: config.backup.clone(),
     };
-    let engine = Engine::start(EngineParts { config: config.engine.clone(), store, clock: Arc::new(clock), master_key, jobs })?;
+    let engine = Engine::start(EngineParts {
+        config: config.engine.clone(),
+        store,
+        clock: Arc::new(clock),
+        master_key,
+        jobs,
+        donations: config.donations.clone(),
+    })?;
     let admin_token_digest = resolve_admin_token(&engine, secrets.admin_token.as_ref()).await?;
     let listen: SocketAddr = config.server.listen.parse().with_context(|| format!("server.listen {}", config.server.listen))?;
     let listener = listener::bind(listen).with_context(|| format!("listening on {}", config.server.listen))?;
@@ -103,13 +110,7 @@ pub async fn start(options: ServeOptions) -> anyhow::Result<RunningServer> {
     let client_ip_header = Some(config.server.client_ip_header.as_str())
         .filter(|name| !name.is_empty())
         .and_then(|name| axum::http::HeaderName::from_bytes(name.as_bytes()).ok());
-    let donations = Arc::new(DonationSettings {
-        templates: vec![
-            (Provider::EveryOrg, config.donations.every_org_link_template.clone()),
-            (Provider::Stripe, config.donations.stripe_link_template.clone()),
-        ],
-        provider_secrets: secrets.provider_secrets,
-    });
+    let donations = Arc::new(DonationSettings { provider_secrets: secrets.provider_secrets });
     let state = AppState {
         engine: engine.clone(),
         settings: Arc::new(config.limits.clone()),

@@ -172,6 +172,8 @@ pub(crate) struct EngineInner {
     pub backups: Arc<crate::operations::backups::Backups>,
     /// Housekeeping and the backup schedule, until shutdown.
     jobs: Mutex<Option<crate::operations::Jobs>>,
+    /// The providers' donation link templates.
+    pub donation_links: crate::donations::DonationsConfig,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -221,6 +223,8 @@ pub struct EngineParts {
     pub clock: Arc<Clock>,
     pub master_key: MasterKey,
     pub jobs: crate::operations::JobsConfig,
+    /// The providers' donation link templates.
+    pub donations: crate::donations::DonationsConfig,
 }
 
 impl Engine {
@@ -229,9 +233,10 @@ impl Engine {
     /// backups) on the current tokio runtime; [`Engine::shutdown`] stops them all. Call it
     /// inside a tokio runtime.
     pub fn start(parts: EngineParts) -> Result<Engine, EngineStartError> {
-        let EngineParts { config, store, clock, master_key, jobs } = parts;
+        let EngineParts { config, store, clock, master_key, jobs, donations } = parts;
         let runtime = tokio::runtime::Handle::try_current().map_err(|_| EngineStartError::NoRuntime)?;
         config.validate().map_err(EngineStartError::Config)?;
+        donations.check().map_err(EngineStartError::Config)?;
         let webhook_settings = jobs.webhooks.settings().map_err(EngineStartError::Webhooks)?;
         check_master_key(store.as_ref(), &master_key)?;
         let metrics = Arc::new(EngineMetrics::new());
@@ -268,6 +273,7 @@ impl Engine {
                 webhooks: Mutex::new(None),
                 backups,
                 jobs: Mutex::new(None),
+                donation_links: donations,
             }),
         };
         let _entered = runtime.enter();

@@ -14,10 +14,10 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use axum::routing::{get, post};
 use reward_actors::crypto::Secret;
-use reward_actors::donations::{DonationRecord, DonationStatus, Frequency, OrganizationStatus, Provider, Settlement};
+use reward_actors::donations::{DonationStatus, Frequency, NewDonation, OrganizationStatus, Provider, Settlement, Tip};
 use reward_actors::ids::Id;
 use reward_actors::model::{Feature, PartnerRecord};
-use reward_actors::money::{Currency, Money, TOKENS_MAX, round_half_up};
+use reward_actors::money::{Currency, TOKENS_MAX};
 use reward_actors::views::{DonationStatusView, OrganizationView};
 use serde_json::json;
 
@@ -36,17 +36,12 @@ const REFERRAL_CHARS_MAX: usize = 64;
 /// The longest provider reference a callback may record.
 const PROVIDER_REFERENCE_CHARS_MAX: usize = 255;
 
-/// Link templates and callback secrets, per provider.
+/// The providers' callback secrets.
 pub struct DonationSettings {
-    pub templates: Vec<(Provider, String)>,
     pub provider_secrets: Vec<(Provider, Secret)>,
 }
 
 impl DonationSettings {
-    fn template(&self, provider: Provider) -> &str {
-        self.templates.iter().find(|(candidate, _)| *candidate == provider).map_or("", |(_, template)| template.as_str())
-    }
-
     fn secret(&self, provider: Provider) -> Option<&Secret> {
         self.provider_secrets.iter().find(|(candidate, _)| *candidate == provider).map(|(_, secret)| secret)
     }
@@ -88,11 +83,8 @@ async fn create_link(State(state): State<AppState>, request: RawRequest) -> Resp
     let answer = async {
         let caller = authorize(&state, &request, Access::widget().with_feature(Feature::Donations))?;
         request.require_json()?;
-        let now_ms = state.engine.clock().now_ms();
-        let mut donation = parse_donation(&request.body, caller.partner(), &state, now_ms)?;
-        donation.partner_env = caller.partner_env();
-        donation.donation_link = render_link(state.donations.template(donation.provider), &donation);
-        let donation = state.engine.create_donation(donation).await?;
+        let new = parse_donation(&request.body, caller.partner(), &state)?;
+        let donation = state.engine.create_donation(caller.partner_env(), caller.partner().tip_config, new).await?;
         let body = json!({ "donationLink": donation.donation_link, "partnerDonationId": donation.id.to_hex() });
         let mut response = json_response(StatusCode::CREATED, &body);
         allow_origin(caller.partner(), &request.headers, response.headers_mut());
@@ -101,7 +93,7 @@ async fn create_link(State(state): State<AppState>, request: RawRequest) -> Resp
     widget_answer(&request, answer.await)
 }
 
-fn parse_donation(body: &[u8], partner: &PartnerRecord, state: &AppState, now_ms: u64) -> ApiResult<DonationRecord> {
+fn parse_donation(body: &[u8], partner: &PartnerRecord, state: &AppState) -> ApiResult<NewDonation> {
     let mut fields = Fields::parse(body)?;
     let organization = fields.string("nonprofitSlug", true, super::parse::SLUG_CHARS_MAX).filter(|slug| {
         let active = is_slug(slug) && state.engine.get_organization(slug).is_ok_and(|organization| organization.status == OrganizationStatus::Active);
@@ -161,69 +153,12 @@ fn parse_donation(body: &[u8], partner: &PartnerRecord, state: &AppState, now_ms
     else {
         return Err(ApiError::field("body", "is invalid"));
     };
-    let percent = tip_percent.or((tips.enabled && tip_amount.is_none()).then_some(u64::from(tips.default_percent)));
-    let tip_minor = match (tip_amount, percent) {
-        (Some(tip), _) => tip,
-        (None, Some(percent)) => {
-            u64::try_from(round_half_up(u128::from(amount_minor) * u128::from(percent), 100)).expect("a percent of a bounded amount")
-        }
-        (None, None) => 0,
+    let tip = match (tip_amount, tip_percent) {
+        (Some(amount), _) => Tip::Amount(amount),
+        (None, Some(percent)) => Tip::Percent(percent),
+        (None, None) => Tip::PartnerDefault,
     };
-    Ok(DonationRecord {
-        id: state.engine.ids().next(now_ms),
-        partner_env: reward_actors::model::PartnerEnv::new(partner.id, reward_actors::model::Environment::Sandbox),
-        organization_slug,
-        amount_minor,
-        currency: currency.code().to_owned(),
-        frequency,
-        provider,
-        donor_email,
-        first_name,
-        last_name,
-        tip_minor,
-        referral_code,
-        donation_link: String::new(),
-        status: DonationStatus::Pending,
-        provider_reference: None,
-        created_at_ms: now_ms,
-        settled_at_ms: None,
-    })
-}
-
-/// Fills a provider's template, percent-encoding every value.
-fn render_link(template: &str, donation: &DonationRecord) -> String {
-    let currency = Currency::from_code(&donation.currency).expect("validated");
-    let frequency = match donation.frequency {
-        Frequency::Once => "once",
-        Frequency::Monthly => "monthly",
-    };
-    let value = |placeholder: &str| -> String {
-        match placeholder {
-            "nonprofitSlug" => donation.organization_slug.clone(),
-            "amount" => donation.amount_minor.to_string(),
-            "amountDecimal" => Money { minor: donation.amount_minor, currency }.to_decimal_text(),
-            "currency" => donation.currency.clone(),
-            "frequency" => frequency.to_owned(),
-            "frequencyUpper" => frequency.to_ascii_uppercase(),
-            "partnerDonationId" => donation.id.to_hex(),
-            "donorEmail" => donation.donor_email.clone(),
-            "firstName" => donation.first_name.clone(),
-            "lastName" => donation.last_name.clone(),
-            "tipAmount" => donation.tip_minor.to_string(),
-            "referralCode" => donation.referral_code.clone().unwrap_or_default(),
-            _ => String::new(),
-        }
-    };
-    let mut link = String::with_capacity(template.len() + 128);
-    let mut rest = template;
-    while let Some(start) = rest.find('{') {
-        let Some(length) = rest[start..].find('}') else { break };
-        link.push_str(&rest[..start]);
-        link.extend(form_urlencoded::byte_serialize(value(&rest[start + 1..start + length]).as_bytes()));
-        rest = &rest[start + length + 1..];
-    }
-    link.push_str(rest);
-    link
+    Ok(NewDonation { organization_slug, amount_minor, currency, frequency, provider, donor_email, first_name, last_name, tip, referral_code })
 }
 
 /// `POST /v1/providers/:provider/events {partnerDonationId, status: COMPLETED|FAILED,
@@ -268,47 +203,4 @@ async fn provider_event(State(state): State<AppState>, PathSegment(provider): Pa
     };
     let donation = state.engine.settle_donation(Settlement { donation_id, provider, status, provider_reference }).await?;
     Ok(json_response(StatusCode::OK, &DonationStatusView::from(&donation)))
-}
-
-#[cfg(test)]
-mod tests {
-    use reward_actors::model::{Environment, PartnerEnv};
-
-    use super::*;
-    use crate::config::DonationsConfig;
-
-    #[test]
-    fn links_fill_every_placeholder_percent_encoded() {
-        let ids = reward_actors::ids::IdGenerator::new();
-        let donation = DonationRecord {
-            id: ids.next(1),
-            partner_env: PartnerEnv::new(ids.next(1), Environment::Sandbox),
-            organization_slug: "save-the-bees".into(),
-            amount_minor: 2_550,
-            currency: "USD".into(),
-            frequency: Frequency::Monthly,
-            provider: Provider::EveryOrg,
-            donor_email: "jane+gifts@example.com".into(),
-            first_name: "Jane Q".into(),
-            last_name: "O'Neil".into(),
-            tip_minor: 255,
-            referral_code: None,
-            donation_link: String::new(),
-            status: DonationStatus::Pending,
-            provider_reference: None,
-            created_at_ms: 1,
-            settled_at_ms: None,
-        };
-        let link = render_link(
-            "https://give.example/{nonprofitSlug}?a={amountDecimal}&m={amount}&f={frequencyUpper}&e={donorEmail}&n={firstName}&r={referralCode}",
-            &donation,
-        );
-        assert_eq!(link, "https://give.example/save-the-bees?a=25.5&m=2550&f=MONTHLY&e=jane%2Bgifts%40example.com&n=Jane+Q&r=");
-        let defaults = DonationsConfig::default();
-        assert!(DonationsConfig::check_template("every", &defaults.every_org_link_template).is_ok());
-        assert!(DonationsConfig::check_template("stripe", &defaults.stripe_link_template).is_ok());
-        assert!(DonationsConfig::check_template("x", "https://x/{nope}").is_err());
-        assert!(DonationsConfig::check_template("x", "ftp://x/").is_err());
-        assert!(DonationsConfig::check_template("x", "https://x/{amount").is_err());
-    }
 }

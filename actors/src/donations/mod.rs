@@ -6,8 +6,12 @@
 //! feed, decided in the same commit as an announcement) or `FAILED`. Donations move no
 //! tokens; a partner that rewards donors submits a `DONATION` action on the event.
 
+mod links;
+
 use serde::{Deserialize, Serialize};
 use serde_json::json;
+
+pub use links::{DonationsConfig, LINK_PLACEHOLDERS};
 
 use crate::clock::format_timestamp;
 use crate::codec::{decode, encode};
@@ -15,7 +19,8 @@ use crate::engine::Engine;
 use crate::error::EngineError;
 use crate::ids::Id;
 use crate::keys;
-use crate::model::PartnerEnv;
+use crate::model::{PartnerEnv, TipConfig};
+use crate::money::{Currency, round_half_up};
 use crate::posting::put;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -106,6 +111,46 @@ pub struct DonationRecord {
     pub settled_at_ms: Option<u64>,
 }
 
+/// A donation a widget asks a link for, its fields validated by the front.
+#[derive(Debug, Clone)]
+pub struct NewDonation {
+    pub organization_slug: String,
+    pub amount_minor: u64,
+    pub currency: Currency,
+    pub frequency: Frequency,
+    pub provider: Provider,
+    pub donor_email: String,
+    pub first_name: String,
+    pub last_name: String,
+    pub tip: Tip,
+    pub referral_code: Option<String>,
+}
+
+/// The donor's tip choice (the front refuses a choice when the partner's tips are off).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tip {
+    /// The partner's default percent when its tips are on, else none.
+    PartnerDefault,
+    /// A fixed amount, in minor units.
+    Amount(u64),
+    /// A percent (0–100) of the donation, rounded half up.
+    Percent(u64),
+}
+
+impl Tip {
+    /// The tip in minor units of a donation of `amount_minor`.
+    pub fn minor_units(self, amount_minor: u64, tips: TipConfig) -> u64 {
+        let percent = match self {
+            Tip::Amount(tip) => return tip,
+            Tip::Percent(percent) => percent,
+            Tip::PartnerDefault if tips.enabled => u64::from(tips.default_percent),
+            Tip::PartnerDefault => return 0,
+        };
+        assert!(percent <= 100, "a tip percent is at most 100");
+        u64::try_from(round_half_up(u128::from(amount_minor) * u128::from(percent), 100)).expect("a percent of an amount is at most the amount")
+    }
+}
+
 /// What a provider's callback says of a donation.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Settlement {
@@ -155,9 +200,31 @@ impl Engine {
         Ok(organization)
     }
 
-    /// Stores a new `PENDING` donation (the front built its link).
-    pub async fn create_donation(&self, donation: DonationRecord) -> Result<DonationRecord, EngineError> {
-        assert_eq!(donation.status, DonationStatus::Pending, "a donation starts pending");
+    /// Stores a new `PENDING` donation of `partner_env` with its tip (the partner's default
+    /// percent unless the donor chose) and its provider link.
+    pub async fn create_donation(&self, partner_env: PartnerEnv, tips: TipConfig, new: NewDonation) -> Result<DonationRecord, EngineError> {
+        let now_ms = self.clock().now_ms();
+        let tip_minor = new.tip.minor_units(new.amount_minor, tips);
+        let mut donation = DonationRecord {
+            id: self.ids().next(now_ms),
+            partner_env,
+            organization_slug: new.organization_slug,
+            amount_minor: new.amount_minor,
+            currency: new.currency.code().to_owned(),
+            frequency: new.frequency,
+            provider: new.provider,
+            donor_email: new.donor_email,
+            first_name: new.first_name,
+            last_name: new.last_name,
+            tip_minor,
+            referral_code: new.referral_code,
+            donation_link: String::new(),
+            status: DonationStatus::Pending,
+            provider_reference: None,
+            created_at_ms: now_ms,
+            settled_at_ms: None,
+        };
+        donation.donation_link = links::render_link(self.inner.donation_links.template(donation.provider), &donation);
         self.commit_admin(vec![put(keys::donation(donation.id), encode(&donation))]).await?;
         Ok(donation)
     }
@@ -237,5 +304,21 @@ fn apply_organization(organization: &mut OrganizationRecord, fields: Organizatio
     }
     if let Some(status) = status {
         organization.status = status;
+    }
+}
+
+#[cfg(test)]
+mod tip_tests {
+    use super::*;
+
+    #[test]
+    fn a_tip_is_the_donors_choice_else_the_partners_default_when_tips_are_on() {
+        let on = TipConfig { enabled: true, default_percent: 15 };
+        let off = TipConfig { enabled: false, default_percent: 15 };
+        assert_eq!(Tip::Amount(250).minor_units(1_000, on), 250);
+        assert_eq!(Tip::Percent(10).minor_units(1_005, on), 101, "100.5 rounds half up");
+        assert_eq!(Tip::PartnerDefault.minor_units(1_000, on), 150);
+        assert_eq!(Tip::PartnerDefault.minor_units(1_000, off), 0);
+        assert_eq!(Tip::Percent(100).minor_units(u64::MAX, on), u64::MAX, "a whole percent of the largest amount fits");
     }
 }
