@@ -93,7 +93,7 @@ fn pure_path(criterion: &mut Criterion) {
                 resource_id: posting.changes.action.as_ref().expect("a reward posts an action").id,
                 response_json: posting.response_json.clone(),
                 request_id: "req_0123456789abcdef01234567".into(),
-                status_code: 200,
+                effect: reward_actors::model::Effect::Applied,
                 created_at_ms: 1,
             };
             posting.changes.idempotency = Some((IdempotencyScope::ActionSubmit, "order_98765".into(), idempotency));

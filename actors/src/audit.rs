@@ -1153,7 +1153,7 @@ mod tests {
             resource_id,
             response_json: b"{}".to_vec(),
             request_id: "req_1".into(),
-            status_code: 200,
+            effect: crate::model::Effect::Applied,
             created_at_ms: now_ms,
         }
     }

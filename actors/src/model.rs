@@ -620,9 +620,40 @@ pub struct IdempotencyRecord {
     pub resource_id: Id,
     pub response_json: Vec<u8>,
     pub request_id: String,
-    /// The HTTP status of the original answer (200 for a submit, 201 for a new pool).
-    pub status_code: u16,
+    /// What the original write did (a new pool, or a refill; a submit applies). Stored as
+    /// the number it was stored as before it had a type, so older records read the same.
+    pub effect: Effect,
     pub created_at_ms: u64,
+}
+
+/// What a write did: made a new resource, or applied to what exists (a submit, a refill, an
+/// update, a deletion). The front answers `201 Created` or `200 OK` for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(into = "u16", try_from = "u16")]
+pub enum Effect {
+    Created,
+    Applied,
+}
+
+impl From<Effect> for u16 {
+    fn from(effect: Effect) -> u16 {
+        match effect {
+            Effect::Created => 201,
+            Effect::Applied => 200,
+        }
+    }
+}
+
+impl TryFrom<u16> for Effect {
+    type Error = String;
+
+    fn try_from(stored: u16) -> Result<Effect, String> {
+        match stored {
+            201 => Ok(Effect::Created),
+            200 => Ok(Effect::Applied),
+            other => Err(format!("{other} is not a stored write effect")),
+        }
+    }
 }
 
 /// Namespaces of idempotency keys within one (partner, environment).
@@ -705,4 +736,57 @@ pub struct CampaignRecord {
     pub metadata_json: Option<Vec<u8>>,
     pub created_at_ms: u64,
     pub updated_at_ms: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use serde::Serialize;
+
+    use super::*;
+    use crate::codec::{decode, encode};
+
+    /// `IdempotencyRecord` as stored before its effect had a type.
+    #[derive(Serialize)]
+    struct StoredBefore {
+        request_hash: [u8; 32],
+        resource_id: Id,
+        response_json: Vec<u8>,
+        request_id: String,
+        status_code: u16,
+        created_at_ms: u64,
+    }
+
+    #[test]
+    fn a_typed_effect_is_stored_as_the_status_it_replaced() {
+        let id = crate::ids::IdGenerator::new().next(1);
+        for (effect, status_code) in [(Effect::Created, 201), (Effect::Applied, 200)] {
+            let record = IdempotencyRecord {
+                request_hash: [3; 32],
+                resource_id: id,
+                response_json: b"{}".to_vec(),
+                request_id: "req_1".into(),
+                effect,
+                created_at_ms: 9,
+            };
+            let before = StoredBefore {
+                request_hash: [3; 32],
+                resource_id: id,
+                response_json: b"{}".to_vec(),
+                request_id: "req_1".into(),
+                status_code,
+                created_at_ms: 9,
+            };
+            assert_eq!(encode(&record), encode(&before));
+            assert_eq!(decode::<IdempotencyRecord>(&encode(&before)).expect("reads"), record);
+        }
+        let unknown = StoredBefore {
+            request_hash: [0; 32],
+            resource_id: id,
+            response_json: Vec::new(),
+            request_id: String::new(),
+            status_code: 404,
+            created_at_ms: 0,
+        };
+        assert!(decode::<IdempotencyRecord>(&encode(&unknown)).is_err(), "a number no write stored does not read");
+    }
 }

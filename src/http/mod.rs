@@ -33,6 +33,7 @@ use axum::Router;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::from_fn_with_state;
 use axum::response::{IntoResponse, Response};
+use reward_actors::model::Effect;
 use reward_actors::{Engine, WriteOutcome};
 use serde::Serialize;
 
@@ -98,7 +99,7 @@ pub fn json_response<T: Serialize>(status: StatusCode, value: &T) -> Response {
 /// contract's 409 `IDEMPOTENT` carrying the original body, with `Idempotent-Replayed: true`.
 pub fn write_outcome_response(outcome: WriteOutcome) -> Response {
     match outcome {
-        WriteOutcome::Done(recorded) => json_bytes(StatusCode::from_u16(recorded.status_code).unwrap_or(StatusCode::OK), recorded.body.to_vec()),
+        WriteOutcome::Done(recorded) => json_bytes(effect_status(recorded.effect), recorded.body.to_vec()),
         WriteOutcome::Replayed { original, original_request_id } => replay_error(&original.body, &original_request_id).into_response(),
     }
 }
@@ -106,11 +107,19 @@ pub fn write_outcome_response(outcome: WriteOutcome) -> Response {
 /// A write's answer as a status and JSON body (a batch item's result).
 pub fn write_outcome_parts(outcome: WriteOutcome) -> (u16, Vec<u8>) {
     match outcome {
-        WriteOutcome::Done(recorded) => (recorded.status_code, recorded.body.to_vec()),
+        WriteOutcome::Done(recorded) => (effect_status(recorded.effect).as_u16(), recorded.body.to_vec()),
         WriteOutcome::Replayed { original, original_request_id } => {
             let error = replay_error(&original.body, &original_request_id);
             (error.status.as_u16(), error.body())
         }
+    }
+}
+
+/// A write's status: `201 Created` for a new resource, else `200 OK`.
+pub fn effect_status(effect: Effect) -> StatusCode {
+    match effect {
+        Effect::Created => StatusCode::CREATED,
+        Effect::Applied => StatusCode::OK,
     }
 }
 

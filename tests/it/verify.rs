@@ -117,7 +117,7 @@ fn break_the_books(backend: StoreBackend, data_dir: &Path, partner: &Partner) {
         resource_id: IdGenerator::new().next(1),
         response_json: b"{}".to_vec(),
         request_id: "req_orphan".into(),
-        status_code: 200,
+        effect: reward_actors::model::Effect::Applied,
         created_at_ms: 1,
     };
     let ops = vec![

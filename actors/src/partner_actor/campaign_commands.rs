@@ -6,7 +6,7 @@ use serde_json::json;
 use super::{ActorReply, PartnerActor, WriteOutcome};
 use crate::error::EngineError;
 use crate::ids::Id;
-use crate::model::{CampaignRecord, CampaignStatus};
+use crate::model::{CampaignRecord, CampaignStatus, Effect};
 use crate::posting::{Changes, EventBuilder, RewardPosting};
 use crate::request::CampaignFields;
 use crate::views::CampaignView;
@@ -75,7 +75,7 @@ impl PartnerActor {
         &mut self,
         campaign: CampaignRecord,
         previous_status: Option<CampaignStatus>,
-        status_code: u16,
+        effect: Effect,
         now_ms: u64,
     ) -> ActorReply<WriteOutcome> {
         if let Err(error) = self.check_campaign(&campaign) {
@@ -101,7 +101,7 @@ impl PartnerActor {
             response_json,
             next_event_sequence: next_sequence,
         };
-        self.finish(posting, None, "", status_code, (0, 0, 0), now_ms)
+        self.finish(posting, None, "", effect, (0, 0, 0), now_ms)
     }
 
     pub(super) fn create_campaign(&mut self, fields: &CampaignFields, now_ms: u64) -> ActorReply<WriteOutcome> {
@@ -133,7 +133,7 @@ impl PartnerActor {
             updated_at_ms: now_ms,
         };
         apply_fields(&mut campaign, fields);
-        self.write_campaign(campaign, None, 201, now_ms)
+        self.write_campaign(campaign, None, Effect::Created, now_ms)
     }
 
     pub(super) fn update_campaign(&mut self, campaign_id: Id, fields: &CampaignFields, now_ms: u64) -> ActorReply<WriteOutcome> {
@@ -150,6 +150,6 @@ impl PartnerActor {
         let mut campaign = current.clone();
         apply_fields(&mut campaign, fields);
         campaign.updated_at_ms = now_ms;
-        self.write_campaign(campaign, Some(current.status), 200, now_ms)
+        self.write_campaign(campaign, Some(current.status), Effect::Applied, now_ms)
     }
 }

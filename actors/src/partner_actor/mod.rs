@@ -30,7 +30,7 @@ use crate::engine::EngineShared;
 use crate::error::EngineError;
 use crate::ids::Id;
 use crate::keys;
-use crate::model::{CampaignRecord, IdempotencyRecord, IdempotencyScope, PartnerEnv, PartnerEnvState, PoolRecord, UserRecord};
+use crate::model::{CampaignRecord, Effect, IdempotencyRecord, IdempotencyScope, PartnerEnv, PartnerEnvState, PoolRecord, UserRecord};
 use crate::posting::{EventBuilder, PostingUser, RewardPosting, push_events};
 use crate::request::{ActionRequest, AllocationRequest, CampaignFields, PartnerUserId, RedemptionRequest, ReversalRequest, Stakeholder, UserProfile};
 use crate::store::{Scan, ScanOrder, WriteOp};
@@ -62,10 +62,11 @@ impl<T> ActorReply<T> {
     }
 }
 
-/// The status and body a write answered with.
+/// What a write did and the body it answered with (the contract's JSON, kept as bytes so a
+/// replay answers exactly the original).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Recorded {
-    pub status_code: u16,
+    pub effect: Effect,
     pub body: Arc<[u8]>,
 }
 
@@ -420,7 +421,7 @@ impl PartnerActor {
             return Some(ActorReply::failed(EngineError::IdempotencyKeyReused));
         }
         self.shared.metrics.idempotent_replays.inc();
-        let original = Recorded { status_code: record.status_code, body: Arc::from(record.response_json) };
+        let original = Recorded { effect: record.effect, body: Arc::from(record.response_json) };
         Some(ActorReply { outcome: Ok(WriteOutcome::Replayed { original, original_request_id: record.request_id }), receipt: None })
     }
 
@@ -475,13 +476,13 @@ impl PartnerActor {
 
     /// Applies a posting to memory and hands its write set to the committer: the pools,
     /// campaigns and users it changed, the event sequence it took, today's totals, and (for
-    /// an idempotent write) the key in flight. Answers `status_code` with the posting's body.
+    /// an idempotent write) the key in flight. Answers `effect` with the posting's body.
     fn finish(
         &mut self,
         posting: RewardPosting,
         idempotent: Option<(IdempotencyScope, &str, [u8; 32])>,
         request_id: &str,
-        status_code: u16,
+        effect: Effect,
         totals: (u64, u64, u64),
         now_ms: u64,
     ) -> ActorReply<WriteOutcome> {
@@ -493,7 +494,7 @@ impl PartnerActor {
                 resource_id,
                 response_json: response_json.clone(),
                 request_id: request_id.to_owned(),
-                status_code,
+                effect,
                 created_at_ms: now_ms,
             };
             changes.idempotency = Some((scope, key.to_owned(), record));
@@ -522,7 +523,7 @@ impl PartnerActor {
         if let Some(action) = changes.action {
             self.actions.insert(action.id, CachedAction { record: action, write_sequence: sequence });
         }
-        let recorded = Recorded { status_code, body: Arc::from(response_json) };
+        let recorded = Recorded { effect, body: Arc::from(response_json) };
         if let Some((scope, key, request_hash)) = idempotent {
             self.remember_inflight(scope, key, request_hash, &recorded, request_id, &receipt, sequence);
         }

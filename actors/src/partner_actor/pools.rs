@@ -2,7 +2,7 @@
 
 use super::{ActorReply, PartnerActor, WriteOutcome};
 use crate::error::EngineError;
-use crate::model::{IdempotencyScope, PoolRecord, TransactionRecord, TransactionType};
+use crate::model::{Effect, IdempotencyScope, PoolRecord, TransactionRecord, TransactionType};
 use crate::money::TOKENS_MAX;
 use crate::posting::{Changes, RewardPosting};
 use crate::request::AllocationRequest;
@@ -67,8 +67,8 @@ impl PartnerActor {
         let next_event_sequence = self.loaded().env_state.next_event_sequence;
         let changes = Changes { pools: vec![pool], transactions: vec![transaction], ..Changes::default() };
         let posting = RewardPosting { changes, response_json, next_event_sequence };
-        let status_code = if created { 201 } else { 200 };
-        self.finish(posting, Some((IdempotencyScope::PoolAllocation, key, request_hash)), request_id, status_code, (0, 0, 0), now_ms)
+        let effect = if created { Effect::Created } else { Effect::Applied };
+        self.finish(posting, Some((IdempotencyScope::PoolAllocation, key, request_hash)), request_id, effect, (0, 0, 0), now_ms)
     }
 }
 

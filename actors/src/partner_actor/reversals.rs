@@ -3,7 +3,7 @@
 
 use super::{ActorReply, PartnerActor, WriteOutcome};
 use crate::error::EngineError;
-use crate::model::{IdempotencyScope, UserRecord};
+use crate::model::{Effect, IdempotencyScope, UserRecord};
 use crate::posting::{ReversalDraft, post_reversal};
 use crate::request::ReversalRequest;
 
@@ -53,6 +53,6 @@ impl PartnerActor {
             now_ms,
         };
         let posting = post_reversal(draft, &self.shared.ids);
-        self.finish(posting, Some((IdempotencyScope::Reversal, key, request_hash)), request_id, 200, (0, 0, tokens), now_ms)
+        self.finish(posting, Some((IdempotencyScope::Reversal, key, request_hash)), request_id, Effect::Applied, (0, 0, tokens), now_ms)
     }
 }

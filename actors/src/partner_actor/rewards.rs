@@ -7,7 +7,7 @@ use super::{ActorReply, PartnerActor, WriteOutcome};
 use crate::campaigns;
 use crate::error::EngineError;
 use crate::ids::Id;
-use crate::model::{CampaignRecord, IdempotencyScope};
+use crate::model::{CampaignRecord, Effect, IdempotencyScope};
 use crate::posting::{RewardDraft, breakdown_json, post_refill, post_reward, refill_due, reward_fits};
 use crate::request::ActionRequest;
 use crate::rules::{Evaluation, RewardRule, evaluate};
@@ -74,7 +74,7 @@ impl PartnerActor {
         }
         let next_event_sequence = self.loaded().env_state.next_event_sequence;
         if let Some(posting) = post_refill(self.partner_env, pool, required, &self.shared.ids, next_event_sequence, now_ms) {
-            let _ = self.finish(posting, None, "", 200, (0, 0, 0), now_ms);
+            let _ = self.finish(posting, None, "", Effect::Applied, (0, 0, 0), now_ms);
         }
     }
 
@@ -117,7 +117,7 @@ impl PartnerActor {
         };
         let posting = post_reward(draft, &self.shared.ids);
         let issued = decision.evaluation.tokens_distributed;
-        self.finish(posting, Some((IdempotencyScope::ActionSubmit, key, request_hash)), request_id, 200, (1, issued, 0), now_ms)
+        self.finish(posting, Some((IdempotencyScope::ActionSubmit, key, request_hash)), request_id, Effect::Applied, (1, issued, 0), now_ms)
     }
 
     /// The full breakdown a submit would get now, and whether it would be funded; no effects.
@@ -140,7 +140,7 @@ impl PartnerActor {
                 "code": funding.err().map(|error| error.code()),
             },
         });
-        let recorded = super::Recorded { status_code: 200, body: std::sync::Arc::from(serde_json::to_vec(&body).expect("JSON serializes")) };
+        let recorded = super::Recorded { effect: Effect::Applied, body: std::sync::Arc::from(serde_json::to_vec(&body).expect("JSON serializes")) };
         ActorReply { outcome: Ok(WriteOutcome::Done(recorded)), receipt: None }
     }
 

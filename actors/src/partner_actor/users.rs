@@ -2,7 +2,7 @@
 
 use super::{ActorReply, PartnerActor, WriteOutcome};
 use crate::error::EngineError;
-use crate::model::{IdempotencyScope, UserRecord};
+use crate::model::{Effect, IdempotencyScope, UserRecord};
 use crate::posting::{Changes, PostingUser, RewardPosting, post_redemption};
 use crate::request::{PartnerUserId, RedemptionRequest, UserProfile};
 use crate::views::UserView;
@@ -23,11 +23,11 @@ fn apply_profile(user: &mut UserRecord, profile: &UserProfile) {
 }
 
 impl PartnerActor {
-    fn write_user(&mut self, user: PostingUser, status_code: u16, now_ms: u64) -> ActorReply<WriteOutcome> {
+    fn write_user(&mut self, user: PostingUser, effect: Effect, now_ms: u64) -> ActorReply<WriteOutcome> {
         let response_json = serde_json::to_vec(&UserView::of(&user.record, now_ms)).expect("serializing a user view cannot fail");
         let next_event_sequence = self.loaded().env_state.next_event_sequence;
         let posting = RewardPosting { changes: Changes { users: vec![user], ..Changes::default() }, response_json, next_event_sequence };
-        self.finish(posting, None, "", status_code, (0, 0, 0), now_ms)
+        self.finish(posting, None, "", effect, (0, 0, 0), now_ms)
     }
 
     pub(super) fn create_user(&mut self, external_id: &PartnerUserId, profile: &UserProfile, now_ms: u64) -> ActorReply<WriteOutcome> {
@@ -38,7 +38,7 @@ impl PartnerActor {
         }
         let mut user = UserRecord::new(self.shared.ids.next(now_ms), external_id.as_str(), now_ms);
         apply_profile(&mut user, profile);
-        self.write_user(PostingUser { record: user, is_new: true }, 201, now_ms)
+        self.write_user(PostingUser { record: user, is_new: true }, Effect::Created, now_ms)
     }
 
     pub(super) fn update_user(&mut self, external_id: &PartnerUserId, profile: &UserProfile, now_ms: u64) -> ActorReply<WriteOutcome> {
@@ -49,7 +49,7 @@ impl PartnerActor {
         };
         apply_profile(&mut user, profile);
         user.updated_at_ms = now_ms;
-        self.write_user(PostingUser { record: user, is_new: false }, 200, now_ms)
+        self.write_user(PostingUser { record: user, is_new: false }, Effect::Applied, now_ms)
     }
 
     pub(super) fn redeem(&mut self, request: &RedemptionRequest, request_id: &str, now_ms: u64) -> ActorReply<WriteOutcome> {
@@ -69,6 +69,6 @@ impl PartnerActor {
         }
         let next_event_sequence = self.loaded().env_state.next_event_sequence;
         let posting = post_redemption(self.partner_env, &user, request.tokens, &request.reason, next_event_sequence, now_ms, &self.shared.ids);
-        self.finish(posting, Some((IdempotencyScope::Redemption, key, request_hash)), request_id, 200, (0, 0, 0), now_ms)
+        self.finish(posting, Some((IdempotencyScope::Redemption, key, request_hash)), request_id, Effect::Applied, (0, 0, 0), now_ms)
     }
 }

@@ -11,7 +11,7 @@ use crate::codec::encode;
 use crate::error::EngineError;
 use crate::ids::Id;
 use crate::keys;
-use crate::model::EventRecord;
+use crate::model::{Effect, EventRecord};
 use crate::store::{Scan, ScanOrder, WriteOp};
 use crate::views::EventEnvelope;
 use crate::webhooks::signing::generate_secret;
@@ -23,8 +23,8 @@ use crate::webhooks::{
 /// left over when it finds their endpoint gone.
 const QUEUE_ROWS_PURGED_MAX: usize = 10_000;
 
-fn answer(status_code: u16, body: &impl serde::Serialize) -> Recorded {
-    Recorded { status_code, body: Arc::from(serde_json::to_vec(body).expect("views serialize")) }
+fn answer(effect: Effect, body: &impl serde::Serialize) -> Recorded {
+    Recorded { effect, body: Arc::from(serde_json::to_vec(body).expect("views serialize")) }
 }
 
 impl PartnerActor {
@@ -81,7 +81,7 @@ impl PartnerActor {
             updated_at_ms: now_ms,
         };
         apply_fields(&mut endpoint, fields);
-        let recorded = answer(201, &EndpointView::new(&endpoint, Some(&secret), now_ms));
+        let recorded = answer(Effect::Created, &EndpointView::new(&endpoint, Some(&secret), now_ms));
         self.write_webhook(endpoint, Vec::new(), recorded)
     }
 
@@ -92,7 +92,7 @@ impl PartnerActor {
         };
         apply_fields(&mut endpoint, fields);
         endpoint.updated_at_ms = now_ms;
-        let recorded = answer(200, &EndpointView::new(&endpoint, None, now_ms));
+        let recorded = answer(Effect::Applied, &EndpointView::new(&endpoint, None, now_ms));
         self.write_webhook(endpoint, Vec::new(), recorded)
     }
 
@@ -107,7 +107,7 @@ impl PartnerActor {
             Some(std::mem::replace(&mut endpoint.sealed_secret, seal_secret(&self.shared.master_key, endpoint.id, &secret)));
         endpoint.previous_secret_expires_at_ms = Some(now_ms.saturating_add(overlap_ms));
         endpoint.updated_at_ms = now_ms;
-        let recorded = answer(200, &EndpointView::new(&endpoint, Some(&secret), now_ms));
+        let recorded = answer(Effect::Applied, &EndpointView::new(&endpoint, Some(&secret), now_ms));
         self.write_webhook(endpoint, Vec::new(), recorded)
     }
 
@@ -127,7 +127,7 @@ impl PartnerActor {
         self.loaded_mut().webhooks.retain(|endpoint| endpoint.id != endpoint_id);
         let (_, receipt) = self.commit(write_set);
         self.shared.webhook_signal.touch(self.partner_env, [endpoint_id]);
-        let recorded = answer(200, &json!({ "id": endpoint_id.to_hex(), "deleted": true }));
+        let recorded = answer(Effect::Applied, &json!({ "id": endpoint_id.to_hex(), "deleted": true }));
         ActorReply { outcome: Ok(WriteOutcome::Done(recorded)), receipt: Some(receipt) }
     }
 
@@ -163,7 +163,7 @@ impl PartnerActor {
         ];
         let (_, receipt) = self.commit(write_set);
         self.announce_queued(&[QueuedDelivery { endpoint_id: endpoint.id, due_ms: now_ms, delivery_id: delivery.id }]);
-        let recorded = answer(200, &DeliveryView::from(&delivery));
+        let recorded = answer(Effect::Applied, &DeliveryView::from(&delivery));
         ActorReply { outcome: Ok(WriteOutcome::Done(recorded)), receipt: Some(receipt) }
     }
 
@@ -179,7 +179,7 @@ impl PartnerActor {
         let receipt = match notice {
             HealthNotice::Disable { reason } => {
                 if endpoint.status == EndpointStatus::Disabled {
-                    return ActorReply { outcome: Ok(WriteOutcome::Done(answer(200, &json!({})))), receipt: None };
+                    return ActorReply { outcome: Ok(WriteOutcome::Done(answer(Effect::Applied, &json!({})))), receipt: None };
                 }
                 let mut disabled = endpoint.clone();
                 disabled.status = EndpointStatus::Disabled;
@@ -206,7 +206,7 @@ impl PartnerActor {
             }
         };
         self.shared.webhook_signal.touch(self.partner_env, [endpoint_id]);
-        ActorReply { outcome: Ok(WriteOutcome::Done(answer(200, &json!({})))), receipt: Some(receipt) }
+        ActorReply { outcome: Ok(WriteOutcome::Done(answer(Effect::Applied, &json!({})))), receipt: Some(receipt) }
     }
 }
 

@@ -141,6 +141,9 @@ struct Dispatcher {
     rotation: usize,
     /// Endpoints to reread on every pass until the time given.
     recheck: HashMap<EndpointKey, Instant>,
+    /// Attempts and health notices in flight. Those still running when the stop grace ends
+    /// are aborted, so none outlives the engine (they hold its store).
+    tasks: tokio::task::JoinSet<()>,
 }
 
 impl Engine {
@@ -178,6 +181,7 @@ impl Engine {
             next_sweep: Instant::now(),
             rotation: 0,
             recheck: HashMap::new(),
+            tasks: tokio::task::JoinSet::new(),
         };
         let task = tokio::spawn(dispatcher.run(commands, stopped));
         *self.inner.webhooks.lock() = Some(DispatcherHandle { commands: commands_sender, stop, task });
@@ -254,6 +258,7 @@ impl Dispatcher {
                 self.sweep();
             }
             self.dispatch();
+            while self.tasks.try_join_next().is_some() {}
         }
         // Let attempts in flight finish and record them, briefly; anything cut off here is
         // attempted again after the restart.
@@ -264,6 +269,8 @@ impl Dispatcher {
                 _ => break,
             }
         }
+        self.tasks.abort_all();
+        while self.tasks.join_next().await.is_some() {}
         tracing::info!("webhook dispatcher stopped");
     }
 
@@ -604,7 +611,7 @@ impl Dispatcher {
             let (client, settings, shared, sender) =
                 (self.client.clone(), Arc::clone(&self.settings), Arc::clone(&self.shared), self.finished_sender.clone());
             shared.metrics.webhook_in_flight.inc();
-            tokio::spawn(async move {
+            self.tasks.spawn(async move {
                 let finished = attempt(&client, &settings, &shared, job).await;
                 shared.metrics.webhook_in_flight.dec();
                 let _ = sender.send(finished).await;
@@ -701,7 +708,7 @@ impl Dispatcher {
                 .filter(|((owner, id), slot)| *owner == partner_env && *id != endpoint_id && slot.health.failing_since_ms.is_some())
                 .map(|((_, id), _)| *id)
                 .collect();
-            tokio::spawn(async move {
+            self.tasks.spawn(async move {
                 // Bounded retries (the actor may be overloaded for a moment); a crash or a
                 // longer outage loses this event (the delivery's own state is durable).
                 for attempt in 0..NOTICE_ATTEMPTS {
