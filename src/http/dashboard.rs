@@ -51,7 +51,7 @@ struct DashboardView {
     pool_balance_total: u64,
     token_pools: Vec<PoolView>,
     campaigns: CampaignCounts,
-    webhook_health: serde_json::Value,
+    webhook_health: WebhookHealthView,
     generated_at: String,
 }
 
@@ -81,8 +81,24 @@ async fn dashboard(State(state): State<AppState>, request: RawRequest) -> ApiRes
         pool_balance_total: dashboard.pools.iter().map(|pool| pool.balance).sum(),
         token_pools: dashboard.pools.iter().map(PoolView::from).collect(),
         campaigns: CampaignCounts { active: dashboard.campaigns_active, total: dashboard.campaigns_total },
-        webhook_health: state.engine.webhook_health(partner_env)?,
+        webhook_health: WebhookHealthView::from(state.engine.webhook_health(partner_env)?),
         generated_at: format_timestamp(now_ms),
     };
     Ok(json_response(StatusCode::OK, &view))
+}
+
+/// The dashboard's count of the partner's endpoints by state.
+#[derive(Serialize)]
+struct WebhookHealthView {
+    endpoints: usize,
+    enabled: usize,
+    disabled: usize,
+    failing: usize,
+}
+
+impl From<reward_actors::webhooks::WebhookHealth> for WebhookHealthView {
+    fn from(health: reward_actors::webhooks::WebhookHealth) -> Self {
+        let reward_actors::webhooks::WebhookHealth { endpoints, enabled, disabled, failing } = health;
+        WebhookHealthView { endpoints, enabled, disabled, failing }
+    }
 }

@@ -16,12 +16,9 @@ use std::time::{Duration, Instant};
 use tokio::sync::{Semaphore, mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
-use super::signing::SigningSecrets;
-use super::ssrf::{GuardedResolver, check_url_shape};
-use super::{
-    AttemptOutcome, AttemptRecord, DeliveryRecord, DeliveryStatus, EndpointRecord, EndpointStatus, HealthNotice, HealthRecord, NextStep,
-    RESPONSE_EXCERPT_BYTES, USER_AGENT, WebhookSettings,
-};
+use super::attempt::{self, EndpointKey, Finished, Job};
+use super::health;
+use super::{AttemptOutcome, DeliveryRecord, DeliveryStatus, EndpointRecord, EndpointStatus, HealthNotice, HealthRecord, NextStep, WebhookSettings};
 use crate::codec::{decode, encode};
 use crate::committer::{CommitReceipt, CommitState};
 use crate::engine::{Engine, EngineShared};
@@ -54,8 +51,6 @@ const COMMANDS_MAX: usize = 1_024;
 const PASS_INTERVAL_MIN: Duration = Duration::from_millis(5);
 /// How long a stopping dispatcher waits for attempts in flight to finish and be recorded.
 const STOP_GRACE: Duration = Duration::from_secs(5);
-
-type EndpointKey = (PartnerEnv, Id);
 
 pub(crate) enum DispatcherCommand {
     Redeliver { partner_env: PartnerEnv, delivery_id: Id, reply: oneshot::Sender<Result<(DeliveryRecord, CommitReceipt), EngineError>> },
@@ -101,24 +96,6 @@ struct Slot {
     disabled_locally_at_ms: Option<u64>,
 }
 
-struct Job {
-    key: EndpointKey,
-    delivery: DeliveryRecord,
-    queue_key: Vec<u8>,
-    envelope: Vec<u8>,
-    url: String,
-    headers: Vec<(String, String)>,
-    secrets: SigningSecrets,
-}
-
-struct Finished {
-    key: EndpointKey,
-    delivery: DeliveryRecord,
-    queue_key: Vec<u8>,
-    attempt: AttemptRecord,
-    outcome: AttemptOutcome,
-}
-
 enum Wake {
     Stop,
     Finished(Box<Finished>),
@@ -152,19 +129,7 @@ impl Engine {
     pub(crate) fn start_webhooks(&self, settings: WebhookSettings) -> Result<(), String> {
         let settings = Arc::new(settings);
         *self.shared().webhook_settings.write() = Arc::clone(&settings);
-        let client = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            // A proxy from the environment would resolve targets itself, past the SSRF guard.
-            .no_proxy()
-            .timeout(settings.attempt_timeout)
-            .connect_timeout(settings.attempt_timeout.min(Duration::from_secs(10)))
-            .dns_resolver(Arc::new(GuardedResolver { policy: Arc::new(settings.policy.clone()) }))
-            // Endpoints often share a host (one receiver, many partners): keep a connection
-            // for every slot rather than reconnecting.
-            .pool_max_idle_per_host(settings.concurrency)
-            .user_agent(USER_AGENT)
-            .build()
-            .map_err(|error| format!("cannot build the webhook HTTP client: {error}"))?;
+        let client = attempt::client(&settings)?;
         let (finished_sender, finished) = mpsc::channel(settings.concurrency);
         let (commands_sender, commands) = mpsc::channel(COMMANDS_MAX);
         let (stop, stopped) = watch::channel(false);
@@ -612,7 +577,7 @@ impl Dispatcher {
                 (self.client.clone(), Arc::clone(&self.settings), Arc::clone(&self.shared), self.finished_sender.clone());
             shared.metrics.webhook_in_flight.inc();
             self.tasks.spawn(async move {
-                let finished = attempt(&client, &settings, &shared, job).await;
+                let finished = attempt::attempt(&client, &settings, &shared, job).await;
                 shared.metrics.webhook_in_flight.dec();
                 let _ = sender.send(finished).await;
                 drop(permit);
@@ -690,7 +655,7 @@ impl Dispatcher {
                     slot.truncated = true;
                 }
             }
-            if let Some(notice) = update_health(slot, &outcome, &self.settings, attempted_at_ms) {
+            if let Some(notice) = slot.follow(&outcome, &self.settings, attempted_at_ms) {
                 notices.push((key, notice));
             }
             if slot.health_changed() {
@@ -777,6 +742,17 @@ impl Dispatcher {
 }
 
 impl Slot {
+    /// Follows an attempt's outcome into the endpoint's health ([`health::follow`]); a
+    /// disabling notice disables the endpoint here at once.
+    fn follow(&mut self, outcome: &AttemptOutcome, settings: &WebhookSettings, now_ms: u64) -> Option<HealthNotice> {
+        let notice = health::follow(&mut self.health, outcome, settings.disable_after, now_ms);
+        if matches!(notice, Some(HealthNotice::Disable { .. })) {
+            self.endpoint.status = EndpointStatus::Disabled;
+            self.disabled_locally_at_ms = Some(now_ms);
+        }
+        notice
+    }
+
     /// Whether the health record differs from what was last written (tracked by value).
     fn health_changed(&mut self) -> bool {
         let changed = self.health_written.as_ref() != Some(&self.health);
@@ -784,233 +760,5 @@ impl Slot {
             self.health_written = Some(self.health.clone());
         }
         changed
-    }
-}
-
-/// Follows an attempt's outcome into the endpoint's health: a success ends a failing
-/// streak; failures start one, warn at half the disable window and disable at its end; a
-/// 410 disables at once.
-fn update_health(slot: &mut Slot, outcome: &AttemptOutcome, settings: &WebhookSettings, now_ms: u64) -> Option<HealthNotice> {
-    let window_ms = u64::try_from(settings.disable_after.as_millis()).unwrap_or(u64::MAX);
-    match outcome {
-        AttemptOutcome::Delivered => {
-            // Only a change of streak is written: a success after a success writes nothing.
-            if slot.health.failing_since_ms.is_some() || slot.health.last_success_ms.is_none() {
-                slot.health = HealthRecord { failing_since_ms: None, unhealthy_notified: false, last_success_ms: Some(now_ms) };
-            }
-            None
-        }
-        AttemptOutcome::Gone => {
-            slot.health.failing_since_ms.get_or_insert(now_ms);
-            slot.endpoint.status = EndpointStatus::Disabled;
-            slot.disabled_locally_at_ms = Some(now_ms);
-            Some(HealthNotice::Disable { reason: "the endpoint answered 410 Gone".into() })
-        }
-        AttemptOutcome::Failed { .. } => {
-            let since = *slot.health.failing_since_ms.get_or_insert(now_ms);
-            let failing_for = now_ms.saturating_sub(since);
-            if failing_for >= window_ms {
-                slot.endpoint.status = EndpointStatus::Disabled;
-                slot.disabled_locally_at_ms = Some(now_ms);
-                let days = window_ms as f64 / 86_400_000.0;
-                Some(HealthNotice::Disable { reason: format!("every attempt failed for {days:.1} days") })
-            } else if failing_for >= window_ms / 2 && !slot.health.unhealthy_notified {
-                slot.health.unhealthy_notified = true;
-                Some(HealthNotice::Unhealthy { failing_since_ms: since })
-            } else {
-                None
-            }
-        }
-    }
-}
-
-/// One attempt: sign, send, read at most 4 KiB of the answer, classify.
-async fn attempt(client: &reqwest::Client, settings: &WebhookSettings, shared: &EngineShared, job: Job) -> Finished {
-    let Job { key, delivery, queue_key, envelope, url, headers, secrets } = job;
-    let started = Instant::now();
-    let attempted_at_ms = shared.clock.now_ms();
-    let manual = delivery.manual;
-    let result = send(client, settings, key.0, &url, &headers, &secrets, &delivery, envelope, shared.clock.now_secs()).await;
-    let latency = started.elapsed();
-    shared.metrics.webhook_attempt_seconds.observe(latency.as_secs_f64());
-    let latency_ms = u64::try_from(latency.as_millis()).unwrap_or(u64::MAX);
-    let (attempt, outcome) = match result {
-        Ok(answer) => {
-            let outcome = match answer.status_code {
-                200..=299 => AttemptOutcome::Delivered,
-                410 => AttemptOutcome::Gone,
-                status_code => AttemptOutcome::Failed {
-                    status_code: Some(status_code),
-                    retry_after_secs: answer.retry_after_secs,
-                    overloaded: status_code == 429 || (status_code == 503 && answer.retry_after_secs.is_some()),
-                },
-            };
-            let attempt = AttemptRecord {
-                attempted_at_ms,
-                status_code: Some(answer.status_code),
-                latency_ms,
-                error: None,
-                response_excerpt: answer.excerpt,
-                manual,
-            };
-            (attempt, outcome)
-        }
-        Err(failure) => {
-            let attempt = AttemptRecord {
-                attempted_at_ms,
-                status_code: None,
-                latency_ms,
-                error: Some(failure.message),
-                response_excerpt: String::new(),
-                manual,
-            };
-            (attempt, AttemptOutcome::Failed { status_code: None, retry_after_secs: None, overloaded: failure.timed_out })
-        }
-    };
-    Finished { key, delivery, queue_key, attempt, outcome }
-}
-
-/// An error and its causes (the URL left out: a partner's URL may carry a token).
-fn error_text(error: reqwest::Error) -> String {
-    const CAUSES_MAX: usize = 6;
-    let error = error.without_url();
-    let mut text = error.to_string();
-    let mut source = std::error::Error::source(&error);
-    for _ in 0..CAUSES_MAX {
-        let Some(cause) = source else { break };
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text.chars().take(1_000).collect()
-}
-
-struct Answer {
-    status_code: u16,
-    retry_after_secs: Option<u64>,
-    excerpt: String,
-}
-
-struct Failure {
-    message: String,
-    timed_out: bool,
-}
-
-impl Failure {
-    fn refused(message: impl Into<String>) -> Failure {
-        Failure { message: message.into(), timed_out: false }
-    }
-}
-
-#[allow(clippy::too_many_arguments)]
-async fn send(
-    client: &reqwest::Client,
-    settings: &WebhookSettings,
-    partner_env: PartnerEnv,
-    url: &str,
-    headers: &[(String, String)],
-    secrets: &SigningSecrets,
-    delivery: &DeliveryRecord,
-    envelope: Vec<u8>,
-    timestamp: u64,
-) -> Result<Answer, Failure> {
-    // Checked again at every attempt: the resolver guards names, this guards literal addresses.
-    let parsed = check_url_shape(url, partner_env.environment).map_err(Failure::refused)?;
-    if let Some(host) = parsed.host_str()
-        && let Ok(address) = host.trim_start_matches('[').trim_end_matches(']').parse::<std::net::IpAddr>()
-    {
-        settings.policy.permits(address).map_err(Failure::refused)?;
-    }
-    let event_id = delivery.event_id.prefixed("evt_");
-    let signatures = secrets.sign(&event_id, timestamp, &envelope).ok_or_else(|| Failure::refused("the endpoint's secret cannot sign"))?;
-    let mut request = client
-        .post(parsed)
-        .header("content-type", "application/json")
-        .header("x-sir-timestamp", timestamp.to_string())
-        .header("x-sir-signature", signatures.sir)
-        .header("webhook-id", &event_id)
-        .header("webhook-timestamp", timestamp.to_string())
-        .header("webhook-signature", signatures.standard);
-    for (name, value) in headers {
-        request = request.header(name.as_str(), value.as_str());
-    }
-    let describe = |error: reqwest::Error| {
-        let timed_out = error.is_timeout();
-        let message = if timed_out { format!("timed out after {} ms", settings.attempt_timeout.as_millis()) } else { error_text(error) };
-        Failure { message, timed_out }
-    };
-    let mut response = request.body(envelope).send().await.map_err(describe)?;
-    let status_code = response.status().as_u16();
-    let retry_after_secs =
-        response.headers().get("retry-after").and_then(|value| value.to_str().ok()).and_then(|value| value.trim().parse::<u64>().ok());
-    let mut excerpt = Vec::new();
-    while excerpt.len() < RESPONSE_EXCERPT_BYTES {
-        match response.chunk().await {
-            Ok(Some(chunk)) => excerpt.extend_from_slice(&chunk[..chunk.len().min(RESPONSE_EXCERPT_BYTES - excerpt.len())]),
-            Ok(None) | Err(_) => break,
-        }
-    }
-    Ok(Answer { status_code, retry_after_secs, excerpt: String::from_utf8_lossy(&excerpt).into_owned() })
-}
-
-impl Engine {
-    /// A partner's endpoints, oldest first (at most `webhooks_per_partner_max`).
-    pub fn list_webhooks(&self, partner_env: PartnerEnv) -> Result<Vec<EndpointRecord>, EngineError> {
-        let prefix = keys::webhook_endpoints_prefix(&partner_env);
-        let scan = Scan { prefix: &prefix, after: None, order: ScanOrder::Ascending, limit: self.config().webhooks_per_partner_max };
-        let rows = self.shared().store.scan(scan).map_err(|error| EngineError::internal("listing webhook endpoints", error))?;
-        rows.into_iter().map(|(_, bytes)| decode(&bytes).map_err(|error| EngineError::internal("decoding a webhook endpoint", error))).collect()
-    }
-
-    pub fn get_webhook(&self, partner_env: PartnerEnv, endpoint_id: Id) -> Result<EndpointRecord, EngineError> {
-        let bytes = self
-            .shared()
-            .store
-            .get(&keys::webhook_endpoint(&partner_env, endpoint_id))
-            .map_err(|error| EngineError::internal("reading a webhook endpoint", error))?
-            .ok_or(EngineError::NotFound { resource: "webhook endpoint" })?;
-        decode(&bytes).map_err(|error| EngineError::internal("decoding a webhook endpoint", error))
-    }
-
-    /// An endpoint's deliveries, newest first.
-    pub fn list_deliveries(
-        &self,
-        partner_env: PartnerEnv,
-        endpoint_id: Id,
-        page: crate::reads::PageRequest,
-    ) -> Result<crate::reads::Page<DeliveryRecord>, EngineError> {
-        self.get_webhook(partner_env, endpoint_id)?;
-        self.read_page(
-            &keys::webhook_deliveries_prefix(&partner_env, endpoint_id),
-            page,
-            |delivery: &DeliveryRecord| delivery.id,
-            "listing webhook deliveries",
-        )
-    }
-
-    /// Whether any of the partner's endpoints is disabled, and its latest delivery outcome
-    /// counts, for the dashboard.
-    pub fn webhook_health(&self, partner_env: PartnerEnv) -> Result<serde_json::Value, EngineError> {
-        let endpoints = self.list_webhooks(partner_env)?;
-        let mut failing = 0;
-        for endpoint in &endpoints {
-            let health = self
-                .shared()
-                .store
-                .get(&keys::webhook_health(&partner_env, endpoint.id))
-                .ok()
-                .flatten()
-                .and_then(|bytes| decode::<HealthRecord>(&bytes).ok());
-            if health.is_some_and(|health| health.failing_since_ms.is_some()) {
-                failing += 1;
-            }
-        }
-        let disabled = endpoints.iter().filter(|endpoint| endpoint.status == EndpointStatus::Disabled).count();
-        Ok(serde_json::json!({
-            "endpoints": endpoints.len(),
-            "enabled": endpoints.len() - disabled,
-            "disabled": disabled,
-            "failing": failing,
-        }))
     }
 }

@@ -12,8 +12,16 @@
 //! Ownership: endpoint records are written by the partner actor only (it assigns event
 //! sequences, so health events go through it too); once created, delivery records, queue
 //! rows and health records are written by the dispatcher only.
+//!
+//! One job per file: `dispatcher` (the delivery loop and its claims), `attempt` (the shared
+//! client and one attempt), `health` and [`schedule`] (the health and retry policies, pure),
+//! [`ssrf`] (the address guard), [`signing`] (both signature schemes), `reads` (endpoints,
+//! deliveries and the health summary for the API); this file holds the records and views.
 
+mod attempt;
 pub(crate) mod dispatcher;
+mod health;
+mod reads;
 pub mod schedule;
 pub mod signing;
 pub mod ssrf;
@@ -32,6 +40,7 @@ use crate::keys;
 use crate::model::{EventRecord, PartnerEnv};
 use crate::store::WriteOp;
 
+pub use reads::WebhookHealth;
 pub use schedule::{AttemptOutcome, NextStep, RetryPolicy, parse_duration};
 pub use ssrf::{AddressPolicy, Cidr};
 

@@ -1,0 +1,77 @@
+//! Reads of a partner's webhooks: endpoints, deliveries, and the health summary of the
+//! dashboard. Writes go through the partner actor (endpoints) and the dispatcher (the rest).
+
+use super::{DeliveryRecord, EndpointRecord, EndpointStatus, HealthRecord};
+use crate::codec::decode;
+use crate::engine::Engine;
+use crate::error::EngineError;
+use crate::ids::Id;
+use crate::keys;
+use crate::model::PartnerEnv;
+use crate::store::{Scan, ScanOrder};
+
+/// How many of a partner's endpoints are enabled, disabled, and in a failing streak.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WebhookHealth {
+    pub endpoints: usize,
+    pub enabled: usize,
+    pub disabled: usize,
+    pub failing: usize,
+}
+
+impl Engine {
+    /// A partner's endpoints, oldest first (at most `webhooks_per_partner_max`).
+    pub fn list_webhooks(&self, partner_env: PartnerEnv) -> Result<Vec<EndpointRecord>, EngineError> {
+        let prefix = keys::webhook_endpoints_prefix(&partner_env);
+        let scan = Scan { prefix: &prefix, after: None, order: ScanOrder::Ascending, limit: self.config().webhooks_per_partner_max };
+        let rows = self.shared().store.scan(scan).map_err(|error| EngineError::internal("listing webhook endpoints", error))?;
+        rows.into_iter().map(|(_, bytes)| decode(&bytes).map_err(|error| EngineError::internal("decoding a webhook endpoint", error))).collect()
+    }
+
+    pub fn get_webhook(&self, partner_env: PartnerEnv, endpoint_id: Id) -> Result<EndpointRecord, EngineError> {
+        let bytes = self
+            .shared()
+            .store
+            .get(&keys::webhook_endpoint(&partner_env, endpoint_id))
+            .map_err(|error| EngineError::internal("reading a webhook endpoint", error))?
+            .ok_or(EngineError::NotFound { resource: "webhook endpoint" })?;
+        decode(&bytes).map_err(|error| EngineError::internal("decoding a webhook endpoint", error))
+    }
+
+    /// An endpoint's deliveries, newest first.
+    pub fn list_deliveries(
+        &self,
+        partner_env: PartnerEnv,
+        endpoint_id: Id,
+        page: crate::reads::PageRequest,
+    ) -> Result<crate::reads::Page<DeliveryRecord>, EngineError> {
+        self.get_webhook(partner_env, endpoint_id)?;
+        self.read_page(
+            &keys::webhook_deliveries_prefix(&partner_env, endpoint_id),
+            page,
+            |delivery: &DeliveryRecord| delivery.id,
+            "listing webhook deliveries",
+        )
+    }
+
+    /// Whether any of the partner's endpoints is disabled, and its latest delivery outcome
+    /// counts, for the dashboard.
+    pub fn webhook_health(&self, partner_env: PartnerEnv) -> Result<WebhookHealth, EngineError> {
+        let endpoints = self.list_webhooks(partner_env)?;
+        let mut failing = 0;
+        for endpoint in &endpoints {
+            let health = self
+                .shared()
+                .store
+                .get(&keys::webhook_health(&partner_env, endpoint.id))
+                .ok()
+                .flatten()
+                .and_then(|bytes| decode::<HealthRecord>(&bytes).ok());
+            if health.is_some_and(|health| health.failing_since_ms.is_some()) {
+                failing += 1;
+            }
+        }
+        let disabled = endpoints.iter().filter(|endpoint| endpoint.status == EndpointStatus::Disabled).count();
+        Ok(WebhookHealth { endpoints: endpoints.len(), enabled: endpoints.len() - disabled, disabled, failing })
+    }
+}
