@@ -28,6 +28,10 @@ pub enum CommitState {
     Failed,
 }
 
+/// Runs on the committer thread right after its write set is durable (never when the commit
+/// failed): how a writer tells another task about data it may now read. Keep it short.
+pub type AfterDurable = Box<dyn FnOnce() + Send>;
+
 /// The promise of one write set's commit. Cheap to clone; every clone sees the outcome.
 #[derive(Debug, Clone)]
 pub struct CommitReceipt(watch::Receiver<CommitState>);
@@ -61,6 +65,7 @@ struct CommitRequest {
     write_set: Vec<WriteOp>,
     origin: Option<Origin>,
     done: watch::Sender<CommitState>,
+    after_durable: Option<AfterDurable>,
 }
 
 enum CommitterMessage {
@@ -86,9 +91,14 @@ impl CommitterHandle {
     /// Queues a write set. Never blocks: the queue's bound is enforced at admission
     /// (see `Engine`), which reads [`CommitterHandle::queued`] before taking work.
     pub fn submit(&self, write_set: Vec<WriteOp>, origin: Option<Origin>) -> CommitReceipt {
+        self.submit_then(write_set, origin, None)
+    }
+
+    /// [`CommitterHandle::submit`], running `after_durable` once the write set is durable.
+    pub fn submit_then(&self, write_set: Vec<WriteOp>, origin: Option<Origin>, after_durable: Option<AfterDurable>) -> CommitReceipt {
         let (done, receipt) = watch::channel(CommitState::Pending);
         self.queued.fetch_add(1, Ordering::Relaxed);
-        if let Err(error) = self.sender.send(CommitterMessage::Write(CommitRequest { write_set, origin, done })) {
+        if let Err(error) = self.sender.send(CommitterMessage::Write(CommitRequest { write_set, origin, done, after_durable })) {
             self.queued.fetch_sub(1, Ordering::Relaxed);
             if let CommitterMessage::Write(request) = error.0 {
                 let _ = request.done.send(CommitState::Failed);
@@ -176,8 +186,13 @@ fn run(store: &dyn Store, receiver: &Receiver<CommitterMessage>, metrics: &Engin
             // not find its own finished write set still counted against the bound.
             queued.fetch_sub(count, Ordering::Relaxed);
             metrics.commit_queue_depth.set(queued.load(Ordering::Relaxed) as i64);
-            for (done, state) in outcomes {
+            for (done, state, after_durable) in outcomes {
                 let _ = done.send(state);
+                if state == CommitState::Durable
+                    && let Some(after_durable) = after_durable
+                {
+                    after_durable();
+                }
             }
         }
         if stopping {
@@ -210,24 +225,21 @@ impl Poisoned {
     }
 }
 
+/// A request's answer, and what runs once it is durable.
+type Outcome = (watch::Sender<CommitState>, CommitState, Option<AfterDurable>);
+
 /// Commits the batch's live write sets; answers each request's outcome (to be sent once the
 /// queue counter is updated).
-fn commit_batch(
-    store: &dyn Store,
-    batch: &mut Vec<CommitRequest>,
-    poisoned: &mut Poisoned,
-    metrics: &EngineMetrics,
-) -> Vec<(watch::Sender<CommitState>, CommitState)> {
+fn commit_batch(store: &dyn Store, batch: &mut Vec<CommitRequest>, poisoned: &mut Poisoned, metrics: &EngineMetrics) -> Vec<Outcome> {
     let (doomed, live): (Vec<CommitRequest>, Vec<CommitRequest>) =
         batch.drain(..).partition(|request| request.origin.is_some_and(|origin| poisoned.contains(&origin)));
-    let mut outcomes: Vec<(watch::Sender<CommitState>, CommitState)> =
-        doomed.into_iter().map(|request| (request.done, CommitState::Failed)).collect();
+    let mut outcomes: Vec<Outcome> = doomed.into_iter().map(|request| (request.done, CommitState::Failed, None)).collect();
     if live.is_empty() {
         return outcomes;
     }
     if live.iter().all(|request| request.write_set.is_empty()) {
         // Only fences: nothing to write, and everything before them is settled.
-        outcomes.extend(live.into_iter().map(|request| (request.done, CommitState::Durable)));
+        outcomes.extend(live.into_iter().map(|request| (request.done, CommitState::Durable, request.after_durable)));
         return outcomes;
     }
     let write_sets: Vec<&[WriteOp]> = live.iter().map(|request| request.write_set.as_slice()).collect();
@@ -247,7 +259,7 @@ fn commit_batch(
             CommitState::Failed
         }
     };
-    outcomes.extend(live.into_iter().map(|request| (request.done, state)));
+    outcomes.extend(live.into_iter().map(|request| (request.done, state, request.after_durable)));
     outcomes
 }
 
@@ -321,5 +333,23 @@ mod tests {
         }
         assert_eq!(store.applied.lock().len(), 100);
         assert_eq!(handle.submit(put(200), None).durable().await, Err(CommitFailed), "after stop nothing commits");
+    }
+
+    #[tokio::test]
+    async fn after_durable_runs_once_the_write_set_is_applied_and_never_after_a_failure() {
+        let store = Arc::new(FlakyStore::default());
+        let (handle, mut thread) =
+            start_committer(store.clone(), Arc::new(EngineMetrics::new()), CommitterLimits { batch_write_sets_max: 1 }).expect("starts");
+        let (heard, hear) = std::sync::mpsc::channel();
+        let seen_store = Arc::clone(&store);
+        let after = Box::new(move || heard.send(seen_store.applied.lock().clone()).expect("the test listens")) as AfterDurable;
+        assert_eq!(handle.submit_then(put(1), None, Some(after)).durable().await, Ok(()));
+        assert_eq!(hear.recv().expect("runs"), vec![vec![1]], "it ran after the write set was applied");
+        *store.fail_next.lock() = true;
+        let (heard, hear) = std::sync::mpsc::channel::<()>();
+        let after = Box::new(move || heard.send(()).expect("the test listens")) as AfterDurable;
+        assert_eq!(handle.submit_then(put(2), None, Some(after)).durable().await, Err(CommitFailed));
+        thread.stop();
+        assert!(hear.recv().is_err(), "dropped unrun when the commit failed");
     }
 }

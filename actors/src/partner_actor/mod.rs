@@ -34,6 +34,7 @@ use crate::model::{CampaignRecord, Effect, IdempotencyRecord, IdempotencyScope, 
 use crate::posting::{EventBuilder, PostingUser, RewardPosting, push_events};
 use crate::request::{ActionRequest, AllocationRequest, CampaignFields, PartnerUserId, RedemptionRequest, ReversalRequest, Stakeholder, UserProfile};
 use crate::store::{Scan, ScanOrder, WriteOp};
+use crate::webhooks::OutboxSignal;
 use crate::webhooks::{EndpointRecord, HealthNotice, WebhookFields, fan_out};
 
 mod campaign_commands;
@@ -385,11 +386,19 @@ impl PartnerActor {
         self.actions.retain(|_, action| action.write_sequence > committed);
     }
 
-    fn commit(&mut self, write_set: Vec<WriteOp>) -> (u64, CommitReceipt) {
+    /// Commits `write_set`; once it is durable, tells the dispatcher what `signal` names (so
+    /// the dispatcher never reads a change that is not yet durable).
+    fn commit(&mut self, write_set: Vec<WriteOp>, signal: OutboxSignal) -> (u64, CommitReceipt) {
         let sequence = self.next_write_sequence;
         self.next_write_sequence += 1;
         let origin = Origin { partner_env: self.partner_env, generation: self.generation };
-        let receipt = self.shared.committer.submit(write_set, Some(origin));
+        // Most partners have no endpoint: touch no shared counter or lock for them.
+        let after_durable = (!signal.is_empty()).then(|| {
+            self.shared.metrics.webhook_deliveries_created.inc_by(signal.queued.len() as u64);
+            let (shared, partner_env) = (Arc::clone(&self.shared), self.partner_env);
+            Box::new(move || shared.webhook_signal.hear(partner_env, signal)) as crate::committer::AfterDurable
+        });
+        let receipt = self.shared.committer.submit_then(write_set, Some(origin), after_durable);
         self.pending_commits.push_back((sequence, receipt.clone()));
         (sequence, receipt)
     }
@@ -515,8 +524,7 @@ impl PartnerActor {
         for campaign in &changes.campaigns {
             state.campaigns.insert(campaign.id, campaign.clone());
         }
-        let (sequence, receipt) = self.commit(write_set);
-        self.announce_queued(&queued);
+        let (sequence, receipt) = self.commit(write_set, OutboxSignal { queued, ..OutboxSignal::default() });
         for user in changes.users {
             self.users.insert(user.record.external_id.clone(), CachedUser { record: user.record, write_sequence: sequence });
         }
@@ -553,12 +561,20 @@ impl PartnerActor {
 
     /// Commits one event (and the sequence it took) on its own.
     fn commit_event<T: Serialize>(&mut self, event_type: &str, data: &T, now_ms: u64) -> CommitReceipt {
-        self.commit_event_with(event_type, data, now_ms, &[], Vec::new())
+        self.commit_event_with(event_type, data, now_ms, &[], Vec::new(), OutboxSignal::default())
     }
 
     /// Commits one event with `extra` writes, fanned out to every subscribed endpoint but
-    /// `excluded` (the endpoint the event is about).
-    fn commit_event_with<T: Serialize>(&mut self, event_type: &str, data: &T, now_ms: u64, excluded: &[Id], extra: Vec<WriteOp>) -> CommitReceipt {
+    /// `excluded` (the endpoint the event is about); `signal` names what else changed.
+    fn commit_event_with<T: Serialize>(
+        &mut self,
+        event_type: &str,
+        data: &T,
+        now_ms: u64,
+        excluded: &[Id],
+        extra: Vec<WriteOp>,
+        mut signal: OutboxSignal,
+    ) -> CommitReceipt {
         let partner_env = self.partner_env;
         let state = self.state.as_mut().expect("events are recorded on loaded state");
         let mut events =
@@ -568,19 +584,8 @@ impl PartnerActor {
         let mut write_set = extra;
         push_events(&mut write_set, &partner_env, &events.events, &state.env_state);
         let queued = fan_out(&mut write_set, &partner_env, &state.webhooks, &events.events, excluded, &self.shared.ids, now_ms);
-        let receipt = self.commit(write_set).1;
-        self.announce_queued(&queued);
-        receipt
-    }
-
-    /// Tells the dispatcher (and the metrics) about deliveries just queued.
-    fn announce_queued(&self, queued: &[crate::webhooks::QueuedDelivery]) {
-        // Most partners have no endpoint: touch no shared counter or lock for them.
-        if queued.is_empty() {
-            return;
-        }
-        self.shared.metrics.webhook_deliveries_created.inc_by(queued.len() as u64);
-        self.shared.webhook_signal.queued(self.partner_env, queued);
+        signal.queued.extend(queued);
+        self.commit(write_set, signal).1
     }
 
     fn record_event(&mut self, event_type: &str, data: &serde_json::Value) -> ActorReply<()> {

@@ -14,6 +14,7 @@ use crate::keys;
 use crate::model::{Effect, EventRecord};
 use crate::store::{Scan, ScanOrder, WriteOp};
 use crate::views::EventEnvelope;
+use crate::webhooks::OutboxSignal;
 use crate::webhooks::signing::generate_secret;
 use crate::webhooks::{
     DeliveryRecord, DeliveryView, EndpointRecord, EndpointStatus, EndpointView, HealthNotice, QueuedDelivery, WebhookFields, seal_secret,
@@ -48,8 +49,7 @@ impl PartnerActor {
             Some(known) => *known = endpoint,
             None => webhooks.push(endpoint),
         }
-        let (_, receipt) = self.commit(write_set);
-        self.shared.webhook_signal.touch(self.partner_env, [endpoint_id]);
+        let (_, receipt) = self.commit(write_set, OutboxSignal::touched(endpoint_id));
         ActorReply { outcome: Ok(WriteOutcome::Done(recorded)), receipt: Some(receipt) }
     }
 
@@ -125,8 +125,7 @@ impl PartnerActor {
         write_set.push(WriteOp::Delete { key: keys::webhook_endpoint(&self.partner_env, endpoint_id) });
         write_set.push(WriteOp::Delete { key: keys::webhook_health(&self.partner_env, endpoint_id) });
         self.loaded_mut().webhooks.retain(|endpoint| endpoint.id != endpoint_id);
-        let (_, receipt) = self.commit(write_set);
-        self.shared.webhook_signal.touch(self.partner_env, [endpoint_id]);
+        let (_, receipt) = self.commit(write_set, OutboxSignal::touched(endpoint_id));
         let recorded = answer(Effect::Applied, &json!({ "id": endpoint_id.to_hex(), "deleted": true }));
         ActorReply { outcome: Ok(WriteOutcome::Done(recorded)), receipt: Some(receipt) }
     }
@@ -161,8 +160,8 @@ impl PartnerActor {
             WriteOp::Put { key: keys::webhook_delivery(&self.partner_env, endpoint.id, delivery.id), value: encode(&delivery) },
             WriteOp::Put { key: keys::webhook_queue(&self.partner_env, endpoint.id, now_ms, delivery.id), value: Vec::new() },
         ];
-        let (_, receipt) = self.commit(write_set);
-        self.announce_queued(&[QueuedDelivery { endpoint_id: endpoint.id, due_ms: now_ms, delivery_id: delivery.id }]);
+        let queued = vec![QueuedDelivery { endpoint_id: endpoint.id, due_ms: now_ms, delivery_id: delivery.id }];
+        let (_, receipt) = self.commit(write_set, OutboxSignal { queued, ..OutboxSignal::default() });
         let recorded = answer(Effect::Applied, &DeliveryView::from(&delivery));
         ActorReply { outcome: Ok(WriteOutcome::Done(recorded)), receipt: Some(receipt) }
     }
@@ -190,22 +189,21 @@ impl PartnerActor {
                     *known = disabled;
                 }
                 let data = json!({ "endpointId": endpoint_hex, "url": endpoint.url, "reason": reason });
-                self.commit_event_with("webhook_endpoint.disabled", &data, now_ms, &excluded, extra)
+                self.commit_event_with("webhook_endpoint.disabled", &data, now_ms, &excluded, extra, OutboxSignal::touched(endpoint_id))
             }
             HealthNotice::Unhealthy { failing_since_ms } => {
                 let data =
                     json!({ "endpointId": endpoint_hex, "url": endpoint.url, "failingSince": crate::clock::format_timestamp(*failing_since_ms) });
-                self.commit_event_with("webhook_endpoint.unhealthy", &data, now_ms, &excluded, Vec::new())
+                self.commit_event_with("webhook_endpoint.unhealthy", &data, now_ms, &excluded, Vec::new(), OutboxSignal::touched(endpoint_id))
             }
             HealthNotice::Exhausted { delivery_id, event_id, event_type, attempts } => {
                 let data = json!({
                     "endpointId": endpoint_hex, "url": endpoint.url, "deliveryId": delivery_id.prefixed("dlv_"),
                     "eventId": event_id.prefixed("evt_"), "eventType": event_type, "attempts": attempts,
                 });
-                self.commit_event_with("webhook.delivery_exhausted", &data, now_ms, &excluded, Vec::new())
+                self.commit_event_with("webhook.delivery_exhausted", &data, now_ms, &excluded, Vec::new(), OutboxSignal::touched(endpoint_id))
             }
         };
-        self.shared.webhook_signal.touch(self.partner_env, [endpoint_id]);
         ActorReply { outcome: Ok(WriteOutcome::Done(answer(Effect::Applied, &json!({})))), receipt: Some(receipt) }
     }
 }

@@ -31,9 +31,6 @@ use crate::store::{Scan, ScanOrder, WriteOp};
 /// Deliveries one endpoint's pending set holds in memory; past it, the rest stay in the
 /// store's queue and are read back as the set drains.
 const PENDING_MAX: usize = 100_000;
-/// An endpoint a partner actor named is reread on every pass for this long, so a change
-/// committed a little after the wake-up is seen without waiting for the sweep.
-const RECHECK_FOR: Duration = Duration::from_secs(2);
 /// Endpoints the sweep loads; far above `webhooks_per_partner_max` × the partners one
 /// process serves.
 const ENDPOINTS_SWEPT_MAX: usize = 500_000;
@@ -116,8 +113,6 @@ struct Dispatcher {
     unsettled: VecDeque<(CommitReceipt, Vec<(EndpointKey, Id)>)>,
     next_sweep: Instant,
     rotation: usize,
-    /// Endpoints to reread on every pass until the time given.
-    recheck: HashMap<EndpointKey, Instant>,
     /// Attempts and health notices in flight. Those still running when the stop grace ends
     /// are aborted, so none outlives the engine (they hold its store).
     tasks: tokio::task::JoinSet<()>,
@@ -145,7 +140,6 @@ impl Engine {
             unsettled: VecDeque::new(),
             next_sweep: Instant::now(),
             rotation: 0,
-            recheck: HashMap::new(),
             tasks: tokio::task::JoinSet::new(),
         };
         let task = tokio::spawn(dispatcher.run(commands, stopped));
@@ -300,9 +294,8 @@ impl Dispatcher {
         }
     }
 
-    /// What partner actors said since the last pass: reread changed endpoints (and keep
-    /// rereading them briefly, in case the change was not durable at the first read), then
-    /// add the deliveries they queued to the pending sets.
+    /// What partner actors said since the last pass (all of it durable): reread changed
+    /// endpoints, then add the deliveries they queued to the pending sets.
     fn absorb_signal(&mut self) {
         let signal = self.shared.webhook_signal.take();
         if signal.overflowed {
@@ -310,20 +303,13 @@ impl Dispatcher {
                 slot.rescan = true;
             }
         }
-        let now = Instant::now();
         let mut named: HashSet<EndpointKey> = signal.endpoints;
         named
             .extend(signal.queued.iter().map(|(partner_env, queued)| (*partner_env, queued.endpoint_id)).filter(|key| !self.slots.contains_key(key)));
-        for key in named {
-            self.recheck.entry(key).or_insert(now + RECHECK_FOR);
-        }
-        self.recheck.retain(|_, until| *until > now);
-        let rechecked: Vec<EndpointKey> = self.recheck.keys().copied().collect();
-        for (partner_env, endpoint_id) in rechecked {
-            // Absent may mean "not durable yet": only the sweep removes endpoints.
+        for (partner_env, endpoint_id) in named {
             match self.read::<EndpointRecord>(&keys::webhook_endpoint(&partner_env, endpoint_id), "webhook endpoint") {
                 Some(endpoint) => self.upsert(partner_env, endpoint),
-                // A slot exists only after its record was read once: gone now is deleted.
+                // The change is durable, so absent is deleted.
                 None => {
                     if let Some(slot) = self.slots.get_mut(&(partner_env, endpoint_id)) {
                         slot.deleted = true;

@@ -357,8 +357,26 @@ pub struct QueuedDelivery {
     pub delivery_id: Id,
 }
 
-/// What partner actors tell the dispatcher between two passes: endpoints that changed,
-/// and the deliveries they queued (hints; rows may become durable a little later).
+/// What a partner actor's write set changed for the dispatcher: endpoints (created,
+/// updated, deleted, disabled) and deliveries queued. Heard once the write set is durable.
+#[derive(Debug, Default)]
+pub struct OutboxSignal {
+    pub touched: Vec<Id>,
+    pub queued: Vec<QueuedDelivery>,
+}
+
+impl OutboxSignal {
+    pub fn touched(endpoint_id: Id) -> OutboxSignal {
+        OutboxSignal { touched: vec![endpoint_id], queued: Vec::new() }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.touched.is_empty() && self.queued.is_empty()
+    }
+}
+
+/// What partner actors told the dispatcher between two passes, all of it durable: endpoints
+/// that changed, and the deliveries they queued (hints: the store's queue is the truth).
 #[derive(Default)]
 pub struct SignalState {
     pub endpoints: HashSet<(PartnerEnv, Id)>,
@@ -374,20 +392,16 @@ pub struct WebhookSignal {
 }
 
 impl WebhookSignal {
-    /// An endpoint changed (created, updated, deleted).
-    pub fn touch(&self, partner_env: PartnerEnv, endpoint_ids: impl IntoIterator<Item = Id>) {
-        self.state.lock().endpoints.extend(endpoint_ids.into_iter().map(|endpoint_id| (partner_env, endpoint_id)));
-        self.notify.notify_one();
-    }
-
-    /// Deliveries were queued in a write set just handed to the committer.
-    pub fn queued(&self, partner_env: PartnerEnv, deliveries: &[QueuedDelivery]) {
+    /// A partner environment's write set is durable: hear what it changed (on the committer
+    /// thread, see `committer::AfterDurable`).
+    pub(crate) fn hear(&self, partner_env: PartnerEnv, signal: OutboxSignal) {
         {
             let mut state = self.state.lock();
-            if state.queued.len() + deliveries.len() > SIGNAL_QUEUED_MAX {
+            state.endpoints.extend(signal.touched.into_iter().map(|endpoint_id| (partner_env, endpoint_id)));
+            if state.queued.len() + signal.queued.len() > SIGNAL_QUEUED_MAX {
                 state.overflowed = true;
             } else {
-                state.queued.extend(deliveries.iter().map(|delivery| (partner_env, *delivery)));
+                state.queued.extend(signal.queued.into_iter().map(|delivery| (partner_env, delivery)));
             }
         }
         self.notify.notify_one();
