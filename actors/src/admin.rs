@@ -168,9 +168,9 @@ impl Engine {
                 "status": partner.status,
                 "changedAt": crate::clock::format_timestamp(partner.updated_at_ms),
             });
-            write_set.extend(
-                Environment::ALL.map(|environment| self.announcement(PartnerEnv::new(partner.id, environment), "partner.status_changed", &data)),
-            );
+            write_set.extend(Environment::ALL.map(|environment| {
+                self.announcement(PartnerEnv::new(partner.id, environment), crate::webhooks::EventType::PartnerStatusChanged, &data)
+            }));
         }
         let committed = self.commit_admin(write_set).await;
         // Even a commit that timed out may land: never keep serving the old partner from cache.

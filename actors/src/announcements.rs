@@ -17,12 +17,13 @@ use crate::keys;
 use crate::model::PartnerEnv;
 use crate::posting::put;
 use crate::store::{Scan, ScanOrder, WriteOp};
+use crate::webhooks::EventType;
 
 /// `pub(crate)` for the audit, which decodes every stored value.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct Announcement {
     partner_env: PartnerEnv,
-    event_type: String,
+    event_type: EventType,
     data_json: Vec<u8>,
 }
 
@@ -31,9 +32,8 @@ const DELIVERY_BATCH_MAX: usize = 1_000;
 
 impl Engine {
     /// The write op that stores an announcement (to go in the deciding write's commit).
-    pub(crate) fn announcement(&self, partner_env: PartnerEnv, event_type: &str, data: &serde_json::Value) -> WriteOp {
-        let announcement =
-            Announcement { partner_env, event_type: event_type.to_owned(), data_json: serde_json::to_vec(data).expect("JSON values serialize") };
+    pub(crate) fn announcement(&self, partner_env: PartnerEnv, event_type: EventType, data: &serde_json::Value) -> WriteOp {
+        let announcement = Announcement { partner_env, event_type, data_json: serde_json::to_vec(data).expect("JSON values serialize") };
         put(keys::announcement(self.ids().next(self.clock().now_ms())), encode(&announcement))
     }
 
@@ -49,8 +49,8 @@ impl Engine {
             let announcement: Announcement = decode(&bytes).map_err(|error| EngineError::internal("decoding an announcement", error))?;
             let data: serde_json::Value =
                 serde_json::from_slice(&announcement.data_json).map_err(|error| EngineError::internal("announcement data", error))?;
-            if let Err(error) = self.record_event(announcement.partner_env, &announcement.event_type, data).await {
-                tracing::warn!(%error, event_type = announcement.event_type, "an announcement waits for the next pass");
+            if let Err(error) = self.record_event(announcement.partner_env, announcement.event_type, data).await {
+                tracing::warn!(%error, event_type = %announcement.event_type, "an announcement waits for the next pass");
                 continue;
             }
             self.commit_admin(vec![WriteOp::Delete { key }]).await?;

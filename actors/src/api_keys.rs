@@ -213,7 +213,11 @@ impl Engine {
                 "environment": current.environment,
                 "expiresAt": current.expires_at_ms.map(format_timestamp),
             });
-            let announcement = self.announcement(crate::model::PartnerEnv::new(current.partner_id, current.environment), "api_key.expiring", &data);
+            let announcement = self.announcement(
+                crate::model::PartnerEnv::new(current.partner_id, current.environment),
+                crate::webhooks::EventType::ApiKeyExpiring,
+                &data,
+            );
             self.commit_admin(vec![put(keys::api_key(current.id), encode(&current)), announcement]).await?;
             notified += 1;
         }

@@ -476,8 +476,13 @@ impl Engine {
     }
 
     /// Records an event in a partner's feed through its actor (which alone assigns sequences).
-    pub async fn record_event(&self, partner_env: PartnerEnv, event_type: &str, data: serde_json::Value) -> Result<(), EngineError> {
-        self.ask(partner_env, move |reply| RecordEvent { event_type: event_type.to_owned(), data: data.clone(), reply }).await
+    pub async fn record_event(
+        &self,
+        partner_env: PartnerEnv,
+        event_type: crate::webhooks::EventType,
+        data: serde_json::Value,
+    ) -> Result<(), EngineError> {
+        self.ask(partner_env, move |reply| RecordEvent { event_type, data: data.clone(), reply }).await
     }
 
     /// Submits several actions for one partner, in order: every message is in the actor's

@@ -676,7 +676,7 @@ impl IdempotencyScope {
 pub struct EventRecord {
     pub id: Id,
     pub sequence: u64,
-    pub event_type: String,
+    pub event_type: crate::webhooks::EventType,
     pub created_at_ms: u64,
     pub envelope_json: Vec<u8>,
 }

@@ -22,6 +22,7 @@ use crate::request::ActionRequest;
 use crate::rules::{Evaluation, largest_remainder};
 use crate::store::WriteOp;
 use crate::views::{ActionResponse, BalanceView, BreakdownView, EventEnvelope, PoolView, ShareView, TransactionView, json_number};
+use crate::webhooks::EventType;
 
 /// A stakeholder's user as a posting reads it.
 #[derive(Debug, Clone)]
@@ -165,10 +166,10 @@ fn refill(
         created_at_ms: now_ms,
     };
     events.push(
-        "token_pool.refilled",
+        EventType::TokenPoolRefilled,
         &json!({ "tokenPoolId": pool.id.to_hex(), "refillTokens": tokens, "balance": pool.balance, "refillsThisMonth": pool.refills_in_month }),
     );
-    events.push("transaction.completed", &TransactionView::from(&transaction));
+    events.push(EventType::TransactionCompleted, &TransactionView::from(&transaction));
     transactions.push(transaction);
 }
 
@@ -203,7 +204,7 @@ fn notice_low_balance(pool: &mut PoolRecord, events: &mut EventBuilder<'_>, now_
             if !pool.low_balance_notified {
                 pool.low_balance_notified = true;
                 events.push(
-                    "token_pool.low_balance",
+                    EventType::TokenPoolLowBalance,
                     &json!({ "tokenPoolId": pool.id.to_hex(), "balance": pool.balance, "lowBalanceThreshold": threshold }),
                 );
             }
@@ -292,9 +293,9 @@ pub fn post_reward(draft: RewardDraft<'_>, ids: &IdGenerator) -> RewardPosting {
     let response_json = serde_json::to_vec(&response).expect("serializing a response struct cannot fail");
 
     let mut events = EventBuilder { partner_env, ids, now_ms, next_sequence: next_event_sequence, events: Vec::new() };
-    events.push("action.completed", &response);
+    events.push(EventType::ActionCompleted, &response);
     for transaction in &transactions {
-        events.push("transaction.completed", &TransactionView::from(transaction));
+        events.push(EventType::TransactionCompleted, &TransactionView::from(transaction));
     }
     let mut pools = Vec::new();
     if let Some(pool) = pool.filter(|_| evaluation.tokens_distributed > 0) {
@@ -314,7 +315,7 @@ pub fn post_reward(draft: RewardDraft<'_>, ids: &IdGenerator) -> RewardPosting {
             charged.budget_remaining = Some(left);
             charged.updated_at_ms = now_ms;
             if left == 0 && evaluation.tokens_distributed > 0 {
-                events.push("campaign.budget_exhausted", &json!({ "campaignId": charged.id.to_hex(), "budgetTokens": charged.budget_tokens }));
+                events.push(EventType::CampaignBudgetExhausted, &json!({ "campaignId": charged.id.to_hex(), "budgetTokens": charged.budget_tokens }));
             }
             campaigns.push(charged);
         }
@@ -423,9 +424,9 @@ pub fn post_reversal(draft: ReversalDraft<'_>, ids: &IdGenerator) -> RewardPosti
     };
     let response_json = serde_json::to_vec(&response).expect("serializing a response struct cannot fail");
     let mut events = EventBuilder { partner_env, ids, now_ms, next_sequence: next_event_sequence, events: Vec::new() };
-    events.push("action.reversed", &response);
+    events.push(EventType::ActionReversed, &response);
     for transaction in &transactions {
-        events.push("transaction.completed", &TransactionView::from(transaction));
+        events.push(EventType::TransactionCompleted, &TransactionView::from(transaction));
     }
     let mut pools = Vec::new();
     if let Some(pool) = pool {
@@ -492,7 +493,7 @@ pub fn post_redemption(
     };
     let response_json = serde_json::to_vec(&response).expect("serializing a response struct cannot fail");
     let mut events = EventBuilder { partner_env, ids, now_ms, next_sequence: next_event_sequence, events: Vec::new() };
-    events.push("transaction.completed", &TransactionView::from(&transaction));
+    events.push(EventType::TransactionCompleted, &TransactionView::from(&transaction));
     let EventBuilder { next_sequence, events, .. } = events;
     let changes = Changes {
         idempotency: None,
@@ -544,7 +545,7 @@ pub struct EventBuilder<'a> {
 }
 
 impl EventBuilder<'_> {
-    pub fn push<T: Serialize>(&mut self, event_type: &str, data: &T) {
+    pub fn push<T: Serialize>(&mut self, event_type: EventType, data: &T) {
         let id = self.ids.next(self.now_ms);
         let sequence = self.next_sequence;
         self.next_sequence += 1;
@@ -558,7 +559,7 @@ impl EventBuilder<'_> {
             data,
         };
         let envelope_json = serde_json::to_vec(&envelope).expect("serializing an event envelope cannot fail");
-        self.events.push(EventRecord { id, sequence, event_type: event_type.to_owned(), created_at_ms: self.now_ms, envelope_json });
+        self.events.push(EventRecord { id, sequence, event_type, created_at_ms: self.now_ms, envelope_json });
     }
 }
 

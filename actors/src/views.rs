@@ -330,10 +330,10 @@ impl std::fmt::Debug for CreatedKeyView {
 /// An event envelope, as delivered and as listed in the feed.
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
-pub struct EventEnvelope<'a, T: Serialize> {
+pub struct EventEnvelope<T: Serialize> {
     pub id: String,
     #[serde(rename = "type")]
-    pub event_type: &'a str,
+    pub event_type: crate::webhooks::EventType,
     pub created_at: String,
     pub environment: Environment,
     pub partner_id: String,

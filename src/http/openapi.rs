@@ -561,7 +561,10 @@ fn operations() -> Vec<Operation> {
         let mut fields = vec![
             ("url", json!({ "type": "string", "format": "uri", "description": "https for production; private addresses refused" })),
             ("description", nullable(name())),
-            ("eventTypes", json!({ "type": "array", "items": one_of(reward_actors::webhooks::EVENT_TYPES), "uniqueItems": true })),
+            (
+                "eventTypes",
+                json!({ "type": "array", "items": one_of(&reward_actors::webhooks::EventType::names().collect::<Vec<_>>()), "uniqueItems": true }),
+            ),
             ("receiveAllEvents", boolean()),
             (
                 "headers",

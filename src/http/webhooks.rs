@@ -12,7 +12,7 @@ use axum::response::Response;
 use axum::routing::{get, post};
 use reward_actors::ids::Id;
 use reward_actors::model::{Environment, Scope};
-use reward_actors::webhooks::{DeliveryView, EVENT_TYPES, EndpointStatus, EndpointView, RESERVED_HEADERS, WebhookFields};
+use reward_actors::webhooks::{DeliveryView, EndpointStatus, EndpointView, EventType, RESERVED_HEADERS, WebhookFields};
 use serde::Serialize;
 use serde_json::value::RawValue;
 
@@ -175,14 +175,14 @@ async fn parse_webhook(state: &AppState, body: &[u8], environment: Environment, 
     Ok(WebhookFields { url, description, event_types, receive_all_events, headers, status })
 }
 
-fn event_types(fields: &mut Fields<'_>) -> Option<Vec<String>> {
+fn event_types(fields: &mut Fields<'_>) -> Option<Vec<EventType>> {
     let elements = array_elements(fields, "eventTypes", false)?;
-    let mut types: Vec<String> = Vec::with_capacity(elements.len());
-    for (index, raw) in elements.into_iter().enumerate().take(EVENT_TYPES.len() + 1) {
-        match serde_json::from_str::<String>(raw.get()) {
-            Ok(name) if EVENT_TYPES.contains(&name.as_str()) && !types.contains(&name) => types.push(name),
-            Ok(name) if types.contains(&name) => fields.error(&format!("eventTypes[{index}]"), "appears twice"),
-            _ => fields.error(&format!("eventTypes[{index}]"), format!("must be one of {}", EVENT_TYPES.join(", "))),
+    let mut types: Vec<EventType> = Vec::with_capacity(elements.len());
+    for (index, raw) in elements.into_iter().enumerate().take(EventType::ALL.len() + 1) {
+        match serde_json::from_str::<String>(raw.get()).map(|name| name.parse::<EventType>()) {
+            Ok(Ok(event_type)) if !types.contains(&event_type) => types.push(event_type),
+            Ok(Ok(_)) => fields.error(&format!("eventTypes[{index}]"), "appears twice"),
+            _ => fields.error(&format!("eventTypes[{index}]"), format!("must be one of {}", EventType::names().collect::<Vec<_>>().join(", "))),
         }
     }
     Some(types)

@@ -20,7 +20,7 @@ fn event_types(app: &TestApp, partner: &Partner) -> Vec<String> {
         let events = app.engine().list_events(partner_env, after, 100).expect("events").items;
         let Some(last) = events.last() else { break };
         after = last.sequence;
-        types.extend(events.into_iter().map(|event| event.event_type));
+        types.extend(events.into_iter().map(|event| event.event_type.to_string()));
     }
     types
 }

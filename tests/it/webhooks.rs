@@ -671,6 +671,31 @@ async fn retry_after_and_the_back_off_floor_delay_retries(backend: StoreBackend)
     app.shutdown().await;
 }
 
+/// Every contract event type, as the subscription error lists them (contract §9, in order).
+const EVENT_TYPES_MESSAGE: &str = "must be one of action.completed, action.failed, action.reversed, transaction.completed, \
+    token_pool.low_balance, token_pool.refilled, campaign.status_changed, campaign.budget_exhausted, partner.status_changed, \
+    api_key.expiring, donation.completed, webhook.test, webhook_endpoint.unhealthy, webhook_endpoint.disabled, webhook.delivery_exhausted";
+
+async fn subscriptions_take_each_contract_event_type_once_and_refuse_others(backend: StoreBackend) {
+    let app = spawn_app_with(allow_loopback(backend, "0s")).await;
+    let partner = app.onboard_partner(0).await;
+    let url = "http://127.0.0.1:9/hooks";
+    let every_type: Vec<&str> = EVENT_TYPES_MESSAGE.trim_start_matches("must be one of ").split(", ").collect();
+    let created = expect(&call(&app, &partner, Method::POST, "/v1/partner/webhooks", json!({ "url": url, "eventTypes": every_type })).await, 201);
+    assert_eq!(created["eventTypes"], json!(every_type), "{created}");
+    for (types, field, message) in [
+        (json!(["action.done"]), "eventTypes[0]", EVENT_TYPES_MESSAGE),
+        (json!(["action.completed", "Action.Completed"]), "eventTypes[1]", EVENT_TYPES_MESSAGE),
+        (json!(["action.completed", 5]), "eventTypes[1]", EVENT_TYPES_MESSAGE),
+        (json!(["webhook.test", "webhook.test"]), "eventTypes[1]", "appears twice"),
+    ] {
+        let body = expect(&call(&app, &partner, Method::POST, "/v1/partner/webhooks", json!({ "url": url, "eventTypes": types })).await, 400);
+        assert_eq!(body["code"], "VALIDATION_ERROR", "{body}");
+        assert_eq!((&body["details"]["fields"][0]["field"], &body["details"]["fields"][0]["message"]), (&json!(field), &json!(message)), "{body}");
+    }
+    app.shutdown().await;
+}
+
 crate::backend_tests!(
     every_delivery_verifies_under_both_schemes,
     retries_follow_the_schedule_with_one_event_id_then_exhaust,
@@ -684,4 +709,5 @@ crate::backend_tests!(
     deliveries_survive_sigkill_while_the_receiver_is_down,
     a_deleted_endpoint_gets_nothing_more,
     retry_after_and_the_back_off_floor_delay_retries,
+    subscriptions_take_each_contract_event_type_once_and_refuse_others,
 );

@@ -277,7 +277,7 @@ impl Engine {
                 "donorEmail": donation.donor_email,
                 "completedAt": format_timestamp(now_ms),
             });
-            write_set.push(self.announcement(donation.partner_env, "donation.completed", &data));
+            write_set.push(self.announcement(donation.partner_env, crate::webhooks::EventType::DonationCompleted, &data));
         }
         self.commit_admin(write_set).await?;
         drop(admin);

@@ -91,7 +91,7 @@ impl PartnerActor {
         };
         if let Some(previous) = previous_status.filter(|previous| *previous != campaign.status) {
             events.push(
-                "campaign.status_changed",
+                crate::webhooks::EventType::CampaignStatusChanged,
                 &json!({ "campaignId": campaign.id.to_hex(), "previousStatus": previous, "status": campaign.status }),
             );
         }

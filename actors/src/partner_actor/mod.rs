@@ -34,8 +34,7 @@ use crate::model::{CampaignRecord, Effect, IdempotencyRecord, IdempotencyScope, 
 use crate::posting::{EventBuilder, PostingUser, RewardPosting, push_events};
 use crate::request::{ActionRequest, AllocationRequest, CampaignFields, PartnerUserId, RedemptionRequest, ReversalRequest, Stakeholder, UserProfile};
 use crate::store::{Scan, ScanOrder, WriteOp};
-use crate::webhooks::OutboxSignal;
-use crate::webhooks::{EndpointRecord, HealthNotice, WebhookFields, fan_out};
+use crate::webhooks::{EndpointRecord, EventType, HealthNotice, OutboxSignal, WebhookFields, fan_out};
 
 mod campaign_commands;
 mod pools;
@@ -138,7 +137,7 @@ impl Message for PartnerCommand {
 
 /// Records an event in this partner's feed (sequence assigned here, like every event).
 pub(crate) struct RecordEvent {
-    pub event_type: String,
+    pub event_type: EventType,
     pub data: serde_json::Value,
     pub reply: oneshot::Sender<Delivery<()>>,
 }
@@ -276,7 +275,7 @@ impl Handler<RecordEvent> for PartnerActor {
     type Result = ();
 
     fn handle(&mut self, message: RecordEvent, context: &mut Context<Self>) {
-        self.run_message(context, "record_event", message.reply, |actor| actor.record_event(&message.event_type, &message.data));
+        self.run_message(context, "record_event", message.reply, |actor| actor.record_event(message.event_type, &message.data));
     }
 }
 
@@ -560,7 +559,7 @@ impl PartnerActor {
     }
 
     /// Commits one event (and the sequence it took) on its own.
-    fn commit_event<T: Serialize>(&mut self, event_type: &str, data: &T, now_ms: u64) -> CommitReceipt {
+    fn commit_event<T: Serialize>(&mut self, event_type: EventType, data: &T, now_ms: u64) -> CommitReceipt {
         self.commit_event_with(event_type, data, now_ms, &[], Vec::new(), OutboxSignal::default())
     }
 
@@ -568,7 +567,7 @@ impl PartnerActor {
     /// `excluded` (the endpoint the event is about); `signal` names what else changed.
     fn commit_event_with<T: Serialize>(
         &mut self,
-        event_type: &str,
+        event_type: EventType,
         data: &T,
         now_ms: u64,
         excluded: &[Id],
@@ -588,7 +587,7 @@ impl PartnerActor {
         self.commit(write_set, signal).1
     }
 
-    fn record_event(&mut self, event_type: &str, data: &serde_json::Value) -> ActorReply<()> {
+    fn record_event(&mut self, event_type: EventType, data: &serde_json::Value) -> ActorReply<()> {
         if let Err(error) = &self.state {
             return ActorReply::failed(error.clone());
         }

@@ -157,7 +157,7 @@ impl PartnerActor {
             code: &'a str,
         }
         let failed = ActionFailed { idempotency_key: request.idempotency_key.as_str(), code: error.code() };
-        let receipt = self.commit_event("action.failed", &failed, now_ms);
+        let receipt = self.commit_event(crate::webhooks::EventType::ActionFailed, &failed, now_ms);
         ActorReply { outcome: Err(error), receipt: Some(receipt) }
     }
 }

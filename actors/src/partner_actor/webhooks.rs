@@ -17,7 +17,7 @@ use crate::views::EventEnvelope;
 use crate::webhooks::OutboxSignal;
 use crate::webhooks::signing::generate_secret;
 use crate::webhooks::{
-    DeliveryRecord, DeliveryView, EndpointRecord, EndpointStatus, EndpointView, HealthNotice, QueuedDelivery, WebhookFields, seal_secret,
+    DeliveryRecord, DeliveryView, EndpointRecord, EndpointStatus, EndpointView, EventType, HealthNotice, QueuedDelivery, WebhookFields, seal_secret,
 };
 
 /// Queue rows removed with a deleted endpoint in one write set; the dispatcher drops any
@@ -139,7 +139,7 @@ impl PartnerActor {
         let event_id = self.shared.ids.next(now_ms);
         let envelope = EventEnvelope {
             id: event_id.prefixed("evt_"),
-            event_type: "webhook.test",
+            event_type: EventType::WebhookTest,
             created_at: crate::clock::format_timestamp(now_ms),
             environment: self.partner_env.environment,
             partner_id: self.partner_env.partner_id.to_hex(),
@@ -149,7 +149,7 @@ impl PartnerActor {
         let event = EventRecord {
             id: event_id,
             sequence: 0,
-            event_type: "webhook.test".into(),
+            event_type: EventType::WebhookTest,
             created_at_ms: now_ms,
             envelope_json: serde_json::to_vec(&envelope).expect("envelopes serialize"),
         };
@@ -189,19 +189,19 @@ impl PartnerActor {
                     *known = disabled;
                 }
                 let data = json!({ "endpointId": endpoint_hex, "url": endpoint.url, "reason": reason });
-                self.commit_event_with("webhook_endpoint.disabled", &data, now_ms, &excluded, extra, OutboxSignal::touched(endpoint_id))
+                self.commit_event_with(EventType::WebhookEndpointDisabled, &data, now_ms, &excluded, extra, OutboxSignal::touched(endpoint_id))
             }
             HealthNotice::Unhealthy { failing_since_ms } => {
                 let data =
                     json!({ "endpointId": endpoint_hex, "url": endpoint.url, "failingSince": crate::clock::format_timestamp(*failing_since_ms) });
-                self.commit_event_with("webhook_endpoint.unhealthy", &data, now_ms, &excluded, Vec::new(), OutboxSignal::touched(endpoint_id))
+                self.commit_event_with(EventType::WebhookEndpointUnhealthy, &data, now_ms, &excluded, Vec::new(), OutboxSignal::touched(endpoint_id))
             }
             HealthNotice::Exhausted { delivery_id, event_id, event_type, attempts } => {
                 let data = json!({
                     "endpointId": endpoint_hex, "url": endpoint.url, "deliveryId": delivery_id.prefixed("dlv_"),
                     "eventId": event_id.prefixed("evt_"), "eventType": event_type, "attempts": attempts,
                 });
-                self.commit_event_with("webhook.delivery_exhausted", &data, now_ms, &excluded, Vec::new(), OutboxSignal::touched(endpoint_id))
+                self.commit_event_with(EventType::WebhookDeliveryExhausted, &data, now_ms, &excluded, Vec::new(), OutboxSignal::touched(endpoint_id))
             }
         };
         ActorReply { outcome: Ok(WriteOutcome::Done(answer(Effect::Applied, &json!({})))), receipt: Some(receipt) }

@@ -621,15 +621,11 @@ impl Dispatcher {
             }
             // Health events about endpoints never raise more of them (no cascade between two
             // failing endpoints).
-            let about_webhooks = delivery.event_type.starts_with("webhook.") || delivery.event_type.starts_with("webhook_endpoint.");
+            let about_webhooks = delivery.event_type.is_about_webhooks();
             if step == NextStep::Exhausted && !manual && !about_webhooks {
                 let attempts = delivery.attempt_count;
-                let notice = HealthNotice::Exhausted {
-                    delivery_id: delivery.id,
-                    event_id: delivery.event_id,
-                    event_type: delivery.event_type.clone(),
-                    attempts,
-                };
+                let notice =
+                    HealthNotice::Exhausted { delivery_id: delivery.id, event_id: delivery.event_id, event_type: delivery.event_type, attempts };
                 notices.push((key, notice));
             }
             write_set.push(WriteOp::Put { key: keys::webhook_delivery(&partner_env, endpoint_id, delivery.id), value: encode(&delivery) });

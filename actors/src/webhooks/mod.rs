@@ -16,10 +16,12 @@
 //! One job per file: `dispatcher` (the delivery loop and its claims), `attempt` (the shared
 //! client and one attempt), `health` and [`schedule`] (the health and retry policies, pure),
 //! [`ssrf`] (the address guard), [`signing`] (both signature schemes), `reads` (endpoints,
-//! deliveries and the health summary for the API); this file holds the records and views.
+//! deliveries and the health summary for the API), [`event_type`] (the contract's event
+//! types); this file holds the records and views.
 
 mod attempt;
 pub(crate) mod dispatcher;
+pub mod event_type;
 mod health;
 mod reads;
 pub mod schedule;
@@ -40,28 +42,10 @@ use crate::keys;
 use crate::model::{EventRecord, PartnerEnv};
 use crate::store::WriteOp;
 
+pub use event_type::{EventType, UnknownEventType};
 pub use reads::WebhookHealth;
 pub use schedule::{AttemptOutcome, NextStep, RetryPolicy, parse_duration};
 pub use ssrf::{AddressPolicy, Cidr};
-
-/// Every event type a partner may subscribe to (contract §9).
-pub const EVENT_TYPES: &[&str] = &[
-    "action.completed",
-    "action.failed",
-    "action.reversed",
-    "transaction.completed",
-    "token_pool.low_balance",
-    "token_pool.refilled",
-    "campaign.status_changed",
-    "campaign.budget_exhausted",
-    "partner.status_changed",
-    "api_key.expiring",
-    "donation.completed",
-    "webhook.test",
-    "webhook_endpoint.unhealthy",
-    "webhook_endpoint.disabled",
-    "webhook.delivery_exhausted",
-];
 
 /// Headers a partner may not set: the ones that carry the delivery's meaning or framing.
 pub const RESERVED_HEADERS: &[&str] = &[
@@ -213,7 +197,7 @@ pub struct EndpointRecord {
     pub id: Id,
     pub url: String,
     pub description: Option<String>,
-    pub event_types: Vec<String>,
+    pub event_types: Vec<EventType>,
     pub receive_all_events: bool,
     pub headers: Vec<(String, String)>,
     pub status: EndpointStatus,
@@ -240,8 +224,8 @@ impl fmt::Debug for EndpointRecord {
 }
 
 impl EndpointRecord {
-    pub fn subscribes(&self, event_type: &str) -> bool {
-        self.receive_all_events || self.event_types.iter().any(|subscribed| subscribed == event_type)
+    pub fn subscribes(&self, event_type: EventType) -> bool {
+        self.receive_all_events || self.event_types.contains(&event_type)
     }
 
     /// The secrets it signs with now (the previous one only while its overlap lasts).
@@ -295,7 +279,7 @@ pub struct DeliveryRecord {
     pub id: Id,
     pub endpoint_id: Id,
     pub event_id: Id,
-    pub event_type: String,
+    pub event_type: EventType,
     /// The event in the feed; `None` for `webhook.test`, which is not in the feed.
     pub event_sequence: Option<u64>,
     /// The envelope of an event that is not in the feed.
@@ -320,7 +304,7 @@ impl DeliveryRecord {
             id,
             endpoint_id,
             event_id: event.id,
-            event_type: event.event_type.clone(),
+            event_type: event.event_type,
             event_sequence: Some(event.sequence),
             inline_envelope: None,
             status: DeliveryStatus::Pending,
@@ -427,7 +411,7 @@ pub fn fan_out(
 ) -> Vec<QueuedDelivery> {
     let mut queued = Vec::new();
     for endpoint in endpoints.iter().filter(|endpoint| endpoint.status == EndpointStatus::Enabled && !excluded.contains(&endpoint.id)) {
-        for event in events.iter().filter(|event| endpoint.subscribes(&event.event_type)) {
+        for event in events.iter().filter(|event| endpoint.subscribes(event.event_type)) {
             let delivery = DeliveryRecord::new(ids.next(now_ms), endpoint.id, event, now_ms);
             // The record before its queue row: a reader that sees the row sees the record.
             ops.push(WriteOp::Put { key: keys::webhook_delivery(partner_env, endpoint.id, delivery.id), value: encode(&delivery) });
@@ -450,7 +434,7 @@ pub fn shown_header_value(name: &str, value: &str) -> String {
 pub struct WebhookFields {
     pub url: Option<String>,
     pub description: Option<Option<String>>,
-    pub event_types: Option<Vec<String>>,
+    pub event_types: Option<Vec<EventType>>,
     pub receive_all_events: Option<bool>,
     pub headers: Option<Vec<(String, String)>>,
     pub status: Option<EndpointStatus>,
@@ -464,7 +448,7 @@ pub enum HealthNotice {
     /// Failing for half the window: `webhook_endpoint.unhealthy`.
     Unhealthy { failing_since_ms: u64 },
     /// A delivery ran out of attempts: `webhook.delivery_exhausted`.
-    Exhausted { delivery_id: Id, event_id: Id, event_type: String, attempts: u32 },
+    Exhausted { delivery_id: Id, event_id: Id, event_type: EventType, attempts: u32 },
 }
 
 /// An endpoint as the API shows it. `secret` only in the answers that create one.
@@ -474,7 +458,7 @@ pub struct EndpointView {
     pub id: String,
     pub url: String,
     pub description: Option<String>,
-    pub event_types: Vec<String>,
+    pub event_types: Vec<EventType>,
     pub receive_all_events: bool,
     pub headers: serde_json::Map<String, serde_json::Value>,
     pub status: EndpointStatus,
@@ -527,7 +511,7 @@ pub struct DeliveryView {
     pub id: String,
     pub endpoint_id: String,
     pub event_id: String,
-    pub event_type: String,
+    pub event_type: EventType,
     pub status: DeliveryStatus,
     pub attempt_count: u32,
     pub next_attempt_at: Option<String>,
@@ -543,7 +527,7 @@ impl From<&DeliveryRecord> for DeliveryView {
             id: delivery.id.prefixed("dlv_"),
             endpoint_id: delivery.endpoint_id.to_hex(),
             event_id: delivery.event_id.prefixed("evt_"),
-            event_type: delivery.event_type.clone(),
+            event_type: delivery.event_type,
             status: delivery.status,
             attempt_count: delivery.attempt_count,
             next_attempt_at: delivery.next_attempt_at_ms.filter(|_| delivery.status == DeliveryStatus::Pending).map(format_timestamp),
