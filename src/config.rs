@@ -5,11 +5,15 @@
 //! Secrets are never configuration: `REWARD_ADMIN_TOKEN`, `REWARD_MASTER_KEY` and the
 //! providers' `REWARD_PROVIDER_SECRET_*` are read by the binary directly and never logged.
 
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+
+use axum::http::HeaderName;
 
 use reward_actors::EngineConfig;
 use reward_actors::store::{StoreBackend, WalOptions};
-use serde::{Deserialize, Serialize};
+use serde::de::Error as _;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -29,14 +33,16 @@ pub struct Config {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ServerConfig {
-    /// Address to listen on.
-    pub listen: String,
+    /// Address to listen on (`host:port`, checked at load).
+    #[serde(deserialize_with = "listen_address")]
+    pub listen: SocketAddr,
     /// Where the store and (in demo mode) generated files live.
     pub data_dir: PathBuf,
     /// The embedded store: `redb` (default) or `sled`.
     pub store: StoreBackend,
     /// A file holding the 64-hex master key, outside the data directory. Empty: none.
-    pub master_key_file: String,
+    #[serde(serialize_with = "path_or_empty", deserialize_with = "empty_or_path")]
+    pub master_key_file: Option<PathBuf>,
     /// `pretty` for people, `json` for log pipelines.
     pub log_format: LogFormat,
     /// How long a shutdown waits for in-flight requests before it stops anyway.
@@ -49,13 +55,15 @@ pub struct ServerConfig {
     pub key_expiry_notice_days: u64,
     /// Portal self-registration: `closed` (the default: accounts come from admins, as the
     /// partnership review expects) or `open` (`REWARD_PORTAL_REGISTRATION=open`).
-    pub portal_registration: String,
+    #[serde(deserialize_with = "portal_registration")]
+    pub portal_registration: PortalRegistration,
     /// How long a portal access token is valid; refresh tokens renew it.
     pub access_token_ttl_secs: u64,
     /// A header set by a trusted reverse proxy that names the client (`x-forwarded-for`):
     /// its last address is the client for the IP allowlist. Empty (the default): the
     /// socket's peer address, and no header is trusted.
-    pub client_ip_header: String,
+    #[serde(serialize_with = "header_or_empty", deserialize_with = "empty_or_header")]
+    pub client_ip_header: Option<HeaderName>,
     /// Open HTTP connections at most; at the cap the server stops accepting (new clients wait
     /// in the kernel's backlog) and closes connections that are only waiting (see
     /// `crowded_idle_timeout_ms`). Each connection costs a file descriptor and a few KiB, so
@@ -102,21 +110,76 @@ pub enum LogFormat {
     Json,
 }
 
+/// Who may open a portal account (`server.portal_registration`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PortalRegistration {
+    /// Accounts come from admins only.
+    #[default]
+    Closed,
+    /// Anyone may register through `POST /v1/partner/auth/register`.
+    Open,
+}
+
+// Typed settings keep their TOML and environment spelling: the table that environment
+// variables are typed against (`apply_variable`) is the serialized defaults, so a setting
+// whose absence is `None` still serializes as a string (empty), and each refusal names the
+// setting.
+
+fn listen_address<'de, D: Deserializer<'de>>(deserializer: D) -> Result<SocketAddr, D::Error> {
+    let text = String::deserialize(deserializer)?;
+    text.parse().map_err(|_| D::Error::custom(format!("server.listen '{text}' is not an address like 127.0.0.1:8080")))
+}
+
+fn portal_registration<'de, D: Deserializer<'de>>(deserializer: D) -> Result<PortalRegistration, D::Error> {
+    match String::deserialize(deserializer)?.as_str() {
+        "closed" => Ok(PortalRegistration::Closed),
+        "open" => Ok(PortalRegistration::Open),
+        _ => Err(D::Error::custom("server.portal_registration must be open or closed")),
+    }
+}
+
+fn path_or_empty<S: Serializer>(path: &Option<PathBuf>, serializer: S) -> Result<S::Ok, S::Error> {
+    match path {
+        Some(path) => path.serialize(serializer),
+        None => serializer.serialize_str(""),
+    }
+}
+
+/// An empty string is no path, as before the setting was typed.
+fn empty_or_path<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<PathBuf>, D::Error> {
+    let text = String::deserialize(deserializer)?;
+    Ok((!text.is_empty()).then(|| PathBuf::from(text)))
+}
+
+fn header_or_empty<S: Serializer>(name: &Option<HeaderName>, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_str(name.as_ref().map_or("", HeaderName::as_str))
+}
+
+/// An empty string is no header (the socket's peer counts).
+fn empty_or_header<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<HeaderName>, D::Error> {
+    let text = String::deserialize(deserializer)?;
+    if text.is_empty() {
+        return Ok(None);
+    }
+    HeaderName::from_bytes(text.as_bytes()).map(Some).map_err(|_| D::Error::custom("server.client_ip_header is not a header name"))
+}
+
 impl Default for ServerConfig {
     fn default() -> Self {
         ServerConfig {
-            listen: "127.0.0.1:8080".into(),
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             data_dir: PathBuf::from("./data"),
             store: StoreBackend::Redb,
-            master_key_file: String::new(),
+            master_key_file: None,
             log_format: LogFormat::Pretty,
             shutdown_grace_secs: 30,
             test_clock: false,
             maintenance_interval_ms: 60_000,
             key_expiry_notice_days: 7,
-            portal_registration: "closed".into(),
+            portal_registration: PortalRegistration::Closed,
             access_token_ttl_secs: 900,
-            client_ip_header: String::new(),
+            client_ip_header: None,
             connections_max: 16_384,
             header_read_timeout_ms: 10_000,
             idle_timeout_ms: 60_000,
@@ -262,20 +325,10 @@ impl Config {
         }
         self.webhook.settings().map_err(ConfigError::Invalid)?;
         self.donations.check().map_err(ConfigError::Invalid)?;
-        if !matches!(self.server.portal_registration.as_str(), "open" | "closed") {
-            return Err(ConfigError::Invalid("server.portal_registration must be open or closed".into()));
-        }
-        if !self.server.client_ip_header.is_empty() && axum::http::HeaderName::from_bytes(self.server.client_ip_header.as_bytes()).is_err() {
-            return Err(ConfigError::Invalid("server.client_ip_header is not a header name".into()));
-        }
         if self.server.maintenance_interval_ms == 0 {
             return Err(ConfigError::Invalid("server.maintenance_interval_ms must be greater than 0".into()));
         }
         self.validate_connections()?;
-        self.server
-            .listen
-            .parse::<std::net::SocketAddr>()
-            .map_err(|_| ConfigError::Invalid(format!("server.listen '{}' is not an address like 127.0.0.1:8080", self.server.listen)))?;
         Ok(())
     }
 }
@@ -383,7 +436,7 @@ mod tests {
             variables(&[("REWARD_ENGINE_MAILBOX_CAPACITY", "20"), ("REWARD_TEST_CLOCK", "on"), ("REWARD_ADMIN_TOKEN", "x"), ("PATH", "/bin")]),
         )
         .expect("valid");
-        assert_eq!(config.server.listen, "127.0.0.1:9000");
+        assert_eq!(config.server.listen, SocketAddr::from(([127, 0, 0, 1], 9000)));
         assert_eq!(config.server.store, StoreBackend::Sled);
         assert_eq!(config.engine.mailbox_capacity, 20);
         assert!(config.server.test_clock);
@@ -434,7 +487,7 @@ mod tests {
             SPECIAL_VARIABLES.iter().map(|name| (*name, if *name == "REWARD_PORTAL_REGISTRATION" { "open" } else { "on" })).collect();
         let config = Config::load(None, variables(&pairs)).expect("the non-config variables are legitimate");
         assert!(config.server.test_clock);
-        assert_eq!(config.server.portal_registration, "open");
+        assert_eq!(config.server.portal_registration, PortalRegistration::Open);
     }
 
     #[test]
@@ -463,6 +516,80 @@ mod tests {
         assert!(refusal(None, &[("REWARD_SERVER_CONNECTIONS_MAX", "0")]).contains("server.connections_max"));
         assert!(refusal(None, &[("REWARD_SERVER_CROWDED_IDLE_TIMEOUT_MS", "20000")]).contains("server.crowded_idle_timeout_ms"));
         assert!(refusal(None, &[("REWARD_SERVER_LOG_FORMAT", "xml")]).contains("xml"));
+    }
+
+    #[test]
+    fn typed_server_settings_parse_at_load() {
+        let defaults = Config::load(None, variables(&[])).expect("defaults");
+        assert_eq!(defaults.server.listen, SocketAddr::from(([127, 0, 0, 1], 8080)));
+        assert_eq!((defaults.server.master_key_file, defaults.server.client_ip_header), (None, None));
+        assert_eq!(defaults.server.portal_registration, PortalRegistration::Closed);
+
+        let from_environment = Config::load(
+            None,
+            variables(&[
+                ("REWARD_SERVER_LISTEN", "[::1]:9443"),
+                ("REWARD_SERVER_MASTER_KEY_FILE", "/etc/reward/master.key"),
+                ("REWARD_SERVER_PORTAL_REGISTRATION", "open"),
+                ("REWARD_SERVER_CLIENT_IP_HEADER", "X-Forwarded-For"),
+            ]),
+        )
+        .expect("valid");
+        let server = from_environment.server;
+        assert_eq!(server.listen, "[::1]:9443".parse::<SocketAddr>().expect("an address"));
+        assert_eq!(server.master_key_file.as_deref(), Some(Path::new("/etc/reward/master.key")));
+        assert_eq!(server.portal_registration, PortalRegistration::Open);
+        assert_eq!(server.client_ip_header, Some(HeaderName::from_static("x-forwarded-for")), "header names are case-insensitive");
+
+        let shorthand = Config::load(None, variables(&[("REWARD_PORTAL_REGISTRATION", "OPEN")])).expect("the shorthand ignores case");
+        assert_eq!(shorthand.server.portal_registration, PortalRegistration::Open);
+    }
+
+    #[test]
+    fn an_empty_key_file_or_proxy_header_means_none() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let file = dir.path().join("reward.toml");
+        let set = "[server]\nmaster_key_file = \"/etc/reward/master.key\"\nclient_ip_header = \"x-real-ip\"\nportal_registration = \"open\"\n";
+        std::fs::write(&file, set).expect("write");
+        let from_file = Config::load(Some(&file), variables(&[])).expect("valid");
+        assert_eq!(from_file.server.master_key_file.as_deref(), Some(Path::new("/etc/reward/master.key")));
+        assert_eq!(from_file.server.client_ip_header, Some(HeaderName::from_static("x-real-ip")));
+        assert_eq!(from_file.server.portal_registration, PortalRegistration::Open);
+
+        let emptied = Config::load(Some(&file), variables(&[("REWARD_SERVER_MASTER_KEY_FILE", ""), ("REWARD_SERVER_CLIENT_IP_HEADER", "")]))
+            .expect("an empty variable is none");
+        assert_eq!((emptied.server.master_key_file, emptied.server.client_ip_header), (None, None));
+
+        std::fs::write(&file, "[server]\nmaster_key_file = \"\"\nclient_ip_header = \"\"\n").expect("write");
+        let empty_in_file = Config::load(Some(&file), variables(&[])).expect("an empty string in TOML is none");
+        assert_eq!((empty_in_file.server.master_key_file, empty_in_file.server.client_ip_header), (None, None));
+    }
+
+    #[test]
+    fn bad_typed_server_settings_are_refused_naming_the_setting() {
+        for (name, value, expected) in [
+            ("REWARD_SERVER_LISTEN", "localhost", "server.listen 'localhost' is not an address like 127.0.0.1:8080"),
+            ("REWARD_SERVER_LISTEN", "127.0.0.1", "server.listen '127.0.0.1' is not an address"),
+            ("REWARD_SERVER_LISTEN", "127.0.0.1:70000", "server.listen '127.0.0.1:70000' is not an address"),
+            ("REWARD_SERVER_LISTEN", "", "server.listen '' is not an address"),
+            ("REWARD_SERVER_PORTAL_REGISTRATION", "sometimes", "server.portal_registration must be open or closed"),
+            ("REWARD_SERVER_PORTAL_REGISTRATION", "Open", "server.portal_registration must be open or closed"),
+            ("REWARD_SERVER_PORTAL_REGISTRATION", "", "server.portal_registration must be open or closed"),
+            ("REWARD_PORTAL_REGISTRATION", "ajar", "server.portal_registration must be open or closed"),
+            ("REWARD_SERVER_CLIENT_IP_HEADER", "x forwarded for", "server.client_ip_header is not a header name"),
+            ("REWARD_SERVER_CLIENT_IP_HEADER", "x-forwarded-for:", "server.client_ip_header is not a header name"),
+        ] {
+            let message = refusal(None, &[(name, value)]);
+            assert!(message.contains(expected), "{name}={value:?}: {message}");
+        }
+        for (text, expected) in [
+            ("[server]\nlisten = \"example.org\"\n", "server.listen 'example.org'"),
+            ("[server]\nportal_registration = \"closed \"\n", "server.portal_registration"),
+            ("[server]\nclient_ip_header = \"\u{e9}\"\n", "server.client_ip_header"),
+        ] {
+            let message = refusal(Some(text), &[]);
+            assert!(message.contains(expected), "{text}: {message}");
+        }
     }
 
     #[test]

@@ -56,8 +56,8 @@ enum Command {
 #[derive(clap::Args)]
 struct ServeArgs {
     /// Address to listen on [default: 127.0.0.1:8080].
-    #[arg(long)]
-    listen: Option<String>,
+    #[arg(long, value_parser = listen_address)]
+    listen: Option<std::net::SocketAddr>,
     /// Data directory [default: ./data].
     #[arg(long)]
     data_dir: Option<PathBuf>,
@@ -135,6 +135,11 @@ fn init_logging(format: LogFormat) -> anyhow::Result<()> {
         LogFormat::Pretty => builder.init(),
     }
     Ok(())
+}
+
+/// `--listen`, refused at parse with the same hint as `server.listen`.
+fn listen_address(text: &str) -> Result<std::net::SocketAddr, String> {
+    text.parse().map_err(|_| "not an address like 127.0.0.1:8080".to_owned())
 }
 
 fn secret_from_environment(name: &str) -> Option<Secret> {

@@ -4,7 +4,7 @@
 
 use std::io::Write;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -94,8 +94,7 @@ pub async fn start(options: ServeOptions) -> anyhow::Result<RunningServer> {
         donations: config.donations.clone(),
     })?;
     let admin_token_digest = resolve_admin_token(&engine, secrets.admin_token.as_ref()).await?;
-    let listen: SocketAddr = config.server.listen.parse().with_context(|| format!("server.listen {}", config.server.listen))?;
-    let listener = listener::bind(listen).with_context(|| format!("listening on {}", config.server.listen))?;
+    let listener = listener::bind(config.server.listen).with_context(|| format!("listening on {}", config.server.listen))?;
     let local_addr = listener.local_addr()?;
     if demo {
         let credentials = demo::ensure_demo_partner(&engine, &data_dir).await?;
@@ -105,11 +104,9 @@ pub async fn start(options: ServeOptions) -> anyhow::Result<RunningServer> {
     let portal = Arc::new(PortalSettings {
         signing_secret: engine.portal_signing_secret().await?,
         access_token_ttl_secs: config.server.access_token_ttl_secs,
-        registration_open: config.server.portal_registration == "open",
+        registration_open: config.server.portal_registration == crate::config::PortalRegistration::Open,
     });
-    let client_ip_header = Some(config.server.client_ip_header.as_str())
-        .filter(|name| !name.is_empty())
-        .and_then(|name| axum::http::HeaderName::from_bytes(name.as_bytes()).ok());
+    let client_ip_header = config.server.client_ip_header.clone();
     let donations = Arc::new(DonationSettings { provider_secrets: secrets.provider_secrets });
     let state = AppState {
         engine: engine.clone(),
@@ -210,8 +207,7 @@ fn resolve_master_key(config: &Config, from_environment: Option<&Secret>, demo: 
     if let Some(hex_key) = from_environment {
         return MasterKey::from_hex(hex_key.expose()).context("REWARD_MASTER_KEY");
     }
-    if !config.server.master_key_file.is_empty() {
-        let path = Path::new(&config.server.master_key_file);
+    if let Some(path) = &config.server.master_key_file {
         let text = std::fs::read_to_string(path).with_context(|| format!("reading the master key file {}", path.display()))?;
         return MasterKey::from_hex(&text).with_context(|| format!("the master key file {}", path.display()));
     }

@@ -111,8 +111,9 @@ async fn a_proxy_header_is_trusted_only_when_configured(backend: StoreBackend) {
         let app = spawn_app_with(AppOptions {
             backend,
             tweak: trusted.then(|| {
-                Arc::new(|config: &mut reward_engine::config::Config| config.server.client_ip_header = "x-forwarded-for".into())
-                    as crate::support::TweakConfig
+                Arc::new(|config: &mut reward_engine::config::Config| {
+                    config.server.client_ip_header = Some(axum::http::HeaderName::from_static("x-forwarded-for"))
+                }) as crate::support::TweakConfig
             }),
             ..AppOptions::default()
         })

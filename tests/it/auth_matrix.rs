@@ -69,7 +69,7 @@ const INVALID_TOKEN: (u16, &str) = (401, "INVALID_TOKEN");
 async fn every_route_group_under_every_scheme(backend: StoreBackend) {
     let app = spawn_app_with(AppOptions {
         backend,
-        tweak: Some(Arc::new(|config| config.server.portal_registration = "open".into())),
+        tweak: Some(Arc::new(|config| config.server.portal_registration = reward_engine::config::PortalRegistration::Open)),
         ..AppOptions::default()
     })
     .await;

@@ -19,7 +19,7 @@ use crate::support::{
 
 fn config_in(data_dir: &std::path::Path, backend: StoreBackend) -> Config {
     let mut config = Config::default();
-    config.server.listen = "127.0.0.1:0".into();
+    config.server.listen = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
     config.server.data_dir = data_dir.to_owned();
     config.server.store = backend;
     config

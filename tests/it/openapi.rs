@@ -133,7 +133,7 @@ async fn real_answers_match_their_documented_schemas(backend: StoreBackend) {
     let app = spawn_app_with(AppOptions {
         backend,
         test_clock: true,
-        tweak: Some(std::sync::Arc::new(|config| config.server.portal_registration = "open".into())),
+        tweak: Some(std::sync::Arc::new(|config| config.server.portal_registration = reward_engine::config::PortalRegistration::Open)),
         ..AppOptions::default()
     })
     .await;

@@ -11,8 +11,12 @@ use serde_json::{Value, json};
 use crate::support::{AppOptions, TestApp, action_body, code, spawn_app, spawn_app_with};
 
 async fn open_app(backend: StoreBackend) -> TestApp {
-    spawn_app_with(AppOptions { backend, tweak: Some(Arc::new(|config| config.server.portal_registration = "open".into())), ..AppOptions::default() })
-        .await
+    spawn_app_with(AppOptions {
+        backend,
+        tweak: Some(Arc::new(|config| config.server.portal_registration = reward_engine::config::PortalRegistration::Open)),
+        ..AppOptions::default()
+    })
+    .await
 }
 
 async fn register(app: &TestApp, email: &str, password: &str) -> reward_engine::client::ClientResponse {
@@ -91,7 +95,7 @@ async fn an_expired_access_token_is_refused(backend: StoreBackend) {
     let app = spawn_app_with(AppOptions {
         backend,
         test_clock: true,
-        tweak: Some(Arc::new(|config| config.server.portal_registration = "open".into())),
+        tweak: Some(Arc::new(|config| config.server.portal_registration = reward_engine::config::PortalRegistration::Open)),
         ..AppOptions::default()
     })
     .await;

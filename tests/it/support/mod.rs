@@ -119,7 +119,7 @@ pub async fn spawn_app_in(options: AppOptions, data_dir: PathBuf) -> TestApp {
 
 async fn start_server(options: &AppOptions, data_dir: &std::path::Path) -> (RunningServer, SocketAddr) {
     let mut config = Config::default();
-    config.server.listen = "127.0.0.1:0".into();
+    config.server.listen = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
     config.server.data_dir = data_dir.to_owned();
     config.server.store = options.backend;
     config.server.test_clock = options.test_clock;
