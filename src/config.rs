@@ -274,6 +274,9 @@ pub enum ConfigError {
     File { path: PathBuf, message: String },
     #[error("{0}")]
     Invalid(String),
+    /// A setting the engine crate checks (`[engine]`, `[webhook]`, `[donations]`).
+    #[error(transparent)]
+    Setting(#[from] reward_actors::InvalidSetting),
 }
 
 impl Config {
@@ -295,7 +298,7 @@ impl Config {
     }
 
     pub fn validate(&self) -> Result<(), ConfigError> {
-        self.engine.validate().map_err(ConfigError::Invalid)?;
+        self.engine.validate()?;
         if self.backup.retention == 0 {
             return Err(ConfigError::Invalid("backup.retention must be at least 1".into()));
         }
@@ -323,8 +326,8 @@ impl Config {
         if limits.body_bytes_max.max(limits.batch_body_bytes_max) > 16 * 1024 * 1024 {
             return Err(ConfigError::Invalid("limits.body_bytes_max and limits.batch_body_bytes_max must be at most 16 MiB".into()));
         }
-        self.webhook.settings().map_err(ConfigError::Invalid)?;
-        self.donations.check().map_err(ConfigError::Invalid)?;
+        self.webhook.settings()?;
+        self.donations.check()?;
         if self.server.maintenance_interval_ms == 0 {
             return Err(ConfigError::Invalid("server.maintenance_interval_ms must be greater than 0".into()));
         }

@@ -22,7 +22,7 @@ use crate::auth::AuthCache;
 use crate::clock::Clock;
 use crate::committer::{CommitterHandle, CommitterLimits, CommitterThread, start_committer};
 use crate::crypto::MasterKey;
-use crate::error::{EngineError, STORE_UNAVAILABLE_RETRY_AFTER_SECS};
+use crate::error::{EngineError, InvalidSetting, STORE_UNAVAILABLE_RETRY_AFTER_SECS};
 use crate::ids::{Id, IdGenerator};
 use crate::metrics::EngineMetrics;
 use crate::model::PartnerEnv;
@@ -92,7 +92,7 @@ impl Default for EngineConfig {
 }
 
 impl EngineConfig {
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), InvalidSetting> {
         let positive = [
             ("mailbox_capacity", self.mailbox_capacity as u64),
             ("commit_batch_max", self.commit_batch_max as u64),
@@ -109,11 +109,11 @@ impl EngineConfig {
         ];
         for (name, value) in positive {
             if value == 0 {
-                return Err(format!("engine.{name} must be greater than 0"));
+                return Err(InvalidSetting::new(format!("engine.{name}"), format!("engine.{name} must be greater than 0")));
             }
         }
         if self.arbiters > 256 {
-            return Err("engine.arbiters must be at most 256".into());
+            return Err(InvalidSetting::new("engine.arbiters", "engine.arbiters must be at most 256"));
         }
         Ok(())
     }
@@ -179,8 +179,11 @@ pub(crate) struct EngineInner {
 #[derive(Debug, thiserror::Error)]
 pub enum EngineStartError {
     #[error("invalid engine configuration: {0}")]
-    Config(String),
+    Config(InvalidSetting),
     /// The webhook settings (`[webhook]`) do not parse.
+    #[error("{0}")]
+    WebhookSettings(InvalidSetting),
+    /// The webhook delivery client cannot be built.
     #[error("{0}")]
     Webhooks(String),
     #[error("the engine starts its periodic jobs on a tokio runtime: call Engine::start inside one")]
@@ -237,7 +240,7 @@ impl Engine {
         let runtime = tokio::runtime::Handle::try_current().map_err(|_| EngineStartError::NoRuntime)?;
         config.validate().map_err(EngineStartError::Config)?;
         donations.check().map_err(EngineStartError::Config)?;
-        let webhook_settings = jobs.webhooks.settings().map_err(EngineStartError::Webhooks)?;
+        let webhook_settings = jobs.webhooks.settings().map_err(EngineStartError::WebhookSettings)?;
         check_master_key(store.as_ref(), &master_key)?;
         let metrics = Arc::new(EngineMetrics::new());
         let backups = crate::operations::backups::Backups::new(Arc::clone(&store), &metrics.registry, jobs.backups);

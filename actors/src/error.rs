@@ -85,3 +85,71 @@ impl EngineError {
         EngineError::Internal(format!("{context}: {error}"))
     }
 }
+
+/// An operator's setting refused at start: which setting, and a message that names it
+/// (`engine.mailbox_capacity must be greater than 0`), shown as is.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct InvalidSetting {
+    setting: String,
+    message: String,
+}
+
+impl InvalidSetting {
+    /// `setting` as the configuration spells it (`webhook.retry_schedule`); `message`
+    /// names it too, since it is shown alone.
+    pub(crate) fn new(setting: impl Into<String>, message: impl Into<String>) -> InvalidSetting {
+        InvalidSetting { setting: setting.into(), message: message.into() }
+    }
+
+    /// The setting refused (`section.key`).
+    pub fn setting(&self) -> &str {
+        &self.setting
+    }
+}
+
+#[cfg(test)]
+mod invalid_setting_tests {
+    use super::InvalidSetting;
+    use crate::EngineConfig;
+    use crate::donations::DonationsConfig;
+    use crate::webhooks::WebhookConfig;
+
+    /// Each refusal names its setting and keeps the message the `String` it replaced had.
+    #[test]
+    fn refused_settings_name_themselves() {
+        let check = |refused: InvalidSetting, setting: &str, message: &str| {
+            assert_eq!((refused.setting(), refused.to_string().as_str()), (setting, message));
+        };
+        let engine = EngineConfig { mailbox_capacity: 0, ..EngineConfig::default() };
+        check(engine.validate().expect_err("zero"), "engine.mailbox_capacity", "engine.mailbox_capacity must be greater than 0");
+        let engine = EngineConfig { arbiters: 257, ..EngineConfig::default() };
+        check(engine.validate().expect_err("too many"), "engine.arbiters", "engine.arbiters must be at most 256");
+
+        let webhook = |change: fn(&mut WebhookConfig)| {
+            let mut config = WebhookConfig::default();
+            change(&mut config);
+            config.settings().expect_err("refused")
+        };
+        check(webhook(|config| config.jitter_percent = 101), "webhook.jitter_percent", "webhook.jitter_percent must be at most 100");
+        check(webhook(|config| config.concurrency = 0), "webhook.concurrency", "webhook.concurrency must be 1 to 100000");
+        check(webhook(|config| config.retry_schedule.clear()), "webhook.retry_schedule", "webhook.retry_schedule must hold 1 to 50 delays");
+        check(
+            webhook(|config| config.backoff_floor = "soon".into()),
+            "webhook.backoff_floor",
+            "webhook.backoff_floor: 'soon' is not a duration like 5s, 5m, 2h or 1d",
+        );
+        check(
+            webhook(|config| config.poll_interval = "0s".into()),
+            "webhook.poll_interval",
+            "webhook.attempt_timeout, poll_interval and sweep_interval must be more than 0",
+        );
+        assert!(webhook(|config| config.allowed_cidrs = vec!["10.0.0.0/33".into()]).to_string().starts_with("webhook.allowed_cidrs: "));
+
+        let donations = DonationsConfig { stripe_link_template: "ftp://pay".into(), ..DonationsConfig::default() };
+        check(donations.check().expect_err("not http"), "donations.stripe_link_template", "donations.stripe_link_template must be an http(s) URL");
+        assert!(
+            EngineConfig::default().validate().is_ok() && WebhookConfig::default().settings().is_ok() && DonationsConfig::default().check().is_ok()
+        );
+    }
+}

@@ -53,5 +53,5 @@ pub mod views;
 pub mod webhooks;
 
 pub use engine::{Engine, EngineConfig, EngineParts, EngineStartError};
-pub use error::EngineError;
+pub use error::{EngineError, InvalidSetting};
 pub use partner_actor::{Recorded, WriteOutcome};

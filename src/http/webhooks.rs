@@ -170,7 +170,7 @@ async fn parse_webhook(state: &AppState, body: &[u8], environment: Environment, 
     }
     fields.finish()?;
     if let Some(url) = &url {
-        state.engine.webhook_settings().policy.check_url(url, environment).await.map_err(|message| ApiError::field("url", message))?;
+        state.engine.webhook_settings().policy.check_url(url, environment).await.map_err(|refusal| ApiError::field("url", refusal.to_string()))?;
     }
     Ok(WebhookFields { url, description, event_types, receive_all_events, headers, status })
 }

@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{DonationRecord, Provider};
 use crate::donations::Frequency;
+use crate::error::InvalidSetting;
 use crate::money::{Currency, Money};
 
 /// Donation links (contract §10): each provider's URL template. Placeholders, each
@@ -47,7 +48,7 @@ pub const LINK_PLACEHOLDERS: [&str; 12] = [
 
 impl DonationsConfig {
     /// Both templates are valid ([`DonationsConfig::check_template`]).
-    pub fn check(&self) -> Result<(), String> {
+    pub fn check(&self) -> Result<(), InvalidSetting> {
         DonationsConfig::check_template("every_org_link_template", &self.every_org_link_template)?;
         DonationsConfig::check_template("stripe_link_template", &self.stripe_link_template)
     }
@@ -61,18 +62,20 @@ impl DonationsConfig {
     }
 
     /// A template is an http(s) URL whose `{placeholders}` are all known.
-    pub fn check_template(name: &str, template: &str) -> Result<(), String> {
+    pub fn check_template(name: &str, template: &str) -> Result<(), InvalidSetting> {
+        let refused = |message: String| InvalidSetting::new(format!("donations.{name}"), message);
         if !(template.starts_with("https://") || template.starts_with("http://")) {
-            return Err(format!("donations.{name} must be an http(s) URL"));
+            return Err(refused(format!("donations.{name} must be an http(s) URL")));
         }
         let mut rest = template;
         while let Some(start) = rest.find('{') {
             let Some(length) = rest[start..].find('}') else {
-                return Err(format!("donations.{name} has an unclosed '{{'"));
+                return Err(refused(format!("donations.{name} has an unclosed '{{'")));
             };
             let placeholder = &rest[start + 1..start + length];
             if !LINK_PLACEHOLDERS.contains(&placeholder) {
-                return Err(format!("donations.{name} uses unknown placeholder {{{placeholder}}} (known: {})", LINK_PLACEHOLDERS.join(", ")));
+                let known = LINK_PLACEHOLDERS.join(", ");
+                return Err(refused(format!("donations.{name} uses unknown placeholder {{{placeholder}}} (known: {known})")));
             }
             rest = &rest[start + length + 1..];
         }

@@ -202,8 +202,8 @@ impl Backups {
 
     /// The newest `limit` backups in the directory, newest first, with their manifests, and
     /// whether there are more.
-    pub(crate) fn list(&self, limit: usize) -> Result<(Vec<CompletedBackup>, bool), String> {
-        let found = backup::list_backups(&self.config.directory).map_err(|error| error.to_string())?;
+    pub(crate) fn list(&self, limit: usize) -> Result<(Vec<CompletedBackup>, bool), backup::BackupError> {
+        let found = backup::list_backups(&self.config.directory)?;
         let has_more = found.len() > limit;
         let newest = found.into_iter().rev().take(limit).filter_map(|path| read_manifest(&path).map(|manifest| CompletedBackup { path, manifest }));
         Ok((newest.collect(), has_more))

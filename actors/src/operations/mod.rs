@@ -70,7 +70,7 @@ impl Operations<'_> {
     }
 
     /// The newest `limit` backups, newest first, and whether there are more.
-    pub fn list_backups(&self, limit: usize) -> Result<(Vec<CompletedBackup>, bool), String> {
+    pub fn list_backups(&self, limit: usize) -> Result<(Vec<CompletedBackup>, bool), crate::store::backup::BackupError> {
         self.engine.inner.backups.list(limit)
     }
 }

@@ -142,11 +142,11 @@ async fn send(
     timestamp: u64,
 ) -> Result<Answer, Failure> {
     // Checked again at every attempt: the resolver guards names, this guards literal addresses.
-    let parsed = check_url_shape(url, partner_env.environment).map_err(Failure::refused)?;
+    let parsed = check_url_shape(url, partner_env.environment).map_err(|refusal| Failure::refused(refusal.to_string()))?;
     if let Some(host) = parsed.host_str()
         && let Ok(address) = host.trim_start_matches('[').trim_end_matches(']').parse::<std::net::IpAddr>()
     {
-        settings.policy.permits(address).map_err(Failure::refused)?;
+        settings.policy.permits(address).map_err(|refusal| Failure::refused(refusal.to_string()))?;
     }
     let event_id = delivery.event_id.prefixed("evt_");
     let signatures = secrets.sign(&event_id, timestamp, &envelope).ok_or_else(|| Failure::refused("the endpoint's secret cannot sign"))?;

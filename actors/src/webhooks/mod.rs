@@ -37,6 +37,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::codec::encode;
 use crate::crypto::{MasterKey, Secret};
+use crate::error::InvalidSetting;
 use crate::ids::{Id, IdGenerator};
 use crate::keys;
 use crate::model::{EventRecord, PartnerEnv};
@@ -45,7 +46,7 @@ use crate::store::WriteOp;
 pub use event_type::{EventType, UnknownEventType};
 pub use reads::WebhookHealth;
 pub use schedule::{AttemptOutcome, NextStep, RetryPolicy, parse_duration};
-pub use ssrf::{AddressPolicy, Cidr};
+pub use ssrf::{AddressPolicy, Cidr, UrlRefused};
 
 /// Headers a partner may not set: the ones that carry the delivery's meaning or framing.
 pub const RESERVED_HEADERS: &[&str] = &[
@@ -139,25 +140,26 @@ pub struct WebhookSettings {
 }
 
 impl WebhookConfig {
-    pub fn settings(&self) -> Result<WebhookSettings, String> {
-        let duration = |name: &str, text: &str| parse_duration(text).map_err(|error| format!("webhook.{name}: {error}"));
+    pub fn settings(&self) -> Result<WebhookSettings, InvalidSetting> {
+        let refused = |name: &str, message: String| InvalidSetting::new(format!("webhook.{name}"), message);
+        let duration = |name: &str, text: &str| parse_duration(text).map_err(|error| refused(name, format!("webhook.{name}: {error}")));
         let allowed = self
             .allowed_cidrs
             .iter()
-            .map(|text| text.parse::<Cidr>().map_err(|error| format!("webhook.allowed_cidrs: {error}")))
+            .map(|text| text.parse::<Cidr>().map_err(|error| refused("allowed_cidrs", format!("webhook.allowed_cidrs: {error}"))))
             .collect::<Result<Vec<_>, _>>()?;
         let schedule = self.retry_schedule.iter().map(|text| duration("retry_schedule", text)).collect::<Result<Vec<_>, _>>()?;
         if schedule.is_empty() || schedule.len() > 50 {
-            return Err("webhook.retry_schedule must hold 1 to 50 delays".into());
+            return Err(refused("retry_schedule", "webhook.retry_schedule must hold 1 to 50 delays".into()));
         }
         if self.jitter_percent > 100 {
-            return Err("webhook.jitter_percent must be at most 100".into());
+            return Err(refused("jitter_percent", "webhook.jitter_percent must be at most 100".into()));
         }
         for (name, value) in
             [("concurrency", self.concurrency), ("endpoint_concurrency", self.endpoint_concurrency), ("attempts_kept_max", self.attempts_kept_max)]
         {
             if value == 0 || value > 100_000 {
-                return Err(format!("webhook.{name} must be 1 to 100000"));
+                return Err(refused(name, format!("webhook.{name} must be 1 to 100000")));
             }
         }
         let settings = WebhookSettings {
@@ -177,8 +179,10 @@ impl WebhookConfig {
             poll_interval: duration("poll_interval", &self.poll_interval)?,
             sweep_interval: duration("sweep_interval", &self.sweep_interval)?,
         };
-        if settings.attempt_timeout.is_zero() || settings.poll_interval.is_zero() || settings.sweep_interval.is_zero() {
-            return Err("webhook.attempt_timeout, poll_interval and sweep_interval must be more than 0".into());
+        let intervals =
+            [("attempt_timeout", settings.attempt_timeout), ("poll_interval", settings.poll_interval), ("sweep_interval", settings.sweep_interval)];
+        if let Some((name, _)) = intervals.into_iter().find(|(_, interval)| interval.is_zero()) {
+            return Err(refused(name, "webhook.attempt_timeout, poll_interval and sweep_interval must be more than 0".into()));
         }
         Ok(settings)
     }

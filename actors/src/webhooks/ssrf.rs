@@ -10,6 +10,35 @@ use std::sync::Arc;
 pub use crate::cidr::Cidr;
 use crate::model::Environment;
 
+/// Why a webhook target is refused. The front shows the message as the `url` field's error;
+/// a delivery records it as the attempt's failure.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum UrlRefused {
+    #[error("not a valid URL: {0}")]
+    Invalid(String),
+    #[error("live (production) endpoints must use https")]
+    HttpInProduction,
+    #[error("the scheme must be http or https, not {0}")]
+    Scheme(String),
+    #[error("credentials in the URL are not allowed; use custom headers")]
+    Credentials,
+    #[error("the URL has no host")]
+    NoHost,
+    #[error("the URL has no port")]
+    NoPort,
+    #[error("{host} does not resolve: {reason}")]
+    Unresolved { host: String, reason: String },
+    #[error("resolving {host} timed out")]
+    ResolveTimedOut { host: String },
+    #[error("{host} resolves to no address")]
+    NoAddress { host: String },
+    #[error("{host} resolves to no permitted address")]
+    NoPermittedAddress { host: String },
+    /// `kind` says which non-public range (`a loopback address`).
+    #[error("{address} is {kind}; webhook targets must be public (operators may allow-list blocks with webhook.allowed_cidrs)")]
+    NotPublic { address: IpAddr, kind: &'static str },
+}
+
 /// IPv6 forms that carry an IPv4 address (mapped, compatible, SIIT, NAT64, 6to4) are judged
 /// as the IPv4 address they carry.
 fn canonical(address: IpAddr) -> IpAddr {
@@ -96,21 +125,19 @@ impl AddressPolicy {
     }
 
     /// `Err(reason)` unless the address is public or inside an allow-listed block.
-    pub fn permits(&self, address: IpAddr) -> Result<(), String> {
+    pub fn permits(&self, address: IpAddr) -> Result<(), UrlRefused> {
         match non_public_reason(address) {
-            Some(reason) if !self.allowed.iter().any(|cidr| cidr.contains(canonical(address))) => {
-                Err(format!("{address} is {reason}; webhook targets must be public (operators may allow-list blocks with webhook.allowed_cidrs)"))
-            }
+            Some(kind) if !self.allowed.iter().any(|cidr| cidr.contains(canonical(address))) => Err(UrlRefused::NotPublic { address, kind }),
             _ => Ok(()),
         }
     }
 
     /// Checks a target URL for an environment: http(s) only, HTTPS for production, no
     /// credentials in it, and every address its host resolves to permitted.
-    pub async fn check_url(&self, text: &str, environment: Environment) -> Result<reqwest::Url, String> {
+    pub async fn check_url(&self, text: &str, environment: Environment) -> Result<reqwest::Url, UrlRefused> {
         let url = check_url_shape(text, environment)?;
-        let host = url.host_str().ok_or("the URL has no host")?.trim_start_matches('[').trim_end_matches(']').to_owned();
-        let port = url.port_or_known_default().ok_or("the URL has no port")?;
+        let host = url.host_str().ok_or(UrlRefused::NoHost)?.trim_start_matches('[').trim_end_matches(']').to_owned();
+        let port = url.port_or_known_default().ok_or(UrlRefused::NoPort)?;
         let addresses = resolve(&host, port).await?;
         for address in &addresses {
             self.permits(address.ip())?;
@@ -120,34 +147,34 @@ impl AddressPolicy {
 }
 
 /// The shape rules that need no network: scheme, HTTPS for production, no userinfo.
-pub fn check_url_shape(text: &str, environment: Environment) -> Result<reqwest::Url, String> {
-    let url = reqwest::Url::parse(text).map_err(|error| format!("not a valid URL: {error}"))?;
+pub fn check_url_shape(text: &str, environment: Environment) -> Result<reqwest::Url, UrlRefused> {
+    let url = reqwest::Url::parse(text).map_err(|error| UrlRefused::Invalid(error.to_string()))?;
     match (url.scheme(), environment) {
         ("https", _) | ("http", Environment::Sandbox) => {}
-        ("http", Environment::Production) => return Err("live (production) endpoints must use https".into()),
-        (scheme, _) => return Err(format!("the scheme must be http or https, not {scheme}")),
+        ("http", Environment::Production) => return Err(UrlRefused::HttpInProduction),
+        (scheme, _) => return Err(UrlRefused::Scheme(scheme.to_owned())),
     }
     if !url.username().is_empty() || url.password().is_some() {
-        return Err("credentials in the URL are not allowed; use custom headers".into());
+        return Err(UrlRefused::Credentials);
     }
     if url.host_str().is_none_or(str::is_empty) {
-        return Err("the URL has no host".into());
+        return Err(UrlRefused::NoHost);
     }
     Ok(url)
 }
 
-async fn resolve(host: &str, port: u16) -> Result<Vec<SocketAddr>, String> {
+async fn resolve(host: &str, port: u16) -> Result<Vec<SocketAddr>, UrlRefused> {
     if let Ok(address) = host.parse::<IpAddr>() {
         return Ok(vec![SocketAddr::new(address, port)]);
     }
     let lookup = tokio::time::timeout(std::time::Duration::from_secs(5), tokio::net::lookup_host((host, port)));
     let addresses: Vec<SocketAddr> = match lookup.await {
         Ok(Ok(addresses)) => addresses.collect(),
-        Ok(Err(error)) => return Err(format!("{host} does not resolve: {error}")),
-        Err(_) => return Err(format!("resolving {host} timed out")),
+        Ok(Err(error)) => return Err(UrlRefused::Unresolved { host: host.to_owned(), reason: error.to_string() }),
+        Err(_) => return Err(UrlRefused::ResolveTimedOut { host: host.to_owned() }),
     };
     if addresses.is_empty() {
-        return Err(format!("{host} resolves to no address"));
+        return Err(UrlRefused::NoAddress { host: host.to_owned() });
     }
     Ok(addresses)
 }
@@ -164,7 +191,7 @@ impl reqwest::dns::Resolve for GuardedResolver {
         let policy = Arc::clone(&self.policy);
         Box::pin(async move {
             let host = name.as_str().to_owned();
-            let addresses = resolve(&host, 0).await.map_err(|message| -> Box<dyn std::error::Error + Send + Sync> { message.into() })?;
+            let addresses = resolve(&host, 0).await?;
             let mut permitted = Vec::with_capacity(addresses.len());
             let mut refusal = None;
             for address in addresses {
@@ -174,7 +201,7 @@ impl reqwest::dns::Resolve for GuardedResolver {
                 }
             }
             if permitted.is_empty() {
-                return Err(refusal.unwrap_or_else(|| format!("{host} resolves to no permitted address")).into());
+                return Err(refusal.unwrap_or(UrlRefused::NoPermittedAddress { host }).into());
             }
             let addresses: reqwest::dns::Addrs = Box::new(permitted.into_iter());
             Ok(addresses)
@@ -250,5 +277,46 @@ mod tests {
         assert!(check_url_shape("ftp://example.com/", Environment::Sandbox).is_err());
         assert!(check_url_shape("https://user:pw@example.com/", Environment::Sandbox).is_err());
         assert!(check_url_shape("not a url", Environment::Sandbox).is_err());
+    }
+
+    /// The refusals are typed, and say what the `String`s they replaced said.
+    #[test]
+    fn refusals_keep_their_messages() {
+        let refusal = |text: &str, environment| check_url_shape(text, environment).expect_err(text);
+        for (refused, expected, message) in [
+            (refusal("http://example.com/hook", Environment::Production), UrlRefused::HttpInProduction, "live (production) endpoints must use https"),
+            (refusal("ftp://example.com/", Environment::Sandbox), UrlRefused::Scheme("ftp".into()), "the scheme must be http or https, not ftp"),
+            (
+                refusal("https://user:pw@example.com/", Environment::Sandbox),
+                UrlRefused::Credentials,
+                "credentials in the URL are not allowed; use custom headers",
+            ),
+            (
+                refusal("not a url", Environment::Sandbox),
+                UrlRefused::Invalid("relative URL without a base".into()),
+                "not a valid URL: relative URL without a base",
+            ),
+            (
+                AddressPolicy::default().permits(ip("127.0.0.1")).expect_err("loopback"),
+                UrlRefused::NotPublic { address: ip("127.0.0.1"), kind: "a loopback address" },
+                "127.0.0.1 is a loopback address; webhook targets must be public (operators may allow-list blocks with webhook.allowed_cidrs)",
+            ),
+            (
+                UrlRefused::NoPermittedAddress { host: "hooks.example".into() },
+                UrlRefused::NoPermittedAddress { host: "hooks.example".into() },
+                "hooks.example resolves to no permitted address",
+            ),
+        ] {
+            assert_eq!(refused, expected);
+            assert_eq!(refused.to_string(), message);
+        }
+    }
+
+    #[tokio::test]
+    async fn a_literal_address_is_checked_without_resolving() {
+        let refused = AddressPolicy::default().check_url("http://10.0.0.1:9/hooks", Environment::Sandbox).await.expect_err("private");
+        assert_eq!(refused, UrlRefused::NotPublic { address: ip("10.0.0.1"), kind: "a private address" }, "{refused}");
+        let allowed = AddressPolicy::new(vec!["10.0.0.0/8".parse().expect("cidr")]);
+        assert!(allowed.check_url("http://10.0.0.1:9/hooks", Environment::Sandbox).await.is_ok());
     }
 }
