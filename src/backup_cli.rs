@@ -8,8 +8,8 @@ use std::time::Instant;
 use anyhow::{Context, bail};
 use bytes::Bytes;
 use hyper::Method;
-use reward_actors::store::StoreBackend;
-use reward_actors::store::backup::{self, Progress};
+use reward_actors::api::operations::StoreBackend;
+use reward_actors::api::operations::backup::{self, Progress};
 
 use crate::client::Connection;
 

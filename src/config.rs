@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use axum::http::HeaderName;
 
 use reward_actors::EngineConfig;
-use reward_actors::store::{StoreBackend, WalOptions};
+use reward_actors::api::operations::{StoreBackend, WalOptions};
 use serde::de::Error as _;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
@@ -23,11 +23,11 @@ pub struct Config {
     pub limits: HttpLimits,
     /// The write-ahead log in front of the store (`actors/src/store/wal.rs`).
     pub wal: WalOptions,
-    pub donations: reward_actors::donations::DonationsConfig,
+    pub donations: reward_actors::api::donations::DonationsConfig,
     /// Webhook deliveries (`REWARD_WEBHOOK_ALLOWED_CIDRS`, `REWARD_WEBHOOK_RETRY_SCHEDULE`, …).
-    pub webhook: reward_actors::webhooks::WebhookConfig,
+    pub webhook: reward_actors::api::webhooks::WebhookConfig,
     /// Online backups (`POST /api/v1/admin/backups`, `reward-engine backup`) and their schedule.
-    pub backup: reward_actors::operations::BackupConfig,
+    pub backup: reward_actors::api::operations::BackupConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -7,10 +7,12 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use reward_actors::Engine;
-use reward_actors::admin::{NewPartner, PartnerPatch};
-use reward_actors::api_keys::NewKey;
-use reward_actors::model::{Environment, PartnerEnv, PartnerStatus, ScopeSet, Tier};
-use reward_actors::request::{AllocationRequest, IdempotencyKey};
+use reward_actors::api::common::IdempotencyKey;
+use reward_actors::api::common::{Environment, PartnerEnv, ScopeSet};
+use reward_actors::api::keys::NewKey;
+use reward_actors::api::partners::{NewPartner, PartnerPatch};
+use reward_actors::api::partners::{PartnerStatus, Tier};
+use reward_actors::api::pools::AllocationRequest;
 use serde::{Deserialize, Serialize};
 
 use crate::server::{print_banner, write_private_file};

@@ -15,7 +15,7 @@ use anyhow::{Context, bail};
 use bytes::Bytes;
 use hdrhistogram::Histogram;
 use hyper::Method;
-use reward_actors::crypto::Secret;
+use reward_actors::api::common::Secret;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
@@ -238,7 +238,7 @@ fn check_bounds(args: &LoadgenArgs, partner_count: usize) -> anyhow::Result<()> 
 fn pool_size(args: &LoadgenArgs, partner_count: usize) -> u64 {
     let actions = args.requests.unwrap_or(args.duration_secs * 200_000);
     let per_partner = actions.div_ceil(partner_count as u64) + 1_000;
-    (per_partner * TOKENS_PER_ACTION).min(reward_actors::money::TOKENS_MAX)
+    (per_partner * TOKENS_PER_ACTION).min(reward_actors::api::common::TOKENS_MAX)
 }
 
 fn resolve(url: &str) -> anyhow::Result<SocketAddr> {

@@ -5,8 +5,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use reward_actors::crypto::{MasterKey, Secret};
-use reward_actors::donations::Provider;
+use reward_actors::api::common::{MasterKey, Secret};
+use reward_actors::api::donations::Provider;
 use reward_engine::backup_cli::{self, BackupArgs, RestoreArgs};
 use reward_engine::config::{Config, LogFormat, StoreChoice, log_filter};
 use reward_engine::loadgen::{self, LoadgenArgs};

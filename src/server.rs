@@ -9,11 +9,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use reward_actors::clock::Clock;
-use reward_actors::crypto::{MasterKey, Secret, constant_time_eq, random_hex, sha256};
-use reward_actors::donations::Provider;
-use reward_actors::operations::{JobsConfig, MaintenanceConfig};
-use reward_actors::store::{Store, open_store_with};
+use reward_actors::api::common::Clock;
+use reward_actors::api::common::{MasterKey, Secret, constant_time_eq, random_hex, sha256};
+use reward_actors::api::donations::Provider;
+use reward_actors::api::operations::{JobsConfig, MaintenanceConfig};
+use reward_actors::api::operations::{Store, open_store_with};
 use reward_actors::{Engine, EngineError, EngineParts};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;

@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use anyhow::Context;
-use reward_actors::crypto::Secret;
+use reward_actors::api::common::Secret;
 use serde::Deserialize;
 
 use crate::signing;

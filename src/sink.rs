@@ -80,7 +80,7 @@ fn now_ms() -> u64 {
 async fn receive(State(sink): State<Arc<Sink>>, body: Bytes) -> StatusCode {
     let arrived = Instant::now();
     let envelope: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
-    let created_ms = envelope["createdAt"].as_str().and_then(reward_actors::clock::parse_timestamp);
+    let created_ms = envelope["createdAt"].as_str().and_then(reward_actors::api::common::parse_timestamp);
     sink.received.fetch_add(1, Ordering::Relaxed);
     {
         let mut state = sink.state.lock();

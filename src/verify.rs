@@ -10,9 +10,9 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use reward_actors::audit::{AuditProgress, AuditReport, audit};
-use reward_actors::store::backup;
-use reward_actors::store::{ReadOnlyOptions, Store, StoreBackend, open_store_read_only_with};
+use reward_actors::api::operations::backup;
+use reward_actors::api::operations::{AuditProgress, AuditReport, audit};
+use reward_actors::api::operations::{ReadOnlyOptions, Store, StoreBackend, open_store_read_only_with};
 use serde::Serialize;
 
 use crate::config::log_filter;

@@ -23,6 +23,7 @@
 pub mod accounts;
 pub mod admin;
 pub mod announcements;
+pub mod api;
 pub mod api_keys;
 pub mod audit;
 pub mod auth;

@@ -10,10 +10,12 @@
 
 use std::sync::Arc;
 
-use reward_actors::auth::KeyContext;
-use reward_actors::crypto::{constant_time_eq, sha256};
-use reward_actors::model::{Environment, Feature, KeyKind, KeyStatus, PartnerEnv, PartnerRecord, PartnerStatus, Scope};
-use reward_actors::rate_limit::Budget;
+use reward_actors::api::common::Budget;
+use reward_actors::api::common::{Environment, Feature, PartnerEnv, Scope};
+use reward_actors::api::common::{constant_time_eq, sha256};
+use reward_actors::api::keys::KeyContext;
+use reward_actors::api::keys::{KeyKind, KeyStatus};
+use reward_actors::api::partners::{PartnerRecord, PartnerStatus};
 use serde_json::json;
 
 use super::AppState;

@@ -10,11 +10,13 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
 use axum::routing::get;
-use reward_actors::ids::Id;
-use reward_actors::model::{CampaignSplit, CampaignStatus, CampaignTier, PartnerRecord, Scope};
-use reward_actors::money::{Currency, Multiplier, TOKENS_MAX};
-use reward_actors::request::CampaignFields;
-use reward_actors::views::CampaignView;
+use reward_actors::api::campaigns::CampaignFields;
+use reward_actors::api::campaigns::CampaignView;
+use reward_actors::api::campaigns::{CampaignSplit, CampaignStatus, CampaignTier};
+use reward_actors::api::common::Id;
+use reward_actors::api::common::Scope;
+use reward_actors::api::common::{Currency, Multiplier, TOKENS_MAX};
+use reward_actors::api::partners::PartnerRecord;
 use serde_json::value::RawValue;
 
 use super::actions::{is_action_type, patch_metadata};

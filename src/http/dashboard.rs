@@ -10,9 +10,10 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
 use axum::routing::get;
-use reward_actors::clock::format_timestamp;
-use reward_actors::model::{DAY_MS, DailyTotals, Scope};
-use reward_actors::views::PoolView;
+use reward_actors::api::common::format_timestamp;
+use reward_actors::api::common::{DAY_MS, Scope};
+use reward_actors::api::partners::DailyTotals;
+use reward_actors::api::pools::PoolView;
 use serde::Serialize;
 
 use super::auth::{Access, authorize};
@@ -96,9 +97,9 @@ struct WebhookHealthView {
     failing: usize,
 }
 
-impl From<reward_actors::webhooks::WebhookHealth> for WebhookHealthView {
-    fn from(health: reward_actors::webhooks::WebhookHealth) -> Self {
-        let reward_actors::webhooks::WebhookHealth { endpoints, enabled, disabled, failing } = health;
+impl From<reward_actors::api::webhooks::WebhookHealth> for WebhookHealthView {
+    fn from(health: reward_actors::api::webhooks::WebhookHealth) -> Self {
+        let reward_actors::api::webhooks::WebhookHealth { endpoints, enabled, disabled, failing } = health;
         WebhookHealthView { endpoints, enabled, disabled, failing }
     }
 }

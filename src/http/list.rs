@@ -6,11 +6,11 @@
 
 use axum::http::StatusCode;
 use axum::response::Response;
-use reward_actors::ids::Id;
-use reward_actors::reads::{PAGE_LIMIT_MAX, PAGE_OFFSET_MAX, Page, PageRequest};
+use reward_actors::api::common::Id;
+use reward_actors::api::common::{PAGE_LIMIT_MAX, PAGE_OFFSET_MAX, Page, PageRequest};
 use serde::Serialize;
 
-use reward_actors::clock::parse_timestamp;
+use reward_actors::api::common::parse_timestamp;
 
 use super::error::{ApiError, ApiResult, FieldError};
 use super::json_response;

@@ -16,7 +16,7 @@ use std::collections::HashMap;
 
 use parking_lot::Mutex;
 use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry};
-use reward_actors::model::PartnerEnv;
+use reward_actors::api::common::PartnerEnv;
 
 use super::AppState;
 
@@ -109,7 +109,8 @@ mod tests {
     fn only_the_busiest_partners_are_published() {
         let registry = Registry::new();
         let metrics = HttpMetrics::register(&registry);
-        let partner = |index: usize| PartnerEnv::new(reward_actors::ids::Id([index as u8; 12]), reward_actors::model::Environment::Sandbox);
+        let partner =
+            |index: usize| PartnerEnv::new(reward_actors::api::common::Id([index as u8; 12]), reward_actors::api::common::Environment::Sandbox);
         for index in 0..(TOP_PARTNERS + 10) {
             for _ in 0..=index {
                 metrics.count_partner(partner(index));
@@ -131,7 +132,7 @@ mod tests {
         for index in 0..(PARTNERS_TRACKED_MAX + 5) {
             let mut bytes = [0u8; 12];
             bytes[..8].copy_from_slice(&(index as u64).to_be_bytes());
-            metrics.count_partner(PartnerEnv::new(reward_actors::ids::Id(bytes), reward_actors::model::Environment::Production));
+            metrics.count_partner(PartnerEnv::new(reward_actors::api::common::Id(bytes), reward_actors::api::common::Environment::Production));
         }
         assert!(metrics.partner_volume.lock().len() <= PARTNERS_TRACKED_MAX);
     }

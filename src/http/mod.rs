@@ -33,7 +33,7 @@ use axum::Router;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::from_fn_with_state;
 use axum::response::{IntoResponse, Response};
-use reward_actors::model::Effect;
+use reward_actors::api::common::Effect;
 use reward_actors::{Engine, WriteOutcome};
 use serde::Serialize;
 
@@ -131,7 +131,7 @@ fn replay_error(original_body: &[u8], original_request_id: &str) -> ApiError {
         original_response: &'a serde_json::value::RawValue,
         original_request_id: &'a str,
     }
-    let original_response = reward_actors::views::raw_json(original_body);
+    let original_response = reward_actors::api::common::raw_json(original_body);
     let details = ReplayDetails { original_response: &original_response, original_request_id };
     let details = serde_json::value::to_raw_value(&details).expect("replay details serialize");
     ApiError::new(

@@ -88,7 +88,7 @@ fn slug() -> Value {
 fn currency() -> Value {
     let codes: Vec<String> = (b'A'..=b'Z')
         .flat_map(|a| (b'A'..=b'Z').flat_map(move |b| (b'A'..=b'Z').map(move |c| String::from_utf8(vec![a, b, c]).expect("ASCII"))))
-        .filter(|code| reward_actors::money::Currency::from_code(code).is_some())
+        .filter(|code| reward_actors::api::common::Currency::from_code(code).is_some())
         .collect();
     json!({ "type": "string", "enum": codes })
 }
@@ -563,7 +563,7 @@ fn operations() -> Vec<Operation> {
             ("description", nullable(name())),
             (
                 "eventTypes",
-                json!({ "type": "array", "items": one_of(&reward_actors::webhooks::EventType::names().collect::<Vec<_>>()), "uniqueItems": true }),
+                json!({ "type": "array", "items": one_of(&reward_actors::api::webhooks::EventType::names().collect::<Vec<_>>()), "uniqueItems": true }),
             ),
             ("receiveAllEvents", boolean()),
             (

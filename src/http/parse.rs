@@ -1,10 +1,10 @@
 //! Field parsers shared by several resources: environments, scopes, timestamps, emails.
 
-use reward_actors::clock::parse_timestamp;
-use reward_actors::ids::Id;
-use reward_actors::model::{Environment, Scope, ScopeSet};
-use reward_actors::money::TOKENS_MAX;
-use reward_actors::request::IdempotencyKey;
+use reward_actors::api::common::Id;
+use reward_actors::api::common::IdempotencyKey;
+use reward_actors::api::common::TOKENS_MAX;
+use reward_actors::api::common::parse_timestamp;
+use reward_actors::api::common::{Environment, Scope, ScopeSet};
 
 use super::fields::{Fields, array_elements};
 

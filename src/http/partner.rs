@@ -6,7 +6,8 @@ use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use reward_actors::model::{KeyKind, PartnerRecord, PartnerStatus};
+use reward_actors::api::keys::KeyKind;
+use reward_actors::api::partners::{PartnerRecord, PartnerStatus};
 use serde_json::json;
 
 use super::auth::{Access, authorize};

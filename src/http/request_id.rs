@@ -10,9 +10,9 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderName, HeaderValue};
 use axum::middleware::Next;
 use axum::response::Response;
-use reward_actors::rate_limit::RateDecision;
+use reward_actors::api::common::RateDecision;
 
-use reward_actors::model::PartnerEnv;
+use reward_actors::api::common::PartnerEnv;
 use tracing::Instrument;
 
 use super::AppState;
@@ -29,7 +29,7 @@ tokio::task_local! {
 
 /// The id of the request being handled (a fresh one outside any request).
 pub fn current_request_id() -> String {
-    REQUEST.try_with(|context| context.id.clone()).unwrap_or_else(|_| reward_actors::ids::IdGenerator::new().request_id(0))
+    REQUEST.try_with(|context| context.id.clone()).unwrap_or_else(|_| reward_actors::api::common::IdGenerator::new().request_id(0))
 }
 
 /// Remembers who the caller is (partner id, environment), for the request's log line and

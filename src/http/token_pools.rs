@@ -6,11 +6,11 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
 use axum::routing::{get, post};
-use reward_actors::clock::format_timestamp;
-use reward_actors::ids::Id;
-use reward_actors::model::Scope;
-use reward_actors::views::PoolRequestView;
-use reward_actors::views::PoolView;
+use reward_actors::api::common::Id;
+use reward_actors::api::common::Scope;
+use reward_actors::api::common::format_timestamp;
+use reward_actors::api::pools::PoolRequestView;
+use reward_actors::api::pools::PoolView;
 
 use super::auth::{Access, authorize};
 use super::error::{ApiError, ApiResult};

@@ -11,10 +11,13 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use axum::routing::{get, post};
 use reward_actors::EngineError;
-use reward_actors::model::{Scope, TransactionType};
-use reward_actors::reads::{TimeRange, TransactionFilter};
-use reward_actors::request::{PartnerUserId, RedemptionRequest, UserProfile};
-use reward_actors::views::{BalanceView, TransactionView, UserView};
+use reward_actors::api::common::PartnerUserId;
+use reward_actors::api::common::Scope;
+use reward_actors::api::common::TimeRange;
+use reward_actors::api::users::TransactionFilter;
+use reward_actors::api::users::TransactionType;
+use reward_actors::api::users::{BalanceView, TransactionView, UserView};
+use reward_actors::api::users::{RedemptionRequest, UserProfile};
 
 use super::actions::{parse_metadata, patch_metadata};
 use super::auth::{Access, authorize};
@@ -126,7 +129,7 @@ fn transaction_filter(query: &mut ListQuery) -> TransactionFilter {
             ("REFILL", TransactionType::Refill),
         ],
     );
-    let action_id = query.parsed("actionId", reward_actors::ids::Id::parse_hex, "must be a 24-character lowercase hex id".into());
+    let action_id = query.parsed("actionId", reward_actors::api::common::Id::parse_hex, "must be a 24-character lowercase hex id".into());
     let created = TimeRange { from_ms: query.timestamp("from"), to_ms: query.timestamp("to") };
     TransactionFilter { transaction_type, action_id, created }
 }

@@ -10,9 +10,9 @@ use axum::extract::State;
 use axum::http::{HeaderName, HeaderValue, StatusCode};
 use axum::response::Response;
 use axum::routing::{get, post};
-use reward_actors::ids::Id;
-use reward_actors::model::{Environment, Scope};
-use reward_actors::webhooks::{DeliveryView, EndpointStatus, EndpointView, EventType, RESERVED_HEADERS, WebhookFields};
+use reward_actors::api::common::Id;
+use reward_actors::api::common::{Environment, Scope};
+use reward_actors::api::webhooks::{DeliveryView, EndpointStatus, EndpointView, EventType, RESERVED_HEADERS, WebhookFields};
 use serde::Serialize;
 use serde_json::value::RawValue;
 
@@ -94,7 +94,7 @@ async fn list_webhooks(State(state): State<AppState>, request: RawRequest) -> Ap
     // At most `webhooks_per_partner_max` (16): one page, newest first, like every list.
     let mut endpoints = state.engine.list_webhooks(caller.partner_env())?;
     endpoints.reverse();
-    let page = reward_actors::reads::Page::of_all(endpoints, page, |endpoint| endpoint.id);
+    let page = reward_actors::api::common::Page::of_all(endpoints, page, |endpoint| endpoint.id);
     Ok(list_response(page, |endpoint| EndpointView::new(endpoint, None, now_ms)))
 }
 

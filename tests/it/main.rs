@@ -9,6 +9,7 @@ mod auth;
 mod auth_matrix;
 mod backup;
 mod bad_input;
+mod boundaries;
 mod browser;
 mod connections;
 mod crash;

@@ -6,8 +6,8 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
 use axum::routing::post;
-use reward_actors::accounts::NewAccount;
-use reward_actors::ids::Id;
+use reward_actors::api::common::Id;
+use reward_actors::api::portal::NewAccount;
 
 use crate::http::auth::authorize_admin;
 use crate::http::error::{ApiError, ApiResult};

@@ -14,7 +14,7 @@ use crate::http::error::{ApiError, ApiResult};
 use crate::http::extract::RawRequest;
 use crate::http::fields::Fields;
 use crate::http::{AppState, json_response};
-use reward_actors::operations::{BackupRunError, CompletedBackup};
+use reward_actors::api::operations::{BackupRunError, CompletedBackup};
 
 /// A listing shows at most this many backups, newest first (retention keeps fewer anyway).
 const BACKUPS_LISTED_MAX: usize = 100;

@@ -6,7 +6,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
 use axum::routing::post;
-use reward_actors::clock::format_timestamp;
+use reward_actors::api::common::format_timestamp;
 use serde_json::json;
 
 use crate::http::auth::authorize_admin;

@@ -5,10 +5,10 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
 use axum::routing::{delete, post};
-use reward_actors::api_keys::NewKey;
-use reward_actors::ids::Id;
-use reward_actors::model::ScopeSet;
-use reward_actors::views::KeyView;
+use reward_actors::api::common::Id;
+use reward_actors::api::common::ScopeSet;
+use reward_actors::api::keys::KeyView;
+use reward_actors::api::keys::NewKey;
 use serde_json::json;
 
 use super::partner_id;

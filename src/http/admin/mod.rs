@@ -11,7 +11,7 @@ mod pool_requests;
 mod token_pools;
 
 use axum::Router;
-use reward_actors::ids::Id;
+use reward_actors::api::common::Id;
 
 use super::AppState;
 use super::error::ApiError;

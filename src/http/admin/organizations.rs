@@ -6,8 +6,8 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
 use axum::routing::{get, post};
-use reward_actors::donations::{OrganizationFields, OrganizationStatus};
-use reward_actors::views::OrganizationView;
+use reward_actors::api::donations::OrganizationView;
+use reward_actors::api::donations::{OrganizationFields, OrganizationStatus};
 
 use crate::http::auth::authorize_admin;
 use crate::http::error::{ApiError, ApiResult};

@@ -5,10 +5,11 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
 use axum::routing::get;
-use reward_actors::admin::{NewPartner, PartnerPatch};
-use reward_actors::cidr::Cidr;
-use reward_actors::model::{Feature, PartnerStatus, RateLimit, Tier, TipConfig};
-use reward_actors::views::PartnerView;
+use reward_actors::api::common::Cidr;
+use reward_actors::api::common::Feature;
+use reward_actors::api::partners::PartnerView;
+use reward_actors::api::partners::{NewPartner, PartnerPatch};
+use reward_actors::api::partners::{PartnerStatus, RateLimit, Tier, TipConfig};
 
 use super::partner_id;
 use crate::http::auth::authorize_admin;

@@ -6,9 +6,9 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
 use axum::routing::{get, post};
-use reward_actors::ids::Id;
-use reward_actors::pool_requests::PoolRequestStatus;
-use reward_actors::views::PoolRequestView;
+use reward_actors::api::common::Id;
+use reward_actors::api::pools::PoolRequestStatus;
+use reward_actors::api::pools::PoolRequestView;
 use serde_json::json;
 
 use crate::http::auth::authorize_admin;
@@ -60,7 +60,7 @@ async fn approve(State(state): State<AppState>, PathSegment(id): PathSegment, re
     let (record, outcome) = state.engine.approve_pool_request(request_id, note).await?;
     let pool = match outcome {
         reward_actors::WriteOutcome::Done(recorded) | reward_actors::WriteOutcome::Replayed { original: recorded, .. } => {
-            reward_actors::views::raw_json(&recorded.body)
+            reward_actors::api::common::raw_json(&recorded.body)
         }
     };
     let body = json!({ "request": PoolRequestView::from(&record), "tokenPool": pool });

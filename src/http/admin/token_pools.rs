@@ -8,9 +8,10 @@ use axum::Router;
 use axum::extract::State;
 use axum::response::Response;
 use axum::routing::post;
-use reward_actors::model::{AutoRefill, PartnerEnv};
-use reward_actors::money::TOKENS_MAX;
-use reward_actors::request::AllocationRequest;
+use reward_actors::api::common::PartnerEnv;
+use reward_actors::api::common::TOKENS_MAX;
+use reward_actors::api::pools::AllocationRequest;
+use reward_actors::api::pools::AutoRefill;
 
 use super::partner_id;
 use crate::http::auth::authorize_admin;

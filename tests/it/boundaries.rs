@@ -1,0 +1,128 @@
+//! The architecture's boundaries, as the README's code map states them, checked on the
+//! source: a `use` that crosses one fails here, naming the file and the line.
+//!
+//! - The front (`src/`) names only the engine crate's root (`Engine`, its start and error
+//!   types, write outcomes) and `reward_actors::api`.
+//! - actix stays inside the engine's handle and its partner actors.
+//! - The storage crates (redb, sled) stay inside `actors/src/store/`.
+//! - The engine speaks no HTTP server crate; its only HTTP client is the webhooks'.
+
+use std::path::{Path, PathBuf};
+
+/// What the front may name at the engine crate's root.
+const ENGINE_ROOT_ITEMS: [&str; 9] =
+    ["Engine", "EngineConfig", "EngineParts", "EngineStartError", "EngineError", "InvalidSetting", "Recorded", "WriteOutcome", "api"];
+
+struct Boundary {
+    /// A crate path prefix (matched at a word start), e.g. `sled::`.
+    names: &'static [&'static str],
+    /// Where it may appear (path prefixes from the workspace root).
+    allowed_in: &'static [&'static str],
+    why: &'static str,
+}
+
+const BOUNDARIES: [Boundary; 4] = [
+    Boundary {
+        names: &["actix::", "actix_rt::", "use actix"],
+        allowed_in: &["actors/src/engine.rs", "actors/src/partner_actor/"],
+        why: "actix stays inside the engine",
+    },
+    Boundary {
+        names: &["redb::", "sled::", "use redb", "use sled"],
+        allowed_in: &["actors/src/store/"],
+        why: "storage crates stay inside actors/src/store",
+    },
+    Boundary {
+        names: &["axum::", "hyper::", "use axum", "use hyper"],
+        allowed_in: &["src/", "tests/", "benches/"],
+        why: "the engine speaks no HTTP server",
+    },
+    Boundary {
+        names: &["reqwest::", "use reqwest"],
+        allowed_in: &["src/", "tests/", "benches/", "actors/src/webhooks/"],
+        why: "only the webhooks send HTTP",
+    },
+];
+
+fn workspace() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn rust_files(dir: &Path, found: &mut Vec<PathBuf>) {
+    for entry in std::fs::read_dir(dir).expect("reads the source tree") {
+        let path = entry.expect("a directory entry").path();
+        if path.is_dir() {
+            rust_files(&path, found);
+        } else if path.extension().is_some_and(|extension| extension == "rs") {
+            found.push(path);
+        }
+    }
+}
+
+/// (file relative to the workspace, line number, code line) of every line that is not a comment.
+fn code_lines(roots: &[&str]) -> Vec<(String, usize, String)> {
+    let root = workspace();
+    let mut files = Vec::new();
+    for dir in roots {
+        rust_files(&root.join(dir), &mut files);
+    }
+    files.sort();
+    let mut lines = Vec::new();
+    for file in files {
+        let relative = file.strip_prefix(&root).expect("inside the workspace").to_string_lossy().into_owned();
+        let text = std::fs::read_to_string(&file).expect("reads a source file");
+        for (index, line) in text.lines().enumerate() {
+            if !line.trim_start().starts_with("//") {
+                lines.push((relative.clone(), index + 1, line.to_owned()));
+            }
+        }
+    }
+    lines
+}
+
+/// Where `name` occurs in `line` at a word start.
+fn occurs(line: &str, name: &str) -> bool {
+    line.match_indices(name).any(|(at, _)| !line[..at].ends_with(|c: char| c.is_alphanumeric() || c == '_'))
+}
+
+#[test]
+fn the_front_names_only_the_engine_and_its_api() {
+    let mut crossings = Vec::new();
+    let mut named = 0;
+    for (file, number, line) in code_lines(&["src"]) {
+        for (at, _) in line.match_indices("reward_actors::") {
+            named += 1;
+            let rest = &line[at + "reward_actors::".len()..];
+            let allowed = rest.starts_with('{')
+                && rest[1..rest.find('}').unwrap_or(rest.len())].split(',').all(|item| ENGINE_ROOT_ITEMS.contains(&item.trim()))
+                || ENGINE_ROOT_ITEMS
+                    .iter()
+                    .any(|item| rest.starts_with(item) && !rest[item.len()..].starts_with(|c: char| c.is_alphanumeric() || c == '_'));
+            if !allowed {
+                crossings.push(format!("{file}:{number}: {}", line.trim()));
+            }
+        }
+    }
+    assert!(named > 50, "the scan found the front's uses of the engine ({named})");
+    assert!(crossings.is_empty(), "the front reaches past reward_actors::api:\n{}", crossings.join("\n"));
+}
+
+#[test]
+fn crates_stay_inside_their_rooms() {
+    let lines = code_lines(&["src", "actors/src", "tests", "benches"]);
+    let mut crossings = Vec::new();
+    for boundary in &BOUNDARIES {
+        let mut seen = 0;
+        for (file, number, line) in &lines {
+            if file.ends_with("tests/it/boundaries.rs") || !boundary.names.iter().any(|name| occurs(line, name)) {
+                continue;
+            }
+            seen += 1;
+            if !boundary.allowed_in.iter().any(|allowed| file.starts_with(allowed)) {
+                crossings.push(format!("{file}:{number}: {} ({})", line.trim(), boundary.why));
+            }
+        }
+        assert!(seen > 0, "the scan found the allowed uses of {:?}", boundary.names);
+    }
+    assert!(crossings.is_empty(), "a crate outside its room:\n{}", crossings.join("\n"));
+}
