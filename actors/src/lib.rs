@@ -1,21 +1,30 @@
 //! The reward engine: partner actors, pure reward rules, ledger posting, group commit and
-//! storage. The HTTP front (`src/` of the workspace root) reaches all of it through
-//! [`Engine`], and never names actix or a storage crate.
+//! storage. The HTTP front (`src/` of the workspace root) reaches it through [`Engine`] and
+//! [`api`] (the surface by domain) and nothing else; it never names actix or a storage crate
+//! (`tests/it/boundaries.rs`).
 //!
-//! Code map, in reading order:
-//! - [`money`], [`rules`]: exact amounts, the rounding rule, campaign arithmetic and
-//!   largest-remainder splits. Pure.
+//! Code map, every module, in reading order:
+//! - [`api`]: what the front may name, by domain.
+//! - [`money`], [`rules`], [`campaigns`]: exact amounts, the rounding rule, campaign
+//!   arithmetic, largest-remainder splits, campaign selection. Pure.
 //! - [`model`], [`views`], [`request`]: stored records, the contract's JSON shapes, and
 //!   validated requests with their idempotency fingerprints.
 //! - [`posting`]: a decided reward → the records it changes → one write set. Pure.
-//! - [`store`], [`codec`], [`keys`]: the storage trait (redb, sled), value encoding, and
-//!   the key layout that makes tenancy a property of every key; `store::backup` writes,
-//!   checks and restores backups, and a read-only open serves the audit.
+//! - [`store`], [`codec`], [`keys`]: the storage trait (redb, sled, the write-ahead log in
+//!   front), value encoding, and the key layout that makes tenancy a property of every key;
+//!   `store::backup` writes, checks and restores backups, `store::read_only` opens for an audit.
 //! - [`audit`]: the offline audit of the books (every invariant, one streaming pass).
-//! - [`committer`]: group commit on one thread; receipts resolve when durable.
+//! - [`committer`]: group commit on one thread; receipts resolve when durable, and a write set
+//!   may carry what to tell another task once it is.
 //! - `partner_actor`: one actix actor per (partner, environment), the only writer of its money.
-//! - [`engine`]: the handle — actix runtime, partner registry, admission, bounded waits;
-//!   `admin`, `reads`, [`auth`] add operator writes, store reads and key lookup to it.
+//! - [`engine`]: the handle — actix runtime, partner registry, admission, bounded waits, the
+//!   periodic jobs' start and stop; [`error`] the engine's errors.
+//! - The handle's domains: [`admin`] (partners), [`api_keys`] and [`auth`] (keys and their
+//!   lookup cache), [`accounts`] (portal accounts), [`pool_requests`] (top-up requests),
+//!   [`donations`] (organizations, donations, links), [`announcements`] (events outside a
+//!   partner actor's write, e.g. key expiry), [`reads`] (store reads and the one paging loop).
+//! - [`webhooks`]: endpoints, the outbox, the dispatcher, signatures, the SSRF guard.
+//! - [`operations`]: housekeeping and backups, the operator's façade.
 //! - [`rate_limit`]: per-partner GCRA budgets, checked before a request takes a mailbox slot.
 //! - [`crypto`], [`ids`], [`clock`], [`metrics`]: secrets, identifiers, time, Prometheus.
 //! - [`cidr`]: address blocks for the partner IP allowlist and the webhook SSRF guard.
