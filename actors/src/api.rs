@@ -51,7 +51,11 @@ pub mod pools {
 
 /// Webhook endpoints, deliveries, event types and the dispatcher's settings.
 pub mod webhooks {
-    pub use crate::webhooks::{DeliveryView, EndpointStatus, EndpointView, EventType, RESERVED_HEADERS, WebhookConfig, WebhookFields, WebhookHealth};
+    pub use crate::webhooks::signing::{verify_sir, verify_standard};
+    pub use crate::webhooks::{
+        DeliveryView, EndpointStatus, EndpointView, EventType, RESERVED_HEADERS, UnknownEventType, UrlRefused, WebhookConfig, WebhookFields,
+        WebhookHealth,
+    };
 }
 
 /// Partners (the operator's), their settings, tiers and daily totals.

@@ -146,7 +146,7 @@ pub struct AuditReport {
     pub meta_keys_unchecked: u64,
     pub totals: AuditTotals,
     pub discrepancies_total: u64,
-    /// The first [`DISCREPANCIES_SHOWN_MAX`].
+    /// The first `DISCREPANCIES_SHOWN_MAX`.
     pub discrepancies: Vec<Discrepancy>,
 }
 
@@ -196,7 +196,7 @@ impl fmt::Display for AuditReport {
 }
 
 /// Audits every record of `store`, calling `progress` when a table starts, every
-/// [`PROGRESS_EVERY_RECORDS`] within one, and once at the end (table `done`). A store that
+/// `PROGRESS_EVERY_RECORDS` within one, and once at the end (table `done`). A store that
 /// cannot be read is an error; everything the store holds that is wrong is in the report.
 pub fn audit(store: &dyn Store, progress: &mut dyn FnMut(&AuditProgress)) -> Result<AuditReport, StoreError> {
     let mut auditor = Auditor::new(store);

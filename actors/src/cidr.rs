@@ -109,7 +109,7 @@ impl Serialize for Cidr {
 }
 
 /// Reading back is lenient where writing is strict: a block stored by the earlier parser
-/// ([`legacy_block`]) is kept as the block it names (an IPv4-carrying IPv6 block can only
+/// (`legacy_block`) is kept as the block it names (an IPv4-carrying IPv6 block can only
 /// match IPv6 peers, so it fails closed), rather than making its partner unreadable.
 impl<'de> Deserialize<'de> for Cidr {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Cidr, D::Error> {

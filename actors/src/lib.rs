@@ -5,62 +5,62 @@
 //!
 //! Code map, every module, in reading order:
 //! - [`api`]: what the front may name, by domain.
-//! - [`money`], [`rules`], [`campaigns`]: exact amounts, the rounding rule, campaign
+//! - [`money`], [`rules`], `campaigns`: exact amounts, the rounding rule, campaign
 //!   arithmetic, largest-remainder splits, campaign selection. Pure.
-//! - [`model`], [`views`], [`request`]: stored records, the contract's JSON shapes, and
+//! - [`model`], `views`, [`request`]: stored records, the contract's JSON shapes, and
 //!   validated requests with their idempotency fingerprints.
 //! - [`posting`]: a decided reward → the records it changes → one write set. Pure.
 //! - [`store`], [`codec`], [`keys`]: the storage trait (redb, sled, the write-ahead log in
 //!   front), value encoding, and the key layout that makes tenancy a property of every key;
 //!   `store::backup` writes, checks and restores backups, `store::read_only` opens for an audit.
-//! - [`audit`]: the offline audit of the books (every invariant, one streaming pass).
-//! - [`committer`]: group commit on one thread; receipts resolve when durable, and a write set
+//! - `audit`: the offline audit of the books (every invariant, one streaming pass).
+//! - `committer`: group commit on one thread; receipts resolve when durable, and a write set
 //!   may carry what to tell another task once it is.
 //! - `partner_actor`: one actix actor per (partner, environment), the only writer of its money.
-//! - [`engine`]: the handle — actix runtime, partner registry, admission, bounded waits, the
-//!   periodic jobs' start and stop; [`error`] the engine's errors.
-//! - The handle's domains: [`admin`] (partners), [`api_keys`] and [`auth`] (keys and their
-//!   lookup cache), [`accounts`] (portal accounts), [`pool_requests`] (top-up requests),
-//!   [`donations`] (organizations, donations, links), [`announcements`] (events outside a
+//! - `engine`: the handle — actix runtime, partner registry, admission, bounded waits, the
+//!   periodic jobs' start and stop; `error` the engine's errors.
+//! - The handle's domains: [`admin`] (partners), [`api_keys`] and `auth` (keys and their
+//!   lookup cache), `accounts` (portal accounts), `pool_requests` (top-up requests),
+//!   [`donations`] (organizations, donations, links), `announcements` (events outside a
 //!   partner actor's write, e.g. key expiry), [`reads`] (store reads and the one paging loop).
-//! - [`webhooks`]: endpoints, the outbox, the dispatcher, signatures, the SSRF guard.
+//! - `webhooks`: endpoints, the outbox, the dispatcher, signatures, the SSRF guard.
 //! - [`operations`]: housekeeping and backups, the operator's façade.
-//! - [`rate_limit`]: per-partner GCRA budgets, checked before a request takes a mailbox slot.
-//! - [`crypto`], [`ids`], [`clock`], [`metrics`]: secrets, identifiers, time, Prometheus.
-//! - [`cidr`]: address blocks for the partner IP allowlist and the webhook SSRF guard.
+//! - `rate_limit`: per-partner GCRA budgets, checked before a request takes a mailbox slot.
+//! - [`crypto`], [`ids`], [`clock`], `metrics`: secrets, identifiers, time, Prometheus.
+//! - `cidr`: address blocks for the partner IP allowlist and the webhook SSRF guard.
 
-pub mod accounts;
+pub(crate) mod accounts;
 pub mod admin;
-pub mod announcements;
+pub(crate) mod announcements;
 pub mod api;
 pub mod api_keys;
-pub mod audit;
-pub mod auth;
-pub mod campaigns;
-pub mod cidr;
+pub(crate) mod audit;
+pub(crate) mod auth;
+pub(crate) mod campaigns;
+pub(crate) mod cidr;
 pub mod clock;
 pub mod codec;
-pub mod committer;
+pub(crate) mod committer;
 pub mod crypto;
 pub mod donations;
-pub mod engine;
-pub mod error;
+pub(crate) mod engine;
+pub(crate) mod error;
 pub mod ids;
 pub mod keys;
-pub mod metrics;
+pub(crate) mod metrics;
 pub mod model;
 pub mod money;
 pub mod operations;
 mod partner_actor;
-pub mod pool_requests;
+pub(crate) mod pool_requests;
 pub mod posting;
-pub mod rate_limit;
+pub(crate) mod rate_limit;
 pub mod reads;
 pub mod request;
 pub mod rules;
 pub mod store;
-pub mod views;
-pub mod webhooks;
+pub(crate) mod views;
+pub(crate) mod webhooks;
 
 pub use engine::{Engine, EngineConfig, EngineParts, EngineStartError};
 pub use error::{EngineError, InvalidSetting};
