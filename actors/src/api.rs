@@ -81,7 +81,7 @@ pub mod portal {
 /// Organizations, donations and their provider links.
 pub mod donations {
     pub use crate::donations::{
-        DonationStatus, DonationsConfig, Frequency, NewDonation, OrganizationFields, OrganizationStatus, Provider, Settlement, Tip,
+        DonationStatus, DonationsConfig, Frequency, LINK_PLACEHOLDERS, NewDonation, OrganizationFields, OrganizationStatus, Provider, Settlement, Tip,
     };
     pub use crate::views::{DonationStatusView, OrganizationView};
 }
@@ -90,5 +90,7 @@ pub mod donations {
 pub mod operations {
     pub use crate::audit::{AuditProgress, AuditReport, audit};
     pub use crate::operations::{BackupConfig, BackupRunError, CompletedBackup, JobsConfig, MaintenanceConfig};
-    pub use crate::store::{ReadOnlyOptions, Store, StoreBackend, WalOptions, backup, open_store_read_only_with, open_store_with};
+    pub use crate::store::{
+        ENGINE_RUNNING, ReadOnlyOptions, Store, StoreBackend, WalOptions, backup, open_store_read_only, open_store_read_only_with, open_store_with,
+    };
 }

@@ -24,6 +24,8 @@ use std::sync::Arc;
 pub use read_only::{ENGINE_RUNNING, ReadOnlyOptions, open_store_read_only, open_store_read_only_with};
 pub use redb_store::RedbStore;
 pub use sled_store::SledStore;
+// `LogOperation` arms test faults (the `internals` feature).
+#[cfg_attr(not(feature = "internals"), allow(unused_imports))]
 pub use wal::{LogFaults, LogOperation, WalOptions, WalStore, applied_sequence_key};
 
 /// The data format's version: bump it when a key encoding or a stored record's layout

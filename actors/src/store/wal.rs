@@ -119,11 +119,13 @@ struct ArmedFault {
 impl LogFaults {
     /// After `skip` more calls of `operation` succeed, the next `times` calls fail with the
     /// OS error `errno` (28 is ENOSPC, 5 is EIO).
+    #[cfg_attr(not(feature = "internals"), allow(dead_code))]
     pub fn arm(&self, operation: LogOperation, skip: u64, times: u64, errno: i32) {
         self.armed.lock().push(ArmedFault { operation, skip, times, errno });
     }
 
     /// Removes every armed failure (the disk is healthy again).
+    #[cfg_attr(not(feature = "internals"), allow(dead_code))]
     pub fn clear(&self) {
         self.armed.lock().clear();
     }
@@ -305,6 +307,7 @@ pub fn applied_sequence_key() -> Vec<u8> {
 
 impl WalStore {
     /// Opens the log in `dir` over `backend`, replaying what the backend has not applied.
+    #[cfg_attr(not(feature = "internals"), allow(dead_code))]
     pub fn open(backend: Arc<dyn Store>, dir: &Path, options: WalOptions) -> Result<WalStore, StoreError> {
         WalStore::open_with_faults(backend, dir, options, None)
     }
@@ -383,6 +386,7 @@ impl WalStore {
 
     /// Stops without applying anything, as a crash would (tests only).
     #[doc(hidden)]
+    #[cfg_attr(not(feature = "internals"), allow(dead_code))]
     pub fn abandon_for_test(&self) {
         self.mark_failed(&mut self.writer.lock(), "abandoned by a test".into());
         self.shared.queue.lock().clear();
