@@ -36,7 +36,7 @@ use serde_json::value::RawValue;
 use tokio::process::{Child, Command};
 
 use crate::client::{ClientResponse, Connection};
-use crate::sign::{SigningCredentials, sign_request};
+use crate::sign_cli::{SigningCredentials, sign_request};
 
 /// Bounds on a run: a crash loop is always finite.
 const KILLS_MAX: u32 = 10_000;

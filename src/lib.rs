@@ -27,7 +27,7 @@ pub mod listener;
 pub mod loadgen;
 pub mod report;
 pub mod server;
-pub mod sign;
+pub mod sign_cli;
 pub mod signing;
 pub mod sink;
 pub mod verify;

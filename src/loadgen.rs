@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use crate::client::Connection;
-use crate::sign::{SigningCredentials, sign_request};
+use crate::sign_cli::{SigningCredentials, sign_request};
 
 /// Bounds on a run: a load test is always finite.
 const CONNECTIONS_MAX: usize = 4_096;

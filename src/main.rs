@@ -11,7 +11,7 @@ use reward_engine::backup_cli::{self, BackupArgs, RestoreArgs};
 use reward_engine::config::{Config, LogFormat, StoreChoice, log_filter};
 use reward_engine::loadgen::{self, LoadgenArgs};
 use reward_engine::server::{self, ServeOptions, ServerSecrets};
-use reward_engine::sign::{SigningCredentials, curl_command, sign_request};
+use reward_engine::sign_cli::{SigningCredentials, curl_command, sign_request};
 
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;

@@ -15,8 +15,8 @@ use crate::crypto::{Secret, random_hex, sha256};
 use crate::engine::Engine;
 use crate::error::EngineError;
 use crate::ids::Id;
-use crate::keys;
 use crate::posting::put;
+use crate::store::layout;
 use crate::store::{Table, WriteOp};
 
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -86,13 +86,13 @@ impl Engine {
     }
 
     pub fn get_account(&self, account_id: Id) -> Result<AccountRecord, EngineError> {
-        self.read_account(&keys::account(account_id))?.ok_or(EngineError::NotFound { resource: "account" })
+        self.read_account(&layout::account(account_id))?.ok_or(EngineError::NotFound { resource: "account" })
     }
 
     fn account_by_email(&self, email: &str) -> Result<Option<AccountRecord>, EngineError> {
-        let id = self.shared().store.get(&keys::account_email(email)).map_err(|error| EngineError::internal("reading an account email", error))?;
+        let id = self.shared().store.get(&layout::account_email(email)).map_err(|error| EngineError::internal("reading an account email", error))?;
         match id.as_deref().and_then(Id::from_slice) {
-            Some(account_id) => self.read_account(&keys::account(account_id)),
+            Some(account_id) => self.read_account(&layout::account(account_id)),
             None => Ok(None),
         }
     }
@@ -121,8 +121,8 @@ impl Engine {
             created_at_ms: now_ms,
         };
         self.commit_admin(vec![
-            put(keys::account(account.id), encode(&account)),
-            put(keys::account_email(&account.email), account.id.as_bytes().to_vec()),
+            put(layout::account(account.id), encode(&account)),
+            put(layout::account_email(&account.email), account.id.as_bytes().to_vec()),
         ])
         .await?;
         Ok(account)
@@ -145,7 +145,7 @@ impl Engine {
         let _admin = self.inner.admin_lock.lock().await;
         let mut account = self.get_account(account_id)?;
         account.partner_id = Some(partner_id);
-        self.commit_admin(vec![put(keys::account(account.id), encode(&account))]).await?;
+        self.commit_admin(vec![put(layout::account(account.id), encode(&account))]).await?;
         Ok(account)
     }
 
@@ -153,14 +153,14 @@ impl Engine {
     pub async fn issue_refresh_token(&self, account_id: Id) -> Result<Secret, EngineError> {
         let token = Secret::new(format!("rt_{}", random_hex(32)));
         let record = RefreshTokenRecord { account_id, expires_at_ms: self.clock().now_ms() + REFRESH_TOKEN_TTL.as_millis() as u64 };
-        self.commit_admin(vec![put(keys::refresh_token(&sha256(token.expose().as_bytes())), encode(&record))]).await?;
+        self.commit_admin(vec![put(layout::refresh_token(&sha256(token.expose().as_bytes())), encode(&record))]).await?;
         Ok(token)
     }
 
     /// Spends a refresh token: answers its account if the token is known and unexpired
     /// (and deletes it either way, so it works once).
     pub async fn redeem_refresh_token(&self, token: &Secret) -> Result<Option<AccountRecord>, EngineError> {
-        let key = keys::refresh_token(&sha256(token.expose().as_bytes()));
+        let key = layout::refresh_token(&sha256(token.expose().as_bytes()));
         let _admin = self.inner.admin_lock.lock().await;
         let Some(bytes) = self.shared().store.get(&key).map_err(|error| EngineError::internal("reading a refresh token", error))? else {
             return Ok(None);
@@ -170,7 +170,7 @@ impl Engine {
         if record.expires_at_ms <= self.clock().now_ms() {
             return Ok(None);
         }
-        self.read_account(&keys::account(record.account_id))
+        self.read_account(&layout::account(record.account_id))
     }
 
     /// The secret that signs portal access tokens: generated at the first start, kept

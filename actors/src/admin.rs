@@ -10,7 +10,7 @@ use crate::codec::encode;
 use crate::engine::Engine;
 use crate::error::EngineError;
 use crate::ids::Id;
-use crate::keys;
+use crate::store::layout;
 use crate::model::{Environment, Feature, PartnerEnv, PartnerRecord, PartnerStatus, RateLimit, Tier, TipConfig};
 use crate::posting::put;
 use crate::store::{Table, WriteOp};
@@ -69,15 +69,15 @@ impl Engine {
     }
 
     fn slug_taken(&self, slug: &str) -> Result<bool, EngineError> {
-        Ok(self.shared().store.get(&keys::partner_slug(slug)).map_err(|error| EngineError::internal("reading a slug", error))?.is_some())
+        Ok(self.shared().store.get(&layout::partner_slug(slug)).map_err(|error| EngineError::internal("reading a slug", error))?.is_some())
     }
 
     pub async fn create_partner(&self, new_partner: NewPartner) -> Result<PartnerRecord, EngineError> {
         let _admin = self.inner.admin_lock.lock().await;
         let partner = self.new_partner_record(new_partner, PartnerStatus::PendingApproval)?;
         self.commit_admin(vec![
-            put(keys::partner(partner.id), encode(&partner)),
-            put(keys::partner_slug(&partner.slug), partner.id.as_bytes().to_vec()),
+            put(layout::partner(partner.id), encode(&partner)),
+            put(layout::partner_slug(&partner.slug), partner.id.as_bytes().to_vec()),
         ])
         .await?;
         Ok(partner)
@@ -95,9 +95,9 @@ impl Engine {
         let partner = self.new_partner_record(new_partner, PartnerStatus::Active)?;
         account.partner_id = Some(partner.id);
         self.commit_admin(vec![
-            put(keys::partner(partner.id), encode(&partner)),
-            put(keys::partner_slug(&partner.slug), partner.id.as_bytes().to_vec()),
-            put(keys::account(account.id), encode(&account)),
+            put(layout::partner(partner.id), encode(&partner)),
+            put(layout::partner_slug(&partner.slug), partner.id.as_bytes().to_vec()),
+            put(layout::account(account.id), encode(&account)),
         ])
         .await?;
         Ok(partner)
@@ -158,7 +158,7 @@ impl Engine {
         let previous_status = partner.status;
         apply_patch(&mut partner, patch);
         partner.updated_at_ms = self.clock().now_ms();
-        let mut write_set = vec![put(keys::partner(partner.id), encode(&partner))];
+        let mut write_set = vec![put(layout::partner(partner.id), encode(&partner))];
         let status_changed = partner.status != previous_status;
         if status_changed {
             // `partner.status_changed` in each environment's feed, decided in this commit.

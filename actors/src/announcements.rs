@@ -13,9 +13,9 @@ use crate::codec::{decode, encode};
 use crate::engine::Engine;
 use crate::error::EngineError;
 
-use crate::keys;
 use crate::model::PartnerEnv;
 use crate::posting::put;
+use crate::store::layout;
 use crate::store::{Scan, ScanOrder, WriteOp};
 use crate::webhooks::EventType;
 
@@ -34,14 +34,14 @@ impl Engine {
     /// The write op that stores an announcement (to go in the deciding write's commit).
     pub(crate) fn announcement(&self, partner_env: PartnerEnv, event_type: EventType, data: &serde_json::Value) -> WriteOp {
         let announcement = Announcement { partner_env, event_type, data_json: serde_json::to_vec(data).expect("JSON values serialize") };
-        put(keys::announcement(self.ids().next(self.clock().now_ms())), encode(&announcement))
+        put(layout::announcement(self.ids().next(self.clock().now_ms())), encode(&announcement))
     }
 
     /// Records pending announcements through their partners' actors, oldest first, and
     /// answers how many. One that cannot be recorded now stays for the next pass.
     pub async fn deliver_announcements(&self) -> Result<usize, EngineError> {
         let _delivering = self.inner.announce_lock.lock().await;
-        let prefix = keys::announcements_prefix();
+        let prefix = layout::announcements_prefix();
         let pending = self.shared().store.scan(Scan { prefix: &prefix, after: None, order: ScanOrder::Ascending, limit: DELIVERY_BATCH_MAX });
         let pending = pending.map_err(|error| EngineError::internal("reading announcements", error))?;
         let mut delivered = 0;

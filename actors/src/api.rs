@@ -68,7 +68,7 @@ pub mod partners {
 /// API keys: issuing, rotating, looking up.
 pub mod keys {
     pub use crate::api_keys::{KeyPatch, NewKey};
-    pub use crate::auth::KeyContext;
+    pub use crate::key_lookup::KeyContext;
     pub use crate::model::{KeyKind, KeyStatus};
     pub use crate::views::KeyView;
 }

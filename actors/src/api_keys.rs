@@ -17,7 +17,7 @@ use crate::crypto::{GeneratedKeyPair, sha256};
 use crate::engine::Engine;
 use crate::error::EngineError;
 use crate::ids::Id;
-use crate::keys;
+use crate::store::layout;
 use crate::model::{ApiKeyRecord, Environment, KeyDigestEntry, KeyKind, KeyStatus, ScopeSet};
 use crate::posting::put;
 use crate::store::{Scan, ScanOrder};
@@ -81,7 +81,7 @@ impl Engine {
         let mut key = self.get_api_key(partner_id, key_id)?;
         if key.status != KeyStatus::Revoked {
             key.status = KeyStatus::Revoked;
-            let committed = self.commit_admin(vec![put(keys::api_key(key.id), encode(&key))]).await;
+            let committed = self.commit_admin(vec![put(layout::api_key(key.id), encode(&key))]).await;
             // Even a commit that timed out may land: never keep serving the key from cache.
             self.shared().auth_cache.invalidate();
             committed?;
@@ -109,7 +109,7 @@ impl Engine {
             key.expires_at_ms = expires_at_ms;
             key.expiring_notified = false;
         }
-        let committed = self.commit_admin(vec![put(keys::api_key(key.id), encode(&key))]).await;
+        let committed = self.commit_admin(vec![put(layout::api_key(key.id), encode(&key))]).await;
         self.shared().auth_cache.invalidate();
         committed?;
         Ok(key)
@@ -117,7 +117,7 @@ impl Engine {
 
     /// One of the partner's keys; another partner's key id is simply not found.
     pub fn get_api_key(&self, partner_id: Id, key_id: Id) -> Result<ApiKeyRecord, EngineError> {
-        let bytes = self.shared().store.get(&keys::api_key(key_id)).map_err(|error| EngineError::internal("reading a key", error))?;
+        let bytes = self.shared().store.get(&layout::api_key(key_id)).map_err(|error| EngineError::internal("reading a key", error))?;
         let key: ApiKeyRecord = match bytes {
             Some(bytes) => decode(&bytes).map_err(|error| EngineError::internal("decoding a key", error))?,
             None => return Err(EngineError::NotFound { resource: "key" }),
@@ -130,7 +130,7 @@ impl Engine {
 
     /// The partner's keys, newest first.
     pub fn list_api_keys(&self, partner_id: Id) -> Result<Vec<ApiKeyRecord>, EngineError> {
-        let prefix = keys::partner_keys_prefix(partner_id);
+        let prefix = layout::partner_keys_prefix(partner_id);
         let scan = Scan { prefix: &prefix, after: None, order: ScanOrder::Descending, limit: KEYS_PER_PARTNER_MAX };
         let entries = self.shared().store.scan(scan).map_err(|error| EngineError::internal("listing keys", error))?;
         entries.iter().filter_map(|(key, _)| Id::from_slice(&key[key.len() - Id::LEN..])).map(|key_id| self.get_api_key(partner_id, key_id)).collect()
@@ -162,12 +162,12 @@ impl Engine {
         let _admin = self.inner.admin_lock.lock().await;
         let mut write_set = Vec::with_capacity(used.len());
         for (key_id, used_at_ms) in used {
-            let Some(bytes) = self.shared().store.get(&keys::api_key(key_id)).map_err(|error| EngineError::internal("reading a key", error))? else {
+            let Some(bytes) = self.shared().store.get(&layout::api_key(key_id)).map_err(|error| EngineError::internal("reading a key", error))? else {
                 continue;
             };
             let mut key: ApiKeyRecord = decode(&bytes).map_err(|error| EngineError::internal("decoding a key", error))?;
             key.last_used_at_ms = key.last_used_at_ms.max(Some(used_at_ms));
-            write_set.push(put(keys::api_key(key_id), encode(&key)));
+            write_set.push(put(layout::api_key(key_id), encode(&key)));
         }
         self.commit_admin(write_set).await
     }
@@ -179,7 +179,7 @@ impl Engine {
         const PAGE: usize = 1_000;
         const KEY_SCAN_MAX: usize = 1_000_000;
         let now_ms = self.clock().now_ms();
-        let prefix = keys::api_keys_prefix();
+        let prefix = layout::api_keys_prefix();
         let mut after: Option<Vec<u8>> = None;
         let mut due = Vec::new();
         for _ in 0..KEY_SCAN_MAX / PAGE {
@@ -218,7 +218,7 @@ impl Engine {
                 crate::webhooks::EventType::ApiKeyExpiring,
                 &data,
             );
-            self.commit_admin(vec![put(keys::api_key(current.id), encode(&current)), announcement]).await?;
+            self.commit_admin(vec![put(layout::api_key(current.id), encode(&current)), announcement]).await?;
             notified += 1;
         }
         if notified > 0 {
@@ -237,7 +237,7 @@ impl Engine {
 
     async fn issue_key(&self, partner_id: Id, new_key: NewKey, rotated_from: Option<Id>) -> Result<CreatedKeyView, EngineError> {
         let existing = self.shared().store.scan(Scan {
-            prefix: &keys::partner_keys_prefix(partner_id),
+            prefix: &layout::partner_keys_prefix(partner_id),
             after: None,
             order: ScanOrder::Ascending,
             limit: KEYS_PER_PARTNER_MAX,
@@ -271,10 +271,10 @@ impl Engine {
         };
         let digest_entry = |kind| encode(&KeyDigestEntry { key_id, kind });
         self.commit_admin(vec![
-            put(keys::api_key(key_id), encode(&record)),
-            put(keys::key_digest(&record.public_key_digest), digest_entry(KeyKind::Publishable)),
-            put(keys::key_digest(&record.secret_key_digest), digest_entry(KeyKind::Secret)),
-            put(keys::partner_key(partner_id, key_id), Vec::new()),
+            put(layout::api_key(key_id), encode(&record)),
+            put(layout::key_digest(&record.public_key_digest), digest_entry(KeyKind::Publishable)),
+            put(layout::key_digest(&record.secret_key_digest), digest_entry(KeyKind::Secret)),
+            put(layout::partner_key(partner_id, key_id), Vec::new()),
         ])
         .await?;
         self.shared().auth_cache.invalidate();

@@ -31,12 +31,12 @@ use crate::announcements::Announcement;
 use crate::codec::{VALUE_VERSION, decode};
 use crate::donations::{DonationRecord, OrganizationRecord};
 use crate::ids::Id;
-use crate::keys;
 use crate::model::{
     ActionRecord, ActionStatus, ApiKeyRecord, CampaignRecord, DAY_MS, EventRecord, IdempotencyRecord, IdempotencyScope, KeyDigestEntry, KeyKind,
     PartnerEnv, PartnerEnvState, PartnerRecord, PoolRecord, TransactionRecord, TransactionType, UserRecord,
 };
 use crate::pool_requests::PoolRequestRecord;
+use crate::store::layout;
 use crate::store::{SCHEMA_KEY, SCHEMA_VERSION, Scan, ScanOrder, Store, StoreError, Table, applied_sequence_key};
 use crate::webhooks::{DeliveryRecord, EndpointRecord, HealthRecord};
 
@@ -486,7 +486,7 @@ impl Auditor<'_> {
             self.flag(Table::PartnerSlugs, &record, "value is not a partner id", "12 bytes", format!("{} bytes", value.len()));
             return Ok(());
         };
-        match self.read::<PartnerRecord>(&keys::partner(partner_id))? {
+        match self.read::<PartnerRecord>(&layout::partner(partner_id))? {
             Some(partner) => self.equal(Table::PartnerSlugs, &record, "the partner it names has another slug", slug, partner.slug),
             None => self.flag(Table::PartnerSlugs, &record, "names a partner that does not exist", format!("partner {partner_id}"), "nothing"),
         }
@@ -498,7 +498,7 @@ impl Auditor<'_> {
             return Ok(());
         };
         let record = format!("key digest of API key {}", entry.key_id);
-        let Some(api_key) = self.read::<ApiKeyRecord>(&keys::api_key(entry.key_id))? else {
+        let Some(api_key) = self.read::<ApiKeyRecord>(&layout::api_key(entry.key_id))? else {
             self.flag(Table::KeyDigests, &record, "names an API key that does not exist", format!("API key {}", entry.key_id), "nothing");
             return Ok(());
         };
@@ -521,7 +521,7 @@ impl Auditor<'_> {
         if !value.is_empty() {
             self.flag(Table::PartnerKeys, &record, "index row holds a value", "empty", format!("{} bytes", value.len()));
         }
-        match self.read::<ApiKeyRecord>(&keys::api_key(key_id))? {
+        match self.read::<ApiKeyRecord>(&layout::api_key(key_id))? {
             Some(api_key) => self.equal(Table::PartnerKeys, &record, "the API key belongs to another partner", partner_id, api_key.partner_id),
             None => self.flag(Table::PartnerKeys, &record, "names an API key that does not exist", format!("API key {key_id}"), "nothing"),
         }
@@ -535,7 +535,7 @@ impl Auditor<'_> {
             self.flag(Table::AccountEmails, &record, "value is not an account id", "12 bytes", format!("{} bytes", value.len()));
             return Ok(());
         };
-        match self.read::<AccountRecord>(&keys::account(account_id))? {
+        match self.read::<AccountRecord>(&layout::account(account_id))? {
             Some(account) => self.equal(Table::AccountEmails, &record, "the account it names has another email", email, account.email),
             None => self.flag(Table::AccountEmails, &record, "names an account that does not exist", format!("account {account_id}"), "nothing"),
         }
@@ -572,7 +572,7 @@ impl Auditor<'_> {
             return Ok(());
         };
         if let Some(pool_id) = state.default_pool_id
-            && !self.exists(&keys::pool(&partner_env, pool_id))?
+            && !self.exists(&layout::pool(&partner_env, pool_id))?
         {
             self.flag(Table::PartnerEnvState, &record, "the default pool does not exist", format!("pool {pool_id}"), "nothing");
         }
@@ -684,7 +684,7 @@ impl Auditor<'_> {
         self.report.totals.users += 1;
         self.report.totals.user_balance_tokens += i128::from(user.balance);
         self.equal(Table::Users, &record, "external id differs from its key", text(external_id).as_str(), user.external_id.as_str());
-        match self.store.get(&keys::user_by_creation(&partner_env, user.id))? {
+        match self.store.get(&layout::user_by_creation(&partner_env, user.id))? {
             Some(indexed) if indexed == user.external_id.as_bytes() => {}
             Some(indexed) => self.flag(Table::Users, &record, "the creation-order index names another user", &user.external_id, text(&indexed)),
             None => self.flag(Table::Users, &record, "missing from the creation-order index", format!("a row for user id {}", user.id), "nothing"),
@@ -699,7 +699,7 @@ impl Auditor<'_> {
     /// Sums the user's transactions, read through the per-user index a page at a time.
     fn user_ledger(&mut self, partner_env: &PartnerEnv, user: &UserRecord, record: &str) -> Result<UserLedger, StoreError> {
         let mut ledger = UserLedger { vesting: user.vesting.iter().map(|bucket| (bucket.day, 0)).collect(), ..UserLedger::default() };
-        let prefix = keys::user_transactions_prefix(partner_env, &user.external_id);
+        let prefix = layout::user_transactions_prefix(partner_env, &user.external_id);
         let mut after: Option<Vec<u8>> = None;
         loop {
             let page = self.store.scan(Scan { prefix: &prefix, after: after.as_deref(), order: ScanOrder::Ascending, limit: AUDIT_PAGE_RECORDS })?;
@@ -710,7 +710,7 @@ impl Auditor<'_> {
                     after = Some(key);
                     continue;
                 };
-                match self.store.get(&keys::transaction(partner_env, transaction_id))? {
+                match self.store.get(&layout::transaction(partner_env, transaction_id))? {
                     None => {
                         self.flag(
                             Table::UserTransactions,
@@ -801,7 +801,7 @@ impl Auditor<'_> {
             self.flag(Table::UsersByCreation, &record, "value is not an external id", "UTF-8 text", format!("{} bytes", value.len()));
             return Ok(());
         };
-        match self.read::<UserRecord>(&keys::user(&partner_env, external_id))? {
+        match self.read::<UserRecord>(&layout::user(&partner_env, external_id))? {
             Some(user) => self.equal(Table::UsersByCreation, &record, &format!("user '{external_id}' has another id"), user_id, user.id),
             None => self.flag(Table::UsersByCreation, &record, "names a user that does not exist", format!("user {external_id}"), "nothing"),
         }
@@ -819,7 +819,7 @@ impl Auditor<'_> {
         if !value.is_empty() {
             self.flag(Table::UserTransactions, &record, "index row holds a value", "empty", format!("{} bytes", value.len()));
         }
-        let user_key = keys::user(&partner_env, &text(external_id));
+        let user_key = layout::user(&partner_env, &text(external_id));
         let exists = match &self.indexed_user {
             Some((cached, exists)) if *cached == user_key => *exists,
             _ => {
@@ -855,7 +855,7 @@ impl Auditor<'_> {
         for allocation in &action.allocations {
             self.check_allocation(&partner_env, &action, allocation, &record)?;
         }
-        let idempotency_key = keys::idempotency(&partner_env, IdempotencyScope::ActionSubmit, &action.idempotency_key);
+        let idempotency_key = layout::idempotency(&partner_env, IdempotencyScope::ActionSubmit, &action.idempotency_key);
         match self.read::<IdempotencyRecord>(&idempotency_key)? {
             Some(idempotency) => {
                 self.equal(Table::Actions, &record, "its idempotency record names another action", action.id, idempotency.resource_id)
@@ -908,8 +908,8 @@ impl Auditor<'_> {
                 return Ok(());
             }
         };
-        let Some(transaction) = self.read::<TransactionRecord>(&keys::transaction(partner_env, transaction_id))? else {
-            if !self.exists(&keys::transaction(partner_env, transaction_id))? {
+        let Some(transaction) = self.read::<TransactionRecord>(&layout::transaction(partner_env, transaction_id))? else {
+            if !self.exists(&layout::transaction(partner_env, transaction_id))? {
                 self.flag(Table::Actions, &record, "its reward transaction does not exist", format!("transaction {transaction_id}"), "nothing");
             }
             return Ok(());
@@ -967,7 +967,7 @@ impl Auditor<'_> {
             self.flag(Table::Transactions, &record, "names an action that does not exist", format!("action {action_id}"), "nothing");
         }
         if let Some(owner) = transaction.partner_user_id.as_deref()
-            && !self.exists(&keys::user_transaction(&partner_env, owner, transaction.id))?
+            && !self.exists(&layout::user_transaction(&partner_env, owner, transaction.id))?
         {
             self.flag(Table::Transactions, &record, "missing from its user's index", format!("a row under user {owner}"), "nothing");
         }
@@ -993,7 +993,7 @@ impl Auditor<'_> {
     }
 
     fn action_exists(&mut self, partner_env: &PartnerEnv, action_id: Id) -> Result<bool, StoreError> {
-        let key = keys::action(partner_env, action_id);
+        let key = layout::action(partner_env, action_id);
         if let Some((cached, exists)) = &self.referenced_action
             && *cached == key
         {
@@ -1022,7 +1022,7 @@ impl Auditor<'_> {
             return Ok(());
         }
         let action_id = idempotency.resource_id;
-        match self.read::<ActionRecord>(&keys::action(&partner_env, action_id))? {
+        match self.read::<ActionRecord>(&layout::action(&partner_env, action_id))? {
             Some(action) if scope == IdempotencyScope::ActionSubmit => {
                 self.equal(
                     Table::Idempotency,
@@ -1033,7 +1033,7 @@ impl Auditor<'_> {
                 );
             }
             Some(_) => {}
-            None if self.exists(&keys::action(&partner_env, action_id))? => {}
+            None if self.exists(&layout::action(&partner_env, action_id))? => {}
             None => self.flag(Table::Idempotency, &record, "points at an action that does not exist", format!("action {action_id}"), "nothing"),
         }
         Ok(())
@@ -1052,7 +1052,7 @@ impl Auditor<'_> {
         self.report.totals.events += 1;
         self.equal(Table::Events, &record, "sequence differs from its key", sequence, event.sequence);
         if self.env_state.as_ref().is_none_or(|(cached, _)| *cached != partner_env) {
-            let state = self.read::<PartnerEnvState>(&keys::partner_env_state(&partner_env))?;
+            let state = self.read::<PartnerEnvState>(&layout::partner_env_state(&partner_env))?;
             self.env_state = Some((partner_env, state));
         }
         let next = self.env_state.as_ref().and_then(|(_, state)| state.as_ref()).map(|state| state.next_event_sequence);
@@ -1082,7 +1082,7 @@ impl Auditor<'_> {
         self.equal(Table::WebhookDeliveries, &record, "id differs from its key", delivery_id, delivery.id);
         self.equal(Table::WebhookDeliveries, &record, "endpoint differs from its key", endpoint_id, delivery.endpoint_id);
         match (delivery.event_sequence, &delivery.inline_envelope) {
-            (Some(sequence), _) => match self.read::<EventRecord>(&keys::event(&partner_env, sequence))? {
+            (Some(sequence), _) => match self.read::<EventRecord>(&layout::event(&partner_env, sequence))? {
                 Some(event) => self.equal(
                     Table::WebhookDeliveries,
                     &record,
@@ -1090,7 +1090,7 @@ impl Auditor<'_> {
                     delivery.event_id,
                     event.id,
                 ),
-                None if self.exists(&keys::event(&partner_env, sequence))? => {}
+                None if self.exists(&layout::event(&partner_env, sequence))? => {}
                 None => self.flag(Table::WebhookDeliveries, &record, "its event is not in the feed", format!("event {sequence}"), "nothing"),
             },
             (None, Some(_)) => {}
@@ -1102,7 +1102,8 @@ impl Auditor<'_> {
     fn check_queue_row(&mut self, key: &[u8], value: &[u8]) -> Result<(), StoreError> {
         let at = 1 + PARTNER_ENV_BYTES;
         let endpoint_id = (key.len() == at + ID_BYTES + 8 + ID_BYTES).then(|| id_at(key, at)).flatten();
-        let (Some(partner_env), Some(endpoint_id), Some((due_ms, delivery_id))) = (partner_env_of(key), endpoint_id, keys::parse_webhook_queue(key))
+        let (Some(partner_env), Some(endpoint_id), Some((due_ms, delivery_id))) =
+            (partner_env_of(key), endpoint_id, layout::parse_webhook_queue(key))
         else {
             self.bad_key(Table::WebhookQueue, key, "a partner prefix, an endpoint id, a due time and a delivery id");
             return Ok(());
@@ -1112,7 +1113,7 @@ impl Auditor<'_> {
         if !value.is_empty() {
             self.flag(Table::WebhookQueue, &record, "queue row holds a value", "empty", format!("{} bytes", value.len()));
         }
-        if !self.exists(&keys::webhook_delivery(&partner_env, endpoint_id, delivery_id))? {
+        if !self.exists(&layout::webhook_delivery(&partner_env, endpoint_id, delivery_id))? {
             self.flag(Table::WebhookQueue, &record, "points at a delivery that does not exist", format!("delivery {delivery_id}"), "nothing");
         }
         Ok(())
@@ -1256,8 +1257,8 @@ mod tests {
         let delivery = DeliveryRecord::new(ids.next(NOW_MS), ids.next(NOW_MS), &event, NOW_MS);
         store
             .commit(&[&[
-                put(keys::webhook_delivery(&partner_env, delivery.endpoint_id, delivery.id), encode(&delivery)),
-                put(keys::webhook_queue(&partner_env, delivery.endpoint_id, NOW_MS, delivery.id), Vec::new()),
+                put(layout::webhook_delivery(&partner_env, delivery.endpoint_id, delivery.id), encode(&delivery)),
+                put(layout::webhook_queue(&partner_env, delivery.endpoint_id, NOW_MS, delivery.id), Vec::new()),
             ]])
             .expect("commits");
         let mut users: Vec<UserRecord> = reversed.changes.users.iter().map(|user| user.record.clone()).collect();
@@ -1296,7 +1297,7 @@ mod tests {
     }
 
     fn user_key(books: &Books, index: usize) -> Vec<u8> {
-        keys::user(&books.partner_env, &books.users[index].external_id)
+        layout::user(&books.partner_env, &books.users[index].external_id)
     }
 
     fn both(case: impl Fn(StoreBackend)) {
@@ -1341,7 +1342,7 @@ mod tests {
     fn an_orphan_idempotency_record() {
         both(|backend| {
             let damage = |books: &Books| {
-                let key = keys::idempotency(&books.partner_env, IdempotencyScope::ActionSubmit, "orphan");
+                let key = layout::idempotency(&books.partner_env, IdempotencyScope::ActionSubmit, "orphan");
                 vec![put(key, encode(&idempotency(Id([9; 12]), NOW_MS)))]
             };
             check(backend, damage, &[("idempotency", "points at an action that does not exist")]);
@@ -1353,7 +1354,7 @@ mod tests {
         both(|backend| {
             let damage = |books: &Books| {
                 let pool = PoolRecord { balance: books.pool.balance + 1, ..books.pool.clone() };
-                vec![put(keys::pool(&books.partner_env, pool.id), encode(&pool))]
+                vec![put(layout::pool(&books.partner_env, pool.id), encode(&pool))]
             };
             let expected =
                 [("pools", "the pool does not balance"), ("pools", "balance differs from its ledger (allocations + refills - rewards + reversals)")];
@@ -1366,7 +1367,7 @@ mod tests {
         both(|backend| {
             let damage = |books: &Books| {
                 let action = ActionRecord { tokens_distributed: books.action.tokens_distributed + 1, ..books.action.clone() };
-                vec![put(keys::action(&books.partner_env, action.id), encode(&action))]
+                vec![put(layout::action(&books.partner_env, action.id), encode(&action))]
             };
             let expected = [
                 ("actions", "tokens distributed differ from the sum of its allocations"),
@@ -1381,7 +1382,7 @@ mod tests {
         both(|backend| {
             let damage = |books: &Books| {
                 let transaction_id = books.action.allocations[2].transaction_id.expect("a reward");
-                vec![WriteOp::Delete { key: keys::transaction(&books.partner_env, transaction_id) }]
+                vec![WriteOp::Delete { key: layout::transaction(&books.partner_env, transaction_id) }]
             };
             // In pass order: carol's ledger (users), the action, then the pools at the end.
             let expected = [
@@ -1400,7 +1401,7 @@ mod tests {
             let damage = |books: &Books| {
                 let mut garbled = encode(&books.action);
                 garbled.truncate(garbled.len() / 2);
-                vec![put(keys::action(&books.partner_env, books.action.id), garbled), put(vec![200, 1, 2], b"?".to_vec())]
+                vec![put(layout::action(&books.partner_env, books.action.id), garbled), put(vec![200, 1, 2], b"?".to_vec())]
             };
             // The pool then misses what the unreadable action distributed and reversed.
             let expected = [
@@ -1418,8 +1419,8 @@ mod tests {
         both(|backend| {
             let damage = |books: &Books| {
                 vec![
-                    WriteOp::Delete { key: keys::event(&books.partner_env, books.event.sequence) },
-                    put(keys::webhook_queue(&books.partner_env, books.delivery.endpoint_id, NOW_MS, Id([8; 12])), Vec::new()),
+                    WriteOp::Delete { key: layout::event(&books.partner_env, books.event.sequence) },
+                    put(layout::webhook_queue(&books.partner_env, books.delivery.endpoint_id, NOW_MS, Id([8; 12])), Vec::new()),
                 ]
             };
             let expected = [("webhook_deliveries", "its event is not in the feed"), ("webhook_queue", "points at a delivery that does not exist")];
@@ -1431,8 +1432,8 @@ mod tests {
     fn index_rows_point_at_their_records() {
         both(|backend| {
             let damage = |books: &Books| {
-                let ghost = keys::user_transaction(&books.partner_env, "ghost", Id([3; 12]));
-                vec![WriteOp::Delete { key: keys::user_by_creation(&books.partner_env, books.users[2].id) }, put(ghost, Vec::new())]
+                let ghost = layout::user_transaction(&books.partner_env, "ghost", Id([3; 12]));
+                vec![WriteOp::Delete { key: layout::user_by_creation(&books.partner_env, books.users[2].id) }, put(ghost, Vec::new())]
             };
             let expected = [("users", "missing from the creation-order index"), ("user_transactions", "index row of a user that does not exist")];
             check(backend, damage, &expected);

@@ -18,12 +18,12 @@ use actix_rt::ArbiterHandle;
 use parking_lot::Mutex;
 use tokio::sync::oneshot;
 
-use crate::auth::AuthCache;
 use crate::clock::Clock;
 use crate::committer::{CommitterHandle, CommitterLimits, CommitterThread, start_committer};
 use crate::crypto::MasterKey;
 use crate::error::{EngineError, InvalidSetting, STORE_UNAVAILABLE_RETRY_AFTER_SECS};
 use crate::ids::{Id, IdGenerator};
+use crate::key_lookup::AuthCache;
 use crate::metrics::EngineMetrics;
 use crate::model::PartnerEnv;
 use crate::partner_actor::{ActorReply, Command, Delivery, PartnerActor, PartnerCommand, RecordEvent, WriteOutcome};

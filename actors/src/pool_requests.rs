@@ -8,12 +8,12 @@ use crate::codec::{decode, encode};
 use crate::engine::Engine;
 use crate::error::EngineError;
 use crate::ids::Id;
-use crate::keys;
 use crate::model::{IdempotencyScope, PartnerEnv};
 use crate::partner_actor::WriteOutcome;
 use crate::posting::put;
 use crate::reads::{Page, PageRequest, Verdict};
 use crate::request::{AllocationRequest, IdempotencyKey};
+use crate::store::layout;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
@@ -53,13 +53,13 @@ impl Engine {
             created_at_ms: now_ms,
             decided_at_ms: None,
         };
-        self.commit_admin(vec![put(keys::pool_request(record.id), encode(&record))]).await?;
+        self.commit_admin(vec![put(layout::pool_request(record.id), encode(&record))]).await?;
         Ok(record)
     }
 
     pub fn get_pool_request(&self, request_id: Id) -> Result<PoolRequestRecord, EngineError> {
         let bytes =
-            self.shared().store.get(&keys::pool_request(request_id)).map_err(|error| EngineError::internal("reading a pool request", error))?;
+            self.shared().store.get(&layout::pool_request(request_id)).map_err(|error| EngineError::internal("reading a pool request", error))?;
         let bytes = bytes.ok_or(EngineError::NotFound { resource: "token pool request" })?;
         decode(&bytes).map_err(|error| EngineError::internal("decoding a pool request", error))
     }
@@ -67,7 +67,7 @@ impl Engine {
     /// Requests newest first, optionally only those in `status`, paged like every list.
     pub fn list_pool_requests(&self, status: Option<PoolRequestStatus>, page: PageRequest) -> Result<Page<PoolRequestRecord>, EngineError> {
         let filter = |record: &PoolRequestRecord| if status.is_none_or(|status| record.status == status) { Verdict::Keep } else { Verdict::Skip };
-        self.read_filtered_page(&keys::pool_requests_prefix(), page, |record: &PoolRequestRecord| record.id, &filter, "listing pool requests")
+        self.read_filtered_page(&layout::pool_requests_prefix(), page, |record: &PoolRequestRecord| record.id, &filter, "listing pool requests")
     }
 
     /// Approves a pending request: its tokens go to the partner's default pool (idempotent
@@ -99,7 +99,7 @@ impl Engine {
         // An approval whose allocation landed but whose status write did not: it was
         // approved, and the tokens are the partner's. Finish recording that instead.
         let allocated =
-            self.shared().store.get(&keys::idempotency(&record.partner_env, IdempotencyScope::PoolAllocation, &allocation_key(record.id)));
+            self.shared().store.get(&layout::idempotency(&record.partner_env, IdempotencyScope::PoolAllocation, &allocation_key(record.id)));
         if allocated.map_err(|error| EngineError::internal("reading an allocation", error))?.is_some() {
             record.status = PoolRequestStatus::Approved;
             self.decide(&mut record, None).await?;
@@ -121,6 +121,6 @@ impl Engine {
     async fn decide(&self, record: &mut PoolRequestRecord, note: Option<String>) -> Result<(), EngineError> {
         record.decision_note = note;
         record.decided_at_ms = Some(self.clock().now_ms());
-        self.commit_admin(vec![put(keys::pool_request(record.id), encode(&*record))]).await
+        self.commit_admin(vec![put(layout::pool_request(record.id), encode(&*record))]).await
     }
 }

@@ -12,7 +12,7 @@ use serde_json::json;
 
 use crate::codec::encode;
 use crate::ids::{Id, IdGenerator};
-use crate::keys;
+use crate::store::layout;
 use crate::model::{
     ActionRecord, ActionStatus, AllocationRecord, CampaignRecord, EventRecord, IdempotencyRecord, IdempotencyScope, PartnerEnv, PartnerEnvState,
     PoolRecord, TransactionRecord, TransactionType, UserRecord, vesting_day,
@@ -49,27 +49,27 @@ impl Changes {
     pub fn write_set(&self, partner_env: &PartnerEnv, env_state: &PartnerEnvState) -> Vec<WriteOp> {
         let mut ops = Vec::with_capacity(8 + self.users.len() * 2 + self.transactions.len() * 2 + self.events.len());
         if let Some((scope, key, record)) = &self.idempotency {
-            ops.push(put(keys::idempotency(partner_env, *scope, key), encode(record)));
+            ops.push(put(layout::idempotency(partner_env, *scope, key), encode(record)));
         }
         if let Some(action) = &self.action {
-            ops.push(put(keys::action(partner_env, action.id), encode(action)));
+            ops.push(put(layout::action(partner_env, action.id), encode(action)));
         }
         for pool in &self.pools {
-            ops.push(put(keys::pool(partner_env, pool.id), encode(pool)));
+            ops.push(put(layout::pool(partner_env, pool.id), encode(pool)));
         }
         for campaign in &self.campaigns {
-            ops.push(put(keys::campaign(partner_env, campaign.id), encode(campaign)));
+            ops.push(put(layout::campaign(partner_env, campaign.id), encode(campaign)));
         }
         for user in &self.users {
-            ops.push(put(keys::user(partner_env, &user.record.external_id), encode(&user.record)));
+            ops.push(put(layout::user(partner_env, &user.record.external_id), encode(&user.record)));
             if user.is_new {
-                ops.push(put(keys::user_by_creation(partner_env, user.record.id), user.record.external_id.as_bytes().to_vec()));
+                ops.push(put(layout::user_by_creation(partner_env, user.record.id), user.record.external_id.as_bytes().to_vec()));
             }
         }
         for transaction in &self.transactions {
-            ops.push(put(keys::transaction(partner_env, transaction.id), encode(transaction)));
+            ops.push(put(layout::transaction(partner_env, transaction.id), encode(transaction)));
             if let Some(owner) = transaction.partner_user_id.as_deref() {
-                ops.push(put(keys::user_transaction(partner_env, owner, transaction.id), Vec::new()));
+                ops.push(put(layout::user_transaction(partner_env, owner, transaction.id), Vec::new()));
             }
         }
         push_events(&mut ops, partner_env, &self.events, env_state);
@@ -566,9 +566,9 @@ impl EventBuilder<'_> {
 /// Appends events and the bookkeeping that holds their next sequence.
 pub fn push_events(ops: &mut Vec<WriteOp>, partner_env: &PartnerEnv, events: &[EventRecord], env_state: &PartnerEnvState) {
     for event in events {
-        ops.push(put(keys::event(partner_env, event.sequence), encode(event)));
+        ops.push(put(layout::event(partner_env, event.sequence), encode(event)));
     }
-    ops.push(put(keys::partner_env_state(partner_env), encode(env_state)));
+    ops.push(put(layout::partner_env_state(partner_env), encode(env_state)));
 }
 
 pub fn put(key: Vec<u8>, value: Vec<u8>) -> WriteOp {

@@ -7,7 +7,7 @@ use crate::codec::decode;
 use crate::engine::Engine;
 use crate::error::EngineError;
 use crate::ids::Id;
-use crate::keys;
+use crate::store::layout;
 use crate::model::{
     ActionRecord, ActionStatus, CampaignRecord, CampaignStatus, DailyTotals, EventRecord, PartnerEnv, PartnerEnvState, PartnerRecord, PoolRecord,
     TransactionRecord, TransactionType, UserRecord,
@@ -180,33 +180,33 @@ impl Engine {
     }
 
     pub fn get_action(&self, partner_env: PartnerEnv, action_id: Id) -> Result<ActionRecord, EngineError> {
-        self.read_record(&keys::action(&partner_env, action_id), "reading an action")?.ok_or(EngineError::NotFound { resource: "action" })
+        self.read_record(&layout::action(&partner_env, action_id), "reading an action")?.ok_or(EngineError::NotFound { resource: "action" })
     }
 
     pub fn get_user(&self, partner_env: PartnerEnv, external_id: &str) -> Result<UserRecord, EngineError> {
-        self.read_record(&keys::user(&partner_env, external_id), "reading a user")?
+        self.read_record(&layout::user(&partner_env, external_id), "reading a user")?
             .ok_or_else(|| EngineError::UserNotFound { partner_user_id: external_id.to_owned() })
     }
 
     pub fn get_pool(&self, partner_env: PartnerEnv, pool_id: Id) -> Result<PoolRecord, EngineError> {
         let pool: PoolRecord =
-            self.read_record(&keys::pool(&partner_env, pool_id), "reading a pool")?.ok_or(EngineError::NotFound { resource: "token pool" })?;
+            self.read_record(&layout::pool(&partner_env, pool_id), "reading a pool")?.ok_or(EngineError::NotFound { resource: "token pool" })?;
         pool.assert_conserved();
         Ok(pool)
     }
 
     pub fn list_pools(&self, partner_env: PartnerEnv, page: PageRequest) -> Result<Page<PoolRecord>, EngineError> {
-        let page = self.read_page(&keys::pools_prefix(&partner_env), page, |pool: &PoolRecord| pool.id, "listing pools")?;
+        let page = self.read_page(&layout::pools_prefix(&partner_env), page, |pool: &PoolRecord| pool.id, "listing pools")?;
         page.items.iter().try_for_each(check_conserved)?;
         Ok(page)
     }
 
     pub fn get_partner(&self, partner_id: Id) -> Result<PartnerRecord, EngineError> {
-        self.read_record(&keys::partner(partner_id), "reading a partner")?.ok_or(EngineError::NotFound { resource: "partner" })
+        self.read_record(&layout::partner(partner_id), "reading a partner")?.ok_or(EngineError::NotFound { resource: "partner" })
     }
 
     pub fn list_partners(&self, page: PageRequest) -> Result<Page<PartnerRecord>, EngineError> {
-        self.read_page(&keys::partners_prefix(), page, |partner: &PartnerRecord| partner.id, "listing partners")
+        self.read_page(&layout::partners_prefix(), page, |partner: &PartnerRecord| partner.id, "listing partners")
     }
 }
 
@@ -215,8 +215,8 @@ impl Engine {
     /// `after_sequence` (0 for the beginning), at most `limit` events; the cursor is the
     /// last event's sequence.
     pub fn list_events(&self, partner_env: PartnerEnv, after_sequence: u64, limit: usize) -> Result<Page<EventRecord, u64>, EngineError> {
-        let prefix = keys::events_prefix(&partner_env);
-        let after_key = Some(keys::event(&partner_env, after_sequence));
+        let prefix = layout::events_prefix(&partner_env);
+        let after_key = Some(layout::event(&partner_env, after_sequence));
         let scan = ListScan { prefix: &prefix, after_key, order: ScanOrder::Ascending, skip: 0, limit };
         let resolve =
             |_: &[u8], bytes: &[u8]| decode::<EventRecord>(bytes).map(Some).map_err(|error| EngineError::internal("decoding an event", error));
@@ -333,7 +333,7 @@ const DASHBOARD_RECORDS_MAX: usize = 1_000;
 
 impl Engine {
     pub fn get_campaign(&self, partner_env: PartnerEnv, campaign_id: Id) -> Result<CampaignRecord, EngineError> {
-        self.read_record(&keys::campaign(&partner_env, campaign_id), "reading a campaign")?.ok_or(EngineError::NotFound { resource: "campaign" })
+        self.read_record(&layout::campaign(&partner_env, campaign_id), "reading a campaign")?.ok_or(EngineError::NotFound { resource: "campaign" })
     }
 
     pub fn list_campaigns(
@@ -344,17 +344,17 @@ impl Engine {
     ) -> Result<Page<CampaignRecord>, EngineError> {
         let resolve = |_: &[u8], bytes: &[u8]| decode(bytes).map(Some).map_err(|error| EngineError::internal("decoding a campaign", error));
         let filter = |campaign: &CampaignRecord| if status.is_none_or(|wanted| campaign.status == wanted) { Verdict::Keep } else { Verdict::Skip };
-        self.read_list(&keys::campaigns_prefix(&partner_env), page, &resolve, &|campaign: &CampaignRecord| campaign.id, &filter, "listing campaigns")
+        self.read_list(&layout::campaigns_prefix(&partner_env), page, &resolve, &|campaign: &CampaignRecord| campaign.id, &filter, "listing campaigns")
     }
 
     /// Users newest first, through the by-creation index.
     pub fn list_users(&self, partner_env: PartnerEnv, page: PageRequest) -> Result<Page<UserRecord>, EngineError> {
         let resolve = |_: &[u8], external_id: &[u8]| {
             let external_id = std::str::from_utf8(external_id).map_err(|error| EngineError::internal("decoding a user index entry", error))?;
-            self.read_record::<UserRecord>(&keys::user(&partner_env, external_id), "reading a user")
+            self.read_record::<UserRecord>(&layout::user(&partner_env, external_id), "reading a user")
         };
         self.read_list(
-            &keys::users_by_creation_prefix(&partner_env),
+            &layout::users_by_creation_prefix(&partner_env),
             page,
             &resolve,
             &|user: &UserRecord| user.id,
@@ -373,7 +373,7 @@ impl Engine {
                 verdict => verdict,
             }
         };
-        self.read_list(&keys::actions_prefix(&partner_env), page, &resolve, &|action: &ActionRecord| action.id, &verdict, "listing actions")
+        self.read_list(&layout::actions_prefix(&partner_env), page, &resolve, &|action: &ActionRecord| action.id, &verdict, "listing actions")
     }
 
     /// The partner's whole ledger (or one user's, through the per-user index), newest first.
@@ -390,15 +390,15 @@ impl Engine {
             None => {
                 let resolve =
                     |_: &[u8], bytes: &[u8]| decode(bytes).map(Some).map_err(|error| EngineError::internal("decoding a transaction", error));
-                self.read_list(&keys::transactions_prefix(&partner_env), page, &resolve, &id_of, &verdict, "listing transactions")
+                self.read_list(&layout::transactions_prefix(&partner_env), page, &resolve, &id_of, &verdict, "listing transactions")
             }
             Some(external_id) => {
                 let resolve = |key: &[u8], _: &[u8]| {
                     let id = key.len().checked_sub(12).and_then(|start| Id::from_slice(&key[start..]));
                     let id = id.ok_or_else(|| EngineError::internal("decoding a user transaction index entry", "short key"))?;
-                    self.read_record::<TransactionRecord>(&keys::transaction(&partner_env, id), "reading a transaction")
+                    self.read_record::<TransactionRecord>(&layout::transaction(&partner_env, id), "reading a transaction")
                 };
-                self.read_list(&keys::user_transactions_prefix(&partner_env, external_id), page, &resolve, &id_of, &verdict, "listing transactions")
+                self.read_list(&layout::user_transactions_prefix(&partner_env, external_id), page, &resolve, &id_of, &verdict, "listing transactions")
             }
         }
     }
@@ -418,7 +418,7 @@ impl Engine {
     }
 
     fn pool_ledger(&self, partner_env: PartnerEnv, pool_id: Id) -> Result<LedgerTotals, EngineError> {
-        let prefix = keys::transactions_prefix(&partner_env);
+        let prefix = layout::transactions_prefix(&partner_env);
         let mut totals = LedgerTotals::default();
         let mut after: Option<Vec<u8>> = None;
         let mut read = 0u64;
@@ -447,19 +447,19 @@ impl Engine {
     }
 
     pub fn dashboard(&self, partner_env: PartnerEnv) -> Result<Dashboard, EngineError> {
-        let state: Option<PartnerEnvState> = self.read_record(&keys::partner_env_state(&partner_env), "reading partner state")?;
+        let state: Option<PartnerEnvState> = self.read_record(&layout::partner_env_state(&partner_env), "reading partner state")?;
         let scan_all = |prefix: &[u8], what: &str| {
             let scan = Scan { prefix, after: None, order: ScanOrder::Descending, limit: DASHBOARD_RECORDS_MAX };
             self.shared().store.scan(scan).map_err(|error| EngineError::internal(what, error))
         };
-        let pools = scan_all(&keys::pools_prefix(&partner_env), "reading pools")?
+        let pools = scan_all(&layout::pools_prefix(&partner_env), "reading pools")?
             .into_iter()
             .map(|(_, bytes)| decode::<PoolRecord>(&bytes).map_err(|error| EngineError::internal("decoding a pool", error)))
             .collect::<Result<Vec<_>, _>>()?;
         pools.iter().try_for_each(check_conserved)?;
         let mut campaigns_active = 0;
         let mut campaigns_total = 0;
-        for (_, bytes) in scan_all(&keys::campaigns_prefix(&partner_env), "reading campaigns")? {
+        for (_, bytes) in scan_all(&layout::campaigns_prefix(&partner_env), "reading campaigns")? {
             let campaign: CampaignRecord = decode(&bytes).map_err(|error| EngineError::internal("decoding a campaign", error))?;
             campaigns_total += 1;
             campaigns_active += u64::from(campaign.status == CampaignStatus::Active);

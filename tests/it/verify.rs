@@ -13,8 +13,8 @@ use std::time::Duration;
 use hyper::Method;
 use reward_actors::codec::{decode, encode};
 use reward_actors::ids::IdGenerator;
-use reward_actors::keys;
 use reward_actors::model::{Environment, IdempotencyRecord, IdempotencyScope, PartnerEnv, UserRecord};
+use reward_actors::store::layout;
 use reward_actors::store::{ENGINE_RUNNING, StoreBackend, WriteOp, open_store};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
@@ -109,7 +109,7 @@ async fn verify(data_dir: &Path, extra: &[&str]) -> Verified {
 fn break_the_books(backend: StoreBackend, data_dir: &Path, partner: &Partner) {
     let store = open_store(backend, data_dir).expect("store opens");
     let partner_env = PartnerEnv::new(reward_actors::ids::Id::parse_hex(&partner.id).expect("partner id"), Environment::Sandbox);
-    let user_key = keys::user(&partner_env, "alice");
+    let user_key = layout::user(&partner_env, "alice");
     let mut alice: UserRecord = decode(&store.get(&user_key).expect("reads").expect("alice exists")).expect("decodes");
     alice.balance += 1;
     let orphan = IdempotencyRecord {
@@ -122,7 +122,7 @@ fn break_the_books(backend: StoreBackend, data_dir: &Path, partner: &Partner) {
     };
     let ops = vec![
         WriteOp::Put { key: user_key, value: encode(&alice) },
-        WriteOp::Put { key: keys::idempotency(&partner_env, IdempotencyScope::ActionSubmit, "orphan-key"), value: encode(&orphan) },
+        WriteOp::Put { key: layout::idempotency(&partner_env, IdempotencyScope::ActionSubmit, "orphan-key"), value: encode(&orphan) },
     ];
     store.commit(&[&ops]).expect("commits");
 }

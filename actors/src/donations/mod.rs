@@ -18,7 +18,7 @@ use crate::codec::{decode, encode};
 use crate::engine::Engine;
 use crate::error::EngineError;
 use crate::ids::Id;
-use crate::keys;
+use crate::store::layout;
 use crate::model::{PartnerEnv, TipConfig};
 use crate::money::{Currency, round_half_up};
 use crate::posting::put;
@@ -162,7 +162,7 @@ pub struct Settlement {
 
 impl Engine {
     pub fn get_organization(&self, slug: &str) -> Result<OrganizationRecord, EngineError> {
-        let bytes = self.shared().store.get(&keys::organization(slug)).map_err(|error| EngineError::internal("reading an organization", error))?;
+        let bytes = self.shared().store.get(&layout::organization(slug)).map_err(|error| EngineError::internal("reading an organization", error))?;
         let bytes = bytes.ok_or(EngineError::NotFound { resource: "organization" })?;
         decode(&bytes).map_err(|error| EngineError::internal("decoding an organization", error))
     }
@@ -187,7 +187,7 @@ impl Engine {
             updated_at_ms: now_ms,
         };
         apply_organization(&mut organization, fields);
-        self.commit_admin(vec![put(keys::organization(&organization.slug), encode(&organization))]).await?;
+        self.commit_admin(vec![put(layout::organization(&organization.slug), encode(&organization))]).await?;
         Ok(organization)
     }
 
@@ -196,7 +196,7 @@ impl Engine {
         let mut organization = self.get_organization(slug)?;
         apply_organization(&mut organization, fields);
         organization.updated_at_ms = self.clock().now_ms();
-        self.commit_admin(vec![put(keys::organization(&organization.slug), encode(&organization))]).await?;
+        self.commit_admin(vec![put(layout::organization(&organization.slug), encode(&organization))]).await?;
         Ok(organization)
     }
 
@@ -225,7 +225,7 @@ impl Engine {
             settled_at_ms: None,
         };
         donation.donation_link = links::render_link(self.inner.donation_links.template(donation.provider), &donation);
-        self.commit_admin(vec![put(keys::donation(donation.id), encode(&donation))]).await?;
+        self.commit_admin(vec![put(layout::donation(donation.id), encode(&donation))]).await?;
         Ok(donation)
     }
 
@@ -239,7 +239,7 @@ impl Engine {
     }
 
     fn read_donation(&self, donation_id: Id) -> Result<DonationRecord, EngineError> {
-        let bytes = self.shared().store.get(&keys::donation(donation_id)).map_err(|error| EngineError::internal("reading a donation", error))?;
+        let bytes = self.shared().store.get(&layout::donation(donation_id)).map_err(|error| EngineError::internal("reading a donation", error))?;
         let bytes = bytes.ok_or(EngineError::NotFound { resource: "donation" })?;
         decode(&bytes).map_err(|error| EngineError::internal("decoding a donation", error))
     }
@@ -263,7 +263,7 @@ impl Engine {
         donation.status = settlement.status;
         donation.provider_reference = settlement.provider_reference;
         donation.settled_at_ms = Some(now_ms);
-        let mut write_set = vec![put(keys::donation(donation.id), encode(&donation))];
+        let mut write_set = vec![put(layout::donation(donation.id), encode(&donation))];
         if donation.status == DonationStatus::Completed {
             let data = json!({
                 "partnerDonationId": donation.id.to_hex(),

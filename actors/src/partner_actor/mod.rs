@@ -29,19 +29,19 @@ use crate::committer::{CommitReceipt, CommitState, Origin};
 use crate::engine::EngineShared;
 use crate::error::EngineError;
 use crate::ids::Id;
-use crate::keys;
 use crate::model::{CampaignRecord, Effect, IdempotencyRecord, IdempotencyScope, PartnerEnv, PartnerEnvState, PoolRecord, UserRecord};
 use crate::posting::{EventBuilder, PostingUser, RewardPosting, push_events};
 use crate::request::{ActionRequest, AllocationRequest, CampaignFields, PartnerUserId, RedemptionRequest, ReversalRequest, Stakeholder, UserProfile};
+use crate::store::layout;
 use crate::store::{Scan, ScanOrder, WriteOp};
 use crate::webhooks::{EndpointRecord, EventType, HealthNotice, OutboxSignal, WebhookFields, fan_out};
 
 mod campaign_commands;
+mod endpoints;
 mod pools;
 mod reversals;
 mod rewards;
 mod users;
-mod webhooks;
 
 /// How an actor answers a message.
 pub(crate) enum Delivery<T> {
@@ -415,7 +415,7 @@ impl PartnerActor {
         let stored = self
             .shared
             .store
-            .get(&keys::idempotency(&self.partner_env, scope, key))
+            .get(&layout::idempotency(&self.partner_env, scope, key))
             .map_err(|error| EngineError::internal("reading an idempotency record", error));
         let record = match stored {
             Err(error) => return Some(ActorReply::failed(error)),
@@ -439,7 +439,7 @@ impl PartnerActor {
             return Ok(Some(cached.record.clone()));
         }
         let stored =
-            self.shared.store.get(&keys::user(&self.partner_env, external_id)).map_err(|error| EngineError::internal("reading a user", error))?;
+            self.shared.store.get(&layout::user(&self.partner_env, external_id)).map_err(|error| EngineError::internal("reading a user", error))?;
         stored.map(|bytes| decode::<UserRecord>(&bytes).map_err(|error| EngineError::internal("decoding a user", error))).transpose()
     }
 
@@ -448,8 +448,11 @@ impl PartnerActor {
         if let Some(cached) = self.actions.get(&action_id) {
             return Ok(Some(cached.record.clone()));
         }
-        let stored =
-            self.shared.store.get(&keys::action(&self.partner_env, action_id)).map_err(|error| EngineError::internal("reading an action", error))?;
+        let stored = self
+            .shared
+            .store
+            .get(&layout::action(&self.partner_env, action_id))
+            .map_err(|error| EngineError::internal("reading an action", error))?;
         stored.map(|bytes| decode(&bytes).map_err(|error| EngineError::internal("decoding an action", error))).transpose()
     }
 
@@ -598,11 +601,11 @@ impl PartnerActor {
 
 fn load_state(shared: &EngineShared, partner_env: &PartnerEnv) -> Result<LoadedState, EngineError> {
     let store = &shared.store;
-    let env_state = match store.get(&keys::partner_env_state(partner_env)).map_err(|error| EngineError::internal("loading partner state", error))? {
+    let env_state = match store.get(&layout::partner_env_state(partner_env)).map_err(|error| EngineError::internal("loading partner state", error))? {
         Some(bytes) => decode::<PartnerEnvState>(&bytes).map_err(|error| EngineError::internal("decoding partner state", error))?,
         None => PartnerEnvState { next_event_sequence: 1, ..PartnerEnvState::default() },
     };
-    let prefix = keys::pools_prefix(partner_env);
+    let prefix = layout::pools_prefix(partner_env);
     let scan = Scan { prefix: &prefix, after: None, order: ScanOrder::Ascending, limit: shared.config.pools_per_partner_max };
     let mut pools = HashMap::new();
     for (_, bytes) in store.scan(scan).map_err(|error| EngineError::internal("loading pools", error))? {
@@ -610,14 +613,14 @@ fn load_state(shared: &EngineShared, partner_env: &PartnerEnv) -> Result<LoadedS
         pool.assert_conserved();
         pools.insert(pool.id, pool);
     }
-    let prefix = keys::campaigns_prefix(partner_env);
+    let prefix = layout::campaigns_prefix(partner_env);
     let scan = Scan { prefix: &prefix, after: None, order: ScanOrder::Ascending, limit: shared.config.campaigns_per_partner_max };
     let mut campaigns = HashMap::new();
     for (_, bytes) in store.scan(scan).map_err(|error| EngineError::internal("loading campaigns", error))? {
         let campaign = decode::<CampaignRecord>(&bytes).map_err(|error| EngineError::internal("decoding a campaign", error))?;
         campaigns.insert(campaign.id, campaign);
     }
-    let prefix = keys::webhook_endpoints_prefix(partner_env);
+    let prefix = layout::webhook_endpoints_prefix(partner_env);
     let scan = Scan { prefix: &prefix, after: None, order: ScanOrder::Ascending, limit: shared.config.webhooks_per_partner_max };
     let mut webhooks = Vec::new();
     for (_, bytes) in store.scan(scan).map_err(|error| EngineError::internal("loading webhook endpoints", error))? {

@@ -49,7 +49,7 @@ const PROGRESS_EVERY_RECORDS: u64 = 100_000;
 pub struct Manifest {
     pub format: String,
     pub format_version: u32,
-    /// The store's data format ([`SCHEMA_VERSION`]) the records were written in.
+    /// The store's data format (`SCHEMA_VERSION`) the records were written in.
     pub schema_version: u32,
     /// The engine build that wrote it.
     pub engine_version: String,

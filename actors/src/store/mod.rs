@@ -10,6 +10,7 @@
 //! data (sled may also show data whose flush is still running; see README).
 
 pub mod backup;
+pub mod layout;
 mod read_only;
 mod redb_store;
 mod sled_store;
@@ -157,7 +158,7 @@ pub trait Store: Send + Sync + 'static {
 
     /// Calls `visit` with every key and value in key order, all as of one consistent point
     /// that covers every write acknowledged before the call began; the copy's log sequence is
-    /// the `wal_applied_sequence` key it holds (see [`applied_sequence_key`]). The engine keeps
+    /// the `wal_applied_sequence` key it holds (see `applied_sequence_key`). The engine keeps
     /// serving meanwhile: the write-ahead log holds the backend still and takes writes in
     /// memory; a bare redb reads one MVCC snapshot; a bare sled (no log) makes commits wait.
     fn export(&self, visit: &mut ExportVisitor<'_>) -> Result<(), StoreError>;

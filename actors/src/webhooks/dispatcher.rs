@@ -24,8 +24,8 @@ use crate::committer::{CommitReceipt, CommitState};
 use crate::engine::{Engine, EngineShared};
 use crate::error::EngineError;
 use crate::ids::Id;
-use crate::keys;
 use crate::model::{EventRecord, PartnerEnv};
+use crate::store::layout;
 use crate::store::{Scan, ScanOrder, WriteOp};
 
 /// Deliveries one endpoint's pending set holds in memory; past it, the rest stay in the
@@ -269,14 +269,14 @@ impl Dispatcher {
                 if slot.endpoint.status == EndpointStatus::Disabled && endpoint.status == EndpointStatus::Enabled {
                     slot.health = HealthRecord::default();
                     slot.health_written = Some(HealthRecord::default());
-                    let write = vec![WriteOp::Put { key: keys::webhook_health(&partner_env, endpoint.id), value: encode(&slot.health) }];
+                    let write = vec![WriteOp::Put { key: layout::webhook_health(&partner_env, endpoint.id), value: encode(&slot.health) }];
                     self.shared.committer.submit(write, None);
                     slot.rescan = true;
                 }
                 slot.endpoint = endpoint;
             }
             None => {
-                let health: HealthRecord = self.read(&keys::webhook_health(&partner_env, endpoint.id), "webhook health").unwrap_or_default();
+                let health: HealthRecord = self.read(&layout::webhook_health(&partner_env, endpoint.id), "webhook health").unwrap_or_default();
                 let slot = Slot {
                     partner_env,
                     endpoint,
@@ -307,7 +307,7 @@ impl Dispatcher {
         named
             .extend(signal.queued.iter().map(|(partner_env, queued)| (*partner_env, queued.endpoint_id)).filter(|key| !self.slots.contains_key(key)));
         for (partner_env, endpoint_id) in named {
-            match self.read::<EndpointRecord>(&keys::webhook_endpoint(&partner_env, endpoint_id), "webhook endpoint") {
+            match self.read::<EndpointRecord>(&layout::webhook_endpoint(&partner_env, endpoint_id), "webhook endpoint") {
                 Some(endpoint) => self.upsert(partner_env, endpoint),
                 // The change is durable, so absent is deleted.
                 None => {
@@ -333,7 +333,7 @@ impl Dispatcher {
     /// looks at every queue.
     fn sweep(&mut self) {
         self.next_sweep = Instant::now() + self.settings.sweep_interval;
-        let prefix = keys::all_webhook_endpoints_prefix();
+        let prefix = layout::all_webhook_endpoints_prefix();
         let scan = Scan { prefix: &prefix, after: None, order: ScanOrder::Ascending, limit: ENDPOINTS_SWEPT_MAX };
         let rows = match self.shared.store.scan(scan) {
             Ok(rows) => rows,
@@ -344,7 +344,7 @@ impl Dispatcher {
         };
         let mut present = HashSet::with_capacity(rows.len());
         for (key, bytes) in rows {
-            let (Some((partner_env, _)), Ok(endpoint)) = (keys::parse_webhook_endpoint(&key), decode::<EndpointRecord>(&bytes)) else {
+            let (Some((partner_env, _)), Ok(endpoint)) = (layout::parse_webhook_endpoint(&key), decode::<EndpointRecord>(&bytes)) else {
                 tracing::error!("webhook sweep skipped an undecodable endpoint record");
                 continue;
             };
@@ -360,7 +360,7 @@ impl Dispatcher {
                 continue;
             }
             // Purge its leftover queue rows a chunk per sweep; the slot goes when none is left.
-            let prefix = keys::webhook_queue_prefix(&partner_env, endpoint_id);
+            let prefix = layout::webhook_queue_prefix(&partner_env, endpoint_id);
             let scan = Scan { prefix: &prefix, after: None, order: ScanOrder::Ascending, limit: ORPHAN_ROWS_PURGED_MAX };
             match self.shared.store.scan(scan) {
                 Ok(rows) if rows.is_empty() => {
@@ -438,7 +438,7 @@ impl Dispatcher {
         let Some(slot) = self.slots.get_mut(&key) else {
             return;
         };
-        let prefix = keys::webhook_queue_prefix(&slot.partner_env, key.1);
+        let prefix = layout::webhook_queue_prefix(&slot.partner_env, key.1);
         let rows = match self.shared.store.scan(Scan { prefix: &prefix, after: None, order: ScanOrder::Ascending, limit: PENDING_MAX }) {
             Ok(rows) => rows,
             Err(error) => {
@@ -449,7 +449,7 @@ impl Dispatcher {
         slot.rescan = false;
         slot.truncated = rows.len() == PENDING_MAX;
         for (queue_key, _) in rows {
-            if let Some((due_ms, delivery_id)) = keys::parse_webhook_queue(&queue_key)
+            if let Some((due_ms, delivery_id)) = layout::parse_webhook_queue(&queue_key)
                 && !slot.claimed.contains(&delivery_id)
                 && slot.pending.len() < PENDING_MAX
             {
@@ -501,7 +501,7 @@ impl Dispatcher {
                 }
                 continue;
             }
-            let delivery_key = keys::webhook_delivery(&partner_env, endpoint.id, delivery_id);
+            let delivery_key = layout::webhook_delivery(&partner_env, endpoint.id, delivery_id);
             let read = self.read::<DeliveryRecord>(&delivery_key, "webhook delivery");
             let slot = self.slots.get_mut(&key).expect("the slot exists during its dispatch");
             let delivery = match read {
@@ -509,7 +509,7 @@ impl Dispatcher {
                 // Ended meanwhile (a redelivery or a duplicate hint): the row is stale.
                 Some(_) => {
                     slot.pending.remove(&(hinted_due_ms, delivery_id));
-                    stale.push(WriteOp::Delete { key: keys::webhook_queue(&partner_env, endpoint.id, hinted_due_ms, delivery_id) });
+                    stale.push(WriteOp::Delete { key: layout::webhook_queue(&partner_env, endpoint.id, hinted_due_ms, delivery_id) });
                     continue;
                 }
                 // Written with its row, so absent means not durable yet; only a row long past
@@ -518,7 +518,7 @@ impl Dispatcher {
                     if hinted_due_ms.saturating_add(ORPHAN_AFTER_MS) < now_ms {
                         tracing::warn!(delivery = %delivery_id, "dropping a webhook queue row without its delivery record");
                         slot.pending.remove(&(hinted_due_ms, delivery_id));
-                        stale.push(WriteOp::Delete { key: keys::webhook_queue(&partner_env, endpoint.id, hinted_due_ms, delivery_id) });
+                        stale.push(WriteOp::Delete { key: layout::webhook_queue(&partner_env, endpoint.id, hinted_due_ms, delivery_id) });
                     }
                     continue;
                 }
@@ -530,11 +530,11 @@ impl Dispatcher {
                 slot.pending.insert((due_ms, delivery_id));
                 continue;
             }
-            let queue_key = keys::webhook_queue(&partner_env, endpoint.id, due_ms, delivery_id);
+            let queue_key = layout::webhook_queue(&partner_env, endpoint.id, due_ms, delivery_id);
             let envelope = match (&delivery.inline_envelope, delivery.event_sequence) {
                 (Some(envelope), _) => Some(envelope.clone()),
                 (None, Some(sequence)) => {
-                    self.read::<EventRecord>(&keys::event(&partner_env, sequence), "webhook event").map(|event| event.envelope_json)
+                    self.read::<EventRecord>(&layout::event(&partner_env, sequence), "webhook event").map(|event| event.envelope_json)
                 }
                 (None, None) => None,
             };
@@ -628,9 +628,9 @@ impl Dispatcher {
                     HealthNotice::Exhausted { delivery_id: delivery.id, event_id: delivery.event_id, event_type: delivery.event_type, attempts };
                 notices.push((key, notice));
             }
-            write_set.push(WriteOp::Put { key: keys::webhook_delivery(&partner_env, endpoint_id, delivery.id), value: encode(&delivery) });
+            write_set.push(WriteOp::Put { key: layout::webhook_delivery(&partner_env, endpoint_id, delivery.id), value: encode(&delivery) });
             if let NextStep::RetryAt { due_ms } = step {
-                write_set.push(WriteOp::Put { key: keys::webhook_queue(&partner_env, endpoint_id, due_ms, delivery.id), value: Vec::new() });
+                write_set.push(WriteOp::Put { key: layout::webhook_queue(&partner_env, endpoint_id, due_ms, delivery.id), value: Vec::new() });
                 if slot.pending.len() < PENDING_MAX {
                     slot.pending.insert((due_ms, delivery.id));
                 } else {
@@ -641,7 +641,7 @@ impl Dispatcher {
                 notices.push((key, notice));
             }
             if slot.health_changed() {
-                write_set.push(WriteOp::Put { key: keys::webhook_health(&partner_env, endpoint_id), value: encode(&slot.health) });
+                write_set.push(WriteOp::Put { key: layout::webhook_health(&partner_env, endpoint_id), value: encode(&slot.health) });
             }
         }
         let receipt = self.shared.committer.submit(write_set, None);
@@ -685,7 +685,7 @@ impl Dispatcher {
     fn redeliver(&mut self, partner_env: PartnerEnv, delivery_id: Id) -> Result<(DeliveryRecord, CommitReceipt), EngineError> {
         let endpoints: Vec<Id> = self.slots.keys().filter(|(owner, _)| *owner == partner_env).map(|(_, endpoint_id)| *endpoint_id).collect();
         let found = endpoints.into_iter().find_map(|endpoint_id| {
-            self.read::<DeliveryRecord>(&keys::webhook_delivery(&partner_env, endpoint_id, delivery_id), "webhook delivery")
+            self.read::<DeliveryRecord>(&layout::webhook_delivery(&partner_env, endpoint_id, delivery_id), "webhook delivery")
                 .map(|delivery| (endpoint_id, delivery))
         });
         let (endpoint_id, mut delivery) = found.ok_or(EngineError::NotFound { resource: "webhook delivery" })?;
@@ -701,7 +701,7 @@ impl Dispatcher {
         let previous_due = delivery.next_attempt_at_ms.filter(|_| delivery.status == DeliveryStatus::Pending);
         match (delivery.status, delivery.next_attempt_at_ms) {
             (DeliveryStatus::Pending, Some(due_ms)) => {
-                write_set.push(WriteOp::Delete { key: keys::webhook_queue(&partner_env, endpoint_id, due_ms, delivery_id) })
+                write_set.push(WriteOp::Delete { key: layout::webhook_queue(&partner_env, endpoint_id, due_ms, delivery_id) })
             }
             _ => {
                 delivery.status = DeliveryStatus::Pending;
@@ -710,8 +710,8 @@ impl Dispatcher {
         }
         delivery.next_attempt_at_ms = Some(now_ms);
         delivery.updated_at_ms = now_ms;
-        write_set.push(WriteOp::Put { key: keys::webhook_delivery(&partner_env, endpoint_id, delivery_id), value: encode(&delivery) });
-        write_set.push(WriteOp::Put { key: keys::webhook_queue(&partner_env, endpoint_id, now_ms, delivery_id), value: Vec::new() });
+        write_set.push(WriteOp::Put { key: layout::webhook_delivery(&partner_env, endpoint_id, delivery_id), value: encode(&delivery) });
+        write_set.push(WriteOp::Put { key: layout::webhook_queue(&partner_env, endpoint_id, now_ms, delivery_id), value: Vec::new() });
         let receipt = self.shared.committer.submit(write_set, None);
         slot.claimed.insert(delivery_id);
         if let Some(due_ms) = previous_due {

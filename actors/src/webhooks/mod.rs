@@ -39,9 +39,9 @@ use crate::codec::encode;
 use crate::crypto::{MasterKey, Secret};
 use crate::error::InvalidSetting;
 use crate::ids::{Id, IdGenerator};
-use crate::keys;
 use crate::model::{EventRecord, PartnerEnv};
 use crate::store::WriteOp;
+use crate::store::layout;
 
 pub use event_type::{EventType, UnknownEventType};
 pub use reads::WebhookHealth;
@@ -418,8 +418,8 @@ pub fn fan_out(
         for event in events.iter().filter(|event| endpoint.subscribes(event.event_type)) {
             let delivery = DeliveryRecord::new(ids.next(now_ms), endpoint.id, event, now_ms);
             // The record before its queue row: a reader that sees the row sees the record.
-            ops.push(WriteOp::Put { key: keys::webhook_delivery(partner_env, endpoint.id, delivery.id), value: encode(&delivery) });
-            ops.push(WriteOp::Put { key: keys::webhook_queue(partner_env, endpoint.id, now_ms, delivery.id), value: Vec::new() });
+            ops.push(WriteOp::Put { key: layout::webhook_delivery(partner_env, endpoint.id, delivery.id), value: encode(&delivery) });
+            ops.push(WriteOp::Put { key: layout::webhook_queue(partner_env, endpoint.id, now_ms, delivery.id), value: Vec::new() });
             queued.push(QueuedDelivery { endpoint_id: endpoint.id, due_ms: now_ms, delivery_id: delivery.id });
         }
     }

@@ -6,8 +6,8 @@ use crate::codec::decode;
 use crate::engine::Engine;
 use crate::error::EngineError;
 use crate::ids::Id;
-use crate::keys;
 use crate::model::PartnerEnv;
+use crate::store::layout;
 use crate::store::{Scan, ScanOrder};
 
 /// How many of a partner's endpoints are enabled, disabled, and in a failing streak.
@@ -22,7 +22,7 @@ pub struct WebhookHealth {
 impl Engine {
     /// A partner's endpoints, oldest first (at most `webhooks_per_partner_max`).
     pub fn list_webhooks(&self, partner_env: PartnerEnv) -> Result<Vec<EndpointRecord>, EngineError> {
-        let prefix = keys::webhook_endpoints_prefix(&partner_env);
+        let prefix = layout::webhook_endpoints_prefix(&partner_env);
         let scan = Scan { prefix: &prefix, after: None, order: ScanOrder::Ascending, limit: self.config().webhooks_per_partner_max };
         let rows = self.shared().store.scan(scan).map_err(|error| EngineError::internal("listing webhook endpoints", error))?;
         rows.into_iter().map(|(_, bytes)| decode(&bytes).map_err(|error| EngineError::internal("decoding a webhook endpoint", error))).collect()
@@ -32,7 +32,7 @@ impl Engine {
         let bytes = self
             .shared()
             .store
-            .get(&keys::webhook_endpoint(&partner_env, endpoint_id))
+            .get(&layout::webhook_endpoint(&partner_env, endpoint_id))
             .map_err(|error| EngineError::internal("reading a webhook endpoint", error))?
             .ok_or(EngineError::NotFound { resource: "webhook endpoint" })?;
         decode(&bytes).map_err(|error| EngineError::internal("decoding a webhook endpoint", error))
@@ -47,7 +47,7 @@ impl Engine {
     ) -> Result<crate::reads::Page<DeliveryRecord>, EngineError> {
         self.get_webhook(partner_env, endpoint_id)?;
         self.read_page(
-            &keys::webhook_deliveries_prefix(&partner_env, endpoint_id),
+            &layout::webhook_deliveries_prefix(&partner_env, endpoint_id),
             page,
             |delivery: &DeliveryRecord| delivery.id,
             "listing webhook deliveries",
@@ -63,7 +63,7 @@ impl Engine {
             let health = self
                 .shared()
                 .store
-                .get(&keys::webhook_health(&partner_env, endpoint.id))
+                .get(&layout::webhook_health(&partner_env, endpoint.id))
                 .ok()
                 .flatten()
                 .and_then(|bytes| decode::<HealthRecord>(&bytes).ok());

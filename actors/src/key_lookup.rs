@@ -17,8 +17,8 @@ use crate::crypto::{Secret, key_environment, sha256};
 use crate::engine::Engine;
 use crate::error::EngineError;
 use crate::ids::Id;
-use crate::keys;
 use crate::model::{ApiKeyRecord, KeyDigestEntry, KeyKind, KeyStatus, PartnerEnv, PartnerRecord, ScopeSet};
+use crate::store::layout;
 
 /// Everything the front needs to authenticate and authorize a request made with a key.
 #[derive(Debug)]
@@ -92,18 +92,18 @@ impl Engine {
     fn load_key_context(&self, digest: &[u8; 32], environment: crate::model::Environment, kind: KeyKind) -> Result<Option<KeyContext>, EngineError> {
         let store = &self.shared().store;
         let read = |key: Vec<u8>, what: &str| store.get(&key).map_err(|error| EngineError::internal(what, error));
-        let Some(entry_bytes) = read(keys::key_digest(digest), "reading a key digest")? else {
+        let Some(entry_bytes) = read(layout::key_digest(digest), "reading a key digest")? else {
             return Ok(None);
         };
         let entry: KeyDigestEntry = decode(&entry_bytes).map_err(|error| EngineError::internal("decoding a key digest", error))?;
-        let Some(key_bytes) = read(keys::api_key(entry.key_id), "reading a key")? else {
+        let Some(key_bytes) = read(layout::api_key(entry.key_id), "reading a key")? else {
             return Ok(None);
         };
         let key: ApiKeyRecord = decode(&key_bytes).map_err(|error| EngineError::internal("decoding a key", error))?;
         if key.environment != environment || entry.kind != kind {
             return Ok(None);
         }
-        let Some(partner_bytes) = read(keys::partner(key.partner_id), "reading a partner")? else {
+        let Some(partner_bytes) = read(layout::partner(key.partner_id), "reading a partner")? else {
             return Ok(None);
         };
         let partner: PartnerRecord = decode(&partner_bytes).map_err(|error| EngineError::internal("decoding a partner", error))?;
