@@ -5,6 +5,7 @@
 # Usage: scripts/ab.sh BASE_REV [ROUNDS] [DURATION_SECS]
 #   builds BASE_REV in a temporary worktree (its own target dir), then runs
 #   `loadgen --partners 100 --connections 64` ROUNDS times against each, redb + log.
+#   BASE_BIN=path uses a binary already built from BASE instead.
 # Prints one line per run and the mean ratio new/base.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -19,10 +20,15 @@ source scripts/lib.sh
 
 echo "==> building this tree and $BASE (release)" >&2
 cargo build --release --quiet
-git worktree add --quiet --detach "$WORK/tree" "$BASE"
-(cd "$WORK/tree" && CARGO_TARGET_DIR="${BASE_TARGET_DIR:-$WORK/target}" cargo build --release --quiet)
 NEW=target/release/reward-engine
-OLD=${BASE_TARGET_DIR:-$WORK/target}/release/reward-engine
+if [ -n "${BASE_BIN:-}" ]; then
+    # A base binary built earlier from BASE (e.g. while other work used the CPU).
+    OLD=$BASE_BIN
+else
+    git worktree add --quiet --detach "$WORK/tree" "$BASE"
+    (cd "$WORK/tree" && CARGO_TARGET_DIR="${BASE_TARGET_DIR:-$WORK/target}" cargo build --release --quiet)
+    OLD=${BASE_TARGET_DIR:-$WORK/target}/release/reward-engine
+fi
 
 run() { # label binary
     local data pid
