@@ -44,6 +44,7 @@ fn setup(backend: StoreBackend) -> Setup {
     let engine = runtime.block_on(async { Engine::start(parts) }).expect("engine");
     let partner_env = runtime.block_on(async {
         let partner = engine
+            .partners()
             .create_partner(NewPartner {
                 name: "bench".into(),
                 contact_email: "bench@example.com".into(),
@@ -55,7 +56,11 @@ fn setup(backend: StoreBackend) -> Setup {
             })
             .await
             .expect("partner");
-        engine.update_partner(partner.id, PartnerPatch { status: Some(PartnerStatus::Active), ..PartnerPatch::default() }).await.expect("active");
+        engine
+            .partners()
+            .update_partner(partner.id, PartnerPatch { status: Some(PartnerStatus::Active), ..PartnerPatch::default() })
+            .await
+            .expect("active");
         let partner_env = PartnerEnv::new(partner.id, Environment::Sandbox);
         let allocation = AllocationRequest {
             new_pool: false,
@@ -68,7 +73,7 @@ fn setup(backend: StoreBackend) -> Setup {
             low_balance_threshold: None,
             auto_refill: None,
         };
-        engine.allocate_tokens(partner_env, allocation, "req_bench".into()).await.expect("pool");
+        engine.pools().allocate_tokens(partner_env, allocation, "req_bench".into()).await.expect("pool");
         partner_env
     });
     Setup { runtime, engine, partner_env, _dir: dir }
@@ -105,7 +110,7 @@ fn submit_many(setup: &Setup, next_key: &mut u64, total: u64, in_flight: usize) 
                 let Some(key) = keys.next() else { break };
                 let engine = setup.engine.clone();
                 let partner_env = setup.partner_env;
-                tasks.spawn(async move { engine.submit_action(partner_env, action(key), "req_bench".into()).await });
+                tasks.spawn(async move { engine.actions().submit_action(partner_env, action(key), "req_bench".into()).await });
             }
             match tasks.join_next().await {
                 Some(result) => {

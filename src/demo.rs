@@ -48,6 +48,7 @@ pub async fn ensure_demo_partner(engine: &Engine, data_dir: &Path) -> anyhow::Re
         return serde_json::from_str(&text).with_context(|| format!("{} is not a demo credentials file", path.display()));
     }
     let partner = engine
+        .partners()
         .create_partner(NewPartner {
             name: "Demo Partner".into(),
             contact_email: "demo@example.com".into(),
@@ -58,8 +59,9 @@ pub async fn ensure_demo_partner(engine: &Engine, data_dir: &Path) -> anyhow::Re
             stakeholder_types: Some(vec!["CUSTOMER".into(), "NONPROFIT".into(), "REFERRER".into()]),
         })
         .await?;
-    engine.update_partner(partner.id, PartnerPatch { status: Some(PartnerStatus::Active), ..PartnerPatch::default() }).await?;
+    engine.partners().update_partner(partner.id, PartnerPatch { status: Some(PartnerStatus::Active), ..PartnerPatch::default() }).await?;
     let key = engine
+        .keys()
         .create_api_key(
             partner.id,
             NewKey { environment: Environment::Sandbox, name: "Demo key".into(), scopes: ScopeSet::all(), expires_at_ms: None },
@@ -77,7 +79,7 @@ pub async fn ensure_demo_partner(engine: &Engine, data_dir: &Path) -> anyhow::Re
         auto_refill: None,
     };
     let request_id = engine.ids().request_id(engine.clock().now_ms());
-    engine.allocate_tokens(PartnerEnv::new(partner.id, Environment::Sandbox), allocation, request_id).await?;
+    engine.pools().allocate_tokens(PartnerEnv::new(partner.id, Environment::Sandbox), allocation, request_id).await?;
     let credentials = DemoCredentials {
         partner_id: partner.id.to_hex(),
         environment: "sandbox".into(),

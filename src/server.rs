@@ -102,7 +102,7 @@ pub async fn start(options: ServeOptions) -> anyhow::Result<RunningServer> {
     }
     let metrics = Arc::new(HttpMetrics::register(engine.metrics_registry()));
     let portal = Arc::new(PortalSettings {
-        signing_secret: engine.portal_signing_secret().await?,
+        signing_secret: engine.portal().portal_signing_secret().await?,
         access_token_ttl_secs: config.server.access_token_ttl_secs,
         registration_open: config.server.portal_registration == crate::config::PortalRegistration::Open,
     });

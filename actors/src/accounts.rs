@@ -14,6 +14,7 @@ use crate::codec::{decode, encode};
 use crate::crypto::{Secret, random_hex, sha256};
 use crate::engine::Engine;
 use crate::error::EngineError;
+use crate::facades::Portal;
 use crate::ids::Id;
 use crate::posting::put;
 use crate::store::layout;
@@ -84,11 +85,15 @@ impl Engine {
     fn password_permit(&self) -> Result<tokio::sync::SemaphorePermit<'_>, EngineError> {
         self.shared().password_permits.try_acquire().map_err(|_| EngineError::Overloaded { reason: "password_hashing", retry_after_secs: 1 })
     }
+}
 
+impl Portal<'_> {
     pub fn get_account(&self, account_id: Id) -> Result<AccountRecord, EngineError> {
         self.read_account(&layout::account(account_id))?.ok_or(EngineError::NotFound { resource: "account" })
     }
+}
 
+impl Engine {
     fn account_by_email(&self, email: &str) -> Result<Option<AccountRecord>, EngineError> {
         let id = self.shared().store.get(&layout::account_email(email)).map_err(|error| EngineError::internal("reading an account email", error))?;
         match id.as_deref().and_then(Id::from_slice) {
@@ -96,11 +101,13 @@ impl Engine {
             None => Ok(None),
         }
     }
+}
 
+impl Portal<'_> {
     pub async fn create_account(&self, new_account: NewAccount) -> Result<AccountRecord, EngineError> {
         let email = new_account.email.to_ascii_lowercase();
         if let Some(partner_id) = new_account.partner_id {
-            self.get_partner(partner_id)?;
+            self.partners().get_partner(partner_id)?;
         }
         let password = new_account.password;
         let _permit = self.password_permit()?;

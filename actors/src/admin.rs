@@ -6,6 +6,7 @@
 
 use std::time::Duration;
 
+use crate::facades::{Partners, Portal};
 use crate::codec::encode;
 use crate::engine::Engine;
 use crate::error::EngineError;
@@ -71,7 +72,9 @@ impl Engine {
     fn slug_taken(&self, slug: &str) -> Result<bool, EngineError> {
         Ok(self.shared().store.get(&layout::partner_slug(slug)).map_err(|error| EngineError::internal("reading a slug", error))?.is_some())
     }
+}
 
+impl Partners<'_> {
     pub async fn create_partner(&self, new_partner: NewPartner) -> Result<PartnerRecord, EngineError> {
         let _admin = self.inner.admin_lock.lock().await;
         let partner = self.new_partner_record(new_partner, PartnerStatus::PendingApproval)?;
@@ -82,7 +85,9 @@ impl Engine {
         .await?;
         Ok(partner)
     }
+}
 
+impl Portal<'_> {
     /// The partner of a portal account: the one it is linked to, or (its first key) a new
     /// one, ACTIVE for sandbox work, created and linked in one commit. Serialized, so two
     /// concurrent first keys make one partner.
@@ -90,7 +95,7 @@ impl Engine {
         let _admin = self.inner.admin_lock.lock().await;
         let mut account = self.get_account(account_id)?;
         if let Some(partner_id) = account.partner_id {
-            return self.get_partner(partner_id);
+            return self.partners().get_partner(partner_id);
         }
         let partner = self.new_partner_record(new_partner, PartnerStatus::Active)?;
         account.partner_id = Some(partner.id);
@@ -102,7 +107,9 @@ impl Engine {
         .await?;
         Ok(partner)
     }
+}
 
+impl Engine {
     /// A partner record with a free slug (the caller holds the admin lock).
     fn new_partner_record(&self, new_partner: NewPartner, status: PartnerStatus) -> Result<PartnerRecord, EngineError> {
         let slug = match &new_partner.slug {
@@ -146,7 +153,9 @@ impl Engine {
         }
         Err(EngineError::Conflict { message: format!("no free slug derived from '{base}'; pass one explicitly") })
     }
+}
 
+impl Partners<'_> {
     pub async fn update_partner(&self, partner_id: Id, patch: PartnerPatch) -> Result<PartnerRecord, EngineError> {
         let _admin = self.inner.admin_lock.lock().await;
         let mut partner = self.get_partner(partner_id)?;
@@ -182,7 +191,9 @@ impl Engine {
         }
         Ok(partner)
     }
+}
 
+impl Engine {
     /// The SHA-256 of the admin token, if one was stored at a first start.
     pub fn stored_admin_token_digest(&self) -> Result<Option<[u8; 32]>, EngineError> {
         let bytes = self

@@ -49,7 +49,7 @@ impl Engine {
             let announcement: Announcement = decode(&bytes).map_err(|error| EngineError::internal("decoding an announcement", error))?;
             let data: serde_json::Value =
                 serde_json::from_slice(&announcement.data_json).map_err(|error| EngineError::internal("announcement data", error))?;
-            if let Err(error) = self.record_event(announcement.partner_env, announcement.event_type, data).await {
+            if let Err(error) = self.webhooks().record_event(announcement.partner_env, announcement.event_type, data).await {
                 tracing::warn!(%error, event_type = %announcement.event_type, "an announcement waits for the next pass");
                 continue;
             }

@@ -11,6 +11,7 @@ use std::collections::HashMap;
 
 use parking_lot::Mutex;
 
+use crate::facades::Keys;
 use crate::clock::format_timestamp;
 use crate::codec::{decode, encode};
 use crate::crypto::{GeneratedKeyPair, sha256};
@@ -56,10 +57,10 @@ pub(crate) struct KeyUsage {
     last_used_ms: Mutex<HashMap<Id, u64>>,
 }
 
-impl Engine {
+impl Keys<'_> {
     pub async fn create_api_key(&self, partner_id: Id, new_key: NewKey) -> Result<CreatedKeyView, EngineError> {
         let _admin = self.inner.admin_lock.lock().await;
-        self.get_partner(partner_id)?;
+        self.partners().get_partner(partner_id)?;
         self.issue_key(partner_id, new_key, None).await
     }
 
@@ -227,7 +228,9 @@ impl Engine {
         }
         Ok(notified)
     }
+}
 
+impl Engine {
     fn with_usage(&self, mut key: ApiKeyRecord) -> ApiKeyRecord {
         if let Some(used_at_ms) = self.shared().key_usage.last_used_ms.lock().get(&key.id) {
             key.last_used_at_ms = key.last_used_at_ms.max(Some(*used_at_ms));

@@ -22,6 +22,7 @@ use crate::clock::Clock;
 use crate::committer::{CommitterHandle, CommitterLimits, CommitterThread, start_committer};
 use crate::crypto::MasterKey;
 use crate::error::{EngineError, InvalidSetting, STORE_UNAVAILABLE_RETRY_AFTER_SECS};
+use crate::facades::{Actions, Campaigns, Pools, Users, Webhooks};
 use crate::ids::{Id, IdGenerator};
 use crate::key_lookup::AuthCache;
 use crate::metrics::EngineMetrics;
@@ -373,7 +374,9 @@ impl Engine {
     pub fn peek_rate_limit(&self, partner_env: PartnerEnv, budget: Budget) -> Option<RateDecision> {
         self.inner.shared.registry.rate_limits.peek(partner_env, budget)
     }
+}
 
+impl Actions<'_> {
     /// Submits an action: the answer arrives once its effects are durable.
     pub async fn submit_action(&self, partner_env: PartnerEnv, request: ActionRequest, request_id: String) -> Result<WriteOutcome, EngineError> {
         self.command(partner_env, Command::Submit(Arc::new(request)), request_id).await
@@ -383,7 +386,9 @@ impl Engine {
     pub async fn quote_action(&self, partner_env: PartnerEnv, request: ActionRequest, request_id: String) -> Result<WriteOutcome, EngineError> {
         self.command(partner_env, Command::Quote(Arc::new(request)), request_id).await
     }
+}
 
+impl Pools<'_> {
     /// Allocates tokens to a pool (admin): idempotent by the request's key.
     pub async fn allocate_tokens(
         &self,
@@ -393,17 +398,23 @@ impl Engine {
     ) -> Result<WriteOutcome, EngineError> {
         self.command(partner_env, Command::Allocate(Arc::new(request)), request_id).await
     }
+}
 
+impl Actions<'_> {
     /// Reverses (part of) an action: idempotent by the request's key.
     pub async fn reverse_action(&self, partner_env: PartnerEnv, request: ReversalRequest, request_id: String) -> Result<WriteOutcome, EngineError> {
         self.command(partner_env, Command::Reverse(Arc::new(request)), request_id).await
     }
+}
 
+impl Users<'_> {
     /// Redeems tokens from a user's available balance: idempotent by the request's key.
     pub async fn redeem_tokens(&self, partner_env: PartnerEnv, request: RedemptionRequest, request_id: String) -> Result<WriteOutcome, EngineError> {
         self.command(partner_env, Command::Redeem(Arc::new(request)), request_id).await
     }
+}
 
+impl Campaigns<'_> {
     pub async fn create_campaign(&self, partner_env: PartnerEnv, fields: CampaignFields, request_id: String) -> Result<WriteOutcome, EngineError> {
         self.command(partner_env, Command::CreateCampaign(Arc::new(fields)), request_id).await
     }
@@ -417,7 +428,9 @@ impl Engine {
     ) -> Result<WriteOutcome, EngineError> {
         self.command(partner_env, Command::UpdateCampaign(campaign_id, Arc::new(fields)), request_id).await
     }
+}
 
+impl Users<'_> {
     pub async fn create_user(
         &self,
         partner_env: PartnerEnv,
@@ -437,7 +450,9 @@ impl Engine {
     ) -> Result<WriteOutcome, EngineError> {
         self.command(partner_env, Command::UpdateUser(Arc::new((user, profile))), request_id).await
     }
+}
 
+impl Webhooks<'_> {
     /// Sends one command to the partner's actor; the answer arrives once it is durable.
     pub async fn create_webhook(&self, partner_env: PartnerEnv, fields: crate::webhooks::WebhookFields) -> Result<WriteOutcome, EngineError> {
         self.command(partner_env, Command::CreateWebhook(Arc::new(fields)), String::new()).await
@@ -463,7 +478,9 @@ impl Engine {
     pub async fn test_webhook(&self, partner_env: PartnerEnv, endpoint_id: Id) -> Result<WriteOutcome, EngineError> {
         self.command(partner_env, Command::TestWebhook(endpoint_id), String::new()).await
     }
+}
 
+impl Engine {
     pub(crate) async fn webhook_health_notice(
         &self,
         partner_env: PartnerEnv,
@@ -477,7 +494,9 @@ impl Engine {
     async fn command(&self, partner_env: PartnerEnv, command: Command, request_id: String) -> Result<WriteOutcome, EngineError> {
         self.ask(partner_env, move |reply| PartnerCommand { command: command.clone(), request_id: request_id.clone(), reply }).await
     }
+}
 
+impl Webhooks<'_> {
     /// Records an event in a partner's feed through its actor (which alone assigns sequences).
     pub async fn record_event(
         &self,
@@ -487,7 +506,9 @@ impl Engine {
     ) -> Result<(), EngineError> {
         self.ask(partner_env, move |reply| RecordEvent { event_type, data: data.clone(), reply }).await
     }
+}
 
+impl Actions<'_> {
     /// Submits several actions for one partner, in order: every message is in the actor's
     /// mailbox before the first answer is awaited, so the items' commits overlap. Each item
     /// stands alone: its own outcome, whatever the others'.
@@ -517,7 +538,9 @@ impl Engine {
         }
         results
     }
+}
 
+impl Engine {
     /// Sends a message to the partner's actor and waits, bounded, for its durable answer.
     async fn ask<T, M>(&self, partner_env: PartnerEnv, build: impl Fn(oneshot::Sender<Delivery<T>>) -> M) -> Result<T, EngineError>
     where
@@ -637,7 +660,7 @@ impl Engine {
         if let Some(jobs) = jobs {
             jobs.stop().await;
         }
-        if let Err(error) = self.flush_key_usage().await {
+        if let Err(error) = self.keys().flush_key_usage().await {
             tracing::warn!(%error, "persisting keys' last use at shutdown failed");
         }
         // The dispatcher records its last attempts through the committer: stop it first.

@@ -16,6 +16,7 @@ use crate::codec::decode;
 use crate::crypto::{Secret, key_environment, sha256};
 use crate::engine::Engine;
 use crate::error::EngineError;
+use crate::facades::Keys;
 use crate::ids::Id;
 use crate::model::{ApiKeyRecord, KeyDigestEntry, KeyKind, KeyStatus, PartnerEnv, PartnerRecord, ScopeSet};
 use crate::store::layout;
@@ -69,7 +70,7 @@ impl AuthCache {
     }
 }
 
-impl Engine {
+impl Keys<'_> {
     /// Finds the key a request presents. `Ok(None)`: no such key (401 INVALID_API_KEY).
     pub fn lookup_key(&self, presented: &str) -> Result<Option<Arc<KeyContext>>, EngineError> {
         let Some((environment, kind)) = key_environment(presented) else {
@@ -88,7 +89,9 @@ impl Engine {
         shared.auth_cache.insert_if_current(digest, Arc::clone(&context), epoch);
         Ok(Some(context))
     }
+}
 
+impl Engine {
     fn load_key_context(&self, digest: &[u8; 32], environment: crate::model::Environment, kind: KeyKind) -> Result<Option<KeyContext>, EngineError> {
         let store = &self.shared().store;
         let read = |key: Vec<u8>, what: &str| store.get(&key).map_err(|error| EngineError::internal(what, error));

@@ -55,6 +55,7 @@ pub(crate) mod cidr;
 pub(crate) mod committer;
 pub(crate) mod engine;
 pub(crate) mod error;
+mod facades;
 pub(crate) mod key_lookup;
 pub(crate) mod metrics;
 mod partner_actor;
@@ -65,4 +66,5 @@ pub(crate) mod webhooks;
 
 pub use engine::{Engine, EngineConfig, EngineParts, EngineStartError};
 pub use error::{EngineError, InvalidSetting};
+pub use facades::{Actions, Campaigns, Donations, Keys, Partners, Pools, Portal, Users, Webhooks};
 pub use partner_actor::{Recorded, WriteOutcome};

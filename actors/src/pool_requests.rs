@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use crate::codec::{decode, encode};
 use crate::engine::Engine;
 use crate::error::EngineError;
+use crate::facades::Pools;
 use crate::ids::Id;
 use crate::model::{IdempotencyScope, PartnerEnv};
 use crate::partner_actor::WriteOutcome;
@@ -40,7 +41,7 @@ fn allocation_key(request_id: Id) -> String {
     format!("pool-request-{request_id}")
 }
 
-impl Engine {
+impl Pools<'_> {
     pub async fn request_pool_tokens(&self, partner_env: PartnerEnv, tokens: u64, reason: String) -> Result<PoolRequestRecord, EngineError> {
         let now_ms = self.clock().now_ms();
         let record = PoolRequestRecord {
@@ -109,9 +110,11 @@ impl Engine {
         self.decide(&mut record, note).await?;
         Ok(record)
     }
+}
 
+impl Engine {
     fn pending_pool_request(&self, request_id: Id) -> Result<PoolRequestRecord, EngineError> {
-        let record = self.get_pool_request(request_id)?;
+        let record = self.pools().get_pool_request(request_id)?;
         if record.status != PoolRequestStatus::Pending {
             return Err(EngineError::Conflict { message: format!("this request was already {:?}", record.status).to_lowercase() });
         }

@@ -3,6 +3,7 @@
 
 use serde::de::DeserializeOwned;
 
+use crate::facades::{Actions, Campaigns, Partners, Pools, Users, Webhooks};
 use crate::codec::decode;
 use crate::engine::Engine;
 use crate::error::EngineError;
@@ -178,16 +179,22 @@ impl Engine {
             }
         }
     }
+}
 
+impl Actions<'_> {
     pub fn get_action(&self, partner_env: PartnerEnv, action_id: Id) -> Result<ActionRecord, EngineError> {
         self.read_record(&layout::action(&partner_env, action_id), "reading an action")?.ok_or(EngineError::NotFound { resource: "action" })
     }
+}
 
+impl Users<'_> {
     pub fn get_user(&self, partner_env: PartnerEnv, external_id: &str) -> Result<UserRecord, EngineError> {
         self.read_record(&layout::user(&partner_env, external_id), "reading a user")?
             .ok_or_else(|| EngineError::UserNotFound { partner_user_id: external_id.to_owned() })
     }
+}
 
+impl Pools<'_> {
     pub fn get_pool(&self, partner_env: PartnerEnv, pool_id: Id) -> Result<PoolRecord, EngineError> {
         let pool: PoolRecord =
             self.read_record(&layout::pool(&partner_env, pool_id), "reading a pool")?.ok_or(EngineError::NotFound { resource: "token pool" })?;
@@ -200,7 +207,9 @@ impl Engine {
         page.items.iter().try_for_each(check_conserved)?;
         Ok(page)
     }
+}
 
+impl Partners<'_> {
     pub fn get_partner(&self, partner_id: Id) -> Result<PartnerRecord, EngineError> {
         self.read_record(&layout::partner(partner_id), "reading a partner")?.ok_or(EngineError::NotFound { resource: "partner" })
     }
@@ -210,7 +219,7 @@ impl Engine {
     }
 }
 
-impl Engine {
+impl Webhooks<'_> {
     /// The durable event feed of one (partner, environment), ascending by sequence, after
     /// `after_sequence` (0 for the beginning), at most `limit` events; the cursor is the
     /// last event's sequence.
@@ -331,7 +340,7 @@ pub struct Dashboard {
 /// How many pools and campaigns the dashboard reads (the engine's per-partner maxima are lower).
 const DASHBOARD_RECORDS_MAX: usize = 1_000;
 
-impl Engine {
+impl Campaigns<'_> {
     pub fn get_campaign(&self, partner_env: PartnerEnv, campaign_id: Id) -> Result<CampaignRecord, EngineError> {
         self.read_record(&layout::campaign(&partner_env, campaign_id), "reading a campaign")?.ok_or(EngineError::NotFound { resource: "campaign" })
     }
@@ -346,7 +355,9 @@ impl Engine {
         let filter = |campaign: &CampaignRecord| if status.is_none_or(|wanted| campaign.status == wanted) { Verdict::Keep } else { Verdict::Skip };
         self.read_list(&layout::campaigns_prefix(&partner_env), page, &resolve, &|campaign: &CampaignRecord| campaign.id, &filter, "listing campaigns")
     }
+}
 
+impl Users<'_> {
     /// Users newest first, through the by-creation index.
     pub fn list_users(&self, partner_env: PartnerEnv, page: PageRequest) -> Result<Page<UserRecord>, EngineError> {
         let resolve = |_: &[u8], external_id: &[u8]| {
@@ -362,7 +373,9 @@ impl Engine {
             "listing users",
         )
     }
+}
 
+impl Actions<'_> {
     pub fn list_actions(&self, partner_env: PartnerEnv, page: PageRequest, filter: &ActionFilter) -> Result<Page<ActionRecord>, EngineError> {
         let resolve = |_: &[u8], bytes: &[u8]| decode(bytes).map(Some).map_err(|error| EngineError::internal("decoding an action", error));
         let verdict = |action: &ActionRecord| {
@@ -375,7 +388,9 @@ impl Engine {
         };
         self.read_list(&layout::actions_prefix(&partner_env), page, &resolve, &|action: &ActionRecord| action.id, &verdict, "listing actions")
     }
+}
 
+impl Users<'_> {
     /// The partner's whole ledger (or one user's, through the per-user index), newest first.
     pub fn list_transactions(
         &self,
@@ -402,7 +417,9 @@ impl Engine {
             }
         }
     }
+}
 
+impl Pools<'_> {
     /// Recomputes a pool's totals from its ledger. The pool is read before and after the
     /// ledger; a write between them (commits are atomic) means another try.
     pub fn reconcile_pool(&self, partner_env: PartnerEnv, pool_id: Id) -> Result<Reconciliation, EngineError> {
@@ -416,7 +433,9 @@ impl Engine {
         }
         Err(EngineError::Overloaded { reason: "pool_busy", retry_after_secs: 1 })
     }
+}
 
+impl Engine {
     fn pool_ledger(&self, partner_env: PartnerEnv, pool_id: Id) -> Result<LedgerTotals, EngineError> {
         let prefix = layout::transactions_prefix(&partner_env);
         let mut totals = LedgerTotals::default();
@@ -445,7 +464,9 @@ impl Engine {
             }
         }
     }
+}
 
+impl Partners<'_> {
     pub fn dashboard(&self, partner_env: PartnerEnv) -> Result<Dashboard, EngineError> {
         let state: Option<PartnerEnvState> = self.read_record(&layout::partner_env_state(&partner_env), "reading partner state")?;
         let scan_all = |prefix: &[u8], what: &str| {

@@ -55,7 +55,7 @@ async fn submit(State(state): State<AppState>, request: RawRequest) -> ApiResult
     let caller = authorize(&state, &request, SUBMIT_ACCESS)?;
     request.require_json()?;
     let action = parse_action_request(&request.body, caller.partner(), &state.settings, true)?;
-    let outcome = state.engine.submit_action(caller.partner_env(), action, current_request_id()).await?;
+    let outcome = state.engine.actions().submit_action(caller.partner_env(), action, current_request_id()).await?;
     Ok(write_outcome_response(outcome))
 }
 
@@ -65,7 +65,7 @@ async fn quote(State(state): State<AppState>, request: RawRequest) -> ApiResult<
     let caller = authorize(&state, &request, Access::read(Scope::ActionsRead).with_feature(Feature::Actions))?;
     request.require_json()?;
     let action = parse_action_request(&request.body, caller.partner(), &state.settings, false)?;
-    let outcome = state.engine.quote_action(caller.partner_env(), action, current_request_id()).await?;
+    let outcome = state.engine.actions().quote_action(caller.partner_env(), action, current_request_id()).await?;
     Ok(write_outcome_response(outcome))
 }
 
@@ -113,7 +113,7 @@ async fn batch(State(state): State<AppState>, request: RawRequest) -> ApiResult<
             Err(error) => results.push(Some((error.status.as_u16(), error.body()))),
         }
     }
-    let mut outcomes = state.engine.submit_batch(caller.partner_env(), valid, current_request_id()).await.into_iter();
+    let mut outcomes = state.engine.actions().submit_batch(caller.partner_env(), valid, current_request_id()).await.into_iter();
     let results: Vec<BatchResult> = results
         .into_iter()
         .enumerate()
@@ -146,7 +146,7 @@ async fn reverse(State(state): State<AppState>, PathSegment(action_id): PathSegm
         return Err(ApiError::field("body", "is invalid"));
     };
     let reversal = ReversalRequest { idempotency_key, action_id, tokens, reason };
-    let outcome = state.engine.reverse_action(caller.partner_env(), reversal, current_request_id()).await?;
+    let outcome = state.engine.actions().reverse_action(caller.partner_env(), reversal, current_request_id()).await?;
     Ok(write_outcome_response(outcome))
 }
 
@@ -158,14 +158,14 @@ async fn list_actions(State(state): State<AppState>, request: RawRequest) -> Api
     let action_type = query.parsed("actionType", |text| is_action_type(text).then(|| text.to_owned()), "may use letters, digits and _ . : -".into());
     let created = TimeRange { from_ms: query.timestamp("from"), to_ms: query.timestamp("to") };
     let page = query.finish()?;
-    let actions = state.engine.list_actions(caller.partner_env(), page, &ActionFilter { status, action_type, created })?;
+    let actions = state.engine.actions().list_actions(caller.partner_env(), page, &ActionFilter { status, action_type, created })?;
     Ok(list_response(actions, ActionView::from_record))
 }
 
 async fn get_action(State(state): State<AppState>, PathSegment(action_id): PathSegment, request: RawRequest) -> ApiResult<Response> {
     let caller = authorize(&state, &request, Access::read(Scope::ActionsRead))?;
     let action_id = Id::parse_hex(&action_id).ok_or_else(|| ApiError::not_found("action not found"))?;
-    let action = state.engine.get_action(caller.partner_env(), action_id)?;
+    let action = state.engine.actions().get_action(caller.partner_env(), action_id)?;
     Ok(json_response(StatusCode::OK, &ActionView::from_record(&action)))
 }
 

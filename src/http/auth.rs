@@ -103,7 +103,7 @@ pub fn authorize_units(state: &AppState, request: &RawRequest, access: Access, u
     }
     let access = Access { units: units(), ..access };
     check_rate_limit(state, &key, access, budget)?;
-    state.engine.touch_key(key.key_id);
+    state.engine.keys().touch_key(key.key_id);
     Ok(Caller { key })
 }
 
@@ -118,14 +118,14 @@ fn unknown_key() -> ApiError {
 /// A signed request, or Basic `pk:sk`.
 fn authenticate_server(state: &AppState, request: &RawRequest) -> Result<Arc<KeyContext>, ApiError> {
     if let Some(presented) = request.header("x-partner-key").filter(|key| !key.is_empty()) {
-        let key = state.engine.lookup_key(presented)?.ok_or_else(unknown_key)?;
+        let key = state.engine.keys().lookup_key(presented)?.ok_or_else(unknown_key)?;
         verify_signature(state, request, &key)?;
         return Ok(key);
     }
     let Some((public_key, secret_key)) = request.header("authorization").and_then(basic_credentials) else {
         return Err(ApiError::unauthorized("MISSING_API_KEY", "send your key in X-Partner-Key (signed), or pk:sk as Basic authorization"));
     };
-    let key = state.engine.lookup_key(&secret_key)?.filter(|key| key.kind == KeyKind::Secret).ok_or_else(unknown_key)?;
+    let key = state.engine.keys().lookup_key(&secret_key)?.filter(|key| key.kind == KeyKind::Secret).ok_or_else(unknown_key)?;
     if !constant_time_eq(&sha256(public_key.as_bytes()), &key.public_key_digest) {
         return Err(unknown_key());
     }
@@ -155,7 +155,7 @@ fn authenticate_widget(state: &AppState, request: &RawRequest) -> Result<Arc<Key
         .header("x-partner-key")
         .filter(|key| !key.is_empty())
         .ok_or_else(|| ApiError::unauthorized("MISSING_API_KEY", "send your publishable key in X-Partner-Key"))?;
-    let key = state.engine.lookup_key(presented)?.ok_or_else(unknown_key)?;
+    let key = state.engine.keys().lookup_key(presented)?.ok_or_else(unknown_key)?;
     if key.kind == KeyKind::Secret {
         verify_signature(state, request, &key)?;
     }

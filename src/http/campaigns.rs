@@ -55,7 +55,7 @@ async fn create_campaign(State(state): State<AppState>, request: RawRequest) -> 
     let caller = authorize(&state, &request, Access::write(Scope::CampaignsWrite))?;
     request.require_json()?;
     let fields = parse_campaign(&request.body, caller.partner(), &state.settings, true)?;
-    let outcome = state.engine.create_campaign(caller.partner_env(), fields, current_request_id()).await?;
+    let outcome = state.engine.campaigns().create_campaign(caller.partner_env(), fields, current_request_id()).await?;
     Ok(write_outcome_response(outcome))
 }
 
@@ -64,7 +64,7 @@ async fn update_campaign(State(state): State<AppState>, PathSegment(id): PathSeg
     let campaign_id = campaign_id(&id)?;
     request.require_json()?;
     let fields = parse_campaign(&request.body, caller.partner(), &state.settings, false)?;
-    let outcome = state.engine.update_campaign(caller.partner_env(), campaign_id, fields, current_request_id()).await?;
+    let outcome = state.engine.campaigns().update_campaign(caller.partner_env(), campaign_id, fields, current_request_id()).await?;
     Ok(write_outcome_response(outcome))
 }
 
@@ -72,7 +72,7 @@ async fn end_campaign(State(state): State<AppState>, PathSegment(id): PathSegmen
     let caller = authorize(&state, &request, Access::write(Scope::CampaignsWrite))?;
     let campaign_id = campaign_id(&id)?;
     let fields = CampaignFields { status: Some(CampaignStatus::Ended), ..CampaignFields::default() };
-    let outcome = state.engine.update_campaign(caller.partner_env(), campaign_id, fields, current_request_id()).await?;
+    let outcome = state.engine.campaigns().update_campaign(caller.partner_env(), campaign_id, fields, current_request_id()).await?;
     Ok(write_outcome_response(outcome))
 }
 
@@ -81,13 +81,13 @@ async fn list_campaigns(State(state): State<AppState>, request: RawRequest) -> A
     let mut query = ListQuery::parse(&request.path_and_query);
     let status = query.one_of("status", &STATUSES);
     let page = query.finish()?;
-    let campaigns = state.engine.list_campaigns(caller.partner_env(), page, status)?;
+    let campaigns = state.engine.campaigns().list_campaigns(caller.partner_env(), page, status)?;
     Ok(list_response(campaigns, |campaign| CampaignView::from(campaign)))
 }
 
 async fn get_campaign(State(state): State<AppState>, PathSegment(id): PathSegment, request: RawRequest) -> ApiResult<Response> {
     let caller = authorize(&state, &request, Access::read(Scope::CampaignsRead))?;
-    let campaign = state.engine.get_campaign(caller.partner_env(), campaign_id(&id)?)?;
+    let campaign = state.engine.campaigns().get_campaign(caller.partner_env(), campaign_id(&id)?)?;
     Ok(json_response(StatusCode::OK, &CampaignView::from(&campaign)))
 }
 

@@ -71,7 +71,7 @@ fn window(daily: &[DailyTotals], today: u32, figure: impl Fn(&DailyTotals) -> u6
 async fn dashboard(State(state): State<AppState>, request: RawRequest) -> ApiResult<Response> {
     let caller = authorize(&state, &request, Access::read(Scope::DashboardRead))?;
     let partner_env = caller.partner_env();
-    let dashboard = state.engine.dashboard(partner_env)?;
+    let dashboard = state.engine.partners().dashboard(partner_env)?;
     let now_ms = state.engine.clock().now_ms();
     let today = u32::try_from(now_ms / DAY_MS).unwrap_or(u32::MAX);
     let view = DashboardView {
@@ -82,7 +82,7 @@ async fn dashboard(State(state): State<AppState>, request: RawRequest) -> ApiRes
         pool_balance_total: dashboard.pools.iter().map(|pool| pool.balance).sum(),
         token_pools: dashboard.pools.iter().map(PoolView::from).collect(),
         campaigns: CampaignCounts { active: dashboard.campaigns_active, total: dashboard.campaigns_total },
-        webhook_health: WebhookHealthView::from(state.engine.webhook_health(partner_env)?),
+        webhook_health: WebhookHealthView::from(state.engine.webhooks().webhook_health(partner_env)?),
         generated_at: format_timestamp(now_ms),
     };
     Ok(json_response(StatusCode::OK, &view))

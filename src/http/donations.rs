@@ -59,7 +59,7 @@ pub fn router() -> Router<AppState> {
 async fn get_organization(State(state): State<AppState>, PathSegment(slug): PathSegment, request: RawRequest) -> Response {
     let answer = async {
         let caller = authorize(&state, &request, Access::widget())?;
-        let organization = state.engine.get_organization(organization_slug(&slug)?)?;
+        let organization = state.engine.donations().get_organization(organization_slug(&slug)?)?;
         let mut response = json_response(StatusCode::OK, &OrganizationView::from(&organization));
         allow_origin(caller.partner(), &request.headers, response.headers_mut());
         Ok(response)
@@ -71,7 +71,7 @@ async fn donation_status(State(state): State<AppState>, PathSegment(donation_id)
     let answer = async {
         let caller = authorize(&state, &request, Access::widget().with_feature(Feature::Donations))?;
         let donation_id = Id::parse_hex(&donation_id).ok_or_else(|| ApiError::not_found("donation not found"))?;
-        let donation = state.engine.get_donation(caller.partner_env(), donation_id)?;
+        let donation = state.engine.donations().get_donation(caller.partner_env(), donation_id)?;
         let mut response = json_response(StatusCode::OK, &DonationStatusView::from(&donation));
         allow_origin(caller.partner(), &request.headers, response.headers_mut());
         Ok(response)
@@ -85,7 +85,7 @@ async fn create_link(State(state): State<AppState>, request: RawRequest) -> Resp
         let caller = authorize(&state, &request, Access::widget().with_feature(Feature::Donations))?;
         request.require_json()?;
         let new = parse_donation(&request.body, caller.partner(), &state)?;
-        let donation = state.engine.create_donation(caller.partner_env(), caller.partner().tip_config, new).await?;
+        let donation = state.engine.donations().create_donation(caller.partner_env(), caller.partner().tip_config, new).await?;
         let body = json!({ "donationLink": donation.donation_link, "partnerDonationId": donation.id.to_hex() });
         let mut response = json_response(StatusCode::CREATED, &body);
         allow_origin(caller.partner(), &request.headers, response.headers_mut());
@@ -97,7 +97,8 @@ async fn create_link(State(state): State<AppState>, request: RawRequest) -> Resp
 fn parse_donation(body: &[u8], partner: &PartnerRecord, state: &AppState) -> ApiResult<NewDonation> {
     let mut fields = Fields::parse(body)?;
     let organization = fields.string("nonprofitSlug", true, super::parse::SLUG_CHARS_MAX).filter(|slug| {
-        let active = is_slug(slug) && state.engine.get_organization(slug).is_ok_and(|organization| organization.status == OrganizationStatus::Active);
+        let active = is_slug(slug)
+            && state.engine.donations().get_organization(slug).is_ok_and(|organization| organization.status == OrganizationStatus::Active);
         if !active {
             fields.error("nonprofitSlug", format!("'{slug}' names no active organization"));
         }
@@ -202,6 +203,6 @@ async fn provider_event(State(state): State<AppState>, PathSegment(provider): Pa
     let (Some(donation_id), Some(status)) = (donation_id, status) else {
         return Err(ApiError::field("body", "is invalid"));
     };
-    let donation = state.engine.settle_donation(Settlement { donation_id, provider, status, provider_reference }).await?;
+    let donation = state.engine.donations().settle_donation(Settlement { donation_id, provider, status, provider_reference }).await?;
     Ok(json_response(StatusCode::OK, &DonationStatusView::from(&donation)))
 }

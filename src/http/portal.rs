@@ -65,7 +65,7 @@ pub fn authorize_portal(state: &AppState, request: &RawRequest) -> ApiResult<Acc
     let claims = jwt::verify(state.portal.signing_secret.expose(), token, state.engine.clock().now_secs())
         .map_err(|error| invalid_token(&error.to_string()))?;
     let account_id = Id::parse_hex(&claims.sub).ok_or_else(|| invalid_token("the token names no account"))?;
-    state.engine.get_account(account_id).map_err(|_| invalid_token("the token's account no longer exists"))
+    state.engine.portal().get_account(account_id).map_err(|_| invalid_token("the token's account no longer exists"))
 }
 
 /// Access and refresh tokens, the account, its partner and a publishable key to start with.
@@ -74,16 +74,16 @@ async fn session(state: &AppState, account: &AccountRecord) -> ApiResult<Value> 
     let ttl = state.portal.access_token_ttl_secs;
     let claims = AccessClaims { sub: account.id.to_hex(), iat: now_secs, exp: now_secs + ttl, typ: "access".into() };
     let access_token = jwt::sign(state.portal.signing_secret.expose(), &claims);
-    let refresh_token = state.engine.issue_refresh_token(account.id).await?;
+    let refresh_token = state.engine.portal().issue_refresh_token(account.id).await?;
     let (partner, publishable_key) = match account.partner_id {
         Some(partner_id) => {
-            let partner = state.engine.get_partner(partner_id)?;
-            let keys = state.engine.list_api_keys(partner_id)?;
+            let partner = state.engine.partners().get_partner(partner_id)?;
+            let keys = state.engine.keys().list_api_keys(partner_id)?;
             let usable = keys
                 .iter()
                 .find(|key| key.status == KeyStatus::Active && key.environment == Environment::Sandbox)
                 .or_else(|| keys.iter().find(|key| key.status == KeyStatus::Active));
-            let publishable_key = usable.map(|key| state.engine.publishable_key(key)).transpose()?;
+            let publishable_key = usable.map(|key| state.engine.keys().publishable_key(key)).transpose()?;
             (Some(PartnerView::from(&partner)), publishable_key)
         }
         None => (None, None),
@@ -136,7 +136,7 @@ async fn register(State(state): State<AppState>, request: RawRequest) -> ApiResu
     let (Some(email), Some(password), Some(name)) = (email, password, name) else {
         return Err(ApiError::field("body", "is invalid"));
     };
-    let account = state.engine.create_account(NewAccount { email, name, password, partner_id: None }).await?;
+    let account = state.engine.portal().create_account(NewAccount { email, name, password, partner_id: None }).await?;
     Ok(json_response(StatusCode::CREATED, &session(&state, &account).await?))
 }
 
@@ -150,7 +150,8 @@ async fn login(State(state): State<AppState>, request: RawRequest) -> ApiResult<
     let (Some(email), Some(password)) = (email, password) else {
         return Err(ApiError::field("body", "is invalid"));
     };
-    let account = state.engine.authenticate_account(&email, password).await?.ok_or_else(|| invalid_token("the email or the password is wrong"))?;
+    let account =
+        state.engine.portal().authenticate_account(&email, password).await?.ok_or_else(|| invalid_token("the email or the password is wrong"))?;
     Ok(json_response(StatusCode::OK, &session(&state, &account).await?))
 }
 
@@ -161,13 +162,14 @@ async fn refresh(State(state): State<AppState>, request: RawRequest) -> ApiResul
     let token = fields.string("refreshToken", true, 256).map(Secret::new);
     fields.finish()?;
     let token = token.ok_or_else(|| ApiError::field("refreshToken", "is required"))?;
-    let account = state.engine.redeem_refresh_token(&token).await?.ok_or_else(|| invalid_token("the refresh token is unknown, used or expired"))?;
+    let account =
+        state.engine.portal().redeem_refresh_token(&token).await?.ok_or_else(|| invalid_token("the refresh token is unknown, used or expired"))?;
     Ok(json_response(StatusCode::OK, &session(&state, &account).await?))
 }
 
 async fn me(State(state): State<AppState>, request: RawRequest) -> ApiResult<Response> {
     let account = authorize_portal(&state, &request)?;
-    let partner = account.partner_id.map(|partner_id| state.engine.get_partner(partner_id)).transpose()?;
+    let partner = account.partner_id.map(|partner_id| state.engine.partners().get_partner(partner_id)).transpose()?;
     Ok(json_response(StatusCode::OK, &json!({ "account": account_view(&account), "partner": partner.as_ref().map(PartnerView::from) })))
 }
 

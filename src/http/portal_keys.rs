@@ -41,7 +41,7 @@ fn no_partner() -> ApiError {
 
 fn account_partner(state: &AppState, account: &AccountRecord) -> ApiResult<PartnerRecord> {
     let partner_id = account.partner_id.ok_or_else(no_partner)?;
-    Ok(state.engine.get_partner(partner_id)?)
+    Ok(state.engine.partners().get_partner(partner_id)?)
 }
 
 async fn create_key(State(state): State<AppState>, request: RawRequest) -> ApiResult<Response> {
@@ -61,7 +61,7 @@ async fn create_key(State(state): State<AppState>, request: RawRequest) -> ApiRe
         return Err(ApiError::field("body", "is invalid"));
     };
     let partner = match account.partner_id {
-        Some(partner_id) => state.engine.get_partner(partner_id)?,
+        Some(partner_id) => state.engine.partners().get_partner(partner_id)?,
         None if environment == Environment::Production => return Err(production_not_approved()),
         None => first_partner(&state, &account).await?,
     };
@@ -72,7 +72,7 @@ async fn create_key(State(state): State<AppState>, request: RawRequest) -> ApiRe
         return Err(production_not_approved());
     }
     let new_key = NewKey { environment, name, scopes: scopes.unwrap_or_else(ScopeSet::all), expires_at_ms };
-    let created = state.engine.create_api_key(partner.id, new_key).await?;
+    let created = state.engine.keys().create_api_key(partner.id, new_key).await?;
     Ok(json_response(StatusCode::CREATED, &created))
 }
 
@@ -92,14 +92,14 @@ async fn first_partner(state: &AppState, account: &AccountRecord) -> ApiResult<P
         rate_limit: None,
         stakeholder_types: None,
     };
-    Ok(state.engine.ensure_account_partner(account.id, new_partner).await?)
+    Ok(state.engine.portal().ensure_account_partner(account.id, new_partner).await?)
 }
 
 async fn list_keys(State(state): State<AppState>, request: RawRequest) -> ApiResult<Response> {
     let account = authorize_portal(&state, &request)?;
     ListQuery::none(&request.path_and_query)?;
     let keys = match account.partner_id {
-        Some(partner_id) => state.engine.list_api_keys(partner_id)?,
+        Some(partner_id) => state.engine.keys().list_api_keys(partner_id)?,
         None => Vec::new(),
     };
     Ok(json_response(StatusCode::OK, &json!({ "data": keys.iter().map(KeyView::from).collect::<Vec<_>>(), "hasMore": false, "nextCursor": null })))
@@ -114,7 +114,7 @@ async fn partner_info(State(state): State<AppState>, request: RawRequest) -> Api
 async fn get_key(State(state): State<AppState>, PathSegment(key): PathSegment, request: RawRequest) -> ApiResult<Response> {
     let account = authorize_portal(&state, &request)?;
     let partner_id: Id = account.partner_id.ok_or_else(no_partner)?;
-    let key = state.engine.get_api_key(partner_id, key_id(&key)?)?;
+    let key = state.engine.keys().get_api_key(partner_id, key_id(&key)?)?;
     Ok(json_response(StatusCode::OK, &KeyView::from(&key)))
 }
 
@@ -146,13 +146,13 @@ async fn update_key(State(state): State<AppState>, PathSegment(key): PathSegment
         },
     };
     fields.finish()?;
-    let key = state.engine.update_api_key(partner_id, key_id, KeyPatch { name, status, expires_at_ms }).await?;
+    let key = state.engine.keys().update_api_key(partner_id, key_id, KeyPatch { name, status, expires_at_ms }).await?;
     Ok(json_response(StatusCode::OK, &KeyView::from(&key)))
 }
 
 async fn revoke_key(State(state): State<AppState>, PathSegment(key): PathSegment, request: RawRequest) -> ApiResult<Response> {
     let account = authorize_portal(&state, &request)?;
     let partner_id = account.partner_id.ok_or_else(no_partner)?;
-    let key = state.engine.revoke_api_key(partner_id, key_id(&key)?).await?;
+    let key = state.engine.keys().revoke_api_key(partner_id, key_id(&key)?).await?;
     Ok(json_response(StatusCode::OK, &KeyView::from(&key)))
 }

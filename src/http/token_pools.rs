@@ -40,14 +40,14 @@ async fn request_tokens(State(state): State<AppState>, request: RawRequest) -> A
     let (Some(tokens), Some(reason)) = (tokens, reason) else {
         return Err(ApiError::field("body", "is invalid"));
     };
-    let record = state.engine.request_pool_tokens(caller.partner_env(), tokens, reason).await?;
+    let record = state.engine.pools().request_pool_tokens(caller.partner_env(), tokens, reason).await?;
     Ok(json_response(StatusCode::CREATED, &PoolRequestView::from(&record)))
 }
 
 async fn list_pools(State(state): State<AppState>, request: RawRequest) -> ApiResult<Response> {
     let caller = authorize(&state, &request, Access::read(Scope::PoolsRead))?;
     let page = ListQuery::from_path(&request.path_and_query)?;
-    let pools = state.engine.list_pools(caller.partner_env(), page)?;
+    let pools = state.engine.pools().list_pools(caller.partner_env(), page)?;
     Ok(list_response(pools, |pool| PoolView::from(pool)))
 }
 
@@ -57,7 +57,7 @@ fn pool_id(text: &str) -> ApiResult<Id> {
 
 async fn get_pool(State(state): State<AppState>, PathSegment(pool_id_text): PathSegment, request: RawRequest) -> ApiResult<Response> {
     let caller = authorize(&state, &request, Access::read(Scope::PoolsRead))?;
-    let pool = state.engine.get_pool(caller.partner_env(), pool_id(&pool_id_text)?)?;
+    let pool = state.engine.pools().get_pool(caller.partner_env(), pool_id(&pool_id_text)?)?;
     Ok(json_response(StatusCode::OK, &PoolView::from(&pool)))
 }
 
@@ -92,7 +92,7 @@ async fn reconcile(State(state): State<AppState>, PathSegment(pool_id_text): Pat
     let caller = authorize(&state, &request, Access::read(Scope::PoolsRead))?;
     let (engine, partner_env, pool_id) = (state.engine.clone(), caller.partner_env(), pool_id(&pool_id_text)?);
     // A ledger scan is long, synchronous store work: keep it off the async workers.
-    let reconciliation = tokio::task::spawn_blocking(move || engine.reconcile_pool(partner_env, pool_id))
+    let reconciliation = tokio::task::spawn_blocking(move || engine.pools().reconcile_pool(partner_env, pool_id))
         .await
         .map_err(|error| reward_actors::EngineError::Internal(format!("reconciliation task failed: {error}")))??;
     let (pool, ledger) = (&reconciliation.pool, &reconciliation.ledger);

@@ -67,7 +67,7 @@ async fn create_user(State(state): State<AppState>, request: RawRequest) -> ApiR
     };
     fields.finish()?;
     let external_id = external_id.ok_or_else(|| ApiError::field("externalId", "is invalid"))?;
-    let outcome = state.engine.create_user(caller.partner_env(), external_id, profile, current_request_id()).await?;
+    let outcome = state.engine.users().create_user(caller.partner_env(), external_id, profile, current_request_id()).await?;
     Ok(write_outcome_response(outcome))
 }
 
@@ -85,7 +85,7 @@ async fn update_user(State(state): State<AppState>, PathSegment(external): PathS
         metadata_json: patch_metadata(&mut fields, "metadata", limits),
     };
     fields.finish()?;
-    let outcome = state.engine.update_user(caller.partner_env(), external_id, profile, current_request_id()).await?;
+    let outcome = state.engine.users().update_user(caller.partner_env(), external_id, profile, current_request_id()).await?;
     Ok(write_outcome_response(outcome))
 }
 
@@ -100,20 +100,20 @@ pub(super) fn nullable<T>(fields: &mut Fields<'_>, name: &str, read: impl FnOnce
 async fn list_users(State(state): State<AppState>, request: RawRequest) -> ApiResult<Response> {
     let caller = authorize(&state, &request, Access::read(Scope::UsersRead))?;
     let page = ListQuery::from_path(&request.path_and_query)?;
-    let users = state.engine.list_users(caller.partner_env(), page)?;
+    let users = state.engine.users().list_users(caller.partner_env(), page)?;
     let now_ms = state.engine.clock().now_ms();
     Ok(list_response(users, |user| UserView::of(user, now_ms)))
 }
 
 async fn get_user(State(state): State<AppState>, PathSegment(external): PathSegment, request: RawRequest) -> ApiResult<Response> {
     let caller = authorize(&state, &request, Access::read(Scope::UsersRead))?;
-    let user = state.engine.get_user(caller.partner_env(), external_id(&external)?.as_str())?;
+    let user = state.engine.users().get_user(caller.partner_env(), external_id(&external)?.as_str())?;
     Ok(json_response(StatusCode::OK, &UserView::of(&user, state.engine.clock().now_ms())))
 }
 
 async fn balance(State(state): State<AppState>, PathSegment(external): PathSegment, request: RawRequest) -> ApiResult<Response> {
     let caller = authorize(&state, &request, Access::read(Scope::UsersRead))?;
-    let user = state.engine.get_user(caller.partner_env(), external_id(&external)?.as_str())?;
+    let user = state.engine.users().get_user(caller.partner_env(), external_id(&external)?.as_str())?;
     Ok(json_response(StatusCode::OK, &BalanceView::of(&user, state.engine.clock().now_ms())))
 }
 
@@ -142,8 +142,8 @@ async fn user_transactions(State(state): State<AppState>, PathSegment(external):
     let filter = transaction_filter(&mut query);
     let page = query.finish()?;
     // An unknown user is a 404, not an empty list.
-    state.engine.get_user(caller.partner_env(), external_id.as_str())?;
-    let transactions = state.engine.list_transactions(caller.partner_env(), Some(external_id.as_str()), page, &filter)?;
+    state.engine.users().get_user(caller.partner_env(), external_id.as_str())?;
+    let transactions = state.engine.users().list_transactions(caller.partner_env(), Some(external_id.as_str()), page, &filter)?;
     Ok(list_response(transactions, |transaction| TransactionView::from(transaction)))
 }
 
@@ -152,7 +152,7 @@ async fn list_transactions(State(state): State<AppState>, request: RawRequest) -
     let mut query = ListQuery::parse(&request.path_and_query);
     let filter = transaction_filter(&mut query);
     let page = query.finish()?;
-    let transactions = state.engine.list_transactions(caller.partner_env(), None, page, &filter)?;
+    let transactions = state.engine.users().list_transactions(caller.partner_env(), None, page, &filter)?;
     Ok(list_response(transactions, |transaction| TransactionView::from(transaction)))
 }
 
@@ -163,7 +163,7 @@ async fn redeem(State(state): State<AppState>, PathSegment(external): PathSegmen
     let partner_user_id = external_id(&external)?;
     request.require_json()?;
     let redemption = parse_redemption(&request.body, partner_user_id)?;
-    let outcome = state.engine.redeem_tokens(caller.partner_env(), redemption, current_request_id()).await?;
+    let outcome = state.engine.users().redeem_tokens(caller.partner_env(), redemption, current_request_id()).await?;
     Ok(write_outcome_response(outcome))
 }
 

@@ -50,7 +50,7 @@ async fn create_webhook(State(state): State<AppState>, request: RawRequest) -> A
     let caller = authorize(&state, &request, Access::write(Scope::WebhooksWrite))?;
     request.require_json()?;
     let fields = parse_webhook(&state, &request.body, caller.partner_env().environment, true).await?;
-    Ok(write_outcome_response(state.engine.create_webhook(caller.partner_env(), fields).await?))
+    Ok(write_outcome_response(state.engine.webhooks().create_webhook(caller.partner_env(), fields).await?))
 }
 
 async fn update_webhook(State(state): State<AppState>, PathSegment(id): PathSegment, request: RawRequest) -> ApiResult<Response> {
@@ -58,32 +58,32 @@ async fn update_webhook(State(state): State<AppState>, PathSegment(id): PathSegm
     let endpoint_id = endpoint_id(&id)?;
     request.require_json()?;
     let fields = parse_webhook(&state, &request.body, caller.partner_env().environment, false).await?;
-    Ok(write_outcome_response(state.engine.update_webhook(caller.partner_env(), endpoint_id, fields).await?))
+    Ok(write_outcome_response(state.engine.webhooks().update_webhook(caller.partner_env(), endpoint_id, fields).await?))
 }
 
 async fn delete_webhook(State(state): State<AppState>, PathSegment(id): PathSegment, request: RawRequest) -> ApiResult<Response> {
     let caller = authorize(&state, &request, Access::write(Scope::WebhooksWrite))?;
     let endpoint_id = endpoint_id(&id)?;
-    Ok(write_outcome_response(state.engine.delete_webhook(caller.partner_env(), endpoint_id).await?))
+    Ok(write_outcome_response(state.engine.webhooks().delete_webhook(caller.partner_env(), endpoint_id).await?))
 }
 
 async fn test_webhook(State(state): State<AppState>, PathSegment(id): PathSegment, request: RawRequest) -> ApiResult<Response> {
     let caller = authorize(&state, &request, Access::write(Scope::WebhooksWrite))?;
     let endpoint_id = endpoint_id(&id)?;
-    Ok(write_outcome_response(state.engine.test_webhook(caller.partner_env(), endpoint_id).await?))
+    Ok(write_outcome_response(state.engine.webhooks().test_webhook(caller.partner_env(), endpoint_id).await?))
 }
 
 async fn rotate_secret(State(state): State<AppState>, PathSegment(id): PathSegment, request: RawRequest) -> ApiResult<Response> {
     let caller = authorize(&state, &request, Access::write(Scope::WebhooksWrite))?;
     let endpoint_id = endpoint_id(&id)?;
-    Ok(write_outcome_response(state.engine.rotate_webhook_secret(caller.partner_env(), endpoint_id).await?))
+    Ok(write_outcome_response(state.engine.webhooks().rotate_webhook_secret(caller.partner_env(), endpoint_id).await?))
 }
 
 async fn redeliver(State(state): State<AppState>, PathSegment(id): PathSegment, request: RawRequest) -> ApiResult<Response> {
     let caller = authorize(&state, &request, Access::write(Scope::WebhooksWrite))?;
     let delivery_id =
         Id::parse_prefixed("dlv_", &id).or_else(|| Id::parse_hex(&id)).ok_or_else(|| ApiError::not_found("webhook delivery not found"))?;
-    let delivery = state.engine.redeliver(caller.partner_env(), delivery_id).await?;
+    let delivery = state.engine.webhooks().redeliver(caller.partner_env(), delivery_id).await?;
     Ok(json_response(StatusCode::OK, &DeliveryView::from(&delivery)))
 }
 
@@ -92,7 +92,7 @@ async fn list_webhooks(State(state): State<AppState>, request: RawRequest) -> Ap
     let page = ListQuery::from_path(&request.path_and_query)?;
     let now_ms = state.engine.clock().now_ms();
     // At most `webhooks_per_partner_max` (16): one page, newest first, like every list.
-    let mut endpoints = state.engine.list_webhooks(caller.partner_env())?;
+    let mut endpoints = state.engine.webhooks().list_webhooks(caller.partner_env())?;
     endpoints.reverse();
     let page = reward_actors::api::common::Page::of_all(endpoints, page, |endpoint| endpoint.id);
     Ok(list_response(page, |endpoint| EndpointView::new(endpoint, None, now_ms)))
@@ -100,7 +100,7 @@ async fn list_webhooks(State(state): State<AppState>, request: RawRequest) -> Ap
 
 async fn get_webhook(State(state): State<AppState>, PathSegment(id): PathSegment, request: RawRequest) -> ApiResult<Response> {
     let caller = authorize(&state, &request, Access::read(Scope::WebhooksRead))?;
-    let endpoint = state.engine.get_webhook(caller.partner_env(), endpoint_id(&id)?)?;
+    let endpoint = state.engine.webhooks().get_webhook(caller.partner_env(), endpoint_id(&id)?)?;
     Ok(json_response(StatusCode::OK, &EndpointView::new(&endpoint, None, state.engine.clock().now_ms())))
 }
 
@@ -108,7 +108,7 @@ async fn list_deliveries(State(state): State<AppState>, PathSegment(id): PathSeg
     let caller = authorize(&state, &request, Access::read(Scope::WebhooksRead))?;
     let endpoint_id = endpoint_id(&id)?;
     let page = ListQuery::from_path(&request.path_and_query)?;
-    let deliveries = state.engine.list_deliveries(caller.partner_env(), endpoint_id, page)?;
+    let deliveries = state.engine.webhooks().list_deliveries(caller.partner_env(), endpoint_id, page)?;
     Ok(list_response(deliveries, |delivery| DeliveryView::from(delivery)))
 }
 
@@ -126,7 +126,7 @@ struct FeedPage<'a> {
 async fn event_feed(State(state): State<AppState>, request: RawRequest) -> ApiResult<Response> {
     let caller = authorize(&state, &request, Access::read(Scope::WebhooksRead))?;
     let (after, limit) = ListQuery::feed(&request.path_and_query)?;
-    let page = state.engine.list_events(caller.partner_env(), after, limit)?;
+    let page = state.engine.webhooks().list_events(caller.partner_env(), after, limit)?;
     let events = page.items;
     let raw: Vec<Box<RawValue>> = events
         .iter()
@@ -170,7 +170,14 @@ async fn parse_webhook(state: &AppState, body: &[u8], environment: Environment, 
     }
     fields.finish()?;
     if let Some(url) = &url {
-        state.engine.webhook_settings().policy.check_url(url, environment).await.map_err(|refusal| ApiError::field("url", refusal.to_string()))?;
+        state
+            .engine
+            .webhooks()
+            .webhook_settings()
+            .policy
+            .check_url(url, environment)
+            .await
+            .map_err(|refusal| ApiError::field("url", refusal.to_string()))?;
     }
     Ok(WebhookFields { url, description, event_types, receive_all_events, headers, status })
 }

@@ -274,7 +274,7 @@ async fn every_state_gets_its_exact_code(backend: StoreBackend) {
     let key_id = reward_actors::ids::Id::parse_prefixed("key_", &deactivated_id).expect("key id");
     let partner_id = reward_actors::ids::Id::parse_hex(&base.id).expect("partner id");
     let patch = reward_actors::api_keys::KeyPatch { status: Some(reward_actors::model::KeyStatus::Inactive), ..Default::default() };
-    app.engine().update_api_key(partner_id, key_id, patch).await.expect("deactivates");
+    app.engine().keys().update_api_key(partner_id, key_id, patch).await.expect("deactivates");
     failures.extend(check(deactivated, (401, "KEY_INACTIVE"), "deactivated", action_path.clone(), true).await);
     let live_basic = app.issue_key(&base.id, "production").await;
     let got = call(&app, &Caller { partner: live_basic, portal_token: String::new() }, Scheme::BasicSandbox, Method::GET, "/v1/partner/me", "").await;

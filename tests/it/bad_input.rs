@@ -197,7 +197,7 @@ async fn snapshot(app: &crate::support::TestApp, partner: &Partner) -> Vec<serde
         reward_actors::ids::Id::parse_hex(&partner.id).expect("id"),
         reward_actors::model::Environment::Sandbox,
     );
-    seen.push(serde_json::json!(app.engine().list_events(partner_env, 0, 100).expect("events").items.len()));
+    seen.push(serde_json::json!(app.engine().webhooks().list_events(partner_env, 0, 100).expect("events").items.len()));
     seen
 }
 

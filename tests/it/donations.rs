@@ -30,7 +30,7 @@ async fn callback(operator: &Operator, provider: &str, body: Value, secret: &str
 
 fn completed_events(app: &TestApp, partner: &Partner) -> Vec<Value> {
     let partner_env = PartnerEnv::new(Id::parse_hex(&partner.id).expect("id"), Environment::Sandbox);
-    let events = app.engine().list_events(partner_env, 0, 100).expect("events").items;
+    let events = app.engine().webhooks().list_events(partner_env, 0, 100).expect("events").items;
     events
         .into_iter()
         .filter(|event| event.event_type == "donation.completed")

@@ -14,7 +14,7 @@ use crate::support::{AppOptions, Operator, Partner, action_body, code, eventuall
 
 fn event_types(app: &crate::support::TestApp, partner: &Partner, environment: Environment) -> Vec<String> {
     let partner_env = PartnerEnv::new(Id::parse_hex(&partner.id).expect("id"), environment);
-    app.engine().list_events(partner_env, 0, 100).expect("events").items.into_iter().map(|event| event.event_type.to_string()).collect()
+    app.engine().webhooks().list_events(partner_env, 0, 100).expect("events").items.into_iter().map(|event| event.event_type.to_string()).collect()
 }
 
 async fn set_limit(operator: &Operator, partner: &Partner, hourly: u64, per_minute: u64) {

@@ -119,7 +119,7 @@ struct World<'a> {
 
 impl World<'_> {
     fn pool(&self) -> PoolRecord {
-        let pools = self.app.engine().list_pools(self.partner_env, PageRequest { after: None, skip: 0, limit: 10 }).expect("pools");
+        let pools = self.app.engine().pools().list_pools(self.partner_env, PageRequest { after: None, skip: 0, limit: 10 }).expect("pools");
         assert_eq!(pools.items.len(), 1, "one default pool");
         pools.items[0].clone()
     }
@@ -129,7 +129,7 @@ impl World<'_> {
         let request_id = || "req_property".to_owned();
         match op {
             Op::Submit { key, cents, users } => {
-                let outcome = engine.submit_action(self.partner_env, action(*key, *cents, users), request_id()).await;
+                let outcome = engine.actions().submit_action(self.partner_env, action(*key, *cents, users), request_id()).await;
                 if let Ok(WriteOutcome::Done(recorded)) = &outcome {
                     let body: serde_json::Value = serde_json::from_slice(&recorded.body).expect("json");
                     self.actions.push(Id::parse_hex(body["actionId"].as_str().expect("actionId")).expect("id"));
@@ -143,7 +143,7 @@ impl World<'_> {
                 // The key names the action too, so one key is never reused for another action.
                 let idempotency_key = IdempotencyKey::parse(&format!("reverse-{key_index}-{action_id}")).expect("valid");
                 let reversal = ReversalRequest { idempotency_key, action_id, tokens: *tokens, reason: "property".into() };
-                engine.reverse_action(self.partner_env, reversal, request_id()).await
+                engine.actions().reverse_action(self.partner_env, reversal, request_id()).await
             }
             Op::Redeem { user, tokens, key: key_index } => {
                 let redemption = RedemptionRequest {
@@ -152,7 +152,7 @@ impl World<'_> {
                     tokens: *tokens,
                     reason: "property".into(),
                 };
-                engine.redeem_tokens(self.partner_env, redemption, request_id()).await
+                engine.users().redeem_tokens(self.partner_env, redemption, request_id()).await
             }
             Op::Retry => unreachable!("a retry is resolved to the request it repeats"),
             Op::Allocate { tokens, key: key_index } => {
@@ -167,7 +167,7 @@ impl World<'_> {
                     low_balance_threshold: None,
                     auto_refill: None,
                 };
-                engine.allocate_tokens(self.partner_env, allocation, request_id()).await
+                engine.pools().allocate_tokens(self.partner_env, allocation, request_id()).await
             }
         }
     }
@@ -181,17 +181,17 @@ impl World<'_> {
             u128::from(pool.balance) + u128::from(pool.issued_total) - u128::from(pool.reversed_total),
             u128::from(pool.allocated_total) + u128::from(pool.refilled_total)
         );
-        let reconciliation = engine.reconcile_pool(self.partner_env, pool.id).expect("reconciles");
+        let reconciliation = engine.pools().reconcile_pool(self.partner_env, pool.id).expect("reconciles");
         prop_assert!(reconciliation.ledger.matches(&pool), "ledger {:?} vs pool {pool:?}", reconciliation.ledger);
         let mut users_total: i128 = 0;
         let mut redeemed_total: i128 = 0;
         for (external_id, _) in USERS {
-            let Ok(user) = engine.get_user(self.partner_env, external_id) else { continue };
+            let Ok(user) = engine.users().get_user(self.partner_env, external_id) else { continue };
             let mut ledger_sum: i64 = 0;
             let mut page = PageRequest { after: None, skip: 0, limit: 100 };
             loop {
                 let transactions =
-                    engine.list_transactions(self.partner_env, Some(external_id), page, &TransactionFilter::default()).expect("transactions");
+                    engine.users().list_transactions(self.partner_env, Some(external_id), page, &TransactionFilter::default()).expect("transactions");
                 ledger_sum += transactions.items.iter().map(|transaction| transaction.tokens).sum::<i64>();
                 match transactions.next_cursor {
                     Some(cursor) => page.after = Some(cursor),

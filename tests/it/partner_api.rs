@@ -17,7 +17,7 @@ fn event_types(app: &TestApp, partner: &Partner) -> Vec<String> {
     let mut types = Vec::new();
     let mut after = 0;
     for _ in 0..PAGES_MAX {
-        let events = app.engine().list_events(partner_env, after, 100).expect("events").items;
+        let events = app.engine().webhooks().list_events(partner_env, after, 100).expect("events").items;
         let Some(last) = events.last() else { break };
         after = last.sequence;
         types.extend(events.into_iter().map(|event| event.event_type.to_string()));

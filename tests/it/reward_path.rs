@@ -52,7 +52,7 @@ async fn a_signed_submit_pays_fifty_tokens_for_49_99_usd(backend: StoreBackend) 
     assert_eq!(action["breakdown"]["multiplier"].to_string(), "1");
     assert_eq!(action["breakdown"]["rule"], "DEFAULT");
 
-    let events = app.engine().list_events(partner_env(&partner.id), 0, 100).expect("events").items;
+    let events = app.engine().webhooks().list_events(partner_env(&partner.id), 0, 100).expect("events").items;
     let kinds: Vec<(u64, &str)> = events.iter().map(|event| (event.sequence, event.event_type.as_str())).collect();
     assert_eq!(kinds, vec![(1, "partner.status_changed"), (2, "action.completed"), (3, "transaction.completed")]);
     let envelope: Value = serde_json::from_slice(&events[1].envelope_json).expect("json");
@@ -122,7 +122,7 @@ async fn a_rejected_action_is_recorded_as_failed_but_may_be_retried(backend: Sto
     assert_eq!(refused.status, 402);
     assert_eq!(refused.json()["code"], "INSUFFICIENT_POOL");
     assert_eq!(refused.json()["details"], json!({ "required": 50, "available": 40 }));
-    let events = app.engine().list_events(partner_env(&partner.id), 0, 10).expect("events").items;
+    let events = app.engine().webhooks().list_events(partner_env(&partner.id), 0, 10).expect("events").items;
     let failed: Vec<&reward_actors::model::EventRecord> = events.iter().filter(|event| event.event_type == "action.failed").collect();
     assert_eq!(failed.len(), 1);
     let failed: Value = serde_json::from_slice(&failed[0].envelope_json).expect("json");

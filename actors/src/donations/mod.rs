@@ -13,6 +13,7 @@ use serde_json::json;
 
 pub use links::{DonationsConfig, LINK_PLACEHOLDERS};
 
+use crate::facades::Donations;
 use crate::clock::format_timestamp;
 use crate::codec::{decode, encode};
 use crate::engine::Engine;
@@ -160,7 +161,7 @@ pub struct Settlement {
     pub provider_reference: Option<String>,
 }
 
-impl Engine {
+impl Donations<'_> {
     pub fn get_organization(&self, slug: &str) -> Result<OrganizationRecord, EngineError> {
         let bytes = self.shared().store.get(&layout::organization(slug)).map_err(|error| EngineError::internal("reading an organization", error))?;
         let bytes = bytes.ok_or(EngineError::NotFound { resource: "organization" })?;
@@ -237,13 +238,17 @@ impl Engine {
         }
         Ok(donation)
     }
+}
 
+impl Engine {
     fn read_donation(&self, donation_id: Id) -> Result<DonationRecord, EngineError> {
         let bytes = self.shared().store.get(&layout::donation(donation_id)).map_err(|error| EngineError::internal("reading a donation", error))?;
         let bytes = bytes.ok_or(EngineError::NotFound { resource: "donation" })?;
         decode(&bytes).map_err(|error| EngineError::internal("decoding a donation", error))
     }
+}
 
+impl Donations<'_> {
     /// Settles a pending donation once. The same settlement again answers the donation as it
     /// is (providers retry their callbacks); a different one is `409 CONFLICT`. Completion
     /// records `donation.completed` in the partner's feed, decided in the same commit.

@@ -34,13 +34,13 @@ pub(crate) async fn run(engine: Engine, config: MaintenanceConfig, mut stop: wat
             _ = stop.changed() => return,
         }
         engine.forget_idle_rate_limits();
-        if let Err(error) = engine.flush_key_usage().await {
+        if let Err(error) = engine.keys().flush_key_usage().await {
             tracing::warn!(%error, "persisting keys' last use failed; retrying at the next tick");
         }
         if let Err(error) = engine.deliver_announcements().await {
             tracing::warn!(%error, "delivering pending events failed; retrying at the next tick");
         }
-        match engine.notify_expiring_keys(notice_ms).await {
+        match engine.keys().notify_expiring_keys(notice_ms).await {
             Ok(0) => {}
             Ok(count) => tracing::info!(count, "api_key.expiring recorded"),
             Err(error) => tracing::warn!(%error, "api_key.expiring notices failed; retrying at the next tick"),

@@ -23,6 +23,7 @@ use crate::codec::{decode, encode};
 use crate::committer::{CommitReceipt, CommitState};
 use crate::engine::{Engine, EngineShared};
 use crate::error::EngineError;
+use crate::facades::Webhooks;
 use crate::ids::Id;
 use crate::model::{EventRecord, PartnerEnv};
 use crate::store::layout;
@@ -146,12 +147,16 @@ impl Engine {
         *self.inner.webhooks.lock() = Some(DispatcherHandle { commands: commands_sender, stop, task });
         Ok(())
     }
+}
 
+impl Webhooks<'_> {
     /// The webhook settings in force (the operator's once the dispatcher started).
     pub fn webhook_settings(&self) -> Arc<WebhookSettings> {
         self.shared().webhook_settings()
     }
+}
 
+impl Engine {
     /// Stops the dispatcher (attempts in flight get a short grace to be recorded).
     pub async fn stop_webhooks(&self) {
         let handle = self.inner.webhooks.lock().take();
@@ -159,7 +164,9 @@ impl Engine {
             handle.stop().await;
         }
     }
+}
 
+impl Webhooks<'_> {
     /// `POST /webhooks/deliveries/:id/redeliver`: attempt the delivery again now. A pending
     /// delivery's next scheduled attempt moves to now (the schedule goes on from there); an
     /// ended one gets one more attempt, and no schedule after it.

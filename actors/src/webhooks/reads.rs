@@ -3,8 +3,8 @@
 
 use super::{DeliveryRecord, EndpointRecord, EndpointStatus, HealthRecord};
 use crate::codec::decode;
-use crate::engine::Engine;
 use crate::error::EngineError;
+use crate::facades::Webhooks;
 use crate::ids::Id;
 use crate::model::PartnerEnv;
 use crate::store::layout;
@@ -19,7 +19,7 @@ pub struct WebhookHealth {
     pub failing: usize,
 }
 
-impl Engine {
+impl Webhooks<'_> {
     /// A partner's endpoints, oldest first (at most `webhooks_per_partner_max`).
     pub fn list_webhooks(&self, partner_env: PartnerEnv) -> Result<Vec<EndpointRecord>, EngineError> {
         let prefix = layout::webhook_endpoints_prefix(&partner_env);

@@ -39,6 +39,6 @@ async fn create_account(State(state): State<AppState>, request: RawRequest) -> A
     let (Some(email), Some(password), Some(name)) = (email, password, name) else {
         return Err(ApiError::field("body", "is invalid"));
     };
-    let account = state.engine.create_account(NewAccount { email, name, password, partner_id }).await?;
+    let account = state.engine.portal().create_account(NewAccount { email, name, password, partner_id }).await?;
     Ok(json_response(StatusCode::CREATED, &account_view(&account)))
 }

@@ -36,8 +36,8 @@ async fn list_keys(State(state): State<AppState>, PathSegment(partner): PathSegm
     authorize_admin(&state, &request)?;
     ListQuery::none(&request.path_and_query)?;
     let partner_id = partner_id(&partner)?;
-    state.engine.get_partner(partner_id)?;
-    let keys = state.engine.list_api_keys(partner_id)?;
+    state.engine.partners().get_partner(partner_id)?;
+    let keys = state.engine.keys().list_api_keys(partner_id)?;
     Ok(json_response(StatusCode::OK, &json!({ "data": keys.iter().map(KeyView::from).collect::<Vec<_>>(), "hasMore": false, "nextCursor": null })))
 }
 
@@ -47,7 +47,7 @@ async fn rotate_key(
     request: RawRequest,
 ) -> ApiResult<Response> {
     authorize_admin(&state, &request)?;
-    let rotated = state.engine.rotate_api_key(partner_id(&partner)?, key_id(&key)?).await?;
+    let rotated = state.engine.keys().rotate_api_key(partner_id(&partner)?, key_id(&key)?).await?;
     Ok(json_response(StatusCode::CREATED, &rotated))
 }
 
@@ -57,7 +57,7 @@ async fn revoke_key(
     request: RawRequest,
 ) -> ApiResult<Response> {
     authorize_admin(&state, &request)?;
-    let revoked = state.engine.revoke_api_key(partner_id(&partner)?, key_id(&key)?).await?;
+    let revoked = state.engine.keys().revoke_api_key(partner_id(&partner)?, key_id(&key)?).await?;
     Ok(json_response(StatusCode::OK, &KeyView::from(&revoked)))
 }
 
@@ -74,7 +74,10 @@ async fn create_key(State(state): State<AppState>, PathSegment(partner): PathSeg
     let (Some(environment), Some(name)) = (environment, name) else {
         return Err(ApiError::field("body", "is invalid"));
     };
-    let created =
-        state.engine.create_api_key(partner_id, NewKey { environment, name, scopes: scopes.unwrap_or_else(ScopeSet::all), expires_at_ms }).await?;
+    let created = state
+        .engine
+        .keys()
+        .create_api_key(partner_id, NewKey { environment, name, scopes: scopes.unwrap_or_else(ScopeSet::all), expires_at_ms })
+        .await?;
     Ok(json_response(StatusCode::CREATED, &created))
 }

@@ -41,13 +41,13 @@ async fn create_organization(State(state): State<AppState>, request: RawRequest)
     let organization = organization_fields(&mut fields, true);
     fields.finish()?;
     let slug = slug.ok_or_else(|| ApiError::field("slug", "is required"))?;
-    let organization = state.engine.create_organization(slug, organization).await?;
+    let organization = state.engine.donations().create_organization(slug, organization).await?;
     Ok(json_response(StatusCode::CREATED, &OrganizationView::from(&organization)))
 }
 
 async fn get_organization(State(state): State<AppState>, PathSegment(slug): PathSegment, request: RawRequest) -> ApiResult<Response> {
     authorize_admin(&state, &request)?;
-    let organization = state.engine.get_organization(organization_slug(&slug)?)?;
+    let organization = state.engine.donations().get_organization(organization_slug(&slug)?)?;
     Ok(json_response(StatusCode::OK, &OrganizationView::from(&organization)))
 }
 
@@ -58,7 +58,7 @@ async fn update_organization(State(state): State<AppState>, PathSegment(slug): P
     let mut fields = Fields::parse(&request.body)?;
     let organization = organization_fields(&mut fields, false);
     fields.finish()?;
-    let organization = state.engine.update_organization(slug, organization).await?;
+    let organization = state.engine.donations().update_organization(slug, organization).await?;
     Ok(json_response(StatusCode::OK, &OrganizationView::from(&organization)))
 }
 

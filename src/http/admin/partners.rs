@@ -50,20 +50,20 @@ async fn create_partner(State(state): State<AppState>, request: RawRequest) -> A
         return Err(crate::http::error::ApiError::field("body", "is invalid"));
     };
     let new_partner = NewPartner { name, contact_email, legal_entity, slug, tier, rate_limit, stakeholder_types };
-    let partner = state.engine.create_partner(new_partner).await?;
+    let partner = state.engine.partners().create_partner(new_partner).await?;
     Ok(json_response(StatusCode::CREATED, &PartnerView::from(&partner)))
 }
 
 async fn list_partners(State(state): State<AppState>, request: RawRequest) -> ApiResult<Response> {
     authorize_admin(&state, &request)?;
     let page = ListQuery::from_path(&request.path_and_query)?;
-    let partners = state.engine.list_partners(page)?;
+    let partners = state.engine.partners().list_partners(page)?;
     Ok(list_response(partners, |partner| PartnerView::from(partner)))
 }
 
 async fn get_partner(State(state): State<AppState>, PathSegment(partner): PathSegment, request: RawRequest) -> ApiResult<Response> {
     authorize_admin(&state, &request)?;
-    let partner = state.engine.get_partner(partner_id(&partner)?)?;
+    let partner = state.engine.partners().get_partner(partner_id(&partner)?)?;
     Ok(json_response(StatusCode::OK, &PartnerView::from(&partner)))
 }
 
@@ -71,7 +71,7 @@ async fn update_partner(State(state): State<AppState>, PathSegment(partner): Pat
     authorize_admin(&state, &request)?;
     let partner_id = partner_id(&partner)?;
     request.require_json()?;
-    let current = state.engine.get_partner(partner_id)?;
+    let current = state.engine.partners().get_partner(partner_id)?;
     let mut fields = Fields::parse(&request.body)?;
     let patch = PartnerPatch {
         name: fields.string("name", false, NAME_CHARS_MAX),
@@ -95,7 +95,7 @@ async fn update_partner(State(state): State<AppState>, PathSegment(partner): Pat
         patch.tier == Some(Tier::Custom) && current.tier != Tier::Custom,
     );
     fields.finish()?;
-    let partner = state.engine.update_partner(partner_id, patch).await?;
+    let partner = state.engine.partners().update_partner(partner_id, patch).await?;
     Ok(json_response(StatusCode::OK, &PartnerView::from(&partner)))
 }
 

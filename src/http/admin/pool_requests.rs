@@ -37,7 +37,7 @@ async fn list_requests(State(state): State<AppState>, request: RawRequest) -> Ap
         &[("PENDING", PoolRequestStatus::Pending), ("APPROVED", PoolRequestStatus::Approved), ("REJECTED", PoolRequestStatus::Rejected)],
     );
     let page = query.finish()?;
-    let requests = state.engine.list_pool_requests(status, page)?;
+    let requests = state.engine.pools().list_pool_requests(status, page)?;
     Ok(list_response(requests, |record| PoolRequestView::from(record)))
 }
 
@@ -57,7 +57,7 @@ async fn approve(State(state): State<AppState>, PathSegment(id): PathSegment, re
     authorize_admin(&state, &request)?;
     let request_id = request_id(&id)?;
     let note = note(&request)?;
-    let (record, outcome) = state.engine.approve_pool_request(request_id, note).await?;
+    let (record, outcome) = state.engine.pools().approve_pool_request(request_id, note).await?;
     let pool = match outcome {
         reward_actors::WriteOutcome::Done(recorded) | reward_actors::WriteOutcome::Replayed { original: recorded, .. } => {
             reward_actors::api::common::raw_json(&recorded.body)
@@ -71,6 +71,6 @@ async fn reject(State(state): State<AppState>, PathSegment(id): PathSegment, req
     authorize_admin(&state, &request)?;
     let request_id = request_id(&id)?;
     let note = note(&request)?;
-    let record = state.engine.reject_pool_request(request_id, note).await?;
+    let record = state.engine.pools().reject_pool_request(request_id, note).await?;
     Ok(json_response(StatusCode::OK, &PoolRequestView::from(&record)))
 }

@@ -35,7 +35,7 @@ async fn allocate(State(state): State<AppState>, PathSegment(partner): PathSegme
     authorize_admin(&state, &request)?;
     let partner_id = partner_id(&partner)?;
     request.require_json()?;
-    state.engine.get_partner(partner_id)?;
+    state.engine.partners().get_partner(partner_id)?;
     let mut fields = Fields::parse(&request.body)?;
     let environment = environment(&mut fields);
     let tokens = positive_tokens(&mut fields, "tokens", true);
@@ -65,7 +65,7 @@ async fn allocate(State(state): State<AppState>, PathSegment(partner): PathSegme
         low_balance_threshold,
         auto_refill,
     };
-    let outcome = state.engine.allocate_tokens(PartnerEnv::new(partner_id, environment), allocation, current_request_id()).await?;
+    let outcome = state.engine.pools().allocate_tokens(PartnerEnv::new(partner_id, environment), allocation, current_request_id()).await?;
     Ok(write_outcome_response(outcome))
 }
 
