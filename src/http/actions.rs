@@ -1,11 +1,9 @@
 //! `/v1/partner/actions` (contract §6): submit (the reward path), batch, quote, reverse,
 //! read and list.
 
-use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
-use axum::routing::{get, post};
 use reward_actors::ids::Id;
 use reward_actors::model::{ActionStatus, Feature, PartnerRecord, Scope};
 use reward_actors::money::{AmountError, Currency, Money, parse_amount};
@@ -22,6 +20,7 @@ use super::fields::{Fields, array_elements};
 use super::list::{ListQuery, list_response};
 use super::parse::{hex_id, idempotency_key, is_email, positive_tokens};
 use super::request_id::current_request_id;
+use super::routes::{Guard, Route, read};
 use super::{AppState, json_response, write_outcome_parts, write_outcome_response};
 use crate::config::HttpLimits;
 
@@ -33,14 +32,15 @@ const REASON_CHARS_MAX: usize = 500;
 const STATUSES: [(&str, ActionStatus); 3] =
     [("COMPLETED", ActionStatus::Completed), ("PARTIALLY_REVERSED", ActionStatus::PartiallyReversed), ("REVERSED", ActionStatus::Reversed)];
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/v1/partner/actions", get(list_actions))
-        .route("/v1/partner/actions/submit", post(submit))
-        .route(BATCH_PATH, post(batch))
-        .route("/v1/partner/actions/quote", post(quote))
-        .route("/v1/partner/actions/{action_id}", get(get_action))
-        .route("/v1/partner/actions/{action_id}/reverse", post(reverse))
+pub fn routes() -> Vec<Route> {
+    vec![
+        Route::get("/v1/partner/actions", read(Scope::ActionsRead), list_actions),
+        Route::post("/v1/partner/actions/submit", Guard::Key(SUBMIT_ACCESS), submit),
+        Route::post(BATCH_PATH, Guard::Key(SUBMIT_ACCESS), batch),
+        Route::post("/v1/partner/actions/quote", Guard::Key(Access::read(Scope::ActionsRead).with_feature(Feature::Actions)), quote),
+        Route::get("/v1/partner/actions/{action_id}", read(Scope::ActionsRead), get_action),
+        Route::post("/v1/partner/actions/{action_id}/reverse", Guard::Key(SUBMIT_ACCESS), reverse),
+    ]
 }
 
 /// Write access to actions; the partner needs the actions feature.

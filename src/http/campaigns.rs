@@ -5,11 +5,9 @@
 //! erasing it: actions keep naming the campaign that paid them, so the record stays (answered
 //! with status `ENDED`, like Stripe's archived prices).
 
-use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
-use axum::routing::get;
 use reward_actors::ids::Id;
 use reward_actors::model::{CampaignSplit, CampaignStatus, CampaignTier, PartnerRecord, Scope};
 use reward_actors::money::{Currency, Multiplier, TOKENS_MAX};
@@ -25,6 +23,7 @@ use super::fields::{Fields, array_elements};
 use super::list::{ListQuery, list_response};
 use super::parse::{hex_id, timestamp};
 use super::request_id::current_request_id;
+use super::routes::{Route, read, write};
 use super::{AppState, json_response, write_outcome_response};
 use crate::config::HttpLimits;
 
@@ -39,10 +38,14 @@ const PRIORITY_BOUND: i64 = 1_000_000;
 const STATUSES: [(&str, CampaignStatus); 4] =
     [("DRAFT", CampaignStatus::Draft), ("ACTIVE", CampaignStatus::Active), ("PAUSED", CampaignStatus::Paused), ("ENDED", CampaignStatus::Ended)];
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/v1/partner/campaigns", get(list_campaigns).post(create_campaign))
-        .route("/v1/partner/campaigns/{campaign_id}", get(get_campaign).patch(update_campaign).delete(end_campaign))
+pub fn routes() -> Vec<Route> {
+    vec![
+        Route::get("/v1/partner/campaigns", read(Scope::CampaignsRead), list_campaigns),
+        Route::post("/v1/partner/campaigns", write(Scope::CampaignsWrite), create_campaign),
+        Route::get("/v1/partner/campaigns/{campaign_id}", read(Scope::CampaignsRead), get_campaign),
+        Route::patch("/v1/partner/campaigns/{campaign_id}", write(Scope::CampaignsWrite), update_campaign),
+        Route::delete("/v1/partner/campaigns/{campaign_id}", write(Scope::CampaignsWrite), end_campaign),
+    ]
 }
 
 fn campaign_id(text: &str) -> ApiResult<Id> {

@@ -5,11 +5,9 @@
 //! UTC day, 31 days), so the dashboard reads a handful of records whatever the volume.
 //! `webhookHealth` counts the endpoints: enabled, disabled, and failing now (contract §9).
 
-use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
-use axum::routing::get;
 use reward_actors::clock::format_timestamp;
 use reward_actors::model::{DAY_MS, DailyTotals, Scope};
 use reward_actors::views::PoolView;
@@ -18,13 +16,14 @@ use serde::Serialize;
 use super::auth::{Access, authorize};
 use super::error::ApiResult;
 use super::extract::RawRequest;
+use super::routes::{Route, read};
 use super::{AppState, json_response};
 
 /// "The last 30 days" includes today.
 const WINDOW_DAYS: u32 = 30;
 
-pub fn router() -> Router<AppState> {
-    Router::new().route("/v1/partner/dashboard", get(dashboard))
+pub fn routes() -> Vec<Route> {
+    vec![Route::get("/v1/partner/dashboard", read(Scope::DashboardRead), dashboard)]
 }
 
 #[derive(Serialize, Default)]

@@ -8,11 +8,9 @@
 //! hash) with the secret it shares with us (`REWARD_PROVIDER_SECRET_EVERY_ORG`,
 //! `REWARD_PROVIDER_SECRET_STRIPE`); a provider without a secret has no callback route.
 
-use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
-use axum::routing::{get, post};
 use reward_actors::crypto::Secret;
 use reward_actors::donations::{DonationStatus, Frequency, NewDonation, OrganizationStatus, Provider, Settlement, Tip};
 use reward_actors::ids::Id;
@@ -28,6 +26,7 @@ use super::extract::{PathSegment, RawRequest};
 use super::fields::Fields;
 use super::parse::{email, enum_field, is_slug};
 use super::partner::{allow_origin, widget_answer};
+use super::routes::{Guard, Route};
 use super::{AppState, json_response};
 use crate::signing;
 
@@ -47,12 +46,17 @@ impl DonationSettings {
     }
 }
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/v1/partner/organizations/{slug}", get(get_organization).options(super::partner::preflight))
-        .route("/v1/partner/donations/create-link", post(create_link).options(super::partner::preflight))
-        .route("/v1/partner/donations/status/{donation_id}", get(donation_status).options(super::partner::preflight))
-        .route("/v1/providers/{provider}/events", post(provider_event))
+pub fn routes() -> Vec<Route> {
+    let giving = Guard::Key(Access::widget().with_feature(Feature::Donations));
+    vec![
+        Route::get("/v1/partner/organizations/{slug}", Guard::Key(Access::widget()), get_organization),
+        Route::preflight("/v1/partner/organizations/{slug}"),
+        Route::post("/v1/partner/donations/create-link", giving, create_link),
+        Route::preflight("/v1/partner/donations/create-link"),
+        Route::get("/v1/partner/donations/status/{donation_id}", giving, donation_status),
+        Route::preflight("/v1/partner/donations/status/{donation_id}"),
+        Route::post("/v1/providers/{provider}/events", Guard::Provider, provider_event),
+    ]
 }
 
 async fn get_organization(State(state): State<AppState>, PathSegment(slug): PathSegment, request: RawRequest) -> Response {

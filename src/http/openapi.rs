@@ -7,18 +7,16 @@
 //! router's exactly (a route added to one and not the other fails), and real responses of
 //! the main routes must validate against the schemas documented for them.
 
-use axum::Router;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
 use serde_json::{Map, Value, json};
 
-use super::AppState;
+use super::routes::{Guard, Route};
 
 const DOCS_PAGE: &str = include_str!("openapi_docs.html");
 
-pub fn router() -> Router<AppState> {
-    Router::new().route("/partner-api/openapi.json", get(openapi_json)).route("/partner-api", get(docs_page))
+pub fn routes() -> Vec<Route> {
+    vec![Route::get("/partner-api/openapi.json", Guard::Public, openapi_json), Route::get("/partner-api", Guard::Public, docs_page)]
 }
 
 async fn openapi_json() -> Response {

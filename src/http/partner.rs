@@ -1,21 +1,24 @@
 //! The partner as its keys see it: `GET /v1/partner/me` (any key: who am I) and the widget
 //! route `GET /v1/partner/config` (publishable key, from browsers, with CORS).
 
-use axum::Router;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
 use reward_actors::model::{KeyKind, PartnerRecord, PartnerStatus};
 use serde_json::json;
 
 use super::auth::{Access, authorize};
 use super::error::ApiResult;
 use super::extract::RawRequest;
+use super::routes::{Guard, Route};
 use super::{AppState, json_response};
 
-pub fn router() -> Router<AppState> {
-    Router::new().route("/v1/partner/me", get(me)).route("/v1/partner/config", get(config).options(preflight))
+pub fn routes() -> Vec<Route> {
+    vec![
+        Route::get("/v1/partner/me", Guard::Key(Access::any_key()), me),
+        Route::get("/v1/partner/config", Guard::Key(Access::widget()), config),
+        Route::preflight("/v1/partner/config"),
+    ]
 }
 
 async fn me(State(state): State<AppState>, request: RawRequest) -> ApiResult<Response> {

@@ -4,11 +4,9 @@
 
 use std::sync::Arc;
 
-use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
-use axum::routing::{get, post};
 use reward_actors::accounts::{AccountRecord, NewAccount};
 use reward_actors::clock::format_timestamp;
 use reward_actors::crypto::Secret;
@@ -21,6 +19,7 @@ use super::error::{ApiError, ApiResult};
 use super::extract::RawRequest;
 use super::fields::Fields;
 use super::parse::email;
+use super::routes::{Guard, Route};
 use super::{AppState, json_response};
 use crate::jwt::{self, AccessClaims};
 
@@ -35,12 +34,13 @@ pub struct PortalSettings {
 const PASSWORD_CHARS_MIN: usize = 10;
 const PASSWORD_CHARS_MAX: usize = 128;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/v1/partner/auth/register", post(register))
-        .route("/v1/partner/auth/login", post(login))
-        .route("/v1/partner/auth/refresh", post(refresh))
-        .route("/v1/partner/auth/me", get(me))
+pub fn routes() -> Vec<Route> {
+    vec![
+        Route::post("/v1/partner/auth/register", Guard::Public, register),
+        Route::post("/v1/partner/auth/login", Guard::Public, login),
+        Route::post("/v1/partner/auth/refresh", Guard::Public, refresh),
+        Route::get("/v1/partner/auth/me", Guard::Portal, me),
+    ]
 }
 
 pub fn account_view(account: &AccountRecord) -> Value {

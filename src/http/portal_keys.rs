@@ -2,11 +2,9 @@
 //! account's first key creates its partner (ACTIVE, for sandbox work); production keys
 //! need the partner's `productionApproved`. Lists never show a secret.
 
-use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
-use axum::routing::{get, post};
 use reward_actors::accounts::AccountRecord;
 use reward_actors::admin::NewPartner;
 use reward_actors::api_keys::{KeyPatch, NewKey};
@@ -23,13 +21,18 @@ use super::fields::Fields;
 use super::list::ListQuery;
 use super::parse::{environment, future_timestamp, scopes};
 use super::portal::authorize_portal;
+use super::routes::{Guard, Route};
 use super::{AppState, json_response};
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/v1/partner/keys", post(create_key).get(list_keys))
-        .route("/v1/partner/keys/partner-info", get(partner_info))
-        .route("/v1/partner/keys/{key_id}", get(get_key).patch(update_key).delete(revoke_key))
+pub fn routes() -> Vec<Route> {
+    vec![
+        Route::post("/v1/partner/keys", Guard::Portal, create_key),
+        Route::get("/v1/partner/keys", Guard::Portal, list_keys),
+        Route::get("/v1/partner/keys/partner-info", Guard::Portal, partner_info),
+        Route::get("/v1/partner/keys/{key_id}", Guard::Portal, get_key),
+        Route::patch("/v1/partner/keys/{key_id}", Guard::Portal, update_key),
+        Route::delete("/v1/partner/keys/{key_id}", Guard::Portal, revoke_key),
+    ]
 }
 
 fn no_partner() -> ApiError {

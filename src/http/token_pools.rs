@@ -1,11 +1,9 @@
 //! `/v1/partner/token-pools`: the partner's pools, read-only (admins allocate), their
 //! reconciliation against the ledger, and requests for more tokens.
 
-use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
-use axum::routing::{get, post};
 use reward_actors::clock::format_timestamp;
 use reward_actors::ids::Id;
 use reward_actors::model::Scope;
@@ -18,15 +16,17 @@ use super::extract::{PathSegment, RawRequest};
 use super::fields::Fields;
 use super::list::{ListQuery, list_response};
 use super::parse::positive_tokens;
+use super::routes::{Route, read, write};
 use super::{AppState, json_response};
 use serde::Serialize;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/v1/partner/token-pools", get(list_pools))
-        .route("/v1/partner/token-pools/request", post(request_tokens))
-        .route("/v1/partner/token-pools/{pool_id}", get(get_pool))
-        .route("/v1/partner/token-pools/{pool_id}/reconciliation", get(reconcile))
+pub fn routes() -> Vec<Route> {
+    vec![
+        Route::get("/v1/partner/token-pools", read(Scope::PoolsRead), list_pools),
+        Route::post("/v1/partner/token-pools/request", write(Scope::PoolsWrite), request_tokens),
+        Route::get("/v1/partner/token-pools/{pool_id}", read(Scope::PoolsRead), get_pool),
+        Route::get("/v1/partner/token-pools/{pool_id}/reconciliation", read(Scope::PoolsRead), reconcile),
+    ]
 }
 
 /// `POST /v1/partner/token-pools/request {tokens, reason}`: asks SIR Giving for tokens.

@@ -5,11 +5,9 @@
 //! from the store. A balance is computed at read time from the injected clock: credit from
 //! a vesting pool is `pending` until it vests, then `available`.
 
-use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
-use axum::routing::{get, post};
 use reward_actors::EngineError;
 use reward_actors::model::{Scope, TransactionType};
 use reward_actors::reads::{TimeRange, TransactionFilter};
@@ -24,19 +22,23 @@ use super::fields::Fields;
 use super::list::{ListQuery, list_response};
 use super::parse::{email, idempotency_key, positive_tokens};
 use super::request_id::current_request_id;
+use super::routes::{Route, read, write};
 use super::{AppState, json_response, write_outcome_response};
 
 /// The longest `reason` a redemption may carry.
 const REASON_CHARS_MAX: usize = 500;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/v1/partner/users", post(create_user).get(list_users))
-        .route("/v1/partner/users/{external_id}", get(get_user).patch(update_user))
-        .route("/v1/partner/users/{external_id}/balance", get(balance))
-        .route("/v1/partner/users/{external_id}/transactions", get(user_transactions))
-        .route("/v1/partner/users/{external_id}/redeem", post(redeem))
-        .route("/v1/partner/transactions", get(list_transactions))
+pub fn routes() -> Vec<Route> {
+    vec![
+        Route::post("/v1/partner/users", write(Scope::UsersWrite), create_user),
+        Route::get("/v1/partner/users", read(Scope::UsersRead), list_users),
+        Route::get("/v1/partner/users/{external_id}", read(Scope::UsersRead), get_user),
+        Route::patch("/v1/partner/users/{external_id}", write(Scope::UsersWrite), update_user),
+        Route::get("/v1/partner/users/{external_id}/balance", read(Scope::UsersRead), balance),
+        Route::get("/v1/partner/users/{external_id}/transactions", read(Scope::UsersRead), user_transactions),
+        Route::post("/v1/partner/users/{external_id}/redeem", write(Scope::UsersWrite), redeem),
+        Route::get("/v1/partner/transactions", read(Scope::TransactionsRead), list_transactions),
+    ]
 }
 
 /// A path's `externalId`; one that cannot exist names no user (404, like any unknown user).

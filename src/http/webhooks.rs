@@ -5,11 +5,9 @@
 //! A target URL is checked here against the SSRF guard (resolved addresses, HTTPS for
 //! production) before anything is stored, and again by the dispatcher at every attempt.
 
-use axum::Router;
 use axum::extract::State;
 use axum::http::{HeaderName, HeaderValue, StatusCode};
 use axum::response::Response;
-use axum::routing::{get, post};
 use reward_actors::ids::Id;
 use reward_actors::model::{Environment, Scope};
 use reward_actors::webhooks::{DeliveryView, EndpointStatus, EndpointView, EventType, RESERVED_HEADERS, WebhookFields};
@@ -21,6 +19,7 @@ use super::error::{ApiError, ApiResult};
 use super::extract::{PathSegment, RawRequest};
 use super::fields::{Fields, array_elements};
 use super::list::{ListQuery, list_response};
+use super::routes::{Route, read, write};
 use super::users::nullable;
 use super::{AppState, json_response, write_outcome_response};
 
@@ -31,15 +30,19 @@ const HEADERS_MAX: usize = 20;
 const HEADER_NAME_CHARS_MAX: usize = 64;
 const HEADER_VALUE_CHARS_MAX: usize = 1_024;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/v1/partner/webhooks", get(list_webhooks).post(create_webhook))
-        .route("/v1/partner/webhooks/deliveries/{delivery_id}/redeliver", post(redeliver))
-        .route("/v1/partner/webhooks/{endpoint_id}", get(get_webhook).patch(update_webhook).delete(delete_webhook))
-        .route("/v1/partner/webhooks/{endpoint_id}/test", post(test_webhook))
-        .route("/v1/partner/webhooks/{endpoint_id}/rotate-secret", post(rotate_secret))
-        .route("/v1/partner/webhooks/{endpoint_id}/deliveries", get(list_deliveries))
-        .route("/v1/partner/events", get(event_feed))
+pub fn routes() -> Vec<Route> {
+    vec![
+        Route::get("/v1/partner/webhooks", read(Scope::WebhooksRead), list_webhooks),
+        Route::post("/v1/partner/webhooks", write(Scope::WebhooksWrite), create_webhook),
+        Route::post("/v1/partner/webhooks/deliveries/{delivery_id}/redeliver", write(Scope::WebhooksWrite), redeliver),
+        Route::get("/v1/partner/webhooks/{endpoint_id}", read(Scope::WebhooksRead), get_webhook),
+        Route::patch("/v1/partner/webhooks/{endpoint_id}", write(Scope::WebhooksWrite), update_webhook),
+        Route::delete("/v1/partner/webhooks/{endpoint_id}", write(Scope::WebhooksWrite), delete_webhook),
+        Route::post("/v1/partner/webhooks/{endpoint_id}/test", write(Scope::WebhooksWrite), test_webhook),
+        Route::post("/v1/partner/webhooks/{endpoint_id}/rotate-secret", write(Scope::WebhooksWrite), rotate_secret),
+        Route::get("/v1/partner/webhooks/{endpoint_id}/deliveries", read(Scope::WebhooksRead), list_deliveries),
+        Route::get("/v1/partner/events", read(Scope::WebhooksRead), event_feed),
+    ]
 }
 
 fn endpoint_id(text: &str) -> ApiResult<Id> {

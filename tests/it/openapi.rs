@@ -52,68 +52,20 @@ fn the_document_is_valid_openapi_3_1() {
     assert!(examples >= 6, "the main writes carry examples ({examples})");
 }
 
-/// Every `.route("path", get(..).post(..))` in `src/http`, as (method, path); OPTIONS
-/// (the widget routes' CORS preflight) is left out, as the document leaves it out.
+/// Every route of the table the router is built from, as (method, path); OPTIONS (the widget
+/// routes' CORS preflight) is left out, as the document leaves it out.
 fn router_routes() -> std::collections::BTreeSet<(String, String)> {
-    fn visit(dir: &std::path::Path, routes: &mut std::collections::BTreeSet<(String, String)>) {
-        for entry in std::fs::read_dir(dir).expect("dir").flatten() {
-            let path = entry.path();
-            if path.is_dir() {
-                visit(&path, routes);
-                continue;
-            }
-            if path.extension().is_none_or(|extension| extension != "rs") {
-                continue;
-            }
-            let text = std::fs::read_to_string(&path).expect("source");
-            let mut rest = text.as_str();
-            while let Some(start) = rest.find(".route(") {
-                let call = &rest[start + ".route(".len()..];
-                let mut depth = 1;
-                let end = call
-                    .char_indices()
-                    .find(|(_, c)| {
-                        match c {
-                            '(' => depth += 1,
-                            ')' => depth -= 1,
-                            _ => {}
-                        }
-                        depth == 0
-                    })
-                    .map_or(call.len(), |(index, _)| index);
-                let (first, handlers) = call[..end].split_once(',').expect("a route has a path and handlers");
-                let first = first.trim();
-                let route = match first.strip_prefix('"').and_then(|quoted| quoted.strip_suffix('"')) {
-                    Some(literal) => literal.to_owned(),
-                    // A constant of the same file: `const NAME: &str = "…";`.
-                    None => {
-                        let declaration = format!("const {first}: &str = \"");
-                        let at = text.find(&declaration).unwrap_or_else(|| panic!("route constant {first} not found in {}", path.display()));
-                        let value = &text[at + declaration.len()..];
-                        value[..value.find('"').expect("closing quote")].to_owned()
-                    }
-                };
-                for method in ["get", "post", "patch", "delete", "put"] {
-                    let calls = handlers
-                        .match_indices(&format!("{method}("))
-                        .any(|(index, _)| index == 0 || !handlers[..index].ends_with(|c: char| c.is_ascii_alphanumeric() || c == '_'));
-                    if calls {
-                        routes.insert((method.to_owned(), route.clone()));
-                    }
-                }
-                rest = &call[end..];
-            }
-        }
-    }
-    let mut routes = std::collections::BTreeSet::new();
-    visit(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/http"), &mut routes);
-    routes
+    reward_engine::http::routes()
+        .into_iter()
+        .filter(|route| route.method != Method::OPTIONS)
+        .map(|route| (route.method.as_str().to_ascii_lowercase(), route.path.to_owned()))
+        .collect()
 }
 
 #[test]
 fn the_document_and_the_router_list_the_same_routes() {
     let router = router_routes();
-    assert!(router.len() > 60, "the scan found the routes: {router:?}");
+    assert!(router.len() > 60, "the table lists the routes: {router:?}");
     let documented: std::collections::BTreeSet<(String, String)> = reward_engine::http::openapi::documented_routes().into_iter().collect();
     let undocumented: Vec<_> = router.difference(&documented).collect();
     let unrouted: Vec<_> = documented.difference(&router).collect();

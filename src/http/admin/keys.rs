@@ -1,10 +1,8 @@
 //! `/api/v1/admin/partners/:id/keys`: issue a key pair (secrets shown once).
 
-use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
-use axum::routing::{delete, post};
 use reward_actors::api_keys::NewKey;
 use reward_actors::ids::Id;
 use reward_actors::model::ScopeSet;
@@ -18,13 +16,16 @@ use crate::http::extract::{PathSegment, RawRequest};
 use crate::http::fields::Fields;
 use crate::http::list::ListQuery;
 use crate::http::parse::{environment, future_timestamp, scopes};
+use crate::http::routes::{Guard, Route};
 use crate::http::{AppState, json_response};
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/api/v1/admin/partners/{partner_id}/keys", post(create_key).get(list_keys))
-        .route("/api/v1/admin/partners/{partner_id}/keys/{key_id}", delete(revoke_key))
-        .route("/api/v1/admin/partners/{partner_id}/keys/{key_id}/rotate", post(rotate_key))
+pub fn routes() -> Vec<Route> {
+    vec![
+        Route::post("/api/v1/admin/partners/{partner_id}/keys", Guard::Admin, create_key),
+        Route::get("/api/v1/admin/partners/{partner_id}/keys", Guard::Admin, list_keys),
+        Route::delete("/api/v1/admin/partners/{partner_id}/keys/{key_id}", Guard::Admin, revoke_key),
+        Route::post("/api/v1/admin/partners/{partner_id}/keys/{key_id}/rotate", Guard::Admin, rotate_key),
+    ]
 }
 
 /// A key id from a path segment (`key_<24hex>`); anything else names no key.

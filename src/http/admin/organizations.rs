@@ -1,11 +1,9 @@
 //! `/api/v1/admin/organizations`: the nonprofit registry the widget routes look up
 //! (contract §4: `POST /organizations`, `PATCH /organizations/:slug`; `GET` is ours).
 
-use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
-use axum::routing::{get, post};
 use reward_actors::donations::{OrganizationFields, OrganizationStatus};
 use reward_actors::views::OrganizationView;
 
@@ -14,6 +12,7 @@ use crate::http::error::{ApiError, ApiResult};
 use crate::http::extract::{PathSegment, RawRequest};
 use crate::http::fields::Fields;
 use crate::http::parse::{enum_field, is_slug, slug};
+use crate::http::routes::{Guard, Route};
 use crate::http::{AppState, json_response};
 
 /// Bounds of an organization's fields.
@@ -22,10 +21,12 @@ const URL_CHARS_MAX: usize = 2_048;
 /// An EIN is `12-3456789`; other registries' numbers fit in 32 characters.
 const EIN_CHARS_MAX: usize = 32;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/api/v1/admin/organizations", post(create_organization))
-        .route("/api/v1/admin/organizations/{slug}", get(get_organization).patch(update_organization))
+pub fn routes() -> Vec<Route> {
+    vec![
+        Route::post("/api/v1/admin/organizations", Guard::Admin, create_organization),
+        Route::get("/api/v1/admin/organizations/{slug}", Guard::Admin, get_organization),
+        Route::patch("/api/v1/admin/organizations/{slug}", Guard::Admin, update_organization),
+    ]
 }
 
 /// A path slug; one that cannot exist names no organization.

@@ -1,10 +1,8 @@
 //! `/api/v1/admin/partners`: create, list, read and update partners.
 
-use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
-use axum::routing::get;
 use reward_actors::admin::{NewPartner, PartnerPatch};
 use reward_actors::cidr::Cidr;
 use reward_actors::model::{Feature, PartnerStatus, RateLimit, Tier, TipConfig};
@@ -17,12 +15,16 @@ use crate::http::extract::{PathSegment, RawRequest};
 use crate::http::fields::{Fields, array_elements};
 use crate::http::list::{ListQuery, list_response};
 use crate::http::parse::{email, enum_field, slug};
+use crate::http::routes::{Guard, Route};
 use crate::http::{AppState, json_response};
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/api/v1/admin/partners", get(list_partners).post(create_partner))
-        .route("/api/v1/admin/partners/{partner_id}", get(get_partner).patch(update_partner))
+pub fn routes() -> Vec<Route> {
+    vec![
+        Route::get("/api/v1/admin/partners", Guard::Admin, list_partners),
+        Route::post("/api/v1/admin/partners", Guard::Admin, create_partner),
+        Route::get("/api/v1/admin/partners/{partner_id}", Guard::Admin, get_partner),
+        Route::patch("/api/v1/admin/partners/{partner_id}", Guard::Admin, update_partner),
+    ]
 }
 
 /// Names, slugs and list fields have bounds so one partner record stays small.

@@ -1,11 +1,9 @@
 //! `/api/v1/admin/token-pool-requests`: partners' top-up requests, approved (tokens go to
 //! the partner's default pool, once) or rejected, each exactly once.
 
-use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
-use axum::routing::{get, post};
 use reward_actors::ids::Id;
 use reward_actors::pool_requests::PoolRequestStatus;
 use reward_actors::views::PoolRequestView;
@@ -16,13 +14,15 @@ use crate::http::error::{ApiError, ApiResult};
 use crate::http::extract::{PathSegment, RawRequest};
 use crate::http::fields::Fields;
 use crate::http::list::{ListQuery, list_response};
+use crate::http::routes::{Guard, Route};
 use crate::http::{AppState, json_response};
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/api/v1/admin/token-pool-requests", get(list_requests))
-        .route("/api/v1/admin/token-pool-requests/{request_id}/approve", post(approve))
-        .route("/api/v1/admin/token-pool-requests/{request_id}/reject", post(reject))
+pub fn routes() -> Vec<Route> {
+    vec![
+        Route::get("/api/v1/admin/token-pool-requests", Guard::Admin, list_requests),
+        Route::post("/api/v1/admin/token-pool-requests/{request_id}/approve", Guard::Admin, approve),
+        Route::post("/api/v1/admin/token-pool-requests/{request_id}/reject", Guard::Admin, reject),
+    ]
 }
 
 fn request_id(text: &str) -> Result<Id, ApiError> {

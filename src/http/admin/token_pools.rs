@@ -4,10 +4,8 @@
 //! `newPool: true` (ours), another pool is created (201), e.g. for a campaign's
 //! `tokenPoolId`. The first pool of an environment is its default.
 
-use axum::Router;
 use axum::extract::State;
 use axum::response::Response;
-use axum::routing::post;
 use reward_actors::model::{AutoRefill, PartnerEnv};
 use reward_actors::money::TOKENS_MAX;
 use reward_actors::request::AllocationRequest;
@@ -19,6 +17,7 @@ use crate::http::extract::{PathSegment, RawRequest};
 use crate::http::fields::Fields;
 use crate::http::parse::{environment, future_timestamp, hex_id, idempotency_key, positive_tokens};
 use crate::http::request_id::current_request_id;
+use crate::http::routes::{Guard, Route};
 use crate::http::{AppState, write_outcome_response};
 
 /// The longest vesting period a pool may have (ten years).
@@ -26,8 +25,8 @@ const VESTING_DAYS_MAX: u64 = 3650;
 /// The most automatic refills a month an allowance may grant.
 const REFILLS_PER_MONTH_MAX: u64 = 1000;
 
-pub fn router() -> Router<AppState> {
-    Router::new().route("/api/v1/admin/partners/{partner_id}/token-pools", post(allocate))
+pub fn routes() -> Vec<Route> {
+    vec![Route::post("/api/v1/admin/partners/{partner_id}/token-pools", Guard::Admin, allocate)]
 }
 
 async fn allocate(State(state): State<AppState>, PathSegment(partner): PathSegment, request: RawRequest) -> ApiResult<Response> {
