@@ -10,6 +10,9 @@
 
 use std::sync::Arc;
 
+use axum::extract::{FromRequest, Request};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
 use reward_actors::auth::KeyContext;
 use reward_actors::crypto::{constant_time_eq, sha256};
 use reward_actors::model::{Environment, Feature, KeyKind, KeyStatus, PartnerEnv, PartnerRecord, PartnerStatus, Scope};
@@ -19,6 +22,7 @@ use serde_json::json;
 use super::AppState;
 use super::error::ApiError;
 use super::extract::RawRequest;
+use super::partner::widget_answer;
 use super::request_id::{record_caller, record_rate_decision};
 use crate::signing;
 
@@ -73,6 +77,35 @@ impl Caller {
 
     pub fn partner(&self) -> &PartnerRecord {
         &self.key.partner
+    }
+}
+
+/// A caller authorized by its route's own rule. The router attaches each key route's
+/// `Access` to the request (`routes::Route::into_method_router`); this extractor reads the
+/// request and runs [`authorize`] with that `Access`, so a handler cannot hold a `Caller`
+/// its route's table entry did not check. A widget route's refusal is readable by the
+/// calling page (`partner::widget_answer`), as when its handler answered it.
+pub struct Authorized {
+    pub caller: Caller,
+    pub request: RawRequest,
+}
+
+impl FromRequest<AppState> for Authorized {
+    type Rejection = Response;
+
+    async fn from_request(request: Request, state: &AppState) -> Result<Authorized, Response> {
+        let access = request.extensions().get::<Access>().copied();
+        let request = RawRequest::from_request(request, state).await.map_err(IntoResponse::into_response)?;
+        let Some(access) = access else {
+            // Only a route built without its guard gets here: a bug, never the caller's fault.
+            tracing::error!(path = %request.path_and_query, "a handler asked for its route's access, which the route does not carry");
+            return Err(ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL_ERROR", "internal error").into_response());
+        };
+        match authorize(state, &request, access) {
+            Ok(caller) => Ok(Authorized { caller, request }),
+            Err(error) if access.widget => Err(widget_answer(&request, Err(error))),
+            Err(error) => Err(error.into_response()),
+        }
     }
 }
 

@@ -16,9 +16,9 @@ use reward_actors::views::CampaignView;
 use serde_json::value::RawValue;
 
 use super::actions::{is_action_type, patch_metadata};
-use super::auth::{Access, authorize};
+use super::auth::Authorized;
 use super::error::{ApiError, ApiResult};
-use super::extract::{PathSegment, RawRequest};
+use super::extract::PathSegment;
 use super::fields::{Fields, array_elements};
 use super::list::{ListQuery, list_response};
 use super::parse::{hex_id, timestamp};
@@ -52,16 +52,18 @@ fn campaign_id(text: &str) -> ApiResult<Id> {
     Id::parse_hex(text).ok_or_else(|| ApiError::not_found("campaign not found"))
 }
 
-async fn create_campaign(State(state): State<AppState>, request: RawRequest) -> ApiResult<Response> {
-    let caller = authorize(&state, &request, Access::write(Scope::CampaignsWrite))?;
+async fn create_campaign(State(state): State<AppState>, Authorized { caller, request }: Authorized) -> ApiResult<Response> {
     request.require_json()?;
     let fields = parse_campaign(&request.body, caller.partner(), &state.settings, true)?;
     let outcome = state.engine.create_campaign(caller.partner_env(), fields, current_request_id()).await?;
     Ok(write_outcome_response(outcome))
 }
 
-async fn update_campaign(State(state): State<AppState>, PathSegment(id): PathSegment, request: RawRequest) -> ApiResult<Response> {
-    let caller = authorize(&state, &request, Access::write(Scope::CampaignsWrite))?;
+async fn update_campaign(
+    State(state): State<AppState>,
+    PathSegment(id): PathSegment,
+    Authorized { caller, request }: Authorized,
+) -> ApiResult<Response> {
     let campaign_id = campaign_id(&id)?;
     request.require_json()?;
     let fields = parse_campaign(&request.body, caller.partner(), &state.settings, false)?;
@@ -69,16 +71,14 @@ async fn update_campaign(State(state): State<AppState>, PathSegment(id): PathSeg
     Ok(write_outcome_response(outcome))
 }
 
-async fn end_campaign(State(state): State<AppState>, PathSegment(id): PathSegment, request: RawRequest) -> ApiResult<Response> {
-    let caller = authorize(&state, &request, Access::write(Scope::CampaignsWrite))?;
+async fn end_campaign(State(state): State<AppState>, PathSegment(id): PathSegment, Authorized { caller, .. }: Authorized) -> ApiResult<Response> {
     let campaign_id = campaign_id(&id)?;
     let fields = CampaignFields { status: Some(CampaignStatus::Ended), ..CampaignFields::default() };
     let outcome = state.engine.update_campaign(caller.partner_env(), campaign_id, fields, current_request_id()).await?;
     Ok(write_outcome_response(outcome))
 }
 
-async fn list_campaigns(State(state): State<AppState>, request: RawRequest) -> ApiResult<Response> {
-    let caller = authorize(&state, &request, Access::read(Scope::CampaignsRead))?;
+async fn list_campaigns(State(state): State<AppState>, Authorized { caller, request }: Authorized) -> ApiResult<Response> {
     let mut query = ListQuery::parse(&request.path_and_query);
     let status = query.one_of("status", &STATUSES);
     let page = query.finish()?;
@@ -86,8 +86,7 @@ async fn list_campaigns(State(state): State<AppState>, request: RawRequest) -> A
     Ok(list_response(campaigns, |campaign| CampaignView::from(campaign)))
 }
 
-async fn get_campaign(State(state): State<AppState>, PathSegment(id): PathSegment, request: RawRequest) -> ApiResult<Response> {
-    let caller = authorize(&state, &request, Access::read(Scope::CampaignsRead))?;
+async fn get_campaign(State(state): State<AppState>, PathSegment(id): PathSegment, Authorized { caller, .. }: Authorized) -> ApiResult<Response> {
     let campaign = state.engine.get_campaign(caller.partner_env(), campaign_id(&id)?)?;
     Ok(json_response(StatusCode::OK, &CampaignView::from(&campaign)))
 }

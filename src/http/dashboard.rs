@@ -13,9 +13,8 @@ use reward_actors::model::{DAY_MS, DailyTotals, Scope};
 use reward_actors::views::PoolView;
 use serde::Serialize;
 
-use super::auth::{Access, authorize};
+use super::auth::Authorized;
 use super::error::ApiResult;
-use super::extract::RawRequest;
 use super::routes::{Route, read};
 use super::{AppState, json_response};
 
@@ -66,8 +65,7 @@ fn window(daily: &[DailyTotals], today: u32, figure: impl Fn(&DailyTotals) -> u6
     totals
 }
 
-async fn dashboard(State(state): State<AppState>, request: RawRequest) -> ApiResult<Response> {
-    let caller = authorize(&state, &request, Access::read(Scope::DashboardRead))?;
+async fn dashboard(State(state): State<AppState>, Authorized { caller, .. }: Authorized) -> ApiResult<Response> {
     let partner_env = caller.partner_env();
     let dashboard = state.engine.dashboard(partner_env)?;
     let now_ms = state.engine.clock().now_ms();

@@ -20,7 +20,7 @@ use reward_actors::views::{DonationStatusView, OrganizationView};
 use serde_json::json;
 
 use super::admin::organizations::organization_slug;
-use super::auth::{Access, authorize};
+use super::auth::{Access, Authorized};
 use super::error::{ApiError, ApiResult};
 use super::extract::{PathSegment, RawRequest};
 use super::fields::Fields;
@@ -59,9 +59,8 @@ pub fn routes() -> Vec<Route> {
     ]
 }
 
-async fn get_organization(State(state): State<AppState>, PathSegment(slug): PathSegment, request: RawRequest) -> Response {
+async fn get_organization(State(state): State<AppState>, PathSegment(slug): PathSegment, Authorized { caller, request }: Authorized) -> Response {
     let answer = async {
-        let caller = authorize(&state, &request, Access::widget())?;
         let organization = state.engine.get_organization(organization_slug(&slug)?)?;
         let mut response = json_response(StatusCode::OK, &OrganizationView::from(&organization));
         allow_origin(caller.partner(), &request.headers, response.headers_mut());
@@ -70,9 +69,12 @@ async fn get_organization(State(state): State<AppState>, PathSegment(slug): Path
     widget_answer(&request, answer.await)
 }
 
-async fn donation_status(State(state): State<AppState>, PathSegment(donation_id): PathSegment, request: RawRequest) -> Response {
+async fn donation_status(
+    State(state): State<AppState>,
+    PathSegment(donation_id): PathSegment,
+    Authorized { caller, request }: Authorized,
+) -> Response {
     let answer = async {
-        let caller = authorize(&state, &request, Access::widget().with_feature(Feature::Donations))?;
         let donation_id = Id::parse_hex(&donation_id).ok_or_else(|| ApiError::not_found("donation not found"))?;
         let donation = state.engine.get_donation(caller.partner_env(), donation_id)?;
         let mut response = json_response(StatusCode::OK, &DonationStatusView::from(&donation));
@@ -83,9 +85,8 @@ async fn donation_status(State(state): State<AppState>, PathSegment(donation_id)
 }
 
 /// `POST /v1/partner/donations/create-link` → 201 `{donationLink, partnerDonationId}`.
-async fn create_link(State(state): State<AppState>, request: RawRequest) -> Response {
+async fn create_link(State(state): State<AppState>, Authorized { caller, request }: Authorized) -> Response {
     let answer = async {
-        let caller = authorize(&state, &request, Access::widget().with_feature(Feature::Donations))?;
         request.require_json()?;
         let new = parse_donation(&request.body, caller.partner(), &state)?;
         let donation = state.engine.create_donation(caller.partner_env(), caller.partner().tip_config, new).await?;

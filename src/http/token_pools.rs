@@ -10,9 +10,9 @@ use reward_actors::model::Scope;
 use reward_actors::views::PoolRequestView;
 use reward_actors::views::PoolView;
 
-use super::auth::{Access, authorize};
+use super::auth::Authorized;
 use super::error::{ApiError, ApiResult};
-use super::extract::{PathSegment, RawRequest};
+use super::extract::PathSegment;
 use super::fields::Fields;
 use super::list::{ListQuery, list_response};
 use super::parse::positive_tokens;
@@ -30,8 +30,7 @@ pub fn routes() -> Vec<Route> {
 }
 
 /// `POST /v1/partner/token-pools/request {tokens, reason}`: asks SIR Giving for tokens.
-async fn request_tokens(State(state): State<AppState>, request: RawRequest) -> ApiResult<Response> {
-    let caller = authorize(&state, &request, Access::write(Scope::PoolsWrite))?;
+async fn request_tokens(State(state): State<AppState>, Authorized { caller, request }: Authorized) -> ApiResult<Response> {
     request.require_json()?;
     let mut fields = Fields::parse(&request.body)?;
     let tokens = positive_tokens(&mut fields, "tokens", true);
@@ -44,8 +43,7 @@ async fn request_tokens(State(state): State<AppState>, request: RawRequest) -> A
     Ok(json_response(StatusCode::CREATED, &PoolRequestView::from(&record)))
 }
 
-async fn list_pools(State(state): State<AppState>, request: RawRequest) -> ApiResult<Response> {
-    let caller = authorize(&state, &request, Access::read(Scope::PoolsRead))?;
+async fn list_pools(State(state): State<AppState>, Authorized { caller, request }: Authorized) -> ApiResult<Response> {
     let page = ListQuery::from_path(&request.path_and_query)?;
     let pools = state.engine.list_pools(caller.partner_env(), page)?;
     Ok(list_response(pools, |pool| PoolView::from(pool)))
@@ -55,8 +53,11 @@ fn pool_id(text: &str) -> ApiResult<Id> {
     Id::parse_hex(text).ok_or_else(|| ApiError::not_found("token pool not found"))
 }
 
-async fn get_pool(State(state): State<AppState>, PathSegment(pool_id_text): PathSegment, request: RawRequest) -> ApiResult<Response> {
-    let caller = authorize(&state, &request, Access::read(Scope::PoolsRead))?;
+async fn get_pool(
+    State(state): State<AppState>,
+    PathSegment(pool_id_text): PathSegment,
+    Authorized { caller, .. }: Authorized,
+) -> ApiResult<Response> {
     let pool = state.engine.get_pool(caller.partner_env(), pool_id(&pool_id_text)?)?;
     Ok(json_response(StatusCode::OK, &PoolView::from(&pool)))
 }
@@ -88,8 +89,11 @@ struct ReconciliationView {
 }
 
 /// `GET /v1/partner/token-pools/:id/reconciliation`: the pool's totals against its ledger.
-async fn reconcile(State(state): State<AppState>, PathSegment(pool_id_text): PathSegment, request: RawRequest) -> ApiResult<Response> {
-    let caller = authorize(&state, &request, Access::read(Scope::PoolsRead))?;
+async fn reconcile(
+    State(state): State<AppState>,
+    PathSegment(pool_id_text): PathSegment,
+    Authorized { caller, .. }: Authorized,
+) -> ApiResult<Response> {
     let (engine, partner_env, pool_id) = (state.engine.clone(), caller.partner_env(), pool_id(&pool_id_text)?);
     // A ledger scan is long, synchronous store work: keep it off the async workers.
     let reconciliation = tokio::task::spawn_blocking(move || engine.reconcile_pool(partner_env, pool_id))

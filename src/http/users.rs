@@ -15,9 +15,9 @@ use reward_actors::request::{PartnerUserId, RedemptionRequest, UserProfile};
 use reward_actors::views::{BalanceView, TransactionView, UserView};
 
 use super::actions::{parse_metadata, patch_metadata};
-use super::auth::{Access, authorize};
+use super::auth::Authorized;
 use super::error::{ApiError, ApiResult};
-use super::extract::{PathSegment, RawRequest};
+use super::extract::PathSegment;
 use super::fields::Fields;
 use super::list::{ListQuery, list_response};
 use super::parse::{email, idempotency_key, positive_tokens};
@@ -46,8 +46,7 @@ fn external_id(text: &str) -> ApiResult<PartnerUserId> {
     PartnerUserId::parse(text).ok_or_else(|| EngineError::UserNotFound { partner_user_id: text.to_owned() }.into())
 }
 
-async fn create_user(State(state): State<AppState>, request: RawRequest) -> ApiResult<Response> {
-    let caller = authorize(&state, &request, Access::write(Scope::UsersWrite))?;
+async fn create_user(State(state): State<AppState>, Authorized { caller, request }: Authorized) -> ApiResult<Response> {
     request.require_json()?;
     let mut fields = Fields::parse(&request.body)?;
     let external_id = fields.string("externalId", true, PartnerUserId::CHARS_MAX).and_then(|text| {
@@ -71,8 +70,11 @@ async fn create_user(State(state): State<AppState>, request: RawRequest) -> ApiR
 }
 
 /// `PATCH`: a field sent replaces, `null` clears, absent leaves it.
-async fn update_user(State(state): State<AppState>, PathSegment(external): PathSegment, request: RawRequest) -> ApiResult<Response> {
-    let caller = authorize(&state, &request, Access::write(Scope::UsersWrite))?;
+async fn update_user(
+    State(state): State<AppState>,
+    PathSegment(external): PathSegment,
+    Authorized { caller, request }: Authorized,
+) -> ApiResult<Response> {
     let external_id = external_id(&external)?;
     request.require_json()?;
     let mut fields = Fields::parse(&request.body)?;
@@ -96,22 +98,19 @@ pub(super) fn nullable<T>(fields: &mut Fields<'_>, name: &str, read: impl FnOnce
     read(fields).map(Some)
 }
 
-async fn list_users(State(state): State<AppState>, request: RawRequest) -> ApiResult<Response> {
-    let caller = authorize(&state, &request, Access::read(Scope::UsersRead))?;
+async fn list_users(State(state): State<AppState>, Authorized { caller, request }: Authorized) -> ApiResult<Response> {
     let page = ListQuery::from_path(&request.path_and_query)?;
     let users = state.engine.list_users(caller.partner_env(), page)?;
     let now_ms = state.engine.clock().now_ms();
     Ok(list_response(users, |user| UserView::of(user, now_ms)))
 }
 
-async fn get_user(State(state): State<AppState>, PathSegment(external): PathSegment, request: RawRequest) -> ApiResult<Response> {
-    let caller = authorize(&state, &request, Access::read(Scope::UsersRead))?;
+async fn get_user(State(state): State<AppState>, PathSegment(external): PathSegment, Authorized { caller, .. }: Authorized) -> ApiResult<Response> {
     let user = state.engine.get_user(caller.partner_env(), external_id(&external)?.as_str())?;
     Ok(json_response(StatusCode::OK, &UserView::of(&user, state.engine.clock().now_ms())))
 }
 
-async fn balance(State(state): State<AppState>, PathSegment(external): PathSegment, request: RawRequest) -> ApiResult<Response> {
-    let caller = authorize(&state, &request, Access::read(Scope::UsersRead))?;
+async fn balance(State(state): State<AppState>, PathSegment(external): PathSegment, Authorized { caller, .. }: Authorized) -> ApiResult<Response> {
     let user = state.engine.get_user(caller.partner_env(), external_id(&external)?.as_str())?;
     Ok(json_response(StatusCode::OK, &BalanceView::of(&user, state.engine.clock().now_ms())))
 }
@@ -133,9 +132,12 @@ fn transaction_filter(query: &mut ListQuery) -> TransactionFilter {
     TransactionFilter { transaction_type, action_id, created }
 }
 
-async fn user_transactions(State(state): State<AppState>, PathSegment(external): PathSegment, request: RawRequest) -> ApiResult<Response> {
+async fn user_transactions(
+    State(state): State<AppState>,
+    PathSegment(external): PathSegment,
+    Authorized { caller, request }: Authorized,
+) -> ApiResult<Response> {
     // §3's scope table: a user's transactions are a user read.
-    let caller = authorize(&state, &request, Access::read(Scope::UsersRead))?;
     let external_id = external_id(&external)?;
     let mut query = ListQuery::parse(&request.path_and_query);
     let filter = transaction_filter(&mut query);
@@ -146,8 +148,7 @@ async fn user_transactions(State(state): State<AppState>, PathSegment(external):
     Ok(list_response(transactions, |transaction| TransactionView::from(transaction)))
 }
 
-async fn list_transactions(State(state): State<AppState>, request: RawRequest) -> ApiResult<Response> {
-    let caller = authorize(&state, &request, Access::read(Scope::TransactionsRead))?;
+async fn list_transactions(State(state): State<AppState>, Authorized { caller, request }: Authorized) -> ApiResult<Response> {
     let mut query = ListQuery::parse(&request.path_and_query);
     let filter = transaction_filter(&mut query);
     let page = query.finish()?;
@@ -157,8 +158,11 @@ async fn list_transactions(State(state): State<AppState>, request: RawRequest) -
 
 /// `POST /v1/partner/users/:externalId/redeem {tokens, idempotencyKey, reason}`: debits the
 /// user's available balance; short → 402 `INSUFFICIENT_BALANCE`.
-async fn redeem(State(state): State<AppState>, PathSegment(external): PathSegment, request: RawRequest) -> ApiResult<Response> {
-    let caller = authorize(&state, &request, Access::write(Scope::UsersWrite))?;
+async fn redeem(
+    State(state): State<AppState>,
+    PathSegment(external): PathSegment,
+    Authorized { caller, request }: Authorized,
+) -> ApiResult<Response> {
     let partner_user_id = external_id(&external)?;
     request.require_json()?;
     let redemption = parse_redemption(&request.body, partner_user_id)?;

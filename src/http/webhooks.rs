@@ -14,9 +14,9 @@ use reward_actors::webhooks::{DeliveryView, EndpointStatus, EndpointView, EventT
 use serde::Serialize;
 use serde_json::value::RawValue;
 
-use super::auth::{Access, authorize};
+use super::auth::Authorized;
 use super::error::{ApiError, ApiResult};
-use super::extract::{PathSegment, RawRequest};
+use super::extract::PathSegment;
 use super::fields::{Fields, array_elements};
 use super::list::{ListQuery, list_response};
 use super::routes::{Route, read, write};
@@ -49,49 +49,46 @@ fn endpoint_id(text: &str) -> ApiResult<Id> {
     Id::parse_hex(text).ok_or_else(|| ApiError::not_found("webhook endpoint not found"))
 }
 
-async fn create_webhook(State(state): State<AppState>, request: RawRequest) -> ApiResult<Response> {
-    let caller = authorize(&state, &request, Access::write(Scope::WebhooksWrite))?;
+async fn create_webhook(State(state): State<AppState>, Authorized { caller, request }: Authorized) -> ApiResult<Response> {
     request.require_json()?;
     let fields = parse_webhook(&state, &request.body, caller.partner_env().environment, true).await?;
     Ok(write_outcome_response(state.engine.create_webhook(caller.partner_env(), fields).await?))
 }
 
-async fn update_webhook(State(state): State<AppState>, PathSegment(id): PathSegment, request: RawRequest) -> ApiResult<Response> {
-    let caller = authorize(&state, &request, Access::write(Scope::WebhooksWrite))?;
+async fn update_webhook(
+    State(state): State<AppState>,
+    PathSegment(id): PathSegment,
+    Authorized { caller, request }: Authorized,
+) -> ApiResult<Response> {
     let endpoint_id = endpoint_id(&id)?;
     request.require_json()?;
     let fields = parse_webhook(&state, &request.body, caller.partner_env().environment, false).await?;
     Ok(write_outcome_response(state.engine.update_webhook(caller.partner_env(), endpoint_id, fields).await?))
 }
 
-async fn delete_webhook(State(state): State<AppState>, PathSegment(id): PathSegment, request: RawRequest) -> ApiResult<Response> {
-    let caller = authorize(&state, &request, Access::write(Scope::WebhooksWrite))?;
+async fn delete_webhook(State(state): State<AppState>, PathSegment(id): PathSegment, Authorized { caller, .. }: Authorized) -> ApiResult<Response> {
     let endpoint_id = endpoint_id(&id)?;
     Ok(write_outcome_response(state.engine.delete_webhook(caller.partner_env(), endpoint_id).await?))
 }
 
-async fn test_webhook(State(state): State<AppState>, PathSegment(id): PathSegment, request: RawRequest) -> ApiResult<Response> {
-    let caller = authorize(&state, &request, Access::write(Scope::WebhooksWrite))?;
+async fn test_webhook(State(state): State<AppState>, PathSegment(id): PathSegment, Authorized { caller, .. }: Authorized) -> ApiResult<Response> {
     let endpoint_id = endpoint_id(&id)?;
     Ok(write_outcome_response(state.engine.test_webhook(caller.partner_env(), endpoint_id).await?))
 }
 
-async fn rotate_secret(State(state): State<AppState>, PathSegment(id): PathSegment, request: RawRequest) -> ApiResult<Response> {
-    let caller = authorize(&state, &request, Access::write(Scope::WebhooksWrite))?;
+async fn rotate_secret(State(state): State<AppState>, PathSegment(id): PathSegment, Authorized { caller, .. }: Authorized) -> ApiResult<Response> {
     let endpoint_id = endpoint_id(&id)?;
     Ok(write_outcome_response(state.engine.rotate_webhook_secret(caller.partner_env(), endpoint_id).await?))
 }
 
-async fn redeliver(State(state): State<AppState>, PathSegment(id): PathSegment, request: RawRequest) -> ApiResult<Response> {
-    let caller = authorize(&state, &request, Access::write(Scope::WebhooksWrite))?;
+async fn redeliver(State(state): State<AppState>, PathSegment(id): PathSegment, Authorized { caller, .. }: Authorized) -> ApiResult<Response> {
     let delivery_id =
         Id::parse_prefixed("dlv_", &id).or_else(|| Id::parse_hex(&id)).ok_or_else(|| ApiError::not_found("webhook delivery not found"))?;
     let delivery = state.engine.redeliver(caller.partner_env(), delivery_id).await?;
     Ok(json_response(StatusCode::OK, &DeliveryView::from(&delivery)))
 }
 
-async fn list_webhooks(State(state): State<AppState>, request: RawRequest) -> ApiResult<Response> {
-    let caller = authorize(&state, &request, Access::read(Scope::WebhooksRead))?;
+async fn list_webhooks(State(state): State<AppState>, Authorized { caller, request }: Authorized) -> ApiResult<Response> {
     let page = ListQuery::from_path(&request.path_and_query)?;
     let now_ms = state.engine.clock().now_ms();
     // At most `webhooks_per_partner_max` (16): one page, newest first, like every list.
@@ -101,14 +98,16 @@ async fn list_webhooks(State(state): State<AppState>, request: RawRequest) -> Ap
     Ok(list_response(page, |endpoint| EndpointView::new(endpoint, None, now_ms)))
 }
 
-async fn get_webhook(State(state): State<AppState>, PathSegment(id): PathSegment, request: RawRequest) -> ApiResult<Response> {
-    let caller = authorize(&state, &request, Access::read(Scope::WebhooksRead))?;
+async fn get_webhook(State(state): State<AppState>, PathSegment(id): PathSegment, Authorized { caller, .. }: Authorized) -> ApiResult<Response> {
     let endpoint = state.engine.get_webhook(caller.partner_env(), endpoint_id(&id)?)?;
     Ok(json_response(StatusCode::OK, &EndpointView::new(&endpoint, None, state.engine.clock().now_ms())))
 }
 
-async fn list_deliveries(State(state): State<AppState>, PathSegment(id): PathSegment, request: RawRequest) -> ApiResult<Response> {
-    let caller = authorize(&state, &request, Access::read(Scope::WebhooksRead))?;
+async fn list_deliveries(
+    State(state): State<AppState>,
+    PathSegment(id): PathSegment,
+    Authorized { caller, request }: Authorized,
+) -> ApiResult<Response> {
     let endpoint_id = endpoint_id(&id)?;
     let page = ListQuery::from_path(&request.path_and_query)?;
     let deliveries = state.engine.list_deliveries(caller.partner_env(), endpoint_id, page)?;
@@ -126,8 +125,7 @@ struct FeedPage<'a> {
 
 /// `GET /v1/partner/events?after=<sequence>&limit=`: the feed in ascending sequence.
 /// `cursor` is accepted as another name for `after` (the `nextCursor` of the last page).
-async fn event_feed(State(state): State<AppState>, request: RawRequest) -> ApiResult<Response> {
-    let caller = authorize(&state, &request, Access::read(Scope::WebhooksRead))?;
+async fn event_feed(State(state): State<AppState>, Authorized { caller, request }: Authorized) -> ApiResult<Response> {
     let (after, limit) = ListQuery::feed(&request.path_and_query)?;
     let page = state.engine.list_events(caller.partner_env(), after, limit)?;
     let events = page.items;
