@@ -1,7 +1,6 @@
 //! `/v1/partner/actions` (contract §6): submit (the reward path), batch, quote, reverse,
 //! read and list.
 
-use axum::Extension;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
@@ -14,7 +13,7 @@ use reward_actors::views::{ActionView, raw_json};
 use serde::Serialize;
 use serde_json::value::RawValue;
 
-use super::auth::{Access, Authorized, authorize_units};
+use super::auth::{Access, Authorized, RouteAccess, authorize_units};
 use super::error::{ApiError, ApiResult};
 use super::extract::{PathSegment, RawRequest};
 use super::fields::{Fields, array_elements};
@@ -76,7 +75,7 @@ struct BatchResult {
 /// order. The batch takes one rate-limit unit per item; more items than the burst is 400
 /// `BATCH_EXCEEDS_BURST`. The batch itself answers 200 once every item has its answer.
 /// The batch keeps its own path to `authorize_units`: its cost is counted from the body.
-async fn batch(State(state): State<AppState>, Extension(access): Extension<Access>, request: RawRequest) -> ApiResult<Response> {
+async fn batch(State(state): State<AppState>, access: RouteAccess, request: RawRequest) -> ApiResult<Response> {
     // The batch costs one unit per item, counted only after the key and signature passed
     // (an unauthenticated body is never parsed); a body that does not parse costs one unit
     // and is refused below with its own error.

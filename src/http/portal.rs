@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use axum::extract::State;
+use axum::extract::{FromRequest, Request, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 use reward_actors::accounts::{AccountRecord, NewAccount};
@@ -15,6 +15,7 @@ use reward_actors::model::{Environment, KeyStatus};
 use reward_actors::views::PartnerView;
 use serde_json::{Value, json};
 
+use super::auth::unguarded;
 use super::error::{ApiError, ApiResult};
 use super::extract::RawRequest;
 use super::fields::Fields;
@@ -58,13 +59,34 @@ fn invalid_token(message: &str) -> ApiError {
 }
 
 /// The account behind `Authorization: Bearer <access token>`.
-pub fn authorize_portal(state: &AppState, request: &RawRequest) -> ApiResult<AccountRecord> {
+fn authorize_portal(state: &AppState, request: &RawRequest) -> ApiResult<AccountRecord> {
     let token = request.header("authorization").and_then(|value| value.strip_prefix("Bearer ")).map(str::trim).filter(|token| !token.is_empty());
     let token = token.ok_or_else(|| invalid_token("send the portal access token as Authorization: Bearer <token>"))?;
     let claims = jwt::verify(state.portal.signing_secret.expose(), token, state.engine.clock().now_secs())
         .map_err(|error| invalid_token(&error.to_string()))?;
     let account_id = Id::parse_hex(&claims.sub).ok_or_else(|| invalid_token("the token names no account"))?;
     state.engine.get_account(account_id).map_err(|_| invalid_token("the token's account no longer exists"))
+}
+
+/// A request a portal account's access token authorized, on a route whose table entry says
+/// `Guard::Portal`.
+pub struct PortalCaller {
+    pub account: AccountRecord,
+    pub request: RawRequest,
+}
+
+impl FromRequest<AppState> for PortalCaller {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &AppState) -> Result<PortalCaller, ApiError> {
+        let guard = request.extensions().get::<Guard>().copied();
+        let request = RawRequest::from_request(request, state).await?;
+        if !matches!(guard, Some(Guard::Portal)) {
+            return Err(unguarded(&request));
+        }
+        let account = authorize_portal(state, &request)?;
+        Ok(PortalCaller { account, request })
+    }
 }
 
 /// Access and refresh tokens, the account, its partner and a publishable key to start with.
@@ -164,8 +186,7 @@ async fn refresh(State(state): State<AppState>, request: RawRequest) -> ApiResul
     Ok(json_response(StatusCode::OK, &session(&state, &account).await?))
 }
 
-async fn me(State(state): State<AppState>, request: RawRequest) -> ApiResult<Response> {
-    let account = authorize_portal(&state, &request)?;
+async fn me(State(state): State<AppState>, PortalCaller { account, .. }: PortalCaller) -> ApiResult<Response> {
     let partner = account.partner_id.map(|partner_id| state.engine.get_partner(partner_id)).transpose()?;
     Ok(json_response(StatusCode::OK, &json!({ "account": account_view(&account), "partner": partner.as_ref().map(PartnerView::from) })))
 }

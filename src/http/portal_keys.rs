@@ -16,11 +16,11 @@ use serde_json::json;
 
 use super::admin::key_id;
 use super::error::{ApiError, ApiResult};
-use super::extract::{PathSegment, RawRequest};
+use super::extract::PathSegment;
 use super::fields::Fields;
 use super::list::ListQuery;
 use super::parse::{environment, future_timestamp, scopes};
-use super::portal::authorize_portal;
+use super::portal::PortalCaller;
 use super::routes::{Guard, Route};
 use super::{AppState, json_response};
 
@@ -44,8 +44,7 @@ fn account_partner(state: &AppState, account: &AccountRecord) -> ApiResult<Partn
     Ok(state.engine.get_partner(partner_id)?)
 }
 
-async fn create_key(State(state): State<AppState>, request: RawRequest) -> ApiResult<Response> {
-    let account = authorize_portal(&state, &request)?;
+async fn create_key(State(state): State<AppState>, PortalCaller { account, request }: PortalCaller) -> ApiResult<Response> {
     request.require_json()?;
     let mut fields = Fields::parse(&request.body)?;
     let name = fields.string("name", true, 200);
@@ -95,8 +94,7 @@ async fn first_partner(state: &AppState, account: &AccountRecord) -> ApiResult<P
     Ok(state.engine.ensure_account_partner(account.id, new_partner).await?)
 }
 
-async fn list_keys(State(state): State<AppState>, request: RawRequest) -> ApiResult<Response> {
-    let account = authorize_portal(&state, &request)?;
+async fn list_keys(State(state): State<AppState>, PortalCaller { account, request }: PortalCaller) -> ApiResult<Response> {
     ListQuery::none(&request.path_and_query)?;
     let keys = match account.partner_id {
         Some(partner_id) => state.engine.list_api_keys(partner_id)?,
@@ -105,21 +103,22 @@ async fn list_keys(State(state): State<AppState>, request: RawRequest) -> ApiRes
     Ok(json_response(StatusCode::OK, &json!({ "data": keys.iter().map(KeyView::from).collect::<Vec<_>>(), "hasMore": false, "nextCursor": null })))
 }
 
-async fn partner_info(State(state): State<AppState>, request: RawRequest) -> ApiResult<Response> {
-    let account = authorize_portal(&state, &request)?;
+async fn partner_info(State(state): State<AppState>, PortalCaller { account, .. }: PortalCaller) -> ApiResult<Response> {
     let partner = account_partner(&state, &account)?;
     Ok(json_response(StatusCode::OK, &PartnerView::from(&partner)))
 }
 
-async fn get_key(State(state): State<AppState>, PathSegment(key): PathSegment, request: RawRequest) -> ApiResult<Response> {
-    let account = authorize_portal(&state, &request)?;
+async fn get_key(State(state): State<AppState>, PathSegment(key): PathSegment, PortalCaller { account, .. }: PortalCaller) -> ApiResult<Response> {
     let partner_id: Id = account.partner_id.ok_or_else(no_partner)?;
     let key = state.engine.get_api_key(partner_id, key_id(&key)?)?;
     Ok(json_response(StatusCode::OK, &KeyView::from(&key)))
 }
 
-async fn update_key(State(state): State<AppState>, PathSegment(key): PathSegment, request: RawRequest) -> ApiResult<Response> {
-    let account = authorize_portal(&state, &request)?;
+async fn update_key(
+    State(state): State<AppState>,
+    PathSegment(key): PathSegment,
+    PortalCaller { account, request }: PortalCaller,
+) -> ApiResult<Response> {
     let partner_id = account.partner_id.ok_or_else(no_partner)?;
     let key_id = key_id(&key)?;
     request.require_json()?;
@@ -150,8 +149,7 @@ async fn update_key(State(state): State<AppState>, PathSegment(key): PathSegment
     Ok(json_response(StatusCode::OK, &KeyView::from(&key)))
 }
 
-async fn revoke_key(State(state): State<AppState>, PathSegment(key): PathSegment, request: RawRequest) -> ApiResult<Response> {
-    let account = authorize_portal(&state, &request)?;
+async fn revoke_key(State(state): State<AppState>, PathSegment(key): PathSegment, PortalCaller { account, .. }: PortalCaller) -> ApiResult<Response> {
     let partner_id = account.partner_id.ok_or_else(no_partner)?;
     let key = state.engine.revoke_api_key(partner_id, key_id(&key)?).await?;
     Ok(json_response(StatusCode::OK, &KeyView::from(&key)))

@@ -69,12 +69,10 @@ impl Route {
         }
     }
 
-    /// The handler, carrying its guard's `Access` for `auth::Authorized` to enforce.
+    /// The handler, carrying its guard for the extractors that enforce it
+    /// (`auth::Authorized`, `auth::RouteAccess`, `auth::AdminRequest`, `portal::PortalCaller`).
     pub fn into_method_router(self) -> MethodRouter<AppState> {
-        match self.guard {
-            Guard::Key(access) => self.handler.route_layer(Extension(access)),
-            _ => self.handler,
-        }
+        self.handler.route_layer(Extension(self.guard))
     }
 }
 

@@ -7,9 +7,8 @@ use axum::response::Response;
 use reward_actors::accounts::NewAccount;
 use reward_actors::ids::Id;
 
-use crate::http::auth::authorize_admin;
+use crate::http::auth::AdminRequest;
 use crate::http::error::{ApiError, ApiResult};
-use crate::http::extract::RawRequest;
 use crate::http::fields::Fields;
 use crate::http::parse::email;
 use crate::http::portal::{account_view, password};
@@ -20,8 +19,7 @@ pub fn routes() -> Vec<Route> {
     vec![Route::post("/api/v1/admin/accounts", Guard::Admin, create_account)]
 }
 
-async fn create_account(State(state): State<AppState>, request: RawRequest) -> ApiResult<Response> {
-    authorize_admin(&state, &request)?;
+async fn create_account(State(state): State<AppState>, AdminRequest(request): AdminRequest) -> ApiResult<Response> {
     request.require_json()?;
     let mut fields = Fields::parse(&request.body)?;
     let email = email(&mut fields, "email", true);

@@ -7,9 +7,8 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use serde_json::{Value, json};
 
-use crate::http::auth::authorize_admin;
+use crate::http::auth::AdminRequest;
 use crate::http::error::{ApiError, ApiResult};
-use crate::http::extract::RawRequest;
 use crate::http::fields::Fields;
 use crate::http::routes::{Guard, Route};
 use crate::http::{AppState, json_response};
@@ -26,8 +25,7 @@ fn backup_json(backup: &CompletedBackup) -> Value {
     json!({ "path": backup.path.display().to_string(), "manifest": backup.manifest })
 }
 
-async fn create(State(state): State<AppState>, request: RawRequest) -> ApiResult<Response> {
-    authorize_admin(&state, &request)?;
+async fn create(State(state): State<AppState>, AdminRequest(request): AdminRequest) -> ApiResult<Response> {
     // No options yet: an empty body or `{}`; anything else is refused, not ignored.
     if !request.body.is_empty() {
         request.require_json()?;
@@ -40,8 +38,7 @@ async fn create(State(state): State<AppState>, request: RawRequest) -> ApiResult
     }
 }
 
-async fn list(State(state): State<AppState>, request: RawRequest) -> ApiResult<Response> {
-    authorize_admin(&state, &request)?;
+async fn list(State(state): State<AppState>, AdminRequest(_): AdminRequest) -> ApiResult<Response> {
     let (backups, has_more) = state
         .engine
         .operations()

@@ -7,9 +7,8 @@ use axum::response::Response;
 use reward_actors::clock::format_timestamp;
 use serde_json::json;
 
-use crate::http::auth::authorize_admin;
+use crate::http::auth::AdminRequest;
 use crate::http::error::{ApiError, ApiResult};
-use crate::http::extract::RawRequest;
 use crate::http::fields::Fields;
 use crate::http::routes::{Guard, Route};
 use crate::http::{AppState, json_response};
@@ -21,8 +20,7 @@ pub fn routes() -> Vec<Route> {
     vec![Route::post("/api/v1/admin/clock", Guard::Admin, advance)]
 }
 
-async fn advance(State(state): State<AppState>, request: RawRequest) -> ApiResult<Response> {
-    authorize_admin(&state, &request)?;
+async fn advance(State(state): State<AppState>, AdminRequest(request): AdminRequest) -> ApiResult<Response> {
     if !state.engine.clock().is_test() {
         return Err(ApiError::not_found("the test clock is off (start the server with REWARD_TEST_CLOCK=on)"));
     }

@@ -10,9 +10,9 @@ use reward_actors::views::KeyView;
 use serde_json::json;
 
 use super::partner_id;
-use crate::http::auth::authorize_admin;
+use crate::http::auth::AdminRequest;
 use crate::http::error::{ApiError, ApiResult};
-use crate::http::extract::{PathSegment, RawRequest};
+use crate::http::extract::PathSegment;
 use crate::http::fields::Fields;
 use crate::http::list::ListQuery;
 use crate::http::parse::{environment, future_timestamp, scopes};
@@ -33,8 +33,7 @@ pub fn key_id(text: &str) -> Result<Id, ApiError> {
     Id::parse_prefixed("key_", text).ok_or_else(|| ApiError::not_found("key not found"))
 }
 
-async fn list_keys(State(state): State<AppState>, PathSegment(partner): PathSegment, request: RawRequest) -> ApiResult<Response> {
-    authorize_admin(&state, &request)?;
+async fn list_keys(State(state): State<AppState>, PathSegment(partner): PathSegment, AdminRequest(request): AdminRequest) -> ApiResult<Response> {
     ListQuery::none(&request.path_and_query)?;
     let partner_id = partner_id(&partner)?;
     state.engine.get_partner(partner_id)?;
@@ -45,9 +44,8 @@ async fn list_keys(State(state): State<AppState>, PathSegment(partner): PathSegm
 async fn rotate_key(
     State(state): State<AppState>,
     PathSegment((partner, key)): PathSegment<(String, String)>,
-    request: RawRequest,
+    AdminRequest(_): AdminRequest,
 ) -> ApiResult<Response> {
-    authorize_admin(&state, &request)?;
     let rotated = state.engine.rotate_api_key(partner_id(&partner)?, key_id(&key)?).await?;
     Ok(json_response(StatusCode::CREATED, &rotated))
 }
@@ -55,15 +53,13 @@ async fn rotate_key(
 async fn revoke_key(
     State(state): State<AppState>,
     PathSegment((partner, key)): PathSegment<(String, String)>,
-    request: RawRequest,
+    AdminRequest(_): AdminRequest,
 ) -> ApiResult<Response> {
-    authorize_admin(&state, &request)?;
     let revoked = state.engine.revoke_api_key(partner_id(&partner)?, key_id(&key)?).await?;
     Ok(json_response(StatusCode::OK, &KeyView::from(&revoked)))
 }
 
-async fn create_key(State(state): State<AppState>, PathSegment(partner): PathSegment, request: RawRequest) -> ApiResult<Response> {
-    authorize_admin(&state, &request)?;
+async fn create_key(State(state): State<AppState>, PathSegment(partner): PathSegment, AdminRequest(request): AdminRequest) -> ApiResult<Response> {
     let partner_id = partner_id(&partner)?;
     request.require_json()?;
     let mut fields = Fields::parse(&request.body)?;

@@ -12,9 +12,8 @@ use axum::response::{IntoResponse, Response};
 use prometheus::proto::MetricType;
 use serde_json::{Map, Value, json};
 
-use crate::http::auth::authorize_admin;
+use crate::http::auth::AdminRequest;
 use crate::http::error::ApiResult;
-use crate::http::extract::RawRequest;
 use crate::http::routes::{Guard, Route};
 use crate::http::{AppState, json_response};
 
@@ -43,8 +42,7 @@ async fn page() -> Response {
 
 /// `{"at": <unix ms>, "metrics": {name: {"type", "help", "series": [{labels, value} |
 /// {labels, count, sum, buckets: [[le, cumulative], …]}]}}}`.
-async fn metrics_json(State(state): State<AppState>, request: RawRequest) -> ApiResult<Response> {
-    authorize_admin(&state, &request)?;
+async fn metrics_json(State(state): State<AppState>, AdminRequest(_): AdminRequest) -> ApiResult<Response> {
     state.engine.refresh_gauges();
     let _scrape = state.metrics.scrape.lock();
     state.metrics.publish_top_partners();

@@ -7,9 +7,9 @@ use axum::response::Response;
 use reward_actors::donations::{OrganizationFields, OrganizationStatus};
 use reward_actors::views::OrganizationView;
 
-use crate::http::auth::authorize_admin;
+use crate::http::auth::AdminRequest;
 use crate::http::error::{ApiError, ApiResult};
-use crate::http::extract::{PathSegment, RawRequest};
+use crate::http::extract::PathSegment;
 use crate::http::fields::Fields;
 use crate::http::parse::{enum_field, is_slug, slug};
 use crate::http::routes::{Guard, Route};
@@ -34,8 +34,7 @@ pub fn organization_slug(text: &str) -> ApiResult<&str> {
     if is_slug(text) { Ok(text) } else { Err(ApiError::not_found("organization not found")) }
 }
 
-async fn create_organization(State(state): State<AppState>, request: RawRequest) -> ApiResult<Response> {
-    authorize_admin(&state, &request)?;
+async fn create_organization(State(state): State<AppState>, AdminRequest(request): AdminRequest) -> ApiResult<Response> {
     request.require_json()?;
     let mut fields = Fields::parse(&request.body)?;
     let slug = slug(&mut fields, true);
@@ -46,14 +45,16 @@ async fn create_organization(State(state): State<AppState>, request: RawRequest)
     Ok(json_response(StatusCode::CREATED, &OrganizationView::from(&organization)))
 }
 
-async fn get_organization(State(state): State<AppState>, PathSegment(slug): PathSegment, request: RawRequest) -> ApiResult<Response> {
-    authorize_admin(&state, &request)?;
+async fn get_organization(State(state): State<AppState>, PathSegment(slug): PathSegment, AdminRequest(_): AdminRequest) -> ApiResult<Response> {
     let organization = state.engine.get_organization(organization_slug(&slug)?)?;
     Ok(json_response(StatusCode::OK, &OrganizationView::from(&organization)))
 }
 
-async fn update_organization(State(state): State<AppState>, PathSegment(slug): PathSegment, request: RawRequest) -> ApiResult<Response> {
-    authorize_admin(&state, &request)?;
+async fn update_organization(
+    State(state): State<AppState>,
+    PathSegment(slug): PathSegment,
+    AdminRequest(request): AdminRequest,
+) -> ApiResult<Response> {
     let slug = organization_slug(&slug)?;
     request.require_json()?;
     let mut fields = Fields::parse(&request.body)?;

@@ -9,9 +9,9 @@ use reward_actors::model::{Feature, PartnerStatus, RateLimit, Tier, TipConfig};
 use reward_actors::views::PartnerView;
 
 use super::partner_id;
-use crate::http::auth::authorize_admin;
+use crate::http::auth::AdminRequest;
 use crate::http::error::ApiResult;
-use crate::http::extract::{PathSegment, RawRequest};
+use crate::http::extract::PathSegment;
 use crate::http::fields::{Fields, array_elements};
 use crate::http::list::{ListQuery, list_response};
 use crate::http::parse::{email, enum_field, slug};
@@ -34,8 +34,7 @@ const LIST_ENTRIES_MAX: usize = 50;
 /// A rate limit beyond this is a typo, not a contract.
 const HOURLY_LIMIT_MAX: u64 = 1_000_000_000;
 
-async fn create_partner(State(state): State<AppState>, request: RawRequest) -> ApiResult<Response> {
-    authorize_admin(&state, &request)?;
+async fn create_partner(State(state): State<AppState>, AdminRequest(request): AdminRequest) -> ApiResult<Response> {
     request.require_json()?;
     let mut fields = Fields::parse(&request.body)?;
     let name = fields.string("name", true, NAME_CHARS_MAX);
@@ -55,21 +54,22 @@ async fn create_partner(State(state): State<AppState>, request: RawRequest) -> A
     Ok(json_response(StatusCode::CREATED, &PartnerView::from(&partner)))
 }
 
-async fn list_partners(State(state): State<AppState>, request: RawRequest) -> ApiResult<Response> {
-    authorize_admin(&state, &request)?;
+async fn list_partners(State(state): State<AppState>, AdminRequest(request): AdminRequest) -> ApiResult<Response> {
     let page = ListQuery::from_path(&request.path_and_query)?;
     let partners = state.engine.list_partners(page)?;
     Ok(list_response(partners, |partner| PartnerView::from(partner)))
 }
 
-async fn get_partner(State(state): State<AppState>, PathSegment(partner): PathSegment, request: RawRequest) -> ApiResult<Response> {
-    authorize_admin(&state, &request)?;
+async fn get_partner(State(state): State<AppState>, PathSegment(partner): PathSegment, AdminRequest(_): AdminRequest) -> ApiResult<Response> {
     let partner = state.engine.get_partner(partner_id(&partner)?)?;
     Ok(json_response(StatusCode::OK, &PartnerView::from(&partner)))
 }
 
-async fn update_partner(State(state): State<AppState>, PathSegment(partner): PathSegment, request: RawRequest) -> ApiResult<Response> {
-    authorize_admin(&state, &request)?;
+async fn update_partner(
+    State(state): State<AppState>,
+    PathSegment(partner): PathSegment,
+    AdminRequest(request): AdminRequest,
+) -> ApiResult<Response> {
     let partner_id = partner_id(&partner)?;
     request.require_json()?;
     let current = state.engine.get_partner(partner_id)?;

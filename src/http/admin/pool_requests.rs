@@ -9,7 +9,7 @@ use reward_actors::pool_requests::PoolRequestStatus;
 use reward_actors::views::PoolRequestView;
 use serde_json::json;
 
-use crate::http::auth::authorize_admin;
+use crate::http::auth::AdminRequest;
 use crate::http::error::{ApiError, ApiResult};
 use crate::http::extract::{PathSegment, RawRequest};
 use crate::http::fields::Fields;
@@ -29,8 +29,7 @@ fn request_id(text: &str) -> Result<Id, ApiError> {
     Id::parse_hex(text).ok_or_else(|| ApiError::not_found("token pool request not found"))
 }
 
-async fn list_requests(State(state): State<AppState>, request: RawRequest) -> ApiResult<Response> {
-    authorize_admin(&state, &request)?;
+async fn list_requests(State(state): State<AppState>, AdminRequest(request): AdminRequest) -> ApiResult<Response> {
     let mut query = ListQuery::parse(&request.path_and_query);
     let status = query.one_of(
         "status",
@@ -53,8 +52,7 @@ fn note(request: &RawRequest) -> ApiResult<Option<String>> {
     Ok(note)
 }
 
-async fn approve(State(state): State<AppState>, PathSegment(id): PathSegment, request: RawRequest) -> ApiResult<Response> {
-    authorize_admin(&state, &request)?;
+async fn approve(State(state): State<AppState>, PathSegment(id): PathSegment, AdminRequest(request): AdminRequest) -> ApiResult<Response> {
     let request_id = request_id(&id)?;
     let note = note(&request)?;
     let (record, outcome) = state.engine.approve_pool_request(request_id, note).await?;
@@ -67,8 +65,7 @@ async fn approve(State(state): State<AppState>, PathSegment(id): PathSegment, re
     Ok(json_response(StatusCode::OK, &body))
 }
 
-async fn reject(State(state): State<AppState>, PathSegment(id): PathSegment, request: RawRequest) -> ApiResult<Response> {
-    authorize_admin(&state, &request)?;
+async fn reject(State(state): State<AppState>, PathSegment(id): PathSegment, AdminRequest(request): AdminRequest) -> ApiResult<Response> {
     let request_id = request_id(&id)?;
     let note = note(&request)?;
     let record = state.engine.reject_pool_request(request_id, note).await?;

@@ -11,9 +11,9 @@ use reward_actors::money::TOKENS_MAX;
 use reward_actors::request::AllocationRequest;
 
 use super::partner_id;
-use crate::http::auth::authorize_admin;
+use crate::http::auth::AdminRequest;
 use crate::http::error::{ApiError, ApiResult};
-use crate::http::extract::{PathSegment, RawRequest};
+use crate::http::extract::PathSegment;
 use crate::http::fields::Fields;
 use crate::http::parse::{environment, future_timestamp, hex_id, idempotency_key, positive_tokens};
 use crate::http::request_id::current_request_id;
@@ -29,8 +29,7 @@ pub fn routes() -> Vec<Route> {
     vec![Route::post("/api/v1/admin/partners/{partner_id}/token-pools", Guard::Admin, allocate)]
 }
 
-async fn allocate(State(state): State<AppState>, PathSegment(partner): PathSegment, request: RawRequest) -> ApiResult<Response> {
-    authorize_admin(&state, &request)?;
+async fn allocate(State(state): State<AppState>, PathSegment(partner): PathSegment, AdminRequest(request): AdminRequest) -> ApiResult<Response> {
     let partner_id = partner_id(&partner)?;
     request.require_json()?;
     state.engine.get_partner(partner_id)?;
