@@ -6,7 +6,7 @@ use hyper::Method;
 use reward_actors::store::StoreBackend;
 use serde_json::{Value, json};
 
-use crate::support::{AppOptions, action_body, spawn_app_with};
+use crate::support::{AppOptions, action_body, spawn_app, spawn_app_with};
 
 fn fixture(name: &str) -> Value {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name);
@@ -71,6 +71,77 @@ fn the_document_and_the_router_list_the_same_routes() {
     let unrouted: Vec<_> = documented.difference(&router).collect();
     assert!(undocumented.is_empty(), "routes missing from the OpenAPI document: {undocumented:?}");
     assert!(unrouted.is_empty(), "documented routes the router does not serve: {unrouted:?}");
+}
+
+/// Every partner route's scope, from the table the router is built from, is the one its
+/// document operation names, and no other route's document names one.
+#[test]
+fn each_routes_documented_scope_is_its_table_scope() {
+    let document = reward_engine::http::openapi::document();
+    let mut scoped = 0;
+    for route in reward_engine::http::routes().into_iter().filter(|route| route.method != Method::OPTIONS) {
+        let method = route.method.as_str().to_ascii_lowercase();
+        let operation = &document["paths"][route.path][&method];
+        assert!(operation.is_object(), "{method} {} is not documented", route.path);
+        match route.scope() {
+            Some(scope) => {
+                scoped += 1;
+                assert_eq!(operation["description"], json!(format!("Scope `{scope}`.")), "{method} {}", route.path);
+                assert_eq!(operation["security"][0]["partnerKey"], json!([]), "{method} {} is documented as a partner-key route", route.path);
+            }
+            None => assert!(operation["description"].is_null(), "{method} {} documents a scope its route does not require", route.path),
+        }
+    }
+    assert!(scoped >= 34, "the partner routes carry their scopes ({scoped})");
+}
+
+/// A route's path with every `{parameter}` filled in: an id no resource has (the answer
+/// past authorization is then a 404, which is what the check needs).
+fn concrete(path: &str) -> String {
+    path.split('/')
+        .map(
+            |segment| {
+                if segment.starts_with('{') { if segment == "{external_id}" { "scope-user" } else { "0123456789abcdef01234567" } } else { segment }
+            },
+        )
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+/// Over real HTTP, for every partner route with a scope: a key holding every other scope is
+/// refused with 403 `INSUFFICIENT_SCOPE` naming that scope, and a key holding that scope
+/// alone gets past authorization (whatever the handler then answers: 200, 400, 404…).
+async fn each_routes_scope_is_enforced_as_documented(backend: StoreBackend) {
+    let app = spawn_app(backend).await;
+    let partner = app.onboard_partner(1_000).await;
+    let routes: Vec<_> = reward_engine::http::routes().into_iter().filter(|route| route.scope().is_some()).collect();
+    let scopes: std::collections::BTreeSet<&str> = routes.iter().filter_map(|route| route.scope()).collect();
+    let mut keys = std::collections::BTreeMap::new();
+    for scope in &scopes {
+        let others: Vec<&str> = scopes.iter().copied().filter(|other| other != scope).collect();
+        let only = app.issue_key_with(&partner.id, json!({ "environment": "sandbox", "name": "only", "scopes": [scope] })).await;
+        let without = app.issue_key_with(&partner.id, json!({ "environment": "sandbox", "name": "without", "scopes": others })).await;
+        keys.insert(*scope, (only, without));
+    }
+    let mut wrong = Vec::new();
+    for route in &routes {
+        let scope = route.scope().expect("scoped");
+        let (only, without) = &keys[scope];
+        let path = concrete(route.path);
+        let body = if route.method == Method::GET || route.method == Method::DELETE { "" } else { "{}" };
+        let refused = without.signed(route.method.clone(), &path, body).await;
+        let refusal = (refused.status, refused.json()["code"].clone(), refused.json()["details"]["requiredScope"].clone());
+        if refusal != (403, json!("INSUFFICIENT_SCOPE"), json!(scope)) {
+            wrong.push(format!("{} {path} without {scope}: {refusal:?}", route.method));
+        }
+        let allowed = only.signed(route.method.clone(), &path, body).await;
+        if [401, 403, 429].contains(&allowed.status) {
+            wrong.push(format!("{} {path} with only {scope}: {} {}", route.method, allowed.status, String::from_utf8_lossy(&allowed.body)));
+        }
+    }
+    assert!(routes.len() >= 34, "the partner routes carry their scopes ({})", routes.len());
+    assert!(wrong.is_empty(), "\n{}", wrong.join("\n"));
+    app.shutdown().await;
 }
 
 /// The documented schema of one answer, with the components it refers to.
@@ -260,4 +331,8 @@ async fn the_document_and_the_server_agree_on_what_is_valid(backend: StoreBacken
     app.shutdown().await;
 }
 
-crate::backend_tests!(real_answers_match_their_documented_schemas, the_document_and_the_server_agree_on_what_is_valid);
+crate::backend_tests!(
+    real_answers_match_their_documented_schemas,
+    the_document_and_the_server_agree_on_what_is_valid,
+    each_routes_scope_is_enforced_as_documented
+);
