@@ -144,6 +144,26 @@ async fn each_routes_scope_is_enforced_as_documented(backend: StoreBackend) {
     app.shutdown().await;
 }
 
+/// Over real HTTP, every route of the table answers a request with no credentials: a route
+/// whose guard asks for a key or a token refuses it with 401 (so its handler enforces the
+/// guard its table entry declares: a handler asking for another guard would answer 500),
+/// and no route answers 500 or 405.
+async fn every_route_enforces_its_table_guard(backend: StoreBackend) {
+    use reward_engine::http::Guard;
+    let app = spawn_app(backend).await;
+    let mut wrong = Vec::new();
+    for route in reward_engine::http::routes() {
+        let path = concrete(route.path);
+        let response = app.raw(route.method.clone(), &path, &[("content-type", "application/json")], Bytes::from_static(b"{}")).await;
+        let needs_credentials = matches!(route.guard, Guard::Key(_) | Guard::Portal | Guard::Admin);
+        if (needs_credentials && response.status != 401) || [405, 500].contains(&response.status) {
+            wrong.push(format!("{} {path} ({:?}): {} {}", route.method, route.guard, response.status, String::from_utf8_lossy(&response.body)));
+        }
+    }
+    assert!(wrong.is_empty(), "\n{}", wrong.join("\n"));
+    app.shutdown().await;
+}
+
 /// The documented schema of one answer, with the components it refers to.
 fn response_schema(document: &Value, method: &str, path: &str, status: u16) -> Value {
     let mut schema = document["paths"][path][method]["responses"][status.to_string()]["content"]["application/json"]["schema"].clone();
@@ -334,5 +354,6 @@ async fn the_document_and_the_server_agree_on_what_is_valid(backend: StoreBacken
 crate::backend_tests!(
     real_answers_match_their_documented_schemas,
     the_document_and_the_server_agree_on_what_is_valid,
-    each_routes_scope_is_enforced_as_documented
+    each_routes_scope_is_enforced_as_documented,
+    every_route_enforces_its_table_guard
 );
