@@ -1,11 +1,9 @@
 //! `/v1/partner/actions` (contract §6): submit (the reward path), batch, quote, reverse,
 //! read and list.
 
-use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
-use axum::routing::{get, post};
 use reward_actors::api::actions::ActionFilter;
 use reward_actors::api::actions::ActionStatus;
 use reward_actors::api::actions::ActionView;
@@ -20,13 +18,14 @@ use reward_actors::api::partners::PartnerRecord;
 use serde::Serialize;
 use serde_json::value::RawValue;
 
-use super::auth::{Access, authorize, authorize_units};
+use super::auth::{Access, Authorized, RouteAccess, authorize_units};
 use super::error::{ApiError, ApiResult};
 use super::extract::{PathSegment, RawRequest};
 use super::fields::{Fields, array_elements};
 use super::list::{ListQuery, list_response};
 use super::parse::{hex_id, idempotency_key, is_email, positive_tokens};
 use super::request_id::current_request_id;
+use super::routes::{Guard, Route, read};
 use super::{AppState, json_response, write_outcome_parts, write_outcome_response};
 use crate::config::HttpLimits;
 
@@ -38,21 +37,21 @@ const REASON_CHARS_MAX: usize = 500;
 const STATUSES: [(&str, ActionStatus); 3] =
     [("COMPLETED", ActionStatus::Completed), ("PARTIALLY_REVERSED", ActionStatus::PartiallyReversed), ("REVERSED", ActionStatus::Reversed)];
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/v1/partner/actions", get(list_actions))
-        .route("/v1/partner/actions/submit", post(submit))
-        .route(BATCH_PATH, post(batch))
-        .route("/v1/partner/actions/quote", post(quote))
-        .route("/v1/partner/actions/{action_id}", get(get_action))
-        .route("/v1/partner/actions/{action_id}/reverse", post(reverse))
+pub fn routes() -> Vec<Route> {
+    vec![
+        Route::get("/v1/partner/actions", read(Scope::ActionsRead), list_actions),
+        Route::post("/v1/partner/actions/submit", Guard::Key(SUBMIT_ACCESS), submit),
+        Route::post(BATCH_PATH, Guard::Key(SUBMIT_ACCESS), batch),
+        Route::post("/v1/partner/actions/quote", Guard::Key(Access::read(Scope::ActionsRead).with_feature(Feature::Actions)), quote),
+        Route::get("/v1/partner/actions/{action_id}", read(Scope::ActionsRead), get_action),
+        Route::post("/v1/partner/actions/{action_id}/reverse", Guard::Key(SUBMIT_ACCESS), reverse),
+    ]
 }
 
 /// Write access to actions; the partner needs the actions feature.
 const SUBMIT_ACCESS: Access = Access::write(Scope::ActionsWrite).with_feature(Feature::Actions);
 
-async fn submit(State(state): State<AppState>, request: RawRequest) -> ApiResult<Response> {
-    let caller = authorize(&state, &request, SUBMIT_ACCESS)?;
+async fn submit(State(state): State<AppState>, Authorized { caller, request }: Authorized) -> ApiResult<Response> {
     request.require_json()?;
     let action = parse_action_request(&request.body, caller.partner(), &state.settings, true)?;
     let outcome = state.engine.actions().submit_action(caller.partner_env(), action, current_request_id()).await?;
@@ -61,8 +60,7 @@ async fn submit(State(state): State<AppState>, request: RawRequest) -> ApiResult
 
 /// `POST /v1/partner/actions/quote`: the breakdown a submit would get now, no effects. The
 /// idempotency key is optional (nothing is stored under it).
-async fn quote(State(state): State<AppState>, request: RawRequest) -> ApiResult<Response> {
-    let caller = authorize(&state, &request, Access::read(Scope::ActionsRead).with_feature(Feature::Actions))?;
+async fn quote(State(state): State<AppState>, Authorized { caller, request }: Authorized) -> ApiResult<Response> {
     request.require_json()?;
     let action = parse_action_request(&request.body, caller.partner(), &state.settings, false)?;
     let outcome = state.engine.actions().quote_action(caller.partner_env(), action, current_request_id()).await?;
@@ -81,7 +79,8 @@ struct BatchResult {
 /// each independent (its own status and body, exactly what `submit` would answer), in
 /// order. The batch takes one rate-limit unit per item; more items than the burst is 400
 /// `BATCH_EXCEEDS_BURST`. The batch itself answers 200 once every item has its answer.
-async fn batch(State(state): State<AppState>, request: RawRequest) -> ApiResult<Response> {
+/// The batch keeps its own path to `authorize_units`: its cost is counted from the body.
+async fn batch(State(state): State<AppState>, access: RouteAccess, request: RawRequest) -> ApiResult<Response> {
     // The batch costs one unit per item, counted only after the key and signature passed
     // (an unauthenticated body is never parsed); a body that does not parse costs one unit
     // and is refused below with its own error.
@@ -90,7 +89,7 @@ async fn batch(State(state): State<AppState>, request: RawRequest) -> ApiResult<
         let items = Fields::parse(&request.body).ok().and_then(|mut fields| array_elements(&mut fields, "actions", true)).map(|items| items.len());
         u32::try_from(items.unwrap_or(1).clamp(1, items_max)).unwrap_or(u32::MAX)
     };
-    let caller = authorize_units(&state, &request, SUBMIT_ACCESS, count_items)?;
+    let caller = authorize_units(&state, &request, access, count_items)?;
     request.require_json()?;
     let mut fields = Fields::parse(&request.body)?;
     let elements = array_elements(&mut fields, "actions", true);
@@ -133,8 +132,11 @@ async fn batch(State(state): State<AppState>, request: RawRequest) -> ApiResult<
 
 /// `POST /v1/partner/actions/:id/reverse {idempotencyKey, reason, tokens?}`: all that
 /// remains, or `tokens` of it, back to the pool pro rata per allocation.
-async fn reverse(State(state): State<AppState>, PathSegment(action_id): PathSegment, request: RawRequest) -> ApiResult<Response> {
-    let caller = authorize(&state, &request, Access::write(Scope::ActionsWrite).with_feature(Feature::Actions))?;
+async fn reverse(
+    State(state): State<AppState>,
+    PathSegment(action_id): PathSegment,
+    Authorized { caller, request }: Authorized,
+) -> ApiResult<Response> {
     let action_id = Id::parse_hex(&action_id).ok_or_else(|| ApiError::not_found("action not found"))?;
     request.require_json()?;
     let mut fields = Fields::parse(&request.body)?;
@@ -151,8 +153,7 @@ async fn reverse(State(state): State<AppState>, PathSegment(action_id): PathSegm
 }
 
 /// `GET /v1/partner/actions?status=&actionType=&from=&to=`, newest first.
-async fn list_actions(State(state): State<AppState>, request: RawRequest) -> ApiResult<Response> {
-    let caller = authorize(&state, &request, Access::read(Scope::ActionsRead))?;
+async fn list_actions(State(state): State<AppState>, Authorized { caller, request }: Authorized) -> ApiResult<Response> {
     let mut query = ListQuery::parse(&request.path_and_query);
     let status = query.one_of("status", &STATUSES);
     let action_type = query.parsed("actionType", |text| is_action_type(text).then(|| text.to_owned()), "may use letters, digits and _ . : -".into());
@@ -162,8 +163,11 @@ async fn list_actions(State(state): State<AppState>, request: RawRequest) -> Api
     Ok(list_response(actions, ActionView::from_record))
 }
 
-async fn get_action(State(state): State<AppState>, PathSegment(action_id): PathSegment, request: RawRequest) -> ApiResult<Response> {
-    let caller = authorize(&state, &request, Access::read(Scope::ActionsRead))?;
+async fn get_action(
+    State(state): State<AppState>,
+    PathSegment(action_id): PathSegment,
+    Authorized { caller, .. }: Authorized,
+) -> ApiResult<Response> {
     let action_id = Id::parse_hex(&action_id).ok_or_else(|| ApiError::not_found("action not found"))?;
     let action = state.engine.actions().get_action(caller.partner_env(), action_id)?;
     Ok(json_response(StatusCode::OK, &ActionView::from_record(&action)))

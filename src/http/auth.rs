@@ -10,6 +10,10 @@
 
 use std::sync::Arc;
 
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::StatusCode;
+use axum::http::request::Parts;
+use axum::response::{IntoResponse, Response};
 use reward_actors::api::common::Budget;
 use reward_actors::api::common::{Environment, Feature, PartnerEnv, Scope};
 use reward_actors::api::common::{constant_time_eq, sha256};
@@ -21,7 +25,9 @@ use serde_json::json;
 use super::AppState;
 use super::error::ApiError;
 use super::extract::RawRequest;
+use super::partner::widget_answer;
 use super::request_id::{record_caller, record_rate_decision};
+use super::routes::Guard;
 use crate::signing;
 
 /// What a route requires of its caller.
@@ -78,14 +84,91 @@ impl Caller {
     }
 }
 
-pub fn authorize(state: &AppState, request: &RawRequest, access: Access) -> Result<Caller, ApiError> {
-    authorize_units(state, request, access, || access.units)
+/// A caller authorized by its route's own rule. The router attaches each route's `Guard`
+/// to the request (`routes::Route::into_method_router`); this extractor reads the request
+/// and runs [`authorize`] with a key route's `Access`, so a handler cannot hold a `Caller`
+/// its route's table entry did not check. A widget route's refusal is readable by the
+/// calling page (`partner::widget_answer`), as when its handler answered it.
+pub struct Authorized {
+    pub caller: Caller,
+    pub request: RawRequest,
+}
+
+impl FromRequest<AppState> for Authorized {
+    type Rejection = Response;
+
+    async fn from_request(request: Request, state: &AppState) -> Result<Authorized, Response> {
+        let guard = request.extensions().get::<Guard>().copied();
+        let request = RawRequest::from_request(request, state).await.map_err(IntoResponse::into_response)?;
+        let Some(Guard::Key(access)) = guard else {
+            return Err(unguarded(&request).into_response());
+        };
+        match authorize(state, &request, access) {
+            Ok(caller) => Ok(Authorized { caller, request }),
+            Err(error) if access.widget => Err(widget_answer(&request, Err(error))),
+            Err(error) => Err(error.into_response()),
+        }
+    }
+}
+
+/// The `Access` of a key route's table entry, for a handler that authorizes on its own
+/// terms (the batch: [`authorize_units`], its cost counted from the body). Only the table
+/// makes one, so `authorize_units` runs with the route's own rule.
+pub struct RouteAccess(Access);
+
+impl FromRequestParts<AppState> for RouteAccess {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &AppState) -> Result<RouteAccess, ApiError> {
+        match parts.extensions.get::<Guard>() {
+            Some(Guard::Key(access)) => Ok(RouteAccess(*access)),
+            _ => Err(unguarded_path(parts.uri.path())),
+        }
+    }
+}
+
+/// A request the operator's admin token authorized, on a route whose table entry says
+/// `Guard::Admin`.
+pub struct AdminRequest(pub RawRequest);
+
+impl FromRequest<AppState> for AdminRequest {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &AppState) -> Result<AdminRequest, ApiError> {
+        let guard = request.extensions().get::<Guard>().copied();
+        let request = RawRequest::from_request(request, state).await?;
+        if !matches!(guard, Some(Guard::Admin)) {
+            return Err(unguarded(&request));
+        }
+        authorize_admin(state, &request)?;
+        Ok(AdminRequest(request))
+    }
+}
+
+/// A handler asked for a guard its route's table entry does not carry: a bug in the table,
+/// never the caller's fault, so an opaque 500 and a log line.
+pub fn unguarded(request: &RawRequest) -> ApiError {
+    unguarded_path(&request.path_and_query)
+}
+
+fn unguarded_path(path: &str) -> ApiError {
+    tracing::error!(path, "a handler's guard differs from its route's table entry");
+    ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL_ERROR", "internal error")
+}
+
+fn authorize(state: &AppState, request: &RawRequest, access: Access) -> Result<Caller, ApiError> {
+    authorize_units(state, request, RouteAccess(access), || access.units)
 }
 
 /// [`authorize`] for a request whose rate-limit cost depends on its body (a batch): `units`
 /// runs only once the key, signature, state, allowlist and scope have passed (§3's order
 /// puts the body after the key), right before the rate limit takes them.
-pub fn authorize_units(state: &AppState, request: &RawRequest, access: Access, units: impl FnOnce() -> u32) -> Result<Caller, ApiError> {
+pub fn authorize_units(
+    state: &AppState,
+    request: &RawRequest,
+    RouteAccess(access): RouteAccess,
+    units: impl FnOnce() -> u32,
+) -> Result<Caller, ApiError> {
     let key = if access.widget { authenticate_widget(state, request)? } else { authenticate_server(state, request)? };
     record_caller(key.partner_env);
     let budget = budget_for(&key, access);
@@ -265,7 +348,7 @@ fn check_access(key: &KeyContext, access: Access) -> Result<(), ApiError> {
 }
 
 /// The operator's bearer token, compared by digest in constant time.
-pub fn authorize_admin(state: &AppState, request: &RawRequest) -> Result<(), ApiError> {
+fn authorize_admin(state: &AppState, request: &RawRequest) -> Result<(), ApiError> {
     let token = request.header("authorization").and_then(|value| value.strip_prefix("Bearer ")).map(str::trim).filter(|token| !token.is_empty());
     let Some(token) = token else {
         return Err(ApiError::unauthorized("INVALID_TOKEN", "send the admin token as Authorization: Bearer <token>"));

@@ -5,11 +5,9 @@
 //! erasing it: actions keep naming the campaign that paid them, so the record stays (answered
 //! with status `ENDED`, like Stripe's archived prices).
 
-use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
-use axum::routing::get;
 use reward_actors::api::campaigns::CampaignFields;
 use reward_actors::api::campaigns::CampaignView;
 use reward_actors::api::campaigns::{CampaignSplit, CampaignStatus, CampaignTier};
@@ -20,13 +18,14 @@ use reward_actors::api::partners::PartnerRecord;
 use serde_json::value::RawValue;
 
 use super::actions::{is_action_type, patch_metadata};
-use super::auth::{Access, authorize};
+use super::auth::Authorized;
 use super::error::{ApiError, ApiResult};
-use super::extract::{PathSegment, RawRequest};
+use super::extract::PathSegment;
 use super::fields::{Fields, array_elements};
 use super::list::{ListQuery, list_response};
 use super::parse::{hex_id, timestamp};
 use super::request_id::current_request_id;
+use super::routes::{Route, read, write};
 use super::{AppState, json_response, write_outcome_response};
 use crate::config::HttpLimits;
 
@@ -41,26 +40,32 @@ const PRIORITY_BOUND: i64 = 1_000_000;
 const STATUSES: [(&str, CampaignStatus); 4] =
     [("DRAFT", CampaignStatus::Draft), ("ACTIVE", CampaignStatus::Active), ("PAUSED", CampaignStatus::Paused), ("ENDED", CampaignStatus::Ended)];
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/v1/partner/campaigns", get(list_campaigns).post(create_campaign))
-        .route("/v1/partner/campaigns/{campaign_id}", get(get_campaign).patch(update_campaign).delete(end_campaign))
+pub fn routes() -> Vec<Route> {
+    vec![
+        Route::get("/v1/partner/campaigns", read(Scope::CampaignsRead), list_campaigns),
+        Route::post("/v1/partner/campaigns", write(Scope::CampaignsWrite), create_campaign),
+        Route::get("/v1/partner/campaigns/{campaign_id}", read(Scope::CampaignsRead), get_campaign),
+        Route::patch("/v1/partner/campaigns/{campaign_id}", write(Scope::CampaignsWrite), update_campaign),
+        Route::delete("/v1/partner/campaigns/{campaign_id}", write(Scope::CampaignsWrite), end_campaign),
+    ]
 }
 
 fn campaign_id(text: &str) -> ApiResult<Id> {
     Id::parse_hex(text).ok_or_else(|| ApiError::not_found("campaign not found"))
 }
 
-async fn create_campaign(State(state): State<AppState>, request: RawRequest) -> ApiResult<Response> {
-    let caller = authorize(&state, &request, Access::write(Scope::CampaignsWrite))?;
+async fn create_campaign(State(state): State<AppState>, Authorized { caller, request }: Authorized) -> ApiResult<Response> {
     request.require_json()?;
     let fields = parse_campaign(&request.body, caller.partner(), &state.settings, true)?;
     let outcome = state.engine.campaigns().create_campaign(caller.partner_env(), fields, current_request_id()).await?;
     Ok(write_outcome_response(outcome))
 }
 
-async fn update_campaign(State(state): State<AppState>, PathSegment(id): PathSegment, request: RawRequest) -> ApiResult<Response> {
-    let caller = authorize(&state, &request, Access::write(Scope::CampaignsWrite))?;
+async fn update_campaign(
+    State(state): State<AppState>,
+    PathSegment(id): PathSegment,
+    Authorized { caller, request }: Authorized,
+) -> ApiResult<Response> {
     let campaign_id = campaign_id(&id)?;
     request.require_json()?;
     let fields = parse_campaign(&request.body, caller.partner(), &state.settings, false)?;
@@ -68,16 +73,14 @@ async fn update_campaign(State(state): State<AppState>, PathSegment(id): PathSeg
     Ok(write_outcome_response(outcome))
 }
 
-async fn end_campaign(State(state): State<AppState>, PathSegment(id): PathSegment, request: RawRequest) -> ApiResult<Response> {
-    let caller = authorize(&state, &request, Access::write(Scope::CampaignsWrite))?;
+async fn end_campaign(State(state): State<AppState>, PathSegment(id): PathSegment, Authorized { caller, .. }: Authorized) -> ApiResult<Response> {
     let campaign_id = campaign_id(&id)?;
     let fields = CampaignFields { status: Some(CampaignStatus::Ended), ..CampaignFields::default() };
     let outcome = state.engine.campaigns().update_campaign(caller.partner_env(), campaign_id, fields, current_request_id()).await?;
     Ok(write_outcome_response(outcome))
 }
 
-async fn list_campaigns(State(state): State<AppState>, request: RawRequest) -> ApiResult<Response> {
-    let caller = authorize(&state, &request, Access::read(Scope::CampaignsRead))?;
+async fn list_campaigns(State(state): State<AppState>, Authorized { caller, request }: Authorized) -> ApiResult<Response> {
     let mut query = ListQuery::parse(&request.path_and_query);
     let status = query.one_of("status", &STATUSES);
     let page = query.finish()?;
@@ -85,8 +88,7 @@ async fn list_campaigns(State(state): State<AppState>, request: RawRequest) -> A
     Ok(list_response(campaigns, |campaign| CampaignView::from(campaign)))
 }
 
-async fn get_campaign(State(state): State<AppState>, PathSegment(id): PathSegment, request: RawRequest) -> ApiResult<Response> {
-    let caller = authorize(&state, &request, Access::read(Scope::CampaignsRead))?;
+async fn get_campaign(State(state): State<AppState>, PathSegment(id): PathSegment, Authorized { caller, .. }: Authorized) -> ApiResult<Response> {
     let campaign = state.engine.campaigns().get_campaign(caller.partner_env(), campaign_id(&id)?)?;
     Ok(json_response(StatusCode::OK, &CampaignView::from(&campaign)))
 }

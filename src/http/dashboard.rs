@@ -5,27 +5,25 @@
 //! UTC day, 31 days), so the dashboard reads a handful of records whatever the volume.
 //! `webhookHealth` counts the endpoints: enabled, disabled, and failing now (contract §9).
 
-use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
-use axum::routing::get;
 use reward_actors::api::common::format_timestamp;
 use reward_actors::api::common::{DAY_MS, Scope};
 use reward_actors::api::partners::DailyTotals;
 use reward_actors::api::pools::PoolView;
 use serde::Serialize;
 
-use super::auth::{Access, authorize};
+use super::auth::Authorized;
 use super::error::ApiResult;
-use super::extract::RawRequest;
+use super::routes::{Route, read};
 use super::{AppState, json_response};
 
 /// "The last 30 days" includes today.
 const WINDOW_DAYS: u32 = 30;
 
-pub fn router() -> Router<AppState> {
-    Router::new().route("/v1/partner/dashboard", get(dashboard))
+pub fn routes() -> Vec<Route> {
+    vec![Route::get("/v1/partner/dashboard", read(Scope::DashboardRead), dashboard)]
 }
 
 #[derive(Serialize, Default)]
@@ -68,8 +66,7 @@ fn window(daily: &[DailyTotals], today: u32, figure: impl Fn(&DailyTotals) -> u6
     totals
 }
 
-async fn dashboard(State(state): State<AppState>, request: RawRequest) -> ApiResult<Response> {
-    let caller = authorize(&state, &request, Access::read(Scope::DashboardRead))?;
+async fn dashboard(State(state): State<AppState>, Authorized { caller, .. }: Authorized) -> ApiResult<Response> {
     let partner_env = caller.partner_env();
     let dashboard = state.engine.partners().dashboard(partner_env)?;
     let now_ms = state.engine.clock().now_ms();

@@ -8,11 +8,9 @@
 //! hash) with the secret it shares with us (`REWARD_PROVIDER_SECRET_EVERY_ORG`,
 //! `REWARD_PROVIDER_SECRET_STRIPE`); a provider without a secret has no callback route.
 
-use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
-use axum::routing::{get, post};
 use reward_actors::api::common::Feature;
 use reward_actors::api::common::Id;
 use reward_actors::api::common::Secret;
@@ -23,12 +21,13 @@ use reward_actors::api::partners::PartnerRecord;
 use serde_json::json;
 
 use super::admin::organizations::organization_slug;
-use super::auth::{Access, authorize};
+use super::auth::{Access, Authorized};
 use super::error::{ApiError, ApiResult};
 use super::extract::{PathSegment, RawRequest};
 use super::fields::Fields;
 use super::parse::{email, enum_field, is_slug};
 use super::partner::{allow_origin, widget_answer};
+use super::routes::{Guard, Route};
 use super::{AppState, json_response};
 use crate::signing;
 
@@ -48,17 +47,21 @@ impl DonationSettings {
     }
 }
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/v1/partner/organizations/{slug}", get(get_organization).options(super::partner::preflight))
-        .route("/v1/partner/donations/create-link", post(create_link).options(super::partner::preflight))
-        .route("/v1/partner/donations/status/{donation_id}", get(donation_status).options(super::partner::preflight))
-        .route("/v1/providers/{provider}/events", post(provider_event))
+pub fn routes() -> Vec<Route> {
+    let giving = Guard::Key(Access::widget().with_feature(Feature::Donations));
+    vec![
+        Route::get("/v1/partner/organizations/{slug}", Guard::Key(Access::widget()), get_organization),
+        Route::preflight("/v1/partner/organizations/{slug}"),
+        Route::post("/v1/partner/donations/create-link", giving, create_link),
+        Route::preflight("/v1/partner/donations/create-link"),
+        Route::get("/v1/partner/donations/status/{donation_id}", giving, donation_status),
+        Route::preflight("/v1/partner/donations/status/{donation_id}"),
+        Route::post("/v1/providers/{provider}/events", Guard::Provider, provider_event),
+    ]
 }
 
-async fn get_organization(State(state): State<AppState>, PathSegment(slug): PathSegment, request: RawRequest) -> Response {
+async fn get_organization(State(state): State<AppState>, PathSegment(slug): PathSegment, Authorized { caller, request }: Authorized) -> Response {
     let answer = async {
-        let caller = authorize(&state, &request, Access::widget())?;
         let organization = state.engine.donations().get_organization(organization_slug(&slug)?)?;
         let mut response = json_response(StatusCode::OK, &OrganizationView::from(&organization));
         allow_origin(caller.partner(), &request.headers, response.headers_mut());
@@ -67,9 +70,12 @@ async fn get_organization(State(state): State<AppState>, PathSegment(slug): Path
     widget_answer(&request, answer.await)
 }
 
-async fn donation_status(State(state): State<AppState>, PathSegment(donation_id): PathSegment, request: RawRequest) -> Response {
+async fn donation_status(
+    State(state): State<AppState>,
+    PathSegment(donation_id): PathSegment,
+    Authorized { caller, request }: Authorized,
+) -> Response {
     let answer = async {
-        let caller = authorize(&state, &request, Access::widget().with_feature(Feature::Donations))?;
         let donation_id = Id::parse_hex(&donation_id).ok_or_else(|| ApiError::not_found("donation not found"))?;
         let donation = state.engine.donations().get_donation(caller.partner_env(), donation_id)?;
         let mut response = json_response(StatusCode::OK, &DonationStatusView::from(&donation));
@@ -80,9 +86,8 @@ async fn donation_status(State(state): State<AppState>, PathSegment(donation_id)
 }
 
 /// `POST /v1/partner/donations/create-link` → 201 `{donationLink, partnerDonationId}`.
-async fn create_link(State(state): State<AppState>, request: RawRequest) -> Response {
+async fn create_link(State(state): State<AppState>, Authorized { caller, request }: Authorized) -> Response {
     let answer = async {
-        let caller = authorize(&state, &request, Access::widget().with_feature(Feature::Donations))?;
         request.require_json()?;
         let new = parse_donation(&request.body, caller.partner(), &state)?;
         let donation = state.engine.donations().create_donation(caller.partner_env(), caller.partner().tip_config, new).await?;

@@ -1,8 +1,11 @@
-//! The HTTP front: one file per resource, each ending in `router()`; this module merges
-//! them and applies the layer stack once (request id outermost, then metrics).
+//! The HTTP front: one file per resource, each listing its `routes()` (see `routes`); this
+//! module builds the router from them and applies the layer stack once (request id
+//! outermost, then metrics).
 //!
 //! Invariant: handlers authenticate on the raw bytes (`extract::RawRequest`) before they
-//! parse anything, and reach the engine only through `reward_actors::Engine`.
+//! parse anything, and reach the engine only through `reward_actors::Engine`. A handler
+//! gets its caller only from an extractor that enforces its route's table guard
+//! (`auth::Authorized`, `auth::RouteAccess`, `auth::AdminRequest`, `portal::PortalCaller`).
 
 mod actions;
 mod admin;
@@ -22,6 +25,7 @@ mod partner;
 pub mod portal;
 mod portal_keys;
 pub mod request_id;
+pub mod routes;
 mod token_pools;
 mod unique_members;
 mod users;
@@ -40,6 +44,7 @@ use serde::Serialize;
 use crate::config::HttpLimits;
 use error::ApiError;
 pub use metrics::HttpMetrics;
+pub use routes::{Guard, Route};
 
 /// What every handler can reach.
 #[derive(Clone)]
@@ -54,21 +59,34 @@ pub struct AppState {
     pub donations: Arc<donations::DonationSettings>,
 }
 
+/// Every route the server answers, resource by resource (`routes::Route`: method, path,
+/// guard, handler), OPTIONS preflights included.
+pub fn routes() -> Vec<Route> {
+    [
+        actions::routes(),
+        users::routes(),
+        campaigns::routes(),
+        dashboard::routes(),
+        donations::routes(),
+        partner::routes(),
+        portal::routes(),
+        portal_keys::routes(),
+        token_pools::routes(),
+        webhooks::routes(),
+        admin::routes(),
+        ops::routes(),
+        openapi::routes(),
+    ]
+    .into_iter()
+    .flatten()
+    .collect()
+}
+
+/// The router, built from [`routes`]: methods on one path merge into one entry.
 pub fn router(state: AppState) -> Router {
-    Router::new()
-        .merge(actions::router())
-        .merge(users::router())
-        .merge(campaigns::router())
-        .merge(dashboard::router())
-        .merge(donations::router())
-        .merge(partner::router())
-        .merge(portal::router())
-        .merge(portal_keys::router())
-        .merge(token_pools::router())
-        .merge(webhooks::router())
-        .merge(admin::router())
-        .merge(ops::router())
-        .merge(openapi::router())
+    routes()
+        .into_iter()
+        .fold(Router::new(), |router, route| router.route(route.path, route.into_method_router()))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(from_fn_with_state(state.clone(), metrics::record))

@@ -2,19 +2,18 @@
 //! open and accepting writes, engine answering; when not, 503 with the reason) and
 //! `/metrics` (Prometheus text).
 
-use axum::Router;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
 use prometheus::{Encoder, TextEncoder};
 use serde_json::json;
 
 use super::error::ApiError;
+use super::routes::{Guard, Route};
 use super::{AppState, json_response};
 
-pub fn router() -> Router<AppState> {
-    Router::new().route("/healthz", get(healthz)).route("/readyz", get(readyz)).route("/metrics", get(metrics))
+pub fn routes() -> Vec<Route> {
+    vec![Route::get("/healthz", Guard::Public, healthz), Route::get("/readyz", Guard::Public, readyz), Route::get("/metrics", Guard::Public, metrics)]
 }
 
 async fn healthz(State(state): State<AppState>) -> Response {

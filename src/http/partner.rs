@@ -1,26 +1,27 @@
 //! The partner as its keys see it: `GET /v1/partner/me` (any key: who am I) and the widget
 //! route `GET /v1/partner/config` (publishable key, from browsers, with CORS).
 
-use axum::Router;
-use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
 use reward_actors::api::keys::KeyKind;
 use reward_actors::api::partners::{PartnerRecord, PartnerStatus};
 use serde_json::json;
 
-use super::auth::{Access, authorize};
+use super::auth::{Access, Authorized, Caller};
 use super::error::ApiResult;
 use super::extract::RawRequest;
-use super::{AppState, json_response};
+use super::json_response;
+use super::routes::{Guard, Route};
 
-pub fn router() -> Router<AppState> {
-    Router::new().route("/v1/partner/me", get(me)).route("/v1/partner/config", get(config).options(preflight))
+pub fn routes() -> Vec<Route> {
+    vec![
+        Route::get("/v1/partner/me", Guard::Key(Access::any_key()), me),
+        Route::get("/v1/partner/config", Guard::Key(Access::widget()), config),
+        Route::preflight("/v1/partner/config"),
+    ]
 }
 
-async fn me(State(state): State<AppState>, request: RawRequest) -> ApiResult<Response> {
-    let caller = authorize(&state, &request, Access::any_key())?;
+async fn me(Authorized { caller, .. }: Authorized) -> ApiResult<Response> {
     let key = &caller.key;
     let body = json!({
         "partnerId": key.partner_env.partner_id.to_hex(),
@@ -36,8 +37,8 @@ async fn me(State(state): State<AppState>, request: RawRequest) -> ApiResult<Res
 /// Browsers must be able to read a widget route's errors too (the code, Retry-After): an
 /// error names the requesting origin, whatever the partner allows, since it carries nothing
 /// but the error itself.
-async fn config(State(state): State<AppState>, request: RawRequest) -> Response {
-    widget_answer(&request, partner_config(&state, &request))
+async fn config(Authorized { caller, request }: Authorized) -> Response {
+    widget_answer(&request, partner_config(&caller, &request))
 }
 
 /// A widget route's answer: its response, or its error readable by the calling page.
@@ -63,8 +64,7 @@ fn expose(response: &mut HeaderMap, origin: HeaderValue) {
     );
 }
 
-fn partner_config(state: &AppState, request: &RawRequest) -> ApiResult<Response> {
-    let caller = authorize(state, request, Access::widget())?;
+fn partner_config(caller: &Caller, request: &RawRequest) -> ApiResult<Response> {
     let partner = caller.partner();
     let body = json!({
         "id": partner.id.to_hex(),

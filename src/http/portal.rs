@@ -4,11 +4,9 @@
 
 use std::sync::Arc;
 
-use axum::Router;
-use axum::extract::State;
+use axum::extract::{FromRequest, Request, State};
 use axum::http::StatusCode;
 use axum::response::Response;
-use axum::routing::{get, post};
 use reward_actors::api::common::Environment;
 use reward_actors::api::common::Id;
 use reward_actors::api::common::Secret;
@@ -18,10 +16,12 @@ use reward_actors::api::partners::PartnerView;
 use reward_actors::api::portal::{AccountRecord, NewAccount};
 use serde_json::{Value, json};
 
+use super::auth::unguarded;
 use super::error::{ApiError, ApiResult};
 use super::extract::RawRequest;
 use super::fields::Fields;
 use super::parse::email;
+use super::routes::{Guard, Route};
 use super::{AppState, json_response};
 use crate::jwt::{self, AccessClaims};
 
@@ -36,12 +36,13 @@ pub struct PortalSettings {
 const PASSWORD_CHARS_MIN: usize = 10;
 const PASSWORD_CHARS_MAX: usize = 128;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/v1/partner/auth/register", post(register))
-        .route("/v1/partner/auth/login", post(login))
-        .route("/v1/partner/auth/refresh", post(refresh))
-        .route("/v1/partner/auth/me", get(me))
+pub fn routes() -> Vec<Route> {
+    vec![
+        Route::post("/v1/partner/auth/register", Guard::Public, register),
+        Route::post("/v1/partner/auth/login", Guard::Public, login),
+        Route::post("/v1/partner/auth/refresh", Guard::Public, refresh),
+        Route::get("/v1/partner/auth/me", Guard::Portal, me),
+    ]
 }
 
 pub fn account_view(account: &AccountRecord) -> Value {
@@ -59,13 +60,34 @@ fn invalid_token(message: &str) -> ApiError {
 }
 
 /// The account behind `Authorization: Bearer <access token>`.
-pub fn authorize_portal(state: &AppState, request: &RawRequest) -> ApiResult<AccountRecord> {
+fn authorize_portal(state: &AppState, request: &RawRequest) -> ApiResult<AccountRecord> {
     let token = request.header("authorization").and_then(|value| value.strip_prefix("Bearer ")).map(str::trim).filter(|token| !token.is_empty());
     let token = token.ok_or_else(|| invalid_token("send the portal access token as Authorization: Bearer <token>"))?;
     let claims = jwt::verify(state.portal.signing_secret.expose(), token, state.engine.clock().now_secs())
         .map_err(|error| invalid_token(&error.to_string()))?;
     let account_id = Id::parse_hex(&claims.sub).ok_or_else(|| invalid_token("the token names no account"))?;
     state.engine.portal().get_account(account_id).map_err(|_| invalid_token("the token's account no longer exists"))
+}
+
+/// A request a portal account's access token authorized, on a route whose table entry says
+/// `Guard::Portal`.
+pub struct PortalCaller {
+    pub account: AccountRecord,
+    pub request: RawRequest,
+}
+
+impl FromRequest<AppState> for PortalCaller {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &AppState) -> Result<PortalCaller, ApiError> {
+        let guard = request.extensions().get::<Guard>().copied();
+        let request = RawRequest::from_request(request, state).await?;
+        if !matches!(guard, Some(Guard::Portal)) {
+            return Err(unguarded(&request));
+        }
+        let account = authorize_portal(state, &request)?;
+        Ok(PortalCaller { account, request })
+    }
 }
 
 /// Access and refresh tokens, the account, its partner and a publishable key to start with.
@@ -167,8 +189,7 @@ async fn refresh(State(state): State<AppState>, request: RawRequest) -> ApiResul
     Ok(json_response(StatusCode::OK, &session(&state, &account).await?))
 }
 
-async fn me(State(state): State<AppState>, request: RawRequest) -> ApiResult<Response> {
-    let account = authorize_portal(&state, &request)?;
+async fn me(State(state): State<AppState>, PortalCaller { account, .. }: PortalCaller) -> ApiResult<Response> {
     let partner = account.partner_id.map(|partner_id| state.engine.partners().get_partner(partner_id)).transpose()?;
     Ok(json_response(StatusCode::OK, &json!({ "account": account_view(&account), "partner": partner.as_ref().map(PartnerView::from) })))
 }

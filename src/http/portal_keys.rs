@@ -2,11 +2,9 @@
 //! account's first key creates its partner (ACTIVE, for sandbox work); production keys
 //! need the partner's `productionApproved`. Lists never show a secret.
 
-use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
-use axum::routing::{get, post};
 use reward_actors::api::common::Id;
 use reward_actors::api::common::parse_timestamp;
 use reward_actors::api::common::{Environment, ScopeSet};
@@ -21,18 +19,23 @@ use serde_json::json;
 
 use super::admin::key_id;
 use super::error::{ApiError, ApiResult};
-use super::extract::{PathSegment, RawRequest};
+use super::extract::PathSegment;
 use super::fields::Fields;
 use super::list::ListQuery;
 use super::parse::{environment, future_timestamp, scopes};
-use super::portal::authorize_portal;
+use super::portal::PortalCaller;
+use super::routes::{Guard, Route};
 use super::{AppState, json_response};
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/v1/partner/keys", post(create_key).get(list_keys))
-        .route("/v1/partner/keys/partner-info", get(partner_info))
-        .route("/v1/partner/keys/{key_id}", get(get_key).patch(update_key).delete(revoke_key))
+pub fn routes() -> Vec<Route> {
+    vec![
+        Route::post("/v1/partner/keys", Guard::Portal, create_key),
+        Route::get("/v1/partner/keys", Guard::Portal, list_keys),
+        Route::get("/v1/partner/keys/partner-info", Guard::Portal, partner_info),
+        Route::get("/v1/partner/keys/{key_id}", Guard::Portal, get_key),
+        Route::patch("/v1/partner/keys/{key_id}", Guard::Portal, update_key),
+        Route::delete("/v1/partner/keys/{key_id}", Guard::Portal, revoke_key),
+    ]
 }
 
 fn no_partner() -> ApiError {
@@ -44,8 +47,7 @@ fn account_partner(state: &AppState, account: &AccountRecord) -> ApiResult<Partn
     Ok(state.engine.partners().get_partner(partner_id)?)
 }
 
-async fn create_key(State(state): State<AppState>, request: RawRequest) -> ApiResult<Response> {
-    let account = authorize_portal(&state, &request)?;
+async fn create_key(State(state): State<AppState>, PortalCaller { account, request }: PortalCaller) -> ApiResult<Response> {
     request.require_json()?;
     let mut fields = Fields::parse(&request.body)?;
     let name = fields.string("name", true, 200);
@@ -95,8 +97,7 @@ async fn first_partner(state: &AppState, account: &AccountRecord) -> ApiResult<P
     Ok(state.engine.portal().ensure_account_partner(account.id, new_partner).await?)
 }
 
-async fn list_keys(State(state): State<AppState>, request: RawRequest) -> ApiResult<Response> {
-    let account = authorize_portal(&state, &request)?;
+async fn list_keys(State(state): State<AppState>, PortalCaller { account, request }: PortalCaller) -> ApiResult<Response> {
     ListQuery::none(&request.path_and_query)?;
     let keys = match account.partner_id {
         Some(partner_id) => state.engine.keys().list_api_keys(partner_id)?,
@@ -105,21 +106,22 @@ async fn list_keys(State(state): State<AppState>, request: RawRequest) -> ApiRes
     Ok(json_response(StatusCode::OK, &json!({ "data": keys.iter().map(KeyView::from).collect::<Vec<_>>(), "hasMore": false, "nextCursor": null })))
 }
 
-async fn partner_info(State(state): State<AppState>, request: RawRequest) -> ApiResult<Response> {
-    let account = authorize_portal(&state, &request)?;
+async fn partner_info(State(state): State<AppState>, PortalCaller { account, .. }: PortalCaller) -> ApiResult<Response> {
     let partner = account_partner(&state, &account)?;
     Ok(json_response(StatusCode::OK, &PartnerView::from(&partner)))
 }
 
-async fn get_key(State(state): State<AppState>, PathSegment(key): PathSegment, request: RawRequest) -> ApiResult<Response> {
-    let account = authorize_portal(&state, &request)?;
+async fn get_key(State(state): State<AppState>, PathSegment(key): PathSegment, PortalCaller { account, .. }: PortalCaller) -> ApiResult<Response> {
     let partner_id: Id = account.partner_id.ok_or_else(no_partner)?;
     let key = state.engine.keys().get_api_key(partner_id, key_id(&key)?)?;
     Ok(json_response(StatusCode::OK, &KeyView::from(&key)))
 }
 
-async fn update_key(State(state): State<AppState>, PathSegment(key): PathSegment, request: RawRequest) -> ApiResult<Response> {
-    let account = authorize_portal(&state, &request)?;
+async fn update_key(
+    State(state): State<AppState>,
+    PathSegment(key): PathSegment,
+    PortalCaller { account, request }: PortalCaller,
+) -> ApiResult<Response> {
     let partner_id = account.partner_id.ok_or_else(no_partner)?;
     let key_id = key_id(&key)?;
     request.require_json()?;
@@ -150,8 +152,7 @@ async fn update_key(State(state): State<AppState>, PathSegment(key): PathSegment
     Ok(json_response(StatusCode::OK, &KeyView::from(&key)))
 }
 
-async fn revoke_key(State(state): State<AppState>, PathSegment(key): PathSegment, request: RawRequest) -> ApiResult<Response> {
-    let account = authorize_portal(&state, &request)?;
+async fn revoke_key(State(state): State<AppState>, PathSegment(key): PathSegment, PortalCaller { account, .. }: PortalCaller) -> ApiResult<Response> {
     let partner_id = account.partner_id.ok_or_else(no_partner)?;
     let key = state.engine.keys().revoke_api_key(partner_id, key_id(&key)?).await?;
     Ok(json_response(StatusCode::OK, &KeyView::from(&key)))

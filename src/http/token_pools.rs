@@ -1,37 +1,36 @@
 //! `/v1/partner/token-pools`: the partner's pools, read-only (admins allocate), their
 //! reconciliation against the ledger, and requests for more tokens.
 
-use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
-use axum::routing::{get, post};
 use reward_actors::api::common::Id;
 use reward_actors::api::common::Scope;
 use reward_actors::api::common::format_timestamp;
 use reward_actors::api::pools::PoolRequestView;
 use reward_actors::api::pools::PoolView;
 
-use super::auth::{Access, authorize};
+use super::auth::Authorized;
 use super::error::{ApiError, ApiResult};
-use super::extract::{PathSegment, RawRequest};
+use super::extract::PathSegment;
 use super::fields::Fields;
 use super::list::{ListQuery, list_response};
 use super::parse::positive_tokens;
+use super::routes::{Route, read, write};
 use super::{AppState, json_response};
 use serde::Serialize;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/v1/partner/token-pools", get(list_pools))
-        .route("/v1/partner/token-pools/request", post(request_tokens))
-        .route("/v1/partner/token-pools/{pool_id}", get(get_pool))
-        .route("/v1/partner/token-pools/{pool_id}/reconciliation", get(reconcile))
+pub fn routes() -> Vec<Route> {
+    vec![
+        Route::get("/v1/partner/token-pools", read(Scope::PoolsRead), list_pools),
+        Route::post("/v1/partner/token-pools/request", write(Scope::PoolsWrite), request_tokens),
+        Route::get("/v1/partner/token-pools/{pool_id}", read(Scope::PoolsRead), get_pool),
+        Route::get("/v1/partner/token-pools/{pool_id}/reconciliation", read(Scope::PoolsRead), reconcile),
+    ]
 }
 
 /// `POST /v1/partner/token-pools/request {tokens, reason}`: asks SIR Giving for tokens.
-async fn request_tokens(State(state): State<AppState>, request: RawRequest) -> ApiResult<Response> {
-    let caller = authorize(&state, &request, Access::write(Scope::PoolsWrite))?;
+async fn request_tokens(State(state): State<AppState>, Authorized { caller, request }: Authorized) -> ApiResult<Response> {
     request.require_json()?;
     let mut fields = Fields::parse(&request.body)?;
     let tokens = positive_tokens(&mut fields, "tokens", true);
@@ -44,8 +43,7 @@ async fn request_tokens(State(state): State<AppState>, request: RawRequest) -> A
     Ok(json_response(StatusCode::CREATED, &PoolRequestView::from(&record)))
 }
 
-async fn list_pools(State(state): State<AppState>, request: RawRequest) -> ApiResult<Response> {
-    let caller = authorize(&state, &request, Access::read(Scope::PoolsRead))?;
+async fn list_pools(State(state): State<AppState>, Authorized { caller, request }: Authorized) -> ApiResult<Response> {
     let page = ListQuery::from_path(&request.path_and_query)?;
     let pools = state.engine.pools().list_pools(caller.partner_env(), page)?;
     Ok(list_response(pools, |pool| PoolView::from(pool)))
@@ -55,8 +53,11 @@ fn pool_id(text: &str) -> ApiResult<Id> {
     Id::parse_hex(text).ok_or_else(|| ApiError::not_found("token pool not found"))
 }
 
-async fn get_pool(State(state): State<AppState>, PathSegment(pool_id_text): PathSegment, request: RawRequest) -> ApiResult<Response> {
-    let caller = authorize(&state, &request, Access::read(Scope::PoolsRead))?;
+async fn get_pool(
+    State(state): State<AppState>,
+    PathSegment(pool_id_text): PathSegment,
+    Authorized { caller, .. }: Authorized,
+) -> ApiResult<Response> {
     let pool = state.engine.pools().get_pool(caller.partner_env(), pool_id(&pool_id_text)?)?;
     Ok(json_response(StatusCode::OK, &PoolView::from(&pool)))
 }
@@ -88,8 +89,11 @@ struct ReconciliationView {
 }
 
 /// `GET /v1/partner/token-pools/:id/reconciliation`: the pool's totals against its ledger.
-async fn reconcile(State(state): State<AppState>, PathSegment(pool_id_text): PathSegment, request: RawRequest) -> ApiResult<Response> {
-    let caller = authorize(&state, &request, Access::read(Scope::PoolsRead))?;
+async fn reconcile(
+    State(state): State<AppState>,
+    PathSegment(pool_id_text): PathSegment,
+    Authorized { caller, .. }: Authorized,
+) -> ApiResult<Response> {
     let (engine, partner_env, pool_id) = (state.engine.clone(), caller.partner_env(), pool_id(&pool_id_text)?);
     // A ledger scan is long, synchronous store work: keep it off the async workers.
     let reconciliation = tokio::task::spawn_blocking(move || engine.pools().reconcile_pool(partner_env, pool_id))

@@ -5,11 +5,9 @@
 //! from the store. A balance is computed at read time from the injected clock: credit from
 //! a vesting pool is `pending` until it vests, then `available`.
 
-use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
-use axum::routing::{get, post};
 use reward_actors::EngineError;
 use reward_actors::api::common::PartnerUserId;
 use reward_actors::api::common::Scope;
@@ -20,26 +18,30 @@ use reward_actors::api::users::{BalanceView, TransactionView, UserView};
 use reward_actors::api::users::{RedemptionRequest, UserProfile};
 
 use super::actions::{parse_metadata, patch_metadata};
-use super::auth::{Access, authorize};
+use super::auth::Authorized;
 use super::error::{ApiError, ApiResult};
-use super::extract::{PathSegment, RawRequest};
+use super::extract::PathSegment;
 use super::fields::Fields;
 use super::list::{ListQuery, list_response};
 use super::parse::{email, idempotency_key, positive_tokens};
 use super::request_id::current_request_id;
+use super::routes::{Route, read, write};
 use super::{AppState, json_response, write_outcome_response};
 
 /// The longest `reason` a redemption may carry.
 const REASON_CHARS_MAX: usize = 500;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/v1/partner/users", post(create_user).get(list_users))
-        .route("/v1/partner/users/{external_id}", get(get_user).patch(update_user))
-        .route("/v1/partner/users/{external_id}/balance", get(balance))
-        .route("/v1/partner/users/{external_id}/transactions", get(user_transactions))
-        .route("/v1/partner/users/{external_id}/redeem", post(redeem))
-        .route("/v1/partner/transactions", get(list_transactions))
+pub fn routes() -> Vec<Route> {
+    vec![
+        Route::post("/v1/partner/users", write(Scope::UsersWrite), create_user),
+        Route::get("/v1/partner/users", read(Scope::UsersRead), list_users),
+        Route::get("/v1/partner/users/{external_id}", read(Scope::UsersRead), get_user),
+        Route::patch("/v1/partner/users/{external_id}", write(Scope::UsersWrite), update_user),
+        Route::get("/v1/partner/users/{external_id}/balance", read(Scope::UsersRead), balance),
+        Route::get("/v1/partner/users/{external_id}/transactions", read(Scope::UsersRead), user_transactions),
+        Route::post("/v1/partner/users/{external_id}/redeem", write(Scope::UsersWrite), redeem),
+        Route::get("/v1/partner/transactions", read(Scope::TransactionsRead), list_transactions),
+    ]
 }
 
 /// A path's `externalId`; one that cannot exist names no user (404, like any unknown user).
@@ -47,8 +49,7 @@ fn external_id(text: &str) -> ApiResult<PartnerUserId> {
     PartnerUserId::parse(text).ok_or_else(|| EngineError::UserNotFound { partner_user_id: text.to_owned() }.into())
 }
 
-async fn create_user(State(state): State<AppState>, request: RawRequest) -> ApiResult<Response> {
-    let caller = authorize(&state, &request, Access::write(Scope::UsersWrite))?;
+async fn create_user(State(state): State<AppState>, Authorized { caller, request }: Authorized) -> ApiResult<Response> {
     request.require_json()?;
     let mut fields = Fields::parse(&request.body)?;
     let external_id = fields.string("externalId", true, PartnerUserId::CHARS_MAX).and_then(|text| {
@@ -72,8 +73,11 @@ async fn create_user(State(state): State<AppState>, request: RawRequest) -> ApiR
 }
 
 /// `PATCH`: a field sent replaces, `null` clears, absent leaves it.
-async fn update_user(State(state): State<AppState>, PathSegment(external): PathSegment, request: RawRequest) -> ApiResult<Response> {
-    let caller = authorize(&state, &request, Access::write(Scope::UsersWrite))?;
+async fn update_user(
+    State(state): State<AppState>,
+    PathSegment(external): PathSegment,
+    Authorized { caller, request }: Authorized,
+) -> ApiResult<Response> {
     let external_id = external_id(&external)?;
     request.require_json()?;
     let mut fields = Fields::parse(&request.body)?;
@@ -97,22 +101,19 @@ pub(super) fn nullable<T>(fields: &mut Fields<'_>, name: &str, read: impl FnOnce
     read(fields).map(Some)
 }
 
-async fn list_users(State(state): State<AppState>, request: RawRequest) -> ApiResult<Response> {
-    let caller = authorize(&state, &request, Access::read(Scope::UsersRead))?;
+async fn list_users(State(state): State<AppState>, Authorized { caller, request }: Authorized) -> ApiResult<Response> {
     let page = ListQuery::from_path(&request.path_and_query)?;
     let users = state.engine.users().list_users(caller.partner_env(), page)?;
     let now_ms = state.engine.clock().now_ms();
     Ok(list_response(users, |user| UserView::of(user, now_ms)))
 }
 
-async fn get_user(State(state): State<AppState>, PathSegment(external): PathSegment, request: RawRequest) -> ApiResult<Response> {
-    let caller = authorize(&state, &request, Access::read(Scope::UsersRead))?;
+async fn get_user(State(state): State<AppState>, PathSegment(external): PathSegment, Authorized { caller, .. }: Authorized) -> ApiResult<Response> {
     let user = state.engine.users().get_user(caller.partner_env(), external_id(&external)?.as_str())?;
     Ok(json_response(StatusCode::OK, &UserView::of(&user, state.engine.clock().now_ms())))
 }
 
-async fn balance(State(state): State<AppState>, PathSegment(external): PathSegment, request: RawRequest) -> ApiResult<Response> {
-    let caller = authorize(&state, &request, Access::read(Scope::UsersRead))?;
+async fn balance(State(state): State<AppState>, PathSegment(external): PathSegment, Authorized { caller, .. }: Authorized) -> ApiResult<Response> {
     let user = state.engine.users().get_user(caller.partner_env(), external_id(&external)?.as_str())?;
     Ok(json_response(StatusCode::OK, &BalanceView::of(&user, state.engine.clock().now_ms())))
 }
@@ -134,9 +135,12 @@ fn transaction_filter(query: &mut ListQuery) -> TransactionFilter {
     TransactionFilter { transaction_type, action_id, created }
 }
 
-async fn user_transactions(State(state): State<AppState>, PathSegment(external): PathSegment, request: RawRequest) -> ApiResult<Response> {
+async fn user_transactions(
+    State(state): State<AppState>,
+    PathSegment(external): PathSegment,
+    Authorized { caller, request }: Authorized,
+) -> ApiResult<Response> {
     // §3's scope table: a user's transactions are a user read.
-    let caller = authorize(&state, &request, Access::read(Scope::UsersRead))?;
     let external_id = external_id(&external)?;
     let mut query = ListQuery::parse(&request.path_and_query);
     let filter = transaction_filter(&mut query);
@@ -147,8 +151,7 @@ async fn user_transactions(State(state): State<AppState>, PathSegment(external):
     Ok(list_response(transactions, |transaction| TransactionView::from(transaction)))
 }
 
-async fn list_transactions(State(state): State<AppState>, request: RawRequest) -> ApiResult<Response> {
-    let caller = authorize(&state, &request, Access::read(Scope::TransactionsRead))?;
+async fn list_transactions(State(state): State<AppState>, Authorized { caller, request }: Authorized) -> ApiResult<Response> {
     let mut query = ListQuery::parse(&request.path_and_query);
     let filter = transaction_filter(&mut query);
     let page = query.finish()?;
@@ -158,8 +161,11 @@ async fn list_transactions(State(state): State<AppState>, request: RawRequest) -
 
 /// `POST /v1/partner/users/:externalId/redeem {tokens, idempotencyKey, reason}`: debits the
 /// user's available balance; short → 402 `INSUFFICIENT_BALANCE`.
-async fn redeem(State(state): State<AppState>, PathSegment(external): PathSegment, request: RawRequest) -> ApiResult<Response> {
-    let caller = authorize(&state, &request, Access::write(Scope::UsersWrite))?;
+async fn redeem(
+    State(state): State<AppState>,
+    PathSegment(external): PathSegment,
+    Authorized { caller, request }: Authorized,
+) -> ApiResult<Response> {
     let partner_user_id = external_id(&external)?;
     request.require_json()?;
     let redemption = parse_redemption(&request.body, partner_user_id)?;

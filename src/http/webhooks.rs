@@ -5,22 +5,21 @@
 //! A target URL is checked here against the SSRF guard (resolved addresses, HTTPS for
 //! production) before anything is stored, and again by the dispatcher at every attempt.
 
-use axum::Router;
 use axum::extract::State;
 use axum::http::{HeaderName, HeaderValue, StatusCode};
 use axum::response::Response;
-use axum::routing::{get, post};
 use reward_actors::api::common::Id;
 use reward_actors::api::common::{Environment, Scope};
 use reward_actors::api::webhooks::{DeliveryView, EndpointStatus, EndpointView, EventType, RESERVED_HEADERS, WebhookFields};
 use serde::Serialize;
 use serde_json::value::RawValue;
 
-use super::auth::{Access, authorize};
+use super::auth::Authorized;
 use super::error::{ApiError, ApiResult};
-use super::extract::{PathSegment, RawRequest};
+use super::extract::PathSegment;
 use super::fields::{Fields, array_elements};
 use super::list::{ListQuery, list_response};
+use super::routes::{Route, read, write};
 use super::users::nullable;
 use super::{AppState, json_response, write_outcome_response};
 
@@ -31,64 +30,65 @@ const HEADERS_MAX: usize = 20;
 const HEADER_NAME_CHARS_MAX: usize = 64;
 const HEADER_VALUE_CHARS_MAX: usize = 1_024;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/v1/partner/webhooks", get(list_webhooks).post(create_webhook))
-        .route("/v1/partner/webhooks/deliveries/{delivery_id}/redeliver", post(redeliver))
-        .route("/v1/partner/webhooks/{endpoint_id}", get(get_webhook).patch(update_webhook).delete(delete_webhook))
-        .route("/v1/partner/webhooks/{endpoint_id}/test", post(test_webhook))
-        .route("/v1/partner/webhooks/{endpoint_id}/rotate-secret", post(rotate_secret))
-        .route("/v1/partner/webhooks/{endpoint_id}/deliveries", get(list_deliveries))
-        .route("/v1/partner/events", get(event_feed))
+pub fn routes() -> Vec<Route> {
+    vec![
+        Route::get("/v1/partner/webhooks", read(Scope::WebhooksRead), list_webhooks),
+        Route::post("/v1/partner/webhooks", write(Scope::WebhooksWrite), create_webhook),
+        Route::post("/v1/partner/webhooks/deliveries/{delivery_id}/redeliver", write(Scope::WebhooksWrite), redeliver),
+        Route::get("/v1/partner/webhooks/{endpoint_id}", read(Scope::WebhooksRead), get_webhook),
+        Route::patch("/v1/partner/webhooks/{endpoint_id}", write(Scope::WebhooksWrite), update_webhook),
+        Route::delete("/v1/partner/webhooks/{endpoint_id}", write(Scope::WebhooksWrite), delete_webhook),
+        Route::post("/v1/partner/webhooks/{endpoint_id}/test", write(Scope::WebhooksWrite), test_webhook),
+        Route::post("/v1/partner/webhooks/{endpoint_id}/rotate-secret", write(Scope::WebhooksWrite), rotate_secret),
+        Route::get("/v1/partner/webhooks/{endpoint_id}/deliveries", read(Scope::WebhooksRead), list_deliveries),
+        Route::get("/v1/partner/events", read(Scope::WebhooksRead), event_feed),
+    ]
 }
 
 fn endpoint_id(text: &str) -> ApiResult<Id> {
     Id::parse_hex(text).ok_or_else(|| ApiError::not_found("webhook endpoint not found"))
 }
 
-async fn create_webhook(State(state): State<AppState>, request: RawRequest) -> ApiResult<Response> {
-    let caller = authorize(&state, &request, Access::write(Scope::WebhooksWrite))?;
+async fn create_webhook(State(state): State<AppState>, Authorized { caller, request }: Authorized) -> ApiResult<Response> {
     request.require_json()?;
     let fields = parse_webhook(&state, &request.body, caller.partner_env().environment, true).await?;
     Ok(write_outcome_response(state.engine.webhooks().create_webhook(caller.partner_env(), fields).await?))
 }
 
-async fn update_webhook(State(state): State<AppState>, PathSegment(id): PathSegment, request: RawRequest) -> ApiResult<Response> {
-    let caller = authorize(&state, &request, Access::write(Scope::WebhooksWrite))?;
+async fn update_webhook(
+    State(state): State<AppState>,
+    PathSegment(id): PathSegment,
+    Authorized { caller, request }: Authorized,
+) -> ApiResult<Response> {
     let endpoint_id = endpoint_id(&id)?;
     request.require_json()?;
     let fields = parse_webhook(&state, &request.body, caller.partner_env().environment, false).await?;
     Ok(write_outcome_response(state.engine.webhooks().update_webhook(caller.partner_env(), endpoint_id, fields).await?))
 }
 
-async fn delete_webhook(State(state): State<AppState>, PathSegment(id): PathSegment, request: RawRequest) -> ApiResult<Response> {
-    let caller = authorize(&state, &request, Access::write(Scope::WebhooksWrite))?;
+async fn delete_webhook(State(state): State<AppState>, PathSegment(id): PathSegment, Authorized { caller, .. }: Authorized) -> ApiResult<Response> {
     let endpoint_id = endpoint_id(&id)?;
     Ok(write_outcome_response(state.engine.webhooks().delete_webhook(caller.partner_env(), endpoint_id).await?))
 }
 
-async fn test_webhook(State(state): State<AppState>, PathSegment(id): PathSegment, request: RawRequest) -> ApiResult<Response> {
-    let caller = authorize(&state, &request, Access::write(Scope::WebhooksWrite))?;
+async fn test_webhook(State(state): State<AppState>, PathSegment(id): PathSegment, Authorized { caller, .. }: Authorized) -> ApiResult<Response> {
     let endpoint_id = endpoint_id(&id)?;
     Ok(write_outcome_response(state.engine.webhooks().test_webhook(caller.partner_env(), endpoint_id).await?))
 }
 
-async fn rotate_secret(State(state): State<AppState>, PathSegment(id): PathSegment, request: RawRequest) -> ApiResult<Response> {
-    let caller = authorize(&state, &request, Access::write(Scope::WebhooksWrite))?;
+async fn rotate_secret(State(state): State<AppState>, PathSegment(id): PathSegment, Authorized { caller, .. }: Authorized) -> ApiResult<Response> {
     let endpoint_id = endpoint_id(&id)?;
     Ok(write_outcome_response(state.engine.webhooks().rotate_webhook_secret(caller.partner_env(), endpoint_id).await?))
 }
 
-async fn redeliver(State(state): State<AppState>, PathSegment(id): PathSegment, request: RawRequest) -> ApiResult<Response> {
-    let caller = authorize(&state, &request, Access::write(Scope::WebhooksWrite))?;
+async fn redeliver(State(state): State<AppState>, PathSegment(id): PathSegment, Authorized { caller, .. }: Authorized) -> ApiResult<Response> {
     let delivery_id =
         Id::parse_prefixed("dlv_", &id).or_else(|| Id::parse_hex(&id)).ok_or_else(|| ApiError::not_found("webhook delivery not found"))?;
     let delivery = state.engine.webhooks().redeliver(caller.partner_env(), delivery_id).await?;
     Ok(json_response(StatusCode::OK, &DeliveryView::from(&delivery)))
 }
 
-async fn list_webhooks(State(state): State<AppState>, request: RawRequest) -> ApiResult<Response> {
-    let caller = authorize(&state, &request, Access::read(Scope::WebhooksRead))?;
+async fn list_webhooks(State(state): State<AppState>, Authorized { caller, request }: Authorized) -> ApiResult<Response> {
     let page = ListQuery::from_path(&request.path_and_query)?;
     let now_ms = state.engine.clock().now_ms();
     // At most `webhooks_per_partner_max` (16): one page, newest first, like every list.
@@ -98,14 +98,16 @@ async fn list_webhooks(State(state): State<AppState>, request: RawRequest) -> Ap
     Ok(list_response(page, |endpoint| EndpointView::new(endpoint, None, now_ms)))
 }
 
-async fn get_webhook(State(state): State<AppState>, PathSegment(id): PathSegment, request: RawRequest) -> ApiResult<Response> {
-    let caller = authorize(&state, &request, Access::read(Scope::WebhooksRead))?;
+async fn get_webhook(State(state): State<AppState>, PathSegment(id): PathSegment, Authorized { caller, .. }: Authorized) -> ApiResult<Response> {
     let endpoint = state.engine.webhooks().get_webhook(caller.partner_env(), endpoint_id(&id)?)?;
     Ok(json_response(StatusCode::OK, &EndpointView::new(&endpoint, None, state.engine.clock().now_ms())))
 }
 
-async fn list_deliveries(State(state): State<AppState>, PathSegment(id): PathSegment, request: RawRequest) -> ApiResult<Response> {
-    let caller = authorize(&state, &request, Access::read(Scope::WebhooksRead))?;
+async fn list_deliveries(
+    State(state): State<AppState>,
+    PathSegment(id): PathSegment,
+    Authorized { caller, request }: Authorized,
+) -> ApiResult<Response> {
     let endpoint_id = endpoint_id(&id)?;
     let page = ListQuery::from_path(&request.path_and_query)?;
     let deliveries = state.engine.webhooks().list_deliveries(caller.partner_env(), endpoint_id, page)?;
@@ -123,8 +125,7 @@ struct FeedPage<'a> {
 
 /// `GET /v1/partner/events?after=<sequence>&limit=`: the feed in ascending sequence.
 /// `cursor` is accepted as another name for `after` (the `nextCursor` of the last page).
-async fn event_feed(State(state): State<AppState>, request: RawRequest) -> ApiResult<Response> {
-    let caller = authorize(&state, &request, Access::read(Scope::WebhooksRead))?;
+async fn event_feed(State(state): State<AppState>, Authorized { caller, request }: Authorized) -> ApiResult<Response> {
     let (after, limit) = ListQuery::feed(&request.path_and_query)?;
     let page = state.engine.webhooks().list_events(caller.partner_env(), after, limit)?;
     let events = page.items;

@@ -6,7 +6,7 @@ use hyper::Method;
 use reward_actors::store::StoreBackend;
 use serde_json::{Value, json};
 
-use crate::support::{AppOptions, action_body, spawn_app_with};
+use crate::support::{AppOptions, action_body, spawn_app, spawn_app_with};
 
 fn fixture(name: &str) -> Value {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name);
@@ -52,73 +52,116 @@ fn the_document_is_valid_openapi_3_1() {
     assert!(examples >= 6, "the main writes carry examples ({examples})");
 }
 
-/// Every `.route("path", get(..).post(..))` in `src/http`, as (method, path); OPTIONS
-/// (the widget routes' CORS preflight) is left out, as the document leaves it out.
+/// Every route of the table the router is built from, as (method, path); OPTIONS (the widget
+/// routes' CORS preflight) is left out, as the document leaves it out.
 fn router_routes() -> std::collections::BTreeSet<(String, String)> {
-    fn visit(dir: &std::path::Path, routes: &mut std::collections::BTreeSet<(String, String)>) {
-        for entry in std::fs::read_dir(dir).expect("dir").flatten() {
-            let path = entry.path();
-            if path.is_dir() {
-                visit(&path, routes);
-                continue;
-            }
-            if path.extension().is_none_or(|extension| extension != "rs") {
-                continue;
-            }
-            let text = std::fs::read_to_string(&path).expect("source");
-            let mut rest = text.as_str();
-            while let Some(start) = rest.find(".route(") {
-                let call = &rest[start + ".route(".len()..];
-                let mut depth = 1;
-                let end = call
-                    .char_indices()
-                    .find(|(_, c)| {
-                        match c {
-                            '(' => depth += 1,
-                            ')' => depth -= 1,
-                            _ => {}
-                        }
-                        depth == 0
-                    })
-                    .map_or(call.len(), |(index, _)| index);
-                let (first, handlers) = call[..end].split_once(',').expect("a route has a path and handlers");
-                let first = first.trim();
-                let route = match first.strip_prefix('"').and_then(|quoted| quoted.strip_suffix('"')) {
-                    Some(literal) => literal.to_owned(),
-                    // A constant of the same file: `const NAME: &str = "…";`.
-                    None => {
-                        let declaration = format!("const {first}: &str = \"");
-                        let at = text.find(&declaration).unwrap_or_else(|| panic!("route constant {first} not found in {}", path.display()));
-                        let value = &text[at + declaration.len()..];
-                        value[..value.find('"').expect("closing quote")].to_owned()
-                    }
-                };
-                for method in ["get", "post", "patch", "delete", "put"] {
-                    let calls = handlers
-                        .match_indices(&format!("{method}("))
-                        .any(|(index, _)| index == 0 || !handlers[..index].ends_with(|c: char| c.is_ascii_alphanumeric() || c == '_'));
-                    if calls {
-                        routes.insert((method.to_owned(), route.clone()));
-                    }
-                }
-                rest = &call[end..];
-            }
-        }
-    }
-    let mut routes = std::collections::BTreeSet::new();
-    visit(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/http"), &mut routes);
-    routes
+    reward_engine::http::routes()
+        .into_iter()
+        .filter(|route| route.method != Method::OPTIONS)
+        .map(|route| (route.method.as_str().to_ascii_lowercase(), route.path.to_owned()))
+        .collect()
 }
 
 #[test]
 fn the_document_and_the_router_list_the_same_routes() {
     let router = router_routes();
-    assert!(router.len() > 60, "the scan found the routes: {router:?}");
+    assert!(router.len() > 60, "the table lists the routes: {router:?}");
     let documented: std::collections::BTreeSet<(String, String)> = reward_engine::http::openapi::documented_routes().into_iter().collect();
     let undocumented: Vec<_> = router.difference(&documented).collect();
     let unrouted: Vec<_> = documented.difference(&router).collect();
     assert!(undocumented.is_empty(), "routes missing from the OpenAPI document: {undocumented:?}");
     assert!(unrouted.is_empty(), "documented routes the router does not serve: {unrouted:?}");
+}
+
+/// Every partner route's scope, from the table the router is built from, is the one its
+/// document operation names, and no other route's document names one.
+#[test]
+fn each_routes_documented_scope_is_its_table_scope() {
+    let document = reward_engine::http::openapi::document();
+    let mut scoped = 0;
+    for route in reward_engine::http::routes().into_iter().filter(|route| route.method != Method::OPTIONS) {
+        let method = route.method.as_str().to_ascii_lowercase();
+        let operation = &document["paths"][route.path][&method];
+        assert!(operation.is_object(), "{method} {} is not documented", route.path);
+        match route.scope() {
+            Some(scope) => {
+                scoped += 1;
+                assert_eq!(operation["description"], json!(format!("Scope `{scope}`.")), "{method} {}", route.path);
+                assert_eq!(operation["security"][0]["partnerKey"], json!([]), "{method} {} is documented as a partner-key route", route.path);
+            }
+            None => assert!(operation["description"].is_null(), "{method} {} documents a scope its route does not require", route.path),
+        }
+    }
+    assert!(scoped >= 34, "the partner routes carry their scopes ({scoped})");
+}
+
+/// A route's path with every `{parameter}` filled in: an id no resource has (the answer
+/// past authorization is then a 404, which is what the check needs).
+fn concrete(path: &str) -> String {
+    path.split('/')
+        .map(
+            |segment| {
+                if segment.starts_with('{') { if segment == "{external_id}" { "scope-user" } else { "0123456789abcdef01234567" } } else { segment }
+            },
+        )
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+/// Over real HTTP, for every partner route with a scope: a key holding every other scope is
+/// refused with 403 `INSUFFICIENT_SCOPE` naming that scope, and a key holding that scope
+/// alone gets past authorization (whatever the handler then answers: 200, 400, 404…).
+async fn each_routes_scope_is_enforced_as_documented(backend: StoreBackend) {
+    let app = spawn_app(backend).await;
+    let partner = app.onboard_partner(1_000).await;
+    let routes: Vec<_> = reward_engine::http::routes().into_iter().filter(|route| route.scope().is_some()).collect();
+    let scopes: std::collections::BTreeSet<&str> = routes.iter().filter_map(|route| route.scope()).collect();
+    let mut keys = std::collections::BTreeMap::new();
+    for scope in &scopes {
+        let others: Vec<&str> = scopes.iter().copied().filter(|other| other != scope).collect();
+        let only = app.issue_key_with(&partner.id, json!({ "environment": "sandbox", "name": "only", "scopes": [scope] })).await;
+        let without = app.issue_key_with(&partner.id, json!({ "environment": "sandbox", "name": "without", "scopes": others })).await;
+        keys.insert(*scope, (only, without));
+    }
+    let mut wrong = Vec::new();
+    for route in &routes {
+        let scope = route.scope().expect("scoped");
+        let (only, without) = &keys[scope];
+        let path = concrete(route.path);
+        let body = if route.method == Method::GET || route.method == Method::DELETE { "" } else { "{}" };
+        let refused = without.signed(route.method.clone(), &path, body).await;
+        let refusal = (refused.status, refused.json()["code"].clone(), refused.json()["details"]["requiredScope"].clone());
+        if refusal != (403, json!("INSUFFICIENT_SCOPE"), json!(scope)) {
+            wrong.push(format!("{} {path} without {scope}: {refusal:?}", route.method));
+        }
+        let allowed = only.signed(route.method.clone(), &path, body).await;
+        if [401, 403, 429].contains(&allowed.status) {
+            wrong.push(format!("{} {path} with only {scope}: {} {}", route.method, allowed.status, String::from_utf8_lossy(&allowed.body)));
+        }
+    }
+    assert!(routes.len() >= 34, "the partner routes carry their scopes ({})", routes.len());
+    assert!(wrong.is_empty(), "\n{}", wrong.join("\n"));
+    app.shutdown().await;
+}
+
+/// Over real HTTP, every route of the table answers a request with no credentials: a route
+/// whose guard asks for a key or a token refuses it with 401 (so its handler enforces the
+/// guard its table entry declares: a handler asking for another guard would answer 500),
+/// and no route answers 500 or 405.
+async fn every_route_enforces_its_table_guard(backend: StoreBackend) {
+    use reward_engine::http::Guard;
+    let app = spawn_app(backend).await;
+    let mut wrong = Vec::new();
+    for route in reward_engine::http::routes() {
+        let path = concrete(route.path);
+        let response = app.raw(route.method.clone(), &path, &[("content-type", "application/json")], Bytes::from_static(b"{}")).await;
+        let needs_credentials = matches!(route.guard, Guard::Key(_) | Guard::Portal | Guard::Admin);
+        if (needs_credentials && response.status != 401) || [405, 500].contains(&response.status) {
+            wrong.push(format!("{} {path} ({:?}): {} {}", route.method, route.guard, response.status, String::from_utf8_lossy(&response.body)));
+        }
+    }
+    assert!(wrong.is_empty(), "\n{}", wrong.join("\n"));
+    app.shutdown().await;
 }
 
 /// The documented schema of one answer, with the components it refers to.
@@ -308,4 +351,9 @@ async fn the_document_and_the_server_agree_on_what_is_valid(backend: StoreBacken
     app.shutdown().await;
 }
 
-crate::backend_tests!(real_answers_match_their_documented_schemas, the_document_and_the_server_agree_on_what_is_valid);
+crate::backend_tests!(
+    real_answers_match_their_documented_schemas,
+    the_document_and_the_server_agree_on_what_is_valid,
+    each_routes_scope_is_enforced_as_documented,
+    every_route_enforces_its_table_guard
+);

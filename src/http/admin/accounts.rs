@@ -1,28 +1,25 @@
 //! `/api/v1/admin/accounts`: portal accounts created by an operator (the way in while
 //! self-registration is closed), optionally linked to an existing partner.
 
-use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
-use axum::routing::post;
 use reward_actors::api::common::Id;
 use reward_actors::api::portal::NewAccount;
 
-use crate::http::auth::authorize_admin;
+use crate::http::auth::AdminRequest;
 use crate::http::error::{ApiError, ApiResult};
-use crate::http::extract::RawRequest;
 use crate::http::fields::Fields;
 use crate::http::parse::email;
 use crate::http::portal::{account_view, password};
+use crate::http::routes::{Guard, Route};
 use crate::http::{AppState, json_response};
 
-pub fn router() -> Router<AppState> {
-    Router::new().route("/api/v1/admin/accounts", post(create_account))
+pub fn routes() -> Vec<Route> {
+    vec![Route::post("/api/v1/admin/accounts", Guard::Admin, create_account)]
 }
 
-async fn create_account(State(state): State<AppState>, request: RawRequest) -> ApiResult<Response> {
-    authorize_admin(&state, &request)?;
+async fn create_account(State(state): State<AppState>, AdminRequest(request): AdminRequest) -> ApiResult<Response> {
     request.require_json()?;
     let mut fields = Fields::parse(&request.body)?;
     let email = email(&mut fields, "email", true);

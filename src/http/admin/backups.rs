@@ -2,33 +2,30 @@
 //! and answers its manifest once it is complete (201); `GET` lists the newest backups there.
 //! `reward-engine backup` is the command-line client of the `POST`.
 
-use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
-use axum::routing::get;
 use serde_json::{Value, json};
 
-use crate::http::auth::authorize_admin;
+use crate::http::auth::AdminRequest;
 use crate::http::error::{ApiError, ApiResult};
-use crate::http::extract::RawRequest;
 use crate::http::fields::Fields;
+use crate::http::routes::{Guard, Route};
 use crate::http::{AppState, json_response};
 use reward_actors::api::operations::{BackupRunError, CompletedBackup};
 
 /// A listing shows at most this many backups, newest first (retention keeps fewer anyway).
 const BACKUPS_LISTED_MAX: usize = 100;
 
-pub fn router() -> Router<AppState> {
-    Router::new().route("/api/v1/admin/backups", get(list).post(create))
+pub fn routes() -> Vec<Route> {
+    vec![Route::get("/api/v1/admin/backups", Guard::Admin, list), Route::post("/api/v1/admin/backups", Guard::Admin, create)]
 }
 
 fn backup_json(backup: &CompletedBackup) -> Value {
     json!({ "path": backup.path.display().to_string(), "manifest": backup.manifest })
 }
 
-async fn create(State(state): State<AppState>, request: RawRequest) -> ApiResult<Response> {
-    authorize_admin(&state, &request)?;
+async fn create(State(state): State<AppState>, AdminRequest(request): AdminRequest) -> ApiResult<Response> {
     // No options yet: an empty body or `{}`; anything else is refused, not ignored.
     if !request.body.is_empty() {
         request.require_json()?;
@@ -41,8 +38,7 @@ async fn create(State(state): State<AppState>, request: RawRequest) -> ApiResult
     }
 }
 
-async fn list(State(state): State<AppState>, request: RawRequest) -> ApiResult<Response> {
-    authorize_admin(&state, &request)?;
+async fn list(State(state): State<AppState>, AdminRequest(_): AdminRequest) -> ApiResult<Response> {
     let (backups, has_more) = state
         .engine
         .operations()

@@ -1,29 +1,26 @@
 //! `POST /api/v1/admin/clock {advanceSeconds}`: moves the test clock (only when the server
 //! runs with `REWARD_TEST_CLOCK=on`; otherwise the route answers 404).
 
-use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
-use axum::routing::post;
 use reward_actors::api::common::format_timestamp;
 use serde_json::json;
 
-use crate::http::auth::authorize_admin;
+use crate::http::auth::AdminRequest;
 use crate::http::error::{ApiError, ApiResult};
-use crate::http::extract::RawRequest;
 use crate::http::fields::Fields;
+use crate::http::routes::{Guard, Route};
 use crate::http::{AppState, json_response};
 
 /// One call moves the clock at most ten years: enough for any expiry test.
 const ADVANCE_SECONDS_MAX: u64 = 10 * 366 * 86_400;
 
-pub fn router() -> Router<AppState> {
-    Router::new().route("/api/v1/admin/clock", post(advance))
+pub fn routes() -> Vec<Route> {
+    vec![Route::post("/api/v1/admin/clock", Guard::Admin, advance)]
 }
 
-async fn advance(State(state): State<AppState>, request: RawRequest) -> ApiResult<Response> {
-    authorize_admin(&state, &request)?;
+async fn advance(State(state): State<AppState>, AdminRequest(request): AdminRequest) -> ApiResult<Response> {
     if !state.engine.clock().is_test() {
         return Err(ApiError::not_found("the test clock is off (start the server with REWARD_TEST_CLOCK=on)"));
     }

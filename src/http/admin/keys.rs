@@ -1,10 +1,8 @@
 //! `/api/v1/admin/partners/:id/keys`: issue a key pair (secrets shown once).
 
-use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
-use axum::routing::{delete, post};
 use reward_actors::api::common::Id;
 use reward_actors::api::common::ScopeSet;
 use reward_actors::api::keys::KeyView;
@@ -12,19 +10,22 @@ use reward_actors::api::keys::NewKey;
 use serde_json::json;
 
 use super::partner_id;
-use crate::http::auth::authorize_admin;
+use crate::http::auth::AdminRequest;
 use crate::http::error::{ApiError, ApiResult};
-use crate::http::extract::{PathSegment, RawRequest};
+use crate::http::extract::PathSegment;
 use crate::http::fields::Fields;
 use crate::http::list::ListQuery;
 use crate::http::parse::{environment, future_timestamp, scopes};
+use crate::http::routes::{Guard, Route};
 use crate::http::{AppState, json_response};
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/api/v1/admin/partners/{partner_id}/keys", post(create_key).get(list_keys))
-        .route("/api/v1/admin/partners/{partner_id}/keys/{key_id}", delete(revoke_key))
-        .route("/api/v1/admin/partners/{partner_id}/keys/{key_id}/rotate", post(rotate_key))
+pub fn routes() -> Vec<Route> {
+    vec![
+        Route::post("/api/v1/admin/partners/{partner_id}/keys", Guard::Admin, create_key),
+        Route::get("/api/v1/admin/partners/{partner_id}/keys", Guard::Admin, list_keys),
+        Route::delete("/api/v1/admin/partners/{partner_id}/keys/{key_id}", Guard::Admin, revoke_key),
+        Route::post("/api/v1/admin/partners/{partner_id}/keys/{key_id}/rotate", Guard::Admin, rotate_key),
+    ]
 }
 
 /// A key id from a path segment (`key_<24hex>`); anything else names no key.
@@ -32,8 +33,7 @@ pub fn key_id(text: &str) -> Result<Id, ApiError> {
     Id::parse_prefixed("key_", text).ok_or_else(|| ApiError::not_found("key not found"))
 }
 
-async fn list_keys(State(state): State<AppState>, PathSegment(partner): PathSegment, request: RawRequest) -> ApiResult<Response> {
-    authorize_admin(&state, &request)?;
+async fn list_keys(State(state): State<AppState>, PathSegment(partner): PathSegment, AdminRequest(request): AdminRequest) -> ApiResult<Response> {
     ListQuery::none(&request.path_and_query)?;
     let partner_id = partner_id(&partner)?;
     state.engine.partners().get_partner(partner_id)?;
@@ -44,9 +44,8 @@ async fn list_keys(State(state): State<AppState>, PathSegment(partner): PathSegm
 async fn rotate_key(
     State(state): State<AppState>,
     PathSegment((partner, key)): PathSegment<(String, String)>,
-    request: RawRequest,
+    AdminRequest(_): AdminRequest,
 ) -> ApiResult<Response> {
-    authorize_admin(&state, &request)?;
     let rotated = state.engine.keys().rotate_api_key(partner_id(&partner)?, key_id(&key)?).await?;
     Ok(json_response(StatusCode::CREATED, &rotated))
 }
@@ -54,15 +53,13 @@ async fn rotate_key(
 async fn revoke_key(
     State(state): State<AppState>,
     PathSegment((partner, key)): PathSegment<(String, String)>,
-    request: RawRequest,
+    AdminRequest(_): AdminRequest,
 ) -> ApiResult<Response> {
-    authorize_admin(&state, &request)?;
     let revoked = state.engine.keys().revoke_api_key(partner_id(&partner)?, key_id(&key)?).await?;
     Ok(json_response(StatusCode::OK, &KeyView::from(&revoked)))
 }
 
-async fn create_key(State(state): State<AppState>, PathSegment(partner): PathSegment, request: RawRequest) -> ApiResult<Response> {
-    authorize_admin(&state, &request)?;
+async fn create_key(State(state): State<AppState>, PathSegment(partner): PathSegment, AdminRequest(request): AdminRequest) -> ApiResult<Response> {
     let partner_id = partner_id(&partner)?;
     request.require_json()?;
     let mut fields = Fields::parse(&request.body)?;

@@ -10,24 +10,27 @@ mod partners;
 mod pool_requests;
 mod token_pools;
 
-use axum::Router;
 use reward_actors::api::common::Id;
 
-use super::AppState;
 use super::error::ApiError;
+use super::routes::Route;
 pub use keys::key_id;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .merge(partners::router())
-        .merge(accounts::router())
-        .merge(backups::router())
-        .merge(pool_requests::router())
-        .merge(keys::router())
-        .merge(token_pools::router())
-        .merge(organizations::router())
-        .merge(clock::router())
-        .merge(operator::router())
+pub fn routes() -> Vec<Route> {
+    [
+        partners::routes(),
+        accounts::routes(),
+        backups::routes(),
+        pool_requests::routes(),
+        keys::routes(),
+        token_pools::routes(),
+        organizations::routes(),
+        clock::routes(),
+        operator::routes(),
+    ]
+    .into_iter()
+    .flatten()
+    .collect()
 }
 
 /// A partner id from a path segment; anything that is not one names no partner.

@@ -6,23 +6,21 @@
 //! cookie or local storage), and sends it as `Authorization: Bearer` on each poll. Rates,
 //! percentiles and charts are computed in the page from consecutive snapshots.
 
-use axum::Router;
 use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
 use prometheus::proto::MetricType;
 use serde_json::{Map, Value, json};
 
-use crate::http::auth::authorize_admin;
+use crate::http::auth::AdminRequest;
 use crate::http::error::ApiResult;
-use crate::http::extract::RawRequest;
+use crate::http::routes::{Guard, Route};
 use crate::http::{AppState, json_response};
 
 const PAGE: &str = include_str!("operator_dashboard.html");
 
-pub fn router() -> Router<AppState> {
-    Router::new().route("/admin/dashboard", get(page)).route("/api/v1/admin/metrics", get(metrics_json))
+pub fn routes() -> Vec<Route> {
+    vec![Route::get("/admin/dashboard", Guard::Public, page), Route::get("/api/v1/admin/metrics", Guard::Admin, metrics_json)]
 }
 
 async fn page() -> Response {
@@ -44,8 +42,7 @@ async fn page() -> Response {
 
 /// `{"at": <unix ms>, "metrics": {name: {"type", "help", "series": [{labels, value} |
 /// {labels, count, sum, buckets: [[le, cumulative], …]}]}}}`.
-async fn metrics_json(State(state): State<AppState>, request: RawRequest) -> ApiResult<Response> {
-    authorize_admin(&state, &request)?;
+async fn metrics_json(State(state): State<AppState>, AdminRequest(_): AdminRequest) -> ApiResult<Response> {
     state.engine.refresh_gauges();
     let _scrape = state.metrics.scrape.lock();
     state.metrics.publish_top_partners();

@@ -1,19 +1,18 @@
 //! `/api/v1/admin/organizations`: the nonprofit registry the widget routes look up
 //! (contract §4: `POST /organizations`, `PATCH /organizations/:slug`; `GET` is ours).
 
-use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
-use axum::routing::{get, post};
 use reward_actors::api::donations::OrganizationView;
 use reward_actors::api::donations::{OrganizationFields, OrganizationStatus};
 
-use crate::http::auth::authorize_admin;
+use crate::http::auth::AdminRequest;
 use crate::http::error::{ApiError, ApiResult};
-use crate::http::extract::{PathSegment, RawRequest};
+use crate::http::extract::PathSegment;
 use crate::http::fields::Fields;
 use crate::http::parse::{enum_field, is_slug, slug};
+use crate::http::routes::{Guard, Route};
 use crate::http::{AppState, json_response};
 
 /// Bounds of an organization's fields.
@@ -22,10 +21,12 @@ const URL_CHARS_MAX: usize = 2_048;
 /// An EIN is `12-3456789`; other registries' numbers fit in 32 characters.
 const EIN_CHARS_MAX: usize = 32;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/api/v1/admin/organizations", post(create_organization))
-        .route("/api/v1/admin/organizations/{slug}", get(get_organization).patch(update_organization))
+pub fn routes() -> Vec<Route> {
+    vec![
+        Route::post("/api/v1/admin/organizations", Guard::Admin, create_organization),
+        Route::get("/api/v1/admin/organizations/{slug}", Guard::Admin, get_organization),
+        Route::patch("/api/v1/admin/organizations/{slug}", Guard::Admin, update_organization),
+    ]
 }
 
 /// A path slug; one that cannot exist names no organization.
@@ -33,8 +34,7 @@ pub fn organization_slug(text: &str) -> ApiResult<&str> {
     if is_slug(text) { Ok(text) } else { Err(ApiError::not_found("organization not found")) }
 }
 
-async fn create_organization(State(state): State<AppState>, request: RawRequest) -> ApiResult<Response> {
-    authorize_admin(&state, &request)?;
+async fn create_organization(State(state): State<AppState>, AdminRequest(request): AdminRequest) -> ApiResult<Response> {
     request.require_json()?;
     let mut fields = Fields::parse(&request.body)?;
     let slug = slug(&mut fields, true);
@@ -45,14 +45,16 @@ async fn create_organization(State(state): State<AppState>, request: RawRequest)
     Ok(json_response(StatusCode::CREATED, &OrganizationView::from(&organization)))
 }
 
-async fn get_organization(State(state): State<AppState>, PathSegment(slug): PathSegment, request: RawRequest) -> ApiResult<Response> {
-    authorize_admin(&state, &request)?;
+async fn get_organization(State(state): State<AppState>, PathSegment(slug): PathSegment, AdminRequest(_): AdminRequest) -> ApiResult<Response> {
     let organization = state.engine.donations().get_organization(organization_slug(&slug)?)?;
     Ok(json_response(StatusCode::OK, &OrganizationView::from(&organization)))
 }
 
-async fn update_organization(State(state): State<AppState>, PathSegment(slug): PathSegment, request: RawRequest) -> ApiResult<Response> {
-    authorize_admin(&state, &request)?;
+async fn update_organization(
+    State(state): State<AppState>,
+    PathSegment(slug): PathSegment,
+    AdminRequest(request): AdminRequest,
+) -> ApiResult<Response> {
     let slug = organization_slug(&slug)?;
     request.require_json()?;
     let mut fields = Fields::parse(&request.body)?;

@@ -1,10 +1,8 @@
 //! `/api/v1/admin/partners`: create, list, read and update partners.
 
-use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
-use axum::routing::get;
 use reward_actors::api::common::Cidr;
 use reward_actors::api::common::Feature;
 use reward_actors::api::partners::PartnerView;
@@ -12,18 +10,22 @@ use reward_actors::api::partners::{NewPartner, PartnerPatch};
 use reward_actors::api::partners::{PartnerStatus, RateLimit, Tier, TipConfig};
 
 use super::partner_id;
-use crate::http::auth::authorize_admin;
+use crate::http::auth::AdminRequest;
 use crate::http::error::ApiResult;
-use crate::http::extract::{PathSegment, RawRequest};
+use crate::http::extract::PathSegment;
 use crate::http::fields::{Fields, array_elements};
 use crate::http::list::{ListQuery, list_response};
 use crate::http::parse::{email, enum_field, slug};
+use crate::http::routes::{Guard, Route};
 use crate::http::{AppState, json_response};
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/api/v1/admin/partners", get(list_partners).post(create_partner))
-        .route("/api/v1/admin/partners/{partner_id}", get(get_partner).patch(update_partner))
+pub fn routes() -> Vec<Route> {
+    vec![
+        Route::get("/api/v1/admin/partners", Guard::Admin, list_partners),
+        Route::post("/api/v1/admin/partners", Guard::Admin, create_partner),
+        Route::get("/api/v1/admin/partners/{partner_id}", Guard::Admin, get_partner),
+        Route::patch("/api/v1/admin/partners/{partner_id}", Guard::Admin, update_partner),
+    ]
 }
 
 /// Names, slugs and list fields have bounds so one partner record stays small.
@@ -33,8 +35,7 @@ const LIST_ENTRIES_MAX: usize = 50;
 /// A rate limit beyond this is a typo, not a contract.
 const HOURLY_LIMIT_MAX: u64 = 1_000_000_000;
 
-async fn create_partner(State(state): State<AppState>, request: RawRequest) -> ApiResult<Response> {
-    authorize_admin(&state, &request)?;
+async fn create_partner(State(state): State<AppState>, AdminRequest(request): AdminRequest) -> ApiResult<Response> {
     request.require_json()?;
     let mut fields = Fields::parse(&request.body)?;
     let name = fields.string("name", true, NAME_CHARS_MAX);
@@ -54,21 +55,22 @@ async fn create_partner(State(state): State<AppState>, request: RawRequest) -> A
     Ok(json_response(StatusCode::CREATED, &PartnerView::from(&partner)))
 }
 
-async fn list_partners(State(state): State<AppState>, request: RawRequest) -> ApiResult<Response> {
-    authorize_admin(&state, &request)?;
+async fn list_partners(State(state): State<AppState>, AdminRequest(request): AdminRequest) -> ApiResult<Response> {
     let page = ListQuery::from_path(&request.path_and_query)?;
     let partners = state.engine.partners().list_partners(page)?;
     Ok(list_response(partners, |partner| PartnerView::from(partner)))
 }
 
-async fn get_partner(State(state): State<AppState>, PathSegment(partner): PathSegment, request: RawRequest) -> ApiResult<Response> {
-    authorize_admin(&state, &request)?;
+async fn get_partner(State(state): State<AppState>, PathSegment(partner): PathSegment, AdminRequest(_): AdminRequest) -> ApiResult<Response> {
     let partner = state.engine.partners().get_partner(partner_id(&partner)?)?;
     Ok(json_response(StatusCode::OK, &PartnerView::from(&partner)))
 }
 
-async fn update_partner(State(state): State<AppState>, PathSegment(partner): PathSegment, request: RawRequest) -> ApiResult<Response> {
-    authorize_admin(&state, &request)?;
+async fn update_partner(
+    State(state): State<AppState>,
+    PathSegment(partner): PathSegment,
+    AdminRequest(request): AdminRequest,
+) -> ApiResult<Response> {
     let partner_id = partner_id(&partner)?;
     request.require_json()?;
     let current = state.engine.partners().get_partner(partner_id)?;

@@ -1,36 +1,35 @@
 //! `/api/v1/admin/token-pool-requests`: partners' top-up requests, approved (tokens go to
 //! the partner's default pool, once) or rejected, each exactly once.
 
-use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
-use axum::routing::{get, post};
 use reward_actors::api::common::Id;
 use reward_actors::api::pools::PoolRequestStatus;
 use reward_actors::api::pools::PoolRequestView;
 use serde_json::json;
 
-use crate::http::auth::authorize_admin;
+use crate::http::auth::AdminRequest;
 use crate::http::error::{ApiError, ApiResult};
 use crate::http::extract::{PathSegment, RawRequest};
 use crate::http::fields::Fields;
 use crate::http::list::{ListQuery, list_response};
+use crate::http::routes::{Guard, Route};
 use crate::http::{AppState, json_response};
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/api/v1/admin/token-pool-requests", get(list_requests))
-        .route("/api/v1/admin/token-pool-requests/{request_id}/approve", post(approve))
-        .route("/api/v1/admin/token-pool-requests/{request_id}/reject", post(reject))
+pub fn routes() -> Vec<Route> {
+    vec![
+        Route::get("/api/v1/admin/token-pool-requests", Guard::Admin, list_requests),
+        Route::post("/api/v1/admin/token-pool-requests/{request_id}/approve", Guard::Admin, approve),
+        Route::post("/api/v1/admin/token-pool-requests/{request_id}/reject", Guard::Admin, reject),
+    ]
 }
 
 fn request_id(text: &str) -> Result<Id, ApiError> {
     Id::parse_hex(text).ok_or_else(|| ApiError::not_found("token pool request not found"))
 }
 
-async fn list_requests(State(state): State<AppState>, request: RawRequest) -> ApiResult<Response> {
-    authorize_admin(&state, &request)?;
+async fn list_requests(State(state): State<AppState>, AdminRequest(request): AdminRequest) -> ApiResult<Response> {
     let mut query = ListQuery::parse(&request.path_and_query);
     let status = query.one_of(
         "status",
@@ -53,8 +52,7 @@ fn note(request: &RawRequest) -> ApiResult<Option<String>> {
     Ok(note)
 }
 
-async fn approve(State(state): State<AppState>, PathSegment(id): PathSegment, request: RawRequest) -> ApiResult<Response> {
-    authorize_admin(&state, &request)?;
+async fn approve(State(state): State<AppState>, PathSegment(id): PathSegment, AdminRequest(request): AdminRequest) -> ApiResult<Response> {
     let request_id = request_id(&id)?;
     let note = note(&request)?;
     let (record, outcome) = state.engine.pools().approve_pool_request(request_id, note).await?;
@@ -67,8 +65,7 @@ async fn approve(State(state): State<AppState>, PathSegment(id): PathSegment, re
     Ok(json_response(StatusCode::OK, &body))
 }
 
-async fn reject(State(state): State<AppState>, PathSegment(id): PathSegment, request: RawRequest) -> ApiResult<Response> {
-    authorize_admin(&state, &request)?;
+async fn reject(State(state): State<AppState>, PathSegment(id): PathSegment, AdminRequest(request): AdminRequest) -> ApiResult<Response> {
     let request_id = request_id(&id)?;
     let note = note(&request)?;
     let record = state.engine.pools().reject_pool_request(request_id, note).await?;

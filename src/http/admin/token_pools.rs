@@ -4,22 +4,21 @@
 //! `newPool: true` (ours), another pool is created (201), e.g. for a campaign's
 //! `tokenPoolId`. The first pool of an environment is its default.
 
-use axum::Router;
 use axum::extract::State;
 use axum::response::Response;
-use axum::routing::post;
 use reward_actors::api::common::PartnerEnv;
 use reward_actors::api::common::TOKENS_MAX;
 use reward_actors::api::pools::AllocationRequest;
 use reward_actors::api::pools::AutoRefill;
 
 use super::partner_id;
-use crate::http::auth::authorize_admin;
+use crate::http::auth::AdminRequest;
 use crate::http::error::{ApiError, ApiResult};
-use crate::http::extract::{PathSegment, RawRequest};
+use crate::http::extract::PathSegment;
 use crate::http::fields::Fields;
 use crate::http::parse::{environment, future_timestamp, hex_id, idempotency_key, positive_tokens};
 use crate::http::request_id::current_request_id;
+use crate::http::routes::{Guard, Route};
 use crate::http::{AppState, write_outcome_response};
 
 /// The longest vesting period a pool may have (ten years).
@@ -27,12 +26,11 @@ const VESTING_DAYS_MAX: u64 = 3650;
 /// The most automatic refills a month an allowance may grant.
 const REFILLS_PER_MONTH_MAX: u64 = 1000;
 
-pub fn router() -> Router<AppState> {
-    Router::new().route("/api/v1/admin/partners/{partner_id}/token-pools", post(allocate))
+pub fn routes() -> Vec<Route> {
+    vec![Route::post("/api/v1/admin/partners/{partner_id}/token-pools", Guard::Admin, allocate)]
 }
 
-async fn allocate(State(state): State<AppState>, PathSegment(partner): PathSegment, request: RawRequest) -> ApiResult<Response> {
-    authorize_admin(&state, &request)?;
+async fn allocate(State(state): State<AppState>, PathSegment(partner): PathSegment, AdminRequest(request): AdminRequest) -> ApiResult<Response> {
     let partner_id = partner_id(&partner)?;
     request.require_json()?;
     state.engine.partners().get_partner(partner_id)?;
