@@ -39,7 +39,7 @@ impl Engine {
 
     /// Records pending announcements through their partners' actors, oldest first, and
     /// answers how many. One that cannot be recorded now stays for the next pass.
-    pub async fn deliver_announcements(&self) -> Result<usize, EngineError> {
+    pub(crate) async fn deliver_announcements(&self) -> Result<usize, EngineError> {
         let _delivering = self.inner.announce_lock.lock().await;
         let prefix = layout::announcements_prefix();
         let pending = self.shared().store.scan(Scan { prefix: &prefix, after: None, order: ScanOrder::Ascending, limit: DELIVERY_BATCH_MAX });

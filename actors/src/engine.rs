@@ -366,7 +366,7 @@ impl Engine {
     }
 
     /// Drops rate-limit state nobody needs any more (runs with housekeeping).
-    pub fn forget_idle_rate_limits(&self) {
+    pub(crate) fn forget_idle_rate_limits(&self) {
         self.inner.shared.portal_attempts.forget_idle();
     }
 

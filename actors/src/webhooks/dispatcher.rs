@@ -158,7 +158,7 @@ impl Webhooks<'_> {
 
 impl Engine {
     /// Stops the dispatcher (attempts in flight get a short grace to be recorded).
-    pub async fn stop_webhooks(&self) {
+    pub(crate) async fn stop_webhooks(&self) {
         let handle = self.inner.webhooks.lock().take();
         if let Some(handle) = handle {
             handle.stop().await;
