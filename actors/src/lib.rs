@@ -4,7 +4,8 @@
 //! (`tests/it/boundaries.rs`).
 //!
 //! Code map, every module, in reading order:
-//! - [`api`]: what the front may name, by domain.
+//! - [`api`]: what the front may name, by domain; `facades`: the handle's methods by domain
+//!   (`engine.actions()`, `engine.webhooks()`, …).
 //! - `money`, `rules`, `campaigns`: exact amounts, the rounding rule, campaign
 //!   arithmetic, largest-remainder splits, campaign selection. Pure.
 //! - `model`, `views`, `request`: stored records, the contract's JSON shapes, and

@@ -86,7 +86,7 @@ impl Caller {
 
 /// A caller authorized by its route's own rule. The router attaches each route's `Guard`
 /// to the request (`routes::Route::into_method_router`); this extractor reads the request
-/// and runs [`authorize`] with a key route's `Access`, so a handler cannot hold a `Caller`
+/// and runs `authorize` with a key route's `Access`, so a handler cannot hold a `Caller`
 /// its route's table entry did not check. A widget route's refusal is readable by the
 /// calling page (`partner::widget_answer`), as when its handler answered it.
 pub struct Authorized {
@@ -160,7 +160,7 @@ fn authorize(state: &AppState, request: &RawRequest, access: Access) -> Result<C
     authorize_units(state, request, RouteAccess(access), || access.units)
 }
 
-/// [`authorize`] for a request whose rate-limit cost depends on its body (a batch): `units`
+/// `authorize` for a request whose rate-limit cost depends on its body (a batch): `units`
 /// runs only once the key, signature, state, allowlist and scope have passed (§3's order
 /// puts the body after the key), right before the rate limit takes them.
 pub fn authorize_units(
