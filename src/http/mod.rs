@@ -82,7 +82,7 @@ pub fn routes() -> Vec<Route> {
     .collect()
 }
 
-/// The router, built from [`routes`]: methods on one path merge into one entry.
+/// The router, built from [`routes()`]: methods on one path merge into one entry.
 pub fn router(state: AppState) -> Router {
     routes()
         .into_iter()

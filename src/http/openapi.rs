@@ -3,7 +3,7 @@
 //!
 //! The document is built here: who may call each operation (security, scope) from the
 //! route table the router is built from (`super::routes()`), and what each reads and
-//! answers from one table of operation docs keyed by (method, path) ([`operations`]).
+//! answers from one table of operation docs keyed by (method, path) (`operations`).
 //! Tests keep it honest: it must validate against the official OpenAPI 3.1 schema, its
 //! (method, path) pairs must equal the route table's exactly, each partner route's
 //! documented scope is the one a real request is refused without, and real responses of
