@@ -78,6 +78,10 @@ const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(50);
 /// Crowding ends once this fraction (1/N) of the slots is free again: hysteresis, so the
 /// waiting connections (thousands under a slow-client attack) are not woken at every accept.
 const UNCROWDED_FREE_FRACTION: usize = 8;
+/// ... and at least this many slots (or the whole cap, if smaller): with a small cap, one
+/// eviction would otherwise end crowding at once, and the other waiting connections, whose
+/// crowded deadlines passed in the same instant, would race that change and stay open.
+const UNCROWDED_FREE_MIN: usize = 2;
 
 /// Raises the open-files soft limit to the hard limit and answers the connection cap that
 /// fits under it (`wanted`, or less with a warning), with the soft limit for the log.
@@ -131,7 +135,7 @@ struct Shared {
 impl Shared {
     fn refresh_crowding(&self) {
         let free = self.slots.available_permits();
-        let uncrowded_at = (self.limits.connections_max / UNCROWDED_FREE_FRACTION).max(1);
+        let uncrowded_at = (self.limits.connections_max / UNCROWDED_FREE_FRACTION).max(UNCROWDED_FREE_MIN).min(self.limits.connections_max).max(1);
         let changed = self.crowded.send_if_modified(|crowded| {
             let next = if free == 0 {
                 true
