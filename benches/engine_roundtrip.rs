@@ -11,13 +11,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use reward_actors::admin::{NewPartner, PartnerPatch};
-use reward_actors::clock::Clock;
-use reward_actors::crypto::MasterKey;
-use reward_actors::model::{Environment, PartnerEnv, PartnerStatus, Tier};
-use reward_actors::money::{Currency, Money};
-use reward_actors::operations::JobsConfig;
-use reward_actors::request::{ActionRequest, AllocationRequest, IdempotencyKey, PartnerUserId, Stakeholder};
+use reward_actors::domain::model::{Environment, PartnerEnv, PartnerStatus, Tier};
+use reward_actors::domain::money::{Currency, Money};
+use reward_actors::domain::request::{ActionRequest, AllocationRequest, IdempotencyKey, PartnerUserId, Stakeholder};
+use reward_actors::engine::clock::Clock;
+use reward_actors::engine::crypto::MasterKey;
+use reward_actors::services::operations::JobsConfig;
+use reward_actors::services::partners::{NewPartner, PartnerPatch};
 use reward_actors::store::{StoreBackend, open_store};
 use reward_actors::{Engine, EngineConfig, EngineParts};
 

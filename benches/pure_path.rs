@@ -9,12 +9,12 @@
 //! HTTP parsing and the durable commit.
 
 use criterion::{Criterion, black_box, criterion_group, criterion_main};
-use reward_actors::ids::IdGenerator;
-use reward_actors::model::{Environment, IdempotencyScope, PartnerEnv, PartnerEnvState, PoolRecord, UserRecord};
-use reward_actors::money::{Currency, Money, parse_amount};
-use reward_actors::posting::{PostingUser, RewardDraft, post_reward};
-use reward_actors::request::{ActionRequest, IdempotencyKey, PartnerUserId, Stakeholder};
-use reward_actors::rules::{RewardRule, Split, evaluate, largest_remainder};
+use reward_actors::domain::ids::IdGenerator;
+use reward_actors::domain::model::{Environment, IdempotencyScope, PartnerEnv, PartnerEnvState, PoolRecord, UserRecord};
+use reward_actors::domain::money::{Currency, Money, parse_amount};
+use reward_actors::domain::posting::{PostingUser, RewardDraft, post_reward};
+use reward_actors::domain::request::{ActionRequest, IdempotencyKey, PartnerUserId, Stakeholder};
+use reward_actors::domain::rules::{RewardRule, Split, evaluate, largest_remainder};
 use reward_engine::signing;
 
 fn request(stakeholders: usize) -> ActionRequest {
@@ -88,12 +88,12 @@ fn pure_path(criterion: &mut Criterion) {
                 now_ms: 1_767_225_600_000,
             };
             let mut posting = post_reward(draft, &ids);
-            let idempotency = reward_actors::model::IdempotencyRecord {
+            let idempotency = reward_actors::domain::model::IdempotencyRecord {
                 request_hash: [0; 32],
                 resource_id: posting.changes.action.as_ref().expect("a reward posts an action").id,
                 response_json: posting.response_json.clone(),
                 request_id: "req_0123456789abcdef01234567".into(),
-                effect: reward_actors::model::Effect::Applied,
+                effect: reward_actors::domain::model::Effect::Applied,
                 created_at_ms: 1,
             };
             posting.changes.idempotency = Some((IdempotencyScope::ActionSubmit, "order_98765".into(), idempotency));

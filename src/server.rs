@@ -20,8 +20,8 @@ use tokio::task::JoinHandle;
 
 use crate::config::Config;
 use crate::demo;
-use crate::http::donations::DonationSettings;
-use crate::http::portal::PortalSettings;
+use crate::http::resources::donations::DonationSettings;
+use crate::http::resources::portal::PortalSettings;
 use crate::http::{self, AppState, HttpMetrics};
 use crate::listener::{self, ConnectionLimits};
 

@@ -26,16 +26,16 @@ use std::fmt;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::accounts::{AccountRecord, RefreshTokenRecord};
-use crate::announcements::Announcement;
 use crate::codec::{VALUE_VERSION, decode};
-use crate::donations::{DonationRecord, OrganizationRecord};
-use crate::ids::Id;
-use crate::model::{
+use crate::domain::ids::Id;
+use crate::domain::model::{
     ActionRecord, ActionStatus, ApiKeyRecord, CampaignRecord, DAY_MS, EventRecord, IdempotencyRecord, IdempotencyScope, KeyDigestEntry, KeyKind,
     PartnerEnv, PartnerEnvState, PartnerRecord, PoolRecord, TransactionRecord, TransactionType, UserRecord,
 };
-use crate::pool_requests::PoolRequestRecord;
+use crate::services::announcements::Announcement;
+use crate::services::donations::{DonationRecord, OrganizationRecord};
+use crate::services::pool_requests::PoolRequestRecord;
+use crate::services::portal::{AccountRecord, RefreshTokenRecord};
 use crate::store::layout;
 use crate::store::{SCHEMA_KEY, SCHEMA_VERSION, Scan, ScanOrder, Store, StoreError, Table, applied_sequence_key};
 use crate::webhooks::{DeliveryRecord, EndpointRecord, HealthRecord};
@@ -896,7 +896,7 @@ impl Auditor<'_> {
         &mut self,
         partner_env: &PartnerEnv,
         action: &ActionRecord,
-        allocation: &crate::model::AllocationRecord,
+        allocation: &crate::domain::model::AllocationRecord,
         record: &str,
     ) -> Result<(), StoreError> {
         let record = format!("{record}, allocation to user {}", allocation.partner_user_id);
@@ -1129,11 +1129,11 @@ mod tests {
 
     use super::*;
     use crate::codec::encode;
-    use crate::model::Environment;
-    use crate::money::{Currency, Money};
-    use crate::posting::{Changes, PostingUser, ReversalDraft, RewardDraft, post_redemption, post_reversal, post_reward, put};
-    use crate::request::{ActionRequest, IdempotencyKey, PartnerUserId, Stakeholder};
-    use crate::rules::{RewardRule, evaluate};
+    use crate::domain::model::Environment;
+    use crate::domain::money::{Currency, Money};
+    use crate::domain::posting::{Changes, PostingUser, ReversalDraft, RewardDraft, post_redemption, post_reversal, post_reward, put};
+    use crate::domain::request::{ActionRequest, IdempotencyKey, PartnerUserId, Stakeholder};
+    use crate::domain::rules::{RewardRule, evaluate};
     use crate::store::{StoreBackend, WriteOp, open_store};
 
     const NOW_MS: u64 = 1_800_000_000_000;
@@ -1154,7 +1154,7 @@ mod tests {
             resource_id,
             response_json: b"{}".to_vec(),
             request_id: "req_1".into(),
-            effect: crate::model::Effect::Applied,
+            effect: crate::domain::model::Effect::Applied,
             created_at_ms: now_ms,
         }
     }
@@ -1185,7 +1185,7 @@ mod tests {
 
     /// Writes the clean books through the posting functions the partner actor uses.
     fn write_books(store: &dyn Store) -> Books {
-        let ids = crate::ids::IdGenerator::new();
+        let ids = crate::domain::ids::IdGenerator::new();
         let partner_env = PartnerEnv::new(ids.next(NOW_MS), Environment::Sandbox);
         let pool = PoolRecord { vesting_days: Some(7), ..PoolRecord::new(ids.next(NOW_MS), Environment::Sandbox, NOW_MS) };
         let pool = PoolRecord { balance: 1_000, allocated_total: 1_000, ..pool };
@@ -1335,7 +1335,7 @@ mod tests {
     }
 
     fn books_vesting_day() -> u32 {
-        crate::model::vesting_day(NOW_MS, 7)
+        crate::domain::model::vesting_day(NOW_MS, 7)
     }
 
     #[test]
@@ -1454,7 +1454,7 @@ mod tests {
     fn paging_sees_every_record_once() {
         let dir = tempfile::tempdir().expect("temp dir");
         let store = open_store(StoreBackend::Sled, dir.path()).expect("opens");
-        let ids = crate::ids::IdGenerator::new();
+        let ids = crate::domain::ids::IdGenerator::new();
         let partner_env = PartnerEnv::new(ids.next(NOW_MS), Environment::Sandbox);
         let rewards = AUDIT_PAGE_RECORDS + 7;
         let mut pool =

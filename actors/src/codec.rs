@@ -38,8 +38,8 @@ pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ids::IdGenerator;
-    use crate::model::{AutoRefill, Environment, PoolRecord};
+    use crate::domain::ids::IdGenerator;
+    use crate::domain::model::{AutoRefill, Environment, PoolRecord};
 
     #[test]
     fn records_round_trip_behind_a_version_byte() {

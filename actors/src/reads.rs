@@ -3,13 +3,13 @@
 
 use serde::de::DeserializeOwned;
 
-use crate::facades::{Actions, Campaigns, Partners, Pools, Users, Webhooks};
+use crate::api::facades::{Actions, Campaigns, Partners, Pools, Users, Webhooks};
 use crate::codec::decode;
 use crate::engine::Engine;
-use crate::error::EngineError;
-use crate::ids::Id;
+use crate::engine::error::EngineError;
+use crate::domain::ids::Id;
 use crate::store::layout;
-use crate::model::{
+use crate::domain::model::{
     ActionRecord, ActionStatus, CampaignRecord, CampaignStatus, DailyTotals, EventRecord, PartnerEnv, PartnerEnvState, PartnerRecord, PoolRecord,
     TransactionRecord, TransactionType, UserRecord,
 };

@@ -23,9 +23,9 @@ use reward_actors::api::partners::{PartnerRecord, PartnerStatus};
 use serde_json::json;
 
 use super::AppState;
+use super::cors::widget_answer;
 use super::error::ApiError;
 use super::extract::RawRequest;
-use super::partner::widget_answer;
 use super::request_id::{record_caller, record_rate_decision};
 use super::routes::Guard;
 use crate::signing;

@@ -110,7 +110,7 @@ impl FromRequest<AppState> for RawRequest {
 
     async fn from_request(request: Request, state: &AppState) -> Result<RawRequest, ApiError> {
         let (parts, body) = request.into_parts();
-        let limit = if parts.uri.path() == super::actions::BATCH_PATH { state.settings.batch_body_bytes_max } else { state.settings.body_bytes_max };
+        let limit = if parts.uri.path() == super::routes::BATCH_PATH { state.settings.batch_body_bytes_max } else { state.settings.body_bytes_max };
         let declared_length =
             parts.headers.get(header::CONTENT_LENGTH).and_then(|value| value.to_str().ok()).and_then(|text| text.parse::<u64>().ok());
         if declared_length.is_some_and(|length| length > limit as u64) {

@@ -1,5 +1,5 @@
-//! The HTTP front: one file per resource, each listing its `routes()` (see `routes`); this
-//! module builds the router from them and applies the layer stack once (request id
+//! The HTTP front: `resources/` holds one file per resource, each listing its `routes()` (see
+//! `routes`); this module builds the router from them and applies the layer stack once (request id
 //! outermost, then metrics).
 //!
 //! Invariant: handlers authenticate on the raw bytes (`extract::RawRequest`) before they
@@ -7,29 +7,19 @@
 //! gets its caller only from an extractor that enforces its route's table guard
 //! (`auth::Authorized`, `auth::RouteAccess`, `auth::AdminRequest`, `portal::PortalCaller`).
 
-mod actions;
-mod admin;
 pub mod auth;
-mod campaigns;
-mod dashboard;
-pub mod donations;
+mod cors;
 pub mod error;
 mod extract;
 mod fields;
 mod list;
 mod metrics;
 pub mod openapi;
-mod ops;
 mod parse;
-mod partner;
-pub mod portal;
-mod portal_keys;
 pub mod request_id;
+pub mod resources;
 pub mod routes;
-mod token_pools;
 mod unique_members;
-mod users;
-mod webhooks;
 
 use std::sync::Arc;
 
@@ -53,33 +43,18 @@ pub struct AppState {
     pub settings: Arc<HttpLimits>,
     pub metrics: Arc<HttpMetrics>,
     pub admin_token_digest: [u8; 32],
-    pub portal: portal::Portal,
+    pub portal: resources::portal::Portal,
     /// The trusted proxy header naming the client, if configured (see `ServerConfig`).
     pub client_ip_header: Option<axum::http::HeaderName>,
-    pub donations: Arc<donations::DonationSettings>,
+    pub donations: Arc<resources::donations::DonationSettings>,
 }
 
 /// Every route the server answers, resource by resource (`routes::Route`: method, path,
 /// guard, handler), OPTIONS preflights included.
 pub fn routes() -> Vec<Route> {
-    [
-        actions::routes(),
-        users::routes(),
-        campaigns::routes(),
-        dashboard::routes(),
-        donations::routes(),
-        partner::routes(),
-        portal::routes(),
-        portal_keys::routes(),
-        token_pools::routes(),
-        webhooks::routes(),
-        admin::routes(),
-        ops::routes(),
-        openapi::routes(),
-    ]
-    .into_iter()
-    .flatten()
-    .collect()
+    let mut routes = resources::routes();
+    routes.extend(openapi::routes());
+    routes
 }
 
 /// The router, built from [`routes()`]: methods on one path merge into one entry.

@@ -1,4 +1,5 @@
-//! Field parsers shared by several resources: environments, scopes, timestamps, emails.
+//! Field parsers shared by several resources: environments, scopes, timestamps, emails,
+//! metadata, patchable fields and path segments (so no resource imports from another).
 
 use reward_actors::api::common::Id;
 use reward_actors::api::common::IdempotencyKey;
@@ -6,7 +7,9 @@ use reward_actors::api::common::TOKENS_MAX;
 use reward_actors::api::common::parse_timestamp;
 use reward_actors::api::common::{Environment, Scope, ScopeSet};
 
+use super::error::{ApiError, ApiResult};
 use super::fields::{Fields, array_elements};
+use crate::config::HttpLimits;
 
 pub fn environment(fields: &mut Fields<'_>) -> Option<Environment> {
     let text = fields.string("environment", true, 16)?;
@@ -147,6 +150,97 @@ pub fn is_email(text: &str) -> bool {
         && !domain.contains('@')
 }
 
+/// Characters an action type may use (`PURCHASE`, `donation.completed`, `volunteer-hour`).
+pub fn is_action_type(text: &str) -> bool {
+    text.bytes().all(|byte| byte.is_ascii_alphanumeric() || matches!(byte, b'_' | b'.' | b':' | b'-'))
+}
+
+/// Free-form metadata: an object of at most `metadata_keys_max` keys and
+/// `metadata_bytes_max` bytes, kept as canonical JSON (keys sorted at every level).
+pub fn parse_metadata(fields: &mut Fields<'_>, name: &str, limits: &HttpLimits) -> Option<Vec<u8>> {
+    let raw = fields.raw(name)?;
+    metadata_value(fields, name, raw, limits)
+}
+
+/// On a patch: absent leaves metadata as it is (`None`), null clears it (`Some(None)`).
+pub fn patch_metadata(fields: &mut Fields<'_>, name: &str, limits: &HttpLimits) -> Option<Option<Vec<u8>>> {
+    match fields.nullable(name)? {
+        None => Some(None),
+        Some(raw) => metadata_value(fields, name, raw, limits).map(Some),
+    }
+}
+
+fn metadata_value(fields: &mut Fields<'_>, name: &str, raw: &serde_json::value::RawValue, limits: &HttpLimits) -> Option<Vec<u8>> {
+    let Ok(serde_json::Value::Object(object)) = serde_json::from_str::<serde_json::Value>(raw.get()) else {
+        fields.error(name, "must be a JSON object");
+        return None;
+    };
+    if object.len() > limits.metadata_keys_max {
+        fields.error(name, format!("may hold at most {} keys", limits.metadata_keys_max));
+        return None;
+    }
+    let canonical = canonical_json(&serde_json::Value::Object(object));
+    if canonical.len() > limits.metadata_bytes_max {
+        fields.error(name, format!("may be at most {} bytes", limits.metadata_bytes_max));
+        return None;
+    }
+    Some(canonical)
+}
+
+/// A patchable field: `None` absent, `Some(None)` null, `Some(Some(v))` a valid value.
+pub fn nullable<T>(fields: &mut Fields<'_>, name: &str, read: impl FnOnce(&mut Fields<'_>) -> Option<T>) -> Option<Option<T>> {
+    if fields.is_null(name)? {
+        return Some(None);
+    }
+    read(fields).map(Some)
+}
+
+/// A key id from a path segment (`key_<24hex>`); anything else names no key.
+pub fn key_id(text: &str) -> Result<Id, ApiError> {
+    Id::parse_prefixed("key_", text).ok_or_else(|| ApiError::not_found("key not found"))
+}
+
+/// A path slug; one that cannot exist names no organization.
+pub fn organization_slug(text: &str) -> ApiResult<&str> {
+    if is_slug(text) { Ok(text) } else { Err(ApiError::not_found("organization not found")) }
+}
+
+/// JSON with object keys sorted at every level, whatever serde_json's map order is.
+pub fn canonical_json(value: &serde_json::Value) -> Vec<u8> {
+    fn write(value: &serde_json::Value, out: &mut Vec<u8>) {
+        match value {
+            serde_json::Value::Object(object) => {
+                let mut entries: Vec<_> = object.iter().collect();
+                entries.sort_by_key(|(key, _)| *key);
+                out.push(b'{');
+                for (index, (key, item)) in entries.into_iter().enumerate() {
+                    if index > 0 {
+                        out.push(b',');
+                    }
+                    out.extend_from_slice(&serde_json::to_vec(key).expect("a string serializes"));
+                    out.push(b':');
+                    write(item, out);
+                }
+                out.push(b'}');
+            }
+            serde_json::Value::Array(items) => {
+                out.push(b'[');
+                for (index, item) in items.iter().enumerate() {
+                    if index > 0 {
+                        out.push(b',');
+                    }
+                    write(item, out);
+                }
+                out.push(b']');
+            }
+            scalar => out.extend_from_slice(&serde_json::to_vec(scalar).expect("a scalar serializes")),
+        }
+    }
+    let mut out = Vec::new();
+    write(value, &mut out);
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -157,5 +251,11 @@ mod tests {
         for bad in ["jane", "@example.com", "jane@", "jane@example", "ja ne@example.com", "a@b@c.com", "jane@.com"] {
             assert!(!is_email(bad), "{bad}");
         }
+    }
+
+    #[test]
+    fn canonical_json_sorts_keys_at_every_level() {
+        let value: serde_json::Value = serde_json::from_str(r#"{"b":1,"a":{"d":[{"z":1,"y":2}],"c":null}}"#).expect("json");
+        assert_eq!(String::from_utf8(canonical_json(&value)).expect("utf8"), r#"{"a":{"c":null,"d":[{"y":2,"z":1}]},"b":1}"#);
     }
 }

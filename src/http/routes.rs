@@ -11,6 +11,9 @@ use axum::routing::{MethodFilter, MethodRouter, on};
 use super::AppState;
 use super::auth::Access;
 
+/// The batch route, whose body may be larger than others'.
+pub const BATCH_PATH: &str = "/v1/partner/actions/batch";
+
 /// Who may call a route.
 #[derive(Debug, Clone, Copy)]
 pub enum Guard {
@@ -58,7 +61,7 @@ impl Route {
 
     /// A widget route's CORS preflight (`OPTIONS`, public, left out of the document).
     pub fn preflight(path: &'static str) -> Route {
-        Route::on(Method::OPTIONS, path, Guard::Public, super::partner::preflight)
+        Route::on(Method::OPTIONS, path, Guard::Public, super::cors::preflight)
     }
 
     /// The partner scope the route requires, if any (as the contract spells it).

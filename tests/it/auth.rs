@@ -133,7 +133,7 @@ async fn a_proxy_header_is_trusted_only_when_configured(backend: StoreBackend) {
 async fn expired_keys_are_refused(backend: StoreBackend) {
     let app = spawn_app_with(AppOptions { backend, test_clock: true, ..AppOptions::default() }).await;
     let partner = app.onboard_partner(1_000).await;
-    let expires_at = reward_actors::clock::format_timestamp(app.engine().clock().now_ms() + 30_000);
+    let expires_at = reward_actors::engine::clock::format_timestamp(app.engine().clock().now_ms() + 30_000);
     let expiring = app.issue_key_with(&partner.id, json!({ "environment": "sandbox", "name": "short", "expiresAt": expires_at })).await;
     assert_eq!(expiring.submit(&action_body("e-1", "1", "u")).await.status, 200);
     app.admin(Method::POST, "/api/v1/admin/clock", json!({ "advanceSeconds": 60 })).await;

@@ -271,9 +271,9 @@ async fn every_state_gets_its_exact_code(backend: StoreBackend) {
     // A deactivated key, Basic auth on production without the partner's permission.
     let deactivated = app.issue_key(&base.id, "sandbox").await;
     let deactivated_id = deactivated.signed(Method::GET, "/v1/partner/me", "").await.json()["keyId"].as_str().expect("key id").to_owned();
-    let key_id = reward_actors::ids::Id::parse_prefixed("key_", &deactivated_id).expect("key id");
-    let partner_id = reward_actors::ids::Id::parse_hex(&base.id).expect("partner id");
-    let patch = reward_actors::api_keys::KeyPatch { status: Some(reward_actors::model::KeyStatus::Inactive), ..Default::default() };
+    let key_id = reward_actors::domain::ids::Id::parse_prefixed("key_", &deactivated_id).expect("key id");
+    let partner_id = reward_actors::domain::ids::Id::parse_hex(&base.id).expect("partner id");
+    let patch = reward_actors::services::keys::KeyPatch { status: Some(reward_actors::domain::model::KeyStatus::Inactive), ..Default::default() };
     app.engine().keys().update_api_key(partner_id, key_id, patch).await.expect("deactivates");
     failures.extend(check(deactivated, (401, "KEY_INACTIVE"), "deactivated", action_path.clone(), true).await);
     let live_basic = app.issue_key(&base.id, "production").await;
@@ -287,7 +287,7 @@ async fn every_state_gets_its_exact_code(backend: StoreBackend) {
         failures.push(format!("wrong admin token: {}", wrong_admin.status));
     }
     // Key states.
-    let expiring_at = reward_actors::clock::format_timestamp(app.engine().clock().now_ms() + 60_000);
+    let expiring_at = reward_actors::engine::clock::format_timestamp(app.engine().clock().now_ms() + 60_000);
     let expiring = app.issue_key_with(&base.id, json!({ "environment": "sandbox", "name": "expiring", "expiresAt": expiring_at })).await;
     let revoked = app.issue_key(&base.id, "sandbox").await;
     let me = revoked.signed(Method::GET, "/v1/partner/me", "").await.json();

@@ -193,9 +193,9 @@ async fn snapshot(app: &crate::support::TestApp, partner: &Partner) -> Vec<serde
         assert_eq!(response.status, 200, "{path}");
         seen.push(response.json()["data"].clone());
     }
-    let partner_env = reward_actors::model::PartnerEnv::new(
-        reward_actors::ids::Id::parse_hex(&partner.id).expect("id"),
-        reward_actors::model::Environment::Sandbox,
+    let partner_env = reward_actors::domain::model::PartnerEnv::new(
+        reward_actors::domain::ids::Id::parse_hex(&partner.id).expect("id"),
+        reward_actors::domain::model::Environment::Sandbox,
     );
     seen.push(serde_json::json!(app.engine().webhooks().list_events(partner_env, 0, 100).expect("events").items.len()));
     seen

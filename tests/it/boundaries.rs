@@ -6,6 +6,8 @@
 //! - actix stays inside the engine's handle and its partner actors.
 //! - The storage crates (redb, sled) stay inside `actors/src/store/`.
 //! - The engine speaks no HTTP server crate; its only HTTP client is the webhooks'.
+//! - The engine's folders are layers (domain, store, commit, actor never name one above them).
+//! - Resource files of the front never import one another.
 
 use std::path::{Path, PathBuf};
 
@@ -24,7 +26,7 @@ struct Boundary {
 const BOUNDARIES: [Boundary; 4] = [
     Boundary {
         names: &["actix::", "actix_rt::", "use actix"],
-        allowed_in: &["actors/src/engine.rs", "actors/src/partner_actor/"],
+        allowed_in: &["actors/src/engine/mod.rs", "actors/src/actor/"],
         why: "actix stays inside the engine",
     },
     Boundary {
@@ -125,4 +127,71 @@ fn crates_stay_inside_their_rooms() {
         assert!(seen > 0, "the scan found the allowed uses of {:?}", boundary.names);
     }
     assert!(crossings.is_empty(), "a crate outside its room:\n{}", crossings.join("\n"));
+}
+
+/// The engine's folders are layers: a folder never names one above it (README, "Code map").
+struct Layer {
+    folder: &'static str,
+    never: &'static [&'static str],
+    why: &'static str,
+}
+
+const LAYERS: [Layer; 4] = [
+    Layer {
+        folder: "actors/src/domain/",
+        never: &["crate::actor", "crate::commit", "crate::services", "crate::api::facades", "crate::engine::Engine", "crate::engine::metrics"],
+        why: "the domain is plain data and pure rules: no actor, commit, service or handle",
+    },
+    Layer {
+        folder: "actors/src/store/",
+        never: &["crate::actor", "crate::commit", "crate::services", "crate::api", "crate::webhooks", "crate::engine::Engine"],
+        why: "the store knows records and bytes, not who writes them",
+    },
+    Layer {
+        folder: "actors/src/commit/",
+        never: &["crate::actor", "crate::services", "crate::api", "crate::webhooks"],
+        why: "group commit writes what it is handed",
+    },
+    Layer {
+        folder: "actors/src/actor/",
+        never: &["crate::services", "crate::api::facades"],
+        why: "a partner actor is called by the handle and the services, never the other way",
+    },
+];
+
+#[test]
+fn the_engines_layers_point_down() {
+    let lines = code_lines(&["actors/src"]);
+    let mut crossings = Vec::new();
+    for layer in &LAYERS {
+        let files = lines.iter().filter(|(file, ..)| file.starts_with(layer.folder)).count();
+        assert!(files > 0, "the scan found {}", layer.folder);
+        for (file, number, line) in lines.iter().filter(|(file, ..)| file.starts_with(layer.folder)) {
+            if layer.never.iter().any(|name| occurs(line, name)) {
+                crossings.push(format!("{file}:{number}: {} ({})", line.trim(), layer.why));
+            }
+        }
+    }
+    assert!(crossings.is_empty(), "a layer names one above it:\n{}", crossings.join("\n"));
+}
+
+/// Resource files share helpers through `http` (parse, fields, cors, …), never through one
+/// another: `use super::x` in `src/http/resources/` may name its folder's own module, not a
+/// sibling file.
+#[test]
+fn resource_files_do_not_import_one_another() {
+    let root = workspace();
+    let mut uses = 0;
+    let mut crossings = Vec::new();
+    for (file, number, line) in code_lines(&["src/http/resources"]) {
+        let Some(rest) = line.trim_start().strip_prefix("use super::") else { continue };
+        uses += 1;
+        let name: String = rest.chars().take_while(|c| c.is_alphanumeric() || *c == '_').collect();
+        let folder = root.join(&file).parent().expect("a file's folder").to_path_buf();
+        if !name.is_empty() && (folder.join(format!("{name}.rs")).exists() || folder.join(&name).is_dir()) {
+            crossings.push(format!("{file}:{number}: {}", line.trim()));
+        }
+    }
+    assert!(uses > 0, "the scan found the resources' `use super::` lines");
+    assert!(crossings.is_empty(), "a resource file imports a sibling resource:\n{}", crossings.join("\n"));
 }

@@ -3,8 +3,8 @@
 
 use bytes::Bytes;
 use hyper::Method;
-use reward_actors::ids::Id;
-use reward_actors::model::{Environment, PartnerEnv};
+use reward_actors::domain::ids::Id;
+use reward_actors::domain::model::{Environment, PartnerEnv};
 use reward_actors::store::StoreBackend;
 use reward_engine::client::ClientResponse;
 use reward_engine::signing;

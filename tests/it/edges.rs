@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hyper::Method;
-use reward_actors::crypto::Secret;
+use reward_actors::engine::crypto::Secret;
 use reward_actors::store::StoreBackend;
 use reward_engine::config::Config;
 use reward_engine::server::{ServeOptions, ServerSecrets, start};

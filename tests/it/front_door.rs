@@ -5,8 +5,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hyper::Method;
-use reward_actors::ids::Id;
-use reward_actors::model::{Environment, PartnerEnv};
+use reward_actors::domain::ids::Id;
+use reward_actors::domain::model::{Environment, PartnerEnv};
 use reward_actors::store::StoreBackend;
 use serde_json::{Value, json};
 
@@ -161,7 +161,7 @@ async fn status_changes_and_expiring_keys_are_recorded_as_events(backend: StoreB
     }
     app.admin(Method::PATCH, &format!("/api/v1/admin/partners/{}", partner.id), json!({ "status": "ACTIVE" })).await;
 
-    let expires_at = reward_actors::clock::format_timestamp(app.engine().clock().now_ms() + 30 * 86_400_000);
+    let expires_at = reward_actors::engine::clock::format_timestamp(app.engine().clock().now_ms() + 30 * 86_400_000);
     app.issue_key_with(&partner.id, json!({ "environment": "sandbox", "name": "expiring", "expiresAt": expires_at })).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(

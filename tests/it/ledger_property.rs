@@ -13,11 +13,13 @@ use proptest::prelude::*;
 use proptest::test_runner::{Config, FileFailurePersistence, TestCaseError, TestRunner};
 use reward_actors::EngineError;
 use reward_actors::WriteOutcome;
-use reward_actors::ids::Id;
-use reward_actors::model::{Environment, PartnerEnv, PoolRecord};
-use reward_actors::money::{Currency, Money};
+use reward_actors::domain::ids::Id;
+use reward_actors::domain::model::{Environment, PartnerEnv, PoolRecord};
+use reward_actors::domain::money::{Currency, Money};
+use reward_actors::domain::request::{
+    ActionRequest, AllocationRequest, IdempotencyKey, PartnerUserId, RedemptionRequest, ReversalRequest, Stakeholder,
+};
 use reward_actors::reads::{PageRequest, TransactionFilter};
-use reward_actors::request::{ActionRequest, AllocationRequest, IdempotencyKey, PartnerUserId, RedemptionRequest, ReversalRequest, Stakeholder};
 use reward_actors::store::StoreBackend;
 use serde_json::json;
 

@@ -2,8 +2,8 @@
 //! reversal, batch, quote, lists, reconciliation and the dashboard, over real HTTP.
 
 use hyper::Method;
-use reward_actors::ids::Id;
-use reward_actors::model::{Environment, PartnerEnv};
+use reward_actors::domain::ids::Id;
+use reward_actors::domain::model::{Environment, PartnerEnv};
 use reward_actors::store::StoreBackend;
 use reward_engine::client::ClientResponse;
 use serde_json::{Value, json};
@@ -439,7 +439,7 @@ async fn vesting_expiry_low_balance_and_auto_refill_follow_the_clock(backend: St
     let refilled = pool(&app, &partner).await;
     assert_eq!((refilled["balance"].as_u64(), refilled["refilledTotal"].as_u64()), (Some(850), Some(2_000)));
 
-    let expires_at = reward_actors::clock::format_timestamp(app.engine().clock().now_ms() + 86_400_000);
+    let expires_at = reward_actors::engine::clock::format_timestamp(app.engine().clock().now_ms() + 86_400_000);
     expect(&allocate(json!({ "environment": "sandbox", "tokens": 1, "idempotencyKey": "expiry", "expiresAt": expires_at })).await, 200);
     app.admin(Method::POST, "/api/v1/admin/clock", json!({ "advanceSeconds": 2 * 86_400 })).await;
     assert_eq!(code(&submit(&app, &partner, submit_body("v-4", "1", &[("CUSTOMER", "v")])).await), (402, "POOL_EXPIRED".into()));
@@ -452,7 +452,7 @@ async fn campaign_schedules_follow_the_clock(backend: StoreBackend) {
     let app = spawn_app_with(AppOptions { backend, test_clock: true, ..AppOptions::default() }).await;
     let partner = app.onboard_partner(10_000).await;
     let now_ms = app.engine().clock().now_ms();
-    let at = |days: u64| reward_actors::clock::format_timestamp(now_ms + days * 86_400_000);
+    let at = |days: u64| reward_actors::engine::clock::format_timestamp(now_ms + days * 86_400_000);
     let campaign = json!({ "name": "Weekend", "status": "ACTIVE", "multiplier": 2, "schedule": { "startsAt": at(1), "endsAt": at(3) } });
     expect(&call(&app, &partner, Method::POST, "/v1/partner/campaigns", campaign).await, 201);
     let tokens = |key: &'static str| {

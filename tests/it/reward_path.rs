@@ -2,8 +2,8 @@
 //! into the users' balances, with its ledger rows and events in the same commit.
 
 use hyper::Method;
-use reward_actors::ids::Id;
-use reward_actors::model::{Environment, PartnerEnv};
+use reward_actors::domain::ids::Id;
+use reward_actors::domain::model::{Environment, PartnerEnv};
 use reward_actors::store::StoreBackend;
 use serde_json::{Value, json};
 
@@ -123,7 +123,7 @@ async fn a_rejected_action_is_recorded_as_failed_but_may_be_retried(backend: Sto
     assert_eq!(refused.json()["code"], "INSUFFICIENT_POOL");
     assert_eq!(refused.json()["details"], json!({ "required": 50, "available": 40 }));
     let events = app.engine().webhooks().list_events(partner_env(&partner.id), 0, 10).expect("events").items;
-    let failed: Vec<&reward_actors::model::EventRecord> = events.iter().filter(|event| event.event_type == "action.failed").collect();
+    let failed: Vec<&reward_actors::domain::model::EventRecord> = events.iter().filter(|event| event.event_type == "action.failed").collect();
     assert_eq!(failed.len(), 1);
     let failed: Value = serde_json::from_slice(&failed[0].envelope_json).expect("json");
     assert_eq!(failed["type"], "action.failed");
@@ -153,7 +153,7 @@ async fn campaign_rules_that_cannot_apply_answer_422(backend: StoreBackend) {
 async fn an_expired_pool_answers_402_pool_expired(backend: StoreBackend) {
     let app = spawn_app_with(AppOptions { backend, test_clock: true, ..AppOptions::default() }).await;
     let partner = app.onboard_partner(0).await;
-    let expires_at = reward_actors::clock::format_timestamp(app.engine().clock().now_ms() + 60_000);
+    let expires_at = reward_actors::engine::clock::format_timestamp(app.engine().clock().now_ms() + 60_000);
     let pool = app
         .admin(
             Method::POST,

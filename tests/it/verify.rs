@@ -12,8 +12,8 @@ use std::time::Duration;
 
 use hyper::Method;
 use reward_actors::codec::{decode, encode};
-use reward_actors::ids::IdGenerator;
-use reward_actors::model::{Environment, IdempotencyRecord, IdempotencyScope, PartnerEnv, UserRecord};
+use reward_actors::domain::ids::IdGenerator;
+use reward_actors::domain::model::{Environment, IdempotencyRecord, IdempotencyScope, PartnerEnv, UserRecord};
 use reward_actors::store::layout;
 use reward_actors::store::{ENGINE_RUNNING, StoreBackend, WriteOp, open_store};
 use serde_json::{Value, json};
@@ -108,7 +108,7 @@ async fn verify(data_dir: &Path, extra: &[&str]) -> Verified {
 /// idempotency record whose action does not exist.
 fn break_the_books(backend: StoreBackend, data_dir: &Path, partner: &Partner) {
     let store = open_store(backend, data_dir).expect("store opens");
-    let partner_env = PartnerEnv::new(reward_actors::ids::Id::parse_hex(&partner.id).expect("partner id"), Environment::Sandbox);
+    let partner_env = PartnerEnv::new(reward_actors::domain::ids::Id::parse_hex(&partner.id).expect("partner id"), Environment::Sandbox);
     let user_key = layout::user(&partner_env, "alice");
     let mut alice: UserRecord = decode(&store.get(&user_key).expect("reads").expect("alice exists")).expect("decodes");
     alice.balance += 1;
@@ -117,7 +117,7 @@ fn break_the_books(backend: StoreBackend, data_dir: &Path, partner: &Partner) {
         resource_id: IdGenerator::new().next(1),
         response_json: b"{}".to_vec(),
         request_id: "req_orphan".into(),
-        effect: reward_actors::model::Effect::Applied,
+        effect: reward_actors::domain::model::Effect::Applied,
         created_at_ms: 1,
     };
     let ops = vec![

@@ -24,7 +24,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::{KeyValue, RedbStore, SCHEMA_VERSION, SledStore, Store, StoreBackend, StoreError, Table, WriteOp, applied_sequence_key, schema_key};
-use crate::clock::format_timestamp;
+use crate::engine::clock::format_timestamp;
 
 /// The manifest's `format`: what this directory is.
 pub const BACKUP_FORMAT: &str = "reward-engine-backup";

@@ -2,8 +2,8 @@
 //! its table byte and the 13-byte (partner, environment) prefix, so one partner's data in
 //! one environment is one contiguous range and tenancy is a property of the key itself.
 
-use crate::ids::Id;
-use crate::model::{IdempotencyScope, PartnerEnv};
+use crate::domain::ids::Id;
+use crate::domain::model::{IdempotencyScope, PartnerEnv};
 use crate::store::Table;
 
 pub fn partner(partner_id: Id) -> Vec<u8> {

@@ -7,9 +7,9 @@ use std::time::{Duration, Instant};
 use super::signing::SigningSecrets;
 use super::ssrf::{GuardedResolver, check_url_shape};
 use super::{AttemptOutcome, AttemptRecord, DeliveryRecord, RESPONSE_EXCERPT_BYTES, USER_AGENT, WebhookSettings};
+use crate::domain::ids::Id;
+use crate::domain::model::PartnerEnv;
 use crate::engine::EngineShared;
-use crate::ids::Id;
-use crate::model::PartnerEnv;
 
 /// An endpoint: its partner environment and id.
 pub(super) type EndpointKey = (PartnerEnv, Id);

@@ -19,13 +19,13 @@ use tokio::task::JoinHandle;
 use super::attempt::{self, EndpointKey, Finished, Job};
 use super::health;
 use super::{AttemptOutcome, DeliveryRecord, DeliveryStatus, EndpointRecord, EndpointStatus, HealthNotice, HealthRecord, NextStep, WebhookSettings};
+use crate::api::facades::Webhooks;
 use crate::codec::{decode, encode};
-use crate::committer::{CommitReceipt, CommitState};
+use crate::commit::{CommitReceipt, CommitState};
+use crate::domain::ids::Id;
+use crate::domain::model::{EventRecord, PartnerEnv};
+use crate::engine::error::EngineError;
 use crate::engine::{Engine, EngineShared};
-use crate::error::EngineError;
-use crate::facades::Webhooks;
-use crate::ids::Id;
-use crate::model::{EventRecord, PartnerEnv};
 use crate::store::layout;
 use crate::store::{Scan, ScanOrder, WriteOp};
 

@@ -151,13 +151,13 @@ impl<'de> Deserialize<'de> for EventType {
 mod tests {
     use super::*;
     use crate::codec::{decode, encode};
-    use crate::ids::IdGenerator;
-    use crate::model::EventRecord;
+    use crate::domain::ids::IdGenerator;
+    use crate::domain::model::EventRecord;
 
     /// [`EventRecord`] as it was stored while its type was a `String`.
     #[derive(Serialize, Deserialize)]
     struct EventRecordWithString {
-        id: crate::ids::Id,
+        id: crate::domain::ids::Id,
         sequence: u64,
         event_type: String,
         created_at_ms: u64,

@@ -36,10 +36,10 @@ use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 
 use crate::codec::encode;
-use crate::crypto::{MasterKey, Secret};
-use crate::error::InvalidSetting;
-use crate::ids::{Id, IdGenerator};
-use crate::model::{EventRecord, PartnerEnv};
+use crate::domain::ids::{Id, IdGenerator};
+use crate::domain::model::{EventRecord, PartnerEnv};
+use crate::engine::crypto::{MasterKey, Secret};
+use crate::engine::error::InvalidSetting;
 use crate::store::WriteOp;
 use crate::store::layout;
 
@@ -233,7 +233,7 @@ impl EndpointRecord {
     }
 
     /// The secrets it signs with now (the previous one only while its overlap lasts).
-    pub fn signing_secrets(&self, master_key: &MasterKey, now_ms: u64) -> Result<signing::SigningSecrets, crate::crypto::CryptoError> {
+    pub fn signing_secrets(&self, master_key: &MasterKey, now_ms: u64) -> Result<signing::SigningSecrets, crate::engine::crypto::CryptoError> {
         let current = open_secret(master_key, self.id, &self.sealed_secret)?;
         let previous = match (&self.previous_sealed_secret, self.previous_secret_expires_at_ms) {
             (Some(sealed), Some(expires_at_ms)) if now_ms < expires_at_ms => Some(open_secret(master_key, self.id, sealed)?),
@@ -251,7 +251,7 @@ pub fn seal_secret(master_key: &MasterKey, endpoint_id: Id, secret: &Secret) -> 
     master_key.seal(&secret_associated_data(endpoint_id), secret.expose().as_bytes())
 }
 
-pub fn open_secret(master_key: &MasterKey, endpoint_id: Id, sealed: &[u8]) -> Result<Secret, crate::crypto::CryptoError> {
+pub fn open_secret(master_key: &MasterKey, endpoint_id: Id, sealed: &[u8]) -> Result<Secret, crate::engine::crypto::CryptoError> {
     let bytes = master_key.open(&secret_associated_data(endpoint_id), sealed)?;
     Ok(Secret::new(String::from_utf8_lossy(&bytes).into_owned()))
 }
@@ -475,7 +475,7 @@ pub struct EndpointView {
 
 impl EndpointView {
     pub fn new(endpoint: &EndpointRecord, secret: Option<&Secret>, now_ms: u64) -> EndpointView {
-        use crate::clock::format_timestamp;
+        use crate::engine::clock::format_timestamp;
         EndpointView {
             id: endpoint.id.to_hex(),
             url: endpoint.url.clone(),
@@ -526,7 +526,7 @@ pub struct DeliveryView {
 
 impl From<&DeliveryRecord> for DeliveryView {
     fn from(delivery: &DeliveryRecord) -> DeliveryView {
-        use crate::clock::format_timestamp;
+        use crate::engine::clock::format_timestamp;
         DeliveryView {
             id: delivery.id.prefixed("dlv_"),
             endpoint_id: delivery.endpoint_id.to_hex(),

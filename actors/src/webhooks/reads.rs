@@ -2,11 +2,11 @@
 //! dashboard. Writes go through the partner actor (endpoints) and the dispatcher (the rest).
 
 use super::{DeliveryRecord, EndpointRecord, EndpointStatus, HealthRecord};
+use crate::api::facades::Webhooks;
 use crate::codec::decode;
-use crate::error::EngineError;
-use crate::facades::Webhooks;
-use crate::ids::Id;
-use crate::model::PartnerEnv;
+use crate::domain::ids::Id;
+use crate::domain::model::PartnerEnv;
+use crate::engine::error::EngineError;
 use crate::store::layout;
 use crate::store::{Scan, ScanOrder};
 

@@ -7,7 +7,7 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
 
-use crate::crypto::{Secret, constant_time_eq};
+use crate::engine::crypto::{Secret, constant_time_eq};
 
 pub const SECRET_PREFIX: &str = "whsec_";
 /// Random bytes behind a generated secret (Standard Webhooks asks for 24 to 64).

@@ -7,8 +7,8 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 
-pub use crate::cidr::Cidr;
-use crate::model::Environment;
+pub use crate::domain::cidr::Cidr;
+use crate::domain::model::Environment;
 
 /// Why a webhook target is refused. The front shows the message as the `url` field's error;
 /// a delivery records it as the attempt's failure.

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use hyper::Method;
-use reward_actors::crypto::Secret;
+use reward_actors::engine::crypto::Secret;
 use reward_actors::store::{Store, StoreBackend};
 use reward_engine::client::{ClientResponse, Connection};
 use reward_engine::config::Config;
@@ -131,7 +131,7 @@ async fn start_server(options: &AppOptions, data_dir: &std::path::Path) -> (Runn
     let secrets = ServerSecrets {
         admin_token: Some(Secret::new(ADMIN_TOKEN.into())),
         master_key: Some(Secret::new(MASTER_KEY.into())),
-        provider_secrets: vec![(reward_actors::donations::Provider::EveryOrg, Secret::new(PROVIDER_SECRET.into()))],
+        provider_secrets: vec![(reward_actors::services::donations::Provider::EveryOrg, Secret::new(PROVIDER_SECRET.into()))],
     };
     let server = start(ServeOptions { config, demo: false, secrets, store }).await.expect("server starts");
     let address = server.local_addr;
