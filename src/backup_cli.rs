@@ -7,11 +7,11 @@ use std::time::Instant;
 
 use anyhow::{Context, bail};
 use bytes::Bytes;
-use hyper::Method;
+use http_body_util::{BodyExt, Full};
+use hyper::{Method, Request};
+use hyper_util::rt::TokioIo;
 use reward_actors::api::operations::StoreBackend;
 use reward_actors::api::operations::backup::{self, Progress};
-
-use crate::client::Connection;
 
 #[derive(clap::Args)]
 pub struct BackupArgs {
@@ -60,7 +60,7 @@ async fn server_address(url: &str) -> anyhow::Result<std::net::SocketAddr> {
 /// Asks the server for a backup and waits for it; prints where it is.
 pub async fn run_backup(args: BackupArgs) -> anyhow::Result<()> {
     let address = server_address(&args.url).await?;
-    let mut connection = Connection::connect(address).await.with_context(|| format!("connecting to {address}"))?;
+    let connection = connect(address).await.with_context(|| format!("connecting to {address}"))?;
     eprintln!("backing up the engine at {address} (the server keeps serving; this waits until the backup is complete)…");
     let started = Instant::now();
     let token = match &args.admin_token_file {
@@ -72,12 +72,12 @@ pub async fn run_backup(args: BackupArgs) -> anyhow::Result<()> {
     };
     let authorization = format!("Bearer {token}");
     let headers = [("authorization", authorization.as_str()), ("content-type", "application/json")];
-    let response = connection.request(Method::POST, "/api/v1/admin/backups", &headers, Bytes::from_static(b"{}")).await?;
-    let body = response.json();
-    if response.status != 201 {
+    let (status, body) = post(connection, address, "/api/v1/admin/backups", &headers, Bytes::from_static(b"{}")).await?;
+    let body: serde_json::Value = serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null);
+    if status != 201 {
         let code = body["error"]["code"].as_str().unwrap_or("?");
         let message = body["error"]["message"].as_str().unwrap_or("(no message)");
-        bail!("the server answered {} {code}: {message}", response.status);
+        bail!("the server answered {status} {code}: {message}");
     }
     if args.json {
         println!("{body:#}");
@@ -95,6 +95,37 @@ pub async fn run_backup(args: BackupArgs) -> anyhow::Result<()> {
         manifest["createdAt"].as_str().unwrap_or("?"),
     );
     Ok(())
+}
+
+/// An HTTP/1.1 connection to the server, opened before the token is read (an unreachable
+/// server is reported first). The one request this command sends needs no keep-alive client;
+/// the tools' client lives in `reward-bench`.
+async fn connect(address: std::net::SocketAddr) -> anyhow::Result<hyper::client::conn::http1::SendRequest<Full<Bytes>>> {
+    let stream = tokio::net::TcpStream::connect(address).await?;
+    let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+    // The connection's driver; it ends when the sender is dropped after the answer.
+    tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    Ok(sender)
+}
+
+/// Sends one request and reads the whole answer: its status and body.
+async fn post(
+    mut sender: hyper::client::conn::http1::SendRequest<Full<Bytes>>,
+    address: std::net::SocketAddr,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Bytes,
+) -> anyhow::Result<(u16, Bytes)> {
+    let mut request = Request::builder().method(Method::POST).uri(path).header("host", address.to_string());
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    sender.ready().await?;
+    let response = sender.send_request(request.body(Full::new(body))?).await?;
+    let status = response.status().as_u16();
+    Ok((status, response.into_body().collect().await?.to_bytes()))
 }
 
 /// Checks the backup, loads it into the new directory, and prints what to run next.

@@ -1,5 +1,8 @@
-//! The `reward-engine` binary: `serve`, `backup`, `restore`, `verify`, `sign`, `keygen`, `loadgen`, and hidden tools.
+//! The `reward-engine` binary: `serve`, `backup`, `restore`, `verify`, `sign`, `keygen`. The
+//! benchmark tools moved to the `reward-bench` binary; their old names stay as hidden
+//! subcommands that say where they went.
 
+use std::ffi::OsString;
 use std::path::PathBuf;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -9,7 +12,6 @@ use reward_actors::api::common::{MasterKey, Secret};
 use reward_actors::api::donations::Provider;
 use reward_engine::backup_cli::{self, BackupArgs, RestoreArgs};
 use reward_engine::config::{Config, LogFormat, StoreChoice, log_filter};
-use reward_engine::loadgen::{self, LoadgenArgs};
 use reward_engine::server::{self, ServeOptions, ServerSecrets};
 use reward_engine::sign_cli::{SigningCredentials, curl_command, sign_request};
 
@@ -35,22 +37,37 @@ enum Command {
     Backup(BackupArgs),
     /// Check a backup (manifest and checksums) and load it into a new data directory.
     Restore(RestoreArgs),
-    /// Drive load against a running server and report throughput and latency.
-    Loadgen(LoadgenArgs),
-    /// Receive webhooks for benchmarks: count them and measure their lag.
-    #[command(hide = true)]
-    WebhookSink(reward_engine::sink::SinkArgs),
-    /// SIGKILL a real server under signed load, restart it, repeat; then audit every key and pool.
-    #[command(hide = true)]
-    CrashLoop(reward_engine::crash_loop::CrashLoopArgs),
     // Its help (about, exit codes) is on `VerifyArgs`.
     Verify(reward_engine::verify::VerifyArgs),
-    /// Run a bare axum server that answers everything: the HTTP ceiling for benchmarks.
-    #[command(hide = true)]
-    HelloServer {
-        #[arg(long, default_value = "127.0.0.1:8081")]
-        listen: String,
-    },
+    // The tools that moved to `reward-bench` (2026-12-02): hidden, and any arguments (even
+    // `--help`) get the same answer, where they went.
+    #[command(hide = true, disable_help_flag = true)]
+    Loadgen(MovedArgs),
+    #[command(hide = true, disable_help_flag = true)]
+    WebhookSink(MovedArgs),
+    #[command(hide = true, disable_help_flag = true)]
+    CrashLoop(MovedArgs),
+    #[command(hide = true, disable_help_flag = true)]
+    HelloServer(MovedArgs),
+}
+
+/// Whatever followed a moved subcommand: it is not run, only pointed to its new home.
+#[derive(clap::Args)]
+struct MovedArgs {
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    _ignored: Vec<OsString>,
+}
+
+/// Exit status of a moved subcommand: the command line is wrong (clap's own usage errors also
+/// exit 2), and a script that still calls it stops instead of silently doing nothing.
+const MOVED_EXIT_CODE: i32 = 2;
+
+/// Says where a moved tool went and exits with [`MOVED_EXIT_CODE`].
+fn moved(subcommand: &str) -> ! {
+    eprintln!(
+        "moved: run `cargo run --release -p reward-bench -- {subcommand} …` (the benchmark tools are the reward-bench binary since 2026-12-02)"
+    );
+    std::process::exit(MOVED_EXIT_CODE)
 }
 
 #[derive(clap::Args)]
@@ -109,14 +126,11 @@ fn main() -> anyhow::Result<()> {
         Command::Serve(args) => runtime()?.block_on(serve(args)),
         Command::Backup(args) => runtime()?.block_on(backup_cli::run_backup(args)),
         Command::Restore(args) => backup_cli::run_restore(args),
-        Command::Loadgen(args) => runtime()?.block_on(async move { loadgen::run(args).await.map(|_| ()) }),
-        Command::WebhookSink(args) => runtime()?.block_on(async move { reward_engine::sink::run(args).await.map(|_| ()) }),
-        Command::CrashLoop(args) => runtime()?.block_on(reward_engine::crash_loop::run(args)).map(|_| ()),
         Command::Verify(args) => std::process::exit(reward_engine::verify::run(&args)),
-        Command::HelloServer { listen } => {
-            init_logging(LogFormat::Pretty)?;
-            runtime()?.block_on(reward_engine::hello::serve(&listen))
-        }
+        Command::Loadgen(_) => moved("loadgen"),
+        Command::WebhookSink(_) => moved("webhook-sink"),
+        Command::CrashLoop(_) => moved("crash-loop"),
+        Command::HelloServer(_) => moved("hello-server"),
     }
 }
 

@@ -5,7 +5,7 @@
 use bytes::Bytes;
 use hyper::Method;
 use reward_actors::store::StoreBackend;
-use reward_engine::client::ClientResponse;
+use reward_bench::client::ClientResponse;
 use reward_engine::signing;
 use serde_json::json;
 

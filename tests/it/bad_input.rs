@@ -105,7 +105,7 @@ fn cases() -> Vec<Case> {
     ]
 }
 
-async fn send(partner: &Partner, case: &Case) -> reward_engine::client::ClientResponse {
+async fn send(partner: &Partner, case: &Case) -> reward_bench::client::ClientResponse {
     let timestamp = (now_secs() as i64 + case.timestamp_offset_secs) as u64;
     let key = match case.key {
         KeyChoice::Secret | KeyChoice::Missing => partner.secret_key.clone(),

@@ -8,6 +8,9 @@
 //! - The engine speaks no HTTP server crate; its only HTTP client is the webhooks'.
 //! - The engine's folders are layers (domain, store, commit, actor never name one above them).
 //! - Resource files of the front never import one another.
+//! - The benchmark and test tools are the `reward-bench` crate (`benches/tools/`): the
+//!   front's library declares none of them and never names that crate, and the tools name
+//!   only `reward_actors::api` of the engine and the front's request signature.
 
 use std::path::{Path, PathBuf};
 
@@ -45,6 +48,13 @@ const BOUNDARIES: [Boundary; 4] = [
         why: "only the webhooks send HTTP",
     },
 ];
+
+/// The tools that moved out of the front's library into `reward-bench` (issue 12).
+const TOOL_MODULES: [&str; 6] = ["client", "crash_loop", "hello", "loadgen", "report", "sink"];
+
+/// What `reward-bench` may name of the front's library: the request signature (and the
+/// credentials that feed it) and the log filter its ceiling server shares with the server.
+const FRONT_ITEMS_FOR_TOOLS: [&str; 3] = ["reward_engine::sign_cli::", "reward_engine::signing::", "reward_engine::config::log_filter"];
 
 fn workspace() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -194,4 +204,51 @@ fn resource_files_do_not_import_one_another() {
     }
     assert!(uses > 0, "the scan found the resources' `use super::` lines");
     assert!(crossings.is_empty(), "a resource file imports a sibling resource:\n{}", crossings.join("\n"));
+}
+
+#[test]
+fn the_front_carries_no_tools() {
+    let root = workspace();
+    let lib = std::fs::read_to_string(root.join("src/lib.rs")).expect("reads src/lib.rs");
+    let declared: Vec<&str> = lib
+        .lines()
+        .filter_map(|line| line.trim().strip_prefix("pub mod ").or_else(|| line.trim().strip_prefix("mod ")))
+        .map(|module| module.trim_end_matches(';'))
+        .collect();
+    assert!(declared.contains(&"http") && declared.contains(&"signing"), "the scan found the front's modules: {declared:?}");
+    for tool in TOOL_MODULES {
+        assert!(!declared.contains(&tool), "src/lib.rs declares `{tool}`, which belongs to reward-bench (benches/tools/src/)");
+        assert!(!root.join(format!("src/{tool}.rs")).exists(), "src/{tool}.rs is back; the tools live in benches/tools/src/");
+        assert!(root.join(format!("benches/tools/src/{tool}.rs")).exists(), "benches/tools/src/{tool}.rs is missing");
+    }
+    let naming: Vec<String> = code_lines(&["src"])
+        .into_iter()
+        .filter(|(_, _, line)| occurs(line, "reward_bench"))
+        .map(|(file, number, line)| format!("{file}:{number}: {}", line.trim()))
+        .collect();
+    assert!(naming.is_empty(), "the front names the tools' crate:\n{}", naming.join("\n"));
+}
+
+#[test]
+fn the_tools_reach_only_the_engines_api_and_the_signature() {
+    let mut crossings = Vec::new();
+    let (mut engine_named, mut front_named) = (0, 0);
+    for (file, number, line) in code_lines(&["benches/tools/src"]) {
+        for (at, _) in line.match_indices("reward_actors::") {
+            engine_named += 1;
+            if !line[at + "reward_actors::".len()..].starts_with("api::") {
+                crossings.push(format!("{file}:{number}: {} (the engine's internals)", line.trim()));
+            }
+        }
+        for (at, _) in line.match_indices("reward_engine::") {
+            front_named += 1;
+            if !FRONT_ITEMS_FOR_TOOLS.iter().any(|item| line[at..].starts_with(item)) {
+                crossings.push(format!("{file}:{number}: {} (the front beyond its signature)", line.trim()));
+            }
+        }
+    }
+    assert!(engine_named > 0 && front_named > 0, "the scan found the tools' uses of the engine ({engine_named}) and the front ({front_named})");
+    assert!(crossings.is_empty(), "reward-bench reaches past its boundary:\n{}", crossings.join("\n"));
+    let manifest = std::fs::read_to_string(workspace().join("benches/tools/Cargo.toml")).expect("reads benches/tools/Cargo.toml");
+    assert!(!manifest.contains("internals"), "reward-bench must not enable the engine's `internals` feature");
 }

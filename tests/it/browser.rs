@@ -50,15 +50,15 @@ async fn the_dashboard_shows_live_figures_that_match_metrics() {
     for micros in [800u64, 1_100, 1_900, 2_500, 7_000, 30_000] {
         latency.record(micros).expect("in range");
     }
-    let summary: reward_engine::loadgen::Summary = serde_json::from_value(serde_json::json!({
+    let summary: reward_bench::loadgen::Summary = serde_json::from_value(serde_json::json!({
         "target": "engine", "connections": 2, "partners": 1, "durationSecs": 2.0, "requests": 6, "requestsPerSec": 3.0,
         "succeeded": 6, "succeededPerSec": 3.0, "p50Ms": 1.9, "p99Ms": 30.0, "p999Ms": 30.0, "maxMs": 30.0, "statuses": { "200": 6 }
     }))
     .expect("summary");
     let samples =
-        [reward_engine::report::Sample { second: 1, completed: 3, failed: 0 }, reward_engine::report::Sample { second: 2, completed: 3, failed: 0 }];
+        [reward_bench::report::Sample { second: 1, completed: 3, failed: 0 }, reward_bench::report::Sample { second: 2, completed: 3, failed: 0 }];
     let report = temp.path().join("report.html");
-    std::fs::write(&report, reward_engine::report::render(&summary, &samples, &latency, "browser test")).expect("report");
+    std::fs::write(&report, reward_bench::report::render(&summary, &samples, &latency, "browser test")).expect("report");
 
     let base = format!("http://{}", app.address);
     let screenshot = artifacts.join("dashboard.png");

@@ -13,7 +13,7 @@ use bytes::Bytes;
 use hyper::Method;
 use parking_lot::Mutex;
 use reward_actors::store::StoreBackend;
-use reward_engine::client::Connection;
+use reward_bench::client::Connection;
 
 use crate::support::binary::start_binary;
 use crate::support::{Operator, Partner, action_body, eventually, now_secs};

@@ -6,7 +6,7 @@ use hyper::Method;
 use reward_actors::domain::ids::Id;
 use reward_actors::domain::model::{Environment, PartnerEnv};
 use reward_actors::store::StoreBackend;
-use reward_engine::client::ClientResponse;
+use reward_bench::client::ClientResponse;
 use reward_engine::signing;
 use serde_json::{Value, json};
 

@@ -156,7 +156,7 @@ async fn submit_held_at_the_commit(
     store: &Arc<InstrumentedStore>,
     partner: &Partner,
     key: &'static str,
-) -> (GateGuard, tokio::task::JoinHandle<reward_engine::client::ClientResponse>) {
+) -> (GateGuard, tokio::task::JoinHandle<reward_bench::client::ClientResponse>) {
     let gate = store.hold_commits();
     let commits_before = store.commits_started.load(std::sync::atomic::Ordering::SeqCst);
     let in_flight = tokio::spawn({

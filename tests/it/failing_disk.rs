@@ -14,7 +14,7 @@ use bytes::Bytes;
 use hyper::Method;
 use parking_lot::Mutex;
 use reward_actors::store::{LogFaults, LogOperation, StoreBackend, WalOptions, open_store_with_faults};
-use reward_engine::client::ClientResponse;
+use reward_bench::client::ClientResponse;
 use serde_json::Value;
 
 use crate::support::{AppOptions, Partner, TestApp, action_body, eventually, expect, instrumented_app, metric, spawn_app_in};

@@ -22,6 +22,7 @@ mod front_door;
 mod funding;
 mod idempotency;
 mod ledger_property;
+mod moved_tools;
 mod openapi;
 mod ops;
 mod paging;

@@ -5,7 +5,7 @@ use hyper::Method;
 use reward_actors::domain::ids::Id;
 use reward_actors::domain::model::{Environment, PartnerEnv};
 use reward_actors::store::StoreBackend;
-use reward_engine::client::ClientResponse;
+use reward_bench::client::ClientResponse;
 use serde_json::{Value, json};
 
 use crate::support::{AppOptions, Partner, TestApp, call, code, expect, spawn_app, spawn_app_with};

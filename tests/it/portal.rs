@@ -19,7 +19,7 @@ async fn open_app(backend: StoreBackend) -> TestApp {
     .await
 }
 
-async fn register(app: &TestApp, email: &str, password: &str) -> reward_engine::client::ClientResponse {
+async fn register(app: &TestApp, email: &str, password: &str) -> reward_bench::client::ClientResponse {
     let body = json!({ "email": email, "password": password, "name": "Good Causes" }).to_string();
     app.raw(Method::POST, "/v1/partner/auth/register", &[("content-type", "application/json")], Bytes::from(body)).await
 }

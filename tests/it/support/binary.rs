@@ -8,7 +8,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use hyper::Method;
 use reward_actors::store::StoreBackend;
-use reward_engine::client::Connection;
+use reward_bench::client::Connection;
 use tokio::process::{Child, Command};
 
 use super::{ADMIN_TOKEN, MASTER_KEY, eventually};

@@ -15,7 +15,7 @@ use bytes::Bytes;
 use hyper::Method;
 use reward_actors::engine::crypto::Secret;
 use reward_actors::store::{Store, StoreBackend};
-use reward_engine::client::{ClientResponse, Connection};
+use reward_bench::client::{ClientResponse, Connection};
 use reward_engine::config::Config;
 use reward_engine::server::{RunningServer, ServeOptions, ServerSecrets, start};
 use reward_engine::signing;

@@ -1,4 +1,4 @@
-//! `reward-engine hello-server`: bare axum answering every request with a small JSON body.
+//! `reward-bench hello-server`: bare axum answering every request with a small JSON body.
 //! The load generator measures it with the same requests to show the HTTP ceiling of the
 //! machine, so the engine's figures can be read as a fraction of it.
 

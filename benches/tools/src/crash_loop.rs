@@ -1,4 +1,4 @@
-//! `reward-engine crash-loop` (hidden): the crash test as an operator's tool. It starts the
+//! `reward-bench crash-loop`: the crash test as an operator's tool. It starts the
 //! real server as a child process on a fresh data directory, drives concurrent signed submits
 //! while keeping its own ledger of every key (attempted; acknowledged with the exact body;
 //! unanswered), SIGKILLs the child after a random delay, restarts it on the same directory,
@@ -35,8 +35,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use tokio::process::{Child, Command};
 
+use reward_engine::sign_cli::{SigningCredentials, sign_request};
+
 use crate::client::{ClientResponse, Connection};
-use crate::sign_cli::{SigningCredentials, sign_request};
 
 /// Bounds on a run: a crash loop is always finite.
 const KILLS_MAX: u32 = 10_000;
@@ -67,6 +68,8 @@ const POOL_TOKENS: u64 = 1_000_000_000_000;
 /// The partner API's largest page.
 const PAGE_LIMIT: usize = 100;
 const SUBMIT_PATH: &str = "/v1/partner/actions/submit";
+/// The server's binary name, looked for beside this one when `--server-binary` is not given.
+const SERVER_BINARY: &str = "reward-engine";
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct CrashLoopArgs {
@@ -104,7 +107,7 @@ pub struct CrashLoopArgs {
     /// after a clean run]. Must not hold data already.
     #[arg(long)]
     pub work_dir: Option<PathBuf>,
-    /// The server binary [default: this one].
+    /// The server binary [default: the `reward-engine` next to this one].
     #[arg(long)]
     pub server_binary: Option<PathBuf>,
     /// Also write the summary as JSON to this file.
@@ -690,7 +693,7 @@ impl ServerSpec {
     fn new(args: &CrashLoopArgs, work_dir: &Path) -> anyhow::Result<ServerSpec> {
         let binary = match &args.server_binary {
             Some(binary) => binary.clone(),
-            None => std::env::current_exe().context("locating this binary")?,
+            None => server_beside(&std::env::current_exe().context("locating this binary")?)?,
         };
         Ok(ServerSpec {
             binary,
@@ -742,6 +745,19 @@ impl Server {
         self.child.wait().await.context("waiting for the killed server")?;
         Ok(())
     }
+}
+
+/// The `reward-engine` binary in the same directory as `this_binary`: cargo builds both
+/// packages' binaries into one `target/<profile>/`, and the scripts build both at once.
+fn server_beside(this_binary: &Path) -> anyhow::Result<PathBuf> {
+    let server = this_binary.with_file_name(SERVER_BINARY);
+    if !server.is_file() {
+        bail!(
+            "no {SERVER_BINARY} binary beside this one ({}): build it in the same profile (`cargo build -p reward-engine -p reward-bench`) or pass --server-binary",
+            server.display()
+        );
+    }
+    Ok(server)
 }
 
 async fn healthy(address: SocketAddr) -> bool {
@@ -799,5 +815,15 @@ mod tests {
         assert_eq!((ledger.counts().attempted, ledger.counts().acknowledged), (1, 1));
         ledger.entries.resize_with(KEYS_MAX, || KeyEntry { key: String::new(), partner: 0, answer: None });
         assert_eq!(ledger.attempt("b", 0), None);
+    }
+
+    #[test]
+    fn the_default_server_is_the_reward_engine_beside_this_binary() {
+        let profile = tempfile::tempdir().expect("temp dir");
+        let this_binary = profile.path().join("reward-bench");
+        let missing = server_beside(&this_binary).expect_err("no server built yet");
+        assert!(missing.to_string().contains("--server-binary"), "{missing}");
+        std::fs::write(profile.path().join("reward-engine"), b"").expect("a stand-in server");
+        assert_eq!(server_beside(&this_binary).expect("found"), profile.path().join("reward-engine"));
     }
 }

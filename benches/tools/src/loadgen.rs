@@ -1,8 +1,8 @@
-//! `reward-engine loadgen`: provisions its own partners through the admin API, then signs
+//! `reward-bench loadgen`: provisions its own partners through the admin API, then signs
 //! unique actions for many partners (or one hot partner) over N keep-alive connections,
 //! showing progress each second and ending with throughput, latency percentiles and the
 //! count of each status. `--target hello` sends the same signed requests to a bare axum
-//! server (`reward-engine hello-server`): the HTTP ceiling of the machine.
+//! server (`reward-bench hello-server`): the HTTP ceiling of the machine.
 
 use std::collections::BTreeMap;
 use std::net::{SocketAddr, ToSocketAddrs};
@@ -19,8 +19,9 @@ use reward_actors::api::common::Secret;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
+use reward_engine::sign_cli::{SigningCredentials, sign_request};
+
 use crate::client::Connection;
-use crate::sign_cli::{SigningCredentials, sign_request};
 
 /// Bounds on a run: a load test is always finite.
 const CONNECTIONS_MAX: usize = 4_096;
@@ -37,7 +38,7 @@ const LATENCY_MAX_MICROS: u64 = 60_000_000;
 pub enum Target {
     /// The reward engine: partners are provisioned through the admin API first.
     Engine,
-    /// A `reward-engine hello-server`: no provisioning, the same requests.
+    /// A `reward-bench hello-server`: no provisioning, the same requests.
     Hello,
 }
 
@@ -205,7 +206,7 @@ pub async fn run(args: LoadgenArgs) -> anyhow::Result<Summary> {
     };
     print_summary(&summary);
     if let Some(path) = &args.report {
-        let title = format!("reward-engine loadgen → {}", args.url);
+        let title = format!("reward-bench loadgen → {}", args.url);
         std::fs::write(path, crate::report::render(&summary, &samples, &latency, &title)).with_context(|| format!("writing {}", path.display()))?;
         eprintln!("report written to {}", path.display());
     }

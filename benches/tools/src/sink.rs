@@ -1,4 +1,4 @@
-//! `reward-engine webhook-sink`: a webhook receiver for benchmarks. It answers every
+//! `reward-bench webhook-sink`: a webhook receiver for benchmarks. It answers every
 //! delivery (after `--delay-ms`, with `--status`), counts them, measures each event's lag
 //! from its `createdAt` to its arrival, and prints a line a second and a summary.
 
