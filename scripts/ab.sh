@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # A/B throughput of the reward path: a base revision against the working tree, alternating
-# runs under the same load generator (this tree's), so a shared machine's drift hits both.
+# runs under the same load generator (this tree's reward-bench), so a shared machine's drift hits both.
 #
 # Usage: scripts/ab.sh BASE_REV [ROUNDS] [DURATION_SECS]
 #   builds BASE_REV in a temporary worktree (its own target dir), then runs
@@ -19,8 +19,9 @@ trap 'git worktree remove --force "$WORK/tree" >/dev/null 2>&1 || true; rm -rf "
 source scripts/lib.sh
 
 echo "==> building this tree and $BASE (release)" >&2
-cargo build --release --quiet
+cargo build --release --quiet -p reward-engine -p reward-bench
 NEW=target/release/reward-engine
+LOADGEN=target/release/reward-bench
 if [ -n "${BASE_BIN:-}" ]; then
     # A base binary built earlier from BASE (e.g. while other work used the CPU).
     OLD=$BASE_BIN
@@ -36,7 +37,7 @@ run() { # label binary
     "$2" serve --data-dir "$data" --listen "127.0.0.1:$PORT" >"$WORK/$1.log" 2>&1 &
     pid=$!
     wait_for_health "$PORT"
-    "$NEW" loadgen --url "http://127.0.0.1:$PORT" --connections 64 --duration-secs "$DURATION" --partners 100 --json-out "$WORK/$1.json" >/dev/null 2>&1
+    "$LOADGEN" loadgen --url "http://127.0.0.1:$PORT" --connections 64 --duration-secs "$DURATION" --partners 100 --json-out "$WORK/$1.json" >/dev/null 2>&1
     kill -INT "$pid"
     wait "$pid" || true
     rm -rf "$data"

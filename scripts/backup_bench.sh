@@ -13,7 +13,8 @@
 # backup/quiet land in $RESULTS/summary.md. Everything is on 127.0.0.1, bounded in time.
 #
 # Usage: scripts/backup_bench.sh   (PRELOAD_SECS=60 DURATION=20 ROUNDS=2 PARTNERS=100
-#        CONNECTIONS=64 STORE=redb NICENESS="0 10"; BIN=another/reward-engine to skip the build)
+#        CONNECTIONS=64 STORE=redb NICENESS="0 10"; BIN=another/reward-engine to skip the build,
+#        with BENCH=its reward-bench [default: the one beside BIN])
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -31,10 +32,12 @@ mkdir -p "$RESULTS"
 source scripts/lib.sh
 
 if [ -z "${BIN:-}" ]; then
-    say "building the release binary"
-    cargo build --release --quiet
+    say "building the release binaries"
+    cargo build --release --quiet -p reward-engine -p reward-bench
     BIN=target/release/reward-engine
 fi
+# The load generator.
+BENCH=${BENCH:-$(dirname "$BIN")/reward-bench}
 
 WORK=$(mktemp -d)
 DATA="$WORK/data"
@@ -60,7 +63,7 @@ stop_server() {
 start_server 10
 
 load() { # label seconds
-    "$BIN" loadgen --url "http://127.0.0.1:$PORT" --partners "$PARTNERS" --connections "$CONNECTIONS" \
+    "$BENCH" loadgen --url "http://127.0.0.1:$PORT" --partners "$PARTNERS" --connections "$CONNECTIONS" \
         --duration-secs "$2" --json-out "$RESULTS/loadgen-$1.json" --quiet >"$RESULTS/loadgen-$1.out"
 }
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # One benchmark run on one machine, written to BENCHMARKS.md:
 #   1. the engine (release build, redb and sled, with the write-ahead log, and redb
-#      without it) under `reward-engine loadgen`: many partners, and one hot partner;
+#      without it) under `reward-bench loadgen`: many partners, and one hot partner;
 #   2. the HTTP ceiling: a bare axum hello-world under the same generator and requests;
 #   3. the baseline: the same issuance as one PostgreSQL 15 transaction under pgbench.
 # Everything runs on 127.0.0.1 with bounded durations. Installs PostgreSQL if missing.
@@ -17,12 +17,14 @@ PORT=${PORT:-18700}
 RESULTS=${RESULTS:-bench-results/$(date -u +%Y%m%dT%H%M%SZ)}
 mkdir -p "$RESULTS"
 BIN=target/release/reward-engine
+# The tools: loadgen and the bare-axum hello-server.
+BENCH=target/release/reward-bench
 # shellcheck source=scripts/lib.sh
 source scripts/lib.sh
 export PGOPTIONS='-c client_min_messages=warning'
 
-say "building the release binary"
-cargo build --release --quiet
+say "building the release binaries"
+cargo build --release --quiet -p reward-engine -p reward-bench
 
 run_engine() { # store, label, write-ahead log on|off, loadgen args...
     local store=$1 label=$2 wal=$3
@@ -33,7 +35,7 @@ run_engine() { # store, label, write-ahead log on|off, loadgen args...
     local pid=$!
     wait_for_health "$PORT"
     say "engine ($store): $label"
-    "$BIN" loadgen --url "http://127.0.0.1:$PORT" --connections "$CONNECTIONS" --duration-secs "$DURATION" --json-out "$RESULTS/$label.json" "$@"
+    "$BENCH" loadgen --url "http://127.0.0.1:$PORT" --connections "$CONNECTIONS" --duration-secs "$DURATION" --json-out "$RESULTS/$label.json" "$@"
     curl -fsS "http://127.0.0.1:$PORT/metrics" >"$RESULTS/metrics-$label.txt" || true
     kill -INT "$pid"
     wait "$pid" || true
@@ -46,10 +48,10 @@ run_engine sled engine-sled-many true --partners "$PARTNERS"
 run_engine redb engine-redb-nowal-many false --partners "$PARTNERS"
 
 say "HTTP ceiling: bare axum hello-world"
-"$BIN" hello-server --listen "127.0.0.1:$((PORT + 1))" >"$RESULTS/hello.log" 2>&1 &
+"$BENCH" hello-server --listen "127.0.0.1:$((PORT + 1))" >"$RESULTS/hello.log" 2>&1 &
 HELLO=$!
 wait_for_health "$((PORT + 1))"
-"$BIN" loadgen --target hello --url "http://127.0.0.1:$((PORT + 1))" --connections "$CONNECTIONS" --duration-secs "$DURATION" --json-out "$RESULTS/hello.json"
+"$BENCH" loadgen --target hello --url "http://127.0.0.1:$((PORT + 1))" --connections "$CONNECTIONS" --duration-secs "$DURATION" --json-out "$RESULTS/hello.json"
 kill -INT "$HELLO"
 wait "$HELLO" || true
 

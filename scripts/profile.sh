@@ -16,11 +16,13 @@ PORT=${PORT:-18820}
 source scripts/lib.sh
 export REWARD_WEBHOOK_ALLOWED_CIDRS=127.0.0.0/8
 command -v perf >/dev/null || { echo "perf is not installed (linux-perf)" >&2; exit 2; }
-cargo build --release --quiet
+cargo build --release --quiet -p reward-engine -p reward-bench
 BIN=target/release/reward-engine
+# The load generator and the webhook sink.
+BENCH=target/release/reward-bench
 WORK=$(mktemp -d)
 trap 'kill -INT "${SERVER:-0}" "${SINK:-0}" 2>/dev/null || true; rm -rf "$WORK"' EXIT
-"$BIN" webhook-sink --listen "127.0.0.1:$((PORT + 1))" --duration-secs $((DURATION + 20)) >/dev/null 2>&1 &
+"$BENCH" webhook-sink --listen "127.0.0.1:$((PORT + 1))" --duration-secs $((DURATION + 20)) >/dev/null 2>&1 &
 SINK=$!
 "$BIN" serve --data-dir "$WORK/data" --listen "127.0.0.1:$PORT" >"$WORK/server.log" 2>&1 &
 SERVER=$!
@@ -28,7 +30,7 @@ wait_for_health "$PORT"
 (sleep $((DURATION / 3)); perf record -g -p "$SERVER" -o "$WORK/perf.data" -- sleep "$PERF_SECS" >/dev/null 2>&1) &
 PERF=$!
 say "profiling the engine at $RATE actions/s with webhooks on"
-"$BIN" loadgen --url "http://127.0.0.1:$PORT" --partners "$PARTNERS" --connections 64 --duration-secs "$DURATION" \
+"$BENCH" loadgen --url "http://127.0.0.1:$PORT" --partners "$PARTNERS" --connections 64 --duration-secs "$DURATION" \
     --rate "$RATE" --webhook-url "http://127.0.0.1:$((PORT + 1))/hooks" --quiet | tail -4
 wait "$PERF"
 say "CPU by thread"

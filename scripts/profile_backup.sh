@@ -3,7 +3,8 @@
 # a release engine filled by PRELOAD_SECS of signed rewards, one backup to warm up, then
 # `perf record` on the server during a second backup, and the top symbols by thread.
 #
-# Usage: scripts/profile_backup.sh   (PRELOAD_SECS=30 PERF_SECS=12; BIN=… to skip the build; needs perf)
+# Usage: scripts/profile_backup.sh   (PRELOAD_SECS=30 PERF_SECS=12; BIN=… to skip the build, with
+#        BENCH=its reward-bench [default: the one beside BIN]; needs perf)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PRELOAD_SECS=${PRELOAD_SECS:-30}
@@ -13,9 +14,11 @@ PORT=${PORT:-18950}
 source scripts/lib.sh
 command -v perf >/dev/null || { echo "perf is not installed (linux-perf)" >&2; exit 2; }
 if [ -z "${BIN:-}" ]; then
-    cargo build --release --quiet
+    cargo build --release --quiet -p reward-engine -p reward-bench
     BIN=target/release/reward-engine
 fi
+# The load generator.
+BENCH=${BENCH:-$(dirname "$BIN")/reward-bench}
 WORK=$(mktemp -d)
 trap 'kill -INT "${SERVER:-0}" 2>/dev/null || true; rm -rf "$WORK"' EXIT
 export REWARD_BACKUP_DIRECTORY="$WORK/backups"
@@ -23,7 +26,7 @@ export REWARD_BACKUP_DIRECTORY="$WORK/backups"
 SERVER=$!
 wait_for_health "$PORT"
 say "preload: $PRELOAD_SECS s of signed rewards"
-"$BIN" loadgen --url "http://127.0.0.1:$PORT" --partners 100 --duration-secs "$PRELOAD_SECS" --quiet >/dev/null
+"$BENCH" loadgen --url "http://127.0.0.1:$PORT" --partners 100 --duration-secs "$PRELOAD_SECS" --quiet >/dev/null
 "$BIN" backup --url "http://127.0.0.1:$PORT"
 perf record -F 999 -g -p "$SERVER" -o "$WORK/perf.data" -- sleep "$PERF_SECS" >/dev/null 2>&1 &
 PERF=$!

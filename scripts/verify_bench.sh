@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The cost of `reward-engine verify` on a big store: a release server fed ACTIONS signed
-# rewards by `reward-engine loadgen` (bounded by count and by time), stopped cleanly, then
+# rewards by `reward-bench loadgen` (bounded by count and by time), stopped cleanly, then
 # `verify` under `/usr/bin/time -v` (wall time and peak RSS). Runs on 127.0.0.1 only.
 #
 # Usage: scripts/verify_bench.sh [redb|sled]   (ACTIONS=1000000 PARTNERS=100 by default)
@@ -18,11 +18,13 @@ PORT=${PORT:-18760}
 RESULTS=${RESULTS:-bench-results/verify-$STORE-$(date -u +%Y%m%dT%H%M%SZ)}
 mkdir -p "$RESULTS"
 BIN=target/release/reward-engine
+# The load generator.
+BENCH=target/release/reward-bench
 # shellcheck source=scripts/lib.sh
 source scripts/lib.sh
 
-say "building the release binary"
-cargo build --release --quiet --bin reward-engine
+say "building the release binaries"
+cargo build --release --quiet -p reward-engine -p reward-bench --bins
 
 DATA="$RESULTS/data"
 "$BIN" serve --store "$STORE" --data-dir "$DATA" --listen "127.0.0.1:$PORT" >"$RESULTS/server.log" 2>&1 &
@@ -30,7 +32,7 @@ SERVER=$!
 trap 'kill -INT "$SERVER" 2>/dev/null || true' EXIT
 wait_for_health "$PORT"
 say "loading $ACTIONS actions over $PARTNERS partners ($STORE)"
-"$BIN" loadgen --url "http://127.0.0.1:$PORT" --connections "$CONNECTIONS" --partners "$PARTNERS" \
+"$BENCH" loadgen --url "http://127.0.0.1:$PORT" --connections "$CONNECTIONS" --partners "$PARTNERS" \
     --requests "$ACTIONS" --duration-secs "$DURATION_MAX" --quiet --json-out "$RESULTS/loadgen.json"
 kill -INT "$SERVER"
 wait "$SERVER" || true

@@ -14,7 +14,8 @@
 # Everything runs on 127.0.0.1 with bounded durations (release build).
 #
 # Usage: scripts/webhook_bench.sh   (RATE=5000 DURATION=15 PARTNERS=20 CONNECTIONS=64;
-#        PHASES="baseline steady isolation drain"; BIN=another/reward-engine to skip the build)
+#        PHASES="baseline steady isolation drain"; BIN=another/reward-engine to skip the build,
+#        with BENCH=its reward-bench [default: the one beside BIN])
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -32,10 +33,12 @@ source scripts/lib.sh
 export REWARD_WEBHOOK_ALLOWED_CIDRS=127.0.0.0/8
 
 if [ -z "${BIN:-}" ]; then
-    say "building the release binary"
-    cargo build --release --quiet
+    say "building the release binaries"
+    cargo build --release --quiet -p reward-engine -p reward-bench
     BIN=target/release/reward-engine
 fi
+# The load generator and the webhook sink.
+BENCH=${BENCH:-$(dirname "$BIN")/reward-bench}
 
 # Waits (at most DRAIN s) until every delivery created has settled, then keeps /metrics.
 drain_and_keep_metrics() { # label
@@ -56,17 +59,17 @@ run_phase() { # label, extra loadgen args...
     shift
     local data sink_pid slow_pid server_pid
     data=$(mktemp -d)
-    "$BIN" webhook-sink --listen "127.0.0.1:$((PORT + 1))" --duration-secs $((DURATION + DRAIN + 5)) --json-out "$RESULTS/sink-$label.json" \
+    "$BENCH" webhook-sink --listen "127.0.0.1:$((PORT + 1))" --duration-secs $((DURATION + DRAIN + 5)) --json-out "$RESULTS/sink-$label.json" \
         >"$RESULTS/sink-$label.out" 2>"$RESULTS/sink-$label.log" &
     sink_pid=$!
-    "$BIN" webhook-sink --listen "127.0.0.1:$((PORT + 2))" --delay-ms 15000 --duration-secs $((DURATION + DRAIN + 5)) \
+    "$BENCH" webhook-sink --listen "127.0.0.1:$((PORT + 2))" --delay-ms 15000 --duration-secs $((DURATION + DRAIN + 5)) \
         >"$RESULTS/slow-$label.out" 2>"$RESULTS/slow-$label.log" &
     slow_pid=$!
     "$BIN" serve --data-dir "$data" --listen "127.0.0.1:$PORT" >"$RESULTS/server-$label.log" 2>&1 &
     server_pid=$!
     wait_for_health "$PORT"
     say "$label: $RATE actions/s for $DURATION s over $PARTNERS partners, webhooks on"
-    "$BIN" loadgen --url "http://127.0.0.1:$PORT" --partners "$PARTNERS" --connections "$CONNECTIONS" --duration-secs "$DURATION" \
+    "$BENCH" loadgen --url "http://127.0.0.1:$PORT" --partners "$PARTNERS" --connections "$CONNECTIONS" --duration-secs "$DURATION" \
         --rate "$RATE" --webhook-url "http://127.0.0.1:$((PORT + 1))/hooks" --json-out "$RESULTS/loadgen-$label.json" --quiet "$@"
     say "$label: load stopped; letting the backlog drain (up to $DRAIN s)"
     drain_and_keep_metrics "$label"
@@ -84,10 +87,10 @@ run_drain() {
     server_pid=$!
     wait_for_health "$PORT"
     say "$label: $RATE actions/s for $DURATION s with the sink down"
-    "$BIN" loadgen --url "http://127.0.0.1:$PORT" --partners "$PARTNERS" --connections "$CONNECTIONS" --duration-secs "$DURATION" \
+    "$BENCH" loadgen --url "http://127.0.0.1:$PORT" --partners "$PARTNERS" --connections "$CONNECTIONS" --duration-secs "$DURATION" \
         --rate "$RATE" --webhook-url "http://127.0.0.1:$((PORT + 1))/hooks" --json-out "$RESULTS/loadgen-$label.json" --quiet
     sleep 2
-    "$BIN" webhook-sink --listen "127.0.0.1:$((PORT + 1))" --duration-secs $((DRAIN + 10)) --json-out "$RESULTS/sink-$label.json" \
+    "$BENCH" webhook-sink --listen "127.0.0.1:$((PORT + 1))" --duration-secs $((DRAIN + 10)) --json-out "$RESULTS/sink-$label.json" \
         >"$RESULTS/sink-$label.out" 2>"$RESULTS/sink-$label.log" &
     sink_pid=$!
     sleep 1
@@ -109,7 +112,7 @@ run_baseline() {
     server_pid=$!
     wait_for_health "$PORT"
     say "baseline: $RATE actions/s for $DURATION s, no webhook endpoints"
-    "$BIN" loadgen --url "http://127.0.0.1:$PORT" --partners "$PARTNERS" --connections "$CONNECTIONS" --duration-secs "$DURATION" \
+    "$BENCH" loadgen --url "http://127.0.0.1:$PORT" --partners "$PARTNERS" --connections "$CONNECTIONS" --duration-secs "$DURATION" \
         --rate "$RATE" --json-out "$RESULTS/loadgen-baseline.json" --quiet
     kill -INT "$server_pid"
     wait "$server_pid" || true
