@@ -66,7 +66,7 @@ def main():
     out.append("# Benchmarks\n")
     out.append(f"Measured {now} on {machine()}, commit `{commit()}`, by `scripts/bench.sh` "
                f"(DURATION={duration} s per run, CONNECTIONS={connections}, PARTNERS={partners}). "
-               "The load generator runs on the same machine and shares its cores, as do PostgreSQL and pgbench. "
+               "The load generator (`reward-bench loadgen`) runs on the same machine and shares its cores, as do PostgreSQL and pgbench. "
                "These machines are shared and noisy: compare ratios within one run, not figures across runs.\n")
     out.append("## Durable signed submissions (`POST /v1/partner/actions/submit`)\n")
     out.append("Every engine request is HMAC-signed by the generator, verified on the raw bytes, decided by the "
