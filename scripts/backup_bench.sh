@@ -38,6 +38,7 @@ if [ -z "${BIN:-}" ]; then
 fi
 # The load generator.
 BENCH=${BENCH:-$(dirname "$BIN")/reward-bench}
+need_bench "$BENCH"
 
 WORK=$(mktemp -d)
 DATA="$WORK/data"

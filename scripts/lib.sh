@@ -15,3 +15,9 @@ wait_for_health() { # port
     echo "server on port $1 did not come up" >&2
     return 1
 }
+
+need_bench() { # path of the reward-bench binary (loadgen, webhook-sink, hello-server)
+    [ -x "$1" ] && return 0
+    echo "no reward-bench binary at $1: build it (cargo build --release -p reward-bench) or set BENCH" >&2
+    exit 2
+}

@@ -19,6 +19,7 @@ if [ -z "${BIN:-}" ]; then
 fi
 # The load generator.
 BENCH=${BENCH:-$(dirname "$BIN")/reward-bench}
+need_bench "$BENCH"
 WORK=$(mktemp -d)
 trap 'kill -INT "${SERVER:-0}" 2>/dev/null || true; rm -rf "$WORK"' EXIT
 export REWARD_BACKUP_DIRECTORY="$WORK/backups"

@@ -39,6 +39,7 @@ if [ -z "${BIN:-}" ]; then
 fi
 # The load generator and the webhook sink.
 BENCH=${BENCH:-$(dirname "$BIN")/reward-bench}
+need_bench "$BENCH"
 
 # Waits (at most DRAIN s) until every delivery created has settled, then keeps /metrics.
 drain_and_keep_metrics() { # label
