@@ -5,7 +5,8 @@
 //! Invariant: handlers authenticate on the raw bytes (`extract::RawRequest`) before they
 //! parse anything, and reach the engine only through `reward_actors::Engine`. A handler
 //! gets its caller only from an extractor that enforces its route's table guard
-//! (`auth::Authorized`, `auth::RouteAccess`, `auth::AdminRequest`, `portal::PortalCaller`).
+//! (`auth::Authorized`, `auth::RouteAccess`, `auth::AdminRequest`, `resources::portal::PortalCaller`,
+//! `resources::donations::ProviderCallback`).
 
 pub mod auth;
 mod cors;

@@ -23,7 +23,7 @@ pub enum Guard {
     Portal,
     /// The operator's admin token (`auth::authorize_admin`).
     Admin,
-    /// A donation provider's signed callback (its own secret).
+    /// A donation provider's signed callback (its own secret; `donations::ProviderCallback`).
     Provider,
     /// Anyone: operations endpoints, the documents, CORS preflights.
     Public,

@@ -8,7 +8,7 @@
 //! hash) with the secret it shares with us (`REWARD_PROVIDER_SECRET_EVERY_ORG`,
 //! `REWARD_PROVIDER_SECRET_STRIPE`); a provider without a secret has no callback route.
 
-use axum::extract::State;
+use axum::extract::{FromRequest, FromRequestParts, Request, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 use reward_actors::api::common::Feature;
@@ -20,7 +20,7 @@ use reward_actors::api::donations::{DonationStatusView, OrganizationView};
 use reward_actors::api::partners::PartnerRecord;
 use serde_json::json;
 
-use crate::http::auth::{Access, Authorized};
+use crate::http::auth::{Access, Authorized, unguarded};
 use crate::http::cors::{allow_origin, widget_answer};
 use crate::http::error::{ApiError, ApiResult};
 use crate::http::extract::{PathSegment, RawRequest};
@@ -167,27 +167,49 @@ fn parse_donation(body: &[u8], partner: &PartnerRecord, state: &AppState) -> Api
     Ok(NewDonation { organization_slug, amount_minor, currency, frequency, provider, donor_email, first_name, last_name, tip, referral_code })
 }
 
+/// A provider's callback whose signature checked out, on a route whose table entry says
+/// `Guard::Provider`: the provider signs exactly as a partner does (contract §3), with the
+/// secret it shares with us; a provider without a secret has no callback route (404).
+pub struct ProviderCallback {
+    pub provider: Provider,
+    pub request: RawRequest,
+}
+
+impl FromRequest<AppState> for ProviderCallback {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &AppState) -> Result<ProviderCallback, ApiError> {
+        let guard = request.extensions().get::<Guard>().copied();
+        let (mut parts, body) = request.into_parts();
+        let PathSegment(provider) = PathSegment::<String>::from_request_parts(&mut parts, state).await?;
+        let request = RawRequest::from_request(Request::from_parts(parts, body), state).await?;
+        if !matches!(guard, Some(Guard::Provider)) {
+            return Err(unguarded(&request));
+        }
+        let provider = Provider::parse(&provider).ok_or_else(|| ApiError::not_found("no such provider"))?;
+        let secret = state.donations.secret(provider).ok_or_else(|| ApiError::not_found("callbacks from this provider are not configured"))?;
+        let missing = || ApiError::unauthorized("MISSING_SIGNATURE", "X-Timestamp and X-Signature are required");
+        let timestamp = request.header("x-timestamp").ok_or_else(missing)?;
+        let signature = request.header("x-signature").filter(|value| !value.is_empty()).ok_or_else(missing)?;
+        let now_secs = state.engine.clock().now_ms() / 1000;
+        let window = state.settings.signature_window_secs;
+        let in_window = timestamp.parse::<u64>().is_ok_and(|sent| sent.abs_diff(now_secs) <= window);
+        if !in_window {
+            return Err(ApiError::unauthorized(
+                "TIMESTAMP_OUT_OF_RANGE",
+                format!("X-Timestamp must be Unix seconds within {window} s of the server clock"),
+            ));
+        }
+        if !signing::verify(secret.expose(), timestamp, request.method.as_str(), &request.path_and_query, &request.body, signature) {
+            return Err(ApiError::unauthorized("INVALID_SIGNATURE", "the signature does not match"));
+        }
+        Ok(ProviderCallback { provider, request })
+    }
+}
+
 /// `POST /v1/providers/:provider/events {partnerDonationId, status: COMPLETED|FAILED,
 /// providerReference?}`, signed by the provider: settles the donation once.
-async fn provider_event(State(state): State<AppState>, PathSegment(provider): PathSegment, request: RawRequest) -> ApiResult<Response> {
-    let provider = Provider::parse(&provider).ok_or_else(|| ApiError::not_found("no such provider"))?;
-    let secret = state.donations.secret(provider).ok_or_else(|| ApiError::not_found("callbacks from this provider are not configured"))?;
-    let timestamp =
-        request.header("x-timestamp").ok_or_else(|| ApiError::unauthorized("MISSING_SIGNATURE", "X-Timestamp and X-Signature are required"))?;
-    let signature = request.header("x-signature").filter(|value| !value.is_empty());
-    let signature = signature.ok_or_else(|| ApiError::unauthorized("MISSING_SIGNATURE", "X-Timestamp and X-Signature are required"))?;
-    let now_secs = state.engine.clock().now_ms() / 1000;
-    let window = state.settings.signature_window_secs;
-    let in_window = timestamp.parse::<u64>().is_ok_and(|sent| sent.abs_diff(now_secs) <= window);
-    if !in_window {
-        return Err(ApiError::unauthorized(
-            "TIMESTAMP_OUT_OF_RANGE",
-            format!("X-Timestamp must be Unix seconds within {window} s of the server clock"),
-        ));
-    }
-    if !signing::verify(secret.expose(), timestamp, request.method.as_str(), &request.path_and_query, &request.body, signature) {
-        return Err(ApiError::unauthorized("INVALID_SIGNATURE", "the signature does not match"));
-    }
+async fn provider_event(State(state): State<AppState>, ProviderCallback { provider, request }: ProviderCallback) -> ApiResult<Response> {
     request.require_json()?;
     let mut fields = Fields::parse(&request.body)?;
     let donation_id = crate::http::parse::hex_id(&mut fields, "partnerDonationId", true);
