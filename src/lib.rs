@@ -8,9 +8,11 @@
 //! - [`config`]: defaults → TOML file → `REWARD_*` variables → flags, with every bound.
 //! - [`server`]: start and ordered shutdown; master key, admin token, demo partner.
 //! - [`listener`]: the accept loop with connection bounds (cap, header and idle timeouts).
-//! - [`http`]: the partner and admin API, one file per resource, each listing its routes
-//!   (`http::routes`: method, path, guard, handler; the router, authorization and the OpenAPI
-//!   document are built from them); [`signing`] is the contract's request signature, shared by
+//! - [`http`]: the partner and admin API. `http::resources` holds one file per resource (named
+//!   like the engine's façade it calls), each listing its routes (`http::routes`: method, path,
+//!   guard, handler; the router, authorization and the OpenAPI document are built from them);
+//!   the rest of `http` is what resources share (authorization extractors, parsing, errors,
+//!   lists, CORS, request ids, metrics, the OpenAPI document); [`signing`] is the contract's request signature, shared by
 //!   the server, `sign`, `reward-bench` and tests; [`jwt`] the portal's access tokens.
 //! - [`sign_cli`]: `reward-engine sign` (headers or a curl command for a signed request; its
 //!   credentials and `sign_request` also sign `reward-bench`'s load); [`demo`]: the demo
