@@ -12,10 +12,11 @@
 //!   (rewards, reversals, pools, users, campaigns, webhook endpoints).
 //! - `commit/`: group commit on one thread; receipts resolve when durable, and a write set
 //!   may carry what to tell another task once it is.
-//! - `store/`: the storage trait (redb, sled, the write-ahead log in front), `store::layout`
-//!   (the key layout that makes tenancy a property of every key), backups, the read-only open.
-//!   `codec` (value encoding) and `reads` (store reads, the one paging loop); `audit`: the
-//!   offline audit of the books (every invariant, one streaming pass).
+//! - `store/`: the storage trait (redb, sled, the write-ahead log in front) and the store's
+//!   reading side: `store::codec` value encoding, `store::layout` the key layout that makes
+//!   tenancy a property of every key, `store::reads` the store reads and the one paging loop,
+//!   `store::audit` the offline audit of the books (every invariant, one streaming pass);
+//!   `store::backup` writes, checks and restores backups, `store::read_only` opens for an audit.
 //! - `engine/`: the handle — actix runtime, partner registry, admission, bounded waits, the
 //!   periodic jobs' start and stop — and its runtime: `clock`, `crypto`, `error`, `metrics`,
 //!   `rate_limit`.
@@ -44,9 +45,8 @@ macro_rules! internal_modules {
     };
 }
 
-internal_modules!(codec, domain, engine, reads, services, store);
+internal_modules!(domain, engine, services, store);
 mod actor;
-pub(crate) mod audit;
 pub(crate) mod commit;
 pub(crate) mod webhooks;
 

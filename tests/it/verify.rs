@@ -11,9 +11,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hyper::Method;
-use reward_actors::codec::{decode, encode};
 use reward_actors::domain::ids::IdGenerator;
 use reward_actors::domain::model::{Environment, IdempotencyRecord, IdempotencyScope, PartnerEnv, UserRecord};
+use reward_actors::store::codec::{decode, encode};
 use reward_actors::store::layout;
 use reward_actors::store::{ENGINE_RUNNING, StoreBackend, WriteOp, open_store};
 use serde_json::{Value, json};

@@ -8,10 +8,10 @@ use serde_json::json;
 
 use super::{ActorReply, PartnerActor, Recorded, WriteOutcome};
 use crate::api::views::EventEnvelope;
-use crate::codec::encode;
 use crate::domain::ids::Id;
 use crate::domain::model::{Effect, EventRecord};
 use crate::engine::error::EngineError;
+use crate::store::codec::encode;
 use crate::store::layout;
 use crate::store::{Scan, ScanOrder, WriteOp};
 use crate::webhooks::OutboxSignal;

@@ -24,7 +24,6 @@ use actix::prelude::*;
 use serde::Serialize;
 use tokio::sync::oneshot;
 
-use crate::codec::decode;
 use crate::commit::{CommitReceipt, CommitState, Origin};
 use crate::domain::ids::Id;
 use crate::domain::model::{CampaignRecord, Effect, IdempotencyRecord, IdempotencyScope, PartnerEnv, PartnerEnvState, PoolRecord, UserRecord};
@@ -34,6 +33,7 @@ use crate::domain::request::{
 };
 use crate::engine::EngineShared;
 use crate::engine::error::EngineError;
+use crate::store::codec::decode;
 use crate::store::layout;
 use crate::store::{Scan, ScanOrder, WriteOp};
 use crate::webhooks::{EndpointRecord, EventType, HealthNotice, OutboxSignal, WebhookFields, fan_out};

@@ -23,7 +23,7 @@ pub mod common {
     pub use crate::engine::clock::{Clock, format_timestamp, parse_timestamp};
     pub use crate::engine::crypto::{MasterKey, Secret, constant_time_eq, random_hex, sha256};
     pub use crate::engine::rate_limit::{Budget, RateDecision};
-    pub use crate::reads::{PAGE_LIMIT_MAX, PAGE_OFFSET_MAX, Page, PageRequest, TimeRange};
+    pub use crate::store::reads::{PAGE_LIMIT_MAX, PAGE_OFFSET_MAX, Page, PageRequest, TimeRange};
 }
 
 /// Submitting, reading and reversing actions (`Engine::submit`, `submit_batch`, `reverse`, `list_actions`).
@@ -31,7 +31,7 @@ pub mod actions {
     pub use crate::api::views::ActionView;
     pub use crate::domain::model::ActionStatus;
     pub use crate::domain::request::{ActionRequest, ReversalRequest, Stakeholder};
-    pub use crate::reads::ActionFilter;
+    pub use crate::store::reads::ActionFilter;
 }
 
 /// Users, balances, transactions and redemptions.
@@ -39,7 +39,7 @@ pub mod users {
     pub use crate::api::views::{BalanceView, TransactionView, UserView};
     pub use crate::domain::model::TransactionType;
     pub use crate::domain::request::{RedemptionRequest, UserProfile};
-    pub use crate::reads::TransactionFilter;
+    pub use crate::store::reads::TransactionFilter;
 }
 
 /// Campaign rules.
@@ -96,8 +96,8 @@ pub mod donations {
 
 /// Jobs and their settings, backups, restore, the store's opening and the offline audit (the command line's tools).
 pub mod operations {
-    pub use crate::audit::{AuditProgress, AuditReport, audit};
     pub use crate::services::operations::{BackupConfig, BackupRunError, CompletedBackup, JobsConfig, MaintenanceConfig};
+    pub use crate::store::audit::{AuditProgress, AuditReport, audit};
     pub use crate::store::{
         ENGINE_RUNNING, ReadOnlyOptions, Store, StoreBackend, WalOptions, backup, open_store_read_only, open_store_read_only_with, open_store_with,
     };

@@ -234,8 +234,8 @@ mod tests {
         assert!(serde_json::from_str::<Cidr>(r#""nope""#).is_err());
         // The stored bytes are those of the list of strings partners were saved with before.
         let texts = vec!["203.0.113.0/24".to_owned(), "2001:db8::/32".to_owned()];
-        assert_eq!(crate::codec::encode(&blocks), crate::codec::encode(&texts));
-        assert_eq!(crate::codec::decode::<Vec<Cidr>>(&crate::codec::encode(&texts)).expect("decode"), blocks);
+        assert_eq!(crate::store::codec::encode(&blocks), crate::store::codec::encode(&texts));
+        assert_eq!(crate::store::codec::decode::<Vec<Cidr>>(&crate::store::codec::encode(&texts)).expect("decode"), blocks);
     }
 
     proptest! {

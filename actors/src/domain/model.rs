@@ -743,7 +743,7 @@ mod tests {
     use serde::Serialize;
 
     use super::*;
-    use crate::codec::{decode, encode};
+    use crate::store::codec::{decode, encode};
 
     /// `IdempotencyRecord` as stored before its effect had a type.
     #[derive(Serialize)]

@@ -10,7 +10,7 @@
 use serde::Serialize;
 use serde_json::json;
 
-use crate::codec::encode;
+use crate::store::codec::encode;
 use crate::domain::ids::{Id, IdGenerator};
 use crate::store::layout;
 use crate::domain::model::{

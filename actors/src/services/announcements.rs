@@ -9,7 +9,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::codec::{decode, encode};
+use crate::store::codec::{decode, encode};
 use crate::engine::Engine;
 use crate::engine::error::EngineError;
 

@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use parking_lot::RwLock;
 
-use crate::codec::decode;
+use crate::store::codec::decode;
 use crate::engine::crypto::{Secret, key_environment, sha256};
 use crate::engine::Engine;
 use crate::engine::error::EngineError;

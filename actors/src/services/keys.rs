@@ -13,7 +13,7 @@ use parking_lot::Mutex;
 
 use crate::api::facades::Keys;
 use crate::engine::clock::format_timestamp;
-use crate::codec::{decode, encode};
+use crate::store::codec::{decode, encode};
 use crate::engine::crypto::{GeneratedKeyPair, sha256};
 use crate::engine::Engine;
 use crate::engine::error::EngineError;

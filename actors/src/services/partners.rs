@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use crate::api::facades::{Partners, Portal};
-use crate::codec::encode;
+use crate::store::codec::encode;
 use crate::engine::Engine;
 use crate::engine::error::EngineError;
 use crate::domain::ids::Id;

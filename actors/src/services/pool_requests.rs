@@ -4,7 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::codec::{decode, encode};
+use crate::store::codec::{decode, encode};
 use crate::engine::Engine;
 use crate::engine::error::EngineError;
 use crate::api::facades::Pools;
@@ -12,7 +12,7 @@ use crate::domain::ids::Id;
 use crate::domain::model::{IdempotencyScope, PartnerEnv};
 use crate::actor::WriteOutcome;
 use crate::domain::posting::put;
-use crate::reads::{Page, PageRequest, Verdict};
+use crate::store::reads::{Page, PageRequest, Verdict};
 use crate::domain::request::{AllocationRequest, IdempotencyKey};
 use crate::store::layout;
 

@@ -10,7 +10,7 @@ use std::time::Duration;
 use argon2::{Argon2, PasswordHasher, PasswordVerifier};
 use serde::{Deserialize, Serialize};
 
-use crate::codec::{decode, encode};
+use crate::store::codec::{decode, encode};
 use crate::engine::crypto::{Secret, random_hex, sha256};
 use crate::engine::Engine;
 use crate::engine::error::EngineError;

@@ -9,8 +9,11 @@
 //! are durable; it is called by one thread (the committer) at a time. Reads see committed
 //! data (sled may also show data whose flush is still running; see README).
 
+pub(crate) mod audit;
 pub mod backup;
+pub mod codec;
 pub mod layout;
+pub mod reads;
 mod read_only;
 mod redb_store;
 mod sled_store;

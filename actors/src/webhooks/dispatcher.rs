@@ -20,12 +20,12 @@ use super::attempt::{self, EndpointKey, Finished, Job};
 use super::health;
 use super::{AttemptOutcome, DeliveryRecord, DeliveryStatus, EndpointRecord, EndpointStatus, HealthNotice, HealthRecord, NextStep, WebhookSettings};
 use crate::api::facades::Webhooks;
-use crate::codec::{decode, encode};
 use crate::commit::{CommitReceipt, CommitState};
 use crate::domain::ids::Id;
 use crate::domain::model::{EventRecord, PartnerEnv};
 use crate::engine::error::EngineError;
 use crate::engine::{Engine, EngineShared};
+use crate::store::codec::{decode, encode};
 use crate::store::layout;
 use crate::store::{Scan, ScanOrder, WriteOp};
 

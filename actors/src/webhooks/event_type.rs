@@ -150,9 +150,9 @@ impl<'de> Deserialize<'de> for EventType {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::codec::{decode, encode};
     use crate::domain::ids::IdGenerator;
     use crate::domain::model::EventRecord;
+    use crate::store::codec::{decode, encode};
 
     /// [`EventRecord`] as it was stored while its type was a `String`.
     #[derive(Serialize, Deserialize)]

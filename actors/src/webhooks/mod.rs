@@ -35,12 +35,12 @@ use std::time::Duration;
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 
-use crate::codec::encode;
 use crate::domain::ids::{Id, IdGenerator};
 use crate::domain::model::{EventRecord, PartnerEnv};
 use crate::engine::crypto::{MasterKey, Secret};
 use crate::engine::error::InvalidSetting;
 use crate::store::WriteOp;
+use crate::store::codec::encode;
 use crate::store::layout;
 
 pub use event_type::{EventType, UnknownEventType};

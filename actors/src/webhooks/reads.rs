@@ -3,10 +3,10 @@
 
 use super::{DeliveryRecord, EndpointRecord, EndpointStatus, HealthRecord};
 use crate::api::facades::Webhooks;
-use crate::codec::decode;
 use crate::domain::ids::Id;
 use crate::domain::model::PartnerEnv;
 use crate::engine::error::EngineError;
+use crate::store::codec::decode;
 use crate::store::layout;
 use crate::store::{Scan, ScanOrder};
 
@@ -43,8 +43,8 @@ impl Webhooks<'_> {
         &self,
         partner_env: PartnerEnv,
         endpoint_id: Id,
-        page: crate::reads::PageRequest,
-    ) -> Result<crate::reads::Page<DeliveryRecord>, EngineError> {
+        page: crate::store::reads::PageRequest,
+    ) -> Result<crate::store::reads::Page<DeliveryRecord>, EngineError> {
         self.get_webhook(partner_env, endpoint_id)?;
         self.read_page(
             &layout::webhook_deliveries_prefix(&partner_env, endpoint_id),

@@ -15,7 +15,7 @@ pub use links::{DonationsConfig, LINK_PLACEHOLDERS};
 
 use crate::api::facades::Donations;
 use crate::engine::clock::format_timestamp;
-use crate::codec::{decode, encode};
+use crate::store::codec::{decode, encode};
 use crate::engine::Engine;
 use crate::engine::error::EngineError;
 use crate::domain::ids::Id;

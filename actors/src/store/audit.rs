@@ -26,7 +26,7 @@ use std::fmt;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::codec::{VALUE_VERSION, decode};
+use crate::store::codec::{VALUE_VERSION, decode};
 use crate::domain::ids::Id;
 use crate::domain::model::{
     ActionRecord, ActionStatus, ApiKeyRecord, CampaignRecord, DAY_MS, EventRecord, IdempotencyRecord, IdempotencyScope, KeyDigestEntry, KeyKind,
@@ -1128,7 +1128,7 @@ mod tests {
     //! discrepancies that names.
 
     use super::*;
-    use crate::codec::encode;
+    use crate::store::codec::encode;
     use crate::domain::model::Environment;
     use crate::domain::money::{Currency, Money};
     use crate::domain::posting::{Changes, PostingUser, ReversalDraft, RewardDraft, post_redemption, post_reversal, post_reward, put};

@@ -4,7 +4,7 @@
 use serde::de::DeserializeOwned;
 
 use crate::api::facades::{Actions, Campaigns, Partners, Pools, Users, Webhooks};
-use crate::codec::decode;
+use crate::store::codec::decode;
 use crate::engine::Engine;
 use crate::engine::error::EngineError;
 use crate::domain::ids::Id;
