@@ -13,9 +13,8 @@ use std::time::Duration;
 use hyper::Method;
 use reward_actors::domain::ids::IdGenerator;
 use reward_actors::domain::model::{Environment, IdempotencyRecord, IdempotencyScope, PartnerEnv, UserRecord};
-use reward_actors::store::codec::{decode, encode};
-use reward_actors::store::layout;
-use reward_actors::store::{ENGINE_RUNNING, StoreBackend, WriteOp, open_store};
+use reward_actors::store::records;
+use reward_actors::store::{ENGINE_RUNNING, StoreBackend, open_store};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
@@ -109,8 +108,8 @@ async fn verify(data_dir: &Path, extra: &[&str]) -> Verified {
 fn break_the_books(backend: StoreBackend, data_dir: &Path, partner: &Partner) {
     let store = open_store(backend, data_dir).expect("store opens");
     let partner_env = PartnerEnv::new(reward_actors::domain::ids::Id::parse_hex(&partner.id).expect("partner id"), Environment::Sandbox);
-    let user_key = layout::user(&partner_env, "alice");
-    let mut alice: UserRecord = decode(&store.get(&user_key).expect("reads").expect("alice exists")).expect("decodes");
+    let user_key = records::user(&partner_env, "alice");
+    let mut alice: UserRecord = user_key.get(store.as_ref()).expect("reads").expect("alice exists");
     alice.balance += 1;
     let orphan = IdempotencyRecord {
         request_hash: [7; 32],
@@ -120,10 +119,7 @@ fn break_the_books(backend: StoreBackend, data_dir: &Path, partner: &Partner) {
         effect: reward_actors::domain::model::Effect::Applied,
         created_at_ms: 1,
     };
-    let ops = vec![
-        WriteOp::Put { key: user_key, value: encode(&alice) },
-        WriteOp::Put { key: layout::idempotency(&partner_env, IdempotencyScope::ActionSubmit, "orphan-key"), value: encode(&orphan) },
-    ];
+    let ops = vec![user_key.put(&alice), records::idempotency(&partner_env, IdempotencyScope::ActionSubmit, "orphan-key").put(&orphan)];
     store.commit(&[&ops]).expect("commits");
 }
 

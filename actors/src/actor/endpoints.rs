@@ -11,9 +11,8 @@ use crate::api::views::EventEnvelope;
 use crate::domain::ids::Id;
 use crate::domain::model::{Effect, EventRecord};
 use crate::engine::error::EngineError;
-use crate::store::codec::encode;
-use crate::store::layout;
-use crate::store::{Scan, ScanOrder, WriteOp};
+use crate::store::records::{self, QueueEntry};
+use crate::store::{ScanOrder, WriteOp};
 use crate::webhooks::OutboxSignal;
 use crate::webhooks::signing::generate_secret;
 use crate::webhooks::{
@@ -42,7 +41,7 @@ impl PartnerActor {
     /// dispatcher for it.
     fn write_webhook(&mut self, endpoint: EndpointRecord, extra: Vec<WriteOp>, recorded: Recorded) -> ActorReply<WriteOutcome> {
         let mut write_set = extra;
-        write_set.push(WriteOp::Put { key: layout::webhook_endpoint(&self.partner_env, endpoint.id), value: encode(&endpoint) });
+        write_set.push(records::webhook_endpoint(&self.partner_env, endpoint.id).put(&endpoint));
         let endpoint_id = endpoint.id;
         let webhooks = &mut self.loaded_mut().webhooks;
         match webhooks.iter_mut().find(|known| known.id == endpoint_id) {
@@ -115,15 +114,17 @@ impl PartnerActor {
         if let Err(error) = self.webhook(endpoint_id) {
             return ActorReply::failed(error);
         }
-        let prefix = layout::webhook_queue_prefix(&self.partner_env, endpoint_id);
-        let scan = Scan { prefix: &prefix, after: None, order: ScanOrder::Ascending, limit: QUEUE_ROWS_PURGED_MAX };
-        let queued = match self.shared.store.scan(scan) {
+        let queued = match records::webhook_queue(&self.partner_env, endpoint_id).scan(
+            self.shared.store.as_ref(),
+            ScanOrder::Ascending,
+            QUEUE_ROWS_PURGED_MAX,
+        ) {
             Ok(rows) => rows,
             Err(error) => return ActorReply::failed(EngineError::internal("reading a webhook queue", error)),
         };
-        let mut write_set: Vec<WriteOp> = queued.into_iter().map(|(key, _)| WriteOp::Delete { key }).collect();
-        write_set.push(WriteOp::Delete { key: layout::webhook_endpoint(&self.partner_env, endpoint_id) });
-        write_set.push(WriteOp::Delete { key: layout::webhook_health(&self.partner_env, endpoint_id) });
+        let mut write_set: Vec<WriteOp> = queued.into_iter().map(|row| row.key.delete()).collect();
+        write_set.push(records::webhook_endpoint(&self.partner_env, endpoint_id).delete());
+        write_set.push(records::webhook_health(&self.partner_env, endpoint_id).delete());
         self.loaded_mut().webhooks.retain(|endpoint| endpoint.id != endpoint_id);
         let (_, receipt) = self.commit(write_set, OutboxSignal::touched(endpoint_id));
         let recorded = answer(Effect::Applied, &json!({ "id": endpoint_id.to_hex(), "deleted": true }));
@@ -157,8 +158,8 @@ impl PartnerActor {
         delivery.event_sequence = None;
         delivery.inline_envelope = Some(event.envelope_json);
         let write_set = vec![
-            WriteOp::Put { key: layout::webhook_delivery(&self.partner_env, endpoint.id, delivery.id), value: encode(&delivery) },
-            WriteOp::Put { key: layout::webhook_queue(&self.partner_env, endpoint.id, now_ms, delivery.id), value: Vec::new() },
+            records::webhook_delivery(&self.partner_env, endpoint.id, delivery.id).put(&delivery),
+            records::webhook_queue_row(&self.partner_env, endpoint.id, now_ms, delivery.id).put(&QueueEntry),
         ];
         let queued = vec![QueuedDelivery { endpoint_id: endpoint.id, due_ms: now_ms, delivery_id: delivery.id }];
         let (_, receipt) = self.commit(write_set, OutboxSignal { queued, ..OutboxSignal::default() });
@@ -184,7 +185,7 @@ impl PartnerActor {
                 disabled.status = EndpointStatus::Disabled;
                 disabled.disabled_reason = Some(reason.clone());
                 disabled.updated_at_ms = now_ms;
-                let extra = vec![WriteOp::Put { key: layout::webhook_endpoint(&self.partner_env, endpoint.id), value: encode(&disabled) }];
+                let extra = vec![records::webhook_endpoint(&self.partner_env, endpoint.id).put(&disabled)];
                 if let Some(known) = self.loaded_mut().webhooks.iter_mut().find(|known| known.id == endpoint_id) {
                     *known = disabled;
                 }

@@ -33,9 +33,8 @@ use crate::domain::request::{
 };
 use crate::engine::EngineShared;
 use crate::engine::error::EngineError;
-use crate::store::codec::decode;
-use crate::store::layout;
-use crate::store::{Scan, ScanOrder, WriteOp};
+use crate::store::records;
+use crate::store::{ScanOrder, WriteOp};
 use crate::webhooks::{EndpointRecord, EventType, HealthNotice, OutboxSignal, WebhookFields, fan_out};
 
 mod campaign_commands;
@@ -414,18 +413,13 @@ impl PartnerActor {
             let outcome = WriteOutcome::Replayed { original: inflight.recorded.clone(), original_request_id: inflight.request_id.clone() };
             return Some(ActorReply { outcome: Ok(outcome), receipt: Some(inflight.receipt.clone()) });
         }
-        let stored = self
-            .shared
-            .store
-            .get(&layout::idempotency(&self.partner_env, scope, key))
-            .map_err(|error| EngineError::internal("reading an idempotency record", error));
-        let record = match stored {
-            Err(error) => return Some(ActorReply::failed(error)),
+        let record = match records::idempotency(&self.partner_env, scope, key).get(self.shared.store.as_ref()) {
+            Err(records::RecordError::Decode(error)) => {
+                return Some(ActorReply::failed(EngineError::internal("decoding an idempotency record", error)));
+            }
+            Err(error) => return Some(ActorReply::failed(EngineError::internal("reading an idempotency record", error))),
             Ok(None) => return None,
-            Ok(Some(bytes)) => match decode::<IdempotencyRecord>(&bytes) {
-                Ok(record) => record,
-                Err(error) => return Some(ActorReply::failed(EngineError::internal("decoding an idempotency record", error))),
-            },
+            Ok(Some(record)) => record,
         };
         if record.request_hash != *request_hash {
             return Some(ActorReply::failed(EngineError::IdempotencyKeyReused));
@@ -440,9 +434,7 @@ impl PartnerActor {
         if let Some(cached) = self.users.get(external_id) {
             return Ok(Some(cached.record.clone()));
         }
-        let stored =
-            self.shared.store.get(&layout::user(&self.partner_env, external_id)).map_err(|error| EngineError::internal("reading a user", error))?;
-        stored.map(|bytes| decode::<UserRecord>(&bytes).map_err(|error| EngineError::internal("decoding a user", error))).transpose()
+        records::user(&self.partner_env, external_id).get(self.shared.store.as_ref()).map_err(|error| EngineError::internal("reading a user", error))
     }
 
     /// An action's current record: memory first (a write may be in flight), then the store.
@@ -450,12 +442,9 @@ impl PartnerActor {
         if let Some(cached) = self.actions.get(&action_id) {
             return Ok(Some(cached.record.clone()));
         }
-        let stored = self
-            .shared
-            .store
-            .get(&layout::action(&self.partner_env, action_id))
-            .map_err(|error| EngineError::internal("reading an action", error))?;
-        stored.map(|bytes| decode(&bytes).map_err(|error| EngineError::internal("decoding an action", error))).transpose()
+        records::action(&self.partner_env, action_id)
+            .get(self.shared.store.as_ref())
+            .map_err(|error| EngineError::internal("reading an action", error))
     }
 
     fn stakeholder_users(&mut self, request: &ActionRequest, now_ms: u64) -> Result<Vec<PostingUser>, EngineError> {
@@ -603,30 +592,20 @@ impl PartnerActor {
 
 fn load_state(shared: &EngineShared, partner_env: &PartnerEnv) -> Result<LoadedState, EngineError> {
     let store = &shared.store;
-    let env_state = match store.get(&layout::partner_env_state(partner_env)).map_err(|error| EngineError::internal("loading partner state", error))? {
-        Some(bytes) => decode::<PartnerEnvState>(&bytes).map_err(|error| EngineError::internal("decoding partner state", error))?,
-        None => PartnerEnvState { next_event_sequence: 1, ..PartnerEnvState::default() },
-    };
-    let prefix = layout::pools_prefix(partner_env);
-    let scan = Scan { prefix: &prefix, after: None, order: ScanOrder::Ascending, limit: shared.config.pools_per_partner_max };
-    let mut pools = HashMap::new();
-    for (_, bytes) in store.scan(scan).map_err(|error| EngineError::internal("loading pools", error))? {
-        let pool = decode::<PoolRecord>(&bytes).map_err(|error| EngineError::internal("decoding a pool", error))?;
+    let env_state =
+        records::partner_env_state(partner_env).get(store.as_ref()).map_err(|error| EngineError::internal("loading partner state", error))?;
+    let env_state = env_state.unwrap_or(PartnerEnvState { next_event_sequence: 1, ..PartnerEnvState::default() });
+    let config = &shared.config;
+    let pools = records::pools(partner_env).read(store.as_ref(), ScanOrder::Ascending, config.pools_per_partner_max);
+    let mut pools_by_id = HashMap::new();
+    for pool in pools.map_err(|error| EngineError::internal("loading pools", error))? {
         pool.assert_conserved();
-        pools.insert(pool.id, pool);
+        pools_by_id.insert(pool.id, pool);
     }
-    let prefix = layout::campaigns_prefix(partner_env);
-    let scan = Scan { prefix: &prefix, after: None, order: ScanOrder::Ascending, limit: shared.config.campaigns_per_partner_max };
-    let mut campaigns = HashMap::new();
-    for (_, bytes) in store.scan(scan).map_err(|error| EngineError::internal("loading campaigns", error))? {
-        let campaign = decode::<CampaignRecord>(&bytes).map_err(|error| EngineError::internal("decoding a campaign", error))?;
-        campaigns.insert(campaign.id, campaign);
-    }
-    let prefix = layout::webhook_endpoints_prefix(partner_env);
-    let scan = Scan { prefix: &prefix, after: None, order: ScanOrder::Ascending, limit: shared.config.webhooks_per_partner_max };
-    let mut webhooks = Vec::new();
-    for (_, bytes) in store.scan(scan).map_err(|error| EngineError::internal("loading webhook endpoints", error))? {
-        webhooks.push(decode::<EndpointRecord>(&bytes).map_err(|error| EngineError::internal("decoding a webhook endpoint", error))?);
-    }
-    Ok(LoadedState { env_state, pools, campaigns, webhooks })
+    let campaigns = records::campaigns(partner_env).read(store.as_ref(), ScanOrder::Ascending, config.campaigns_per_partner_max);
+    let campaigns =
+        campaigns.map_err(|error| EngineError::internal("loading campaigns", error))?.into_iter().map(|campaign| (campaign.id, campaign)).collect();
+    let webhooks = records::webhook_endpoints(partner_env).read(store.as_ref(), ScanOrder::Ascending, config.webhooks_per_partner_max);
+    let webhooks = webhooks.map_err(|error| EngineError::internal("loading webhook endpoints", error))?;
+    Ok(LoadedState { env_state, pools: pools_by_id, campaigns, webhooks })
 }

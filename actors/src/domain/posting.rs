@@ -10,9 +10,7 @@
 use serde::Serialize;
 use serde_json::json;
 
-use crate::store::codec::encode;
 use crate::domain::ids::{Id, IdGenerator};
-use crate::store::layout;
 use crate::domain::model::{
     ActionRecord, ActionStatus, AllocationRecord, CampaignRecord, EventRecord, IdempotencyRecord, IdempotencyScope, PartnerEnv, PartnerEnvState,
     PoolRecord, TransactionRecord, TransactionType, UserRecord, vesting_day,
@@ -21,6 +19,7 @@ use crate::domain::money::TOKENS_MAX;
 use crate::domain::request::ActionRequest;
 use crate::domain::rules::{Evaluation, largest_remainder};
 use crate::store::WriteOp;
+use crate::store::records::{self, UserTransactionEntry};
 use crate::api::views::{ActionResponse, BalanceView, BreakdownView, EventEnvelope, PoolView, ShareView, TransactionView, json_number};
 use crate::webhooks::EventType;
 
@@ -49,27 +48,27 @@ impl Changes {
     pub fn write_set(&self, partner_env: &PartnerEnv, env_state: &PartnerEnvState) -> Vec<WriteOp> {
         let mut ops = Vec::with_capacity(8 + self.users.len() * 2 + self.transactions.len() * 2 + self.events.len());
         if let Some((scope, key, record)) = &self.idempotency {
-            ops.push(put(layout::idempotency(partner_env, *scope, key), encode(record)));
+            ops.push(records::idempotency(partner_env, *scope, key).put(record));
         }
         if let Some(action) = &self.action {
-            ops.push(put(layout::action(partner_env, action.id), encode(action)));
+            ops.push(records::action(partner_env, action.id).put(action));
         }
         for pool in &self.pools {
-            ops.push(put(layout::pool(partner_env, pool.id), encode(pool)));
+            ops.push(records::pool(partner_env, pool.id).put(pool));
         }
         for campaign in &self.campaigns {
-            ops.push(put(layout::campaign(partner_env, campaign.id), encode(campaign)));
+            ops.push(records::campaign(partner_env, campaign.id).put(campaign));
         }
         for user in &self.users {
-            ops.push(put(layout::user(partner_env, &user.record.external_id), encode(&user.record)));
+            ops.push(records::user(partner_env, &user.record.external_id).put(&user.record));
             if user.is_new {
-                ops.push(put(layout::user_by_creation(partner_env, user.record.id), user.record.external_id.as_bytes().to_vec()));
+                ops.push(records::user_by_creation(partner_env, user.record.id).put(&user.record.external_id));
             }
         }
         for transaction in &self.transactions {
-            ops.push(put(layout::transaction(partner_env, transaction.id), encode(transaction)));
+            ops.push(records::transaction(partner_env, transaction.id).put(transaction));
             if let Some(owner) = transaction.partner_user_id.as_deref() {
-                ops.push(put(layout::user_transaction(partner_env, owner, transaction.id), Vec::new()));
+                ops.push(records::user_transaction(partner_env, owner, transaction.id).put(&UserTransactionEntry));
             }
         }
         push_events(&mut ops, partner_env, &self.events, env_state);
@@ -566,13 +565,9 @@ impl EventBuilder<'_> {
 /// Appends events and the bookkeeping that holds their next sequence.
 pub fn push_events(ops: &mut Vec<WriteOp>, partner_env: &PartnerEnv, events: &[EventRecord], env_state: &PartnerEnvState) {
     for event in events {
-        ops.push(put(layout::event(partner_env, event.sequence), encode(event)));
+        ops.push(records::event(partner_env, event.sequence).put(event));
     }
-    ops.push(put(layout::partner_env_state(partner_env), encode(env_state)));
-}
-
-pub fn put(key: Vec<u8>, value: Vec<u8>) -> WriteOp {
-    WriteOp::Put { key, value }
+    ops.push(records::partner_env_state(partner_env).put(env_state));
 }
 
 #[cfg(test)]

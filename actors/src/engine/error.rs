@@ -79,7 +79,10 @@ impl EngineError {
     /// `OVERLOADED`: nothing was done and a retry may succeed; anything else is opaque.
     pub(crate) fn internal<E: std::fmt::Display + 'static>(context: &str, error: E) -> EngineError {
         tracing::error!(%error, "{context}");
-        if (&error as &dyn std::any::Any).is::<crate::store::StoreError>() {
+        let error_any = &error as &dyn std::any::Any;
+        let store_failed = error_any.is::<crate::store::StoreError>()
+            || matches!(error_any.downcast_ref::<crate::store::records::RecordError>(), Some(crate::store::records::RecordError::Store(_)));
+        if store_failed {
             return EngineError::Overloaded { reason: "store_unavailable", retry_after_secs: STORE_UNAVAILABLE_RETRY_AFTER_SECS };
         }
         EngineError::Internal(format!("{context}: {error}"))

@@ -209,14 +209,14 @@ pub enum EngineStartError {
     Store(#[from] crate::store::StoreError),
 }
 
-/// The Meta key of the value sealed under the master key at the first start.
+/// The associated data of the value sealed under the master key at the first start.
 const MASTER_KEY_CHECK: &[u8] = b"master_key_check";
 
 /// Refuses a master key other than the one the data was sealed under; seals a check value
 /// under it at the first start.
 fn check_master_key(store: &dyn Store, master_key: &MasterKey) -> Result<(), EngineStartError> {
-    let key = crate::store::Table::Meta.key(&[MASTER_KEY_CHECK]);
-    match store.get(&key)? {
+    let check = crate::store::records::master_key_check();
+    match check.get_bytes(store)? {
         Some(sealed) => {
             let opened = master_key
                 .open(MASTER_KEY_CHECK, &sealed)
@@ -226,7 +226,7 @@ fn check_master_key(store: &dyn Store, master_key: &MasterKey) -> Result<(), Eng
             }
             Ok(())
         }
-        None => Ok(store.commit(&[&[crate::store::WriteOp::Put { key, value: master_key.seal(MASTER_KEY_CHECK, b"ok") }]])?),
+        None => Ok(store.commit(&[&[check.put(&master_key.seal(MASTER_KEY_CHECK, b"ok"))]])?),
     }
 }
 

@@ -9,14 +9,12 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::store::codec::{decode, encode};
 use crate::engine::Engine;
 use crate::engine::error::EngineError;
 
 use crate::domain::model::PartnerEnv;
-use crate::domain::posting::put;
-use crate::store::layout;
-use crate::store::{Scan, ScanOrder, WriteOp};
+use crate::store::records;
+use crate::store::{ScanOrder, WriteOp};
 use crate::webhooks::EventType;
 
 /// `pub(crate)` for the audit, which decodes every stored value.
@@ -34,26 +32,25 @@ impl Engine {
     /// The write op that stores an announcement (to go in the deciding write's commit).
     pub(crate) fn announcement(&self, partner_env: PartnerEnv, event_type: EventType, data: &serde_json::Value) -> WriteOp {
         let announcement = Announcement { partner_env, event_type, data_json: serde_json::to_vec(data).expect("JSON values serialize") };
-        put(layout::announcement(self.ids().next(self.clock().now_ms())), encode(&announcement))
+        records::announcement(self.ids().next(self.clock().now_ms())).put(&announcement)
     }
 
     /// Records pending announcements through their partners' actors, oldest first, and
     /// answers how many. One that cannot be recorded now stays for the next pass.
     pub(crate) async fn deliver_announcements(&self) -> Result<usize, EngineError> {
         let _delivering = self.inner.announce_lock.lock().await;
-        let prefix = layout::announcements_prefix();
-        let pending = self.shared().store.scan(Scan { prefix: &prefix, after: None, order: ScanOrder::Ascending, limit: DELIVERY_BATCH_MAX });
+        let pending = records::announcements().scan(self.shared().store.as_ref(), ScanOrder::Ascending, DELIVERY_BATCH_MAX);
         let pending = pending.map_err(|error| EngineError::internal("reading announcements", error))?;
         let mut delivered = 0;
-        for (key, bytes) in pending {
-            let announcement: Announcement = decode(&bytes).map_err(|error| EngineError::internal("decoding an announcement", error))?;
+        for row in pending {
+            let announcement = row.record().map_err(|error| EngineError::internal("decoding an announcement", error))?;
             let data: serde_json::Value =
                 serde_json::from_slice(&announcement.data_json).map_err(|error| EngineError::internal("announcement data", error))?;
             if let Err(error) = self.webhooks().record_event(announcement.partner_env, announcement.event_type, data).await {
                 tracing::warn!(%error, event_type = %announcement.event_type, "an announcement waits for the next pass");
                 continue;
             }
-            self.commit_admin(vec![WriteOp::Delete { key }]).await?;
+            self.commit_admin(vec![row.key.delete()]).await?;
             delivered += 1;
         }
         Ok(delivered)

@@ -12,14 +12,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use parking_lot::RwLock;
 
-use crate::store::codec::decode;
 use crate::engine::crypto::{Secret, key_environment, sha256};
 use crate::engine::Engine;
 use crate::engine::error::EngineError;
 use crate::api::facades::Keys;
 use crate::domain::ids::Id;
-use crate::domain::model::{ApiKeyRecord, KeyDigestEntry, KeyKind, KeyStatus, PartnerEnv, PartnerRecord, ScopeSet};
-use crate::store::layout;
+use crate::domain::model::{KeyKind, KeyStatus, PartnerEnv, PartnerRecord, ScopeSet};
+use crate::store::records;
 
 /// Everything the front needs to authenticate and authorize a request made with a key.
 #[derive(Debug)]
@@ -93,23 +92,18 @@ impl Keys<'_> {
 
 impl Engine {
     fn load_key_context(&self, digest: &[u8; 32], environment: crate::domain::model::Environment, kind: KeyKind) -> Result<Option<KeyContext>, EngineError> {
-        let store = &self.shared().store;
-        let read = |key: Vec<u8>, what: &str| store.get(&key).map_err(|error| EngineError::internal(what, error));
-        let Some(entry_bytes) = read(layout::key_digest(digest), "reading a key digest")? else {
+        let Some(entry) = self.read_record(&records::key_digest(digest), "reading a key digest")? else {
             return Ok(None);
         };
-        let entry: KeyDigestEntry = decode(&entry_bytes).map_err(|error| EngineError::internal("decoding a key digest", error))?;
-        let Some(key_bytes) = read(layout::api_key(entry.key_id), "reading a key")? else {
+        let Some(key) = self.read_record(&records::api_key(entry.key_id), "reading a key")? else {
             return Ok(None);
         };
-        let key: ApiKeyRecord = decode(&key_bytes).map_err(|error| EngineError::internal("decoding a key", error))?;
         if key.environment != environment || entry.kind != kind {
             return Ok(None);
         }
-        let Some(partner_bytes) = read(layout::partner(key.partner_id), "reading a partner")? else {
+        let Some(partner) = self.read_record(&records::partner(key.partner_id), "reading a partner")? else {
             return Ok(None);
         };
-        let partner: PartnerRecord = decode(&partner_bytes).map_err(|error| EngineError::internal("decoding a partner", error))?;
         let hmac_secret = self
             .shared()
             .master_key

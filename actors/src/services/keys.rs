@@ -13,15 +13,13 @@ use parking_lot::Mutex;
 
 use crate::api::facades::Keys;
 use crate::engine::clock::format_timestamp;
-use crate::store::codec::{decode, encode};
 use crate::engine::crypto::{GeneratedKeyPair, sha256};
 use crate::engine::Engine;
 use crate::engine::error::EngineError;
 use crate::domain::ids::Id;
-use crate::store::layout;
 use crate::domain::model::{ApiKeyRecord, Environment, KeyDigestEntry, KeyKind, KeyStatus, ScopeSet};
-use crate::domain::posting::put;
-use crate::store::{Scan, ScanOrder};
+use crate::store::ScanOrder;
+use crate::store::records::{self, PartnerKeyEntry, RecordKey};
 use crate::api::views::CreatedKeyView;
 
 /// A key pair to issue.
@@ -82,7 +80,7 @@ impl Keys<'_> {
         let mut key = self.get_api_key(partner_id, key_id)?;
         if key.status != KeyStatus::Revoked {
             key.status = KeyStatus::Revoked;
-            let committed = self.commit_admin(vec![put(layout::api_key(key.id), encode(&key))]).await;
+            let committed = self.commit_admin(vec![records::api_key(key.id).put(&key)]).await;
             // Even a commit that timed out may land: never keep serving the key from cache.
             self.shared().auth_cache.invalidate();
             committed?;
@@ -110,7 +108,7 @@ impl Keys<'_> {
             key.expires_at_ms = expires_at_ms;
             key.expiring_notified = false;
         }
-        let committed = self.commit_admin(vec![put(layout::api_key(key.id), encode(&key))]).await;
+        let committed = self.commit_admin(vec![records::api_key(key.id).put(&key)]).await;
         self.shared().auth_cache.invalidate();
         committed?;
         Ok(key)
@@ -118,11 +116,7 @@ impl Keys<'_> {
 
     /// One of the partner's keys; another partner's key id is simply not found.
     pub fn get_api_key(&self, partner_id: Id, key_id: Id) -> Result<ApiKeyRecord, EngineError> {
-        let bytes = self.shared().store.get(&layout::api_key(key_id)).map_err(|error| EngineError::internal("reading a key", error))?;
-        let key: ApiKeyRecord = match bytes {
-            Some(bytes) => decode(&bytes).map_err(|error| EngineError::internal("decoding a key", error))?,
-            None => return Err(EngineError::NotFound { resource: "key" }),
-        };
+        let key = self.read_record(&records::api_key(key_id), "reading a key")?.ok_or(EngineError::NotFound { resource: "key" })?;
         if key.partner_id != partner_id {
             return Err(EngineError::NotFound { resource: "key" });
         }
@@ -131,10 +125,9 @@ impl Keys<'_> {
 
     /// The partner's keys, newest first.
     pub fn list_api_keys(&self, partner_id: Id) -> Result<Vec<ApiKeyRecord>, EngineError> {
-        let prefix = layout::partner_keys_prefix(partner_id);
-        let scan = Scan { prefix: &prefix, after: None, order: ScanOrder::Descending, limit: KEYS_PER_PARTNER_MAX };
-        let entries = self.shared().store.scan(scan).map_err(|error| EngineError::internal("listing keys", error))?;
-        entries.iter().filter_map(|(key, _)| Id::from_slice(&key[key.len() - Id::LEN..])).map(|key_id| self.get_api_key(partner_id, key_id)).collect()
+        let entries = records::partner_keys(partner_id).scan(self.shared().store.as_ref(), ScanOrder::Descending, KEYS_PER_PARTNER_MAX);
+        let entries = entries.map_err(|error| EngineError::internal("listing keys", error))?;
+        entries.iter().filter_map(|entry| entry.key.key_id()).map(|key_id| self.get_api_key(partner_id, key_id)).collect()
     }
 
     /// The publishable key of a pair (the portal shows it after a login).
@@ -163,12 +156,12 @@ impl Keys<'_> {
         let _admin = self.inner.admin_lock.lock().await;
         let mut write_set = Vec::with_capacity(used.len());
         for (key_id, used_at_ms) in used {
-            let Some(bytes) = self.shared().store.get(&layout::api_key(key_id)).map_err(|error| EngineError::internal("reading a key", error))? else {
+            let stored = records::api_key(key_id);
+            let Some(mut key) = self.read_record(&stored, "reading a key")? else {
                 continue;
             };
-            let mut key: ApiKeyRecord = decode(&bytes).map_err(|error| EngineError::internal("decoding a key", error))?;
             key.last_used_at_ms = key.last_used_at_ms.max(Some(used_at_ms));
-            write_set.push(put(layout::api_key(key_id), encode(&key)));
+            write_set.push(stored.put(&key));
         }
         self.commit_admin(write_set).await
     }
@@ -180,14 +173,14 @@ impl Keys<'_> {
         const PAGE: usize = 1_000;
         const KEY_SCAN_MAX: usize = 1_000_000;
         let now_ms = self.clock().now_ms();
-        let prefix = layout::api_keys_prefix();
-        let mut after: Option<Vec<u8>> = None;
+        let keys = records::api_keys();
+        let mut after: Option<RecordKey<ApiKeyRecord>> = None;
         let mut due = Vec::new();
         for _ in 0..KEY_SCAN_MAX / PAGE {
-            let page = self.shared().store.scan(Scan { prefix: &prefix, after: after.as_deref(), order: ScanOrder::Ascending, limit: PAGE });
+            let page = keys.scan_after(self.shared().store.as_ref(), after.as_ref(), ScanOrder::Ascending, PAGE);
             let page = page.map_err(|error| EngineError::internal("scanning keys", error))?;
-            for (_, bytes) in &page {
-                let key: ApiKeyRecord = decode(bytes).map_err(|error| EngineError::internal("decoding a key", error))?;
+            for row in &page {
+                let key = row.record().map_err(|error| EngineError::internal("decoding a key", error))?;
                 let expiring =
                     key.expires_at_ms.is_some_and(|expires_at_ms| expires_at_ms > now_ms && expires_at_ms <= now_ms.saturating_add(notice_ms));
                 if key.status == KeyStatus::Active && !key.expiring_notified && expiring {
@@ -195,7 +188,7 @@ impl Keys<'_> {
                 }
             }
             match page.last() {
-                Some((last, _)) if page.len() == PAGE => after = Some(last.clone()),
+                Some(last) if page.len() == PAGE => after = Some(last.key.clone()),
                 _ => break,
             }
         }
@@ -219,7 +212,7 @@ impl Keys<'_> {
                 crate::webhooks::EventType::ApiKeyExpiring,
                 &data,
             );
-            self.commit_admin(vec![put(layout::api_key(current.id), encode(&current)), announcement]).await?;
+            self.commit_admin(vec![records::api_key(current.id).put(&current), announcement]).await?;
             notified += 1;
         }
         if notified > 0 {
@@ -239,12 +232,7 @@ impl Engine {
     }
 
     async fn issue_key(&self, partner_id: Id, new_key: NewKey, rotated_from: Option<Id>) -> Result<CreatedKeyView, EngineError> {
-        let existing = self.shared().store.scan(Scan {
-            prefix: &layout::partner_keys_prefix(partner_id),
-            after: None,
-            order: ScanOrder::Ascending,
-            limit: KEYS_PER_PARTNER_MAX,
-        });
+        let existing = records::partner_keys(partner_id).scan(self.shared().store.as_ref(), ScanOrder::Ascending, KEYS_PER_PARTNER_MAX);
         if existing.map_err(|error| EngineError::internal("counting keys", error))?.len() >= KEYS_PER_PARTNER_MAX {
             return Err(EngineError::Conflict { message: format!("a partner may hold at most {KEYS_PER_PARTNER_MAX} keys; revoked ones count") });
         }
@@ -272,12 +260,12 @@ impl Engine {
             last_used_at_ms: None,
             expiring_notified: false,
         };
-        let digest_entry = |kind| encode(&KeyDigestEntry { key_id, kind });
+        let digest_entry = |kind| KeyDigestEntry { key_id, kind };
         self.commit_admin(vec![
-            put(layout::api_key(key_id), encode(&record)),
-            put(layout::key_digest(&record.public_key_digest), digest_entry(KeyKind::Publishable)),
-            put(layout::key_digest(&record.secret_key_digest), digest_entry(KeyKind::Secret)),
-            put(layout::partner_key(partner_id, key_id), Vec::new()),
+            records::api_key(key_id).put(&record),
+            records::key_digest(&record.public_key_digest).put(&digest_entry(KeyKind::Publishable)),
+            records::key_digest(&record.secret_key_digest).put(&digest_entry(KeyKind::Secret)),
+            records::partner_key(partner_id, key_id).put(&PartnerKeyEntry),
         ])
         .await?;
         self.shared().auth_cache.invalidate();

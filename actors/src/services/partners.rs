@@ -7,14 +7,12 @@
 use std::time::Duration;
 
 use crate::api::facades::{Partners, Portal};
-use crate::store::codec::encode;
 use crate::engine::Engine;
 use crate::engine::error::EngineError;
 use crate::domain::ids::Id;
-use crate::store::layout;
+use crate::store::records;
 use crate::domain::model::{Environment, Feature, PartnerEnv, PartnerRecord, PartnerStatus, RateLimit, Tier, TipConfig};
-use crate::domain::posting::put;
-use crate::store::{Table, WriteOp};
+use crate::store::WriteOp;
 
 /// A new partner, validated by the front.
 #[derive(Debug, Clone)]
@@ -47,7 +45,6 @@ pub struct PartnerPatch {
     pub tip_config: Option<TipConfig>,
 }
 
-const ADMIN_TOKEN_KEY: &[u8] = b"admin_token_sha256";
 /// Derived slugs try `name`, `name-2`, … up to this suffix before giving up.
 const SLUG_SUFFIX_MAX: u32 = 1_000;
 /// How long an admin write waits to become durable.
@@ -70,7 +67,7 @@ impl Engine {
     }
 
     fn slug_taken(&self, slug: &str) -> Result<bool, EngineError> {
-        Ok(self.shared().store.get(&layout::partner_slug(slug)).map_err(|error| EngineError::internal("reading a slug", error))?.is_some())
+        records::partner_slug(slug).exists(self.shared().store.as_ref()).map_err(|error| EngineError::internal("reading a slug", error))
     }
 }
 
@@ -79,8 +76,8 @@ impl Partners<'_> {
         let _admin = self.inner.admin_lock.lock().await;
         let partner = self.new_partner_record(new_partner, PartnerStatus::PendingApproval)?;
         self.commit_admin(vec![
-            put(layout::partner(partner.id), encode(&partner)),
-            put(layout::partner_slug(&partner.slug), partner.id.as_bytes().to_vec()),
+            records::partner(partner.id).put(&partner),
+            records::partner_slug(&partner.slug).put(&partner.id),
         ])
         .await?;
         Ok(partner)
@@ -100,9 +97,9 @@ impl Portal<'_> {
         let partner = self.new_partner_record(new_partner, PartnerStatus::Active)?;
         account.partner_id = Some(partner.id);
         self.commit_admin(vec![
-            put(layout::partner(partner.id), encode(&partner)),
-            put(layout::partner_slug(&partner.slug), partner.id.as_bytes().to_vec()),
-            put(layout::account(account.id), encode(&account)),
+            records::partner(partner.id).put(&partner),
+            records::partner_slug(&partner.slug).put(&partner.id),
+            records::account(account.id).put(&account),
         ])
         .await?;
         Ok(partner)
@@ -167,7 +164,7 @@ impl Partners<'_> {
         let previous_status = partner.status;
         apply_patch(&mut partner, patch);
         partner.updated_at_ms = self.clock().now_ms();
-        let mut write_set = vec![put(layout::partner(partner.id), encode(&partner))];
+        let mut write_set = vec![records::partner(partner.id).put(&partner)];
         let status_changed = partner.status != previous_status;
         if status_changed {
             // `partner.status_changed` in each environment's feed, decided in this commit.
@@ -196,16 +193,14 @@ impl Partners<'_> {
 impl Engine {
     /// The SHA-256 of the admin token, if one was stored at a first start.
     pub fn stored_admin_token_digest(&self) -> Result<Option<[u8; 32]>, EngineError> {
-        let bytes = self
-            .shared()
-            .store
-            .get(&Table::Meta.key(&[ADMIN_TOKEN_KEY]))
+        let bytes = records::admin_token_digest()
+            .get_bytes(self.shared().store.as_ref())
             .map_err(|error| EngineError::internal("reading the admin token digest", error))?;
         Ok(bytes.and_then(|bytes| <[u8; 32]>::try_from(bytes.as_slice()).ok()))
     }
 
     pub async fn store_admin_token_digest(&self, digest: [u8; 32]) -> Result<(), EngineError> {
-        self.commit_admin(vec![put(Table::Meta.key(&[ADMIN_TOKEN_KEY]), digest.to_vec())]).await
+        self.commit_admin(vec![records::admin_token_digest().put(&digest.to_vec())]).await
     }
 }
 

@@ -4,17 +4,15 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::store::codec::{decode, encode};
 use crate::engine::Engine;
 use crate::engine::error::EngineError;
 use crate::api::facades::Pools;
 use crate::domain::ids::Id;
 use crate::domain::model::{IdempotencyScope, PartnerEnv};
 use crate::actor::WriteOutcome;
-use crate::domain::posting::put;
-use crate::store::reads::{Page, PageRequest, Verdict};
 use crate::domain::request::{AllocationRequest, IdempotencyKey};
-use crate::store::layout;
+use crate::store::reads::{Page, PageRequest, Verdict};
+use crate::store::records;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
@@ -54,21 +52,19 @@ impl Pools<'_> {
             created_at_ms: now_ms,
             decided_at_ms: None,
         };
-        self.commit_admin(vec![put(layout::pool_request(record.id), encode(&record))]).await?;
+        self.commit_admin(vec![records::pool_request(record.id).put(&record)]).await?;
         Ok(record)
     }
 
     pub fn get_pool_request(&self, request_id: Id) -> Result<PoolRequestRecord, EngineError> {
-        let bytes =
-            self.shared().store.get(&layout::pool_request(request_id)).map_err(|error| EngineError::internal("reading a pool request", error))?;
-        let bytes = bytes.ok_or(EngineError::NotFound { resource: "token pool request" })?;
-        decode(&bytes).map_err(|error| EngineError::internal("decoding a pool request", error))
+        let record = self.read_record(&records::pool_request(request_id), "reading a pool request")?;
+        record.ok_or(EngineError::NotFound { resource: "token pool request" })
     }
 
     /// Requests newest first, optionally only those in `status`, paged like every list.
     pub fn list_pool_requests(&self, status: Option<PoolRequestStatus>, page: PageRequest) -> Result<Page<PoolRequestRecord>, EngineError> {
         let filter = |record: &PoolRequestRecord| if status.is_none_or(|status| record.status == status) { Verdict::Keep } else { Verdict::Skip };
-        self.read_filtered_page(&layout::pool_requests_prefix(), page, |record: &PoolRequestRecord| record.id, &filter, "listing pool requests")
+        self.read_filtered_page(&records::pool_requests(), page, |record: &PoolRequestRecord| record.id, &filter, "listing pool requests")
     }
 
     /// Approves a pending request: its tokens go to the partner's default pool (idempotent
@@ -99,9 +95,8 @@ impl Pools<'_> {
         let mut record = self.pending_pool_request(request_id)?;
         // An approval whose allocation landed but whose status write did not: it was
         // approved, and the tokens are the partner's. Finish recording that instead.
-        let allocated =
-            self.shared().store.get(&layout::idempotency(&record.partner_env, IdempotencyScope::PoolAllocation, &allocation_key(record.id)));
-        if allocated.map_err(|error| EngineError::internal("reading an allocation", error))?.is_some() {
+        let allocation = records::idempotency(&record.partner_env, IdempotencyScope::PoolAllocation, &allocation_key(record.id));
+        if allocation.exists(self.shared().store.as_ref()).map_err(|error| EngineError::internal("reading an allocation", error))? {
             record.status = PoolRequestStatus::Approved;
             self.decide(&mut record, None).await?;
             return Err(EngineError::Conflict { message: "this request was already approved".into() });
@@ -124,6 +119,6 @@ impl Engine {
     async fn decide(&self, record: &mut PoolRequestRecord, note: Option<String>) -> Result<(), EngineError> {
         record.decision_note = note;
         record.decided_at_ms = Some(self.clock().now_ms());
-        self.commit_admin(vec![put(layout::pool_request(record.id), encode(&*record))]).await
+        self.commit_admin(vec![records::pool_request(record.id).put(&*record)]).await
     }
 }

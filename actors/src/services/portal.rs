@@ -10,15 +10,12 @@ use std::time::Duration;
 use argon2::{Argon2, PasswordHasher, PasswordVerifier};
 use serde::{Deserialize, Serialize};
 
-use crate::store::codec::{decode, encode};
 use crate::engine::crypto::{Secret, random_hex, sha256};
 use crate::engine::Engine;
 use crate::engine::error::EngineError;
 use crate::api::facades::Portal;
 use crate::domain::ids::Id;
-use crate::domain::posting::put;
-use crate::store::layout;
-use crate::store::{Table, WriteOp};
+use crate::store::records::{self, RecordKey};
 
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AccountRecord {
@@ -54,6 +51,7 @@ pub struct NewAccount {
 
 /// How long a refresh token lives.
 pub const REFRESH_TOKEN_TTL: Duration = Duration::from_secs(30 * 86_400);
+/// The associated data the portal secret is sealed with.
 const PORTAL_SECRET_KEY: &[u8] = b"portal_jwt_secret";
 
 fn hash_password(password: &Secret) -> Result<String, EngineError> {
@@ -76,9 +74,8 @@ fn decoy_hash() -> &'static str {
 }
 
 impl Engine {
-    fn read_account(&self, key: &[u8]) -> Result<Option<AccountRecord>, EngineError> {
-        let bytes = self.shared().store.get(key).map_err(|error| EngineError::internal("reading an account", error))?;
-        bytes.map(|bytes| decode(&bytes).map_err(|error| EngineError::internal("decoding an account", error))).transpose()
+    fn read_account(&self, key: &RecordKey<AccountRecord>) -> Result<Option<AccountRecord>, EngineError> {
+        self.read_record(key, "reading an account")
     }
 
     /// A slot for one Argon2 computation, or 503 when all are busy (never an unbounded queue).
@@ -89,15 +86,19 @@ impl Engine {
 
 impl Portal<'_> {
     pub fn get_account(&self, account_id: Id) -> Result<AccountRecord, EngineError> {
-        self.read_account(&layout::account(account_id))?.ok_or(EngineError::NotFound { resource: "account" })
+        self.read_account(&records::account(account_id))?.ok_or(EngineError::NotFound { resource: "account" })
     }
 }
 
 impl Engine {
     fn account_by_email(&self, email: &str) -> Result<Option<AccountRecord>, EngineError> {
-        let id = self.shared().store.get(&layout::account_email(email)).map_err(|error| EngineError::internal("reading an account email", error))?;
-        match id.as_deref().and_then(Id::from_slice) {
-            Some(account_id) => self.read_account(&layout::account(account_id)),
+        // An entry that is not an id reads as no account, as it always has (the audit flags it).
+        let id = match records::account_email(email).get(self.shared().store.as_ref()) {
+            Err(records::RecordError::Decode(_)) => None,
+            read => read.map_err(|error| EngineError::internal("reading an account email", error))?,
+        };
+        match id {
+            Some(account_id) => self.read_account(&records::account(account_id)),
             None => Ok(None),
         }
     }
@@ -127,11 +128,7 @@ impl Portal<'_> {
             partner_id: new_account.partner_id,
             created_at_ms: now_ms,
         };
-        self.commit_admin(vec![
-            put(layout::account(account.id), encode(&account)),
-            put(layout::account_email(&account.email), account.id.as_bytes().to_vec()),
-        ])
-        .await?;
+        self.commit_admin(vec![records::account(account.id).put(&account), records::account_email(&account.email).put(&account.id)]).await?;
         Ok(account)
     }
 
@@ -152,7 +149,7 @@ impl Portal<'_> {
         let _admin = self.inner.admin_lock.lock().await;
         let mut account = self.get_account(account_id)?;
         account.partner_id = Some(partner_id);
-        self.commit_admin(vec![put(layout::account(account.id), encode(&account))]).await?;
+        self.commit_admin(vec![records::account(account.id).put(&account)]).await?;
         Ok(account)
     }
 
@@ -160,38 +157,39 @@ impl Portal<'_> {
     pub async fn issue_refresh_token(&self, account_id: Id) -> Result<Secret, EngineError> {
         let token = Secret::new(format!("rt_{}", random_hex(32)));
         let record = RefreshTokenRecord { account_id, expires_at_ms: self.clock().now_ms() + REFRESH_TOKEN_TTL.as_millis() as u64 };
-        self.commit_admin(vec![put(layout::refresh_token(&sha256(token.expose().as_bytes())), encode(&record))]).await?;
+        self.commit_admin(vec![records::refresh_token(&sha256(token.expose().as_bytes())).put(&record)]).await?;
         Ok(token)
     }
 
     /// Spends a refresh token: answers its account if the token is known and unexpired
     /// (and deletes it either way, so it works once).
     pub async fn redeem_refresh_token(&self, token: &Secret) -> Result<Option<AccountRecord>, EngineError> {
-        let key = layout::refresh_token(&sha256(token.expose().as_bytes()));
+        let key = records::refresh_token(&sha256(token.expose().as_bytes()));
         let _admin = self.inner.admin_lock.lock().await;
-        let Some(bytes) = self.shared().store.get(&key).map_err(|error| EngineError::internal("reading a refresh token", error))? else {
+        let Some(record) = self.read_record(&key, "reading a refresh token")? else {
             return Ok(None);
         };
-        let record: RefreshTokenRecord = decode(&bytes).map_err(|error| EngineError::internal("decoding a refresh token", error))?;
-        self.commit_admin(vec![WriteOp::Delete { key }]).await?;
+        self.commit_admin(vec![key.delete()]).await?;
         if record.expires_at_ms <= self.clock().now_ms() {
             return Ok(None);
         }
-        self.read_account(&layout::account(record.account_id))
+        self.read_account(&records::account(record.account_id))
     }
 
     /// The secret that signs portal access tokens: generated at the first start, kept
     /// sealed under the master key.
     pub async fn portal_signing_secret(&self) -> Result<Secret, EngineError> {
-        let key = Table::Meta.key(&[PORTAL_SECRET_KEY]);
+        let key = records::portal_secret();
         let master_key = &self.shared().master_key;
         let _admin = self.inner.admin_lock.lock().await;
-        if let Some(sealed) = self.shared().store.get(&key).map_err(|error| EngineError::internal("reading the portal secret", error))? {
+        if let Some(sealed) =
+            key.get_bytes(self.shared().store.as_ref()).map_err(|error| EngineError::internal("reading the portal secret", error))?
+        {
             let opened = master_key.open(PORTAL_SECRET_KEY, &sealed).map_err(|error| EngineError::internal("unsealing the portal secret", error))?;
             return String::from_utf8(opened).map(Secret::new).map_err(|error| EngineError::internal("portal secret is not UTF-8", error));
         }
         let secret = Secret::new(random_hex(32));
-        self.commit_admin(vec![put(key, master_key.seal(PORTAL_SECRET_KEY, secret.expose().as_bytes()))]).await?;
+        self.commit_admin(vec![key.put(&master_key.seal(PORTAL_SECRET_KEY, secret.expose().as_bytes()))]).await?;
         Ok(secret)
     }
 }

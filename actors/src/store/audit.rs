@@ -83,10 +83,9 @@ const TABLES: [(Table, &str); 27] = [
     (Table::WebhookHealth, "webhook_health"),
 ];
 
-/// Meta keys other modules own, and what their values must look like.
-const ADMIN_TOKEN_KEY: &[u8] = b"admin_token_sha256"; // admin.rs: a SHA-256 digest
-const PORTAL_SECRET_KEY: &[u8] = b"portal_jwt_secret"; // accounts.rs: sealed
-const MASTER_KEY_CHECK: &[u8] = b"master_key_check"; // the front's server.rs: sealed
+// Meta keys and what their values must look like: the admin token's SHA-256 digest
+// (admin.rs); the portal secret (accounts.rs) and the master key check (engine.rs), sealed.
+use crate::store::layout::{ADMIN_TOKEN_KEY, MASTER_KEY_CHECK, PORTAL_SECRET_KEY};
 
 /// Bytes of the (partner, environment) prefix, after the table byte.
 const PARTNER_ENV_BYTES: usize = 13;
@@ -1131,12 +1130,17 @@ mod tests {
     use crate::store::codec::encode;
     use crate::domain::model::Environment;
     use crate::domain::money::{Currency, Money};
-    use crate::domain::posting::{Changes, PostingUser, ReversalDraft, RewardDraft, post_redemption, post_reversal, post_reward, put};
+    use crate::domain::posting::{Changes, PostingUser, ReversalDraft, RewardDraft, post_redemption, post_reversal, post_reward};
     use crate::domain::request::{ActionRequest, IdempotencyKey, PartnerUserId, Stakeholder};
     use crate::domain::rules::{RewardRule, evaluate};
     use crate::store::{StoreBackend, WriteOp, open_store};
 
     const NOW_MS: u64 = 1_800_000_000_000;
+
+    /// A raw put: the cases plant damage no typed record could hold.
+    fn put(key: Vec<u8>, value: Vec<u8>) -> WriteOp {
+        WriteOp::Put { key, value }
+    }
 
     /// What the clean books hold, for the cases to break.
     struct Books {

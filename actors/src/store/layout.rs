@@ -6,6 +6,25 @@ use crate::domain::ids::Id;
 use crate::domain::model::{IdempotencyScope, PartnerEnv};
 use crate::store::Table;
 
+/// Meta entries besides the schema version and the log's applied sequence (`store/mod.rs`).
+/// The portal secret's and the master key check's names are also their seals' associated
+/// data (`accounts.rs`, `engine.rs`).
+pub const ADMIN_TOKEN_KEY: &[u8] = b"admin_token_sha256";
+pub const PORTAL_SECRET_KEY: &[u8] = b"portal_jwt_secret";
+pub const MASTER_KEY_CHECK: &[u8] = b"master_key_check";
+
+pub fn admin_token_digest() -> Vec<u8> {
+    Table::Meta.key(&[ADMIN_TOKEN_KEY])
+}
+
+pub fn portal_secret() -> Vec<u8> {
+    Table::Meta.key(&[PORTAL_SECRET_KEY])
+}
+
+pub fn master_key_check() -> Vec<u8> {
+    Table::Meta.key(&[MASTER_KEY_CHECK])
+}
+
 pub fn partner(partner_id: Id) -> Vec<u8> {
     Table::Partners.key(&[partner_id.as_bytes()])
 }

@@ -12,8 +12,9 @@
 pub(crate) mod audit;
 pub mod backup;
 pub mod codec;
-pub mod layout;
+mod layout;
 pub mod reads;
+pub mod records;
 mod read_only;
 mod redb_store;
 mod sled_store;

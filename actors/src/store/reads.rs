@@ -1,8 +1,6 @@
 //! Reads: straight from the store's committed state, never through an actor. Lists are
 //! newest first (ids are time-ordered, so a reverse scan is creation order) and bounded.
 
-use serde::de::DeserializeOwned;
-
 use crate::api::facades::{Actions, Campaigns, Partners, Pools, Users, Webhooks};
 use crate::store::codec::decode;
 use crate::engine::Engine;
@@ -13,6 +11,7 @@ use crate::domain::model::{
     ActionRecord, ActionStatus, CampaignRecord, CampaignStatus, DailyTotals, EventRecord, PartnerEnv, PartnerEnvState, PartnerRecord, PoolRecord,
     TransactionRecord, TransactionType, UserRecord,
 };
+use crate::store::records::{self, RecordKey, Records, StoredValue};
 use crate::store::{Scan, ScanOrder};
 
 /// The most items a list answers at once (the contract's `limit` range is 1–100).
@@ -88,33 +87,33 @@ struct ListScan<'a> {
 }
 
 impl Engine {
-    fn read_record<T: DeserializeOwned>(&self, key: &[u8], what: &str) -> Result<Option<T>, EngineError> {
-        let bytes = self.shared().store.get(key).map_err(|error| EngineError::internal(what, error))?;
-        bytes.map(|bytes| decode(&bytes).map_err(|error| EngineError::internal(what, error))).transpose()
+    /// One record, `None` when there is none; a failure is logged once with `what`.
+    pub(crate) fn read_record<T: StoredValue>(&self, key: &RecordKey<T>, what: &str) -> Result<Option<T>, EngineError> {
+        key.get(self.shared().store.as_ref()).map_err(|error| EngineError::internal(what, error))
     }
 
-    /// Scans an id-keyed table under `prefix`, newest first.
-    pub(crate) fn read_page<T: DeserializeOwned>(
+    /// Pages id-keyed `records`, newest first.
+    pub(crate) fn read_page<T: StoredValue>(
         &self,
-        prefix: &[u8],
+        records: &Records<T>,
         page: PageRequest,
         id_of: impl Fn(&T) -> Id,
         what: &str,
     ) -> Result<Page<T>, EngineError> {
-        self.read_filtered_page(prefix, page, id_of, &|_: &T| Verdict::Keep, what)
+        self.read_filtered_page(records, page, id_of, &|_: &T| Verdict::Keep, what)
     }
 
-    /// Scans an id-keyed table under `prefix`, newest first, keeping what `filter` keeps.
-    pub(crate) fn read_filtered_page<T: DeserializeOwned>(
+    /// Pages id-keyed `records`, newest first, keeping what `filter` keeps.
+    pub(crate) fn read_filtered_page<T: StoredValue>(
         &self,
-        prefix: &[u8],
+        records: &Records<T>,
         page: PageRequest,
         id_of: impl Fn(&T) -> Id,
         filter: &dyn Fn(&T) -> Verdict,
         what: &str,
     ) -> Result<Page<T>, EngineError> {
-        let resolve = |_: &[u8], bytes: &[u8]| decode::<T>(bytes).map(Some).map_err(|error| EngineError::internal(what, error));
-        self.read_list(prefix, page, &resolve, &id_of, filter, what)
+        let resolve = |_: &[u8], bytes: &[u8]| T::from_bytes(bytes).map(Some).map_err(|error| EngineError::internal(what, error));
+        self.read_list(records.prefix(), page, &resolve, &id_of, filter, what)
     }
 
     /// Scans an id-keyed table under `prefix` newest first (see [`Engine::scan_list`]).
@@ -183,13 +182,13 @@ impl Engine {
 
 impl Actions<'_> {
     pub fn get_action(&self, partner_env: PartnerEnv, action_id: Id) -> Result<ActionRecord, EngineError> {
-        self.read_record(&layout::action(&partner_env, action_id), "reading an action")?.ok_or(EngineError::NotFound { resource: "action" })
+        self.read_record(&records::action(&partner_env, action_id), "reading an action")?.ok_or(EngineError::NotFound { resource: "action" })
     }
 }
 
 impl Users<'_> {
     pub fn get_user(&self, partner_env: PartnerEnv, external_id: &str) -> Result<UserRecord, EngineError> {
-        self.read_record(&layout::user(&partner_env, external_id), "reading a user")?
+        self.read_record(&records::user(&partner_env, external_id), "reading a user")?
             .ok_or_else(|| EngineError::UserNotFound { partner_user_id: external_id.to_owned() })
     }
 }
@@ -197,13 +196,13 @@ impl Users<'_> {
 impl Pools<'_> {
     pub fn get_pool(&self, partner_env: PartnerEnv, pool_id: Id) -> Result<PoolRecord, EngineError> {
         let pool: PoolRecord =
-            self.read_record(&layout::pool(&partner_env, pool_id), "reading a pool")?.ok_or(EngineError::NotFound { resource: "token pool" })?;
+            self.read_record(&records::pool(&partner_env, pool_id), "reading a pool")?.ok_or(EngineError::NotFound { resource: "token pool" })?;
         pool.assert_conserved();
         Ok(pool)
     }
 
     pub fn list_pools(&self, partner_env: PartnerEnv, page: PageRequest) -> Result<Page<PoolRecord>, EngineError> {
-        let page = self.read_page(&layout::pools_prefix(&partner_env), page, |pool: &PoolRecord| pool.id, "listing pools")?;
+        let page = self.read_page(&records::pools(&partner_env), page, |pool: &PoolRecord| pool.id, "listing pools")?;
         page.items.iter().try_for_each(check_conserved)?;
         Ok(page)
     }
@@ -211,11 +210,11 @@ impl Pools<'_> {
 
 impl Partners<'_> {
     pub fn get_partner(&self, partner_id: Id) -> Result<PartnerRecord, EngineError> {
-        self.read_record(&layout::partner(partner_id), "reading a partner")?.ok_or(EngineError::NotFound { resource: "partner" })
+        self.read_record(&records::partner(partner_id), "reading a partner")?.ok_or(EngineError::NotFound { resource: "partner" })
     }
 
     pub fn list_partners(&self, page: PageRequest) -> Result<Page<PartnerRecord>, EngineError> {
-        self.read_page(&layout::partners_prefix(), page, |partner: &PartnerRecord| partner.id, "listing partners")
+        self.read_page(&records::partners(), page, |partner: &PartnerRecord| partner.id, "listing partners")
     }
 }
 
@@ -342,7 +341,7 @@ const DASHBOARD_RECORDS_MAX: usize = 1_000;
 
 impl Campaigns<'_> {
     pub fn get_campaign(&self, partner_env: PartnerEnv, campaign_id: Id) -> Result<CampaignRecord, EngineError> {
-        self.read_record(&layout::campaign(&partner_env, campaign_id), "reading a campaign")?.ok_or(EngineError::NotFound { resource: "campaign" })
+        self.read_record(&records::campaign(&partner_env, campaign_id), "reading a campaign")?.ok_or(EngineError::NotFound { resource: "campaign" })
     }
 
     pub fn list_campaigns(
@@ -362,7 +361,7 @@ impl Users<'_> {
     pub fn list_users(&self, partner_env: PartnerEnv, page: PageRequest) -> Result<Page<UserRecord>, EngineError> {
         let resolve = |_: &[u8], external_id: &[u8]| {
             let external_id = std::str::from_utf8(external_id).map_err(|error| EngineError::internal("decoding a user index entry", error))?;
-            self.read_record::<UserRecord>(&layout::user(&partner_env, external_id), "reading a user")
+            self.read_record::<UserRecord>(&records::user(&partner_env, external_id), "reading a user")
         };
         self.read_list(
             &layout::users_by_creation_prefix(&partner_env),
@@ -411,7 +410,7 @@ impl Users<'_> {
                 let resolve = |key: &[u8], _: &[u8]| {
                     let id = key.len().checked_sub(12).and_then(|start| Id::from_slice(&key[start..]));
                     let id = id.ok_or_else(|| EngineError::internal("decoding a user transaction index entry", "short key"))?;
-                    self.read_record::<TransactionRecord>(&layout::transaction(&partner_env, id), "reading a transaction")
+                    self.read_record::<TransactionRecord>(&records::transaction(&partner_env, id), "reading a transaction")
                 };
                 self.read_list(&layout::user_transactions_prefix(&partner_env, external_id), page, &resolve, &id_of, &verdict, "listing transactions")
             }
@@ -468,7 +467,7 @@ impl Engine {
 
 impl Partners<'_> {
     pub fn dashboard(&self, partner_env: PartnerEnv) -> Result<Dashboard, EngineError> {
-        let state: Option<PartnerEnvState> = self.read_record(&layout::partner_env_state(&partner_env), "reading partner state")?;
+        let state: Option<PartnerEnvState> = self.read_record(&records::partner_env_state(&partner_env), "reading partner state")?;
         let scan_all = |prefix: &[u8], what: &str| {
             let scan = Scan { prefix, after: None, order: ScanOrder::Descending, limit: DASHBOARD_RECORDS_MAX };
             self.shared().store.scan(scan).map_err(|error| EngineError::internal(what, error))

@@ -10,6 +10,7 @@ use super::{AttemptOutcome, AttemptRecord, DeliveryRecord, RESPONSE_EXCERPT_BYTE
 use crate::domain::ids::Id;
 use crate::domain::model::PartnerEnv;
 use crate::engine::EngineShared;
+use crate::store::records::{QueueEntry, RecordKey};
 
 /// An endpoint: its partner environment and id.
 pub(super) type EndpointKey = (PartnerEnv, Id);
@@ -35,7 +36,7 @@ pub(super) fn client(settings: &WebhookSettings) -> Result<reqwest::Client, Stri
 pub(super) struct Job {
     pub(super) key: EndpointKey,
     pub(super) delivery: DeliveryRecord,
-    pub(super) queue_key: Vec<u8>,
+    pub(super) queue_key: RecordKey<QueueEntry>,
     pub(super) envelope: Vec<u8>,
     pub(super) url: String,
     pub(super) headers: Vec<(String, String)>,
@@ -46,7 +47,7 @@ pub(super) struct Job {
 pub(super) struct Finished {
     pub(super) key: EndpointKey,
     pub(super) delivery: DeliveryRecord,
-    pub(super) queue_key: Vec<u8>,
+    pub(super) queue_key: RecordKey<QueueEntry>,
     pub(super) attempt: AttemptRecord,
     pub(super) outcome: AttemptOutcome,
 }

@@ -25,9 +25,8 @@ use crate::domain::ids::Id;
 use crate::domain::model::{EventRecord, PartnerEnv};
 use crate::engine::error::EngineError;
 use crate::engine::{Engine, EngineShared};
-use crate::store::codec::{decode, encode};
-use crate::store::layout;
-use crate::store::{Scan, ScanOrder, WriteOp};
+use crate::store::records::{self, QueueEntry, RecordError, RecordKey, StoredValue};
+use crate::store::{ScanOrder, WriteOp};
 
 /// Deliveries one endpoint's pending set holds in memory; past it, the rest stay in the
 /// store's queue and are read back as the set drains.
@@ -244,16 +243,13 @@ impl Dispatcher {
         self.shared.clock.now_ms()
     }
 
-    fn read<T: serde::de::DeserializeOwned>(&self, key: &[u8], what: &str) -> Option<T> {
-        match self.shared.store.get(key) {
-            Ok(Some(bytes)) => match decode(&bytes) {
-                Ok(value) => Some(value),
-                Err(error) => {
-                    tracing::error!(%error, what, "webhook dispatcher cannot decode a record");
-                    None
-                }
-            },
-            Ok(None) => None,
+    fn read<T: StoredValue>(&self, key: &RecordKey<T>, what: &str) -> Option<T> {
+        match key.get(self.shared.store.as_ref()) {
+            Ok(record) => record,
+            Err(RecordError::Decode(error)) => {
+                tracing::error!(%error, what, "webhook dispatcher cannot decode a record");
+                None
+            }
             Err(error) => {
                 tracing::error!(%error, what, "webhook dispatcher cannot read the store");
                 None
@@ -276,14 +272,14 @@ impl Dispatcher {
                 if slot.endpoint.status == EndpointStatus::Disabled && endpoint.status == EndpointStatus::Enabled {
                     slot.health = HealthRecord::default();
                     slot.health_written = Some(HealthRecord::default());
-                    let write = vec![WriteOp::Put { key: layout::webhook_health(&partner_env, endpoint.id), value: encode(&slot.health) }];
+                    let write = vec![records::webhook_health(&partner_env, endpoint.id).put(&slot.health)];
                     self.shared.committer.submit(write, None);
                     slot.rescan = true;
                 }
                 slot.endpoint = endpoint;
             }
             None => {
-                let health: HealthRecord = self.read(&layout::webhook_health(&partner_env, endpoint.id), "webhook health").unwrap_or_default();
+                let health: HealthRecord = self.read(&records::webhook_health(&partner_env, endpoint.id), "webhook health").unwrap_or_default();
                 let slot = Slot {
                     partner_env,
                     endpoint,
@@ -314,7 +310,7 @@ impl Dispatcher {
         named
             .extend(signal.queued.iter().map(|(partner_env, queued)| (*partner_env, queued.endpoint_id)).filter(|key| !self.slots.contains_key(key)));
         for (partner_env, endpoint_id) in named {
-            match self.read::<EndpointRecord>(&layout::webhook_endpoint(&partner_env, endpoint_id), "webhook endpoint") {
+            match self.read::<EndpointRecord>(&records::webhook_endpoint(&partner_env, endpoint_id), "webhook endpoint") {
                 Some(endpoint) => self.upsert(partner_env, endpoint),
                 // The change is durable, so absent is deleted.
                 None => {
@@ -340,9 +336,7 @@ impl Dispatcher {
     /// looks at every queue.
     fn sweep(&mut self) {
         self.next_sweep = Instant::now() + self.settings.sweep_interval;
-        let prefix = layout::all_webhook_endpoints_prefix();
-        let scan = Scan { prefix: &prefix, after: None, order: ScanOrder::Ascending, limit: ENDPOINTS_SWEPT_MAX };
-        let rows = match self.shared.store.scan(scan) {
+        let rows = match records::all_webhook_endpoints().scan(self.shared.store.as_ref(), ScanOrder::Ascending, ENDPOINTS_SWEPT_MAX) {
             Ok(rows) => rows,
             Err(error) => {
                 tracing::error!(%error, "webhook sweep cannot read endpoints");
@@ -350,8 +344,8 @@ impl Dispatcher {
             }
         };
         let mut present = HashSet::with_capacity(rows.len());
-        for (key, bytes) in rows {
-            let (Some((partner_env, _)), Ok(endpoint)) = (layout::parse_webhook_endpoint(&key), decode::<EndpointRecord>(&bytes)) else {
+        for row in rows {
+            let (Some(partner_env), Ok(endpoint)) = (row.key.partner_env(), row.record()) else {
                 tracing::error!("webhook sweep skipped an undecodable endpoint record");
                 continue;
             };
@@ -367,14 +361,12 @@ impl Dispatcher {
                 continue;
             }
             // Purge its leftover queue rows a chunk per sweep; the slot goes when none is left.
-            let prefix = layout::webhook_queue_prefix(&partner_env, endpoint_id);
-            let scan = Scan { prefix: &prefix, after: None, order: ScanOrder::Ascending, limit: ORPHAN_ROWS_PURGED_MAX };
-            match self.shared.store.scan(scan) {
+            match records::webhook_queue(&partner_env, endpoint_id).scan(self.shared.store.as_ref(), ScanOrder::Ascending, ORPHAN_ROWS_PURGED_MAX) {
                 Ok(rows) if rows.is_empty() => {
                     self.slots.remove(&(partner_env, endpoint_id));
                 }
                 Ok(rows) => {
-                    self.shared.committer.submit(rows.into_iter().map(|(key, _)| WriteOp::Delete { key }).collect(), None);
+                    self.shared.committer.submit(rows.into_iter().map(|row| row.key.delete()).collect(), None);
                 }
                 Err(error) => tracing::error!(%error, "webhook sweep cannot read a deleted endpoint's queue"),
             }
@@ -445,8 +437,7 @@ impl Dispatcher {
         let Some(slot) = self.slots.get_mut(&key) else {
             return;
         };
-        let prefix = layout::webhook_queue_prefix(&slot.partner_env, key.1);
-        let rows = match self.shared.store.scan(Scan { prefix: &prefix, after: None, order: ScanOrder::Ascending, limit: PENDING_MAX }) {
+        let rows = match records::webhook_queue(&slot.partner_env, key.1).scan(self.shared.store.as_ref(), ScanOrder::Ascending, PENDING_MAX) {
             Ok(rows) => rows,
             Err(error) => {
                 tracing::error!(%error, "webhook dispatcher cannot read a queue");
@@ -455,8 +446,8 @@ impl Dispatcher {
         };
         slot.rescan = false;
         slot.truncated = rows.len() == PENDING_MAX;
-        for (queue_key, _) in rows {
-            if let Some((due_ms, delivery_id)) = layout::parse_webhook_queue(&queue_key)
+        for row in rows {
+            if let Some((due_ms, delivery_id)) = row.key.due_ms_and_delivery()
                 && !slot.claimed.contains(&delivery_id)
                 && slot.pending.len() < PENDING_MAX
             {
@@ -508,7 +499,7 @@ impl Dispatcher {
                 }
                 continue;
             }
-            let delivery_key = layout::webhook_delivery(&partner_env, endpoint.id, delivery_id);
+            let delivery_key = records::webhook_delivery(&partner_env, endpoint.id, delivery_id);
             let read = self.read::<DeliveryRecord>(&delivery_key, "webhook delivery");
             let slot = self.slots.get_mut(&key).expect("the slot exists during its dispatch");
             let delivery = match read {
@@ -516,7 +507,7 @@ impl Dispatcher {
                 // Ended meanwhile (a redelivery or a duplicate hint): the row is stale.
                 Some(_) => {
                     slot.pending.remove(&(hinted_due_ms, delivery_id));
-                    stale.push(WriteOp::Delete { key: layout::webhook_queue(&partner_env, endpoint.id, hinted_due_ms, delivery_id) });
+                    stale.push(records::webhook_queue_row(&partner_env, endpoint.id, hinted_due_ms, delivery_id).delete());
                     continue;
                 }
                 // Written with its row, so absent means not durable yet; only a row long past
@@ -525,7 +516,7 @@ impl Dispatcher {
                     if hinted_due_ms.saturating_add(ORPHAN_AFTER_MS) < now_ms {
                         tracing::warn!(delivery = %delivery_id, "dropping a webhook queue row without its delivery record");
                         slot.pending.remove(&(hinted_due_ms, delivery_id));
-                        stale.push(WriteOp::Delete { key: layout::webhook_queue(&partner_env, endpoint.id, hinted_due_ms, delivery_id) });
+                        stale.push(records::webhook_queue_row(&partner_env, endpoint.id, hinted_due_ms, delivery_id).delete());
                     }
                     continue;
                 }
@@ -537,11 +528,11 @@ impl Dispatcher {
                 slot.pending.insert((due_ms, delivery_id));
                 continue;
             }
-            let queue_key = layout::webhook_queue(&partner_env, endpoint.id, due_ms, delivery_id);
+            let queue_key = records::webhook_queue_row(&partner_env, endpoint.id, due_ms, delivery_id);
             let envelope = match (&delivery.inline_envelope, delivery.event_sequence) {
                 (Some(envelope), _) => Some(envelope.clone()),
                 (None, Some(sequence)) => {
-                    self.read::<EventRecord>(&layout::event(&partner_env, sequence), "webhook event").map(|event| event.envelope_json)
+                    self.read::<EventRecord>(&records::event(&partner_env, sequence), "webhook event").map(|event| event.envelope_json)
                 }
                 (None, None) => None,
             };
@@ -551,8 +542,8 @@ impl Dispatcher {
                 failed.status = DeliveryStatus::Failed;
                 failed.next_attempt_at_ms = None;
                 failed.updated_at_ms = now_ms;
-                stale.push(WriteOp::Delete { key: queue_key });
-                stale.push(WriteOp::Put { key: delivery_key, value: encode(&failed) });
+                stale.push(queue_key.delete());
+                stale.push(delivery_key.put(&failed));
                 continue;
             };
             let Ok(permit) = Arc::clone(&self.permits).try_acquire_owned() else {
@@ -592,7 +583,7 @@ impl Dispatcher {
             // Health counts from when the attempt was made, not when it is recorded.
             let attempted_at_ms = attempt.attempted_at_ms;
             released.push((key, delivery.id));
-            write_set.push(WriteOp::Delete { key: queue_key });
+            write_set.push(queue_key.delete());
             let outcome_label = match outcome {
                 AttemptOutcome::Delivered => "delivered",
                 AttemptOutcome::Gone => "gone",
@@ -635,9 +626,9 @@ impl Dispatcher {
                     HealthNotice::Exhausted { delivery_id: delivery.id, event_id: delivery.event_id, event_type: delivery.event_type, attempts };
                 notices.push((key, notice));
             }
-            write_set.push(WriteOp::Put { key: layout::webhook_delivery(&partner_env, endpoint_id, delivery.id), value: encode(&delivery) });
+            write_set.push(records::webhook_delivery(&partner_env, endpoint_id, delivery.id).put(&delivery));
             if let NextStep::RetryAt { due_ms } = step {
-                write_set.push(WriteOp::Put { key: layout::webhook_queue(&partner_env, endpoint_id, due_ms, delivery.id), value: Vec::new() });
+                write_set.push(records::webhook_queue_row(&partner_env, endpoint_id, due_ms, delivery.id).put(&QueueEntry));
                 if slot.pending.len() < PENDING_MAX {
                     slot.pending.insert((due_ms, delivery.id));
                 } else {
@@ -648,7 +639,7 @@ impl Dispatcher {
                 notices.push((key, notice));
             }
             if slot.health_changed() {
-                write_set.push(WriteOp::Put { key: layout::webhook_health(&partner_env, endpoint_id), value: encode(&slot.health) });
+                write_set.push(records::webhook_health(&partner_env, endpoint_id).put(&slot.health));
             }
         }
         let receipt = self.shared.committer.submit(write_set, None);
@@ -692,7 +683,7 @@ impl Dispatcher {
     fn redeliver(&mut self, partner_env: PartnerEnv, delivery_id: Id) -> Result<(DeliveryRecord, CommitReceipt), EngineError> {
         let endpoints: Vec<Id> = self.slots.keys().filter(|(owner, _)| *owner == partner_env).map(|(_, endpoint_id)| *endpoint_id).collect();
         let found = endpoints.into_iter().find_map(|endpoint_id| {
-            self.read::<DeliveryRecord>(&layout::webhook_delivery(&partner_env, endpoint_id, delivery_id), "webhook delivery")
+            self.read::<DeliveryRecord>(&records::webhook_delivery(&partner_env, endpoint_id, delivery_id), "webhook delivery")
                 .map(|delivery| (endpoint_id, delivery))
         });
         let (endpoint_id, mut delivery) = found.ok_or(EngineError::NotFound { resource: "webhook delivery" })?;
@@ -708,7 +699,7 @@ impl Dispatcher {
         let previous_due = delivery.next_attempt_at_ms.filter(|_| delivery.status == DeliveryStatus::Pending);
         match (delivery.status, delivery.next_attempt_at_ms) {
             (DeliveryStatus::Pending, Some(due_ms)) => {
-                write_set.push(WriteOp::Delete { key: layout::webhook_queue(&partner_env, endpoint_id, due_ms, delivery_id) })
+                write_set.push(records::webhook_queue_row(&partner_env, endpoint_id, due_ms, delivery_id).delete())
             }
             _ => {
                 delivery.status = DeliveryStatus::Pending;
@@ -717,8 +708,8 @@ impl Dispatcher {
         }
         delivery.next_attempt_at_ms = Some(now_ms);
         delivery.updated_at_ms = now_ms;
-        write_set.push(WriteOp::Put { key: layout::webhook_delivery(&partner_env, endpoint_id, delivery_id), value: encode(&delivery) });
-        write_set.push(WriteOp::Put { key: layout::webhook_queue(&partner_env, endpoint_id, now_ms, delivery_id), value: Vec::new() });
+        write_set.push(records::webhook_delivery(&partner_env, endpoint_id, delivery_id).put(&delivery));
+        write_set.push(records::webhook_queue_row(&partner_env, endpoint_id, now_ms, delivery_id).put(&QueueEntry));
         let receipt = self.shared.committer.submit(write_set, None);
         slot.claimed.insert(delivery_id);
         if let Some(due_ms) = previous_due {

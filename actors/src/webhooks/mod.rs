@@ -40,8 +40,7 @@ use crate::domain::model::{EventRecord, PartnerEnv};
 use crate::engine::crypto::{MasterKey, Secret};
 use crate::engine::error::InvalidSetting;
 use crate::store::WriteOp;
-use crate::store::codec::encode;
-use crate::store::layout;
+use crate::store::records::{self, QueueEntry};
 
 pub use event_type::{EventType, UnknownEventType};
 pub use reads::WebhookHealth;
@@ -418,8 +417,8 @@ pub fn fan_out(
         for event in events.iter().filter(|event| endpoint.subscribes(event.event_type)) {
             let delivery = DeliveryRecord::new(ids.next(now_ms), endpoint.id, event, now_ms);
             // The record before its queue row: a reader that sees the row sees the record.
-            ops.push(WriteOp::Put { key: layout::webhook_delivery(partner_env, endpoint.id, delivery.id), value: encode(&delivery) });
-            ops.push(WriteOp::Put { key: layout::webhook_queue(partner_env, endpoint.id, now_ms, delivery.id), value: Vec::new() });
+            ops.push(records::webhook_delivery(partner_env, endpoint.id, delivery.id).put(&delivery));
+            ops.push(records::webhook_queue_row(partner_env, endpoint.id, now_ms, delivery.id).put(&QueueEntry));
             queued.push(QueuedDelivery { endpoint_id: endpoint.id, due_ms: now_ms, delivery_id: delivery.id });
         }
     }

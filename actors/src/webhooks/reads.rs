@@ -1,14 +1,13 @@
 //! Reads of a partner's webhooks: endpoints, deliveries, and the health summary of the
 //! dashboard. Writes go through the partner actor (endpoints) and the dispatcher (the rest).
 
-use super::{DeliveryRecord, EndpointRecord, EndpointStatus, HealthRecord};
+use super::{DeliveryRecord, EndpointRecord, EndpointStatus};
 use crate::api::facades::Webhooks;
 use crate::domain::ids::Id;
 use crate::domain::model::PartnerEnv;
 use crate::engine::error::EngineError;
-use crate::store::codec::decode;
-use crate::store::layout;
-use crate::store::{Scan, ScanOrder};
+use crate::store::ScanOrder;
+use crate::store::records;
 
 /// How many of a partner's endpoints are enabled, disabled, and in a failing streak.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -22,20 +21,14 @@ pub struct WebhookHealth {
 impl Webhooks<'_> {
     /// A partner's endpoints, oldest first (at most `webhooks_per_partner_max`).
     pub fn list_webhooks(&self, partner_env: PartnerEnv) -> Result<Vec<EndpointRecord>, EngineError> {
-        let prefix = layout::webhook_endpoints_prefix(&partner_env);
-        let scan = Scan { prefix: &prefix, after: None, order: ScanOrder::Ascending, limit: self.config().webhooks_per_partner_max };
-        let rows = self.shared().store.scan(scan).map_err(|error| EngineError::internal("listing webhook endpoints", error))?;
-        rows.into_iter().map(|(_, bytes)| decode(&bytes).map_err(|error| EngineError::internal("decoding a webhook endpoint", error))).collect()
+        let endpoints =
+            records::webhook_endpoints(&partner_env).read(self.shared().store.as_ref(), ScanOrder::Ascending, self.config().webhooks_per_partner_max);
+        endpoints.map_err(|error| EngineError::internal("listing webhook endpoints", error))
     }
 
     pub fn get_webhook(&self, partner_env: PartnerEnv, endpoint_id: Id) -> Result<EndpointRecord, EngineError> {
-        let bytes = self
-            .shared()
-            .store
-            .get(&layout::webhook_endpoint(&partner_env, endpoint_id))
-            .map_err(|error| EngineError::internal("reading a webhook endpoint", error))?
-            .ok_or(EngineError::NotFound { resource: "webhook endpoint" })?;
-        decode(&bytes).map_err(|error| EngineError::internal("decoding a webhook endpoint", error))
+        self.read_record(&records::webhook_endpoint(&partner_env, endpoint_id), "reading a webhook endpoint")?
+            .ok_or(EngineError::NotFound { resource: "webhook endpoint" })
     }
 
     /// An endpoint's deliveries, newest first.
@@ -47,7 +40,7 @@ impl Webhooks<'_> {
     ) -> Result<crate::store::reads::Page<DeliveryRecord>, EngineError> {
         self.get_webhook(partner_env, endpoint_id)?;
         self.read_page(
-            &layout::webhook_deliveries_prefix(&partner_env, endpoint_id),
+            &records::webhook_deliveries(&partner_env, endpoint_id),
             page,
             |delivery: &DeliveryRecord| delivery.id,
             "listing webhook deliveries",
@@ -60,13 +53,7 @@ impl Webhooks<'_> {
         let endpoints = self.list_webhooks(partner_env)?;
         let mut failing = 0;
         for endpoint in &endpoints {
-            let health = self
-                .shared()
-                .store
-                .get(&layout::webhook_health(&partner_env, endpoint.id))
-                .ok()
-                .flatten()
-                .and_then(|bytes| decode::<HealthRecord>(&bytes).ok());
+            let health = records::webhook_health(&partner_env, endpoint.id).get(self.shared().store.as_ref()).ok().flatten();
             if health.is_some_and(|health| health.failing_since_ms.is_some()) {
                 failing += 1;
             }

@@ -15,14 +15,12 @@ pub use links::{DonationsConfig, LINK_PLACEHOLDERS};
 
 use crate::api::facades::Donations;
 use crate::engine::clock::format_timestamp;
-use crate::store::codec::{decode, encode};
 use crate::engine::Engine;
 use crate::engine::error::EngineError;
 use crate::domain::ids::Id;
-use crate::store::layout;
+use crate::store::records;
 use crate::domain::model::{PartnerEnv, TipConfig};
 use crate::domain::money::{Currency, round_half_up};
-use crate::domain::posting::put;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
@@ -163,9 +161,7 @@ pub struct Settlement {
 
 impl Donations<'_> {
     pub fn get_organization(&self, slug: &str) -> Result<OrganizationRecord, EngineError> {
-        let bytes = self.shared().store.get(&layout::organization(slug)).map_err(|error| EngineError::internal("reading an organization", error))?;
-        let bytes = bytes.ok_or(EngineError::NotFound { resource: "organization" })?;
-        decode(&bytes).map_err(|error| EngineError::internal("decoding an organization", error))
+        self.read_record(&records::organization(slug), "reading an organization")?.ok_or(EngineError::NotFound { resource: "organization" })
     }
 
     /// Registers a nonprofit under a free slug (`409 CONFLICT` when taken). `fields.name` is set.
@@ -188,7 +184,7 @@ impl Donations<'_> {
             updated_at_ms: now_ms,
         };
         apply_organization(&mut organization, fields);
-        self.commit_admin(vec![put(layout::organization(&organization.slug), encode(&organization))]).await?;
+        self.commit_admin(vec![records::organization(&organization.slug).put(&organization)]).await?;
         Ok(organization)
     }
 
@@ -197,7 +193,7 @@ impl Donations<'_> {
         let mut organization = self.get_organization(slug)?;
         apply_organization(&mut organization, fields);
         organization.updated_at_ms = self.clock().now_ms();
-        self.commit_admin(vec![put(layout::organization(&organization.slug), encode(&organization))]).await?;
+        self.commit_admin(vec![records::organization(&organization.slug).put(&organization)]).await?;
         Ok(organization)
     }
 
@@ -226,7 +222,7 @@ impl Donations<'_> {
             settled_at_ms: None,
         };
         donation.donation_link = links::render_link(self.inner.donation_links.template(donation.provider), &donation);
-        self.commit_admin(vec![put(layout::donation(donation.id), encode(&donation))]).await?;
+        self.commit_admin(vec![records::donation(donation.id).put(&donation)]).await?;
         Ok(donation)
     }
 
@@ -242,9 +238,7 @@ impl Donations<'_> {
 
 impl Engine {
     fn read_donation(&self, donation_id: Id) -> Result<DonationRecord, EngineError> {
-        let bytes = self.shared().store.get(&layout::donation(donation_id)).map_err(|error| EngineError::internal("reading a donation", error))?;
-        let bytes = bytes.ok_or(EngineError::NotFound { resource: "donation" })?;
-        decode(&bytes).map_err(|error| EngineError::internal("decoding a donation", error))
+        self.read_record(&records::donation(donation_id), "reading a donation")?.ok_or(EngineError::NotFound { resource: "donation" })
     }
 }
 
@@ -268,7 +262,7 @@ impl Donations<'_> {
         donation.status = settlement.status;
         donation.provider_reference = settlement.provider_reference;
         donation.settled_at_ms = Some(now_ms);
-        let mut write_set = vec![put(layout::donation(donation.id), encode(&donation))];
+        let mut write_set = vec![records::donation(donation.id).put(&donation)];
         if donation.status == DonationStatus::Completed {
             let data = json!({
                 "partnerDonationId": donation.id.to_hex(),
