@@ -13,7 +13,8 @@
 //! - `commit/`: group commit on one thread; receipts resolve when durable, and a write set
 //!   may carry what to tell another task once it is.
 //! - `store/`: the storage trait (redb, sled, the write-ahead log in front) and the store's
-//!   reading side: `store::codec` value encoding, `store::layout` the key layout that makes
+//!   reading side: `store::records` the typed records every other module names,
+//!   `store::codec` value encoding, `store::layout` (private) the key layout that makes
 //!   tenancy a property of every key, `store::reads` the store reads and the one paging loop,
 //!   `store::audit` the offline audit of the books (every invariant, one streaming pass);
 //!   `store::backup` writes, checks and restores backups, `store::read_only` opens for an audit.
@@ -27,7 +28,9 @@
 //!   signatures, the SSRF guard, the read APIs.
 //!
 //! Invariants: the front names only [`Engine`], its façades and [`api`]; data flows
-//! front → façade → actor or service → committer → store, never back up a layer.
+//! front → façade → actor or service → committer → store, never back up a layer. Nothing
+//! outside `store/` sees a key layout: other modules name records through `store::records`
+//! (`tests/it/boundaries.rs`).
 
 pub mod api;
 

@@ -11,6 +11,8 @@
 //! - The benchmark and test tools are the `reward-bench` crate (`benches/tools/`): the
 //!   front's library declares none of them and never names that crate, and the tools name
 //!   only `reward_actors::api` of the engine and the front's request signature.
+//! - Nothing outside `actors/src/store/` sees a key layout: no file there names the `layout`
+//!   module or builds a key from a `Table` byte; callers name records (`store::records`).
 
 use std::path::{Path, PathBuf};
 
@@ -144,28 +146,46 @@ struct Layer {
     folder: &'static str,
     never: &'static [&'static str],
     why: &'static str,
+    /// Files of the folder that may name some modules above it: (file, modules, why).
+    excepted: &'static [(&'static str, &'static [&'static str], &'static str)],
 }
+
+/// The stored record types that live above the store, next to the code that writes them.
+const STORED_RECORD_MODULES: &[&str] =
+    &["crate::services::portal", "crate::services::announcements", "crate::services::donations", "crate::services::pool_requests", "crate::webhooks"];
 
 const LAYERS: [Layer; 4] = [
     Layer {
         folder: "actors/src/domain/",
         never: &["crate::actor", "crate::commit", "crate::services", "crate::api::facades", "crate::engine::Engine", "crate::engine::metrics"],
         why: "the domain is plain data and pure rules: no actor, commit, service or handle",
+        excepted: &[],
     },
     Layer {
         folder: "actors/src/store/",
         never: &["crate::actor", "crate::commit", "crate::services", "crate::api", "crate::webhooks", "crate::engine::Engine"],
         why: "the store knows records and bytes, not who writes them",
+        // The store's reading side binds records to bytes, and every key layout stays in
+        // store/ (see nothing_outside_the_store_sees_a_key_layout): records.rs and audit.rs
+        // name the record types that services and webhooks define (not their code), and
+        // reads.rs implements the façades' reads on the handle.
+        excepted: &[
+            ("actors/src/store/records.rs", STORED_RECORD_MODULES, "typed keys of the records stored above"),
+            ("actors/src/store/audit.rs", STORED_RECORD_MODULES, "the audit decodes every stored record"),
+            ("actors/src/store/reads.rs", &["crate::api::facades", "crate::engine::Engine"], "the façades' store reads"),
+        ],
     },
     Layer {
         folder: "actors/src/commit/",
         never: &["crate::actor", "crate::services", "crate::api", "crate::webhooks"],
         why: "group commit writes what it is handed",
+        excepted: &[],
     },
     Layer {
         folder: "actors/src/actor/",
         never: &["crate::services", "crate::api::facades"],
         why: "a partner actor is called by the handle and the services, never the other way",
+        excepted: &[],
     },
 ];
 
@@ -177,7 +197,8 @@ fn the_engines_layers_point_down() {
         let files = lines.iter().filter(|(file, ..)| file.starts_with(layer.folder)).count();
         assert!(files > 0, "the scan found {}", layer.folder);
         for (file, number, line) in lines.iter().filter(|(file, ..)| file.starts_with(layer.folder)) {
-            if layer.never.iter().any(|name| occurs(line, name)) {
+            let excused = layer.excepted.iter().any(|(excepted, names, _)| file == excepted && names.iter().any(|name| occurs(line, name)));
+            if !excused && layer.never.iter().any(|name| occurs(line, name)) {
                 crossings.push(format!("{file}:{number}: {} ({})", line.trim(), layer.why));
             }
         }
@@ -251,4 +272,62 @@ fn the_tools_reach_only_the_engines_api_and_the_signature() {
     assert!(crossings.is_empty(), "reward-bench reaches past its boundary:\n{}", crossings.join("\n"));
     let manifest = std::fs::read_to_string(workspace().join("benches/tools/Cargo.toml")).expect("reads benches/tools/Cargo.toml");
     assert!(!manifest.contains("internals"), "reward-bench must not enable the engine's `internals` feature");
+}
+
+/// The store's folder: the only code that sees how records become key bytes.
+const STORE_DIR: &str = "actors/src/store/";
+
+/// Where `word` occurs in `line` as a whole identifier (not inside a longer one).
+fn names_word(line: &str, word: &str) -> bool {
+    let is_identifier = |c: char| c.is_alphanumeric() || c == '_';
+    line.match_indices(word).any(|(at, _)| !line[..at].ends_with(is_identifier) && !line[at + word.len()..].starts_with(is_identifier))
+}
+
+/// Whether a code line sees the key layout: the `layout` module, or a key built from a table byte.
+fn sees_key_layout(line: &str) -> bool {
+    names_word(line, "layout") || occurs(line, "Table::")
+}
+
+/// The engine's code lines outside the store that see the key layout, as `file:line: code`.
+fn key_layout_outside_the_store(lines: &[(String, usize, String)]) -> Vec<String> {
+    lines
+        .iter()
+        .filter(|(file, _, line)| file.starts_with("actors/src/") && !file.starts_with(STORE_DIR) && sees_key_layout(line))
+        .map(|(file, number, line)| format!("{file}:{number}: {}", line.trim()))
+        .collect()
+}
+
+#[test]
+fn nothing_outside_the_store_sees_a_key_layout() {
+    let lines = code_lines(&["actors/src"]);
+    let inside = lines.iter().filter(|(file, _, line)| file.starts_with(STORE_DIR) && sees_key_layout(line)).count();
+    assert!(inside > 20, "the scan found the store's own uses of the key layout ({inside})");
+    let crossings = key_layout_outside_the_store(&lines);
+    assert!(
+        crossings.is_empty(),
+        "code outside actors/src/store/ sees the key layout (name a record through store::records):\n{}",
+        crossings.join("\n")
+    );
+}
+
+/// The check has teeth: each way of reaching the layout, planted in a file outside the store,
+/// is caught; the same line inside the store, or a longer word, is not.
+#[test]
+fn the_key_layout_check_catches_a_planted_line() {
+    let planted = |file: &str, line: &str| vec![(file.to_owned(), 7, line.to_owned())];
+    for line in [
+        "use crate::store::layout;",
+        "use crate::store::{WriteOp, layout};",
+        "    let key = layout::user(&partner_env, external_id);",
+        "    let key = crate::store::layout::pool(&partner_env, pool_id);",
+        "    let key = Table::Meta.key(&[b\"admin_token_sha256\"]);",
+        "    let key = crate::store::Table::Users.key(&[]);",
+    ] {
+        let caught = key_layout_outside_the_store(&planted("actors/src/services/portal.rs", line));
+        assert_eq!(caught, vec![format!("actors/src/services/portal.rs:7: {}", line.trim())], "a planted line is caught: {line}");
+        assert!(key_layout_outside_the_store(&planted("actors/src/store/reads.rs", line)).is_empty(), "the store may: {line}");
+    }
+    for line in ["let relayout = layouts;", "let page_layout = 1;", "struct TableRow;"] {
+        assert!(key_layout_outside_the_store(&planted("actors/src/services/portal.rs", line)).is_empty(), "not the layout: {line}");
+    }
 }

@@ -1,13 +1,22 @@
 //! Storage behind a narrow trait: point reads, prefix scans, and one atomic durable commit
 //! of many write sets.
 //!
-//! The engine owns the key layout ([`Table`] bytes in front of every key); a backend is a
-//! plain ordered key-value store. Two embedded backends implement it (`redb`, `sled`) and
-//! both pass the same tests, so a networked backend can take their place later.
+//! The store owns the key layout ([`Table`] bytes in front of every key, `layout.rs`) and
+//! the value encoding (`codec.rs`); a backend is a plain ordered key-value store. Two
+//! embedded backends implement it (`redb`, `sled`) and both pass the same tests, so a
+//! networked backend can take their place later. Its reading side lives here too: `reads.rs`
+//! (the store reads and the one paging loop) and `audit.rs` (the offline audit's one pass).
 //!
 //! Invariants: `commit` applies all of its write sets or none, and returns only after they
 //! are durable; it is called by one thread (the committer) at a time. Reads see committed
 //! data (sled may also show data whose flush is still running; see README).
+//!
+//! **Nothing outside `store/` sees a key layout.** The rest of the engine names records
+//! through [`records`] (`records::pool(&partner_env, pool_id)`: a typed key to get, put or
+//! delete; `records::pools(&partner_env)`: a typed range to scan); `layout` is private to this
+//! folder, so tenancy (every partner-owned key starts with its (partner, environment)
+//! prefix) and the stored bytes are decided in one place. `tests/it/boundaries.rs` fails on
+//! a file outside `store/` that names `layout` or builds a key from a `Table` byte.
 
 pub(crate) mod audit;
 pub mod backup;
