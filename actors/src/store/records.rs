@@ -5,24 +5,24 @@
 //! [`RecordKey::delete`]); a list is a [`Records`] range scanned in pages of [`Row`]s.
 //!
 //! Invariant: nothing outside `store/` sees a key layout. The key bytes come from
-//! `store::layout` and the value bytes from `store::codec`, both private to the store, so a
-//! caller cannot build a key of one partner from another's prefix, put a pool under a user's
-//! key, or encode a value at the wrong version: tenancy and the stored format are decided
-//! here and in `layout.rs` alone. `tests/it/boundaries.rs` fails on a file outside `store/`
+//! `store::layout`, private to the store, and the value bytes from `store::codec`, which
+//! only the store calls (besides stored-format unit tests), so a caller cannot build a key of
+//! one partner from another's prefix, put a pool under a user's key, or encode a value at
+//! the wrong version: tenancy and the stored format are decided here and in `layout.rs`. `tests/it/boundaries.rs` fails on a file outside `store/`
 //! that names the layout. This module adds types, not bytes: every key and value is
 //! byte for byte what `layout` and `codec` produce.
 
 use std::marker::PhantomData;
 
-use crate::services::portal::{AccountRecord, RefreshTokenRecord};
-use crate::services::announcements::Announcement;
-use crate::services::donations::{DonationRecord, OrganizationRecord};
 use crate::domain::ids::Id;
 use crate::domain::model::{
     ActionRecord, ApiKeyRecord, CampaignRecord, EventRecord, IdempotencyRecord, IdempotencyScope, KeyDigestEntry, PartnerEnv, PartnerEnvState,
     PartnerRecord, PoolRecord, TransactionRecord, UserRecord,
 };
+use crate::services::announcements::Announcement;
+use crate::services::donations::{DonationRecord, OrganizationRecord};
 use crate::services::pool_requests::PoolRequestRecord;
+use crate::services::portal::{AccountRecord, RefreshTokenRecord};
 use crate::store::codec::{self, CodecError};
 use crate::store::layout;
 use crate::store::{Scan, ScanOrder, Store, StoreError, WriteOp};
