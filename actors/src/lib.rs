@@ -24,8 +24,9 @@
 //! - `services/`: what the façades do outside a partner actor — `partners`, `keys` and
 //!   `key_lookup`, `portal`, `pool_requests`, `donations`, `announcements`, `operations`
 //!   (housekeeping and backups).
-//! - `webhooks/`: endpoints, the outbox, the dispatcher, one attempt, the health policy,
-//!   signatures, the SSRF guard, the read APIs.
+//! - `webhooks/`: endpoints, the outbox, the dispatcher, one attempt, the health policy
+//!   (which the partner actor, the only writer of an endpoint's status, applies to the
+//!   dispatcher's delivery facts), signatures, the SSRF guard, the read APIs.
 //!
 //! Invariants: the front names only [`Engine`], its façades and [`api`]; data flows
 //! front → façade → actor or service → committer → store, never back up a layer. Nothing

@@ -35,7 +35,7 @@ use crate::engine::EngineShared;
 use crate::engine::error::EngineError;
 use crate::store::records;
 use crate::store::{ScanOrder, WriteOp};
-use crate::webhooks::{EndpointRecord, EventType, HealthNotice, OutboxSignal, WebhookFields, fan_out};
+use crate::webhooks::{DeliveryFact, EndpointRecord, EventType, HealthRecord, OutboxSignal, WebhookFields, fan_out};
 
 mod campaign_commands;
 mod endpoints;
@@ -99,9 +99,9 @@ pub(crate) enum Command {
     DeleteWebhook(Id),
     RotateWebhookSecret(Id),
     TestWebhook(Id),
-    /// From the dispatcher: a health event about an endpoint, not to be sent to it nor to
-    /// the others it knows are failing.
-    WebhookHealth(Id, Arc<(HealthNotice, Vec<Id>)>),
+    /// From the dispatcher: what happened to an endpoint's deliveries, to judge by the health
+    /// policy (this actor alone writes the endpoint's status).
+    ReportDeliveries(Id, Arc<Vec<DeliveryFact>>),
 }
 
 impl Command {
@@ -121,7 +121,7 @@ impl Command {
             Command::DeleteWebhook(_) => "delete_webhook",
             Command::RotateWebhookSecret(_) => "rotate_webhook_secret",
             Command::TestWebhook(_) => "test_webhook",
-            Command::WebhookHealth(..) => "webhook_health",
+            Command::ReportDeliveries(..) => "report_deliveries",
         }
     }
 }
@@ -154,6 +154,9 @@ struct LoadedState {
     campaigns: HashMap<Id, CampaignRecord>,
     /// Every webhook endpoint (events fan out to them in the write set that makes them).
     webhooks: Vec<EndpointRecord>,
+    /// Their health records (absent: healthy, nothing written yet); this actor alone writes
+    /// them, with the endpoints' status.
+    webhook_health: HashMap<Id, HealthRecord>,
 }
 
 struct InflightKey {
@@ -266,7 +269,7 @@ impl Handler<PartnerCommand> for PartnerActor {
                 Command::DeleteWebhook(endpoint_id) => actor.delete_webhook(*endpoint_id),
                 Command::RotateWebhookSecret(endpoint_id) => actor.rotate_webhook_secret(*endpoint_id, now_ms),
                 Command::TestWebhook(endpoint_id) => actor.test_webhook(*endpoint_id, now_ms),
-                Command::WebhookHealth(endpoint_id, notice) => actor.webhook_health(*endpoint_id, &notice.0, &notice.1, now_ms),
+                Command::ReportDeliveries(endpoint_id, facts) => actor.judge_deliveries(*endpoint_id, facts, now_ms),
             }
         });
     }
@@ -554,15 +557,14 @@ impl PartnerActor {
 
     /// Commits one event (and the sequence it took) on its own.
     fn commit_event<T: Serialize>(&mut self, event_type: EventType, data: &T, now_ms: u64) -> CommitReceipt {
-        self.commit_event_with(event_type, data, now_ms, &[], Vec::new(), OutboxSignal::default())
+        self.commit_events_with(&[(event_type, data)], now_ms, &[], Vec::new(), OutboxSignal::default())
     }
 
-    /// Commits one event with `extra` writes, fanned out to every subscribed endpoint but
-    /// `excluded` (the endpoint the event is about); `signal` names what else changed.
-    fn commit_event_with<T: Serialize>(
+    /// Commits events (in order) with `extra` writes, fanned out to every subscribed endpoint
+    /// but `excluded` (the endpoint they are about); `signal` names what else changed.
+    fn commit_events_with<T: Serialize>(
         &mut self,
-        event_type: EventType,
-        data: &T,
+        to_record: &[(EventType, T)],
         now_ms: u64,
         excluded: &[Id],
         extra: Vec<WriteOp>,
@@ -572,7 +574,9 @@ impl PartnerActor {
         let state = self.state.as_mut().expect("events are recorded on loaded state");
         let mut events =
             EventBuilder { partner_env, ids: &self.shared.ids, now_ms, next_sequence: state.env_state.next_event_sequence, events: Vec::new() };
-        events.push(event_type, data);
+        for (event_type, data) in to_record {
+            events.push(*event_type, data);
+        }
         state.env_state.next_event_sequence = events.next_sequence;
         let mut write_set = extra;
         push_events(&mut write_set, &partner_env, &events.events, &state.env_state);
@@ -607,5 +611,12 @@ fn load_state(shared: &EngineShared, partner_env: &PartnerEnv) -> Result<LoadedS
         campaigns.map_err(|error| EngineError::internal("loading campaigns", error))?.into_iter().map(|campaign| (campaign.id, campaign)).collect();
     let webhooks = records::webhook_endpoints(partner_env).read(store.as_ref(), ScanOrder::Ascending, config.webhooks_per_partner_max);
     let webhooks = webhooks.map_err(|error| EngineError::internal("loading webhook endpoints", error))?;
-    Ok(LoadedState { env_state, pools: pools_by_id, campaigns, webhooks })
+    let mut webhook_health = HashMap::new();
+    for endpoint in &webhooks {
+        let health = records::webhook_health(partner_env, endpoint.id).get(store.as_ref());
+        if let Some(health) = health.map_err(|error| EngineError::internal("loading webhook health", error))? {
+            webhook_health.insert(endpoint.id, health);
+        }
+    }
+    Ok(LoadedState { env_state, pools: pools_by_id, campaigns, webhooks, webhook_health })
 }

@@ -492,14 +492,15 @@ impl Webhooks<'_> {
 }
 
 impl Engine {
-    pub(crate) async fn webhook_health_notice(
+    /// Tells an endpoint's partner actor what happened to its deliveries (the dispatcher's
+    /// report); answers once the actor's verdict is durable.
+    pub(crate) async fn report_deliveries(
         &self,
         partner_env: PartnerEnv,
         endpoint_id: Id,
-        notice: crate::webhooks::HealthNotice,
-        failing: Vec<Id>,
+        facts: Arc<Vec<crate::webhooks::DeliveryFact>>,
     ) -> Result<WriteOutcome, EngineError> {
-        self.command(partner_env, Command::WebhookHealth(endpoint_id, Arc::new((notice, failing))), String::new()).await
+        self.command(partner_env, Command::ReportDeliveries(endpoint_id, facts), String::new()).await
     }
 
     async fn command(&self, partner_env: PartnerEnv, command: Command, request_id: String) -> Result<WriteOutcome, EngineError> {

@@ -4,10 +4,24 @@
 //! the periodic sweep), claims due queue rows up to the endpoint's and the global
 //! concurrency bound, and starts one attempt per row, each holding a semaphore permit (no
 //! unbounded spawning). Finished attempts come back on a bounded channel; their records
-//! (the attempt appended, the queue row moved to the next due time or removed, the
-//! endpoint's health) go to the committer in one write set per pass. A claimed delivery
+//! (the attempt appended, the queue row moved to the next due time or removed) go to the
+//! committer in one write set per pass. A claimed delivery
 //! stays claimed until that write set is durable, so no row is attempted twice by one
 //! process; a crash before it repeats the attempt (at least once, same event id).
+//!
+//! An endpoint's status is not the dispatcher's to write: its partner actor is the only
+//! writer (see the module above). The dispatcher reports facts ([`DeliveryFact`]: each
+//! attempt's outcome and when it was made, each delivery exhausted), at most one report per
+//! endpoint in flight so they arrive in order, and keeps them until the actor's verdict is
+//! durable (a refused report is sent again, [`REPORT_RETRY_INTERVAL`] later). It learns
+//! the endpoint's status and health by reading them from the store after that, or after
+//! the actor's `OutboxSignal`, never from a guess of its own. While a report holding a
+//! failure awaits its verdict the endpoint gets no new attempt, so a 410 stops deliveries
+//! as soon as the actor has judged it (one commit). Facts that would change nothing (a
+//! success while healthy, a failure inside a streak that crosses no threshold) are left
+//! out when the dispatcher's view of the health is current, so a healthy endpoint costs
+//! its actor nothing. A crash loses the facts not yet reported: at worst a failing streak
+//! starts again at the next failure, so an endpoint is disabled later, never sooner.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
@@ -18,7 +32,7 @@ use tokio::task::JoinHandle;
 
 use super::attempt::{self, EndpointKey, Finished, Job};
 use super::health;
-use super::{AttemptOutcome, DeliveryRecord, DeliveryStatus, EndpointRecord, EndpointStatus, HealthNotice, HealthRecord, NextStep, WebhookSettings};
+use super::{AttemptOutcome, DeliveryFact, DeliveryRecord, DeliveryStatus, EndpointRecord, EndpointStatus, HealthRecord, NextStep, WebhookSettings};
 use crate::api::facades::Webhooks;
 use crate::commit::{CommitReceipt, CommitState};
 use crate::domain::ids::Id;
@@ -36,8 +50,17 @@ const PENDING_MAX: usize = 100_000;
 const ENDPOINTS_SWEPT_MAX: usize = 500_000;
 /// Orphaned queue rows (their endpoint deleted) removed per sweep.
 const ORPHAN_ROWS_PURGED_MAX: usize = 10_000;
-/// Tries to record one health event through the partner actor (1, 2, 4, 8 s apart).
-const NOTICE_ATTEMPTS: u32 = 5;
+/// Facts about one endpoint kept for its partner actor while a report is in flight or
+/// refused. An actor answers within milliseconds, and facts that change nothing are left
+/// out, so this holds minutes of a failing endpoint's attempts while its actor is
+/// unreachable. Past it, the newest fact replaces the one before it (warned): the streak's
+/// start and the latest verdict are kept, a warning between them may be lost.
+const FACTS_UNREPORTED_MAX: usize = 1_024;
+/// Reports in flight to partner actors at once (one per endpoint at most): far above the
+/// endpoints that change health in one pass; the rest wait for the next pass.
+const REPORTS_IN_FLIGHT_MAX: usize = 1_024;
+/// How long a refused report (the actor overloaded or restarting) waits to be sent again.
+const REPORT_RETRY_INTERVAL: Duration = Duration::from_secs(1);
 /// A queue row whose delivery record is still absent this long after it fell due is an
 /// orphan (its record and row are written together, so this never happens in practice).
 const ORPHAN_AFTER_MS: u64 = 60_000;
@@ -71,12 +94,12 @@ impl DispatcherHandle {
 
 struct Slot {
     partner_env: PartnerEnv,
+    /// The endpoint and its health as last read from the store (their partner actor writes
+    /// both): what the dispatcher acts on, never changed here.
     endpoint: EndpointRecord,
     health: HealthRecord,
     /// Deliveries being attempted, or whose record is not yet durable.
     claimed: HashSet<Id>,
-    /// The health record as last written, so only changes are written.
-    health_written: Option<HealthRecord>,
     /// Queued deliveries known in memory, by due time: from partner actors' hints, retries,
     /// and reads of the store's queue. The store's rows are the truth; this saves a scan of
     /// the queue (and of its fresh tombstones) on every pass.
@@ -88,14 +111,19 @@ struct Slot {
     /// The endpoint's record is gone: nothing more is sent, its queue rows are purged, and
     /// the slot goes once its claims drain and its queue is empty.
     deleted: bool,
-    /// When this dispatcher disabled the endpoint (410 or the window) before the partner
-    /// actor has recorded it: older records that still say ENABLED do not re-enable it.
-    disabled_locally_at_ms: Option<u64>,
+    /// Facts not yet reported to the partner actor, oldest first (at most
+    /// [`FACTS_UNREPORTED_MAX`]).
+    facts: Vec<DeliveryFact>,
+    /// A report is in flight; `Some(true)` when it holds a failure.
+    reporting: Option<bool>,
+    /// A refused report goes again no sooner than this.
+    report_after: Option<Instant>,
 }
 
 enum Wake {
     Stop,
     Finished(Box<Finished>),
+    Reported(Reported),
     Command(DispatcherCommand),
     Look,
 }
@@ -113,9 +141,21 @@ struct Dispatcher {
     unsettled: VecDeque<(CommitReceipt, Vec<(EndpointKey, Id)>)>,
     next_sweep: Instant,
     rotation: usize,
-    /// Attempts and health notices in flight. Those still running when the stop grace ends
-    /// are aborted, so none outlives the engine (they hold its store).
+    /// Attempts and reports in flight. Those still running when the stop grace ends are
+    /// aborted, so none outlives the engine (they hold its store).
     tasks: tokio::task::JoinSet<()>,
+    reported_sender: mpsc::Sender<Reported>,
+    reported: mpsc::Receiver<Reported>,
+    reports_in_flight: usize,
+    /// How long a stopping dispatcher waits for attempts and reports in flight.
+    stop_grace: Duration,
+}
+
+/// A report's answer: the facts it carried, and whether the actor's verdict is durable.
+struct Reported {
+    key: EndpointKey,
+    facts: Arc<Vec<DeliveryFact>>,
+    result: Result<(), EngineError>,
 }
 
 impl Engine {
@@ -124,24 +164,9 @@ impl Engine {
     pub(crate) fn start_webhooks(&self, settings: WebhookSettings) -> Result<(), String> {
         let settings = Arc::new(settings);
         *self.shared().webhook_settings.write() = Arc::clone(&settings);
-        let client = attempt::client(&settings)?;
-        let (finished_sender, finished) = mpsc::channel(settings.concurrency);
+        let dispatcher = Dispatcher::new(self, settings)?;
         let (commands_sender, commands) = mpsc::channel(COMMANDS_MAX);
         let (stop, stopped) = watch::channel(false);
-        let dispatcher = Dispatcher {
-            engine: self.clone(),
-            shared: Arc::clone(self.shared()),
-            permits: Arc::new(Semaphore::new(settings.concurrency)),
-            settings,
-            client,
-            slots: HashMap::new(),
-            finished_sender,
-            finished,
-            unsettled: VecDeque::new(),
-            next_sweep: Instant::now(),
-            rotation: 0,
-            tasks: tokio::task::JoinSet::new(),
-        };
         let task = tokio::spawn(dispatcher.run(commands, stopped));
         *self.inner.webhooks.lock() = Some(DispatcherHandle { commands: commands_sender, stop, task });
         Ok(())
@@ -193,6 +218,31 @@ fn jitter() -> f64 {
 }
 
 impl Dispatcher {
+    fn new(engine: &Engine, settings: Arc<WebhookSettings>) -> Result<Dispatcher, String> {
+        let client = attempt::client(&settings)?;
+        let (finished_sender, finished) = mpsc::channel(settings.concurrency);
+        // Each report in flight sends one answer: this capacity never makes one wait.
+        let (reported_sender, reported) = mpsc::channel(REPORTS_IN_FLIGHT_MAX);
+        Ok(Dispatcher {
+            engine: engine.clone(),
+            shared: Arc::clone(engine.shared()),
+            permits: Arc::new(Semaphore::new(settings.concurrency)),
+            settings,
+            client,
+            slots: HashMap::new(),
+            finished_sender,
+            finished,
+            unsettled: VecDeque::new(),
+            next_sweep: Instant::now(),
+            rotation: 0,
+            tasks: tokio::task::JoinSet::new(),
+            reported_sender,
+            reported,
+            reports_in_flight: 0,
+            stop_grace: STOP_GRACE,
+        })
+    }
+
     async fn run(mut self, mut commands: mpsc::Receiver<DispatcherCommand>, mut stopped: watch::Receiver<bool>) {
         tracing::info!(concurrency = self.settings.concurrency, per_endpoint = self.settings.endpoint_concurrency, "webhook dispatcher started");
         let mut last_pass = tokio::time::Instant::now();
@@ -200,6 +250,7 @@ impl Dispatcher {
             let wake = tokio::select! {
                 _ = stopped.changed() => Wake::Stop,
                 Some(finished) = self.finished.recv() => Wake::Finished(Box::new(finished)),
+                Some(reported) = self.reported.recv() => Wake::Reported(reported),
                 Some(command) = commands.recv() => Wake::Command(command),
                 () = self.shared.webhook_signal.notify.notified() => Wake::Look,
                 () = tokio::time::sleep(self.settings.poll_interval) => Wake::Look,
@@ -208,6 +259,7 @@ impl Dispatcher {
             match wake {
                 Wake::Stop => break,
                 Wake::Finished(first) => finished.push(*first),
+                Wake::Reported(reported) => self.on_reported(reported),
                 Wake::Command(command) => self.on_command(command),
                 Wake::Look => {}
             }
@@ -216,7 +268,11 @@ impl Dispatcher {
             while let Ok(more) = self.finished.try_recv() {
                 finished.push(more);
             }
+            while let Ok(reported) = self.reported.try_recv() {
+                self.on_reported(reported);
+            }
             self.record(finished);
+            self.report();
             self.settle();
             self.absorb_signal();
             if Instant::now() >= self.next_sweep {
@@ -225,15 +281,7 @@ impl Dispatcher {
             self.dispatch();
             while self.tasks.try_join_next().is_some() {}
         }
-        // Let attempts in flight finish and record them, briefly; anything cut off here is
-        // attempted again after the restart.
-        let deadline = tokio::time::Instant::now() + STOP_GRACE;
-        while self.permits.available_permits() < self.settings.concurrency {
-            match tokio::time::timeout_at(deadline, self.finished.recv()).await {
-                Ok(Some(finished)) => self.record(vec![finished]),
-                _ => break,
-            }
-        }
+        self.wind_down().await;
         self.tasks.abort_all();
         while self.tasks.join_next().await.is_some() {}
         tracing::info!("webhook dispatcher stopped");
@@ -257,42 +305,58 @@ impl Dispatcher {
         }
     }
 
-    /// Adds or refreshes an endpoint. A disabled endpoint enabled again starts healthy.
-    fn upsert(&mut self, partner_env: PartnerEnv, endpoint: EndpointRecord) {
+    /// Adds or refreshes an endpoint from its durable record (and its health record, when
+    /// read too). An endpoint enabled again has its queue read.
+    fn upsert(&mut self, partner_env: PartnerEnv, endpoint: EndpointRecord, health: Option<HealthRecord>) {
         let key = (partner_env, endpoint.id);
         match self.slots.get_mut(&key) {
             Some(slot) => {
                 slot.deleted = false;
-                match slot.disabled_locally_at_ms {
-                    // A record from before our own disable: keep it disabled.
-                    Some(at_ms) if endpoint.status == EndpointStatus::Enabled && endpoint.updated_at_ms <= at_ms => return,
-                    Some(_) => slot.disabled_locally_at_ms = None,
-                    None => {}
-                }
                 if slot.endpoint.status == EndpointStatus::Disabled && endpoint.status == EndpointStatus::Enabled {
-                    slot.health = HealthRecord::default();
-                    slot.health_written = Some(HealthRecord::default());
-                    let write = vec![records::webhook_health(&partner_env, endpoint.id).put(&slot.health)];
-                    self.shared.committer.submit(write, None);
                     slot.rescan = true;
                 }
                 slot.endpoint = endpoint;
+                if let Some(health) = health {
+                    slot.health = health;
+                }
             }
             None => {
-                let health: HealthRecord = self.read(&records::webhook_health(&partner_env, endpoint.id), "webhook health").unwrap_or_default();
+                let health = health.unwrap_or_else(|| self.read_health(partner_env, endpoint.id));
                 let slot = Slot {
                     partner_env,
                     endpoint,
-                    health_written: Some(health.clone()),
                     health,
                     claimed: HashSet::new(),
                     pending: std::collections::BTreeSet::new(),
                     rescan: true,
                     truncated: false,
                     deleted: false,
-                    disabled_locally_at_ms: None,
+                    facts: Vec::new(),
+                    reporting: None,
+                    report_after: None,
                 };
                 self.slots.insert(key, slot);
+            }
+        }
+    }
+
+    fn read_health(&self, partner_env: PartnerEnv, endpoint_id: Id) -> HealthRecord {
+        self.read(&records::webhook_health(&partner_env, endpoint_id), "webhook health").unwrap_or_default()
+    }
+
+    /// Reads an endpoint's durable record and health (after its actor's write set is
+    /// durable): refreshes its slot, or marks it deleted.
+    fn reread(&mut self, partner_env: PartnerEnv, endpoint_id: Id) {
+        match self.read::<EndpointRecord>(&records::webhook_endpoint(&partner_env, endpoint_id), "webhook endpoint") {
+            Some(endpoint) => {
+                let health = self.read_health(partner_env, endpoint_id);
+                self.upsert(partner_env, endpoint, Some(health));
+            }
+            // The change is durable, so absent is deleted.
+            None => {
+                if let Some(slot) = self.slots.get_mut(&(partner_env, endpoint_id)) {
+                    slot.deleted = true;
+                }
             }
         }
     }
@@ -310,15 +374,7 @@ impl Dispatcher {
         named
             .extend(signal.queued.iter().map(|(partner_env, queued)| (*partner_env, queued.endpoint_id)).filter(|key| !self.slots.contains_key(key)));
         for (partner_env, endpoint_id) in named {
-            match self.read::<EndpointRecord>(&records::webhook_endpoint(&partner_env, endpoint_id), "webhook endpoint") {
-                Some(endpoint) => self.upsert(partner_env, endpoint),
-                // The change is durable, so absent is deleted.
-                None => {
-                    if let Some(slot) = self.slots.get_mut(&(partner_env, endpoint_id)) {
-                        slot.deleted = true;
-                    }
-                }
-            }
+            self.reread(partner_env, endpoint_id);
         }
         for (partner_env, queued) in &signal.queued {
             match self.slots.get_mut(&(*partner_env, queued.endpoint_id)) {
@@ -350,7 +406,7 @@ impl Dispatcher {
                 continue;
             };
             present.insert((partner_env, endpoint.id));
-            self.upsert(partner_env, endpoint);
+            self.upsert(partner_env, endpoint, None);
         }
         let gone: Vec<EndpointKey> = self.slots.keys().filter(|key| !present.contains(key)).copied().collect();
         for (partner_env, endpoint_id) in gone {
@@ -407,7 +463,7 @@ impl Dispatcher {
             queued += slot.pending.len();
             let due = slot.pending.first().is_some_and(|(due_ms, _)| *due_ms <= now_ms);
             let read = slot.rescan || (slot.truncated && slot.pending.is_empty());
-            if !slot.deleted && slot.endpoint.status == EndpointStatus::Enabled && slot.claimed.len() < endpoint_concurrency && (due || read) {
+            if slot.may_claim(endpoint_concurrency) && (due || read) {
                 keys.push(*key);
             }
         }
@@ -461,7 +517,7 @@ impl Dispatcher {
         let Some(slot) = self.slots.get(&key) else {
             return;
         };
-        if slot.deleted || slot.endpoint.status != EndpointStatus::Enabled || slot.claimed.len() >= endpoint_concurrency {
+        if !slot.may_claim(endpoint_concurrency) {
             return;
         }
         if slot.rescan || (slot.truncated && slot.pending.is_empty()) {
@@ -577,7 +633,7 @@ impl Dispatcher {
         let now_ms = self.now_ms();
         let mut write_set = Vec::with_capacity(finished.len() * 3);
         let mut released = Vec::with_capacity(finished.len());
-        let mut notices = Vec::new();
+        let disable_after = self.settings.disable_after;
         for Finished { key, mut delivery, queue_key, attempt, outcome } in finished {
             let (partner_env, endpoint_id) = key;
             // Health counts from when the attempt was made, not when it is recorded.
@@ -617,14 +673,16 @@ impl Dispatcher {
                 let status = if delivery.status == DeliveryStatus::Delivered { "delivered" } else { "failed" };
                 self.shared.metrics.webhook_deliveries_settled.with_label_values(&[status]).inc();
             }
+            slot.note(DeliveryFact::Attempted { attempted_at_ms, outcome }, disable_after);
             // Health events about endpoints never raise more of them (no cascade between two
             // failing endpoints).
             let about_webhooks = delivery.event_type.is_about_webhooks();
             if step == NextStep::Exhausted && !manual && !about_webhooks {
                 let attempts = delivery.attempt_count;
-                let notice =
-                    HealthNotice::Exhausted { delivery_id: delivery.id, event_id: delivery.event_id, event_type: delivery.event_type, attempts };
-                notices.push((key, notice));
+                slot.note(
+                    DeliveryFact::Exhausted { delivery_id: delivery.id, event_id: delivery.event_id, event_type: delivery.event_type, attempts },
+                    disable_after,
+                );
             }
             write_set.push(records::webhook_delivery(&partner_env, endpoint_id, delivery.id).put(&delivery));
             if let NextStep::RetryAt { due_ms } = step {
@@ -635,40 +693,73 @@ impl Dispatcher {
                     slot.truncated = true;
                 }
             }
-            if let Some(notice) = slot.follow(&outcome, &self.settings, attempted_at_ms) {
-                notices.push((key, notice));
-            }
-            if slot.health_changed() {
-                write_set.push(records::webhook_health(&partner_env, endpoint_id).put(&slot.health));
-            }
         }
         let receipt = self.shared.committer.submit(write_set, None);
         self.unsettled.push_back((receipt, released));
-        for ((partner_env, endpoint_id), notice) in notices {
-            let engine = self.engine.clone();
-            // §9: to the partner's other *healthy* endpoints.
-            let failing: Vec<Id> = self
-                .slots
-                .iter()
-                .filter(|((owner, id), slot)| *owner == partner_env && *id != endpoint_id && slot.health.failing_since_ms.is_some())
-                .map(|((_, id), _)| *id)
-                .collect();
+    }
+
+    /// Sends each endpoint's unreported facts to its partner actor: one report per endpoint
+    /// in flight at most (so they arrive in order), [`REPORTS_IN_FLIGHT_MAX`] in all.
+    fn report(&mut self) {
+        let now = Instant::now();
+        for (key, slot) in &mut self.slots {
+            if self.reports_in_flight >= REPORTS_IN_FLIGHT_MAX {
+                return;
+            }
+            if slot.facts.is_empty() || slot.reporting.is_some() || slot.report_after.is_some_and(|after| now < after) {
+                continue;
+            }
+            let facts = Arc::new(std::mem::take(&mut slot.facts));
+            slot.reporting = Some(facts.iter().any(DeliveryFact::is_failure));
+            slot.report_after = None;
+            self.reports_in_flight += 1;
+            let (engine, sender, key) = (self.engine.clone(), self.reported_sender.clone(), *key);
             self.tasks.spawn(async move {
-                // Bounded retries (the actor may be overloaded for a moment); a crash or a
-                // longer outage loses this event (the delivery's own state is durable).
-                for attempt in 0..NOTICE_ATTEMPTS {
-                    match engine.webhook_health_notice(partner_env, endpoint_id, notice.clone(), failing.clone()).await {
-                        Ok(_) | Err(EngineError::NotFound { .. }) => return,
-                        Err(error) if attempt + 1 == NOTICE_ATTEMPTS => {
-                            tracing::error!(%error, endpoint = %endpoint_id, "recording a webhook health event failed; giving up");
-                        }
-                        Err(error) => {
-                            tracing::warn!(%error, endpoint = %endpoint_id, "recording a webhook health event failed; retrying");
-                            tokio::time::sleep(Duration::from_secs(1 << attempt)).await;
-                        }
-                    }
-                }
+                let result = engine.report_deliveries(key.0, key.1, Arc::clone(&facts)).await.map(|_| ());
+                let _ = sender.send(Reported { key, facts, result }).await;
             });
+        }
+    }
+
+    /// A report answered: once the verdict is durable, read the endpoint's status and health
+    /// back from the store; a refused report's facts go again later, in their place.
+    fn on_reported(&mut self, reported: Reported) {
+        let Reported { key, facts, result } = reported;
+        self.reports_in_flight = self.reports_in_flight.saturating_sub(1);
+        let Some(slot) = self.slots.get_mut(&key) else {
+            return;
+        };
+        slot.reporting = None;
+        match result {
+            Ok(()) => self.reread(key.0, key.1),
+            // The endpoint is gone: its facts with it.
+            Err(EngineError::NotFound { .. }) => {}
+            Err(error) => {
+                tracing::warn!(%error, endpoint = %key.1, "reporting webhook deliveries to the partner actor failed; retrying");
+                let newer = std::mem::replace(&mut slot.facts, Arc::unwrap_or_clone(facts));
+                for fact in newer {
+                    slot.push_fact(fact);
+                }
+                slot.report_after = Some(Instant::now() + REPORT_RETRY_INTERVAL);
+            }
+        }
+    }
+
+    /// Lets attempts in flight finish and be recorded, and reports be answered, within the
+    /// stop grace. An attempt cut off is made again after the restart; facts not reported
+    /// by then are lost (see the module doc).
+    async fn wind_down(&mut self) {
+        let deadline = tokio::time::Instant::now() + self.stop_grace;
+        loop {
+            self.report();
+            if self.permits.available_permits() == self.settings.concurrency && self.reports_in_flight == 0 {
+                return;
+            }
+            tokio::select! {
+                Some(finished) = self.finished.recv() => self.record(vec![finished]),
+                Some(reported) = self.reported.recv() => self.on_reported(reported),
+                () = tokio::time::sleep_until(deadline) => return,
+            }
         }
     }
 
@@ -722,23 +813,84 @@ impl Dispatcher {
 }
 
 impl Slot {
-    /// Follows an attempt's outcome into the endpoint's health ([`health::follow`]); a
-    /// disabling notice disables the endpoint here at once.
-    fn follow(&mut self, outcome: &AttemptOutcome, settings: &WebhookSettings, now_ms: u64) -> Option<HealthNotice> {
-        let notice = health::follow(&mut self.health, outcome, settings.disable_after, now_ms);
-        if matches!(notice, Some(HealthNotice::Disable { .. })) {
-            self.endpoint.status = EndpointStatus::Disabled;
-            self.disabled_locally_at_ms = Some(now_ms);
-        }
-        notice
+    /// Whether new attempts may start: the endpoint exists, is enabled as last read, has a
+    /// free slot, and no failure of it awaits its actor's verdict.
+    fn may_claim(&self, endpoint_concurrency: usize) -> bool {
+        let awaits_verdict = self.reporting == Some(true) || self.facts.iter().any(DeliveryFact::is_failure);
+        !self.deleted && self.endpoint.status == EndpointStatus::Enabled && self.claimed.len() < endpoint_concurrency && !awaits_verdict
     }
 
-    /// Whether the health record differs from what was last written (tracked by value).
-    fn health_changed(&mut self) -> bool {
-        let changed = self.health_written.as_ref() != Some(&self.health);
-        if changed {
-            self.health_written = Some(self.health.clone());
+    /// Keeps a fact for the next report, unless it would change nothing: only judged
+    /// against a current view (no report in flight nor waiting, whose verdict may change it).
+    fn note(&mut self, fact: DeliveryFact, disable_after: Duration) {
+        let view_current = self.reporting.is_none() && self.facts.is_empty();
+        if let DeliveryFact::Attempted { attempted_at_ms, outcome } = &fact
+            && view_current
+            && health::changes_nothing(&self.health, outcome, disable_after, *attempted_at_ms)
+        {
+            return;
         }
-        changed
+        self.push_fact(fact);
+    }
+
+    /// Appends a fact within [`FACTS_UNREPORTED_MAX`]: at the bound it replaces the newest.
+    fn push_fact(&mut self, fact: DeliveryFact) {
+        if self.facts.len() >= FACTS_UNREPORTED_MAX {
+            tracing::warn!(endpoint = %self.endpoint.id, "too many webhook delivery facts unreported; the newest replaces the one before it");
+            self.facts.pop();
+        }
+        self.facts.push(fact);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::webhooks::testing::TestEngine;
+
+    /// An attempt still running when the stop grace ends is aborted (its task dropped, its
+    /// permit back), not left to run out its own timeout past the engine.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn attempts_in_flight_are_aborted_once_the_stop_grace_ends() {
+        let test = TestEngine::start(|webhooks| {
+            webhooks.allowed_cidrs = vec!["127.0.0.0/8".into()];
+            webhooks.attempt_timeout = "60s".into();
+        });
+        let engine = &test.engine;
+        // This test runs its own dispatcher, with a short grace: stop the engine's.
+        engine.stop_webhooks().await;
+        let mut dispatcher = Dispatcher::new(engine, engine.webhooks().webhook_settings()).expect("the dispatcher builds");
+        dispatcher.stop_grace = Duration::from_millis(200);
+        let (permits, concurrency) = (Arc::clone(&dispatcher.permits), dispatcher.settings.concurrency);
+        let (_commands, commands) = mpsc::channel(1);
+        let (stop, stopped) = watch::channel(false);
+        let running = tokio::spawn(dispatcher.run(commands, stopped));
+
+        // A receiver that accepts and never answers.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("binds");
+        let url = format!("http://{}/hook", listener.local_addr().expect("an address"));
+        let held = tokio::spawn(async move {
+            let mut connections = Vec::new();
+            while let Ok((connection, _)) = listener.accept().await {
+                connections.push(connection);
+            }
+        });
+        let partner_env = test.partner_env();
+        let endpoint = test.create_endpoint(partner_env, &url).await;
+        engine.webhooks().test_webhook(partner_env, endpoint.id).await.expect("a test delivery is queued");
+        let in_flight = async {
+            while permits.available_permits() == concurrency {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(10), in_flight).await.expect("the attempt starts");
+
+        let stopping = std::time::Instant::now();
+        stop.send(true).expect("the dispatcher listens");
+        tokio::time::timeout(Duration::from_secs(5), running).await.expect("it stops within the grace").expect("it stops cleanly");
+        assert!(stopping.elapsed() >= Duration::from_millis(200), "it waited the grace for the attempt");
+        assert_eq!(permits.available_permits(), concurrency, "the attempt's task was aborted, its permit returned");
+        held.abort();
+        engine.shutdown().await;
     }
 }

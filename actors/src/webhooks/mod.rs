@@ -9,24 +9,36 @@
 //! removed). A crash between an attempt and its record repeats the attempt: at least once,
 //! with the same event id.
 //!
-//! Ownership: endpoint records are written by the partner actor only (it assigns event
-//! sequences, so health events go through it too); once created, delivery records, queue
-//! rows and health records are written by the dispatcher only.
+//! Ownership, one writer each:
+//! - An endpoint's **status** (its record: enabled or disabled and why, and its health
+//!   record: the failing streak, the warning given) is written by its partner actor only.
+//!   The actor owns the partner's records, writes the partner's changes, assigns the
+//!   sequences of the events a status change raises, and fans events out to the endpoints
+//!   it holds in memory; so the partner's change and the health policy's verdict are
+//!   serialized in one mailbox and neither can overwrite the other. The dispatcher reports
+//!   what it saw ([`DeliveryFact`]: an attempt's outcome and when it was made, a delivery
+//!   exhausted); the actor judges the facts by the pure policy in `health` and commits the
+//!   verdict with its events. The dispatcher learns the new status by reading the records
+//!   once that write set is durable, never by guessing it.
+//! - Once created, delivery records and queue rows are written by the dispatcher only.
 //!
 //! One job per file: `dispatcher` (the delivery loop and its claims), `attempt` (the shared
 //! client and one attempt), `health` and [`schedule`] (the health and retry policies, pure),
 //! [`ssrf`] (the address guard), [`signing`] (both signature schemes), `reads` (endpoints,
 //! deliveries and the health summary for the API), [`event_type`] (the contract's event
-//! types); this file holds the records and views.
+//! types), `testing` (an engine on a temporary store, for tests); this file holds the
+//! records and views.
 
 mod attempt;
 pub(crate) mod dispatcher;
 pub mod event_type;
-mod health;
+pub(crate) mod health;
 mod reads;
 pub mod schedule;
 pub mod signing;
 pub mod ssrf;
+#[cfg(test)]
+pub(crate) mod testing;
 
 use std::collections::HashSet;
 use std::fmt;
@@ -43,6 +55,7 @@ use crate::store::WriteOp;
 use crate::store::records::{self, QueueEntry};
 
 pub use event_type::{EventType, UnknownEventType};
+pub(crate) use health::HealthNotice;
 pub use reads::WebhookHealth;
 pub use schedule::{AttemptOutcome, NextStep, RetryPolicy, parse_duration};
 pub use ssrf::{AddressPolicy, Cidr, UrlRefused};
@@ -322,7 +335,8 @@ impl DeliveryRecord {
     }
 }
 
-/// The dispatcher's memory of an endpoint's health, durable across restarts.
+/// An endpoint's health, durable across restarts: written by its partner actor only (the
+/// verdicts of `health::judge`, a reset when the partner re-enables the endpoint).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HealthRecord {
     /// The first failed attempt since the last success.
@@ -443,15 +457,22 @@ pub struct WebhookFields {
     pub status: Option<EndpointStatus>,
 }
 
-/// Why the dispatcher asks a partner actor to record a health event.
-#[derive(Debug, Clone)]
-pub enum HealthNotice {
-    /// 410 Gone, or failing for the whole disable window: disable, `webhook_endpoint.disabled`.
-    Disable { reason: String },
-    /// Failing for half the window: `webhook_endpoint.unhealthy`.
-    Unhealthy { failing_since_ms: u64 },
-    /// A delivery ran out of attempts: `webhook.delivery_exhausted`.
+/// What the dispatcher saw happen to one endpoint's deliveries, reported to the partner
+/// actor in the order it happened. Facts, not decisions: the actor judges them
+/// (`health::judge`) and alone writes what follows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DeliveryFact {
+    /// An attempt made at `attempted_at_ms` ended so.
+    Attempted { attempted_at_ms: u64, outcome: AttemptOutcome },
+    /// A scheduled delivery ran out of attempts: `webhook.delivery_exhausted`.
     Exhausted { delivery_id: Id, event_id: Id, event_type: EventType, attempts: u32 },
+}
+
+impl DeliveryFact {
+    /// Whether the fact may disable the endpoint or warn about it (a failed attempt).
+    pub fn is_failure(&self) -> bool {
+        matches!(self, DeliveryFact::Attempted { outcome: AttemptOutcome::Gone | AttemptOutcome::Failed { .. }, .. })
+    }
 }
 
 /// An endpoint as the API shows it. `secret` only in the answers that create one.
