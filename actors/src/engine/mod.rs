@@ -196,17 +196,28 @@ pub enum EngineStartError {
     #[error("{0}")]
     WebhookSettings(InvalidSetting),
     /// The webhook delivery client cannot be built.
-    #[error("{0}")]
-    Webhooks(String),
+    #[error("cannot start the webhook dispatcher")]
+    Webhooks(#[source] crate::webhooks::WebhookClientError),
     #[error("the engine starts its periodic jobs on a tokio runtime: call Engine::start inside one")]
     NoRuntime,
     #[error("cannot start engine threads: {0}")]
     Threads(#[from] std::io::Error),
     /// The master key is not the one the data was sealed under (or its check value is damaged).
-    #[error("{0}")]
-    MasterKey(String),
+    #[error("the master key is refused")]
+    MasterKey(#[source] MasterKeyRefused),
     #[error("{0}")]
     Store(#[from] crate::store::StoreError),
+}
+
+/// Why [`Engine::start`] refuses the master key it was given for this data.
+#[derive(Debug, thiserror::Error)]
+pub enum MasterKeyRefused {
+    /// The check value sealed at the first start does not open under it.
+    #[error("this master key is not the one the data directory was created with")]
+    NotTheDataKey(#[source] crate::engine::crypto::CryptoError),
+    /// The check value opens but does not say what was sealed: the data is damaged.
+    #[error("the master key check value is corrupt")]
+    CheckValueCorrupt,
 }
 
 /// The associated data of the value sealed under the master key at the first start.
@@ -218,11 +229,10 @@ fn check_master_key(store: &dyn Store, master_key: &MasterKey) -> Result<(), Eng
     let check = crate::store::records::master_key_check();
     match check.get_bytes(store)? {
         Some(sealed) => {
-            let opened = master_key
-                .open(MASTER_KEY_CHECK, &sealed)
-                .map_err(|_| EngineStartError::MasterKey("this master key is not the one the data directory was created with".into()))?;
+            let opened =
+                master_key.open(MASTER_KEY_CHECK, &sealed).map_err(|error| EngineStartError::MasterKey(MasterKeyRefused::NotTheDataKey(error)))?;
             if opened != b"ok" {
-                return Err(EngineStartError::MasterKey("the master key check value is corrupt".into()));
+                return Err(EngineStartError::MasterKey(MasterKeyRefused::CheckValueCorrupt));
             }
             Ok(())
         }
@@ -829,5 +839,23 @@ impl Registry {
             metrics.mailbox_depth.with_label_values(&[&arbiter.to_string()]).set(depth);
         }
         metrics.mailbox_depth_max.set(depth_max as i64);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{StoreBackend, open_store};
+
+    #[test]
+    fn another_master_key_is_refused_with_a_typed_cause() {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let store = open_store(StoreBackend::Redb, dir.path()).expect("the store opens");
+        check_master_key(store.as_ref(), &MasterKey::from_bytes(&[1; 32])).expect("the first key seals the check value");
+        check_master_key(store.as_ref(), &MasterKey::from_bytes(&[1; 32])).expect("the same key opens it");
+        let refused = check_master_key(store.as_ref(), &MasterKey::from_bytes(&[2; 32])).expect_err("another key is refused");
+        assert!(matches!(refused, EngineStartError::MasterKey(MasterKeyRefused::NotTheDataKey(crate::engine::crypto::CryptoError::Unseal))), "{refused:?}");
+        let cause = std::error::Error::source(&refused).map(ToString::to_string);
+        assert_eq!(cause.as_deref(), Some("this master key is not the one the data directory was created with"));
     }
 }

@@ -15,8 +15,13 @@ use crate::store::records::{QueueEntry, RecordKey};
 /// An endpoint: its partner environment and id.
 pub(super) type EndpointKey = (PartnerEnv, Id);
 
+/// The delivery client cannot be built (its TLS backend or resolver failed to start).
+#[derive(Debug, thiserror::Error)]
+#[error("cannot build the webhook HTTP client")]
+pub struct WebhookClientError(#[source] reqwest::Error);
+
 /// The client all attempts share.
-pub(super) fn client(settings: &WebhookSettings) -> Result<reqwest::Client, String> {
+pub(super) fn client(settings: &WebhookSettings) -> Result<reqwest::Client, WebhookClientError> {
     reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         // A proxy from the environment would resolve targets itself, past the SSRF guard.
@@ -29,7 +34,7 @@ pub(super) fn client(settings: &WebhookSettings) -> Result<reqwest::Client, Stri
         .pool_max_idle_per_host(settings.concurrency)
         .user_agent(USER_AGENT)
         .build()
-        .map_err(|error| format!("cannot build the webhook HTTP client: {error}"))
+        .map_err(WebhookClientError)
 }
 
 /// A claimed delivery, ready to send.

@@ -32,7 +32,10 @@ use tokio::task::JoinHandle;
 
 use super::attempt::{self, EndpointKey, Finished, Job};
 use super::health;
-use super::{AttemptOutcome, DeliveryFact, DeliveryRecord, DeliveryStatus, EndpointRecord, EndpointStatus, HealthRecord, NextStep, WebhookSettings};
+use super::{
+    AttemptOutcome, DeliveryFact, DeliveryRecord, DeliveryStatus, EndpointRecord, EndpointStatus, HealthRecord, NextStep, WebhookClientError,
+    WebhookSettings,
+};
 use crate::api::facades::Webhooks;
 use crate::commit::{CommitReceipt, CommitState};
 use crate::domain::ids::Id;
@@ -161,7 +164,7 @@ struct Reported {
 impl Engine {
     /// Starts the webhook dispatcher with the operator's settings (by [`Engine::start`],
     /// inside the tokio runtime).
-    pub(crate) fn start_webhooks(&self, settings: WebhookSettings) -> Result<(), String> {
+    pub(crate) fn start_webhooks(&self, settings: WebhookSettings) -> Result<(), WebhookClientError> {
         let settings = Arc::new(settings);
         *self.shared().webhook_settings.write() = Arc::clone(&settings);
         let dispatcher = Dispatcher::new(self, settings)?;
@@ -218,7 +221,7 @@ fn jitter() -> f64 {
 }
 
 impl Dispatcher {
-    fn new(engine: &Engine, settings: Arc<WebhookSettings>) -> Result<Dispatcher, String> {
+    fn new(engine: &Engine, settings: Arc<WebhookSettings>) -> Result<Dispatcher, WebhookClientError> {
         let client = attempt::client(&settings)?;
         let (finished_sender, finished) = mpsc::channel(settings.concurrency);
         // Each report in flight sends one answer: this capacity never makes one wait.

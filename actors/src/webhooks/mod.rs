@@ -54,6 +54,7 @@ use crate::engine::error::InvalidSetting;
 use crate::store::WriteOp;
 use crate::store::records::{self, QueueEntry};
 
+pub use attempt::WebhookClientError;
 pub use event_type::{EventType, UnknownEventType};
 pub(crate) use health::HealthNotice;
 pub use reads::WebhookHealth;
