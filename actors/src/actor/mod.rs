@@ -14,6 +14,9 @@
 //!   its successor loads from the store, so memory is never ahead of what is durable.
 //! - an idempotency key in flight is answered from memory (duplicates wait for the same
 //!   commit); otherwise from the store, which holds every committed key forever.
+//! - it is also the only writer of its webhook endpoints' status (record and health): the
+//!   partner's changes and the health policy's verdicts on the dispatcher's delivery facts
+//!   are handled in one mailbox (`endpoints`), so neither overwrites the other.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;

@@ -851,6 +851,75 @@ mod tests {
     use super::*;
     use crate::webhooks::testing::TestEngine;
 
+    fn failed(attempted_at_ms: u64) -> DeliveryFact {
+        DeliveryFact::Attempted {
+            attempted_at_ms,
+            outcome: AttemptOutcome::Failed { status_code: Some(500), retry_after_secs: None, overloaded: false },
+        }
+    }
+
+    /// The dispatcher writes no status: it reports facts, holds new attempts while a failure
+    /// awaits its verdict, and learns the verdict from the committed records. A refused
+    /// report keeps its facts, in order, ahead of newer ones.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_dispatcher_reports_facts_and_reads_the_verdict_back() {
+        let test = TestEngine::start(|_| {});
+        let engine = &test.engine;
+        engine.stop_webhooks().await;
+        let mut dispatcher = Dispatcher::new(engine, engine.webhooks().webhook_settings()).expect("the dispatcher builds");
+        let disable_after = dispatcher.settings.disable_after;
+        let partner_env = test.partner_env();
+        let endpoint = test.create_endpoint(partner_env, "https://example.com/hook").await;
+        let key = (partner_env, endpoint.id);
+        dispatcher.reread(partner_env, endpoint.id);
+        let concurrency = dispatcher.settings.endpoint_concurrency;
+        let now_ms = engine.clock().advance(1).expect("a test clock");
+
+        // A success while healthy changes something only the first time (the first success).
+        let slot = dispatcher.slots.get_mut(&key).expect("a slot");
+        slot.health.last_success_ms = Some(1);
+        slot.note(DeliveryFact::Attempted { attempted_at_ms: now_ms, outcome: AttemptOutcome::Delivered }, disable_after);
+        assert!(slot.facts.is_empty(), "a success while healthy is not reported");
+        // A failure starts a streak: reported, and no new attempt until its verdict.
+        slot.note(failed(now_ms), disable_after);
+        assert!(!slot.may_claim(concurrency));
+        dispatcher.report();
+        let slot = &dispatcher.slots[&key];
+        assert_eq!((slot.reporting, slot.facts.len(), dispatcher.reports_in_flight), (Some(true), 0, 1));
+        let reported = tokio::time::timeout(Duration::from_secs(10), dispatcher.reported.recv()).await.expect("answered").expect("a report");
+        assert!(reported.result.is_ok());
+        dispatcher.on_reported(reported);
+        let slot = &dispatcher.slots[&key];
+        assert_eq!(slot.health.failing_since_ms, Some(now_ms), "the health as the actor committed it");
+        assert!(slot.may_claim(concurrency));
+        assert_eq!(dispatcher.reports_in_flight, 0);
+        // Inside the streak, a failure that crosses no threshold changes nothing.
+        let slot = dispatcher.slots.get_mut(&key).expect("a slot");
+        slot.note(failed(now_ms + 1), disable_after);
+        assert!(slot.facts.is_empty());
+
+        // A refused report: its facts go back ahead of the newer ones, sent again later.
+        let gone = DeliveryFact::Attempted { attempted_at_ms: now_ms + 2, outcome: AttemptOutcome::Gone };
+        slot.reporting = Some(true);
+        slot.note(failed(now_ms + 3), disable_after);
+        dispatcher.reports_in_flight = 1;
+        let refused = EngineError::Overloaded { reason: "mailbox", retry_after_secs: 1 };
+        dispatcher.on_reported(Reported { key, facts: Arc::new(vec![gone.clone()]), result: Err(refused) });
+        let slot = &dispatcher.slots[&key];
+        assert_eq!(slot.facts, vec![gone, failed(now_ms + 3)]);
+        assert!(slot.report_after.is_some() && !slot.may_claim(concurrency));
+        dispatcher.report();
+        assert_eq!(dispatcher.reports_in_flight, 0, "not before the retry interval");
+        dispatcher.slots.get_mut(&key).expect("a slot").report_after = None;
+        dispatcher.report();
+        let reported = tokio::time::timeout(Duration::from_secs(10), dispatcher.reported.recv()).await.expect("answered").expect("a report");
+        dispatcher.on_reported(reported);
+        let slot = &dispatcher.slots[&key];
+        assert_eq!(slot.endpoint.status, EndpointStatus::Disabled, "read back from the actor's committed record");
+        assert!(!slot.may_claim(concurrency));
+        engine.shutdown().await;
+    }
+
     /// An attempt still running when the stop grace ends is aborted (its task dropped, its
     /// permit back), not left to run out its own timeout past the engine.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
