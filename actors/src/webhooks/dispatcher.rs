@@ -20,8 +20,9 @@
 //! as soon as the actor has judged it (one commit). Facts that would change nothing (a
 //! success while healthy, a failure inside a streak that crosses no threshold) are left
 //! out when the dispatcher's view of the health is current, so a healthy endpoint costs
-//! its actor nothing. A crash loses the facts not yet reported: at worst a failing streak
-//! starts again at the next failure, so an endpoint is disabled later, never sooner.
+//! its actor nothing. The record of an attempt whose fact is reported is written only once
+//! the verdict is durable (its delivery stays claimed until then), so a crash in between
+//! makes the attempt again and reports it again: facts are at least once, like attempts.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
@@ -121,6 +122,19 @@ struct Slot {
     reporting: Option<bool>,
     /// A refused report goes again no sooner than this.
     report_after: Option<Instant>,
+    /// The records of the attempts whose facts wait in `facts`, and of those in the report
+    /// in flight: written once the actor's verdict is durable, so a crash before it makes
+    /// the attempt again and so its fact (at least once, like the attempt itself).
+    held: Held,
+    reporting_held: Held,
+}
+
+/// Attempts' records held back until their facts are judged; their deliveries stay claimed
+/// meanwhile (so at most `endpoint_concurrency` per endpoint).
+#[derive(Default)]
+struct Held {
+    ops: Vec<WriteOp>,
+    deliveries: Vec<Id>,
 }
 
 enum Wake {
@@ -337,6 +351,8 @@ impl Dispatcher {
                     facts: Vec::new(),
                     reporting: None,
                     report_after: None,
+                    held: Held::default(),
+                    reporting_held: Held::default(),
                 };
                 self.slots.insert(key, slot);
             }
@@ -641,8 +657,7 @@ impl Dispatcher {
             let (partner_env, endpoint_id) = key;
             // Health counts from when the attempt was made, not when it is recorded.
             let attempted_at_ms = attempt.attempted_at_ms;
-            released.push((key, delivery.id));
-            write_set.push(queue_key.delete());
+            let mut ops = vec![queue_key.delete()];
             let outcome_label = match outcome {
                 AttemptOutcome::Delivered => "delivered",
                 AttemptOutcome::Gone => "gone",
@@ -650,7 +665,10 @@ impl Dispatcher {
             };
             self.shared.metrics.webhook_attempts.with_label_values(&[outcome_label]).inc();
             let Some(slot) = self.slots.get_mut(&key).filter(|slot| !slot.deleted) else {
-                continue; // The endpoint was deleted meanwhile: nothing more to do.
+                // The endpoint was deleted meanwhile: nothing more to do.
+                write_set.extend(ops);
+                released.push((key, delivery.id));
+                continue;
             };
             let manual = delivery.manual;
             delivery.attempt_count = delivery.attempt_count.saturating_add(1);
@@ -676,29 +694,37 @@ impl Dispatcher {
                 let status = if delivery.status == DeliveryStatus::Delivered { "delivered" } else { "failed" };
                 self.shared.metrics.webhook_deliveries_settled.with_label_values(&[status]).inc();
             }
-            slot.note(DeliveryFact::Attempted { attempted_at_ms, outcome }, disable_after);
+            let mut reported = slot.note(DeliveryFact::Attempted { attempted_at_ms, outcome }, disable_after);
             // Health events about endpoints never raise more of them (no cascade between two
             // failing endpoints).
             let about_webhooks = delivery.event_type.is_about_webhooks();
             if step == NextStep::Exhausted && !manual && !about_webhooks {
                 let attempts = delivery.attempt_count;
-                slot.note(
-                    DeliveryFact::Exhausted { delivery_id: delivery.id, event_id: delivery.event_id, event_type: delivery.event_type, attempts },
-                    disable_after,
-                );
+                let exhausted =
+                    DeliveryFact::Exhausted { delivery_id: delivery.id, event_id: delivery.event_id, event_type: delivery.event_type, attempts };
+                reported |= slot.note(exhausted, disable_after);
             }
-            write_set.push(records::webhook_delivery(&partner_env, endpoint_id, delivery.id).put(&delivery));
+            ops.push(records::webhook_delivery(&partner_env, endpoint_id, delivery.id).put(&delivery));
             if let NextStep::RetryAt { due_ms } = step {
-                write_set.push(records::webhook_queue_row(&partner_env, endpoint_id, due_ms, delivery.id).put(&QueueEntry));
+                ops.push(records::webhook_queue_row(&partner_env, endpoint_id, due_ms, delivery.id).put(&QueueEntry));
                 if slot.pending.len() < PENDING_MAX {
                     slot.pending.insert((due_ms, delivery.id));
                 } else {
                     slot.truncated = true;
                 }
             }
+            if reported {
+                slot.held.ops.extend(ops);
+                slot.held.deliveries.push(delivery.id);
+            } else {
+                write_set.extend(ops);
+                released.push((key, delivery.id));
+            }
         }
-        let receipt = self.shared.committer.submit(write_set, None);
-        self.unsettled.push_back((receipt, released));
+        if !write_set.is_empty() {
+            let receipt = self.shared.committer.submit(write_set, None);
+            self.unsettled.push_back((receipt, released));
+        }
     }
 
     /// Sends each endpoint's unreported facts to its partner actor: one report per endpoint
@@ -713,6 +739,7 @@ impl Dispatcher {
                 continue;
             }
             let facts = Arc::new(std::mem::take(&mut slot.facts));
+            slot.reporting_held = std::mem::take(&mut slot.held);
             slot.reporting = Some(facts.iter().any(DeliveryFact::is_failure));
             slot.report_after = None;
             self.reports_in_flight += 1;
@@ -733,24 +760,38 @@ impl Dispatcher {
             return;
         };
         slot.reporting = None;
+        let held = std::mem::take(&mut slot.reporting_held);
+        let deleted = slot.deleted || matches!(result, Err(EngineError::NotFound { .. }));
         match result {
-            Ok(()) => self.reread(key.0, key.1),
-            // The endpoint is gone: its facts with it.
-            Err(EngineError::NotFound { .. }) => {}
+            // Judged (or the endpoint is gone, its facts with it): the held records go now;
+            // a deleted endpoint's only their queue rows' removal.
+            Ok(()) | Err(EngineError::NotFound { .. }) => {
+                let write_set: Vec<WriteOp> = held.ops.into_iter().filter(|op| !deleted || matches!(op, WriteOp::Delete { .. })).collect();
+                if !write_set.is_empty() {
+                    let receipt = self.shared.committer.submit(write_set, None);
+                    self.unsettled.push_back((receipt, held.deliveries.into_iter().map(|delivery_id| (key, delivery_id)).collect()));
+                }
+                if !deleted {
+                    self.reread(key.0, key.1);
+                }
+            }
             Err(error) => {
                 tracing::warn!(%error, endpoint = %key.1, "reporting webhook deliveries to the partner actor failed; retrying");
                 let newer = std::mem::replace(&mut slot.facts, Arc::unwrap_or_clone(facts));
                 for fact in newer {
                     slot.push_fact(fact);
                 }
+                let newer = std::mem::replace(&mut slot.held, held);
+                slot.held.ops.extend(newer.ops);
+                slot.held.deliveries.extend(newer.deliveries);
                 slot.report_after = Some(Instant::now() + REPORT_RETRY_INTERVAL);
             }
         }
     }
 
     /// Lets attempts in flight finish and be recorded, and reports be answered, within the
-    /// stop grace. An attempt cut off is made again after the restart; facts not reported
-    /// by then are lost (see the module doc).
+    /// stop grace. An attempt cut off, or whose record still waits for its verdict, is made
+    /// again after the restart.
     async fn wind_down(&mut self) {
         let deadline = tokio::time::Instant::now() + self.stop_grace;
         loop {
@@ -825,15 +866,17 @@ impl Slot {
 
     /// Keeps a fact for the next report, unless it would change nothing: only judged
     /// against a current view (no report in flight nor waiting, whose verdict may change it).
-    fn note(&mut self, fact: DeliveryFact, disable_after: Duration) {
+    /// Whether it was kept.
+    fn note(&mut self, fact: DeliveryFact, disable_after: Duration) -> bool {
         let view_current = self.reporting.is_none() && self.facts.is_empty();
         if let DeliveryFact::Attempted { attempted_at_ms, outcome } = &fact
             && view_current
             && health::changes_nothing(&self.health, outcome, disable_after, *attempted_at_ms)
         {
-            return;
+            return false;
         }
         self.push_fact(fact);
+        true
     }
 
     /// Appends a fact within [`FACTS_UNREPORTED_MAX`]: at the bound it replaces the newest.
@@ -917,6 +960,54 @@ mod tests {
         let slot = &dispatcher.slots[&key];
         assert_eq!(slot.endpoint.status, EndpointStatus::Disabled, "read back from the actor's committed record");
         assert!(!slot.may_claim(concurrency));
+        engine.shutdown().await;
+    }
+
+    /// The record of an attempt whose fact is reported waits for the verdict: a crash before
+    /// it makes the attempt, and so the fact, again.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_attempts_record_waits_for_the_verdict_on_its_fact() {
+        let test = TestEngine::start(|_| {});
+        let engine = &test.engine;
+        engine.stop_webhooks().await;
+        let mut dispatcher = Dispatcher::new(engine, engine.webhooks().webhook_settings()).expect("the dispatcher builds");
+        let partner_env = test.partner_env();
+        let endpoint = test.create_endpoint(partner_env, "https://example.com/hook").await;
+        engine.webhooks().test_webhook(partner_env, endpoint.id).await.expect("a test delivery is queued");
+        let key = (partner_env, endpoint.id);
+        dispatcher.reread(partner_env, endpoint.id);
+        let page = engine
+            .webhooks()
+            .list_deliveries(partner_env, endpoint.id, crate::store::reads::PageRequest { after: None, skip: 0, limit: 10 })
+            .expect("deliveries");
+        let delivery = page.items.into_iter().next().expect("the test delivery");
+        let delivery_key = records::webhook_delivery(&partner_env, endpoint.id, delivery.id);
+        let due_ms = delivery.next_attempt_at_ms.expect("due");
+        let attempted_at_ms = engine.clock().advance(1).expect("a test clock");
+        let attempt = crate::webhooks::AttemptRecord {
+            attempted_at_ms,
+            status_code: Some(500),
+            latency_ms: 1,
+            error: None,
+            response_excerpt: String::new(),
+            manual: false,
+        };
+        let outcome = AttemptOutcome::Failed { status_code: Some(500), retry_after_secs: None, overloaded: false };
+        dispatcher.slots.get_mut(&key).expect("a slot").claimed.insert(delivery.id);
+        let queue_key = records::webhook_queue_row(&partner_env, endpoint.id, due_ms, delivery.id);
+        dispatcher.record(vec![Finished { key, delivery: delivery.clone(), queue_key, attempt, outcome }]);
+        assert!(dispatcher.unsettled.is_empty(), "nothing written before the verdict");
+        assert_eq!(dispatcher.slots[&key].held.deliveries, vec![delivery.id]);
+        assert_eq!(dispatcher.read::<DeliveryRecord>(&delivery_key, "test").map(|stored| stored.attempt_count), Some(0));
+
+        dispatcher.report();
+        let reported = tokio::time::timeout(Duration::from_secs(10), dispatcher.reported.recv()).await.expect("answered").expect("a report");
+        dispatcher.on_reported(reported);
+        let (receipt, released) = dispatcher.unsettled.back().cloned().expect("the held record is written now");
+        assert_eq!(released, vec![(key, delivery.id)]);
+        receipt.durable().await.expect("durable");
+        assert_eq!(dispatcher.read::<DeliveryRecord>(&delivery_key, "test").map(|stored| stored.attempt_count), Some(1));
+        assert_eq!(dispatcher.slots[&key].health.failing_since_ms, Some(attempted_at_ms));
         engine.shutdown().await;
     }
 
