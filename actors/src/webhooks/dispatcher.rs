@@ -20,9 +20,14 @@
 //! as soon as the actor has judged it (one commit). Facts that would change nothing (a
 //! success while healthy, a failure inside a streak that crosses no threshold) are left
 //! out when the dispatcher's view of the health is current, so a healthy endpoint costs
-//! its actor nothing. The record of an attempt whose fact is reported is written only once
-//! the verdict is durable (its delivery stays claimed until then), so a crash in between
-//! makes the attempt again and reports it again: facts are at least once, like attempts.
+//! its actor nothing. A reported fact that may raise an event (a 410, a threshold crossed,
+//! a delivery exhausted) has its attempt's record written first, as before the event, so a
+//! partner who hears it finds the attempt in the log; a crash before the verdict loses that
+//! fact, and the condition raises it again (the next 410 or failure; an exhausted event is
+//! lost, as before). Any other reported fact (a streak starting or ending) has its record
+//! written only once the verdict is durable (its delivery stays claimed until then), so a
+//! crash in between makes the attempt, and the fact, again: a lost success can never let a
+//! streak run on.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
@@ -122,9 +127,9 @@ struct Slot {
     reporting: Option<bool>,
     /// A refused report goes again no sooner than this.
     report_after: Option<Instant>,
-    /// The records of the attempts whose facts wait in `facts`, and of those in the report
-    /// in flight: written once the actor's verdict is durable, so a crash before it makes
-    /// the attempt again and so its fact (at least once, like the attempt itself).
+    /// The records of attempts whose facts (raising no event) wait in `facts`, and of those
+    /// in the report in flight: written once the actor's verdict is durable, so a crash
+    /// before it makes the attempt again and so its fact (at least once, like the attempt).
     held: Held,
     reporting_held: Held,
 }
@@ -694,7 +699,11 @@ impl Dispatcher {
                 let status = if delivery.status == DeliveryStatus::Delivered { "delivered" } else { "failed" };
                 self.shared.metrics.webhook_deliveries_settled.with_label_values(&[status]).inc();
             }
-            let mut reported = slot.note(DeliveryFact::Attempted { attempted_at_ms, outcome }, disable_after);
+            let attempted = DeliveryFact::Attempted { attempted_at_ms, outcome };
+            // A fact that may raise an event has its record written first (the partner who
+            // hears it finds the attempt); another reported fact's record waits for its verdict.
+            let raises = health::may_raise_notice(&slot.health, &attempted, disable_after);
+            let mut held = slot.note(attempted, disable_after) && !raises;
             // Health events about endpoints never raise more of them (no cascade between two
             // failing endpoints).
             let about_webhooks = delivery.event_type.is_about_webhooks();
@@ -702,7 +711,8 @@ impl Dispatcher {
                 let attempts = delivery.attempt_count;
                 let exhausted =
                     DeliveryFact::Exhausted { delivery_id: delivery.id, event_id: delivery.event_id, event_type: delivery.event_type, attempts };
-                reported |= slot.note(exhausted, disable_after);
+                slot.note(exhausted, disable_after);
+                held = false;
             }
             ops.push(records::webhook_delivery(&partner_env, endpoint_id, delivery.id).put(&delivery));
             if let NextStep::RetryAt { due_ms } = step {
@@ -713,7 +723,7 @@ impl Dispatcher {
                     slot.truncated = true;
                 }
             }
-            if reported {
+            if held {
                 slot.held.ops.extend(ops);
                 slot.held.deliveries.push(delivery.id);
             } else {

@@ -101,6 +101,18 @@ pub(crate) fn changes_nothing(health: &HealthRecord, outcome: &AttemptOutcome, d
     follow(&mut probe, outcome, disable_after, attempted_at_ms).is_none() && probe == *health
 }
 
+/// Whether a fact may raise a notice (an event), judged on `health`: an exhausted delivery,
+/// a 410, or a failure that crosses a threshold. The dispatcher writes such an attempt's
+/// record before reporting it, so a partner who hears the event finds the attempt in the
+/// delivery's log; the records of other reported facts wait for their verdict.
+pub(crate) fn may_raise_notice(health: &HealthRecord, fact: &DeliveryFact, disable_after: Duration) -> bool {
+    match fact {
+        DeliveryFact::Exhausted { .. } | DeliveryFact::Attempted { outcome: AttemptOutcome::Gone, .. } => true,
+        DeliveryFact::Attempted { outcome: AttemptOutcome::Delivered, .. } => false,
+        DeliveryFact::Attempted { attempted_at_ms, outcome } => follow(&mut health.clone(), outcome, disable_after, *attempted_at_ms).is_some(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -211,5 +223,24 @@ mod tests {
         assert!(changes_nothing(&failing, &failed(), window, 20));
         assert!(!changes_nothing(&failing, &failed(), window, 10 + 2 * DAY_MS), "the warning");
         assert!(!changes_nothing(&failing, &AttemptOutcome::Gone, window, 20));
+    }
+
+    #[test]
+    fn only_exhaustion_a_410_and_a_threshold_may_raise_a_notice() {
+        let window = Duration::from_millis(4 * DAY_MS);
+        let failing = HealthRecord { failing_since_ms: Some(10), unhealthy_notified: false, last_success_ms: None };
+        let exhausted = DeliveryFact::Exhausted {
+            delivery_id: IdGenerator::new().next(1),
+            event_id: IdGenerator::new().next(1),
+            event_type: EventType::ActionCompleted,
+            attempts: 3,
+        };
+        assert!(may_raise_notice(&failing, &exhausted, window));
+        assert!(may_raise_notice(&HealthRecord::default(), &attempted(20, AttemptOutcome::Gone), window));
+        assert!(!may_raise_notice(&failing, &attempted(20, AttemptOutcome::Delivered), window), "a success ends a streak quietly");
+        assert!(!may_raise_notice(&HealthRecord::default(), &attempted(20, failed()), window), "a streak starts quietly");
+        assert!(!may_raise_notice(&failing, &attempted(20, failed()), window));
+        assert!(may_raise_notice(&failing, &attempted(10 + 2 * DAY_MS, failed()), window), "the warning");
+        assert!(may_raise_notice(&failing, &attempted(10 + 4 * DAY_MS, failed()), window), "the disable");
     }
 }
