@@ -19,7 +19,9 @@
 //!   what it saw ([`DeliveryFact`]: an attempt's outcome and when it was made, a delivery
 //!   exhausted); the actor judges the facts by the pure policy in `health` and commits the
 //!   verdict with its events. The dispatcher learns the new status by reading the records
-//!   once that write set is durable, never by guessing it.
+//!   once that write set is durable, never by guessing it. (The dispatcher as the writer
+//!   would not do: every event's fan-out, in the write set of the submit that raised it,
+//!   must skip disabled endpoints, and the partner's `PATCH` arrives at the actor.)
 //! - Once created, delivery records and queue rows are written by the dispatcher only.
 //!
 //! One job per file: `dispatcher` (the delivery loop and its claims), `attempt` (the shared

@@ -1,5 +1,6 @@
 //! Reads of a partner's webhooks: endpoints, deliveries, and the health summary of the
-//! dashboard. Writes go through the partner actor (endpoints) and the dispatcher (the rest).
+//! dashboard. Writes go through the partner actor (endpoints, their status and health) and
+//! the dispatcher (deliveries and their queue).
 
 use super::{DeliveryRecord, EndpointRecord, EndpointStatus};
 use crate::api::facades::Webhooks;
