@@ -5,9 +5,9 @@
 //! concurrency bound, and starts one attempt per row, each holding a semaphore permit (no
 //! unbounded spawning). Finished attempts come back on a bounded channel; their records
 //! (the attempt appended, the queue row moved to the next due time or removed) go to the
-//! committer in one write set per pass. A claimed delivery
-//! stays claimed until that write set is durable, so no row is attempted twice by one
-//! process; a crash before it repeats the attempt (at least once, same event id).
+//! committer in one write set per pass. A claimed delivery stays claimed until that write
+//! set is durable, so no row is attempted twice by one process; a crash before it repeats
+//! the attempt (at least once, same event id).
 //!
 //! An endpoint's status is not the dispatcher's to write: its partner actor is the only
 //! writer (see the module above). The dispatcher reports facts ([`DeliveryFact`]: each
@@ -649,7 +649,8 @@ impl Dispatcher {
         }
     }
 
-    /// Records finished attempts in one write set and decides what each needs next.
+    /// Records finished attempts in one write set and decides what each needs next; notes
+    /// their facts for the partner actor, holding back the records that wait for a verdict.
     fn record(&mut self, finished: Vec<Finished>) {
         if finished.is_empty() {
             return;
