@@ -1,7 +1,8 @@
 //! The engine's façades, one per domain, named like the front's resource files:
 //! `engine.actions().submit_action(…)`, `engine.webhooks().list_deliveries(…)`. Each borrows the
-//! [`Engine`] handle and dereferences to it, so a domain's methods reach the engine's shared
-//! state as before; the handle itself keeps only its life cycle, admission and health.
+//! [`Engine`] handle; a domain's methods reach the engine's shared state through
+//! `self.engine`, and a façade offers only its domain's methods (it does not dereference to the
+//! handle, whose own methods are its life cycle, admission and health).
 
 use crate::Engine;
 
@@ -11,15 +12,7 @@ macro_rules! facades {
             $(#[$doc])*
             #[derive(Clone, Copy)]
             pub struct $facade<'a> {
-                engine: &'a Engine,
-            }
-
-            impl std::ops::Deref for $facade<'_> {
-                type Target = Engine;
-
-                fn deref(&self) -> &Engine {
-                    self.engine
-                }
+                pub(crate) engine: &'a Engine,
             }
         )*
 

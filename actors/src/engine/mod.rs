@@ -400,12 +400,12 @@ impl Engine {
 impl Actions<'_> {
     /// Submits an action: the answer arrives once its effects are durable.
     pub async fn submit_action(&self, partner_env: PartnerEnv, request: ActionRequest, request_id: String) -> Result<WriteOutcome, EngineError> {
-        self.command(partner_env, Command::Submit(Arc::new(request)), request_id).await
+        self.engine.command(partner_env, Command::Submit(Arc::new(request)), request_id).await
     }
 
     /// The breakdown `submit_action` would answer now, with no side effects.
     pub async fn quote_action(&self, partner_env: PartnerEnv, request: ActionRequest, request_id: String) -> Result<WriteOutcome, EngineError> {
-        self.command(partner_env, Command::Quote(Arc::new(request)), request_id).await
+        self.engine.command(partner_env, Command::Quote(Arc::new(request)), request_id).await
     }
 }
 
@@ -417,27 +417,27 @@ impl Pools<'_> {
         request: AllocationRequest,
         request_id: String,
     ) -> Result<WriteOutcome, EngineError> {
-        self.command(partner_env, Command::Allocate(Arc::new(request)), request_id).await
+        self.engine.command(partner_env, Command::Allocate(Arc::new(request)), request_id).await
     }
 }
 
 impl Actions<'_> {
     /// Reverses (part of) an action: idempotent by the request's key.
     pub async fn reverse_action(&self, partner_env: PartnerEnv, request: ReversalRequest, request_id: String) -> Result<WriteOutcome, EngineError> {
-        self.command(partner_env, Command::Reverse(Arc::new(request)), request_id).await
+        self.engine.command(partner_env, Command::Reverse(Arc::new(request)), request_id).await
     }
 }
 
 impl Users<'_> {
     /// Redeems tokens from a user's available balance: idempotent by the request's key.
     pub async fn redeem_tokens(&self, partner_env: PartnerEnv, request: RedemptionRequest, request_id: String) -> Result<WriteOutcome, EngineError> {
-        self.command(partner_env, Command::Redeem(Arc::new(request)), request_id).await
+        self.engine.command(partner_env, Command::Redeem(Arc::new(request)), request_id).await
     }
 }
 
 impl Campaigns<'_> {
     pub async fn create_campaign(&self, partner_env: PartnerEnv, fields: CampaignFields, request_id: String) -> Result<WriteOutcome, EngineError> {
-        self.command(partner_env, Command::CreateCampaign(Arc::new(fields)), request_id).await
+        self.engine.command(partner_env, Command::CreateCampaign(Arc::new(fields)), request_id).await
     }
 
     pub async fn update_campaign(
@@ -447,7 +447,7 @@ impl Campaigns<'_> {
         fields: CampaignFields,
         request_id: String,
     ) -> Result<WriteOutcome, EngineError> {
-        self.command(partner_env, Command::UpdateCampaign(campaign_id, Arc::new(fields)), request_id).await
+        self.engine.command(partner_env, Command::UpdateCampaign(campaign_id, Arc::new(fields)), request_id).await
     }
 }
 
@@ -459,7 +459,7 @@ impl Users<'_> {
         profile: UserProfile,
         request_id: String,
     ) -> Result<WriteOutcome, EngineError> {
-        self.command(partner_env, Command::CreateUser(Arc::new((user, profile))), request_id).await
+        self.engine.command(partner_env, Command::CreateUser(Arc::new((user, profile))), request_id).await
     }
 
     pub async fn update_user(
@@ -469,14 +469,14 @@ impl Users<'_> {
         profile: UserProfile,
         request_id: String,
     ) -> Result<WriteOutcome, EngineError> {
-        self.command(partner_env, Command::UpdateUser(Arc::new((user, profile))), request_id).await
+        self.engine.command(partner_env, Command::UpdateUser(Arc::new((user, profile))), request_id).await
     }
 }
 
 impl Webhooks<'_> {
     /// Sends one command to the partner's actor; the answer arrives once it is durable.
     pub async fn create_webhook(&self, partner_env: PartnerEnv, fields: crate::webhooks::WebhookFields) -> Result<WriteOutcome, EngineError> {
-        self.command(partner_env, Command::CreateWebhook(Arc::new(fields)), String::new()).await
+        self.engine.command(partner_env, Command::CreateWebhook(Arc::new(fields)), String::new()).await
     }
 
     pub async fn update_webhook(
@@ -485,19 +485,19 @@ impl Webhooks<'_> {
         endpoint_id: Id,
         fields: crate::webhooks::WebhookFields,
     ) -> Result<WriteOutcome, EngineError> {
-        self.command(partner_env, Command::UpdateWebhook(endpoint_id, Arc::new(fields)), String::new()).await
+        self.engine.command(partner_env, Command::UpdateWebhook(endpoint_id, Arc::new(fields)), String::new()).await
     }
 
     pub async fn delete_webhook(&self, partner_env: PartnerEnv, endpoint_id: Id) -> Result<WriteOutcome, EngineError> {
-        self.command(partner_env, Command::DeleteWebhook(endpoint_id), String::new()).await
+        self.engine.command(partner_env, Command::DeleteWebhook(endpoint_id), String::new()).await
     }
 
     pub async fn rotate_webhook_secret(&self, partner_env: PartnerEnv, endpoint_id: Id) -> Result<WriteOutcome, EngineError> {
-        self.command(partner_env, Command::RotateWebhookSecret(endpoint_id), String::new()).await
+        self.engine.command(partner_env, Command::RotateWebhookSecret(endpoint_id), String::new()).await
     }
 
     pub async fn test_webhook(&self, partner_env: PartnerEnv, endpoint_id: Id) -> Result<WriteOutcome, EngineError> {
-        self.command(partner_env, Command::TestWebhook(endpoint_id), String::new()).await
+        self.engine.command(partner_env, Command::TestWebhook(endpoint_id), String::new()).await
     }
 }
 
@@ -526,7 +526,7 @@ impl Webhooks<'_> {
         event_type: crate::webhooks::EventType,
         data: serde_json::Value,
     ) -> Result<(), EngineError> {
-        self.ask(partner_env, move |reply| RecordEvent { event_type, data: data.clone(), reply }).await
+        self.engine.ask(partner_env, move |reply| RecordEvent { event_type, data: data.clone(), reply }).await
     }
 }
 
@@ -543,16 +543,16 @@ impl Actions<'_> {
         let commands: Vec<Command> = requests.into_iter().map(|request| Command::Submit(Arc::new(request))).collect();
         let sent: Vec<_> = commands
             .iter()
-            .map(|command| self.send(partner_env, &|reply| PartnerCommand { command: command.clone(), request_id: request_id.clone(), reply }))
+            .map(|command| self.engine.send(partner_env, &|reply| PartnerCommand { command: command.clone(), request_id: request_id.clone(), reply }))
             .collect();
         let mut results = Vec::with_capacity(commands.len());
         for (command, sent) in commands.into_iter().zip(sent) {
             let result = match sent {
                 Err(error) => Err(error),
-                Ok(answer) => match self.receive(answer).await {
+                Ok(answer) => match self.engine.receive(answer).await {
                     Ok(Some(outcome)) => Ok(outcome),
                     // The actor retired first: this item goes again on its own.
-                    Ok(None) => self.command(partner_env, command, request_id.clone()).await,
+                    Ok(None) => self.engine.command(partner_env, command, request_id.clone()).await,
                     Err(error) => Err(error),
                 },
             };

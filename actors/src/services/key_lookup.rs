@@ -75,13 +75,13 @@ impl Keys<'_> {
         let Some((environment, kind)) = key_environment(presented) else {
             return Ok(None);
         };
-        let shared = self.shared();
+        let shared = self.engine.shared();
         let digest = sha256(presented.as_bytes());
         if let Some(context) = shared.auth_cache.get(&digest) {
             return Ok(Some(context));
         }
         let epoch = shared.auth_cache.epoch.load(Ordering::Acquire);
-        let Some(context) = self.load_key_context(&digest, environment, kind)? else {
+        let Some(context) = self.engine.load_key_context(&digest, environment, kind)? else {
             return Ok(None);
         };
         let context = Arc::new(context);

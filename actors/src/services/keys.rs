@@ -57,40 +57,40 @@ pub(crate) struct KeyUsage {
 
 impl Keys<'_> {
     pub async fn create_api_key(&self, partner_id: Id, new_key: NewKey) -> Result<CreatedKeyView, EngineError> {
-        let _admin = self.inner.admin_lock.lock().await;
-        self.partners().get_partner(partner_id)?;
-        self.issue_key(partner_id, new_key, None).await
+        let _admin = self.engine.inner.admin_lock.lock().await;
+        self.engine.partners().get_partner(partner_id)?;
+        self.engine.issue_key(partner_id, new_key, None).await
     }
 
     /// A new pair with the old one's scopes, environment, name and expiry; the old pair
     /// stays valid until revoked.
     pub async fn rotate_api_key(&self, partner_id: Id, key_id: Id) -> Result<CreatedKeyView, EngineError> {
-        let _admin = self.inner.admin_lock.lock().await;
+        let _admin = self.engine.inner.admin_lock.lock().await;
         let old = self.get_api_key(partner_id, key_id)?;
         if old.status == KeyStatus::Revoked {
             return Err(EngineError::Conflict { message: "a revoked key cannot be rotated".into() });
         }
         let new_key = NewKey { environment: old.environment, name: old.name.clone(), scopes: old.scopes, expires_at_ms: old.expires_at_ms };
-        self.issue_key(partner_id, new_key, Some(key_id)).await
+        self.engine.issue_key(partner_id, new_key, Some(key_id)).await
     }
 
     /// Revokes a key at once (idempotent: revoking a revoked key answers it again).
     pub async fn revoke_api_key(&self, partner_id: Id, key_id: Id) -> Result<ApiKeyRecord, EngineError> {
-        let _admin = self.inner.admin_lock.lock().await;
+        let _admin = self.engine.inner.admin_lock.lock().await;
         let mut key = self.get_api_key(partner_id, key_id)?;
         if key.status != KeyStatus::Revoked {
             key.status = KeyStatus::Revoked;
-            let committed = self.commit_admin(vec![records::api_key(key.id).put(&key)]).await;
+            let committed = self.engine.commit_admin(vec![records::api_key(key.id).put(&key)]).await;
             // Even a commit that timed out may land: never keep serving the key from cache.
-            self.shared().auth_cache.invalidate();
+            self.engine.shared().auth_cache.invalidate();
             committed?;
         }
-        self.shared().auth_cache.invalidate();
+        self.engine.shared().auth_cache.invalidate();
         Ok(key)
     }
 
     pub async fn update_api_key(&self, partner_id: Id, key_id: Id, patch: KeyPatch) -> Result<ApiKeyRecord, EngineError> {
-        let _admin = self.inner.admin_lock.lock().await;
+        let _admin = self.engine.inner.admin_lock.lock().await;
         let mut key = self.get_api_key(partner_id, key_id)?;
         if key.status == KeyStatus::Revoked {
             return Err(EngineError::Conflict { message: "a revoked key stays revoked".into() });
@@ -108,24 +108,24 @@ impl Keys<'_> {
             key.expires_at_ms = expires_at_ms;
             key.expiring_notified = false;
         }
-        let committed = self.commit_admin(vec![records::api_key(key.id).put(&key)]).await;
-        self.shared().auth_cache.invalidate();
+        let committed = self.engine.commit_admin(vec![records::api_key(key.id).put(&key)]).await;
+        self.engine.shared().auth_cache.invalidate();
         committed?;
         Ok(key)
     }
 
     /// One of the partner's keys; another partner's key id is simply not found.
     pub fn get_api_key(&self, partner_id: Id, key_id: Id) -> Result<ApiKeyRecord, EngineError> {
-        let key = self.read_record(&records::api_key(key_id), "reading a key")?.ok_or(EngineError::NotFound { resource: "key" })?;
+        let key = self.engine.read_record(&records::api_key(key_id), "reading a key")?.ok_or(EngineError::NotFound { resource: "key" })?;
         if key.partner_id != partner_id {
             return Err(EngineError::NotFound { resource: "key" });
         }
-        Ok(self.with_usage(key))
+        Ok(self.engine.with_usage(key))
     }
 
     /// The partner's keys, newest first.
     pub fn list_api_keys(&self, partner_id: Id) -> Result<Vec<ApiKeyRecord>, EngineError> {
-        let entries = records::partner_keys(partner_id).scan(self.shared().store.as_ref(), ScanOrder::Descending, KEYS_PER_PARTNER_MAX);
+        let entries = records::partner_keys(partner_id).scan(self.engine.shared().store.as_ref(), ScanOrder::Descending, KEYS_PER_PARTNER_MAX);
         let entries = entries.map_err(|error| EngineError::internal("listing keys", error))?;
         entries.iter().filter_map(|entry| entry.key.key_id()).map(|key_id| self.get_api_key(partner_id, key_id)).collect()
     }
@@ -133,6 +133,7 @@ impl Keys<'_> {
     /// The publishable key of a pair (the portal shows it after a login).
     pub fn publishable_key(&self, key: &ApiKeyRecord) -> Result<String, EngineError> {
         let opened = self
+            .engine
             .shared()
             .master_key
             .open(&public_key_aad(key.id), &key.public_key_sealed)
@@ -142,28 +143,28 @@ impl Keys<'_> {
 
     /// Notes that a key was used now (memory only; see `flush_key_usage`).
     pub fn touch_key(&self, key_id: Id) {
-        let now_ms = self.clock().now_ms();
-        self.shared().key_usage.last_used_ms.lock().insert(key_id, now_ms);
+        let now_ms = self.engine.clock().now_ms();
+        self.engine.shared().key_usage.last_used_ms.lock().insert(key_id, now_ms);
     }
 
     /// Writes the last-used times gathered in memory to the keys. Runs every minute and at
     /// shutdown, so `lastUsedAt` is exact to about a minute and costs no write per request.
     pub async fn flush_key_usage(&self) -> Result<(), EngineError> {
-        let used: Vec<(Id, u64)> = std::mem::take(&mut *self.shared().key_usage.last_used_ms.lock()).into_iter().collect();
+        let used: Vec<(Id, u64)> = std::mem::take(&mut *self.engine.shared().key_usage.last_used_ms.lock()).into_iter().collect();
         if used.is_empty() {
             return Ok(());
         }
-        let _admin = self.inner.admin_lock.lock().await;
+        let _admin = self.engine.inner.admin_lock.lock().await;
         let mut write_set = Vec::with_capacity(used.len());
         for (key_id, used_at_ms) in used {
             let stored = records::api_key(key_id);
-            let Some(mut key) = self.read_record(&stored, "reading a key")? else {
+            let Some(mut key) = self.engine.read_record(&stored, "reading a key")? else {
                 continue;
             };
             key.last_used_at_ms = key.last_used_at_ms.max(Some(used_at_ms));
             write_set.push(stored.put(&key));
         }
-        self.commit_admin(write_set).await
+        self.engine.commit_admin(write_set).await
     }
 
     /// Emits `api_key.expiring` once for every active key whose `expiresAt` is within
@@ -172,12 +173,12 @@ impl Keys<'_> {
     pub async fn notify_expiring_keys(&self, notice_ms: u64) -> Result<usize, EngineError> {
         const PAGE: usize = 1_000;
         const KEY_SCAN_MAX: usize = 1_000_000;
-        let now_ms = self.clock().now_ms();
+        let now_ms = self.engine.clock().now_ms();
         let keys = records::api_keys();
         let mut after: Option<RecordKey<ApiKeyRecord>> = None;
         let mut due = Vec::new();
         for _ in 0..KEY_SCAN_MAX / PAGE {
-            let page = keys.scan_after(self.shared().store.as_ref(), after.as_ref(), ScanOrder::Ascending, PAGE);
+            let page = keys.scan_after(self.engine.shared().store.as_ref(), after.as_ref(), ScanOrder::Ascending, PAGE);
             let page = page.map_err(|error| EngineError::internal("scanning keys", error))?;
             for row in &page {
                 let key = row.record().map_err(|error| EngineError::internal("decoding a key", error))?;
@@ -194,7 +195,7 @@ impl Keys<'_> {
         }
         let mut notified = 0;
         for key in due {
-            let _admin = self.inner.admin_lock.lock().await;
+            let _admin = self.engine.inner.admin_lock.lock().await;
             // Re-read under the lock: the key may have changed since the scan.
             let mut current = self.get_api_key(key.partner_id, key.id)?;
             if current.expiring_notified || current.status != KeyStatus::Active || current.expires_at_ms != key.expires_at_ms {
@@ -207,17 +208,17 @@ impl Keys<'_> {
                 "environment": current.environment,
                 "expiresAt": current.expires_at_ms.map(format_timestamp),
             });
-            let announcement = self.announcement(
+            let announcement = self.engine.announcement(
                 crate::domain::model::PartnerEnv::new(current.partner_id, current.environment),
                 crate::webhooks::EventType::ApiKeyExpiring,
                 &data,
             );
-            self.commit_admin(vec![records::api_key(current.id).put(&current), announcement]).await?;
+            self.engine.commit_admin(vec![records::api_key(current.id).put(&current), announcement]).await?;
             notified += 1;
         }
         if notified > 0 {
-            self.shared().auth_cache.invalidate();
-            self.deliver_announcements().await?;
+            self.engine.shared().auth_cache.invalidate();
+            self.engine.deliver_announcements().await?;
         }
         Ok(notified)
     }

@@ -73,9 +73,9 @@ impl Engine {
 
 impl Partners<'_> {
     pub async fn create_partner(&self, new_partner: NewPartner) -> Result<PartnerRecord, EngineError> {
-        let _admin = self.inner.admin_lock.lock().await;
-        let partner = self.new_partner_record(new_partner, PartnerStatus::PendingApproval)?;
-        self.commit_admin(vec![
+        let _admin = self.engine.inner.admin_lock.lock().await;
+        let partner = self.engine.new_partner_record(new_partner, PartnerStatus::PendingApproval)?;
+        self.engine.commit_admin(vec![
             records::partner(partner.id).put(&partner),
             records::partner_slug(&partner.slug).put(&partner.id),
         ])
@@ -89,14 +89,14 @@ impl Portal<'_> {
     /// one, ACTIVE for sandbox work, created and linked in one commit. Serialized, so two
     /// concurrent first keys make one partner.
     pub async fn ensure_account_partner(&self, account_id: Id, new_partner: NewPartner) -> Result<PartnerRecord, EngineError> {
-        let _admin = self.inner.admin_lock.lock().await;
+        let _admin = self.engine.inner.admin_lock.lock().await;
         let mut account = self.get_account(account_id)?;
         if let Some(partner_id) = account.partner_id {
-            return self.partners().get_partner(partner_id);
+            return self.engine.partners().get_partner(partner_id);
         }
-        let partner = self.new_partner_record(new_partner, PartnerStatus::Active)?;
+        let partner = self.engine.new_partner_record(new_partner, PartnerStatus::Active)?;
         account.partner_id = Some(partner.id);
-        self.commit_admin(vec![
+        self.engine.commit_admin(vec![
             records::partner(partner.id).put(&partner),
             records::partner_slug(&partner.slug).put(&partner.id),
             records::account(account.id).put(&account),
@@ -154,7 +154,7 @@ impl Engine {
 
 impl Partners<'_> {
     pub async fn update_partner(&self, partner_id: Id, patch: PartnerPatch) -> Result<PartnerRecord, EngineError> {
-        let _admin = self.inner.admin_lock.lock().await;
+        let _admin = self.engine.inner.admin_lock.lock().await;
         let mut partner = self.get_partner(partner_id)?;
         if let Some(status) = patch.status
             && !partner.status.may_become(status)
@@ -163,7 +163,7 @@ impl Partners<'_> {
         }
         let previous_status = partner.status;
         apply_patch(&mut partner, patch);
-        partner.updated_at_ms = self.clock().now_ms();
+        partner.updated_at_ms = self.engine.clock().now_ms();
         let mut write_set = vec![records::partner(partner.id).put(&partner)];
         let status_changed = partner.status != previous_status;
         if status_changed {
@@ -175,15 +175,15 @@ impl Partners<'_> {
                 "changedAt": crate::engine::clock::format_timestamp(partner.updated_at_ms),
             });
             write_set.extend(Environment::ALL.map(|environment| {
-                self.announcement(PartnerEnv::new(partner.id, environment), crate::webhooks::EventType::PartnerStatusChanged, &data)
+                self.engine.announcement(PartnerEnv::new(partner.id, environment), crate::webhooks::EventType::PartnerStatusChanged, &data)
             }));
         }
-        let committed = self.commit_admin(write_set).await;
+        let committed = self.engine.commit_admin(write_set).await;
         // Even a commit that timed out may land: never keep serving the old partner from cache.
-        self.shared().auth_cache.invalidate();
+        self.engine.shared().auth_cache.invalidate();
         committed?;
         drop(_admin);
-        if status_changed && let Err(error) = self.deliver_announcements().await {
+        if status_changed && let Err(error) = self.engine.deliver_announcements().await {
             tracing::warn!(%error, "partner.status_changed waits for the next housekeeping pass");
         }
         Ok(partner)

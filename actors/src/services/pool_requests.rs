@@ -41,9 +41,9 @@ fn allocation_key(request_id: Id) -> String {
 
 impl Pools<'_> {
     pub async fn request_pool_tokens(&self, partner_env: PartnerEnv, tokens: u64, reason: String) -> Result<PoolRequestRecord, EngineError> {
-        let now_ms = self.clock().now_ms();
+        let now_ms = self.engine.clock().now_ms();
         let record = PoolRequestRecord {
-            id: self.ids().next(now_ms),
+            id: self.engine.ids().next(now_ms),
             partner_env,
             tokens,
             reason,
@@ -52,26 +52,26 @@ impl Pools<'_> {
             created_at_ms: now_ms,
             decided_at_ms: None,
         };
-        self.commit_admin(vec![records::pool_request(record.id).put(&record)]).await?;
+        self.engine.commit_admin(vec![records::pool_request(record.id).put(&record)]).await?;
         Ok(record)
     }
 
     pub fn get_pool_request(&self, request_id: Id) -> Result<PoolRequestRecord, EngineError> {
-        let record = self.read_record(&records::pool_request(request_id), "reading a pool request")?;
+        let record = self.engine.read_record(&records::pool_request(request_id), "reading a pool request")?;
         record.ok_or(EngineError::NotFound { resource: "token pool request" })
     }
 
     /// Requests newest first, optionally only those in `status`, paged like every list.
     pub fn list_pool_requests(&self, status: Option<PoolRequestStatus>, page: PageRequest) -> Result<Page<PoolRequestRecord>, EngineError> {
         let filter = |record: &PoolRequestRecord| if status.is_none_or(|status| record.status == status) { Verdict::Keep } else { Verdict::Skip };
-        self.read_filtered_page(&records::pool_requests(), page, |record: &PoolRequestRecord| record.id, &filter, "listing pool requests")
+        self.engine.read_filtered_page(&records::pool_requests(), page, |record: &PoolRequestRecord| record.id, &filter, "listing pool requests")
     }
 
     /// Approves a pending request: its tokens go to the partner's default pool (idempotent
     /// under the request's id), then the request is marked approved.
     pub async fn approve_pool_request(&self, request_id: Id, note: Option<String>) -> Result<(PoolRequestRecord, WriteOutcome), EngineError> {
-        let _admin = self.inner.admin_lock.lock().await;
-        let mut record = self.pending_pool_request(request_id)?;
+        let _admin = self.engine.inner.admin_lock.lock().await;
+        let mut record = self.engine.pending_pool_request(request_id)?;
         let allocation = AllocationRequest {
             new_pool: false,
             idempotency_key: IdempotencyKey::parse(&allocation_key(record.id)).expect("a fixed ASCII key"),
@@ -83,26 +83,26 @@ impl Pools<'_> {
             low_balance_threshold: None,
             auto_refill: None,
         };
-        let request_id_text = self.ids().request_id(self.clock().now_ms());
+        let request_id_text = self.engine.ids().request_id(self.engine.clock().now_ms());
         let outcome = self.allocate_tokens(record.partner_env, allocation, request_id_text).await?;
         record.status = PoolRequestStatus::Approved;
-        self.decide(&mut record, note).await?;
+        self.engine.decide(&mut record, note).await?;
         Ok((record, outcome))
     }
 
     pub async fn reject_pool_request(&self, request_id: Id, note: Option<String>) -> Result<PoolRequestRecord, EngineError> {
-        let _admin = self.inner.admin_lock.lock().await;
-        let mut record = self.pending_pool_request(request_id)?;
+        let _admin = self.engine.inner.admin_lock.lock().await;
+        let mut record = self.engine.pending_pool_request(request_id)?;
         // An approval whose allocation landed but whose status write did not: it was
         // approved, and the tokens are the partner's. Finish recording that instead.
         let allocation = records::idempotency(&record.partner_env, IdempotencyScope::PoolAllocation, &allocation_key(record.id));
-        if allocation.exists(self.shared().store.as_ref()).map_err(|error| EngineError::internal("reading an allocation", error))? {
+        if allocation.exists(self.engine.shared().store.as_ref()).map_err(|error| EngineError::internal("reading an allocation", error))? {
             record.status = PoolRequestStatus::Approved;
-            self.decide(&mut record, None).await?;
+            self.engine.decide(&mut record, None).await?;
             return Err(EngineError::Conflict { message: "this request was already approved".into() });
         }
         record.status = PoolRequestStatus::Rejected;
-        self.decide(&mut record, note).await?;
+        self.engine.decide(&mut record, note).await?;
         Ok(record)
     }
 }

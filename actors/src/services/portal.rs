@@ -86,7 +86,7 @@ impl Engine {
 
 impl Portal<'_> {
     pub fn get_account(&self, account_id: Id) -> Result<AccountRecord, EngineError> {
-        self.read_account(&records::account(account_id))?.ok_or(EngineError::NotFound { resource: "account" })
+        self.engine.read_account(&records::account(account_id))?.ok_or(EngineError::NotFound { resource: "account" })
     }
 }
 
@@ -108,36 +108,36 @@ impl Portal<'_> {
     pub async fn create_account(&self, new_account: NewAccount) -> Result<AccountRecord, EngineError> {
         let email = new_account.email.to_ascii_lowercase();
         if let Some(partner_id) = new_account.partner_id {
-            self.partners().get_partner(partner_id)?;
+            self.engine.partners().get_partner(partner_id)?;
         }
         let password = new_account.password;
-        let _permit = self.password_permit()?;
+        let _permit = self.engine.password_permit()?;
         let password_hash = tokio::task::spawn_blocking(move || hash_password(&password))
             .await
             .map_err(|error| EngineError::internal("hashing a password", error))??;
-        let _admin = self.inner.admin_lock.lock().await;
-        if self.account_by_email(&email)?.is_some() {
+        let _admin = self.engine.inner.admin_lock.lock().await;
+        if self.engine.account_by_email(&email)?.is_some() {
             return Err(EngineError::Conflict { message: "an account with this email exists".into() });
         }
-        let now_ms = self.clock().now_ms();
+        let now_ms = self.engine.clock().now_ms();
         let account = AccountRecord {
-            id: self.ids().next(now_ms),
+            id: self.engine.ids().next(now_ms),
             email,
             name: new_account.name,
             password_hash,
             partner_id: new_account.partner_id,
             created_at_ms: now_ms,
         };
-        self.commit_admin(vec![records::account(account.id).put(&account), records::account_email(&account.email).put(&account.id)]).await?;
+        self.engine.commit_admin(vec![records::account(account.id).put(&account), records::account_email(&account.email).put(&account.id)]).await?;
         Ok(account)
     }
 
     /// The account with this email and password, or `None` (either was wrong; which one is
     /// not told, not even by timing).
     pub async fn authenticate_account(&self, email: &str, password: Secret) -> Result<Option<AccountRecord>, EngineError> {
-        let account = self.account_by_email(&email.to_ascii_lowercase())?;
+        let account = self.engine.account_by_email(&email.to_ascii_lowercase())?;
         let hash = account.as_ref().map_or_else(|| decoy_hash().to_owned(), |account| account.password_hash.clone());
-        let _permit = self.password_permit()?;
+        let _permit = self.engine.password_permit()?;
         let matches = tokio::task::spawn_blocking(move || password_matches(&password, &hash))
             .await
             .map_err(|error| EngineError::internal("checking a password", error))?;
@@ -146,18 +146,18 @@ impl Portal<'_> {
 
     /// Links an account to the partner its first key created.
     pub async fn link_account(&self, account_id: Id, partner_id: Id) -> Result<AccountRecord, EngineError> {
-        let _admin = self.inner.admin_lock.lock().await;
+        let _admin = self.engine.inner.admin_lock.lock().await;
         let mut account = self.get_account(account_id)?;
         account.partner_id = Some(partner_id);
-        self.commit_admin(vec![records::account(account.id).put(&account)]).await?;
+        self.engine.commit_admin(vec![records::account(account.id).put(&account)]).await?;
         Ok(account)
     }
 
     /// A new single-use refresh token for the account.
     pub async fn issue_refresh_token(&self, account_id: Id) -> Result<Secret, EngineError> {
         let token = Secret::new(format!("rt_{}", random_hex(32)));
-        let record = RefreshTokenRecord { account_id, expires_at_ms: self.clock().now_ms() + REFRESH_TOKEN_TTL.as_millis() as u64 };
-        self.commit_admin(vec![records::refresh_token(&sha256(token.expose().as_bytes())).put(&record)]).await?;
+        let record = RefreshTokenRecord { account_id, expires_at_ms: self.engine.clock().now_ms() + REFRESH_TOKEN_TTL.as_millis() as u64 };
+        self.engine.commit_admin(vec![records::refresh_token(&sha256(token.expose().as_bytes())).put(&record)]).await?;
         Ok(token)
     }
 
@@ -165,31 +165,31 @@ impl Portal<'_> {
     /// (and deletes it either way, so it works once).
     pub async fn redeem_refresh_token(&self, token: &Secret) -> Result<Option<AccountRecord>, EngineError> {
         let key = records::refresh_token(&sha256(token.expose().as_bytes()));
-        let _admin = self.inner.admin_lock.lock().await;
-        let Some(record) = self.read_record(&key, "reading a refresh token")? else {
+        let _admin = self.engine.inner.admin_lock.lock().await;
+        let Some(record) = self.engine.read_record(&key, "reading a refresh token")? else {
             return Ok(None);
         };
-        self.commit_admin(vec![key.delete()]).await?;
-        if record.expires_at_ms <= self.clock().now_ms() {
+        self.engine.commit_admin(vec![key.delete()]).await?;
+        if record.expires_at_ms <= self.engine.clock().now_ms() {
             return Ok(None);
         }
-        self.read_account(&records::account(record.account_id))
+        self.engine.read_account(&records::account(record.account_id))
     }
 
     /// The secret that signs portal access tokens: generated at the first start, kept
     /// sealed under the master key.
     pub async fn portal_signing_secret(&self) -> Result<Secret, EngineError> {
         let key = records::portal_secret();
-        let master_key = &self.shared().master_key;
-        let _admin = self.inner.admin_lock.lock().await;
+        let master_key = &self.engine.shared().master_key;
+        let _admin = self.engine.inner.admin_lock.lock().await;
         if let Some(sealed) =
-            key.get_bytes(self.shared().store.as_ref()).map_err(|error| EngineError::internal("reading the portal secret", error))?
+            key.get_bytes(self.engine.shared().store.as_ref()).map_err(|error| EngineError::internal("reading the portal secret", error))?
         {
             let opened = master_key.open(PORTAL_SECRET_KEY, &sealed).map_err(|error| EngineError::internal("unsealing the portal secret", error))?;
             return String::from_utf8(opened).map(Secret::new).map_err(|error| EngineError::internal("portal secret is not UTF-8", error));
         }
         let secret = Secret::new(random_hex(32));
-        self.commit_admin(vec![key.put(&master_key.seal(PORTAL_SECRET_KEY, secret.expose().as_bytes()))]).await?;
+        self.engine.commit_admin(vec![key.put(&master_key.seal(PORTAL_SECRET_KEY, secret.expose().as_bytes()))]).await?;
         Ok(secret)
     }
 }

@@ -182,13 +182,13 @@ impl Engine {
 
 impl Actions<'_> {
     pub fn get_action(&self, partner_env: PartnerEnv, action_id: Id) -> Result<ActionRecord, EngineError> {
-        self.read_record(&records::action(&partner_env, action_id), "reading an action")?.ok_or(EngineError::NotFound { resource: "action" })
+        self.engine.read_record(&records::action(&partner_env, action_id), "reading an action")?.ok_or(EngineError::NotFound { resource: "action" })
     }
 }
 
 impl Users<'_> {
     pub fn get_user(&self, partner_env: PartnerEnv, external_id: &str) -> Result<UserRecord, EngineError> {
-        self.read_record(&records::user(&partner_env, external_id), "reading a user")?
+        self.engine.read_record(&records::user(&partner_env, external_id), "reading a user")?
             .ok_or_else(|| EngineError::UserNotFound { partner_user_id: external_id.to_owned() })
     }
 }
@@ -196,13 +196,13 @@ impl Users<'_> {
 impl Pools<'_> {
     pub fn get_pool(&self, partner_env: PartnerEnv, pool_id: Id) -> Result<PoolRecord, EngineError> {
         let pool: PoolRecord =
-            self.read_record(&records::pool(&partner_env, pool_id), "reading a pool")?.ok_or(EngineError::NotFound { resource: "token pool" })?;
+            self.engine.read_record(&records::pool(&partner_env, pool_id), "reading a pool")?.ok_or(EngineError::NotFound { resource: "token pool" })?;
         pool.assert_conserved();
         Ok(pool)
     }
 
     pub fn list_pools(&self, partner_env: PartnerEnv, page: PageRequest) -> Result<Page<PoolRecord>, EngineError> {
-        let page = self.read_page(&records::pools(&partner_env), page, |pool: &PoolRecord| pool.id, "listing pools")?;
+        let page = self.engine.read_page(&records::pools(&partner_env), page, |pool: &PoolRecord| pool.id, "listing pools")?;
         page.items.iter().try_for_each(check_conserved)?;
         Ok(page)
     }
@@ -210,11 +210,11 @@ impl Pools<'_> {
 
 impl Partners<'_> {
     pub fn get_partner(&self, partner_id: Id) -> Result<PartnerRecord, EngineError> {
-        self.read_record(&records::partner(partner_id), "reading a partner")?.ok_or(EngineError::NotFound { resource: "partner" })
+        self.engine.read_record(&records::partner(partner_id), "reading a partner")?.ok_or(EngineError::NotFound { resource: "partner" })
     }
 
     pub fn list_partners(&self, page: PageRequest) -> Result<Page<PartnerRecord>, EngineError> {
-        self.read_page(&records::partners(), page, |partner: &PartnerRecord| partner.id, "listing partners")
+        self.engine.read_page(&records::partners(), page, |partner: &PartnerRecord| partner.id, "listing partners")
     }
 }
 
@@ -228,7 +228,7 @@ impl Webhooks<'_> {
         let scan = ListScan { prefix: &prefix, after_key, order: ScanOrder::Ascending, skip: 0, limit };
         let resolve =
             |_: &[u8], bytes: &[u8]| decode::<EventRecord>(bytes).map(Some).map_err(|error| EngineError::internal("decoding an event", error));
-        self.scan_list(scan, &resolve, &|event: &EventRecord| event.sequence, &|_: &EventRecord| Verdict::Keep, "listing events")
+        self.engine.scan_list(scan, &resolve, &|event: &EventRecord| event.sequence, &|_: &EventRecord| Verdict::Keep, "listing events")
     }
 }
 
@@ -341,7 +341,7 @@ const DASHBOARD_RECORDS_MAX: usize = 1_000;
 
 impl Campaigns<'_> {
     pub fn get_campaign(&self, partner_env: PartnerEnv, campaign_id: Id) -> Result<CampaignRecord, EngineError> {
-        self.read_record(&records::campaign(&partner_env, campaign_id), "reading a campaign")?.ok_or(EngineError::NotFound { resource: "campaign" })
+        self.engine.read_record(&records::campaign(&partner_env, campaign_id), "reading a campaign")?.ok_or(EngineError::NotFound { resource: "campaign" })
     }
 
     pub fn list_campaigns(
@@ -352,7 +352,7 @@ impl Campaigns<'_> {
     ) -> Result<Page<CampaignRecord>, EngineError> {
         let resolve = |_: &[u8], bytes: &[u8]| decode(bytes).map(Some).map_err(|error| EngineError::internal("decoding a campaign", error));
         let filter = |campaign: &CampaignRecord| if status.is_none_or(|wanted| campaign.status == wanted) { Verdict::Keep } else { Verdict::Skip };
-        self.read_list(&layout::campaigns_prefix(&partner_env), page, &resolve, &|campaign: &CampaignRecord| campaign.id, &filter, "listing campaigns")
+        self.engine.read_list(&layout::campaigns_prefix(&partner_env), page, &resolve, &|campaign: &CampaignRecord| campaign.id, &filter, "listing campaigns")
     }
 }
 
@@ -361,9 +361,9 @@ impl Users<'_> {
     pub fn list_users(&self, partner_env: PartnerEnv, page: PageRequest) -> Result<Page<UserRecord>, EngineError> {
         let resolve = |_: &[u8], external_id: &[u8]| {
             let external_id = std::str::from_utf8(external_id).map_err(|error| EngineError::internal("decoding a user index entry", error))?;
-            self.read_record::<UserRecord>(&records::user(&partner_env, external_id), "reading a user")
+            self.engine.read_record::<UserRecord>(&records::user(&partner_env, external_id), "reading a user")
         };
-        self.read_list(
+        self.engine.read_list(
             &layout::users_by_creation_prefix(&partner_env),
             page,
             &resolve,
@@ -385,7 +385,7 @@ impl Actions<'_> {
                 verdict => verdict,
             }
         };
-        self.read_list(&layout::actions_prefix(&partner_env), page, &resolve, &|action: &ActionRecord| action.id, &verdict, "listing actions")
+        self.engine.read_list(&layout::actions_prefix(&partner_env), page, &resolve, &|action: &ActionRecord| action.id, &verdict, "listing actions")
     }
 }
 
@@ -404,15 +404,15 @@ impl Users<'_> {
             None => {
                 let resolve =
                     |_: &[u8], bytes: &[u8]| decode(bytes).map(Some).map_err(|error| EngineError::internal("decoding a transaction", error));
-                self.read_list(&layout::transactions_prefix(&partner_env), page, &resolve, &id_of, &verdict, "listing transactions")
+                self.engine.read_list(&layout::transactions_prefix(&partner_env), page, &resolve, &id_of, &verdict, "listing transactions")
             }
             Some(external_id) => {
                 let resolve = |key: &[u8], _: &[u8]| {
                     let id = key.len().checked_sub(12).and_then(|start| Id::from_slice(&key[start..]));
                     let id = id.ok_or_else(|| EngineError::internal("decoding a user transaction index entry", "short key"))?;
-                    self.read_record::<TransactionRecord>(&records::transaction(&partner_env, id), "reading a transaction")
+                    self.engine.read_record::<TransactionRecord>(&records::transaction(&partner_env, id), "reading a transaction")
                 };
-                self.read_list(&layout::user_transactions_prefix(&partner_env, external_id), page, &resolve, &id_of, &verdict, "listing transactions")
+                self.engine.read_list(&layout::user_transactions_prefix(&partner_env, external_id), page, &resolve, &id_of, &verdict, "listing transactions")
             }
         }
     }
@@ -424,7 +424,7 @@ impl Pools<'_> {
     pub fn reconcile_pool(&self, partner_env: PartnerEnv, pool_id: Id) -> Result<Reconciliation, EngineError> {
         for _ in 0..RECONCILIATION_ATTEMPTS_MAX {
             let before = self.get_pool(partner_env, pool_id)?;
-            let ledger = self.pool_ledger(partner_env, pool_id)?;
+            let ledger = self.engine.pool_ledger(partner_env, pool_id)?;
             let after = self.get_pool(partner_env, pool_id)?;
             if before == after {
                 return Ok(Reconciliation { pool: after, ledger });
@@ -467,10 +467,10 @@ impl Engine {
 
 impl Partners<'_> {
     pub fn dashboard(&self, partner_env: PartnerEnv) -> Result<Dashboard, EngineError> {
-        let state: Option<PartnerEnvState> = self.read_record(&records::partner_env_state(&partner_env), "reading partner state")?;
+        let state: Option<PartnerEnvState> = self.engine.read_record(&records::partner_env_state(&partner_env), "reading partner state")?;
         let scan_all = |prefix: &[u8], what: &str| {
             let scan = Scan { prefix, after: None, order: ScanOrder::Descending, limit: DASHBOARD_RECORDS_MAX };
-            self.shared().store.scan(scan).map_err(|error| EngineError::internal(what, error))
+            self.engine.shared().store.scan(scan).map_err(|error| EngineError::internal(what, error))
         };
         let pools = scan_all(&layout::pools_prefix(&partner_env), "reading pools")?
             .into_iter()

@@ -198,7 +198,7 @@ impl Engine {
 impl Webhooks<'_> {
     /// The webhook settings in force (the operator's once the dispatcher started).
     pub fn webhook_settings(&self) -> Arc<WebhookSettings> {
-        self.shared().webhook_settings()
+        self.engine.shared().webhook_settings()
     }
 }
 
@@ -217,16 +217,16 @@ impl Webhooks<'_> {
     /// delivery's next scheduled attempt moves to now (the schedule goes on from there); an
     /// ended one gets one more attempt, and no schedule after it.
     pub async fn redeliver(&self, partner_env: PartnerEnv, delivery_id: Id) -> Result<DeliveryRecord, EngineError> {
-        let commands = self.inner.webhooks.lock().as_ref().map(|handle| handle.commands.clone());
+        let commands = self.engine.inner.webhooks.lock().as_ref().map(|handle| handle.commands.clone());
         let commands = commands.ok_or(EngineError::Overloaded { reason: "webhook dispatcher not running", retry_after_secs: 1 })?;
         let (reply, answer) = oneshot::channel();
         commands
             .try_send(DispatcherCommand::Redeliver { partner_env, delivery_id, reply })
             .map_err(|_| EngineError::Overloaded { reason: "webhook dispatcher busy", retry_after_secs: 1 })?;
-        let wait = Duration::from_millis(self.config().reply_timeout_ms);
+        let wait = Duration::from_millis(self.engine.config().reply_timeout_ms);
         let (delivery, receipt) =
             tokio::time::timeout(wait, answer).await.map_err(|_| EngineError::Timeout)?.map_err(|_| EngineError::ShuttingDown)??;
-        let commit_wait = Duration::from_millis(self.config().commit_timeout_ms);
+        let commit_wait = Duration::from_millis(self.engine.config().commit_timeout_ms);
         match tokio::time::timeout(commit_wait, receipt.durable()).await {
             Ok(Ok(())) => Ok(delivery),
             Ok(Err(_)) => Err(EngineError::Internal("recording a redelivery failed".into())),

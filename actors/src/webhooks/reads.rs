@@ -22,13 +22,17 @@ pub struct WebhookHealth {
 impl Webhooks<'_> {
     /// A partner's endpoints, oldest first (at most `webhooks_per_partner_max`).
     pub fn list_webhooks(&self, partner_env: PartnerEnv) -> Result<Vec<EndpointRecord>, EngineError> {
-        let endpoints =
-            records::webhook_endpoints(&partner_env).read(self.shared().store.as_ref(), ScanOrder::Ascending, self.config().webhooks_per_partner_max);
+        let endpoints = records::webhook_endpoints(&partner_env).read(
+            self.engine.shared().store.as_ref(),
+            ScanOrder::Ascending,
+            self.engine.config().webhooks_per_partner_max,
+        );
         endpoints.map_err(|error| EngineError::internal("listing webhook endpoints", error))
     }
 
     pub fn get_webhook(&self, partner_env: PartnerEnv, endpoint_id: Id) -> Result<EndpointRecord, EngineError> {
-        self.read_record(&records::webhook_endpoint(&partner_env, endpoint_id), "reading a webhook endpoint")?
+        self.engine
+            .read_record(&records::webhook_endpoint(&partner_env, endpoint_id), "reading a webhook endpoint")?
             .ok_or(EngineError::NotFound { resource: "webhook endpoint" })
     }
 
@@ -40,7 +44,7 @@ impl Webhooks<'_> {
         page: crate::store::reads::PageRequest,
     ) -> Result<crate::store::reads::Page<DeliveryRecord>, EngineError> {
         self.get_webhook(partner_env, endpoint_id)?;
-        self.read_page(
+        self.engine.read_page(
             &records::webhook_deliveries(&partner_env, endpoint_id),
             page,
             |delivery: &DeliveryRecord| delivery.id,
@@ -54,7 +58,7 @@ impl Webhooks<'_> {
         let endpoints = self.list_webhooks(partner_env)?;
         let mut failing = 0;
         for endpoint in &endpoints {
-            let health = records::webhook_health(&partner_env, endpoint.id).get(self.shared().store.as_ref()).ok().flatten();
+            let health = records::webhook_health(&partner_env, endpoint.id).get(self.engine.shared().store.as_ref()).ok().flatten();
             if health.is_some_and(|health| health.failing_since_ms.is_some()) {
                 failing += 1;
             }

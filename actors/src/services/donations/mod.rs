@@ -161,20 +161,20 @@ pub struct Settlement {
 
 impl Donations<'_> {
     pub fn get_organization(&self, slug: &str) -> Result<OrganizationRecord, EngineError> {
-        self.read_record(&records::organization(slug), "reading an organization")?.ok_or(EngineError::NotFound { resource: "organization" })
+        self.engine.read_record(&records::organization(slug), "reading an organization")?.ok_or(EngineError::NotFound { resource: "organization" })
     }
 
     /// Registers a nonprofit under a free slug (`409 CONFLICT` when taken). `fields.name` is set.
     pub async fn create_organization(&self, slug: String, fields: OrganizationFields) -> Result<OrganizationRecord, EngineError> {
-        let _admin = self.inner.admin_lock.lock().await;
+        let _admin = self.engine.inner.admin_lock.lock().await;
         match self.get_organization(&slug) {
             Ok(_) => return Err(EngineError::Conflict { message: format!("organization '{slug}' exists") }),
             Err(EngineError::NotFound { .. }) => {}
             Err(error) => return Err(error),
         }
-        let now_ms = self.clock().now_ms();
+        let now_ms = self.engine.clock().now_ms();
         let mut organization = OrganizationRecord {
-            id: self.ids().next(now_ms),
+            id: self.engine.ids().next(now_ms),
             name: String::new(),
             slug,
             logo_url: None,
@@ -184,26 +184,26 @@ impl Donations<'_> {
             updated_at_ms: now_ms,
         };
         apply_organization(&mut organization, fields);
-        self.commit_admin(vec![records::organization(&organization.slug).put(&organization)]).await?;
+        self.engine.commit_admin(vec![records::organization(&organization.slug).put(&organization)]).await?;
         Ok(organization)
     }
 
     pub async fn update_organization(&self, slug: &str, fields: OrganizationFields) -> Result<OrganizationRecord, EngineError> {
-        let _admin = self.inner.admin_lock.lock().await;
+        let _admin = self.engine.inner.admin_lock.lock().await;
         let mut organization = self.get_organization(slug)?;
         apply_organization(&mut organization, fields);
-        organization.updated_at_ms = self.clock().now_ms();
-        self.commit_admin(vec![records::organization(&organization.slug).put(&organization)]).await?;
+        organization.updated_at_ms = self.engine.clock().now_ms();
+        self.engine.commit_admin(vec![records::organization(&organization.slug).put(&organization)]).await?;
         Ok(organization)
     }
 
     /// Stores a new `PENDING` donation of `partner_env` with its tip (the partner's default
     /// percent unless the donor chose) and its provider link.
     pub async fn create_donation(&self, partner_env: PartnerEnv, tips: TipConfig, new: NewDonation) -> Result<DonationRecord, EngineError> {
-        let now_ms = self.clock().now_ms();
+        let now_ms = self.engine.clock().now_ms();
         let tip_minor = new.tip.minor_units(new.amount_minor, tips);
         let mut donation = DonationRecord {
-            id: self.ids().next(now_ms),
+            id: self.engine.ids().next(now_ms),
             partner_env,
             organization_slug: new.organization_slug,
             amount_minor: new.amount_minor,
@@ -221,14 +221,14 @@ impl Donations<'_> {
             created_at_ms: now_ms,
             settled_at_ms: None,
         };
-        donation.donation_link = links::render_link(self.inner.donation_links.template(donation.provider), &donation);
-        self.commit_admin(vec![records::donation(donation.id).put(&donation)]).await?;
+        donation.donation_link = links::render_link(self.engine.inner.donation_links.template(donation.provider), &donation);
+        self.engine.commit_admin(vec![records::donation(donation.id).put(&donation)]).await?;
         Ok(donation)
     }
 
     /// A donation as its partner sees it: another partner's or environment's is not found.
     pub fn get_donation(&self, partner_env: PartnerEnv, donation_id: Id) -> Result<DonationRecord, EngineError> {
-        let donation = self.read_donation(donation_id)?;
+        let donation = self.engine.read_donation(donation_id)?;
         if donation.partner_env != partner_env {
             return Err(EngineError::NotFound { resource: "donation" });
         }
@@ -248,8 +248,8 @@ impl Donations<'_> {
     /// records `donation.completed` in the partner's feed, decided in the same commit.
     pub async fn settle_donation(&self, settlement: Settlement) -> Result<DonationRecord, EngineError> {
         assert_ne!(settlement.status, DonationStatus::Pending, "a settlement completes or fails");
-        let admin = self.inner.admin_lock.lock().await;
-        let mut donation = self.read_donation(settlement.donation_id)?;
+        let admin = self.engine.inner.admin_lock.lock().await;
+        let mut donation = self.engine.read_donation(settlement.donation_id)?;
         if donation.provider != settlement.provider {
             return Err(EngineError::NotFound { resource: "donation" });
         }
@@ -258,7 +258,7 @@ impl Donations<'_> {
             status if status == settlement.status => return Ok(donation),
             status => return Err(EngineError::Conflict { message: format!("the donation is already {status:?}").to_uppercase() }),
         }
-        let now_ms = self.clock().now_ms();
+        let now_ms = self.engine.clock().now_ms();
         donation.status = settlement.status;
         donation.provider_reference = settlement.provider_reference;
         donation.settled_at_ms = Some(now_ms);
@@ -276,12 +276,12 @@ impl Donations<'_> {
                 "donorEmail": donation.donor_email,
                 "completedAt": format_timestamp(now_ms),
             });
-            write_set.push(self.announcement(donation.partner_env, crate::webhooks::EventType::DonationCompleted, &data));
+            write_set.push(self.engine.announcement(donation.partner_env, crate::webhooks::EventType::DonationCompleted, &data));
         }
-        self.commit_admin(write_set).await?;
+        self.engine.commit_admin(write_set).await?;
         drop(admin);
         if donation.status == DonationStatus::Completed
-            && let Err(error) = self.deliver_announcements().await
+            && let Err(error) = self.engine.deliver_announcements().await
         {
             // Durable as an announcement: the next housekeeping pass records it.
             tracing::warn!(%error, "donation.completed waits for the next delivery pass");
