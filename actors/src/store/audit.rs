@@ -84,7 +84,7 @@ const TABLES: [(Table, &str); 27] = [
 ];
 
 // Meta keys and what their values must look like: the admin token's SHA-256 digest
-// (admin.rs); the portal secret (accounts.rs) and the master key check (engine.rs), sealed.
+// (services/partners.rs); the portal secret (services/portal.rs) and the master key check (engine/mod.rs), sealed.
 use crate::store::layout::{ADMIN_TOKEN_KEY, MASTER_KEY_CHECK, PORTAL_SECRET_KEY};
 
 /// Bytes of the (partner, environment) prefix, after the table byte.

@@ -8,7 +8,7 @@ use crate::store::Table;
 
 /// Meta entries besides the schema version and the log's applied sequence (`store/mod.rs`).
 /// The portal secret's and the master key check's names are also their seals' associated
-/// data (`accounts.rs`, `engine.rs`).
+/// data (`services/portal.rs`, `engine/mod.rs`).
 pub const ADMIN_TOKEN_KEY: &[u8] = b"admin_token_sha256";
 pub const PORTAL_SECRET_KEY: &[u8] = b"portal_jwt_secret";
 pub const MASTER_KEY_CHECK: &[u8] = b"master_key_check";
