@@ -5,7 +5,10 @@
 //!
 //! Code map, every folder and module, in reading order:
 //! - [`api`]: what the front may name, by domain; `api::facades` the handle's methods by domain
-//!   (`engine.actions()`, `engine.webhooks()`, …); `api::views` the typed answers.
+//!   (`engine.actions()`, `engine.webhooks()`, …); `api::views` the typed answers;
+//!   `api::schema` (feature `schema`) the JSON Schemas of what views write as plain text or
+//!   raw JSON (timestamps, ids, exact decimals, metadata): with the feature every answer type
+//!   derives `schemars::JsonSchema`, from which the front builds its OpenAPI document.
 //! - `domain/`: what a reward is, pure — `money`, `rules`, `campaigns`, `model` (stored records),
 //!   `request` (validated requests), `posting` (a decided reward → one write set), `ids`, `cidr`.
 //! - `actor/`: one actix actor per (partner, environment), the only writer of its money

@@ -124,13 +124,18 @@ impl From<EngineError> for ApiError {
     }
 }
 
-#[derive(Serialize)]
+/// Every error's body (contract §11).
+#[derive(Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
-struct ErrorBody<'a> {
+#[schemars(rename = "Error")]
+pub(crate) struct ErrorBody<'a> {
     status_code: u16,
+    /// stable, machine-readable (contract §11)
     code: &'a str,
     message: &'a str,
+    #[schemars(with = "reward_actors::api::schema::RequestId")]
     request_id: String,
+    #[schemars(with = "Option<reward_actors::api::schema::JsonObject>")]
     details: &'a RawValue,
 }
 

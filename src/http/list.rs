@@ -179,17 +179,26 @@ pub fn digits<T: std::str::FromStr>(text: &str) -> Option<T> {
     text.parse().ok()
 }
 
-#[derive(Serialize)]
+/// A page of a list: `{data, hasMore, nextCursor}` (its component is named after the item's).
+#[derive(Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
-struct ListBody<T: Serialize> {
+#[schemars(rename = "{T}List")]
+pub(crate) struct ListBody<T: Serialize> {
     data: Vec<T>,
     has_more: bool,
+    #[schemars(with = "Option<reward_actors::api::schema::HexId>")]
     next_cursor: Option<String>,
 }
 
 pub fn list_response<R, T: Serialize>(page: Page<R>, view: impl Fn(&R) -> T) -> Response {
     let body = ListBody { data: page.items.iter().map(view).collect(), has_more: page.has_more, next_cursor: page.next_cursor.map(Id::to_hex) };
     json_response(StatusCode::OK, &body)
+}
+
+/// A whole list in one page (no cursor), written with its keys sorted as it always was
+/// (`sorted_json_response`).
+pub fn sorted_list_response<T: Serialize>(data: Vec<T>, has_more: bool) -> Response {
+    super::sorted_json_response(StatusCode::OK, &ListBody { data, has_more, next_cursor: None })
 }
 
 #[cfg(test)]

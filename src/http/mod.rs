@@ -89,6 +89,13 @@ pub fn json_response<T: Serialize>(status: StatusCode, value: &T) -> Response {
     json_bytes(status, serde_json::to_vec(value).expect("serializing a response struct cannot fail"))
 }
 
+/// A JSON response written through a `serde_json::Value`, so its object keys come out sorted
+/// at every depth: the answers once built with `json!` have always been written so, and
+/// their typed structs keep those bytes.
+pub fn sorted_json_response<T: Serialize>(status: StatusCode, value: &T) -> Response {
+    json_response(status, &serde_json::to_value(value).expect("serializing a response struct cannot fail"))
+}
+
 /// The answer to an idempotent write: the original status and body, or (for a replay) the
 /// contract's 409 `IDEMPOTENT` carrying the original body, with `Idempotent-Replayed: true`.
 pub fn write_outcome_response(outcome: WriteOutcome) -> Response {

@@ -13,6 +13,9 @@ use std::collections::HashMap;
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use schemars::generate::SchemaSettings;
+use schemars::transform::RecursiveTransform;
+use schemars::{Schema, SchemaGenerator};
 use serde_json::{Map, Value, json};
 
 use super::routes::{Guard, Route};
@@ -47,9 +50,6 @@ async fn docs_page() -> Response {
 
 fn string() -> Value {
     json!({ "type": "string" })
-}
-fn text(description: &str) -> Value {
-    json!({ "type": "string", "description": description })
 }
 /// An RFC 3339 instant from 1970 on (the engine keeps Unix milliseconds; earlier is a 400).
 fn timestamp() -> Value {
@@ -131,14 +131,8 @@ fn metadata() -> Value {
 fn id() -> Value {
     json!({ "type": "string", "pattern": "^[0-9a-f]{24}$", "description": "24-character lowercase hex id" })
 }
-fn prefixed(prefix: &str) -> Value {
-    json!({ "type": "string", "pattern": format!("^{prefix}[0-9a-f]{{24}}$") })
-}
 fn tokens() -> Value {
     json!({ "type": "integer", "minimum": 0, "maximum": 9_007_199_254_740_991_u64 })
-}
-fn signed_tokens() -> Value {
-    json!({ "type": "integer", "description": "may be negative after a reversal" })
 }
 fn boolean() -> Value {
     json!({ "type": "boolean" })
@@ -164,12 +158,6 @@ fn any_object() -> Value {
 fn reference(name: &str) -> Value {
     json!({ "$ref": format!("#/components/schemas/{name}") })
 }
-/// An answer object: every field present (optional ones as `null`, contract §1).
-fn answer(properties: &[(&str, Value)]) -> Value {
-    let required: Vec<&str> = properties.iter().map(|(name, _)| *name).collect();
-    let properties: Map<String, Value> = properties.iter().map(|(name, schema)| ((*name).to_owned(), schema.clone())).collect();
-    json!({ "type": "object", "properties": properties, "required": required })
-}
 /// A request body: `required` names what must be sent; unknown fields are refused. An
 /// optional field may be `null`, which the server reads as absent (contract §6: "absent
 /// equal to null"); on a PATCH, `null` clears the fields that say so.
@@ -189,8 +177,9 @@ fn example(mut schema: Value, example: Value) -> Value {
     schema["examples"] = json!([example]);
     schema
 }
+/// A page of a list of `item`s (`list::ListBody`, whose component is `{item}List`).
 fn list_of(item: &str) -> Value {
-    answer(&[("data", array(reference(item))), ("hasMore", boolean()), ("nextCursor", nullable(string()))])
+    reference(&format!("{item}List"))
 }
 
 /// Names and descriptions: `limits.name_chars_max` and the admin routes' `NAME_CHARS_MAX`.
@@ -246,180 +235,82 @@ fn action_fields(with_key: bool) -> Vec<(&'static str, Value)> {
     fields
 }
 
+/// Every answer's schema, derived from the type the handler answers with
+/// (`schemars::JsonSchema`: field names, `null`s, enums and nesting as serde writes them),
+/// named as clients know them (`Action`, `User`, `TokenPool`, …); lists are `{Item}List`.
+/// Each answer object is closed (`additionalProperties: false`), so a field a type answers
+/// with but its schema lacks fails validation (`tests/it/openapi.rs` checks real answers).
+fn answer_schemas() -> Map<String, Value> {
+    let mut generator = SchemaSettings::draft2020_12()
+        .for_serialize()
+        .with(|settings| {
+            settings.definitions_path = "/components/schemas".into();
+            settings.meta_schema = None;
+        })
+        .with_transform(RecursiveTransform(close_answer_object))
+        .into_generator();
+    register_answers(&mut generator);
+    generator.take_definitions(true)
+}
+
+/// An object with named properties takes no other (a map, such as webhook headers or
+/// metadata, has no `properties` and stays open).
+fn close_answer_object(schema: &mut Schema) {
+    if let Some(object) = schema.as_object_mut()
+        && object.contains_key("properties")
+    {
+        object.entry("additionalProperties").or_insert(Value::Bool(false));
+    }
+}
+
+/// Every type a handler answers with (its nested types come along).
+fn register_answers(generator: &mut SchemaGenerator) {
+    use reward_actors::api::{actions, campaigns, donations, keys, partners, pools, users, webhooks};
+
+    use super::list::ListBody;
+    generator.subschema_for::<super::error::ErrorBody<'static>>();
+    generator.subschema_for::<actions::ActionResponse>();
+    generator.subschema_for::<actions::QuoteView>();
+    generator.subschema_for::<actions::ReversalResponse>();
+    generator.subschema_for::<super::resources::actions::BatchResults>();
+    generator.subschema_for::<users::RedemptionResponse>();
+    generator.subschema_for::<users::BalanceView>();
+    generator.subschema_for::<super::resources::token_pools::ReconciliationView>();
+    generator.subschema_for::<super::resources::dashboard::DashboardView>();
+    generator.subschema_for::<webhooks::EndpointDeleted>();
+    generator.subschema_for::<webhooks::DeliveryView>();
+    generator.subschema_for::<super::resources::webhooks::FeedPage<'static>>();
+    generator.subschema_for::<super::resources::partner::Me<'static>>();
+    generator.subschema_for::<super::resources::partner::WidgetConfig<'static>>();
+    generator.subschema_for::<donations::OrganizationView>();
+    generator.subschema_for::<donations::DonationStatusView>();
+    generator.subschema_for::<super::resources::donations::DonationLink>();
+    generator.subschema_for::<super::resources::portal::Session>();
+    generator.subschema_for::<super::resources::portal::PortalMe>();
+    generator.subschema_for::<keys::CreatedKeyView>();
+    generator.subschema_for::<super::resources::admin::pool_requests::PoolRequestDecision>();
+    generator.subschema_for::<super::resources::admin::clock::ClockMoved>();
+    generator.subschema_for::<super::resources::ops::Health>();
+    generator.subschema_for::<super::resources::ops::Readiness>();
+    generator.subschema_for::<ListBody<actions::ActionView>>();
+    generator.subschema_for::<ListBody<users::UserView>>();
+    generator.subschema_for::<ListBody<users::TransactionView>>();
+    generator.subschema_for::<ListBody<pools::PoolView>>();
+    generator.subschema_for::<ListBody<pools::PoolRequestView>>();
+    generator.subschema_for::<ListBody<campaigns::CampaignView>>();
+    generator.subschema_for::<ListBody<webhooks::EndpointView>>();
+    generator.subschema_for::<ListBody<webhooks::DeliveryView>>();
+    generator.subschema_for::<ListBody<partners::PartnerView>>();
+    generator.subschema_for::<ListBody<keys::KeyView>>();
+    generator.subschema_for::<ListBody<super::resources::admin::backups::BackupView<'static>>>();
+}
+
 fn components() -> Value {
-    let schemas = json!({
-        "Error": answer(&[
-            ("statusCode", integer()),
-            ("code", text("stable, machine-readable (contract §11)")),
-            ("message", string()),
-            ("requestId", prefixed("req_")),
-            ("details", nullable(any_object())),
-        ]),
-        "Allocation": answer(&[
-            ("partnerUserId", string()), ("stakeholderTypeCode", string()), ("tokens", tokens()), ("transactionId", nullable(id())),
-        ]),
-        "Action": answer(&[
-            ("actionId", id()), ("idempotencyKey", string()), ("status", one_of(&["COMPLETED", "FAILED", "REVERSED", "PARTIALLY_REVERSED"])),
-            ("tokensDistributed", tokens()), ("transactionIds", array(id())), ("campaignId", nullable(id())),
-            ("allocations", array(reference("Allocation"))), ("createdAt", timestamp()),
-        ]),
-        "ActionDetail": {
-            "allOf": [reference("Action")],
-            "properties": {
-                "reversedTokens": tokens(), "actionType": string(), "amount": nullable(number()), "currency": nullable(string()),
-                "tokenPoolId": nullable(id()), "breakdown": reference("Breakdown"), "metadata": nullable(any_object()),
-            },
-            "required": ["reversedTokens", "actionType", "amount", "currency", "tokenPoolId", "breakdown", "metadata"],
-        },
-        "Balance": answer(&[
-            ("partnerUserId", string()), ("available", signed_tokens()), ("pending", tokens()), ("lifetimeEarned", tokens()),
-            ("lifetimeReversed", tokens()), ("lifetimeRedeemed", tokens()),
-        ]),
-        "User": answer(&[
-            ("id", id()), ("externalId", string()), ("email", nullable(string())), ("firstName", nullable(string())), ("lastName", nullable(string())),
-            ("metadata", nullable(any_object())), ("balance", reference("Balance")), ("createdAt", timestamp()), ("updatedAt", timestamp()),
-        ]),
-        "Transaction": answer(&[
-            ("id", id()), ("type", one_of(&["REWARD", "REVERSAL", "REDEMPTION", "ALLOCATION", "REFILL"])), ("tokens", signed_tokens()),
-            ("actionId", nullable(id())), ("poolId", nullable(id())), ("partnerUserId", nullable(string())),
-            ("stakeholderTypeCode", nullable(string())), ("campaignId", nullable(id())), ("vestsAt", nullable(timestamp())), ("createdAt", timestamp()),
-        ]),
-        "TokenPool": answer(&[
-            ("id", id()), ("environment", one_of(&ENVIRONMENTS)), ("name", nullable(string())), ("balance", tokens()), ("allocatedTotal", tokens()),
-            ("refilledTotal", tokens()), ("issuedTotal", tokens()), ("reversedTotal", tokens()), ("expiresAt", nullable(timestamp())),
-            ("vestingDays", nullable(integer())), ("lowBalanceThreshold", nullable(tokens())),
-            ("autoRefill", nullable(answer(&[("thresholdTokens", tokens()), ("refillTokens", tokens()), ("maxRefillsPerMonth", integer())]))),
-            ("createdAt", timestamp()),
-        ]),
-        "Campaign": answer(&[
-            ("id", id()), ("name", string()), ("status", one_of(&["DRAFT", "ACTIVE", "PAUSED", "ENDED"])), ("actionTypes", array(string())),
-            ("priority", integer()), ("multiplier", number()), ("tiers", array(answer(&[("minAmount", number()), ("multiplier", number())]))),
-            ("fixedTokens", nullable(tokens())), ("maxTokensPerAction", nullable(tokens())),
-            ("splits", array(answer(&[("stakeholderTypeCode", string()), ("percent", integer())]))),
-            ("schedule", answer(&[("startsAt", nullable(timestamp())), ("endsAt", nullable(timestamp()))])),
-            ("budgetTokens", nullable(tokens())), ("budgetRemaining", nullable(tokens())), ("tokenPoolId", nullable(id())),
-            ("currencies", array(string())), ("metadata", nullable(any_object())), ("createdAt", timestamp()), ("updatedAt", timestamp()),
-        ]),
-        "WebhookEndpoint": answer(&[
-            ("id", id()), ("url", string()), ("description", nullable(string())), ("eventTypes", array(string())), ("receiveAllEvents", boolean()),
-            ("headers", json!({ "type": "object", "additionalProperties": { "type": "string" } })), ("status", one_of(&["ENABLED", "DISABLED"])),
-            ("disabledReason", nullable(string())), ("secret", nullable(json!({ "type": "string", "pattern": "^whsec_" }))),
-            ("previousSecretExpiresAt", nullable(timestamp())), ("createdAt", timestamp()), ("updatedAt", timestamp()),
-        ]),
-        "Delivery": answer(&[
-            ("id", prefixed("dlv_")), ("endpointId", id()), ("eventId", prefixed("evt_")), ("eventType", string()),
-            ("status", one_of(&["PENDING", "DELIVERED", "FAILED"])), ("attemptCount", integer()), ("nextAttemptAt", nullable(timestamp())),
-            ("attempts", array(answer(&[
-                ("attemptedAt", timestamp()), ("statusCode", nullable(integer())), ("latencyMs", integer()), ("error", nullable(string())),
-                ("responseBody", string()), ("manual", boolean()),
-            ]))),
-            ("createdAt", timestamp()), ("updatedAt", timestamp()),
-        ]),
-        "Event": answer(&[
-            ("id", prefixed("evt_")), ("type", string()), ("createdAt", timestamp()), ("environment", one_of(&ENVIRONMENTS)), ("partnerId", id()),
-            ("sequence", nullable(integer())), ("data", any_object()),
-        ]),
-        "Partner": answer(&[
-            ("id", id()), ("name", string()), ("slug", string()), ("legalEntity", nullable(string())), ("contactEmail", string()),
-            ("status", one_of(&["PENDING_APPROVAL", "ACTIVE", "SUSPENDED", "CLOSED"])), ("tier", one_of(&["STANDARD", "PROFESSIONAL", "ENTERPRISE", "CUSTOM"])), ("rateLimit", answer(&[("hourly", integer()), ("perMinute", integer())])),
-            ("enabledFeatures", array(string())), ("stakeholderTypes", array(string())), ("ipAllowlist", array(string())),
-            ("allowedOrigins", array(string())), ("allowBasicAuth", boolean()), ("productionApproved", boolean()), ("tipConfig", answer(&[("enabled", boolean()), ("defaultPercent", integer())])),
-            ("createdAt", timestamp()), ("updatedAt", timestamp()),
-        ]),
-        "Key": answer(&[
-            ("id", prefixed("key_")), ("partnerId", id()), ("name", string()), ("environment", one_of(&ENVIRONMENTS)), ("publicKeyPrefix", string()),
-            ("secretKeyPrefix", string()), ("scopes", array(one_of(&SCOPES))), ("status", string()), ("createdAt", timestamp()),
-            ("lastUsedAt", nullable(timestamp())), ("expiresAt", nullable(timestamp())), ("rotatedFrom", nullable(string())),
-        ]),
-        "CreatedKey": answer(&[
-            ("id", prefixed("key_")), ("partnerId", id()), ("name", string()), ("environment", one_of(&ENVIRONMENTS)), ("publicKey", string()),
-            ("secretKey", text("shown once")), ("hmacSecret", text("shown once")), ("scopes", array(one_of(&SCOPES))),
-            ("expiresAt", nullable(timestamp())), ("createdAt", timestamp()), ("rotatedFrom", nullable(string())),
-        ]),
-        "PoolRequest": answer(&[
-            ("id", id()), ("partnerId", id()), ("environment", one_of(&ENVIRONMENTS)), ("tokens", tokens()), ("reason", string()),
-            ("status", one_of(&["PENDING", "APPROVED", "REJECTED"])), ("decisionNote", nullable(string())), ("createdAt", timestamp()),
-            ("decidedAt", nullable(timestamp())),
-        ]),
-        "Organization": answer(&[
-            ("id", id()), ("name", string()), ("slug", string()), ("logoUrl", nullable(string())), ("ein", nullable(string())), ("status", string()),
-        ]),
-        "DonationStatus": answer(&[
-            ("partnerDonationId", id()), ("status", one_of(&["PENDING", "COMPLETED", "FAILED"])), ("nonprofitSlug", string()), ("amount", integer()),
-            ("currency", string()), ("frequency", one_of(&["once", "monthly"])), ("provider", string()), ("tipAmount", integer()),
-            ("providerReference", nullable(string())), ("createdAt", timestamp()), ("completedAt", nullable(timestamp())), ("failedAt", nullable(timestamp())),
-        ]),
-        "SubmitAction": body(&action_fields(true), &["idempotencyKey", "actionType", "stakeholders"]),
-        "Breakdown": answer(&[
-            ("rule", one_of(&["DEFAULT", "CAMPAIGN"])), ("campaignId", nullable(id())), ("tierIndex", nullable(integer())),
-            ("multiplier", nullable(number())), ("fixedTokens", nullable(tokens())), ("maxTokensPerAction", nullable(tokens())),
-            ("baseTokens", tokens()), ("totalTokens", tokens()), ("capped", boolean()), ("tokensDistributed", tokens()),
-            ("tokenPoolId", nullable(id())),
-            ("shares", array(answer(&[("partnerUserId", string()), ("stakeholderTypeCode", string()), ("tokens", tokens())]))),
-        ]),
-        "Quote": answer(&[
-            ("campaign", nullable(answer(&[("id", id()), ("name", string()), ("priority", integer())]))),
-            ("tokensDistributed", tokens()), ("breakdown", reference("Breakdown")),
-            ("funding", answer(&[
-                ("tokenPoolId", nullable(id())), ("poolBalance", nullable(tokens())), ("campaignBudgetRemaining", nullable(tokens())),
-                ("sufficient", boolean()), ("code", nullable(string())),
-            ])),
-        ]),
-        "Reversal": answer(&[
-            ("actionId", id()), ("status", one_of(&["REVERSED", "PARTIALLY_REVERSED"])), ("reversedTokens", tokens()),
-            ("totalReversedTokens", tokens()), ("remainingTokens", tokens()), ("reason", nullable(string())),
-            ("allocations", array(reference("Allocation"))), ("transactionIds", array(id())), ("createdAt", timestamp()),
-        ]),
-        "Redemption": answer(&[
-            ("partnerUserId", string()), ("tokens", tokens()), ("reason", nullable(string())), ("transactionId", id()),
-            ("balance", reference("Balance")), ("createdAt", timestamp()),
-        ]),
-        "Reconciliation": answer(&[
-            ("tokenPoolId", id()), ("pool", reference("TokenPool")),
-            ("ledger", answer(&[
-                ("allocatedTotal", tokens()), ("refilledTotal", tokens()), ("issuedTotal", tokens()), ("reversedTotal", tokens()),
-                ("balance", signed_tokens()), ("transactions", integer()),
-            ])),
-            ("balanced", boolean()), ("checkedAt", timestamp()),
-        ]),
-        "Dashboard": answer(&[
-            ("environment", one_of(&ENVIRONMENTS)),
-            ("actions", answer(&[("today", integer()), ("last30Days", integer())])),
-            ("tokensIssued", answer(&[("today", tokens()), ("last30Days", tokens())])),
-            ("tokensReversed", answer(&[("today", tokens()), ("last30Days", tokens())])),
-            ("poolBalanceTotal", tokens()), ("tokenPools", array(reference("TokenPool"))),
-            ("campaigns", answer(&[("active", integer()), ("total", integer())])),
-            ("webhookHealth", answer(&[("endpoints", integer()), ("enabled", integer()), ("disabled", integer()), ("failing", integer())])),
-            ("generatedAt", timestamp()),
-        ]),
-        "Me": answer(&[
-            ("partnerId", id()), ("partnerName", string()), ("environment", one_of(&ENVIRONMENTS)), ("keyId", prefixed("key_")),
-            ("keyType", one_of(&["secret", "publishable"])), ("scopes", array(one_of(&SCOPES))),
-        ]),
-        "WidgetConfig": answer(&[
-            ("id", id()), ("name", string()), ("slug", string()), ("enabledFeatures", array(string())),
-            ("rateLimit", answer(&[("hourly", integer()), ("perMinute", integer())])), ("isActive", boolean()), ("webhookUrl", nullable(string())),
-            ("tipConfig", answer(&[("enabled", boolean()), ("defaultPercent", integer())])),
-        ]),
-        "BatchResults": answer(&[("results", array(answer(&[("index", integer()), ("statusCode", integer()), ("body", any_object())])))]),
-        "Account": answer(&[("id", id()), ("email", string()), ("name", nullable(string())), ("partnerId", nullable(id())), ("createdAt", timestamp())]),
-        "Session": answer(&[
-            ("accessToken", string()), ("tokenType", one_of(&["Bearer"])), ("expiresIn", integer()), ("refreshToken", string()),
-            ("account", reference("Account")), ("partner", nullable(reference("Partner"))), ("publishableKey", nullable(string())),
-        ]),
-        "Backup": answer(&[
-            ("path", string()),
-            ("manifest", answer(&[
-                ("format", string()), ("formatVersion", integer()), ("schemaVersion", integer()), ("engineVersion", string()),
-                ("backend", one_of(&["redb", "sled"])), ("sequence", integer()), ("createdAt", timestamp()), ("createdAtMs", integer()),
-                ("durationMs", integer()), ("records", integer()), ("bytes", integer()),
-                ("files", array(answer(&[("name", string()), ("bytes", integer()), ("records", integer()), ("sha256", string())]))),
-            ])),
-        ]),
-        "ClockMoved": answer(&[("now", timestamp()), ("serverTime", integer())]),
-        "PoolRequestDecision": answer(&[("request", reference("PoolRequest")), ("tokenPool", reference("TokenPool"))]),
-        "Object": any_object(),
-    });
+    let mut schemas = answer_schemas();
+    // Request bodies stay written here: they carry the bounds, patterns and examples the
+    // server enforces, which a response type does not know.
+    schemas.insert("SubmitAction".to_owned(), body(&action_fields(true), &["idempotencyKey", "actionType", "stakeholders"]));
+    schemas.insert("Object".to_owned(), any_object());
     json!({
         "schemas": schemas,
         "securitySchemes": {
@@ -805,7 +696,7 @@ fn operations() -> Vec<Operation> {
             "Delete an endpoint and its queued deliveries",
             None,
             200,
-            answer(&[("id", id()), ("deleted", boolean())]),
+            r("WebhookEndpointDeleted"),
         ),
         op(
             "post",
@@ -879,7 +770,7 @@ fn operations() -> Vec<Operation> {
                 &["nonprofitSlug", "amount", "currency", "frequency", "provider", "donorEmail", "firstName", "lastName"],
             )),
             201,
-            answer(&[("donationLink", string()), ("partnerDonationId", id())]),
+            r("DonationLink"),
         )
         .with_errors(&[400, 404]),
         op("get", "/v1/partner/donations/status/{donation_id}", "Widget", "A donation's status", None, 200, r("DonationStatus"))
@@ -930,7 +821,7 @@ fn operations() -> Vec<Operation> {
             r("Session"),
         )
         .with_errors(&[400, 401, 429]),
-        op("get", "/v1/partner/auth/me", "Portal", "The signed-in account", None, 200, answer(&[("account", r("Account")), ("partner", nullable(r("Partner")))])),
+        op("get", "/v1/partner/auth/me", "Portal", "The signed-in account", None, 200, r("PortalMe")),
         op(
             "post",
             "/v1/partner/keys",
@@ -1115,9 +1006,9 @@ fn operations() -> Vec<Operation> {
             "Alive, with serverTime to sign against",
             None,
             200,
-            answer(&[("status", string()), ("serverTime", integer())]),
+            r("Health"),
         ),
-        op("get", "/readyz", "Operations", "Store open and engine answering", None, 200, answer(&[("status", string()), ("store", one_of(&["redb", "sled"]))])).with_errors(&[503]),
+        op("get", "/readyz", "Operations", "Store open and engine answering", None, 200, r("Readiness")).with_errors(&[503]),
         op("get", "/metrics", "Operations", "Prometheus text (see METRICS.md)", None, 200, string()),
         op("get", "/partner-api/openapi.json", "Operations", "This document", None, 200, any_object()),
         op("get", "/partner-api", "Operations", "This document, readable (HTML)", None, 200, string()),
@@ -1301,4 +1192,126 @@ fn capitalize(part: &str) -> String {
 /// The (method, path) pairs the document describes, for the router comparison.
 pub fn documented_routes() -> Vec<(String, String)> {
     operations().into_iter().map(|operation| (operation.method.to_owned(), operation.path.to_owned())).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A component with every other component beside it, so its `$ref`s resolve.
+    fn component(document: &Value, name: &str) -> Value {
+        let mut schema = document["components"]["schemas"][name].clone();
+        assert!(schema.is_object(), "no component {name}");
+        schema["components"] = document["components"].clone();
+        schema
+    }
+
+    fn errors(schema: &Value, instance: &Value) -> Vec<String> {
+        let validator = jsonschema::validator_for(schema).expect("the schema compiles");
+        validator.iter_errors(instance).map(|error| error.to_string()).collect()
+    }
+
+    /// Every `$ref` in the document, wherever it sits.
+    fn references(value: &Value, found: &mut Vec<String>) {
+        match value {
+            Value::Object(object) => {
+                if let Some(Value::String(target)) = object.get("$ref") {
+                    found.push(target.clone());
+                }
+                object.values().for_each(|value| references(value, found));
+            }
+            Value::Array(items) => items.iter().for_each(|value| references(value, found)),
+            _ => {}
+        }
+    }
+
+    #[test]
+    fn every_reference_names_a_component() {
+        let document = document();
+        let mut found = Vec::new();
+        references(&document, &mut found);
+        assert!(found.len() > 100, "{}", found.len());
+        for target in found {
+            let name = target.strip_prefix("#/components/schemas/").unwrap_or_else(|| panic!("{target} points outside the components"));
+            assert!(document["components"]["schemas"][name].is_object(), "{target} names no component");
+        }
+        // The names clients know stay.
+        for name in
+            ["Error", "Action", "ActionDetail", "Balance", "User", "Transaction", "TokenPool", "Campaign", "WebhookEndpoint", "Delivery", "Event"]
+                .into_iter()
+                .chain([
+                    "Partner",
+                    "Key",
+                    "CreatedKey",
+                    "PoolRequest",
+                    "Organization",
+                    "DonationStatus",
+                    "SubmitAction",
+                    "Breakdown",
+                    "Quote",
+                    "Reversal",
+                ])
+                .chain([
+                    "Redemption",
+                    "Reconciliation",
+                    "Dashboard",
+                    "Me",
+                    "WidgetConfig",
+                    "BatchResults",
+                    "Account",
+                    "Session",
+                    "Backup",
+                    "ClockMoved",
+                ])
+                .chain(["PoolRequestDecision", "Allocation", "Object"])
+        {
+            assert!(document["components"]["schemas"][name].is_object(), "the component {name} is gone");
+        }
+    }
+
+    /// The teeth of "an undocumented field is caught": an answer with one field more than its
+    /// type has fails its schema, at the top and nested, and one with a field missing too.
+    #[test]
+    fn an_answer_with_a_field_its_type_lacks_fails_its_schema() {
+        let document = document();
+        let balance = json!({
+            "partnerUserId": "jane", "available": 5, "pending": 0, "lifetimeEarned": 5, "lifetimeReversed": 0, "lifetimeRedeemed": 0,
+        });
+        let user = json!({
+            "id": "0123456789abcdef01234567", "externalId": "jane", "email": null, "firstName": "Jane", "lastName": null,
+            "metadata": { "tier": "gold" }, "balance": balance, "createdAt": "2026-11-23T09:12:00.123Z", "updatedAt": "2026-11-23T09:12:00.123Z",
+        });
+        let schema = component(&document, "User");
+        assert_eq!(errors(&schema, &user), Vec::<String>::new());
+        let mut extended = user.clone();
+        extended["nickname"] = json!("J");
+        assert!(!errors(&schema, &extended).is_empty(), "an extra field passed");
+        let mut nested = user.clone();
+        nested["balance"]["frozen"] = json!(0);
+        assert!(!errors(&schema, &nested).is_empty(), "an extra nested field passed");
+        let mut missing = user.clone();
+        missing.as_object_mut().expect("an object").remove("lastName");
+        assert!(!errors(&schema, &missing).is_empty(), "a missing optional field passed (the contract sends null)");
+        let mut list = json!({ "data": [user], "hasMore": false, "nextCursor": null });
+        assert_eq!(errors(&component(&document, "UserList"), &list), Vec::<String>::new());
+        list["total"] = json!(1);
+        assert!(!errors(&component(&document, "UserList"), &list).is_empty(), "an extra field on a list passed");
+    }
+
+    /// What the types write as text or raw JSON is documented as what the text is.
+    #[test]
+    fn timestamps_ids_decimals_and_enums_are_documented_as_written() {
+        let document = document();
+        let schemas = &document["components"]["schemas"];
+        assert_eq!(schemas["Action"]["properties"]["createdAt"]["format"], "date-time");
+        assert_eq!(schemas["Action"]["properties"]["actionId"]["pattern"], "^[0-9a-f]{24}$");
+        assert_eq!(schemas["Key"]["properties"]["id"]["pattern"], "^key_[0-9a-f]{24}$");
+        assert_eq!(schemas["Error"]["properties"]["requestId"]["pattern"], "^req_[0-9a-f]{24}$");
+        assert_eq!(schemas["Campaign"]["properties"]["multiplier"]["type"], "number");
+        assert_eq!(schemas["ActionDetail"]["properties"]["amount"]["type"], json!(["number", "null"]));
+        assert_eq!(schemas["Action"]["properties"]["status"]["enum"], json!(["COMPLETED", "PARTIALLY_REVERSED", "REVERSED"]));
+        let required = schemas["TokenPool"]["required"].as_array().expect("required");
+        assert!(required.contains(&json!("expiresAt")), "an optional field is sent as null, so it is required");
+        assert_eq!(schemas["TokenPool"]["additionalProperties"], false);
+    }
 }

@@ -19,8 +19,8 @@ use crate::store::{ScanOrder, WriteOp};
 use crate::webhooks::OutboxSignal;
 use crate::webhooks::signing::generate_secret;
 use crate::webhooks::{
-    DeliveryFact, DeliveryRecord, DeliveryView, EndpointRecord, EndpointStatus, EndpointView, EventType, HealthNotice, HealthRecord, QueuedDelivery,
-    WebhookFields, health, seal_secret,
+    DeliveryFact, DeliveryRecord, DeliveryView, EndpointDeleted, EndpointRecord, EndpointStatus, EndpointView, EventType, HealthNotice, HealthRecord,
+    QueuedDelivery, WebhookFields, health, seal_secret,
 };
 
 /// Queue rows removed with a deleted endpoint in one write set; the dispatcher drops any
@@ -140,7 +140,9 @@ impl PartnerActor {
         state.webhooks.retain(|endpoint| endpoint.id != endpoint_id);
         state.webhook_health.remove(&endpoint_id);
         let (_, receipt) = self.commit(write_set, OutboxSignal::touched(endpoint_id));
-        let recorded = answer(Effect::Applied, &json!({ "id": endpoint_id.to_hex(), "deleted": true }));
+        // Through a `Value`: this answer has always been written with its keys sorted.
+        let deleted = serde_json::to_value(EndpointDeleted { id: endpoint_id.to_hex(), deleted: true }).expect("two fields serialize");
+        let recorded = answer(Effect::Applied, &deleted);
         ActorReply { outcome: Ok(WriteOutcome::Done(recorded)), receipt: Some(receipt) }
     }
 

@@ -1,10 +1,9 @@
 //! Submit and quote: campaign selection, arithmetic, funding, posting.
 
 use serde::Serialize;
-use serde_json::json;
 
 use super::{ActorReply, PartnerActor, WriteOutcome};
-use crate::api::views::raw_json;
+use crate::api::views::{QuoteFunding, QuoteView, QuotedCampaign, raw_json};
 use crate::domain::campaigns;
 use crate::domain::ids::Id;
 use crate::domain::model::{CampaignRecord, Effect, IdempotencyScope};
@@ -128,18 +127,24 @@ impl PartnerActor {
         };
         let pool = decision.pool_id.and_then(|pool_id| self.loaded().pools.get(&pool_id));
         let funding = self.check_funding(&decision, true, now_ms);
-        let body = json!({
-            "campaign": decision.campaign.as_ref().map(|campaign| json!({ "id": campaign.id.to_hex(), "name": campaign.name, "priority": campaign.priority })),
-            "tokensDistributed": decision.evaluation.tokens_distributed,
-            "breakdown": raw_json(&breakdown_json(request, &decision.evaluation, decision.pool_id)),
-            "funding": {
-                "tokenPoolId": decision.pool_id.map(Id::to_hex),
-                "poolBalance": pool.map(|pool| pool.balance),
-                "campaignBudgetRemaining": decision.campaign.as_ref().and_then(|campaign| campaign.budget_remaining),
-                "sufficient": funding.is_ok(),
-                "code": funding.err().map(|error| error.code()),
+        let quote = QuoteView {
+            campaign: decision.campaign.as_ref().map(|campaign| QuotedCampaign {
+                id: campaign.id.to_hex(),
+                name: campaign.name.clone(),
+                priority: campaign.priority,
+            }),
+            tokens_distributed: decision.evaluation.tokens_distributed,
+            breakdown: raw_json(&breakdown_json(request, &decision.evaluation, decision.pool_id)),
+            funding: QuoteFunding {
+                token_pool_id: decision.pool_id.map(Id::to_hex),
+                pool_balance: pool.map(|pool| pool.balance),
+                campaign_budget_remaining: decision.campaign.as_ref().and_then(|campaign| campaign.budget_remaining),
+                sufficient: funding.is_ok(),
+                code: funding.err().map(|error| error.code()),
             },
-        });
+        };
+        // Through a `Value`: the quote has always been written with its keys sorted.
+        let body = serde_json::to_value(&quote).expect("a quote serializes");
         let recorded = super::Recorded { effect: Effect::Applied, body: std::sync::Arc::from(serde_json::to_vec(&body).expect("JSON serializes")) };
         ActorReply { outcome: Ok(WriteOutcome::Done(recorded)), receipt: None }
     }

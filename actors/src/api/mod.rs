@@ -7,9 +7,13 @@
 //! `facades` holds the handle's methods by domain (`engine.actions()`, `engine.webhooks()`, …);
 //! `views` the typed answers those methods return (the contract's shapes, which the front
 //! serializes; the engine itself writes JSON only where it persists or sends it: an action's
-//! replay body, a webhook's payload).
+//! replay body, a webhook's payload). With the `schema` feature every answer type derives its
+//! JSON Schema (`schemars::JsonSchema`), and `schema` describes what views write as text or
+//! raw JSON, for the front's OpenAPI document.
 
 pub(crate) mod facades;
+#[cfg(feature = "schema")]
+pub mod schema;
 pub(crate) mod views;
 
 /// The shared vocabulary: identifiers, time, secrets, partner environments and scopes, money, paging.
@@ -28,8 +32,9 @@ pub mod common {
 
 /// Submitting, reading and reversing actions (`Engine::submit`, `submit_batch`, `reverse`, `list_actions`).
 pub mod actions {
-    pub use crate::api::views::ActionView;
+    pub use crate::api::views::{ActionResponse, ActionView, BreakdownView, QuoteView};
     pub use crate::domain::model::ActionStatus;
+    pub use crate::domain::posting::ReversalResponse;
     pub use crate::domain::request::{ActionRequest, ReversalRequest, Stakeholder};
     pub use crate::store::reads::ActionFilter;
 }
@@ -38,6 +43,7 @@ pub mod actions {
 pub mod users {
     pub use crate::api::views::{BalanceView, TransactionView, UserView};
     pub use crate::domain::model::TransactionType;
+    pub use crate::domain::posting::RedemptionResponse;
     pub use crate::domain::request::{RedemptionRequest, UserProfile};
     pub use crate::store::reads::TransactionFilter;
 }
@@ -59,10 +65,11 @@ pub mod pools {
 
 /// Webhook endpoints, deliveries, event types and the dispatcher's settings.
 pub mod webhooks {
+    pub use crate::api::views::EventEnvelope;
     pub use crate::webhooks::signing::{verify_sir, verify_standard};
     pub use crate::webhooks::{
-        DeliveryView, EndpointStatus, EndpointView, EventType, RESERVED_HEADERS, UnknownEventType, UrlRefused, WebhookConfig, WebhookFields,
-        WebhookHealth,
+        DeliveryView, EndpointDeleted, EndpointStatus, EndpointView, EventType, RESERVED_HEADERS, UnknownEventType, UrlRefused, WebhookConfig,
+        WebhookFields, WebhookHealth,
     };
 }
 
@@ -75,7 +82,7 @@ pub mod partners {
 
 /// API keys: issuing, rotating, looking up.
 pub mod keys {
-    pub use crate::api::views::KeyView;
+    pub use crate::api::views::{CreatedKeyView, KeyView};
     pub use crate::domain::model::{KeyKind, KeyStatus};
     pub use crate::services::key_lookup::KeyContext;
     pub use crate::services::keys::{KeyPatch, NewKey};

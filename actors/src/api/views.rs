@@ -22,12 +22,14 @@ fn hex_id(id: Option<Id>) -> Option<String> {
     id.map(Id::to_hex)
 }
 
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema), schemars(rename = "Allocation"))]
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct AllocationView {
     pub partner_user_id: String,
     pub stakeholder_type_code: String,
     pub tokens: u64,
+    #[cfg_attr(feature = "schema", schemars(with = "Option<crate::api::schema::HexId>"))]
     pub transaction_id: Option<String>,
 }
 
@@ -43,16 +45,21 @@ impl From<&AllocationRecord> for AllocationView {
 }
 
 /// The 200 body of `actions/submit`, stored with the idempotency record and replayed as is.
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema), schemars(rename = "Action"))]
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ActionResponse {
+    #[cfg_attr(feature = "schema", schemars(with = "crate::api::schema::HexId"))]
     pub action_id: String,
     pub idempotency_key: String,
     pub status: ActionStatus,
     pub tokens_distributed: u64,
+    #[cfg_attr(feature = "schema", schemars(with = "Vec<crate::api::schema::HexId>"))]
     pub transaction_ids: Vec<String>,
+    #[cfg_attr(feature = "schema", schemars(with = "Option<crate::api::schema::HexId>"))]
     pub campaign_id: Option<String>,
     pub allocations: Vec<AllocationView>,
+    #[cfg_attr(feature = "schema", schemars(with = "crate::api::schema::Timestamp"))]
     pub created_at: String,
 }
 
@@ -73,23 +80,32 @@ impl ActionResponse {
 }
 
 /// `GET /v1/partner/actions/:id`: the submit response plus the action's current state.
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema), schemars(rename = "ActionDetail"))]
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ActionView {
+    #[cfg_attr(feature = "schema", schemars(with = "crate::api::schema::HexId"))]
     pub action_id: String,
     pub idempotency_key: String,
     pub status: ActionStatus,
     pub tokens_distributed: u64,
     pub reversed_tokens: u64,
+    #[cfg_attr(feature = "schema", schemars(with = "Vec<crate::api::schema::HexId>"))]
     pub transaction_ids: Vec<String>,
+    #[cfg_attr(feature = "schema", schemars(with = "Option<crate::api::schema::HexId>"))]
     pub campaign_id: Option<String>,
     pub allocations: Vec<AllocationView>,
     pub action_type: String,
+    #[cfg_attr(feature = "schema", schemars(with = "Option<crate::api::schema::Decimal>"))]
     pub amount: Option<Box<RawValue>>,
     pub currency: Option<String>,
+    #[cfg_attr(feature = "schema", schemars(with = "Option<crate::api::schema::HexId>"))]
     pub token_pool_id: Option<String>,
+    #[cfg_attr(feature = "schema", schemars(with = "BreakdownView"))]
     pub breakdown: Box<RawValue>,
+    #[cfg_attr(feature = "schema", schemars(with = "Option<crate::api::schema::JsonObject>"))]
     pub metadata: Option<Box<RawValue>>,
+    #[cfg_attr(feature = "schema", schemars(with = "crate::api::schema::Timestamp"))]
     pub created_at: String,
 }
 
@@ -123,6 +139,7 @@ pub fn raw_json(bytes: &[u8]) -> Box<RawValue> {
     RawValue::from_string(text).unwrap_or_else(|_| RawValue::from_string("null".to_owned()).expect("null is JSON"))
 }
 
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema), schemars(rename = "Share"))]
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ShareView {
@@ -132,13 +149,17 @@ pub struct ShareView {
 }
 
 /// Why an action paid what it paid: stored with the action, shown by quote and GET.
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema), schemars(rename = "Breakdown"))]
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct BreakdownView {
     /// `DEFAULT` (no campaign) or `CAMPAIGN`.
+    #[cfg_attr(feature = "schema", schemars(extend("enum" = ["DEFAULT", "CAMPAIGN"])))]
     pub rule: &'static str,
+    #[cfg_attr(feature = "schema", schemars(with = "Option<crate::api::schema::HexId>"))]
     pub campaign_id: Option<String>,
     pub tier_index: Option<usize>,
+    #[cfg_attr(feature = "schema", schemars(with = "Option<crate::api::schema::Decimal>"))]
     pub multiplier: Option<Box<RawValue>>,
     pub fixed_tokens: Option<u64>,
     pub max_tokens_per_action: Option<u64>,
@@ -146,10 +167,48 @@ pub struct BreakdownView {
     pub total_tokens: u64,
     pub capped: bool,
     pub tokens_distributed: u64,
+    #[cfg_attr(feature = "schema", schemars(with = "Option<crate::api::schema::HexId>"))]
     pub token_pool_id: Option<String>,
     pub shares: Vec<ShareView>,
 }
 
+/// The answer to a quote: the breakdown a submit would get now, and whether it would be funded.
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema), schemars(rename = "Quote"))]
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct QuoteView {
+    pub campaign: Option<QuotedCampaign>,
+    pub tokens_distributed: u64,
+    #[cfg_attr(feature = "schema", schemars(with = "BreakdownView"))]
+    pub breakdown: Box<RawValue>,
+    pub funding: QuoteFunding,
+}
+
+/// The campaign a quote would apply.
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct QuotedCampaign {
+    #[cfg_attr(feature = "schema", schemars(with = "crate::api::schema::HexId"))]
+    pub id: String,
+    pub name: String,
+    pub priority: i32,
+}
+
+/// Whether a quoted action would be funded, and if not the code a submit would answer.
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct QuoteFunding {
+    #[cfg_attr(feature = "schema", schemars(with = "Option<crate::api::schema::HexId>"))]
+    pub token_pool_id: Option<String>,
+    pub pool_balance: Option<u64>,
+    pub campaign_budget_remaining: Option<u64>,
+    pub sufficient: bool,
+    pub code: Option<&'static str>,
+}
+
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema), schemars(rename = "AutoRefill"))]
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct AutoRefillView {
@@ -158,9 +217,11 @@ pub struct AutoRefillView {
     pub max_refills_per_month: u32,
 }
 
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema), schemars(rename = "TokenPool"))]
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct PoolView {
+    #[cfg_attr(feature = "schema", schemars(with = "crate::api::schema::HexId"))]
     pub id: String,
     pub environment: Environment,
     pub name: Option<String>,
@@ -169,10 +230,12 @@ pub struct PoolView {
     pub refilled_total: u64,
     pub issued_total: u64,
     pub reversed_total: u64,
+    #[cfg_attr(feature = "schema", schemars(with = "Option<crate::api::schema::Timestamp>"))]
     pub expires_at: Option<String>,
     pub vesting_days: Option<u32>,
     pub low_balance_threshold: Option<u64>,
     pub auto_refill: Option<AutoRefillView>,
+    #[cfg_attr(feature = "schema", schemars(with = "crate::api::schema::Timestamp"))]
     pub created_at: String,
 }
 
@@ -200,10 +263,12 @@ impl From<&PoolRecord> for PoolView {
     }
 }
 
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema), schemars(rename = "Balance"))]
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct BalanceView {
     pub partner_user_id: String,
+    #[cfg_attr(feature = "schema", schemars(description = "may be negative after a reversal"))]
     pub available: i64,
     pub pending: u64,
     pub lifetime_earned: u64,
@@ -225,19 +290,26 @@ impl BalanceView {
     }
 }
 
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema), schemars(rename = "Transaction"))]
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct TransactionView {
+    #[cfg_attr(feature = "schema", schemars(with = "crate::api::schema::HexId"))]
     pub id: String,
     #[serde(rename = "type")]
     pub transaction_type: TransactionType,
     pub tokens: i64,
+    #[cfg_attr(feature = "schema", schemars(with = "Option<crate::api::schema::HexId>"))]
     pub action_id: Option<String>,
+    #[cfg_attr(feature = "schema", schemars(with = "Option<crate::api::schema::HexId>"))]
     pub pool_id: Option<String>,
     pub partner_user_id: Option<String>,
     pub stakeholder_type_code: Option<String>,
+    #[cfg_attr(feature = "schema", schemars(with = "Option<crate::api::schema::HexId>"))]
     pub campaign_id: Option<String>,
+    #[cfg_attr(feature = "schema", schemars(with = "Option<crate::api::schema::Timestamp>"))]
     pub vests_at: Option<String>,
+    #[cfg_attr(feature = "schema", schemars(with = "crate::api::schema::Timestamp"))]
     pub created_at: String,
 }
 
@@ -258,9 +330,11 @@ impl From<&TransactionRecord> for TransactionView {
     }
 }
 
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema), schemars(rename = "Partner"))]
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct PartnerView {
+    #[cfg_attr(feature = "schema", schemars(with = "crate::api::schema::HexId"))]
     pub id: String,
     pub name: String,
     pub slug: String,
@@ -276,7 +350,9 @@ pub struct PartnerView {
     pub allow_basic_auth: bool,
     pub production_approved: bool,
     pub tip_config: TipConfig,
+    #[cfg_attr(feature = "schema", schemars(with = "crate::api::schema::Timestamp"))]
     pub created_at: String,
+    #[cfg_attr(feature = "schema", schemars(with = "crate::api::schema::Timestamp"))]
     pub updated_at: String,
 }
 
@@ -305,19 +381,27 @@ impl From<&PartnerRecord> for PartnerView {
 }
 
 /// The answer to a key creation: the only time the secrets are shown.
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema), schemars(rename = "CreatedKey"))]
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct CreatedKeyView {
+    #[cfg_attr(feature = "schema", schemars(with = "crate::api::schema::KeyId"))]
     pub id: String,
+    #[cfg_attr(feature = "schema", schemars(with = "crate::api::schema::HexId"))]
     pub partner_id: String,
     pub name: String,
     pub environment: Environment,
     pub public_key: String,
+    #[cfg_attr(feature = "schema", schemars(description = "shown once"))]
     pub secret_key: String,
+    #[cfg_attr(feature = "schema", schemars(description = "shown once"))]
     pub hmac_secret: String,
     pub scopes: Vec<Scope>,
+    #[cfg_attr(feature = "schema", schemars(with = "Option<crate::api::schema::Timestamp>"))]
     pub expires_at: Option<String>,
+    #[cfg_attr(feature = "schema", schemars(with = "crate::api::schema::Timestamp"))]
     pub created_at: String,
+    #[cfg_attr(feature = "schema", schemars(with = "Option<crate::api::schema::KeyId>"))]
     pub rotated_from: Option<String>,
 }
 
@@ -328,14 +412,18 @@ impl std::fmt::Debug for CreatedKeyView {
 }
 
 /// An event envelope, as delivered and as listed in the feed.
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema), schemars(rename = "Event"))]
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct EventEnvelope<T: Serialize> {
+    #[cfg_attr(feature = "schema", schemars(with = "crate::api::schema::EventId"))]
     pub id: String,
     #[serde(rename = "type")]
     pub event_type: crate::webhooks::EventType,
+    #[cfg_attr(feature = "schema", schemars(with = "crate::api::schema::Timestamp"))]
     pub created_at: String,
     pub environment: Environment,
+    #[cfg_attr(feature = "schema", schemars(with = "crate::api::schema::HexId"))]
     pub partner_id: String,
     /// `None` only for `webhook.test`, which is not in the feed.
     pub sequence: Option<u64>,
@@ -343,10 +431,13 @@ pub struct EventEnvelope<T: Serialize> {
 }
 
 /// A key in a list or read: never a secret, only what recognises the key.
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema), schemars(rename = "Key"))]
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct KeyView {
+    #[cfg_attr(feature = "schema", schemars(with = "crate::api::schema::KeyId"))]
     pub id: String,
+    #[cfg_attr(feature = "schema", schemars(with = "crate::api::schema::HexId"))]
     pub partner_id: String,
     pub name: String,
     pub environment: Environment,
@@ -357,9 +448,13 @@ pub struct KeyView {
     pub secret_key_last4: String,
     pub scopes: Vec<Scope>,
     pub status: crate::domain::model::KeyStatus,
+    #[cfg_attr(feature = "schema", schemars(with = "crate::api::schema::Timestamp"))]
     pub created_at: String,
+    #[cfg_attr(feature = "schema", schemars(with = "Option<crate::api::schema::Timestamp>"))]
     pub last_used_at: Option<String>,
+    #[cfg_attr(feature = "schema", schemars(with = "Option<crate::api::schema::Timestamp>"))]
     pub expires_at: Option<String>,
+    #[cfg_attr(feature = "schema", schemars(with = "Option<crate::api::schema::KeyId>"))]
     pub rotated_from: Option<String>,
 }
 
@@ -385,17 +480,22 @@ impl From<&crate::domain::model::ApiKeyRecord> for KeyView {
     }
 }
 
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema), schemars(rename = "PoolRequest"))]
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct PoolRequestView {
+    #[cfg_attr(feature = "schema", schemars(with = "crate::api::schema::HexId"))]
     pub id: String,
+    #[cfg_attr(feature = "schema", schemars(with = "crate::api::schema::HexId"))]
     pub partner_id: String,
     pub environment: Environment,
     pub tokens: u64,
     pub reason: String,
     pub status: crate::services::pool_requests::PoolRequestStatus,
     pub decision_note: Option<String>,
+    #[cfg_attr(feature = "schema", schemars(with = "crate::api::schema::Timestamp"))]
     pub created_at: String,
+    #[cfg_attr(feature = "schema", schemars(with = "Option<crate::api::schema::Timestamp>"))]
     pub decided_at: Option<String>,
 }
 
@@ -415,17 +515,22 @@ impl From<&crate::services::pool_requests::PoolRequestRecord> for PoolRequestVie
     }
 }
 
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema), schemars(rename = "User"))]
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct UserView {
+    #[cfg_attr(feature = "schema", schemars(with = "crate::api::schema::HexId"))]
     pub id: String,
     pub external_id: String,
     pub email: Option<String>,
     pub first_name: Option<String>,
     pub last_name: Option<String>,
+    #[cfg_attr(feature = "schema", schemars(with = "Option<crate::api::schema::JsonObject>"))]
     pub metadata: Option<Box<RawValue>>,
     pub balance: BalanceView,
+    #[cfg_attr(feature = "schema", schemars(with = "crate::api::schema::Timestamp"))]
     pub created_at: String,
+    #[cfg_attr(feature = "schema", schemars(with = "crate::api::schema::Timestamp"))]
     pub updated_at: String,
 }
 
@@ -445,13 +550,17 @@ impl UserView {
     }
 }
 
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema), schemars(rename = "CampaignTier"))]
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct TierView {
+    #[cfg_attr(feature = "schema", schemars(with = "crate::api::schema::Decimal"))]
     pub min_amount: Box<RawValue>,
+    #[cfg_attr(feature = "schema", schemars(with = "crate::api::schema::Decimal"))]
     pub multiplier: Box<RawValue>,
 }
 
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema), schemars(rename = "CampaignSplit"))]
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct SplitView {
@@ -459,21 +568,27 @@ pub struct SplitView {
     pub percent: u8,
 }
 
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema), schemars(rename = "CampaignSchedule"))]
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ScheduleView {
+    #[cfg_attr(feature = "schema", schemars(with = "Option<crate::api::schema::Timestamp>"))]
     pub starts_at: Option<String>,
+    #[cfg_attr(feature = "schema", schemars(with = "Option<crate::api::schema::Timestamp>"))]
     pub ends_at: Option<String>,
 }
 
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema), schemars(rename = "Campaign"))]
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct CampaignView {
+    #[cfg_attr(feature = "schema", schemars(with = "crate::api::schema::HexId"))]
     pub id: String,
     pub name: String,
     pub status: crate::domain::model::CampaignStatus,
     pub action_types: Vec<String>,
     pub priority: i32,
+    #[cfg_attr(feature = "schema", schemars(with = "crate::api::schema::Decimal"))]
     pub multiplier: Box<RawValue>,
     pub tiers: Vec<TierView>,
     pub fixed_tokens: Option<u64>,
@@ -482,10 +597,14 @@ pub struct CampaignView {
     pub schedule: ScheduleView,
     pub budget_tokens: Option<u64>,
     pub budget_remaining: Option<u64>,
+    #[cfg_attr(feature = "schema", schemars(with = "Option<crate::api::schema::HexId>"))]
     pub token_pool_id: Option<String>,
     pub currencies: Vec<String>,
+    #[cfg_attr(feature = "schema", schemars(with = "Option<crate::api::schema::JsonObject>"))]
     pub metadata: Option<Box<RawValue>>,
+    #[cfg_attr(feature = "schema", schemars(with = "crate::api::schema::Timestamp"))]
     pub created_at: String,
+    #[cfg_attr(feature = "schema", schemars(with = "crate::api::schema::Timestamp"))]
     pub updated_at: String,
 }
 
@@ -537,9 +656,11 @@ impl From<&crate::domain::model::CampaignRecord> for CampaignView {
 }
 
 /// A nonprofit as the widget sees it: `{id, name, slug, logoUrl, ein, status}`.
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema), schemars(rename = "Organization"))]
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct OrganizationView {
+    #[cfg_attr(feature = "schema", schemars(with = "crate::api::schema::HexId"))]
     pub id: String,
     pub name: String,
     pub slug: String,
@@ -563,20 +684,26 @@ impl From<&crate::services::donations::OrganizationRecord> for OrganizationView 
 
 /// `GET /v1/partner/donations/status/:id`: no donor details (widget routes are public, and
 /// the link and referral code may carry the donor's email and name).
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema), schemars(rename = "DonationStatus"))]
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct DonationStatusView {
+    #[cfg_attr(feature = "schema", schemars(with = "crate::api::schema::HexId"))]
     pub partner_donation_id: String,
     pub status: crate::services::donations::DonationStatus,
     pub nonprofit_slug: String,
     pub amount: u64,
     pub currency: String,
     pub frequency: crate::services::donations::Frequency,
+    #[cfg_attr(feature = "schema", schemars(extend("enum" = ["every.org", "stripe"])))]
     pub provider: &'static str,
     pub tip_amount: u64,
     pub provider_reference: Option<String>,
+    #[cfg_attr(feature = "schema", schemars(with = "crate::api::schema::Timestamp"))]
     pub created_at: String,
+    #[cfg_attr(feature = "schema", schemars(with = "Option<crate::api::schema::Timestamp>"))]
     pub completed_at: Option<String>,
+    #[cfg_attr(feature = "schema", schemars(with = "Option<crate::api::schema::Timestamp>"))]
     pub failed_at: Option<String>,
 }
 

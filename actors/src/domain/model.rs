@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use crate::domain::ids::Id;
 
 /// Which dataset a key addresses: `pk_test_`/`sk_test_` → sandbox, `_live_` → production.
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema), schemars(inline))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Environment {
@@ -80,6 +81,7 @@ impl PartnerEnv {
     }
 }
 
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema), schemars(inline))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum PartnerStatus {
@@ -99,6 +101,7 @@ impl PartnerStatus {
     }
 }
 
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema), schemars(inline))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum Tier {
@@ -120,6 +123,7 @@ impl Tier {
     }
 }
 
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct RateLimit {
@@ -127,6 +131,7 @@ pub struct RateLimit {
     pub per_minute: u32,
 }
 
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema), schemars(inline))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum Feature {
@@ -134,6 +139,7 @@ pub enum Feature {
     Actions,
 }
 
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct TipConfig {
@@ -170,6 +176,7 @@ impl PartnerRecord {
 }
 
 /// What a key may do (from the loyalty-platform seed). Stored as a bit set.
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema), schemars(inline))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Scope {
     #[serde(rename = "actions:read")]
@@ -266,6 +273,7 @@ impl ScopeSet {
     }
 }
 
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema), schemars(inline))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum KeyStatus {
@@ -548,6 +556,7 @@ impl UserRecord {
     }
 }
 
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema), schemars(inline))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum ActionStatus {
@@ -588,6 +597,7 @@ pub struct ActionRecord {
     pub created_at_ms: u64,
 }
 
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema), schemars(inline))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum TransactionType {
@@ -681,6 +691,7 @@ pub struct EventRecord {
     pub envelope_json: Vec<u8>,
 }
 
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema), schemars(inline))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum CampaignStatus {

@@ -338,27 +338,33 @@ pub struct ReversalDraft<'a> {
     pub now_ms: u64,
 }
 
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema), schemars(rename = "ReversalShare"))]
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ReversalShareView {
     pub partner_user_id: String,
     pub stakeholder_type_code: String,
     pub tokens: u64,
+    #[cfg_attr(feature = "schema", schemars(with = "Option<crate::api::schema::HexId>"))]
     pub transaction_id: Option<String>,
 }
 
 /// The answer to a reversal.
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema), schemars(rename = "Reversal"))]
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ReversalResponse {
+    #[cfg_attr(feature = "schema", schemars(with = "crate::api::schema::HexId"))]
     pub action_id: String,
     pub status: ActionStatus,
     pub reversed_tokens: u64,
     pub total_reversed_tokens: u64,
     pub remaining_tokens: u64,
     pub reason: String,
+    #[cfg_attr(feature = "schema", schemars(with = "Vec<crate::api::schema::HexId>"))]
     pub transaction_ids: Vec<String>,
     pub allocations: Vec<ReversalShareView>,
+    #[cfg_attr(feature = "schema", schemars(with = "crate::api::schema::Timestamp"))]
     pub created_at: String,
 }
 
@@ -442,14 +448,17 @@ pub fn post_reversal(draft: ReversalDraft<'_>, ids: &IdGenerator) -> RewardPosti
 }
 
 /// The answer to a redemption.
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema), schemars(rename = "Redemption"))]
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct RedemptionResponse {
+    #[cfg_attr(feature = "schema", schemars(with = "crate::api::schema::HexId"))]
     pub transaction_id: String,
     pub partner_user_id: String,
     pub tokens: u64,
     pub reason: String,
     pub balance: BalanceView,
+    #[cfg_attr(feature = "schema", schemars(with = "crate::api::schema::Timestamp"))]
     pub created_at: String,
 }
 

@@ -14,6 +14,7 @@ use crate::domain::request::{AllocationRequest, IdempotencyKey};
 use crate::store::reads::{Page, PageRequest, Verdict};
 use crate::store::records;
 
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema), schemars(inline))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum PoolRequestStatus {

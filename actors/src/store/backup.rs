@@ -44,6 +44,7 @@ const RESTORE_BATCH_BYTES_MAX: usize = 32 * 1024 * 1024;
 /// Progress is reported every this many records.
 const PROGRESS_EVERY_RECORDS: u64 = 100_000;
 
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema), schemars(rename = "BackupManifest"))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Manifest {
@@ -58,6 +59,7 @@ pub struct Manifest {
     /// The write-ahead log sequence the copy covers: every write acknowledged before the
     /// backup began is at or below it.
     pub sequence: u64,
+    #[cfg_attr(feature = "schema", schemars(with = "crate::api::schema::Timestamp"))]
     pub created_at: String,
     pub created_at_ms: u64,
     pub duration_ms: u64,
@@ -67,6 +69,7 @@ pub struct Manifest {
     pub files: Vec<BackupFile>,
 }
 
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema), schemars(rename = "BackupFile"))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct BackupFile {

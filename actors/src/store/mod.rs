@@ -189,6 +189,7 @@ pub trait Store: Send + Sync + 'static {
     }
 }
 
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema), schemars(inline))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum StoreBackend {

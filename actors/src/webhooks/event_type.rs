@@ -127,6 +127,22 @@ impl Serialize for EventType {
     }
 }
 
+/// A contract name, one of [`EventType::names`] (its serialized form, written by hand above).
+#[cfg(feature = "schema")]
+impl schemars::JsonSchema for EventType {
+    fn inline_schema() -> bool {
+        true
+    }
+
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "EventType".into()
+    }
+
+    fn json_schema(_generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({ "type": "string", "enum": EventType::names().collect::<Vec<_>>() })
+    }
+}
+
 impl<'de> Deserialize<'de> for EventType {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<EventType, D::Error> {
         struct Visitor;

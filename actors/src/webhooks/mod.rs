@@ -203,6 +203,7 @@ impl WebhookConfig {
     }
 }
 
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema), schemars(inline))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum EndpointStatus {
@@ -271,6 +272,7 @@ pub fn open_secret(master_key: &MasterKey, endpoint_id: Id, sealed: &[u8]) -> Re
     Ok(Secret::new(String::from_utf8_lossy(&bytes).into_owned()))
 }
 
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema), schemars(inline))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum DeliveryStatus {
@@ -479,20 +481,27 @@ impl DeliveryFact {
 }
 
 /// An endpoint as the API shows it. `secret` only in the answers that create one.
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema), schemars(rename = "WebhookEndpoint"))]
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct EndpointView {
+    #[cfg_attr(feature = "schema", schemars(with = "crate::api::schema::HexId"))]
     pub id: String,
     pub url: String,
     pub description: Option<String>,
     pub event_types: Vec<EventType>,
     pub receive_all_events: bool,
+    #[cfg_attr(feature = "schema", schemars(with = "std::collections::BTreeMap<String, String>"))]
     pub headers: serde_json::Map<String, serde_json::Value>,
     pub status: EndpointStatus,
     pub disabled_reason: Option<String>,
+    #[cfg_attr(feature = "schema", schemars(with = "Option<crate::api::schema::WebhookSecret>"))]
     pub secret: Option<String>,
+    #[cfg_attr(feature = "schema", schemars(with = "Option<crate::api::schema::Timestamp>"))]
     pub previous_secret_expires_at: Option<String>,
+    #[cfg_attr(feature = "schema", schemars(with = "crate::api::schema::Timestamp"))]
     pub created_at: String,
+    #[cfg_attr(feature = "schema", schemars(with = "crate::api::schema::Timestamp"))]
     pub updated_at: String,
 }
 
@@ -520,9 +529,20 @@ impl EndpointView {
     }
 }
 
+/// The answer to an endpoint's deletion.
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema), schemars(rename = "WebhookEndpointDeleted"))]
+#[derive(Debug, Serialize)]
+pub struct EndpointDeleted {
+    #[cfg_attr(feature = "schema", schemars(with = "crate::api::schema::HexId"))]
+    pub id: String,
+    pub deleted: bool,
+}
+
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema), schemars(rename = "DeliveryAttempt"))]
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct AttemptView {
+    #[cfg_attr(feature = "schema", schemars(with = "crate::api::schema::Timestamp"))]
     pub attempted_at: String,
     pub status_code: Option<u16>,
     pub latency_ms: u64,
@@ -532,18 +552,25 @@ pub struct AttemptView {
 }
 
 /// A delivery and its attempts, newest last.
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema), schemars(rename = "Delivery"))]
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct DeliveryView {
+    #[cfg_attr(feature = "schema", schemars(with = "crate::api::schema::DeliveryId"))]
     pub id: String,
+    #[cfg_attr(feature = "schema", schemars(with = "crate::api::schema::HexId"))]
     pub endpoint_id: String,
+    #[cfg_attr(feature = "schema", schemars(with = "crate::api::schema::EventId"))]
     pub event_id: String,
     pub event_type: EventType,
     pub status: DeliveryStatus,
     pub attempt_count: u32,
+    #[cfg_attr(feature = "schema", schemars(with = "Option<crate::api::schema::Timestamp>"))]
     pub next_attempt_at: Option<String>,
     pub attempts: Vec<AttemptView>,
+    #[cfg_attr(feature = "schema", schemars(with = "crate::api::schema::Timestamp"))]
     pub created_at: String,
+    #[cfg_attr(feature = "schema", schemars(with = "crate::api::schema::Timestamp"))]
     pub updated_at: String,
 }
 

@@ -27,7 +27,7 @@ use crate::http::list::{ListQuery, list_response};
 use crate::http::parse::{hex_id, idempotency_key, is_action_type, is_email, parse_metadata, positive_tokens};
 use crate::http::request_id::current_request_id;
 use crate::http::routes::{BATCH_PATH, Guard, Route, read};
-use crate::http::{AppState, json_response, write_outcome_parts, write_outcome_response};
+use crate::http::{AppState, json_response, sorted_json_response, write_outcome_parts, write_outcome_response};
 
 /// The longest `reason` a reversal may carry.
 const REASON_CHARS_MAX: usize = 500;
@@ -65,12 +65,21 @@ async fn quote(State(state): State<AppState>, Authorized { caller, request }: Au
     Ok(write_outcome_response(outcome))
 }
 
-#[derive(Serialize)]
+/// One batch item's answer: what `submit` would have answered for it alone.
+#[derive(Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
-struct BatchResult {
+pub(crate) struct BatchResult {
     index: usize,
     status_code: u16,
+    /// an Action, or an Error
+    #[schemars(with = "reward_actors::api::schema::JsonObject")]
     body: Box<RawValue>,
+}
+
+/// The answer to a batch: one result per item, in order.
+#[derive(Serialize, schemars::JsonSchema)]
+pub(crate) struct BatchResults {
+    results: Vec<BatchResult>,
 }
 
 /// `POST /v1/partner/actions/batch {"actions": [...]}`: up to `batch_items_max` submits,
@@ -125,7 +134,7 @@ async fn batch(State(state): State<AppState>, access: RouteAccess, request: RawR
             BatchResult { index, status_code, body: raw_json(&body) }
         })
         .collect();
-    Ok(json_response(StatusCode::OK, &serde_json::json!({ "results": results })))
+    Ok(sorted_json_response(StatusCode::OK, &BatchResults { results }))
 }
 
 /// `POST /v1/partner/actions/:id/reverse {idempotencyKey, reason, tokens?}`: all that

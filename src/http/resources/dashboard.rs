@@ -28,21 +28,28 @@ pub fn routes() -> Vec<Route> {
 
 #[derive(Serialize, Default)]
 #[serde(rename_all = "camelCase")]
-struct Window {
+#[derive(schemars::JsonSchema)]
+#[schemars(rename = "DashboardWindow")]
+pub(crate) struct Window {
     today: u64,
     last30_days: u64,
 }
 
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
-struct CampaignCounts {
+#[derive(schemars::JsonSchema)]
+#[schemars(rename = "DashboardCampaigns")]
+pub(crate) struct CampaignCounts {
     active: u64,
     total: u64,
 }
 
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
-struct DashboardView {
+#[derive(schemars::JsonSchema)]
+#[schemars(rename = "Dashboard")]
+pub(crate) struct DashboardView {
+    #[schemars(extend("enum" = ["sandbox", "production"]))]
     environment: &'static str,
     actions: Window,
     tokens_issued: Window,
@@ -51,6 +58,7 @@ struct DashboardView {
     token_pools: Vec<PoolView>,
     campaigns: CampaignCounts,
     webhook_health: WebhookHealthView,
+    #[schemars(with = "reward_actors::api::schema::Timestamp")]
     generated_at: String,
 }
 
@@ -86,8 +94,9 @@ async fn dashboard(State(state): State<AppState>, Authorized { caller, .. }: Aut
 }
 
 /// The dashboard's count of the partner's endpoints by state.
-#[derive(Serialize)]
-struct WebhookHealthView {
+#[derive(Serialize, schemars::JsonSchema)]
+#[schemars(rename = "WebhookHealth")]
+pub(crate) struct WebhookHealthView {
     endpoints: usize,
     enabled: usize,
     disabled: usize,

@@ -18,7 +18,7 @@ use reward_actors::api::common::{Currency, TOKENS_MAX};
 use reward_actors::api::donations::{DonationStatus, Frequency, NewDonation, OrganizationStatus, Provider, Settlement, Tip};
 use reward_actors::api::donations::{DonationStatusView, OrganizationView};
 use reward_actors::api::partners::PartnerRecord;
-use serde_json::json;
+use serde::Serialize;
 
 use crate::http::auth::{Access, Authorized, unguarded};
 use crate::http::cors::{allow_origin, widget_answer};
@@ -27,7 +27,7 @@ use crate::http::extract::{PathSegment, RawRequest};
 use crate::http::fields::Fields;
 use crate::http::parse::{email, enum_field, is_slug, organization_slug};
 use crate::http::routes::{Guard, Route};
-use crate::http::{AppState, json_response};
+use crate::http::{AppState, json_response, sorted_json_response};
 use crate::signing;
 
 /// The longest referral code a link carries.
@@ -84,14 +84,23 @@ async fn donation_status(
     widget_answer(&request, answer.await)
 }
 
+/// The answer to a link's creation.
+#[derive(Serialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct DonationLink {
+    donation_link: String,
+    #[schemars(with = "reward_actors::api::schema::HexId")]
+    partner_donation_id: String,
+}
+
 /// `POST /v1/partner/donations/create-link` → 201 `{donationLink, partnerDonationId}`.
 async fn create_link(State(state): State<AppState>, Authorized { caller, request }: Authorized) -> Response {
     let answer = async {
         request.require_json()?;
         let new = parse_donation(&request.body, caller.partner(), &state)?;
         let donation = state.engine.donations().create_donation(caller.partner_env(), caller.partner().tip_config, new).await?;
-        let body = json!({ "donationLink": donation.donation_link, "partnerDonationId": donation.id.to_hex() });
-        let mut response = json_response(StatusCode::CREATED, &body);
+        let body = DonationLink { donation_link: donation.donation_link, partner_donation_id: donation.id.to_hex() };
+        let mut response = sorted_json_response(StatusCode::CREATED, &body);
         allow_origin(caller.partner(), &request.headers, response.headers_mut());
         Ok(response)
     };

@@ -6,23 +6,40 @@ use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use prometheus::{Encoder, TextEncoder};
+use reward_actors::api::operations::StoreBackend;
+use serde::Serialize;
 use serde_json::json;
 
 use crate::http::error::ApiError;
 use crate::http::routes::{Guard, Route};
-use crate::http::{AppState, json_response};
+use crate::http::{AppState, sorted_json_response};
 
 pub fn routes() -> Vec<Route> {
     vec![Route::get("/healthz", Guard::Public, healthz), Route::get("/readyz", Guard::Public, readyz), Route::get("/metrics", Guard::Public, metrics)]
 }
 
+/// `/healthz`: alive, and the server's clock in Unix seconds (requests are signed against it).
+#[derive(Serialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct Health {
+    status: &'static str,
+    server_time: u64,
+}
+
+/// `/readyz` when ready: the store it runs on.
+#[derive(Serialize, schemars::JsonSchema)]
+pub(crate) struct Readiness {
+    status: &'static str,
+    store: StoreBackend,
+}
+
 async fn healthz(State(state): State<AppState>) -> Response {
-    json_response(StatusCode::OK, &json!({ "status": "ok", "serverTime": state.engine.clock().now_secs() }))
+    sorted_json_response(StatusCode::OK, &Health { status: "ok", server_time: state.engine.clock().now_secs() })
 }
 
 async fn readyz(State(state): State<AppState>) -> Response {
     match state.engine.not_ready_reason() {
-        None => json_response(StatusCode::OK, &json!({ "status": "ready", "store": state.engine.store_backend().as_str() })),
+        None => sorted_json_response(StatusCode::OK, &Readiness { status: "ready", store: state.engine.store_backend() }),
         // The reason is for the operator (e.g. "… No space left on device (os error 28) …");
         // it names the failure, never a key, a value or a secret.
         Some(reason) => {

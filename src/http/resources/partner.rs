@@ -3,16 +3,17 @@
 
 use axum::http::StatusCode;
 use axum::response::Response;
+use reward_actors::api::common::{Environment, Feature, Scope};
 use reward_actors::api::keys::KeyKind;
-use reward_actors::api::partners::PartnerStatus;
-use serde_json::json;
+use reward_actors::api::partners::{PartnerStatus, RateLimit, TipConfig};
+use serde::Serialize;
 
 use crate::http::auth::{Access, Authorized, Caller};
 use crate::http::cors::{allow_origin, widget_answer};
 use crate::http::error::ApiResult;
 use crate::http::extract::RawRequest;
-use crate::http::json_response;
 use crate::http::routes::{Guard, Route};
+use crate::http::sorted_json_response;
 
 pub fn routes() -> Vec<Route> {
     vec![
@@ -22,17 +23,50 @@ pub fn routes() -> Vec<Route> {
     ]
 }
 
+/// `GET /v1/partner/me`: the calling key, its partner and environment.
+#[derive(Serialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct Me<'a> {
+    #[schemars(with = "reward_actors::api::schema::HexId")]
+    partner_id: String,
+    partner_name: &'a str,
+    environment: Environment,
+    #[schemars(with = "reward_actors::api::schema::KeyId")]
+    key_id: String,
+    #[schemars(extend("enum" = ["secret", "publishable"]))]
+    key_type: &'static str,
+    scopes: Vec<Scope>,
+}
+
+/// `GET /v1/partner/config`: what a widget may know of its partner.
+#[derive(Serialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct WidgetConfig<'a> {
+    #[schemars(with = "reward_actors::api::schema::HexId")]
+    id: String,
+    name: &'a str,
+    slug: &'a str,
+    enabled_features: &'a [Feature],
+    rate_limit: RateLimit,
+    is_active: bool,
+    webhook_url: Option<String>,
+    tip_config: TipConfig,
+}
+
 async fn me(Authorized { caller, .. }: Authorized) -> ApiResult<Response> {
     let key = &caller.key;
-    let body = json!({
-        "partnerId": key.partner_env.partner_id.to_hex(),
-        "partnerName": key.partner.name,
-        "environment": key.partner_env.environment,
-        "keyId": key.key_id.prefixed("key_"),
-        "keyType": match key.kind { KeyKind::Publishable => "publishable", KeyKind::Secret => "secret" },
-        "scopes": if key.kind == KeyKind::Publishable { Vec::new() } else { key.scopes.to_vec() },
-    });
-    Ok(json_response(StatusCode::OK, &body))
+    let body = Me {
+        partner_id: key.partner_env.partner_id.to_hex(),
+        partner_name: &key.partner.name,
+        environment: key.partner_env.environment,
+        key_id: key.key_id.prefixed("key_"),
+        key_type: match key.kind {
+            KeyKind::Publishable => "publishable",
+            KeyKind::Secret => "secret",
+        },
+        scopes: if key.kind == KeyKind::Publishable { Vec::new() } else { key.scopes.to_vec() },
+    };
+    Ok(sorted_json_response(StatusCode::OK, &body))
 }
 
 /// Browsers must be able to read a widget route's errors too (the code, Retry-After): an
@@ -44,17 +78,17 @@ async fn config(Authorized { caller, request }: Authorized) -> Response {
 
 fn partner_config(caller: &Caller, request: &RawRequest) -> ApiResult<Response> {
     let partner = caller.partner();
-    let body = json!({
-        "id": partner.id.to_hex(),
-        "name": partner.name,
-        "slug": partner.slug,
-        "enabledFeatures": partner.enabled_features,
-        "rateLimit": partner.rate_limit,
-        "isActive": partner.status == PartnerStatus::Active,
-        "webhookUrl": null,
-        "tipConfig": partner.tip_config,
-    });
-    let mut response = json_response(StatusCode::OK, &body);
+    let body = WidgetConfig {
+        id: partner.id.to_hex(),
+        name: &partner.name,
+        slug: &partner.slug,
+        enabled_features: &partner.enabled_features,
+        rate_limit: partner.rate_limit,
+        is_active: partner.status == PartnerStatus::Active,
+        webhook_url: None,
+        tip_config: partner.tip_config,
+    };
+    let mut response = sorted_json_response(StatusCode::OK, &body);
     allow_origin(partner, &request.headers, response.headers_mut());
     Ok(response)
 }

@@ -64,7 +64,9 @@ async fn get_pool(
 
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
-struct LedgerView {
+#[derive(schemars::JsonSchema)]
+#[schemars(rename = "Ledger")]
+pub(crate) struct LedgerView {
     transactions: u64,
     allocated_total: u64,
     refilled_total: u64,
@@ -76,7 +78,10 @@ struct LedgerView {
 
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
-struct ReconciliationView {
+#[derive(schemars::JsonSchema)]
+#[schemars(rename = "Reconciliation")]
+pub(crate) struct ReconciliationView {
+    #[schemars(with = "reward_actors::api::schema::HexId")]
     token_pool_id: String,
     /// The totals the pool holds.
     pool: PoolView,
@@ -85,6 +90,7 @@ struct ReconciliationView {
     /// Whether every total matches, and `allocatedTotal + refilledTotal = balance +
     /// issuedTotal − reversedTotal` holds on both sides.
     balanced: bool,
+    #[schemars(with = "reward_actors::api::schema::Timestamp")]
     checked_at: String,
 }
 

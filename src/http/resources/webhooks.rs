@@ -116,7 +116,10 @@ async fn list_deliveries(
 
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
-struct FeedPage<'a> {
+#[derive(schemars::JsonSchema)]
+#[schemars(rename = "EventList")]
+pub(crate) struct FeedPage<'a> {
+    #[schemars(with = "Vec<reward_actors::api::webhooks::EventEnvelope<serde_json::Value>>")]
     data: Vec<&'a RawValue>,
     has_more: bool,
     /// The last sequence on this page, to pass back as `after` (a string, like every cursor).

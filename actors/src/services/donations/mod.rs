@@ -22,6 +22,7 @@ use crate::store::records;
 use crate::domain::model::{PartnerEnv, TipConfig};
 use crate::domain::money::{Currency, round_half_up};
 
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema), schemars(inline))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum OrganizationStatus {
@@ -50,6 +51,7 @@ pub struct OrganizationFields {
     pub status: Option<OrganizationStatus>,
 }
 
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema), schemars(inline))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum DonationStatus {
@@ -58,6 +60,7 @@ pub enum DonationStatus {
     Failed,
 }
 
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema), schemars(inline))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Frequency {

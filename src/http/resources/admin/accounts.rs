@@ -13,7 +13,7 @@ use crate::http::fields::Fields;
 use crate::http::parse::email;
 use crate::http::resources::portal::{account_view, password};
 use crate::http::routes::{Guard, Route};
-use crate::http::{AppState, json_response};
+use crate::http::{AppState, sorted_json_response};
 
 pub fn routes() -> Vec<Route> {
     vec![Route::post("/api/v1/admin/accounts", Guard::Admin, create_account)]
@@ -37,5 +37,5 @@ async fn create_account(State(state): State<AppState>, AdminRequest(request): Ad
         return Err(ApiError::field("body", "is invalid"));
     };
     let account = state.engine.portal().create_account(NewAccount { email, name, password, partner_id }).await?;
-    Ok(json_response(StatusCode::CREATED, &account_view(&account)))
+    Ok(sorted_json_response(StatusCode::CREATED, &account_view(&account)))
 }

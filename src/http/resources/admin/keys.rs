@@ -6,14 +6,13 @@ use axum::response::Response;
 use reward_actors::api::common::ScopeSet;
 use reward_actors::api::keys::KeyView;
 use reward_actors::api::keys::NewKey;
-use serde_json::json;
 
 use super::partner_id;
 use crate::http::auth::AdminRequest;
 use crate::http::error::{ApiError, ApiResult};
 use crate::http::extract::PathSegment;
 use crate::http::fields::Fields;
-use crate::http::list::ListQuery;
+use crate::http::list::{ListQuery, sorted_list_response};
 use crate::http::parse::key_id;
 use crate::http::parse::{environment, future_timestamp, scopes};
 use crate::http::routes::{Guard, Route};
@@ -33,7 +32,7 @@ async fn list_keys(State(state): State<AppState>, PathSegment(partner): PathSegm
     let partner_id = partner_id(&partner)?;
     state.engine.partners().get_partner(partner_id)?;
     let keys = state.engine.keys().list_api_keys(partner_id)?;
-    Ok(json_response(StatusCode::OK, &json!({ "data": keys.iter().map(KeyView::from).collect::<Vec<_>>(), "hasMore": false, "nextCursor": null })))
+    Ok(sorted_list_response(keys.iter().map(KeyView::from).collect(), false))
 }
 
 async fn rotate_key(

@@ -1,13 +1,13 @@
 //! The operator API under `/api/v1/admin`, behind the admin token. One file per resource.
 
 mod accounts;
-mod backups;
-mod clock;
+pub(crate) mod backups;
+pub(crate) mod clock;
 mod keys;
 mod operator;
 pub mod organizations;
 mod partners;
-mod pool_requests;
+pub(crate) mod pool_requests;
 mod token_pools;
 
 use reward_actors::api::common::Id;

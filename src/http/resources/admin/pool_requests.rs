@@ -7,7 +7,7 @@ use axum::response::Response;
 use reward_actors::api::common::Id;
 use reward_actors::api::pools::PoolRequestStatus;
 use reward_actors::api::pools::PoolRequestView;
-use serde_json::json;
+use serde::Serialize;
 
 use crate::http::auth::AdminRequest;
 use crate::http::error::{ApiError, ApiResult};
@@ -15,7 +15,7 @@ use crate::http::extract::{PathSegment, RawRequest};
 use crate::http::fields::Fields;
 use crate::http::list::{ListQuery, list_response};
 use crate::http::routes::{Guard, Route};
-use crate::http::{AppState, json_response};
+use crate::http::{AppState, json_response, sorted_json_response};
 
 pub fn routes() -> Vec<Route> {
     vec![
@@ -52,6 +52,15 @@ fn note(request: &RawRequest) -> ApiResult<Option<String>> {
     Ok(note)
 }
 
+/// An approval: the request, and the pool its tokens landed in.
+#[derive(Serialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct PoolRequestDecision {
+    request: PoolRequestView,
+    #[schemars(with = "reward_actors::api::pools::PoolView")]
+    token_pool: Box<serde_json::value::RawValue>,
+}
+
 async fn approve(State(state): State<AppState>, PathSegment(id): PathSegment, AdminRequest(request): AdminRequest) -> ApiResult<Response> {
     let request_id = request_id(&id)?;
     let note = note(&request)?;
@@ -61,8 +70,7 @@ async fn approve(State(state): State<AppState>, PathSegment(id): PathSegment, Ad
             reward_actors::api::common::raw_json(&recorded.body)
         }
     };
-    let body = json!({ "request": PoolRequestView::from(&record), "tokenPool": pool });
-    Ok(json_response(StatusCode::OK, &body))
+    Ok(sorted_json_response(StatusCode::OK, &PoolRequestDecision { request: PoolRequestView::from(&record), token_pool: pool }))
 }
 
 async fn reject(State(state): State<AppState>, PathSegment(id): PathSegment, AdminRequest(request): AdminRequest) -> ApiResult<Response> {

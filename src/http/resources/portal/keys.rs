@@ -15,13 +15,12 @@ use reward_actors::api::partners::NewPartner;
 use reward_actors::api::partners::PartnerView;
 use reward_actors::api::partners::{PartnerRecord, PartnerStatus, Tier};
 use reward_actors::api::portal::AccountRecord;
-use serde_json::json;
 
 use super::PortalCaller;
 use crate::http::error::{ApiError, ApiResult};
 use crate::http::extract::PathSegment;
 use crate::http::fields::Fields;
-use crate::http::list::ListQuery;
+use crate::http::list::{ListQuery, sorted_list_response};
 use crate::http::parse::{environment, future_timestamp, key_id, scopes};
 use crate::http::routes::{Guard, Route};
 use crate::http::{AppState, json_response};
@@ -102,7 +101,7 @@ async fn list_keys(State(state): State<AppState>, PortalCaller { account, reques
         Some(partner_id) => state.engine.keys().list_api_keys(partner_id)?,
         None => Vec::new(),
     };
-    Ok(json_response(StatusCode::OK, &json!({ "data": keys.iter().map(KeyView::from).collect::<Vec<_>>(), "hasMore": false, "nextCursor": null })))
+    Ok(sorted_list_response(keys.iter().map(KeyView::from).collect(), false))
 }
 
 async fn partner_info(State(state): State<AppState>, PortalCaller { account, .. }: PortalCaller) -> ApiResult<Response> {

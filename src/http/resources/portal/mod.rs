@@ -16,7 +16,8 @@ use reward_actors::api::common::format_timestamp;
 use reward_actors::api::keys::KeyStatus;
 use reward_actors::api::partners::PartnerView;
 use reward_actors::api::portal::{AccountRecord, NewAccount};
-use serde_json::{Value, json};
+use serde::Serialize;
+use serde_json::json;
 
 use crate::http::auth::unguarded;
 use crate::http::error::{ApiError, ApiResult};
@@ -24,7 +25,7 @@ use crate::http::extract::RawRequest;
 use crate::http::fields::Fields;
 use crate::http::parse::email;
 use crate::http::routes::{Guard, Route};
-use crate::http::{AppState, json_response};
+use crate::http::{AppState, sorted_json_response};
 use crate::jwt::{self, AccessClaims};
 
 /// What the portal needs to sign and check its tokens.
@@ -47,14 +48,52 @@ pub fn routes() -> Vec<Route> {
     ]
 }
 
-pub fn account_view(account: &AccountRecord) -> Value {
-    json!({
-        "id": account.id.to_hex(),
-        "email": account.email,
-        "name": account.name,
-        "partnerId": account.partner_id.map(Id::to_hex),
-        "createdAt": format_timestamp(account.created_at_ms),
-    })
+/// A portal account as its answers show it.
+#[derive(Serialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+#[schemars(rename = "Account")]
+pub struct AccountView {
+    #[schemars(with = "reward_actors::api::schema::HexId")]
+    id: String,
+    email: String,
+    name: String,
+    #[schemars(with = "Option<reward_actors::api::schema::HexId>")]
+    partner_id: Option<String>,
+    #[schemars(with = "reward_actors::api::schema::Timestamp")]
+    created_at: String,
+}
+
+pub fn account_view(account: &AccountRecord) -> AccountView {
+    AccountView {
+        id: account.id.to_hex(),
+        email: account.email.clone(),
+        name: account.name.clone(),
+        partner_id: account.partner_id.map(Id::to_hex),
+        created_at: format_timestamp(account.created_at_ms),
+    }
+}
+
+/// A signed-in session. No `Debug`: it holds the access and refresh tokens.
+#[derive(Serialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct Session {
+    access_token: String,
+    refresh_token: String,
+    #[schemars(extend("enum" = ["Bearer"]))]
+    token_type: &'static str,
+    expires_in: u64,
+    account: AccountView,
+    partner: Option<PartnerView>,
+    publishable_key: Option<String>,
+}
+
+/// `GET /v1/partner/auth/me`: the signed-in account and its partner.
+#[derive(Serialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+#[schemars(rename = "PortalMe")]
+pub(crate) struct PortalMe {
+    account: AccountView,
+    partner: Option<PartnerView>,
 }
 
 fn invalid_token(message: &str) -> ApiError {
@@ -93,7 +132,7 @@ impl FromRequest<AppState> for PortalCaller {
 }
 
 /// Access and refresh tokens, the account, its partner and a publishable key to start with.
-async fn session(state: &AppState, account: &AccountRecord) -> ApiResult<Value> {
+async fn session(state: &AppState, account: &AccountRecord) -> ApiResult<Session> {
     let now_secs = state.engine.clock().now_secs();
     let ttl = state.portal.access_token_ttl_secs;
     let claims = AccessClaims { sub: account.id.to_hex(), iat: now_secs, exp: now_secs + ttl, typ: "access".into() };
@@ -112,15 +151,15 @@ async fn session(state: &AppState, account: &AccountRecord) -> ApiResult<Value> 
         }
         None => (None, None),
     };
-    Ok(json!({
-        "accessToken": access_token,
-        "refreshToken": refresh_token.expose(),
-        "tokenType": "Bearer",
-        "expiresIn": ttl,
-        "account": account_view(account),
-        "partner": partner,
-        "publishableKey": publishable_key,
-    }))
+    Ok(Session {
+        access_token,
+        refresh_token: refresh_token.expose().to_owned(),
+        token_type: "Bearer",
+        expires_in: ttl,
+        account: account_view(account),
+        partner,
+        publishable_key,
+    })
 }
 
 /// Each sign-in attempt costs an Argon2 hash: a client address gets a bounded number per
@@ -161,7 +200,7 @@ async fn register(State(state): State<AppState>, request: RawRequest) -> ApiResu
         return Err(ApiError::field("body", "is invalid"));
     };
     let account = state.engine.portal().create_account(NewAccount { email, name, password, partner_id: None }).await?;
-    Ok(json_response(StatusCode::CREATED, &session(&state, &account).await?))
+    Ok(sorted_json_response(StatusCode::CREATED, &session(&state, &account).await?))
 }
 
 async fn login(State(state): State<AppState>, request: RawRequest) -> ApiResult<Response> {
@@ -176,7 +215,7 @@ async fn login(State(state): State<AppState>, request: RawRequest) -> ApiResult<
     };
     let account =
         state.engine.portal().authenticate_account(&email, password).await?.ok_or_else(|| invalid_token("the email or the password is wrong"))?;
-    Ok(json_response(StatusCode::OK, &session(&state, &account).await?))
+    Ok(sorted_json_response(StatusCode::OK, &session(&state, &account).await?))
 }
 
 async fn refresh(State(state): State<AppState>, request: RawRequest) -> ApiResult<Response> {
@@ -188,12 +227,12 @@ async fn refresh(State(state): State<AppState>, request: RawRequest) -> ApiResul
     let token = token.ok_or_else(|| ApiError::field("refreshToken", "is required"))?;
     let account =
         state.engine.portal().redeem_refresh_token(&token).await?.ok_or_else(|| invalid_token("the refresh token is unknown, used or expired"))?;
-    Ok(json_response(StatusCode::OK, &session(&state, &account).await?))
+    Ok(sorted_json_response(StatusCode::OK, &session(&state, &account).await?))
 }
 
 async fn me(State(state): State<AppState>, PortalCaller { account, .. }: PortalCaller) -> ApiResult<Response> {
     let partner = account.partner_id.map(|partner_id| state.engine.partners().get_partner(partner_id)).transpose()?;
-    Ok(json_response(StatusCode::OK, &json!({ "account": account_view(&account), "partner": partner.as_ref().map(PartnerView::from) })))
+    Ok(sorted_json_response(StatusCode::OK, &PortalMe { account: account_view(&account), partner: partner.as_ref().map(PartnerView::from) }))
 }
 
 pub type Portal = Arc<PortalSettings>;
