@@ -179,7 +179,8 @@ pub fn digits<T: std::str::FromStr>(text: &str) -> Option<T> {
     text.parse().ok()
 }
 
-/// A page of a list: `{data, hasMore, nextCursor}` (its component is named after the item's).
+/// A page of a list; `nextCursor`, when not null, is the `cursor` of the next page.
+// Its OpenAPI component is named after the item's (`UserList`).
 #[derive(Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 #[schemars(rename = "{T}List")]

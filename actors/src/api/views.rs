@@ -425,7 +425,7 @@ pub struct EventEnvelope<T: Serialize> {
     pub environment: Environment,
     #[cfg_attr(feature = "schema", schemars(with = "crate::api::schema::HexId"))]
     pub partner_id: String,
-    /// `None` only for `webhook.test`, which is not in the feed.
+    /// null only for `webhook.test`, which is not in the feed.
     pub sequence: Option<u64>,
     pub data: T,
 }

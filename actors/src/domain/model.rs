@@ -175,7 +175,8 @@ impl PartnerRecord {
     }
 }
 
-/// What a key may do (from the loyalty-platform seed). Stored as a bit set.
+/// What a key may do (from the loyalty-platform seed).
+// Stored as a bit set (`ScopeSet`).
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema), schemars(inline))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Scope {

@@ -73,7 +73,8 @@ pub fn account_view(account: &AccountRecord) -> AccountView {
     }
 }
 
-/// A signed-in session. No `Debug`: it holds the access and refresh tokens.
+/// A signed-in session.
+// No `Debug`: it holds the access and refresh tokens.
 #[derive(Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub(crate) struct Session {
