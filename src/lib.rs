@@ -10,7 +10,8 @@
 //! - [`listener`]: the accept loop with connection bounds (cap, header and idle timeouts).
 //! - [`http`]: the partner and admin API. `http::resources` holds one file per resource (named
 //!   like the engine's façade it calls), each listing its routes (`http::routes`: method, path,
-//!   guard, handler; the router, authorization and the OpenAPI document are built from them);
+//!   guard, handler; the router, authorization and the OpenAPI document are built from them,
+//!   its response schemas from the answer types);
 //!   the rest of `http` is what resources share (authorization extractors, parsing, errors,
 //!   lists, CORS, request ids, metrics, the OpenAPI document); [`signing`] is the contract's request signature, shared by
 //!   the server, `sign`, `reward-bench` and tests; [`jwt`] the portal's access tokens.

@@ -2,8 +2,11 @@
 //! page at `GET /partner-api` that renders it in the browser with no external asset.
 //!
 //! The document is built here: who may call each operation (security, scope) from the
-//! route table the router is built from (`super::routes()`), and what each reads and
-//! answers from one table of operation docs keyed by (method, path) (`operations`).
+//! route table the router is built from (`super::routes()`), what each reads and which
+//! component it answers from one table of operation docs keyed by (method, path)
+//! (`operations`), and every answer component from the answer types themselves
+//! (`answer_schemas`: `schemars::JsonSchema`, derived beside `Serialize`), each answer object
+//! closed so a field the schema lacks is an error, not an extra.
 //! Tests keep it honest: it must validate against the official OpenAPI 3.1 schema, its
 //! (method, path) pairs must equal the route table's exactly, each partner route's
 //! documented scope is the one a real request is refused without, and real responses of
