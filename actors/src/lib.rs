@@ -6,9 +6,8 @@
 //! Code map, every folder and module, in reading order:
 //! - [`api`]: what the front may name, by domain; `api::facades` the handle's methods by domain
 //!   (`engine.actions()`, `engine.webhooks()`, …); `api::views` the typed answers;
-//!   `api::schema` (feature `schema`) the JSON Schemas of what views write as plain text or
-//!   raw JSON (timestamps, ids, exact decimals, metadata): with the feature every answer type
-//!   derives `schemars::JsonSchema`, from which the front builds its OpenAPI document.
+//!   with the `schema` feature every answer type derives `schemars::JsonSchema`, from which
+//!   the front builds its OpenAPI document.
 //! - `domain/`: what a reward is, pure — `money`, `rules`, `campaigns`, `model` (stored records),
 //!   `request` (validated requests), `posting` (a decided reward → one write set), `ids`, `cidr`.
 //! - `actor/`: one actix actor per (partner, environment), the only writer of its money
@@ -27,6 +26,9 @@
 //! - `services/`: what the façades do outside a partner actor — `partners`, `keys` and
 //!   `key_lookup`, `portal`, `pool_requests`, `donations`, `announcements`, `operations`
 //!   (housekeeping and backups).
+//! - `schema` (feature `schema`): the JSON Schemas of what answers write as plain text or raw
+//!   JSON (timestamps, ids, exact decimals, metadata), named by answer types in every layer
+//!   (a backup's manifest is the store's), re-exported as `api::schema`.
 //! - `webhooks/`: endpoints, the outbox, the dispatcher, one attempt, the health policy
 //!   (which the partner actor, the only writer of an endpoint's status, applies to the
 //!   dispatcher's delivery facts), signatures, the SSRF guard, the read APIs.
@@ -55,6 +57,8 @@ macro_rules! internal_modules {
 internal_modules!(domain, engine, services, store);
 mod actor;
 pub(crate) mod commit;
+#[cfg(feature = "schema")]
+pub(crate) mod schema;
 pub(crate) mod webhooks;
 
 pub use actor::{Recorded, WriteOutcome};

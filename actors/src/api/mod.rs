@@ -12,8 +12,6 @@
 //! raw JSON, for the front's OpenAPI document.
 
 pub(crate) mod facades;
-#[cfg(feature = "schema")]
-pub mod schema;
 pub(crate) mod views;
 
 /// The shared vocabulary: identifiers, time, secrets, partner environments and scopes, money, paging.
@@ -108,4 +106,11 @@ pub mod operations {
     pub use crate::store::{
         ENGINE_RUNNING, ReadOnlyOptions, Store, StoreBackend, WalOptions, backup, open_store_read_only, open_store_read_only_with, open_store_with,
     };
+}
+
+/// The JSON Schemas of what the views write as plain text or raw JSON (timestamps, ids, exact
+/// decimals, metadata), for the front's own answer types (feature `schema`).
+#[cfg(feature = "schema")]
+pub mod schema {
+    pub use crate::schema::{AnyJson, DeliveryId, EventId, HexId, JsonObject, KeyId, RequestId, Timestamp, WebhookSecret};
 }

@@ -29,7 +29,7 @@ pub struct AllocationView {
     pub partner_user_id: String,
     pub stakeholder_type_code: String,
     pub tokens: u64,
-    #[cfg_attr(feature = "schema", schemars(with = "Option<crate::api::schema::HexId>"))]
+    #[cfg_attr(feature = "schema", schemars(with = "Option<crate::schema::HexId>"))]
     pub transaction_id: Option<String>,
 }
 
@@ -49,17 +49,17 @@ impl From<&AllocationRecord> for AllocationView {
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ActionResponse {
-    #[cfg_attr(feature = "schema", schemars(with = "crate::api::schema::HexId"))]
+    #[cfg_attr(feature = "schema", schemars(with = "crate::schema::HexId"))]
     pub action_id: String,
     pub idempotency_key: String,
     pub status: ActionStatus,
     pub tokens_distributed: u64,
-    #[cfg_attr(feature = "schema", schemars(with = "Vec<crate::api::schema::HexId>"))]
+    #[cfg_attr(feature = "schema", schemars(with = "Vec<crate::schema::HexId>"))]
     pub transaction_ids: Vec<String>,
-    #[cfg_attr(feature = "schema", schemars(with = "Option<crate::api::schema::HexId>"))]
+    #[cfg_attr(feature = "schema", schemars(with = "Option<crate::schema::HexId>"))]
     pub campaign_id: Option<String>,
     pub allocations: Vec<AllocationView>,
-    #[cfg_attr(feature = "schema", schemars(with = "crate::api::schema::Timestamp"))]
+    #[cfg_attr(feature = "schema", schemars(with = "crate::schema::Timestamp"))]
     pub created_at: String,
 }
 
@@ -84,28 +84,28 @@ impl ActionResponse {
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ActionView {
-    #[cfg_attr(feature = "schema", schemars(with = "crate::api::schema::HexId"))]
+    #[cfg_attr(feature = "schema", schemars(with = "crate::schema::HexId"))]
     pub action_id: String,
     pub idempotency_key: String,
     pub status: ActionStatus,
     pub tokens_distributed: u64,
     pub reversed_tokens: u64,
-    #[cfg_attr(feature = "schema", schemars(with = "Vec<crate::api::schema::HexId>"))]
+    #[cfg_attr(feature = "schema", schemars(with = "Vec<crate::schema::HexId>"))]
     pub transaction_ids: Vec<String>,
-    #[cfg_attr(feature = "schema", schemars(with = "Option<crate::api::schema::HexId>"))]
+    #[cfg_attr(feature = "schema", schemars(with = "Option<crate::schema::HexId>"))]
     pub campaign_id: Option<String>,
     pub allocations: Vec<AllocationView>,
     pub action_type: String,
-    #[cfg_attr(feature = "schema", schemars(with = "Option<crate::api::schema::Decimal>"))]
+    #[cfg_attr(feature = "schema", schemars(with = "Option<crate::schema::Decimal>"))]
     pub amount: Option<Box<RawValue>>,
     pub currency: Option<String>,
-    #[cfg_attr(feature = "schema", schemars(with = "Option<crate::api::schema::HexId>"))]
+    #[cfg_attr(feature = "schema", schemars(with = "Option<crate::schema::HexId>"))]
     pub token_pool_id: Option<String>,
     #[cfg_attr(feature = "schema", schemars(with = "BreakdownView"))]
     pub breakdown: Box<RawValue>,
-    #[cfg_attr(feature = "schema", schemars(with = "Option<crate::api::schema::JsonObject>"))]
+    #[cfg_attr(feature = "schema", schemars(with = "Option<crate::schema::JsonObject>"))]
     pub metadata: Option<Box<RawValue>>,
-    #[cfg_attr(feature = "schema", schemars(with = "crate::api::schema::Timestamp"))]
+    #[cfg_attr(feature = "schema", schemars(with = "crate::schema::Timestamp"))]
     pub created_at: String,
 }
 
@@ -156,10 +156,10 @@ pub struct BreakdownView {
     /// `DEFAULT` (no campaign) or `CAMPAIGN`.
     #[cfg_attr(feature = "schema", schemars(extend("enum" = ["DEFAULT", "CAMPAIGN"])))]
     pub rule: &'static str,
-    #[cfg_attr(feature = "schema", schemars(with = "Option<crate::api::schema::HexId>"))]
+    #[cfg_attr(feature = "schema", schemars(with = "Option<crate::schema::HexId>"))]
     pub campaign_id: Option<String>,
     pub tier_index: Option<usize>,
-    #[cfg_attr(feature = "schema", schemars(with = "Option<crate::api::schema::Decimal>"))]
+    #[cfg_attr(feature = "schema", schemars(with = "Option<crate::schema::Decimal>"))]
     pub multiplier: Option<Box<RawValue>>,
     pub fixed_tokens: Option<u64>,
     pub max_tokens_per_action: Option<u64>,
@@ -167,7 +167,7 @@ pub struct BreakdownView {
     pub total_tokens: u64,
     pub capped: bool,
     pub tokens_distributed: u64,
-    #[cfg_attr(feature = "schema", schemars(with = "Option<crate::api::schema::HexId>"))]
+    #[cfg_attr(feature = "schema", schemars(with = "Option<crate::schema::HexId>"))]
     pub token_pool_id: Option<String>,
     pub shares: Vec<ShareView>,
 }
@@ -189,7 +189,7 @@ pub struct QuoteView {
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct QuotedCampaign {
-    #[cfg_attr(feature = "schema", schemars(with = "crate::api::schema::HexId"))]
+    #[cfg_attr(feature = "schema", schemars(with = "crate::schema::HexId"))]
     pub id: String,
     pub name: String,
     pub priority: i32,
@@ -200,7 +200,7 @@ pub struct QuotedCampaign {
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct QuoteFunding {
-    #[cfg_attr(feature = "schema", schemars(with = "Option<crate::api::schema::HexId>"))]
+    #[cfg_attr(feature = "schema", schemars(with = "Option<crate::schema::HexId>"))]
     pub token_pool_id: Option<String>,
     pub pool_balance: Option<u64>,
     pub campaign_budget_remaining: Option<u64>,
@@ -221,7 +221,7 @@ pub struct AutoRefillView {
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct PoolView {
-    #[cfg_attr(feature = "schema", schemars(with = "crate::api::schema::HexId"))]
+    #[cfg_attr(feature = "schema", schemars(with = "crate::schema::HexId"))]
     pub id: String,
     pub environment: Environment,
     pub name: Option<String>,
@@ -230,12 +230,12 @@ pub struct PoolView {
     pub refilled_total: u64,
     pub issued_total: u64,
     pub reversed_total: u64,
-    #[cfg_attr(feature = "schema", schemars(with = "Option<crate::api::schema::Timestamp>"))]
+    #[cfg_attr(feature = "schema", schemars(with = "Option<crate::schema::Timestamp>"))]
     pub expires_at: Option<String>,
     pub vesting_days: Option<u32>,
     pub low_balance_threshold: Option<u64>,
     pub auto_refill: Option<AutoRefillView>,
-    #[cfg_attr(feature = "schema", schemars(with = "crate::api::schema::Timestamp"))]
+    #[cfg_attr(feature = "schema", schemars(with = "crate::schema::Timestamp"))]
     pub created_at: String,
 }
 
@@ -294,22 +294,22 @@ impl BalanceView {
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct TransactionView {
-    #[cfg_attr(feature = "schema", schemars(with = "crate::api::schema::HexId"))]
+    #[cfg_attr(feature = "schema", schemars(with = "crate::schema::HexId"))]
     pub id: String,
     #[serde(rename = "type")]
     pub transaction_type: TransactionType,
     pub tokens: i64,
-    #[cfg_attr(feature = "schema", schemars(with = "Option<crate::api::schema::HexId>"))]
+    #[cfg_attr(feature = "schema", schemars(with = "Option<crate::schema::HexId>"))]
     pub action_id: Option<String>,
-    #[cfg_attr(feature = "schema", schemars(with = "Option<crate::api::schema::HexId>"))]
+    #[cfg_attr(feature = "schema", schemars(with = "Option<crate::schema::HexId>"))]
     pub pool_id: Option<String>,
     pub partner_user_id: Option<String>,
     pub stakeholder_type_code: Option<String>,
-    #[cfg_attr(feature = "schema", schemars(with = "Option<crate::api::schema::HexId>"))]
+    #[cfg_attr(feature = "schema", schemars(with = "Option<crate::schema::HexId>"))]
     pub campaign_id: Option<String>,
-    #[cfg_attr(feature = "schema", schemars(with = "Option<crate::api::schema::Timestamp>"))]
+    #[cfg_attr(feature = "schema", schemars(with = "Option<crate::schema::Timestamp>"))]
     pub vests_at: Option<String>,
-    #[cfg_attr(feature = "schema", schemars(with = "crate::api::schema::Timestamp"))]
+    #[cfg_attr(feature = "schema", schemars(with = "crate::schema::Timestamp"))]
     pub created_at: String,
 }
 
@@ -334,7 +334,7 @@ impl From<&TransactionRecord> for TransactionView {
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct PartnerView {
-    #[cfg_attr(feature = "schema", schemars(with = "crate::api::schema::HexId"))]
+    #[cfg_attr(feature = "schema", schemars(with = "crate::schema::HexId"))]
     pub id: String,
     pub name: String,
     pub slug: String,
@@ -350,9 +350,9 @@ pub struct PartnerView {
     pub allow_basic_auth: bool,
     pub production_approved: bool,
     pub tip_config: TipConfig,
-    #[cfg_attr(feature = "schema", schemars(with = "crate::api::schema::Timestamp"))]
+    #[cfg_attr(feature = "schema", schemars(with = "crate::schema::Timestamp"))]
     pub created_at: String,
-    #[cfg_attr(feature = "schema", schemars(with = "crate::api::schema::Timestamp"))]
+    #[cfg_attr(feature = "schema", schemars(with = "crate::schema::Timestamp"))]
     pub updated_at: String,
 }
 
@@ -385,9 +385,9 @@ impl From<&PartnerRecord> for PartnerView {
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct CreatedKeyView {
-    #[cfg_attr(feature = "schema", schemars(with = "crate::api::schema::KeyId"))]
+    #[cfg_attr(feature = "schema", schemars(with = "crate::schema::KeyId"))]
     pub id: String,
-    #[cfg_attr(feature = "schema", schemars(with = "crate::api::schema::HexId"))]
+    #[cfg_attr(feature = "schema", schemars(with = "crate::schema::HexId"))]
     pub partner_id: String,
     pub name: String,
     pub environment: Environment,
@@ -397,11 +397,11 @@ pub struct CreatedKeyView {
     #[cfg_attr(feature = "schema", schemars(description = "shown once"))]
     pub hmac_secret: String,
     pub scopes: Vec<Scope>,
-    #[cfg_attr(feature = "schema", schemars(with = "Option<crate::api::schema::Timestamp>"))]
+    #[cfg_attr(feature = "schema", schemars(with = "Option<crate::schema::Timestamp>"))]
     pub expires_at: Option<String>,
-    #[cfg_attr(feature = "schema", schemars(with = "crate::api::schema::Timestamp"))]
+    #[cfg_attr(feature = "schema", schemars(with = "crate::schema::Timestamp"))]
     pub created_at: String,
-    #[cfg_attr(feature = "schema", schemars(with = "Option<crate::api::schema::KeyId>"))]
+    #[cfg_attr(feature = "schema", schemars(with = "Option<crate::schema::KeyId>"))]
     pub rotated_from: Option<String>,
 }
 
@@ -416,14 +416,14 @@ impl std::fmt::Debug for CreatedKeyView {
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct EventEnvelope<T: Serialize> {
-    #[cfg_attr(feature = "schema", schemars(with = "crate::api::schema::EventId"))]
+    #[cfg_attr(feature = "schema", schemars(with = "crate::schema::EventId"))]
     pub id: String,
     #[serde(rename = "type")]
     pub event_type: crate::webhooks::EventType,
-    #[cfg_attr(feature = "schema", schemars(with = "crate::api::schema::Timestamp"))]
+    #[cfg_attr(feature = "schema", schemars(with = "crate::schema::Timestamp"))]
     pub created_at: String,
     pub environment: Environment,
-    #[cfg_attr(feature = "schema", schemars(with = "crate::api::schema::HexId"))]
+    #[cfg_attr(feature = "schema", schemars(with = "crate::schema::HexId"))]
     pub partner_id: String,
     /// null only for `webhook.test`, which is not in the feed.
     pub sequence: Option<u64>,
@@ -435,9 +435,9 @@ pub struct EventEnvelope<T: Serialize> {
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct KeyView {
-    #[cfg_attr(feature = "schema", schemars(with = "crate::api::schema::KeyId"))]
+    #[cfg_attr(feature = "schema", schemars(with = "crate::schema::KeyId"))]
     pub id: String,
-    #[cfg_attr(feature = "schema", schemars(with = "crate::api::schema::HexId"))]
+    #[cfg_attr(feature = "schema", schemars(with = "crate::schema::HexId"))]
     pub partner_id: String,
     pub name: String,
     pub environment: Environment,
@@ -448,13 +448,13 @@ pub struct KeyView {
     pub secret_key_last4: String,
     pub scopes: Vec<Scope>,
     pub status: crate::domain::model::KeyStatus,
-    #[cfg_attr(feature = "schema", schemars(with = "crate::api::schema::Timestamp"))]
+    #[cfg_attr(feature = "schema", schemars(with = "crate::schema::Timestamp"))]
     pub created_at: String,
-    #[cfg_attr(feature = "schema", schemars(with = "Option<crate::api::schema::Timestamp>"))]
+    #[cfg_attr(feature = "schema", schemars(with = "Option<crate::schema::Timestamp>"))]
     pub last_used_at: Option<String>,
-    #[cfg_attr(feature = "schema", schemars(with = "Option<crate::api::schema::Timestamp>"))]
+    #[cfg_attr(feature = "schema", schemars(with = "Option<crate::schema::Timestamp>"))]
     pub expires_at: Option<String>,
-    #[cfg_attr(feature = "schema", schemars(with = "Option<crate::api::schema::KeyId>"))]
+    #[cfg_attr(feature = "schema", schemars(with = "Option<crate::schema::KeyId>"))]
     pub rotated_from: Option<String>,
 }
 
@@ -484,18 +484,18 @@ impl From<&crate::domain::model::ApiKeyRecord> for KeyView {
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct PoolRequestView {
-    #[cfg_attr(feature = "schema", schemars(with = "crate::api::schema::HexId"))]
+    #[cfg_attr(feature = "schema", schemars(with = "crate::schema::HexId"))]
     pub id: String,
-    #[cfg_attr(feature = "schema", schemars(with = "crate::api::schema::HexId"))]
+    #[cfg_attr(feature = "schema", schemars(with = "crate::schema::HexId"))]
     pub partner_id: String,
     pub environment: Environment,
     pub tokens: u64,
     pub reason: String,
     pub status: crate::services::pool_requests::PoolRequestStatus,
     pub decision_note: Option<String>,
-    #[cfg_attr(feature = "schema", schemars(with = "crate::api::schema::Timestamp"))]
+    #[cfg_attr(feature = "schema", schemars(with = "crate::schema::Timestamp"))]
     pub created_at: String,
-    #[cfg_attr(feature = "schema", schemars(with = "Option<crate::api::schema::Timestamp>"))]
+    #[cfg_attr(feature = "schema", schemars(with = "Option<crate::schema::Timestamp>"))]
     pub decided_at: Option<String>,
 }
 
@@ -519,18 +519,18 @@ impl From<&crate::services::pool_requests::PoolRequestRecord> for PoolRequestVie
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct UserView {
-    #[cfg_attr(feature = "schema", schemars(with = "crate::api::schema::HexId"))]
+    #[cfg_attr(feature = "schema", schemars(with = "crate::schema::HexId"))]
     pub id: String,
     pub external_id: String,
     pub email: Option<String>,
     pub first_name: Option<String>,
     pub last_name: Option<String>,
-    #[cfg_attr(feature = "schema", schemars(with = "Option<crate::api::schema::JsonObject>"))]
+    #[cfg_attr(feature = "schema", schemars(with = "Option<crate::schema::JsonObject>"))]
     pub metadata: Option<Box<RawValue>>,
     pub balance: BalanceView,
-    #[cfg_attr(feature = "schema", schemars(with = "crate::api::schema::Timestamp"))]
+    #[cfg_attr(feature = "schema", schemars(with = "crate::schema::Timestamp"))]
     pub created_at: String,
-    #[cfg_attr(feature = "schema", schemars(with = "crate::api::schema::Timestamp"))]
+    #[cfg_attr(feature = "schema", schemars(with = "crate::schema::Timestamp"))]
     pub updated_at: String,
 }
 
@@ -554,9 +554,9 @@ impl UserView {
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct TierView {
-    #[cfg_attr(feature = "schema", schemars(with = "crate::api::schema::Decimal"))]
+    #[cfg_attr(feature = "schema", schemars(with = "crate::schema::Decimal"))]
     pub min_amount: Box<RawValue>,
-    #[cfg_attr(feature = "schema", schemars(with = "crate::api::schema::Decimal"))]
+    #[cfg_attr(feature = "schema", schemars(with = "crate::schema::Decimal"))]
     pub multiplier: Box<RawValue>,
 }
 
@@ -572,9 +572,9 @@ pub struct SplitView {
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ScheduleView {
-    #[cfg_attr(feature = "schema", schemars(with = "Option<crate::api::schema::Timestamp>"))]
+    #[cfg_attr(feature = "schema", schemars(with = "Option<crate::schema::Timestamp>"))]
     pub starts_at: Option<String>,
-    #[cfg_attr(feature = "schema", schemars(with = "Option<crate::api::schema::Timestamp>"))]
+    #[cfg_attr(feature = "schema", schemars(with = "Option<crate::schema::Timestamp>"))]
     pub ends_at: Option<String>,
 }
 
@@ -582,13 +582,13 @@ pub struct ScheduleView {
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct CampaignView {
-    #[cfg_attr(feature = "schema", schemars(with = "crate::api::schema::HexId"))]
+    #[cfg_attr(feature = "schema", schemars(with = "crate::schema::HexId"))]
     pub id: String,
     pub name: String,
     pub status: crate::domain::model::CampaignStatus,
     pub action_types: Vec<String>,
     pub priority: i32,
-    #[cfg_attr(feature = "schema", schemars(with = "crate::api::schema::Decimal"))]
+    #[cfg_attr(feature = "schema", schemars(with = "crate::schema::Decimal"))]
     pub multiplier: Box<RawValue>,
     pub tiers: Vec<TierView>,
     pub fixed_tokens: Option<u64>,
@@ -597,14 +597,14 @@ pub struct CampaignView {
     pub schedule: ScheduleView,
     pub budget_tokens: Option<u64>,
     pub budget_remaining: Option<u64>,
-    #[cfg_attr(feature = "schema", schemars(with = "Option<crate::api::schema::HexId>"))]
+    #[cfg_attr(feature = "schema", schemars(with = "Option<crate::schema::HexId>"))]
     pub token_pool_id: Option<String>,
     pub currencies: Vec<String>,
-    #[cfg_attr(feature = "schema", schemars(with = "Option<crate::api::schema::JsonObject>"))]
+    #[cfg_attr(feature = "schema", schemars(with = "Option<crate::schema::JsonObject>"))]
     pub metadata: Option<Box<RawValue>>,
-    #[cfg_attr(feature = "schema", schemars(with = "crate::api::schema::Timestamp"))]
+    #[cfg_attr(feature = "schema", schemars(with = "crate::schema::Timestamp"))]
     pub created_at: String,
-    #[cfg_attr(feature = "schema", schemars(with = "crate::api::schema::Timestamp"))]
+    #[cfg_attr(feature = "schema", schemars(with = "crate::schema::Timestamp"))]
     pub updated_at: String,
 }
 
@@ -660,7 +660,7 @@ impl From<&crate::domain::model::CampaignRecord> for CampaignView {
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct OrganizationView {
-    #[cfg_attr(feature = "schema", schemars(with = "crate::api::schema::HexId"))]
+    #[cfg_attr(feature = "schema", schemars(with = "crate::schema::HexId"))]
     pub id: String,
     pub name: String,
     pub slug: String,
@@ -688,7 +688,7 @@ impl From<&crate::services::donations::OrganizationRecord> for OrganizationView 
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct DonationStatusView {
-    #[cfg_attr(feature = "schema", schemars(with = "crate::api::schema::HexId"))]
+    #[cfg_attr(feature = "schema", schemars(with = "crate::schema::HexId"))]
     pub partner_donation_id: String,
     pub status: crate::services::donations::DonationStatus,
     pub nonprofit_slug: String,
@@ -699,11 +699,11 @@ pub struct DonationStatusView {
     pub provider: &'static str,
     pub tip_amount: u64,
     pub provider_reference: Option<String>,
-    #[cfg_attr(feature = "schema", schemars(with = "crate::api::schema::Timestamp"))]
+    #[cfg_attr(feature = "schema", schemars(with = "crate::schema::Timestamp"))]
     pub created_at: String,
-    #[cfg_attr(feature = "schema", schemars(with = "Option<crate::api::schema::Timestamp>"))]
+    #[cfg_attr(feature = "schema", schemars(with = "Option<crate::schema::Timestamp>"))]
     pub completed_at: Option<String>,
-    #[cfg_attr(feature = "schema", schemars(with = "Option<crate::api::schema::Timestamp>"))]
+    #[cfg_attr(feature = "schema", schemars(with = "Option<crate::schema::Timestamp>"))]
     pub failed_at: Option<String>,
 }
 

@@ -345,7 +345,7 @@ pub struct ReversalShareView {
     pub partner_user_id: String,
     pub stakeholder_type_code: String,
     pub tokens: u64,
-    #[cfg_attr(feature = "schema", schemars(with = "Option<crate::api::schema::HexId>"))]
+    #[cfg_attr(feature = "schema", schemars(with = "Option<crate::schema::HexId>"))]
     pub transaction_id: Option<String>,
 }
 
@@ -354,17 +354,17 @@ pub struct ReversalShareView {
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ReversalResponse {
-    #[cfg_attr(feature = "schema", schemars(with = "crate::api::schema::HexId"))]
+    #[cfg_attr(feature = "schema", schemars(with = "crate::schema::HexId"))]
     pub action_id: String,
     pub status: ActionStatus,
     pub reversed_tokens: u64,
     pub total_reversed_tokens: u64,
     pub remaining_tokens: u64,
     pub reason: String,
-    #[cfg_attr(feature = "schema", schemars(with = "Vec<crate::api::schema::HexId>"))]
+    #[cfg_attr(feature = "schema", schemars(with = "Vec<crate::schema::HexId>"))]
     pub transaction_ids: Vec<String>,
     pub allocations: Vec<ReversalShareView>,
-    #[cfg_attr(feature = "schema", schemars(with = "crate::api::schema::Timestamp"))]
+    #[cfg_attr(feature = "schema", schemars(with = "crate::schema::Timestamp"))]
     pub created_at: String,
 }
 
@@ -452,13 +452,13 @@ pub fn post_reversal(draft: ReversalDraft<'_>, ids: &IdGenerator) -> RewardPosti
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct RedemptionResponse {
-    #[cfg_attr(feature = "schema", schemars(with = "crate::api::schema::HexId"))]
+    #[cfg_attr(feature = "schema", schemars(with = "crate::schema::HexId"))]
     pub transaction_id: String,
     pub partner_user_id: String,
     pub tokens: u64,
     pub reason: String,
     pub balance: BalanceView,
-    #[cfg_attr(feature = "schema", schemars(with = "crate::api::schema::Timestamp"))]
+    #[cfg_attr(feature = "schema", schemars(with = "crate::schema::Timestamp"))]
     pub created_at: String,
 }
 

@@ -59,7 +59,7 @@ pub struct Manifest {
     /// The write-ahead log sequence the copy covers: every write acknowledged before the
     /// backup began is at or below it.
     pub sequence: u64,
-    #[cfg_attr(feature = "schema", schemars(with = "crate::api::schema::Timestamp"))]
+    #[cfg_attr(feature = "schema", schemars(with = "crate::schema::Timestamp"))]
     pub created_at: String,
     pub created_at_ms: u64,
     pub duration_ms: u64,

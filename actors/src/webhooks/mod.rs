@@ -485,7 +485,7 @@ impl DeliveryFact {
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct EndpointView {
-    #[cfg_attr(feature = "schema", schemars(with = "crate::api::schema::HexId"))]
+    #[cfg_attr(feature = "schema", schemars(with = "crate::schema::HexId"))]
     pub id: String,
     pub url: String,
     pub description: Option<String>,
@@ -495,13 +495,13 @@ pub struct EndpointView {
     pub headers: serde_json::Map<String, serde_json::Value>,
     pub status: EndpointStatus,
     pub disabled_reason: Option<String>,
-    #[cfg_attr(feature = "schema", schemars(with = "Option<crate::api::schema::WebhookSecret>"))]
+    #[cfg_attr(feature = "schema", schemars(with = "Option<crate::schema::WebhookSecret>"))]
     pub secret: Option<String>,
-    #[cfg_attr(feature = "schema", schemars(with = "Option<crate::api::schema::Timestamp>"))]
+    #[cfg_attr(feature = "schema", schemars(with = "Option<crate::schema::Timestamp>"))]
     pub previous_secret_expires_at: Option<String>,
-    #[cfg_attr(feature = "schema", schemars(with = "crate::api::schema::Timestamp"))]
+    #[cfg_attr(feature = "schema", schemars(with = "crate::schema::Timestamp"))]
     pub created_at: String,
-    #[cfg_attr(feature = "schema", schemars(with = "crate::api::schema::Timestamp"))]
+    #[cfg_attr(feature = "schema", schemars(with = "crate::schema::Timestamp"))]
     pub updated_at: String,
 }
 
@@ -533,7 +533,7 @@ impl EndpointView {
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema), schemars(rename = "WebhookEndpointDeleted"))]
 #[derive(Debug, Serialize)]
 pub struct EndpointDeleted {
-    #[cfg_attr(feature = "schema", schemars(with = "crate::api::schema::HexId"))]
+    #[cfg_attr(feature = "schema", schemars(with = "crate::schema::HexId"))]
     pub id: String,
     pub deleted: bool,
 }
@@ -542,7 +542,7 @@ pub struct EndpointDeleted {
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct AttemptView {
-    #[cfg_attr(feature = "schema", schemars(with = "crate::api::schema::Timestamp"))]
+    #[cfg_attr(feature = "schema", schemars(with = "crate::schema::Timestamp"))]
     pub attempted_at: String,
     pub status_code: Option<u16>,
     pub latency_ms: u64,
@@ -556,21 +556,21 @@ pub struct AttemptView {
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct DeliveryView {
-    #[cfg_attr(feature = "schema", schemars(with = "crate::api::schema::DeliveryId"))]
+    #[cfg_attr(feature = "schema", schemars(with = "crate::schema::DeliveryId"))]
     pub id: String,
-    #[cfg_attr(feature = "schema", schemars(with = "crate::api::schema::HexId"))]
+    #[cfg_attr(feature = "schema", schemars(with = "crate::schema::HexId"))]
     pub endpoint_id: String,
-    #[cfg_attr(feature = "schema", schemars(with = "crate::api::schema::EventId"))]
+    #[cfg_attr(feature = "schema", schemars(with = "crate::schema::EventId"))]
     pub event_id: String,
     pub event_type: EventType,
     pub status: DeliveryStatus,
     pub attempt_count: u32,
-    #[cfg_attr(feature = "schema", schemars(with = "Option<crate::api::schema::Timestamp>"))]
+    #[cfg_attr(feature = "schema", schemars(with = "Option<crate::schema::Timestamp>"))]
     pub next_attempt_at: Option<String>,
     pub attempts: Vec<AttemptView>,
-    #[cfg_attr(feature = "schema", schemars(with = "crate::api::schema::Timestamp"))]
+    #[cfg_attr(feature = "schema", schemars(with = "crate::schema::Timestamp"))]
     pub created_at: String,
-    #[cfg_attr(feature = "schema", schemars(with = "crate::api::schema::Timestamp"))]
+    #[cfg_attr(feature = "schema", schemars(with = "crate::schema::Timestamp"))]
     pub updated_at: String,
 }
 
