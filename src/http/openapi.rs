@@ -424,71 +424,30 @@ impl Operation {
 }
 
 /// Every route the server answers, with what it reads and answers (who may call it: the
-/// route table).
-#[allow(clippy::too_many_lines)]
+/// route table), by resource.
 fn operations() -> Vec<Operation> {
+    [
+        action_operations(),
+        user_and_pool_operations(),
+        campaign_operations(),
+        webhook_operations(),
+        delivery_operations(),
+        widget_operations(),
+        donation_operations(),
+        portal_operations(),
+        admin_partner_operations(),
+        admin_pool_operations(),
+        admin_operations(),
+        server_operations(),
+    ]
+    .into_iter()
+    .flatten()
+    .collect()
+}
+
+/// Submitting, quoting, listing and reversing actions.
+fn action_operations() -> Vec<Operation> {
     let r = reference;
-    let tokens_body = |extra: &[(&'static str, Value)], required: &[&str]| {
-        let mut fields = vec![("tokens", positive_tokens()), ("reason", text_of(REASON_CHARS_MAX)), ("idempotencyKey", idempotency_key())];
-        fields.extend(extra.iter().cloned());
-        body(&fields, required)
-    };
-    let user_body = |creating: bool| {
-        let fields = vec![
-            ("externalId", json!({ "type": "string", "pattern": "^[A-Za-z0-9._:@-]{1,128}$" })),
-            ("email", nullable(email())),
-            ("firstName", nullable(name())),
-            ("lastName", nullable(name())),
-            ("metadata", nullable(metadata())),
-        ];
-        let fields: Vec<_> = fields.into_iter().filter(|(name, _)| creating || *name != "externalId").collect();
-        body(&fields, if creating { &["externalId"] } else { &[] })
-    };
-    let campaign_body = |creating: bool| {
-        body(
-            &[
-                ("name", name()),
-                ("status", one_of(&["DRAFT", "ACTIVE", "PAUSED", "ENDED"])),
-                ("actionTypes", json!({ "type": "array", "items": code_text(), "uniqueItems": true })),
-                ("priority", integer()),
-                ("multiplier", number()),
-                ("tiers", array(body(&[("minAmount", number()), ("multiplier", number())], &["minAmount", "multiplier"]))),
-                ("fixedTokens", nullable(tokens())),
-                ("maxTokensPerAction", nullable(tokens())),
-                ("splits", array(body(&[("stakeholderTypeCode", string()), ("percent", integer())], &["stakeholderTypeCode", "percent"]))),
-                ("schedule", body(&[("startsAt", nullable(timestamp())), ("endsAt", nullable(timestamp()))], &[])),
-                ("budgetTokens", nullable(tokens())),
-                ("tokenPoolId", nullable(id())),
-                ("currencies", json!({ "type": "array", "items": currency(), "uniqueItems": true })),
-                ("metadata", nullable(metadata())),
-            ],
-            if creating { &["name"] } else { &[] },
-        )
-    };
-    let webhook_body = |creating: bool| {
-        let mut fields = vec![
-            ("url", json!({ "type": "string", "format": "uri", "description": "https for production; private addresses refused" })),
-            ("description", nullable(name())),
-            (
-                "eventTypes",
-                json!({ "type": "array", "items": one_of(&reward_actors::api::webhooks::EventType::names().collect::<Vec<_>>()), "uniqueItems": true }),
-            ),
-            ("receiveAllEvents", boolean()),
-            (
-                "headers",
-                json!({
-                    "type": "object", "maxProperties": 20,
-                    "propertyNames": { "pattern": "^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,64}$" },
-                    "additionalProperties": { "type": "string", "maxLength": 1_024, "pattern": "^[\t -~]*$" },
-                    "description": "not the engine's own: content-type, content-length, user-agent, host, connection, transfer-encoding, x-sir-timestamp, x-sir-signature, webhook-id, webhook-timestamp, webhook-signature (any case)",
-                }),
-            ),
-        ];
-        if !creating {
-            fields.push(("status", one_of(&["ENABLED", "DISABLED"])));
-        }
-        body(&fields, if creating { &["url"] } else { &[] })
-    };
     let mut submit = op(
         "post",
         "/v1/partner/actions/submit",
@@ -504,221 +463,241 @@ fn operations() -> Vec<Operation> {
         "stakeholders": [{ "stakeholderTypeCode": "CUSTOMER", "partnerUserId": "user_42" }]
     }] }));
     vec![
-        submit,
-        op(
-            "post",
-            "/v1/partner/actions/batch",
-            "Actions",
-            "Submit up to 100 actions, each independent",
-            Some(body(
-                &[(
-                    "actions",
-                    json!({
-                        "type": "array", "minItems": 1, "maxItems": 100,
-                        "items": { "description": "a SubmitAction body, validated on its own: an invalid item (even one that is not an object) is a 400 in results, the batch still 200" },
-                    }),
-                )],
-                &["actions"],
-            )),
-            200,
-            r("BatchResults"),
-        )
-        .with_errors(&[413, 503]),
-        op(
-            "post",
-            "/v1/partner/actions/quote",
-            "Actions",
-            "The breakdown an action would get, with no effects",
-            Some(body(&action_fields(false), &["actionType", "stakeholders"])),
-            200,
-            r("Quote"),
-        )
-        .with_errors(&[422]),
-        op(
-            "get",
-            "/v1/partner/actions",
-            "Actions",
-            "List actions (status, actionType, from, to)",
-            None,
-            200,
-            list_of("ActionDetail"),
-        ),
-        op(
-            "get",
-            "/v1/partner/actions/{action_id}",
-            "Actions",
-            "One action with its stored breakdown",
-            None,
-            200,
-            r("ActionDetail"),
-        ),
-        op(
-            "post",
-            "/v1/partner/actions/{action_id}/reverse",
-            "Actions",
-            "Reverse an action fully or in part",
-            Some(example(tokens_body(&[], &["idempotencyKey", "reason"]), json!({ "idempotencyKey": "refund_1", "tokens": 25, "reason": "partial refund" }))),
-            200,
-            r("Reversal"),
-        )
-        .with_errors(&[409, 422]),
-        op("post", "/v1/partner/users", "Users", "Create a user", Some(example(user_body(true), json!({ "externalId": "user_42", "email": "jane@example.com", "firstName": "Jane", "lastName": null, "metadata": { "tier": "gold" } }))), 201, r("User")).with_errors(&[409]),
-        op("get", "/v1/partner/users", "Users", "List users, newest first", None, 200, list_of("User")),
-        op("get", "/v1/partner/users/{external_id}", "Users", "One user", None, 200, r("User")),
-        op(
-            "patch",
-            "/v1/partner/users/{external_id}",
-            "Users",
-            "Change a user (null clears)",
-            Some(user_body(false)),
-            200,
-            r("User"),
-        ),
-        op("get", "/v1/partner/users/{external_id}/balance", "Users", "A user's balance", None, 200, r("Balance")),
-        op(
-            "get",
-            "/v1/partner/users/{external_id}/transactions",
-            "Users",
-            "A user's transactions (type, actionId, from, to)",
-            None,
-            200,
-            list_of("Transaction"),
-        ),
-        op(
-            "post",
-            "/v1/partner/users/{external_id}/redeem",
-            "Users",
-            "Redeem a user's available tokens",
-            Some(example(tokens_body(&[], &["tokens", "idempotencyKey", "reason"]), json!({ "idempotencyKey": "redeem_1", "tokens": 100, "reason": "gift card" }))),
-            200,
-            r("Redemption"),
-        )
-        .with_errors(&[402, 409]),
-        op(
-            "get",
-            "/v1/partner/transactions",
-            "Users",
-            "All transactions (type, actionId, from, to)",
-            None,
-            200,
-            list_of("Transaction"),
-        ),
-        op("get", "/v1/partner/token-pools", "Token pools", "List the partner's pools", None, 200, list_of("TokenPool")),
-        op(
-            "get",
-            "/v1/partner/token-pools/{pool_id}",
-            "Token pools",
-            "One pool with all its totals",
-            None,
-            200,
-            r("TokenPool"),
-        ),
-        op(
-            "get",
-            "/v1/partner/token-pools/{pool_id}/reconciliation",
-            "Token pools",
-            "The pool's totals recomputed from its ledger",
-            None,
-            200,
-            r("Reconciliation"),
-        ),
-        op(
-            "post",
-            "/v1/partner/token-pools/request",
-            "Token pools",
-            "Ask the operator for tokens",
-            Some(body(&[("tokens", positive_tokens()), ("reason", text_of(REASON_CHARS_MAX))], &["tokens", "reason"])),
-            201,
-            r("PoolRequest"),
-        ),
-        op(
-            "post",
-            "/v1/partner/campaigns",
-            "Campaigns",
-            "Create a campaign",
-            Some(example(campaign_body(true), json!({ "name": "Double points weekend", "status": "ACTIVE", "actionTypes": ["PURCHASE"], "multiplier": 2, "splits": [{ "stakeholderTypeCode": "CUSTOMER", "percent": 80 }, { "stakeholderTypeCode": "NONPROFIT", "percent": 20 }], "budgetTokens": 100000 }))),
-            201,
-            r("Campaign"),
-        )
-        .with_errors(&[409]),
-        op("get", "/v1/partner/campaigns", "Campaigns", "List campaigns (status)", None, 200, list_of("Campaign")),
-        op("get", "/v1/partner/campaigns/{campaign_id}", "Campaigns", "One campaign", None, 200, r("Campaign")),
-        op(
-            "patch",
-            "/v1/partner/campaigns/{campaign_id}",
-            "Campaigns",
-            "Change a campaign (status moves DRAFT → ACTIVE ⇄ PAUSED → ENDED)",
-            Some(campaign_body(false)),
-            200,
-            r("Campaign"),
-        )
-        .with_errors(&[409]),
-        op(
-            "delete",
-            "/v1/partner/campaigns/{campaign_id}",
-            "Campaigns",
-            "End a campaign (kept for the actions that name it)",
-            None,
-            200,
-            r("Campaign"),
-        ),
-        op(
-            "get",
-            "/v1/partner/dashboard",
-            "Dashboard",
-            "Totals for today and 30 days, pools, campaigns, webhook health",
-            None,
-            200,
-            r("Dashboard"),
-        ),
-        op(
-            "post",
-            "/v1/partner/webhooks",
-            "Webhooks",
-            "Register an endpoint (its secret is shown once)",
-            Some(example(webhook_body(true), json!({ "url": "https://hooks.example.com/rewards", "eventTypes": ["action.completed", "action.reversed"], "headers": { "X-Team": "rewards" } }))),
-            201,
-            r("WebhookEndpoint"),
-        )
-        .with_errors(&[409]),
-        op("get", "/v1/partner/webhooks", "Webhooks", "List endpoints", None, 200, list_of("WebhookEndpoint")),
-        op("get", "/v1/partner/webhooks/{endpoint_id}", "Webhooks", "One endpoint", None, 200, r("WebhookEndpoint")),
-        op(
-            "patch",
-            "/v1/partner/webhooks/{endpoint_id}",
-            "Webhooks",
-            "Change an endpoint; status ENABLED re-enables it",
-            Some(webhook_body(false)),
-            200,
-            r("WebhookEndpoint"),
-        ),
-        op(
-            "delete",
-            "/v1/partner/webhooks/{endpoint_id}",
-            "Webhooks",
-            "Delete an endpoint and its queued deliveries",
-            None,
-            200,
-            r("WebhookEndpointDeleted"),
-        ),
-        op(
-            "post",
-            "/v1/partner/webhooks/{endpoint_id}/test",
-            "Webhooks",
-            "Send webhook.test to this endpoint",
-            None,
-            200,
-            r("Delivery"),
-        ),
-        op(
-            "post",
-            "/v1/partner/webhooks/{endpoint_id}/rotate-secret",
-            "Webhooks",
-            "A new secret; the old one signs beside it for 24 h",
-            None,
-            200,
-            r("WebhookEndpoint"),
-        ),
+    submit,
+    op(
+        "post",
+        "/v1/partner/actions/batch",
+        "Actions",
+        "Submit up to 100 actions, each independent",
+        Some(body(
+            &[(
+                "actions",
+                json!({
+                    "type": "array", "minItems": 1, "maxItems": 100,
+                    "items": { "description": "a SubmitAction body, validated on its own: an invalid item (even one that is not an object) is a 400 in results, the batch still 200" },
+                }),
+            )],
+            &["actions"],
+        )),
+        200,
+        r("BatchResults"),
+    )
+    .with_errors(&[413, 503]),
+    op(
+        "post",
+        "/v1/partner/actions/quote",
+        "Actions",
+        "The breakdown an action would get, with no effects",
+        Some(body(&action_fields(false), &["actionType", "stakeholders"])),
+        200,
+        r("Quote"),
+    )
+    .with_errors(&[422]),
+    op(
+        "get",
+        "/v1/partner/actions",
+        "Actions",
+        "List actions (status, actionType, from, to)",
+        None,
+        200,
+        list_of("ActionDetail"),
+    ),
+    op(
+        "get",
+        "/v1/partner/actions/{action_id}",
+        "Actions",
+        "One action with its stored breakdown",
+        None,
+        200,
+        r("ActionDetail"),
+    ),
+    op(
+        "post",
+        "/v1/partner/actions/{action_id}/reverse",
+        "Actions",
+        "Reverse an action fully or in part",
+        Some(example(tokens_body(&[], &["idempotencyKey", "reason"]), json!({ "idempotencyKey": "refund_1", "tokens": 25, "reason": "partial refund" }))),
+        200,
+        r("Reversal"),
+    )
+    .with_errors(&[409, 422]),
+    ]
+}
+
+/// Users, their balances, transactions and redemptions; token pools.
+fn user_and_pool_operations() -> Vec<Operation> {
+    let r = reference;
+    vec![
+    op("post", "/v1/partner/users", "Users", "Create a user", Some(example(user_body(true), json!({ "externalId": "user_42", "email": "jane@example.com", "firstName": "Jane", "lastName": null, "metadata": { "tier": "gold" } }))), 201, r("User")).with_errors(&[409]),
+    op("get", "/v1/partner/users", "Users", "List users, newest first", None, 200, list_of("User")),
+    op("get", "/v1/partner/users/{external_id}", "Users", "One user", None, 200, r("User")),
+    op(
+        "patch",
+        "/v1/partner/users/{external_id}",
+        "Users",
+        "Change a user (null clears)",
+        Some(user_body(false)),
+        200,
+        r("User"),
+    ),
+    op("get", "/v1/partner/users/{external_id}/balance", "Users", "A user's balance", None, 200, r("Balance")),
+    op(
+        "get",
+        "/v1/partner/users/{external_id}/transactions",
+        "Users",
+        "A user's transactions (type, actionId, from, to)",
+        None,
+        200,
+        list_of("Transaction"),
+    ),
+    op(
+        "post",
+        "/v1/partner/users/{external_id}/redeem",
+        "Users",
+        "Redeem a user's available tokens",
+        Some(example(tokens_body(&[], &["tokens", "idempotencyKey", "reason"]), json!({ "idempotencyKey": "redeem_1", "tokens": 100, "reason": "gift card" }))),
+        200,
+        r("Redemption"),
+    )
+    .with_errors(&[402, 409]),
+    op(
+        "get",
+        "/v1/partner/transactions",
+        "Users",
+        "All transactions (type, actionId, from, to)",
+        None,
+        200,
+        list_of("Transaction"),
+    ),
+    op("get", "/v1/partner/token-pools", "Token pools", "List the partner's pools", None, 200, list_of("TokenPool")),
+    op(
+        "get",
+        "/v1/partner/token-pools/{pool_id}",
+        "Token pools",
+        "One pool with all its totals",
+        None,
+        200,
+        r("TokenPool"),
+    ),
+    op(
+        "get",
+        "/v1/partner/token-pools/{pool_id}/reconciliation",
+        "Token pools",
+        "The pool's totals recomputed from its ledger",
+        None,
+        200,
+        r("Reconciliation"),
+    ),
+    op(
+        "post",
+        "/v1/partner/token-pools/request",
+        "Token pools",
+        "Ask the operator for tokens",
+        Some(body(&[("tokens", positive_tokens()), ("reason", text_of(REASON_CHARS_MAX))], &["tokens", "reason"])),
+        201,
+        r("PoolRequest"),
+    ),
+    ]
+}
+
+/// Campaigns and the dashboard.
+fn campaign_operations() -> Vec<Operation> {
+    let r = reference;
+    vec![
+    op(
+        "post",
+        "/v1/partner/campaigns",
+        "Campaigns",
+        "Create a campaign",
+        Some(example(campaign_body(true), json!({ "name": "Double points weekend", "status": "ACTIVE", "actionTypes": ["PURCHASE"], "multiplier": 2, "splits": [{ "stakeholderTypeCode": "CUSTOMER", "percent": 80 }, { "stakeholderTypeCode": "NONPROFIT", "percent": 20 }], "budgetTokens": 100000 }))),
+        201,
+        r("Campaign"),
+    )
+    .with_errors(&[409]),
+    op("get", "/v1/partner/campaigns", "Campaigns", "List campaigns (status)", None, 200, list_of("Campaign")),
+    op("get", "/v1/partner/campaigns/{campaign_id}", "Campaigns", "One campaign", None, 200, r("Campaign")),
+    op(
+        "patch",
+        "/v1/partner/campaigns/{campaign_id}",
+        "Campaigns",
+        "Change a campaign (status moves DRAFT → ACTIVE ⇄ PAUSED → ENDED)",
+        Some(campaign_body(false)),
+        200,
+        r("Campaign"),
+    )
+    .with_errors(&[409]),
+    op(
+        "delete",
+        "/v1/partner/campaigns/{campaign_id}",
+        "Campaigns",
+        "End a campaign (kept for the actions that name it)",
+        None,
+        200,
+        r("Campaign"),
+    ),
+    op(
+        "get",
+        "/v1/partner/dashboard",
+        "Dashboard",
+        "Totals for today and 30 days, pools, campaigns, webhook health",
+        None,
+        200,
+        r("Dashboard"),
+    ),
+    ]
+}
+
+/// Webhook endpoints.
+fn webhook_operations() -> Vec<Operation> {
+    let r = reference;
+    vec![
+    op(
+        "post",
+        "/v1/partner/webhooks",
+        "Webhooks",
+        "Register an endpoint (its secret is shown once)",
+        Some(example(webhook_body(true), json!({ "url": "https://hooks.example.com/rewards", "eventTypes": ["action.completed", "action.reversed"], "headers": { "X-Team": "rewards" } }))),
+        201,
+        r("WebhookEndpoint"),
+    )
+    .with_errors(&[409]),
+    op("get", "/v1/partner/webhooks", "Webhooks", "List endpoints", None, 200, list_of("WebhookEndpoint")),
+    op("get", "/v1/partner/webhooks/{endpoint_id}", "Webhooks", "One endpoint", None, 200, r("WebhookEndpoint")),
+    op(
+        "patch",
+        "/v1/partner/webhooks/{endpoint_id}",
+        "Webhooks",
+        "Change an endpoint; status ENABLED re-enables it",
+        Some(webhook_body(false)),
+        200,
+        r("WebhookEndpoint"),
+    ),
+    op(
+        "delete",
+        "/v1/partner/webhooks/{endpoint_id}",
+        "Webhooks",
+        "Delete an endpoint and its queued deliveries",
+        None,
+        200,
+        r("WebhookEndpointDeleted"),
+    ),
+    op(
+        "post",
+        "/v1/partner/webhooks/{endpoint_id}/rotate-secret",
+        "Webhooks",
+        "A new secret; the old one signs beside it for 24 h",
+        None,
+        200,
+        r("WebhookEndpoint"),
+    ),
+    ]
+}
+
+/// Webhook deliveries, tests and the event feed.
+fn delivery_operations() -> Vec<Operation> {
+    let r = reference;
+    vec![
+        op("post", "/v1/partner/webhooks/{endpoint_id}/test", "Webhooks", "Send webhook.test to this endpoint", None, 200, r("Delivery")),
         op(
             "get",
             "/v1/partner/webhooks/{endpoint_id}/deliveries",
@@ -728,29 +707,77 @@ fn operations() -> Vec<Operation> {
             200,
             list_of("Delivery"),
         ),
-        op(
-            "post",
-            "/v1/partner/webhooks/deliveries/{delivery_id}/redeliver",
-            "Webhooks",
-            "Attempt a delivery again now",
-            None,
-            200,
-            r("Delivery"),
-        )
-        .with_errors(&[409]),
-        op(
-            "get",
-            "/v1/partner/events",
-            "Webhooks",
-            "The durable event feed, ascending by sequence (after, limit)",
-            None,
-            200,
-            list_of("Event"),
-        ),
+        op("post", "/v1/partner/webhooks/deliveries/{delivery_id}/redeliver", "Webhooks", "Attempt a delivery again now", None, 200, r("Delivery"))
+            .with_errors(&[409]),
+        op("get", "/v1/partner/events", "Webhooks", "The durable event feed, ascending by sequence (after, limit)", None, 200, list_of("Event")),
+    ]
+}
+
+/// The calling key and the widget's configuration and nonprofits.
+fn widget_operations() -> Vec<Operation> {
+    let r = reference;
+    vec![
         op("get", "/v1/partner/me", "Partner", "The calling key, its partner and environment", None, 200, r("Me")),
         op("get", "/v1/partner/config", "Widget", "The partner's public configuration", None, 200, r("WidgetConfig")),
-        op("get", "/v1/partner/organizations/{slug}", "Widget", "A nonprofit from the registry", None, 200, r("Organization"))
-            .with_errors(&[404]),
+        op("get", "/v1/partner/organizations/{slug}", "Widget", "A nonprofit from the registry", None, 200, r("Organization")).with_errors(&[404]),
+        op("get", "/v1/partner/keys/partner-info", "Portal", "The account's partner", None, 200, r("Partner")),
+        op(
+            "post",
+            "/api/v1/admin/partners",
+            "Admin",
+            "Create a partner",
+            Some(body(
+                &[
+                    ("name", name()),
+                    ("contactEmail", email()),
+                    ("legalEntity", name()),
+                    ("slug", slug()),
+                    ("tier", one_of(&["STANDARD", "PROFESSIONAL", "ENTERPRISE", "CUSTOM"])),
+                    ("rateLimit", rate_limit()),
+                    ("stakeholderTypes", array(string())),
+                ],
+                &["name", "contactEmail"],
+            )),
+            201,
+            r("Partner"),
+        )
+        .with_errors(&[409]),
+        op("get", "/api/v1/admin/partners", "Admin", "List partners", None, 200, list_of("Partner")),
+        op("get", "/api/v1/admin/partners/{partner_id}", "Admin", "One partner", None, 200, r("Partner")),
+        op(
+            "patch",
+            "/api/v1/admin/partners/{partner_id}",
+            "Admin",
+            "Change a partner (status, tier, features, …)",
+            Some(body(
+                &[
+                    ("name", name()),
+                    ("contactEmail", email()),
+                    ("legalEntity", nullable(name())),
+                    ("tier", one_of(&["STANDARD", "PROFESSIONAL", "ENTERPRISE", "CUSTOM"])),
+                    ("status", one_of(&["PENDING_APPROVAL", "ACTIVE", "SUSPENDED", "CLOSED"])),
+                    ("rateLimit", rate_limit()),
+                    ("stakeholderTypes", array(string())),
+                    ("enabledFeatures", array(one_of(&["ACTIONS", "DONATIONS"]))),
+                    ("ipAllowlist", array(string())),
+                    ("allowedOrigins", array(string())),
+                    ("productionApproved", boolean()),
+                    ("allowBasicAuth", boolean()),
+                    ("tipConfig", body(&[("enabled", boolean()), ("defaultPercent", integer())], &[])),
+                ],
+                &[],
+            )),
+            200,
+            r("Partner"),
+        )
+        .with_errors(&[409]),
+    ]
+}
+
+/// Donation links and statuses (widget routes) and the providers' callbacks.
+fn donation_operations() -> Vec<Operation> {
+    let r = reference;
+    vec![
         op(
             "post",
             "/v1/partner/donations/create-link",
@@ -776,8 +803,7 @@ fn operations() -> Vec<Operation> {
             r("DonationLink"),
         )
         .with_errors(&[400, 404]),
-        op("get", "/v1/partner/donations/status/{donation_id}", "Widget", "A donation's status", None, 200, r("DonationStatus"))
-            .with_errors(&[404]),
+        op("get", "/v1/partner/donations/status/{donation_id}", "Widget", "A donation's status", None, 200, r("DonationStatus")).with_errors(&[404]),
         op(
             "post",
             "/v1/providers/{provider}/events",
@@ -791,15 +817,19 @@ fn operations() -> Vec<Operation> {
             r("DonationStatus"),
         )
         .with_errors(&[409]),
+    ]
+}
+
+/// The portal: accounts, sessions and self-service keys.
+fn portal_operations() -> Vec<Operation> {
+    let r = reference;
+    vec![
         op(
             "post",
             "/v1/partner/auth/register",
             "Portal",
             "Create a portal account (when registration is open)",
-            Some(body(
-                &[("email", email()), ("password", password()), ("name", name())],
-                &["email", "password", "name"],
-            )),
+            Some(body(&[("email", email()), ("password", password()), ("name", name())], &["email", "password", "name"])),
             201,
             r("Session"),
         )
@@ -845,7 +875,6 @@ fn operations() -> Vec<Operation> {
         )
         .with_errors(&[403]),
         op("get", "/v1/partner/keys", "Portal", "The account's keys (no secrets)", None, 200, list_of("Key")),
-        op("get", "/v1/partner/keys/partner-info", "Portal", "The account's partner", None, 200, r("Partner")),
         op("get", "/v1/partner/keys/{key_id}", "Portal", "One key (no secrets)", None, 200, r("Key")),
         op(
             "patch",
@@ -858,44 +887,13 @@ fn operations() -> Vec<Operation> {
         )
         .with_errors(&[409]),
         op("delete", "/v1/partner/keys/{key_id}", "Portal", "Revoke a key", None, 200, r("Key")),
-        op("post", "/api/v1/admin/partners", "Admin", "Create a partner", Some(body(
-                &[
-                    ("name", name()),
-                    ("contactEmail", email()),
-                    ("legalEntity", name()),
-                    ("slug", slug()),
-                    ("tier", one_of(&["STANDARD", "PROFESSIONAL", "ENTERPRISE", "CUSTOM"])),
-                    ("rateLimit", rate_limit()),
-                    ("stakeholderTypes", array(string())),
-                ],
-                &["name", "contactEmail"],
-            )), 201, r("Partner")).with_errors(&[409]),
-        op("get", "/api/v1/admin/partners", "Admin", "List partners", None, 200, list_of("Partner")),
-        op("get", "/api/v1/admin/partners/{partner_id}", "Admin", "One partner", None, 200, r("Partner")),
-        op(
-            "patch",
-            "/api/v1/admin/partners/{partner_id}",
-            "Admin",
-            "Change a partner (status, tier, features, …)",
-            Some(body(&[
-                ("name", name()),
-                ("contactEmail", email()),
-                ("legalEntity", nullable(name())),
-                ("tier", one_of(&["STANDARD", "PROFESSIONAL", "ENTERPRISE", "CUSTOM"])),
-                ("status", one_of(&["PENDING_APPROVAL", "ACTIVE", "SUSPENDED", "CLOSED"])),
-                ("rateLimit", rate_limit()),
-                ("stakeholderTypes", array(string())),
-                ("enabledFeatures", array(one_of(&["ACTIONS", "DONATIONS"]))),
-                ("ipAllowlist", array(string())),
-                ("allowedOrigins", array(string())),
-                ("productionApproved", boolean()),
-                ("allowBasicAuth", boolean()),
-                ("tipConfig", body(&[("enabled", boolean()), ("defaultPercent", integer())], &[])),
-            ], &[])),
-            200,
-            r("Partner"),
-        )
-        .with_errors(&[409]),
+    ]
+}
+
+/// The operator's partners and their keys.
+fn admin_partner_operations() -> Vec<Operation> {
+    let r = reference;
+    vec![
         op(
             "post",
             "/api/v1/admin/partners/{partner_id}/keys",
@@ -920,6 +918,13 @@ fn operations() -> Vec<Operation> {
             r("CreatedKey"),
         )
         .with_errors(&[409]),
+    ]
+}
+
+/// The operator's allocations and partners' top-up requests.
+fn admin_pool_operations() -> Vec<Operation> {
+    let r = reference;
+    vec![
         op(
             "post",
             "/api/v1/admin/partners/{partner_id}/token-pools",
@@ -974,11 +979,55 @@ fn operations() -> Vec<Operation> {
         )
         .with_optional_body()
         .with_errors(&[409]),
-        op("post", "/api/v1/admin/accounts", "Admin", "Create a portal account", Some(body(&[("email", email()), ("password", password()), ("name", name()), ("partnerId", id())], &["email", "password", "name"])), 201, r("Account")).with_errors(&[409]),
-        op("post", "/api/v1/admin/organizations", "Admin", "Add a nonprofit to the registry", Some(body(&[("slug", slug()), ("name", name()), ("logoUrl", nullable(logo_url())), ("ein", nullable(text_of(32))), ("status", one_of(&["ACTIVE", "INACTIVE"]))], &["slug", "name"])), 201, r("Organization"))
-            .with_errors(&[409]),
+    ]
+}
+
+/// The operator's portal accounts, nonprofits and test clock.
+fn admin_operations() -> Vec<Operation> {
+    let r = reference;
+    vec![
+        op(
+            "post",
+            "/api/v1/admin/accounts",
+            "Admin",
+            "Create a portal account",
+            Some(body(&[("email", email()), ("password", password()), ("name", name()), ("partnerId", id())], &["email", "password", "name"])),
+            201,
+            r("Account"),
+        )
+        .with_errors(&[409]),
+        op(
+            "post",
+            "/api/v1/admin/organizations",
+            "Admin",
+            "Add a nonprofit to the registry",
+            Some(body(
+                &[
+                    ("slug", slug()),
+                    ("name", name()),
+                    ("logoUrl", nullable(logo_url())),
+                    ("ein", nullable(text_of(32))),
+                    ("status", one_of(&["ACTIVE", "INACTIVE"])),
+                ],
+                &["slug", "name"],
+            )),
+            201,
+            r("Organization"),
+        )
+        .with_errors(&[409]),
         op("get", "/api/v1/admin/organizations/{slug}", "Admin", "One nonprofit", None, 200, r("Organization")),
-        op("patch", "/api/v1/admin/organizations/{slug}", "Admin", "Change a nonprofit", Some(body(&[("name", name()), ("logoUrl", nullable(logo_url())), ("ein", nullable(text_of(32))), ("status", one_of(&["ACTIVE", "INACTIVE"]))], &[])), 200, r("Organization")),
+        op(
+            "patch",
+            "/api/v1/admin/organizations/{slug}",
+            "Admin",
+            "Change a nonprofit",
+            Some(body(
+                &[("name", name()), ("logoUrl", nullable(logo_url())), ("ein", nullable(text_of(32))), ("status", one_of(&["ACTIVE", "INACTIVE"]))],
+                &[],
+            )),
+            200,
+            r("Organization"),
+        ),
         op(
             "post",
             "/api/v1/admin/clock",
@@ -988,34 +1037,102 @@ fn operations() -> Vec<Operation> {
             200,
             r("ClockMoved"),
         ),
-        op("post", "/api/v1/admin/backups", "Operations", "Take an online backup into backup.directory (answers when complete)", Some(body(&[], &[])), 201, r("Backup"))
-            .with_optional_body()
-            .with_errors(&[409, 503]),
+    ]
+}
+
+/// Health, readiness, metrics and this document.
+fn server_operations() -> Vec<Operation> {
+    let r = reference;
+    vec![
+        op(
+            "post",
+            "/api/v1/admin/backups",
+            "Operations",
+            "Take an online backup into backup.directory (answers when complete)",
+            Some(body(&[], &[])),
+            201,
+            r("Backup"),
+        )
+        .with_optional_body()
+        .with_errors(&[409, 503]),
         op("get", "/api/v1/admin/backups", "Operations", "The newest backups in backup.directory, newest first", None, 200, list_of("Backup")),
-        op(
-            "get",
-            "/api/v1/admin/metrics",
-            "Operations",
-            "Every metric family as JSON (the operator dashboard's data)",
-            None,
-            200,
-            any_object(),
-        ),
+        op("get", "/api/v1/admin/metrics", "Operations", "Every metric family as JSON (the operator dashboard's data)", None, 200, any_object()),
         op("get", "/admin/dashboard", "Operations", "The operator dashboard (HTML)", None, 200, string()),
-        op(
-            "get",
-            "/healthz",
-            "Operations",
-            "Alive, with serverTime to sign against",
-            None,
-            200,
-            r("Health"),
-        ),
+        op("get", "/healthz", "Operations", "Alive, with serverTime to sign against", None, 200, r("Health")),
         op("get", "/readyz", "Operations", "Store open and engine answering", None, 200, r("Readiness")).with_errors(&[503]),
         op("get", "/metrics", "Operations", "Prometheus text (see METRICS.md)", None, 200, string()),
         op("get", "/partner-api/openapi.json", "Operations", "This document", None, 200, any_object()),
         op("get", "/partner-api", "Operations", "This document, readable (HTML)", None, 200, string()),
     ]
+}
+
+/// A body that moves tokens (a reversal, a redemption): `tokens`, `reason`, `idempotencyKey`.
+fn tokens_body(extra: &[(&'static str, Value)], required: &[&str]) -> Value {
+    let mut fields = vec![("tokens", positive_tokens()), ("reason", text_of(REASON_CHARS_MAX)), ("idempotencyKey", idempotency_key())];
+    fields.extend(extra.iter().cloned());
+    body(&fields, required)
+}
+
+/// A user's body: all of it to create one, all but `externalId` to change one.
+fn user_body(creating: bool) -> Value {
+    let fields = vec![
+        ("externalId", json!({ "type": "string", "pattern": "^[A-Za-z0-9._:@-]{1,128}$" })),
+        ("email", nullable(email())),
+        ("firstName", nullable(name())),
+        ("lastName", nullable(name())),
+        ("metadata", nullable(metadata())),
+    ];
+    let fields: Vec<_> = fields.into_iter().filter(|(name, _)| creating || *name != "externalId").collect();
+    body(&fields, if creating { &["externalId"] } else { &[] })
+}
+
+/// A campaign's body: `name` is required to create one, nothing to change one.
+fn campaign_body(creating: bool) -> Value {
+    body(
+        &[
+            ("name", name()),
+            ("status", one_of(&["DRAFT", "ACTIVE", "PAUSED", "ENDED"])),
+            ("actionTypes", json!({ "type": "array", "items": code_text(), "uniqueItems": true })),
+            ("priority", integer()),
+            ("multiplier", number()),
+            ("tiers", array(body(&[("minAmount", number()), ("multiplier", number())], &["minAmount", "multiplier"]))),
+            ("fixedTokens", nullable(tokens())),
+            ("maxTokensPerAction", nullable(tokens())),
+            ("splits", array(body(&[("stakeholderTypeCode", string()), ("percent", integer())], &["stakeholderTypeCode", "percent"]))),
+            ("schedule", body(&[("startsAt", nullable(timestamp())), ("endsAt", nullable(timestamp()))], &[])),
+            ("budgetTokens", nullable(tokens())),
+            ("tokenPoolId", nullable(id())),
+            ("currencies", json!({ "type": "array", "items": currency(), "uniqueItems": true })),
+            ("metadata", nullable(metadata())),
+        ],
+        if creating { &["name"] } else { &[] },
+    )
+}
+
+/// An endpoint's body: `url` is required to create one; `status` only to change one.
+fn webhook_body(creating: bool) -> Value {
+    let mut fields = vec![
+        ("url", json!({ "type": "string", "format": "uri", "description": "https for production; private addresses refused" })),
+        ("description", nullable(name())),
+        (
+            "eventTypes",
+            json!({ "type": "array", "items": one_of(&reward_actors::api::webhooks::EventType::names().collect::<Vec<_>>()), "uniqueItems": true }),
+        ),
+        ("receiveAllEvents", boolean()),
+        (
+            "headers",
+            json!({
+                "type": "object", "maxProperties": 20,
+                "propertyNames": { "pattern": "^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,64}$" },
+                "additionalProperties": { "type": "string", "maxLength": 1_024, "pattern": "^[\t -~]*$" },
+                "description": "not the engine's own: content-type, content-length, user-agent, host, connection, transfer-encoding, x-sir-timestamp, x-sir-signature, webhook-id, webhook-timestamp, webhook-signature (any case)",
+            }),
+        ),
+    ];
+    if !creating {
+        fields.push(("status", one_of(&["ENABLED", "DISABLED"])));
+    }
+    body(&fields, if creating { &["url"] } else { &[] })
 }
 
 fn media_type(path: &str) -> &'static str {
