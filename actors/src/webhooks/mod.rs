@@ -482,7 +482,7 @@ impl DeliveryFact {
 
 /// An endpoint as the API shows it. `secret` only in the answers that create one.
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema), schemars(rename = "WebhookEndpoint"))]
-#[derive(Debug, Serialize)]
+#[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct EndpointView {
     #[cfg_attr(feature = "schema", schemars(with = "crate::schema::HexId"))]
@@ -503,6 +503,22 @@ pub struct EndpointView {
     pub created_at: String,
     #[cfg_attr(feature = "schema", schemars(with = "crate::schema::Timestamp"))]
     pub updated_at: String,
+}
+
+/// Never the secret nor the custom headers' values (they may carry the receiver's credentials).
+impl std::fmt::Debug for EndpointView {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("EndpointView")
+            .field("id", &self.id)
+            .field("url", &self.url)
+            .field("event_types", &self.event_types)
+            .field("receive_all_events", &self.receive_all_events)
+            .field("header_names", &self.headers.keys().collect::<Vec<_>>())
+            .field("status", &self.status)
+            .field("secret", &self.secret.as_ref().map(|_| "[redacted]"))
+            .finish_non_exhaustive()
+    }
 }
 
 impl EndpointView {
@@ -600,5 +616,33 @@ impl From<&DeliveryRecord> for DeliveryView {
             created_at: format_timestamp(delivery.created_at_ms),
             updated_at: format_timestamp(delivery.updated_at_ms),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_endpoints_debug_shows_neither_its_secret_nor_its_header_values() {
+        let mut headers = serde_json::Map::new();
+        headers.insert("Authorization".into(), serde_json::Value::String("Bearer receiver-credential".into()));
+        let view = EndpointView {
+            id: "00".repeat(12),
+            url: "https://example.com/hooks".into(),
+            description: None,
+            event_types: Vec::new(),
+            receive_all_events: true,
+            headers,
+            status: EndpointStatus::Enabled,
+            disabled_reason: None,
+            secret: Some("whsec_not_for_logs".into()),
+            previous_secret_expires_at: None,
+            created_at: "2026-12-02T00:00:00.000Z".into(),
+            updated_at: "2026-12-02T00:00:00.000Z".into(),
+        };
+        let shown = format!("{view:?}");
+        assert!(shown.contains("Authorization") && shown.contains("[redacted]"), "{shown}");
+        assert!(!shown.contains("whsec_not_for_logs") && !shown.contains("receiver-credential"), "{shown}");
     }
 }
