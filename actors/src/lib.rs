@@ -17,7 +17,7 @@
 //! - `store/`: the storage trait (redb, sled, the write-ahead log in front) and the store's
 //!   reading side: `store::records` the typed records every other module names,
 //!   `store::codec` value encoding, `store::layout` (private) the key layout that makes
-//!   tenancy a property of every key, `store::reads` the store reads and the one paging loop,
+//!   tenancy a property of every key, `store::reads` the one paging loop over typed ranges,
 //!   `store::audit` the offline audit of the books (every invariant, one streaming pass);
 //!   `store::backup` writes, checks and restores backups, `store::read_only` opens for an audit.
 //! - `engine/`: the handle — actix runtime, partner registry, admission, bounded waits, the
@@ -25,7 +25,7 @@
 //!   `rate_limit`.
 //! - `services/`: what the façades do outside a partner actor — `partners`, `keys` and
 //!   `key_lookup`, `portal`, `pool_requests`, `donations`, `announcements`, `operations`
-//!   (housekeeping and backups).
+//!   (housekeeping and backups), `reads` (the façades' reads of committed state).
 //! - `schema` (feature `schema`): the JSON Schemas of what answers write as plain text or raw
 //!   JSON (timestamps, ids, exact decimals, metadata), named by answer types in every layer
 //!   (a backup's manifest is the store's), re-exported as `api::schema`.

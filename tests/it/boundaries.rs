@@ -167,12 +167,10 @@ const LAYERS: [Layer; 4] = [
         why: "the store knows records and bytes, not who writes them",
         // The store's reading side binds records to bytes, and every key layout stays in
         // store/ (see nothing_outside_the_store_sees_a_key_layout): records.rs and audit.rs
-        // name the record types that services and webhooks define (not their code), and
-        // reads.rs implements the façades' reads on the handle.
+        // name the record types that services and webhooks define (not their code).
         excepted: &[
             ("actors/src/store/records.rs", STORED_RECORD_MODULES, "typed keys of the records stored above"),
             ("actors/src/store/audit.rs", STORED_RECORD_MODULES, "the audit decodes every stored record"),
-            ("actors/src/store/reads.rs", &["crate::api::facades", "crate::engine::Engine"], "the façades' store reads"),
         ],
     },
     Layer {

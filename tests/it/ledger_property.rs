@@ -19,8 +19,9 @@ use reward_actors::domain::money::{Currency, Money};
 use reward_actors::domain::request::{
     ActionRequest, AllocationRequest, IdempotencyKey, PartnerUserId, RedemptionRequest, ReversalRequest, Stakeholder,
 };
+use reward_actors::services::reads::TransactionFilter;
 use reward_actors::store::StoreBackend;
-use reward_actors::store::reads::{PageRequest, TransactionFilter};
+use reward_actors::store::reads::PageRequest;
 use serde_json::json;
 
 use crate::support::{TestApp, spawn_app};

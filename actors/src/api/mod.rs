@@ -25,7 +25,8 @@ pub mod common {
     pub use crate::engine::clock::{Clock, format_timestamp, parse_timestamp};
     pub use crate::engine::crypto::{MasterKey, Secret, constant_time_eq, random_hex, sha256};
     pub use crate::engine::rate_limit::{Budget, RateDecision};
-    pub use crate::store::reads::{PAGE_LIMIT_MAX, PAGE_OFFSET_MAX, Page, PageRequest, TimeRange};
+    pub use crate::services::reads::TimeRange;
+    pub use crate::store::reads::{PAGE_LIMIT_MAX, PAGE_OFFSET_MAX, Page, PageRequest};
 }
 
 /// Submitting, reading and reversing actions (`Engine::submit`, `submit_batch`, `reverse`, `list_actions`).
@@ -34,7 +35,7 @@ pub mod actions {
     pub use crate::domain::model::ActionStatus;
     pub use crate::domain::posting::ReversalResponse;
     pub use crate::domain::request::{ActionRequest, ReversalRequest, Stakeholder};
-    pub use crate::store::reads::ActionFilter;
+    pub use crate::services::reads::ActionFilter;
 }
 
 /// Users, balances, transactions and redemptions.
@@ -43,7 +44,7 @@ pub mod users {
     pub use crate::domain::model::TransactionType;
     pub use crate::domain::posting::RedemptionResponse;
     pub use crate::domain::request::{RedemptionRequest, UserProfile};
-    pub use crate::store::reads::TransactionFilter;
+    pub use crate::services::reads::TransactionFilter;
 }
 
 /// Campaign rules.

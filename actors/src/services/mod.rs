@@ -9,6 +9,8 @@
 //! - `pool_requests`: top-up requests a partner files and the operator decides.
 //! - `donations`: organizations, donations and their provider links.
 //! - `announcements`: events born outside a partner actor's write (e.g. a key expiring).
+//! - `reads`: the façades' reads of committed state (gets, filtered lists, the dashboard,
+//!   a pool's reconciliation), paging through `store::reads`.
 //! - `operations`: the periodic jobs (housekeeping, backups), started and stopped by the engine.
 
 pub mod announcements;
@@ -19,3 +21,4 @@ pub mod operations;
 pub mod partners;
 pub mod pool_requests;
 pub mod portal;
+pub mod reads;

@@ -1,18 +1,12 @@
-//! Reads: straight from the store's committed state, never through an actor. Lists are
-//! newest first (ids are time-ordered, so a reverse scan is creation order) and bounded.
+//! Paging over the store's typed ranges: the one loop every stored list shares (cursor or
+//! `?page=`, filters that keep, skip or stop, a bound on what one request examines), and the
+//! page types the façades answer with. It reads; what a list means is the caller's
+//! (`services::reads`, `webhooks::reads`, `services::pool_requests`).
 
-use crate::api::facades::{Actions, Campaigns, Partners, Pools, Users, Webhooks};
-use crate::store::codec::decode;
-use crate::engine::Engine;
-use crate::engine::error::EngineError;
 use crate::domain::ids::Id;
-use crate::store::layout;
-use crate::domain::model::{
-    ActionRecord, ActionStatus, CampaignRecord, CampaignStatus, DailyTotals, EventRecord, PartnerEnv, PartnerEnvState, PartnerRecord, PoolRecord,
-    TransactionRecord, TransactionType, UserRecord,
-};
-use crate::store::records::{self, RecordKey, Records, StoredValue};
-use crate::store::{Scan, ScanOrder};
+use crate::engine::error::EngineError;
+use crate::store::records::{RecordKey, Records, Row, StoredValue};
+use crate::store::{ScanOrder, Store};
 
 /// The most items a list answers at once (the contract's `limit` range is 1–100).
 pub const PAGE_LIMIT_MAX: usize = 100;
@@ -52,17 +46,12 @@ impl<T> Page<T> {
     }
 }
 
-/// A read never shows a pool that does not balance; it reports it (a write would stop).
-fn check_conserved(pool: &PoolRecord) -> Result<(), EngineError> {
-    if pool.is_conserved() { Ok(()) } else { Err(EngineError::internal("reading a pool", format!("pool {} does not balance", pool.id))) }
-}
-
 /// How many entries one list request may examine. A filtered list that reaches it answers
 /// the matches so far with `hasMore` and a cursor to continue from (Stripe's search does
 /// the same), so no request scans without bound.
 pub const LIST_SCAN_MAX: usize = 20_000;
 /// Entries read from the store per scan while filtering.
-const SCAN_CHUNK: usize = 256;
+pub(crate) const SCAN_CHUNK: usize = 256;
 
 /// What a list filter says of one record, newest first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -73,417 +62,94 @@ pub enum Verdict {
     Stop,
 }
 
-/// Reads one listed entry: the record its key and value name, `None` when it is gone.
-type Resolve<'a, T> = dyn Fn(&[u8], &[u8]) -> Result<Option<T>, EngineError> + 'a;
-
-/// Where one list page reads: under `prefix`, after the key `after_key` (exclusive), in
-/// `order`, skipping `skip` matches and keeping at most `limit`.
-struct ListScan<'a> {
-    prefix: &'a [u8],
-    after_key: Option<Vec<u8>>,
-    order: ScanOrder,
-    skip: usize,
-    limit: usize,
+/// Where one list page reads: the rows of `records` past `after` (exclusive), in `order`,
+/// skipping `skip` matches and keeping at most `limit`.
+pub(crate) struct ListScan<'a, E> {
+    pub records: &'a Records<E>,
+    pub after: Option<RecordKey<E>>,
+    pub order: ScanOrder,
+    pub skip: usize,
+    pub limit: usize,
 }
 
-impl Engine {
-    /// One record, `None` when there is none; a failure is logged once with `what`.
-    pub(crate) fn read_record<T: StoredValue>(&self, key: &RecordKey<T>, what: &str) -> Result<Option<T>, EngineError> {
-        key.get(self.shared().store.as_ref()).map_err(|error| EngineError::internal(what, error))
-    }
+/// One record, `None` when there is none; a failure is logged once with `what`.
+pub(crate) fn record<T: StoredValue>(store: &dyn Store, key: &RecordKey<T>, what: &str) -> Result<Option<T>, EngineError> {
+    key.get(store).map_err(|error| EngineError::internal(what, error))
+}
 
-    /// Pages id-keyed `records`, newest first.
-    pub(crate) fn read_page<T: StoredValue>(
-        &self,
-        records: &Records<T>,
-        page: PageRequest,
-        id_of: impl Fn(&T) -> Id,
-        what: &str,
-    ) -> Result<Page<T>, EngineError> {
-        self.read_filtered_page(records, page, id_of, &|_: &T| Verdict::Keep, what)
-    }
+/// Pages id-keyed `records` newest first, keeping what `filter` keeps; the cursor is an id.
+pub(crate) fn page<T: StoredValue>(
+    store: &dyn Store,
+    records: &Records<T>,
+    page: PageRequest,
+    id_of: &dyn Fn(&T) -> Id,
+    filter: &dyn Fn(&T) -> Verdict,
+    what: &str,
+) -> Result<Page<T>, EngineError> {
+    let resolve = |row: Row<T>| row.record().map(Some).map_err(|error| EngineError::internal(what, error));
+    index_page(store, records, page, &resolve, id_of, filter, what)
+}
 
-    /// Pages id-keyed `records`, newest first, keeping what `filter` keeps.
-    pub(crate) fn read_filtered_page<T: StoredValue>(
-        &self,
-        records: &Records<T>,
-        page: PageRequest,
-        id_of: impl Fn(&T) -> Id,
-        filter: &dyn Fn(&T) -> Verdict,
-        what: &str,
-    ) -> Result<Page<T>, EngineError> {
-        let resolve = |_: &[u8], bytes: &[u8]| T::from_bytes(bytes).map(Some).map_err(|error| EngineError::internal(what, error));
-        self.read_list(records.prefix(), page, &resolve, &id_of, filter, what)
-    }
+/// Pages an id-keyed range newest first, resolving each row (an index entry) to the record it
+/// names (`None` when that record is gone).
+pub(crate) fn index_page<E: StoredValue, T>(
+    store: &dyn Store,
+    records: &Records<E>,
+    page: PageRequest,
+    resolve: &dyn Fn(Row<E>) -> Result<Option<T>, EngineError>,
+    id_of: &dyn Fn(&T) -> Id,
+    filter: &dyn Fn(&T) -> Verdict,
+    what: &str,
+) -> Result<Page<T>, EngineError> {
+    let after = page.after.map(|id| records.key_of(id));
+    let scan = ListScan { records, after, order: ScanOrder::Descending, skip: page.skip, limit: page.limit };
+    scan_list(store, scan, resolve, id_of, filter, what)
+}
 
-    /// Scans an id-keyed table under `prefix` newest first (see [`Engine::scan_list`]).
-    fn read_list<T>(
-        &self,
-        prefix: &[u8],
-        page: PageRequest,
-        resolve: &Resolve<'_, T>,
-        id_of: &dyn Fn(&T) -> Id,
-        filter: &dyn Fn(&T) -> Verdict,
-        what: &str,
-    ) -> Result<Page<T>, EngineError> {
-        let after_key = page.after.map(|id| [prefix, id.as_bytes()].concat());
-        let scan = ListScan { prefix, after_key, order: ScanOrder::Descending, skip: page.skip, limit: page.limit };
-        self.scan_list(scan, resolve, id_of, filter, what)
-    }
-
-    /// The one paging loop every stored list shares: resolves each entry to a record and
-    /// keeps those the filter keeps, until the page is full (then `hasMore` with the last
-    /// kept record's cursor: one more match was seen, not guessed), the filter stops, the
-    /// entries run out, or `LIST_SCAN_MAX` entries were examined.
-    fn scan_list<T, C>(
-        &self,
-        scan: ListScan<'_>,
-        resolve: &Resolve<'_, T>,
-        cursor_of: &dyn Fn(&T) -> C,
-        filter: &dyn Fn(&T) -> Verdict,
-        what: &str,
-    ) -> Result<Page<T, C>, EngineError> {
-        let ListScan { prefix, after_key, order, skip, limit } = scan;
-        let limit = limit.clamp(1, PAGE_LIMIT_MAX);
-        let skip = skip.min(PAGE_OFFSET_MAX);
-        let mut after = after_key;
-        let mut items = Vec::with_capacity(limit);
-        let (mut skipped, mut examined) = (0, 0);
-        loop {
-            let scan = Scan { prefix, after: after.as_deref(), order, limit: SCAN_CHUNK };
-            let pairs = self.shared().store.scan(scan).map_err(|error| EngineError::internal(what, error))?;
-            let exhausted = pairs.len() < SCAN_CHUNK;
-            for (key, bytes) in pairs {
-                examined += 1;
-                let record = resolve(&key, &bytes)?;
-                after = Some(key);
-                let Some(record) = record else { continue };
-                let cursor = cursor_of(&record);
-                match filter(&record) {
-                    Verdict::Stop => return Ok(Page { items, has_more: false, next_cursor: None }),
-                    Verdict::Skip => {}
-                    Verdict::Keep if skipped < skip => skipped += 1,
-                    Verdict::Keep if items.len() == limit => {
-                        let next_cursor = items.last().map(cursor_of);
-                        return Ok(Page { items, has_more: true, next_cursor });
-                    }
-                    Verdict::Keep => items.push(record),
+/// The one paging loop every stored list shares: resolves each row to a record and keeps
+/// those the filter keeps, until the page is full (then `hasMore` with the last kept
+/// record's cursor: one more match was seen, not guessed), the filter stops, the rows run
+/// out, or `LIST_SCAN_MAX` rows were examined.
+pub(crate) fn scan_list<E: StoredValue, T, C>(
+    store: &dyn Store,
+    scan: ListScan<'_, E>,
+    resolve: &dyn Fn(Row<E>) -> Result<Option<T>, EngineError>,
+    cursor_of: &dyn Fn(&T) -> C,
+    filter: &dyn Fn(&T) -> Verdict,
+    what: &str,
+) -> Result<Page<T, C>, EngineError> {
+    let ListScan { records, after, order, skip, limit } = scan;
+    let limit = limit.clamp(1, PAGE_LIMIT_MAX);
+    let skip = skip.min(PAGE_OFFSET_MAX);
+    let mut after = after;
+    let mut items = Vec::with_capacity(limit);
+    let (mut skipped, mut examined) = (0, 0);
+    loop {
+        let rows = records.scan_after(store, after.as_ref(), order, SCAN_CHUNK).map_err(|error| EngineError::internal(what, error))?;
+        let exhausted = rows.len() < SCAN_CHUNK;
+        for row in rows {
+            examined += 1;
+            let key = row.key.clone();
+            let record = resolve(row)?;
+            after = Some(key);
+            let Some(record) = record else { continue };
+            let cursor = cursor_of(&record);
+            match filter(&record) {
+                Verdict::Stop => return Ok(Page { items, has_more: false, next_cursor: None }),
+                Verdict::Skip => {}
+                Verdict::Keep if skipped < skip => skipped += 1,
+                Verdict::Keep if items.len() == limit => {
+                    let next_cursor = items.last().map(cursor_of);
+                    return Ok(Page { items, has_more: true, next_cursor });
                 }
-                if examined >= LIST_SCAN_MAX {
-                    return Ok(Page { items, has_more: true, next_cursor: Some(cursor) });
-                }
+                Verdict::Keep => items.push(record),
             }
-            if exhausted {
-                return Ok(Page { items, has_more: false, next_cursor: None });
+            if examined >= LIST_SCAN_MAX {
+                return Ok(Page { items, has_more: true, next_cursor: Some(cursor) });
             }
         }
-    }
-}
-
-impl Actions<'_> {
-    pub fn get_action(&self, partner_env: PartnerEnv, action_id: Id) -> Result<ActionRecord, EngineError> {
-        self.engine.read_record(&records::action(&partner_env, action_id), "reading an action")?.ok_or(EngineError::NotFound { resource: "action" })
-    }
-}
-
-impl Users<'_> {
-    pub fn get_user(&self, partner_env: PartnerEnv, external_id: &str) -> Result<UserRecord, EngineError> {
-        self.engine.read_record(&records::user(&partner_env, external_id), "reading a user")?
-            .ok_or_else(|| EngineError::UserNotFound { partner_user_id: external_id.to_owned() })
-    }
-}
-
-impl Pools<'_> {
-    pub fn get_pool(&self, partner_env: PartnerEnv, pool_id: Id) -> Result<PoolRecord, EngineError> {
-        let pool: PoolRecord =
-            self.engine.read_record(&records::pool(&partner_env, pool_id), "reading a pool")?.ok_or(EngineError::NotFound { resource: "token pool" })?;
-        pool.assert_conserved();
-        Ok(pool)
-    }
-
-    pub fn list_pools(&self, partner_env: PartnerEnv, page: PageRequest) -> Result<Page<PoolRecord>, EngineError> {
-        let page = self.engine.read_page(&records::pools(&partner_env), page, |pool: &PoolRecord| pool.id, "listing pools")?;
-        page.items.iter().try_for_each(check_conserved)?;
-        Ok(page)
-    }
-}
-
-impl Partners<'_> {
-    pub fn get_partner(&self, partner_id: Id) -> Result<PartnerRecord, EngineError> {
-        self.engine.read_record(&records::partner(partner_id), "reading a partner")?.ok_or(EngineError::NotFound { resource: "partner" })
-    }
-
-    pub fn list_partners(&self, page: PageRequest) -> Result<Page<PartnerRecord>, EngineError> {
-        self.engine.read_page(&records::partners(), page, |partner: &PartnerRecord| partner.id, "listing partners")
-    }
-}
-
-impl Webhooks<'_> {
-    /// The durable event feed of one (partner, environment), ascending by sequence, after
-    /// `after_sequence` (0 for the beginning), at most `limit` events; the cursor is the
-    /// last event's sequence.
-    pub fn list_events(&self, partner_env: PartnerEnv, after_sequence: u64, limit: usize) -> Result<Page<EventRecord, u64>, EngineError> {
-        let prefix = layout::events_prefix(&partner_env);
-        let after_key = Some(layout::event(&partner_env, after_sequence));
-        let scan = ListScan { prefix: &prefix, after_key, order: ScanOrder::Ascending, skip: 0, limit };
-        let resolve =
-            |_: &[u8], bytes: &[u8]| decode::<EventRecord>(bytes).map(Some).map_err(|error| EngineError::internal("decoding an event", error));
-        self.engine.scan_list(scan, &resolve, &|event: &EventRecord| event.sequence, &|_: &EventRecord| Verdict::Keep, "listing events")
-    }
-}
-
-/// A time window over `createdAt`, both ends inclusive.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct TimeRange {
-    pub from_ms: Option<u64>,
-    pub to_ms: Option<u64>,
-}
-
-impl TimeRange {
-    /// Newest first: past `to` is skipped, before `from` ends the list.
-    fn verdict(&self, created_at_ms: u64) -> Verdict {
-        if self.from_ms.is_some_and(|from| created_at_ms < from) {
-            Verdict::Stop
-        } else if self.to_ms.is_some_and(|to| created_at_ms > to) {
-            Verdict::Skip
-        } else {
-            Verdict::Keep
+        if exhausted {
+            return Ok(Page { items, has_more: false, next_cursor: None });
         }
-    }
-}
-
-/// `GET /v1/partner/actions?status=&actionType=&from=&to=`.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct ActionFilter {
-    pub status: Option<ActionStatus>,
-    pub action_type: Option<String>,
-    pub created: TimeRange,
-}
-
-/// `GET /v1/partner/transactions?type=&actionId=&from=&to=`.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct TransactionFilter {
-    pub transaction_type: Option<TransactionType>,
-    pub action_id: Option<Id>,
-    pub created: TimeRange,
-}
-
-impl TransactionFilter {
-    fn verdict(&self, transaction: &TransactionRecord) -> Verdict {
-        let matches = self.transaction_type.is_none_or(|wanted| transaction.transaction_type == wanted)
-            && self.action_id.is_none_or(|wanted| transaction.action_id == Some(wanted));
-        match self.created.verdict(transaction.created_at_ms) {
-            Verdict::Keep if !matches => Verdict::Skip,
-            verdict => verdict,
-        }
-    }
-}
-
-/// A pool's totals recomputed from its ledger, beside the totals the pool holds.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Reconciliation {
-    pub pool: PoolRecord,
-    pub ledger: LedgerTotals,
-}
-
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct LedgerTotals {
-    pub transactions: u64,
-    pub allocated: u64,
-    pub refilled: u64,
-    pub issued: u64,
-    pub reversed: u64,
-}
-
-impl LedgerTotals {
-    fn add(&mut self, transaction: &TransactionRecord) {
-        let tokens = transaction.tokens.unsigned_abs();
-        self.transactions += 1;
-        match transaction.transaction_type {
-            TransactionType::Allocation => self.allocated += tokens,
-            TransactionType::Refill => self.refilled += tokens,
-            TransactionType::Reward => self.issued += tokens,
-            TransactionType::Reversal => self.reversed += tokens,
-            TransactionType::Redemption => {}
-        }
-    }
-
-    /// What the pool should hold by its ledger: `allocated + refilled − issued + reversed`.
-    pub fn balance(&self) -> i128 {
-        i128::from(self.allocated) + i128::from(self.refilled) - i128::from(self.issued) + i128::from(self.reversed)
-    }
-
-    pub fn matches(&self, pool: &PoolRecord) -> bool {
-        self.allocated == pool.allocated_total
-            && self.refilled == pool.refilled_total
-            && self.issued == pool.issued_total
-            && self.reversed == pool.reversed_total
-            && self.balance() == i128::from(pool.balance)
-    }
-}
-
-/// The most ledger entries one reconciliation reads; a larger ledger answers 422.
-pub const RECONCILIATION_TRANSACTIONS_MAX: u64 = 5_000_000;
-/// Attempts to read a pool and its ledger with no write in between.
-const RECONCILIATION_ATTEMPTS_MAX: usize = 5;
-
-/// `GET /v1/partner/dashboard`, before rendering.
-#[derive(Debug, Clone)]
-pub struct Dashboard {
-    pub daily: Vec<DailyTotals>,
-    pub pools: Vec<PoolRecord>,
-    pub campaigns_active: u64,
-    pub campaigns_total: u64,
-}
-
-/// How many pools and campaigns the dashboard reads (the engine's per-partner maxima are lower).
-const DASHBOARD_RECORDS_MAX: usize = 1_000;
-
-impl Campaigns<'_> {
-    pub fn get_campaign(&self, partner_env: PartnerEnv, campaign_id: Id) -> Result<CampaignRecord, EngineError> {
-        self.engine.read_record(&records::campaign(&partner_env, campaign_id), "reading a campaign")?.ok_or(EngineError::NotFound { resource: "campaign" })
-    }
-
-    pub fn list_campaigns(
-        &self,
-        partner_env: PartnerEnv,
-        page: PageRequest,
-        status: Option<CampaignStatus>,
-    ) -> Result<Page<CampaignRecord>, EngineError> {
-        let resolve = |_: &[u8], bytes: &[u8]| decode(bytes).map(Some).map_err(|error| EngineError::internal("decoding a campaign", error));
-        let filter = |campaign: &CampaignRecord| if status.is_none_or(|wanted| campaign.status == wanted) { Verdict::Keep } else { Verdict::Skip };
-        self.engine.read_list(&layout::campaigns_prefix(&partner_env), page, &resolve, &|campaign: &CampaignRecord| campaign.id, &filter, "listing campaigns")
-    }
-}
-
-impl Users<'_> {
-    /// Users newest first, through the by-creation index.
-    pub fn list_users(&self, partner_env: PartnerEnv, page: PageRequest) -> Result<Page<UserRecord>, EngineError> {
-        let resolve = |_: &[u8], external_id: &[u8]| {
-            let external_id = std::str::from_utf8(external_id).map_err(|error| EngineError::internal("decoding a user index entry", error))?;
-            self.engine.read_record::<UserRecord>(&records::user(&partner_env, external_id), "reading a user")
-        };
-        self.engine.read_list(
-            &layout::users_by_creation_prefix(&partner_env),
-            page,
-            &resolve,
-            &|user: &UserRecord| user.id,
-            &|_| Verdict::Keep,
-            "listing users",
-        )
-    }
-}
-
-impl Actions<'_> {
-    pub fn list_actions(&self, partner_env: PartnerEnv, page: PageRequest, filter: &ActionFilter) -> Result<Page<ActionRecord>, EngineError> {
-        let resolve = |_: &[u8], bytes: &[u8]| decode(bytes).map(Some).map_err(|error| EngineError::internal("decoding an action", error));
-        let verdict = |action: &ActionRecord| {
-            let matches = filter.status.is_none_or(|wanted| action.status == wanted)
-                && filter.action_type.as_ref().is_none_or(|wanted| action.action_type == *wanted);
-            match filter.created.verdict(action.created_at_ms) {
-                Verdict::Keep if !matches => Verdict::Skip,
-                verdict => verdict,
-            }
-        };
-        self.engine.read_list(&layout::actions_prefix(&partner_env), page, &resolve, &|action: &ActionRecord| action.id, &verdict, "listing actions")
-    }
-}
-
-impl Users<'_> {
-    /// The partner's whole ledger (or one user's, through the per-user index), newest first.
-    pub fn list_transactions(
-        &self,
-        partner_env: PartnerEnv,
-        user: Option<&str>,
-        page: PageRequest,
-        filter: &TransactionFilter,
-    ) -> Result<Page<TransactionRecord>, EngineError> {
-        let id_of = |transaction: &TransactionRecord| transaction.id;
-        let verdict = |transaction: &TransactionRecord| filter.verdict(transaction);
-        match user {
-            None => {
-                let resolve =
-                    |_: &[u8], bytes: &[u8]| decode(bytes).map(Some).map_err(|error| EngineError::internal("decoding a transaction", error));
-                self.engine.read_list(&layout::transactions_prefix(&partner_env), page, &resolve, &id_of, &verdict, "listing transactions")
-            }
-            Some(external_id) => {
-                let resolve = |key: &[u8], _: &[u8]| {
-                    let id = key.len().checked_sub(12).and_then(|start| Id::from_slice(&key[start..]));
-                    let id = id.ok_or_else(|| EngineError::internal("decoding a user transaction index entry", "short key"))?;
-                    self.engine.read_record::<TransactionRecord>(&records::transaction(&partner_env, id), "reading a transaction")
-                };
-                self.engine.read_list(&layout::user_transactions_prefix(&partner_env, external_id), page, &resolve, &id_of, &verdict, "listing transactions")
-            }
-        }
-    }
-}
-
-impl Pools<'_> {
-    /// Recomputes a pool's totals from its ledger. The pool is read before and after the
-    /// ledger; a write between them (commits are atomic) means another try.
-    pub fn reconcile_pool(&self, partner_env: PartnerEnv, pool_id: Id) -> Result<Reconciliation, EngineError> {
-        for _ in 0..RECONCILIATION_ATTEMPTS_MAX {
-            let before = self.get_pool(partner_env, pool_id)?;
-            let ledger = self.engine.pool_ledger(partner_env, pool_id)?;
-            let after = self.get_pool(partner_env, pool_id)?;
-            if before == after {
-                return Ok(Reconciliation { pool: after, ledger });
-            }
-        }
-        Err(EngineError::Overloaded { reason: "pool_busy", retry_after_secs: 1 })
-    }
-}
-
-impl Engine {
-    fn pool_ledger(&self, partner_env: PartnerEnv, pool_id: Id) -> Result<LedgerTotals, EngineError> {
-        let prefix = layout::transactions_prefix(&partner_env);
-        let mut totals = LedgerTotals::default();
-        let mut after: Option<Vec<u8>> = None;
-        let mut read = 0u64;
-        loop {
-            let scan = Scan { prefix: &prefix, after: after.as_deref(), order: ScanOrder::Ascending, limit: SCAN_CHUNK };
-            let pairs = self.shared().store.scan(scan).map_err(|error| EngineError::internal("reading a ledger", error))?;
-            let exhausted = pairs.len() < SCAN_CHUNK;
-            for (key, bytes) in pairs {
-                read += 1;
-                if read > RECONCILIATION_TRANSACTIONS_MAX {
-                    return Err(EngineError::Invalid {
-                        field: "tokenPoolId".into(),
-                        message: format!("the ledger holds more than {RECONCILIATION_TRANSACTIONS_MAX} transactions; reconcile offline"),
-                    });
-                }
-                let transaction: TransactionRecord = decode(&bytes).map_err(|error| EngineError::internal("decoding a transaction", error))?;
-                if transaction.pool_id == Some(pool_id) {
-                    totals.add(&transaction);
-                }
-                after = Some(key);
-            }
-            if exhausted {
-                return Ok(totals);
-            }
-        }
-    }
-}
-
-impl Partners<'_> {
-    pub fn dashboard(&self, partner_env: PartnerEnv) -> Result<Dashboard, EngineError> {
-        let state: Option<PartnerEnvState> = self.engine.read_record(&records::partner_env_state(&partner_env), "reading partner state")?;
-        let scan_all = |prefix: &[u8], what: &str| {
-            let scan = Scan { prefix, after: None, order: ScanOrder::Descending, limit: DASHBOARD_RECORDS_MAX };
-            self.engine.shared().store.scan(scan).map_err(|error| EngineError::internal(what, error))
-        };
-        let pools = scan_all(&layout::pools_prefix(&partner_env), "reading pools")?
-            .into_iter()
-            .map(|(_, bytes)| decode::<PoolRecord>(&bytes).map_err(|error| EngineError::internal("decoding a pool", error)))
-            .collect::<Result<Vec<_>, _>>()?;
-        pools.iter().try_for_each(check_conserved)?;
-        let mut campaigns_active = 0;
-        let mut campaigns_total = 0;
-        for (_, bytes) in scan_all(&layout::campaigns_prefix(&partner_env), "reading campaigns")? {
-            let campaign: CampaignRecord = decode(&bytes).map_err(|error| EngineError::internal("decoding a campaign", error))?;
-            campaigns_total += 1;
-            campaigns_active += u64::from(campaign.status == CampaignStatus::Active);
-        }
-        Ok(Dashboard { daily: state.map(|state| state.daily).unwrap_or_default(), pools, campaigns_active, campaigns_total })
     }
 }

@@ -234,8 +234,9 @@ impl<T: StoredValue> Records<T> {
         Ok(rows.iter().map(Row::record).collect::<Result<Vec<T>, CodecError>>()?)
     }
 
-    pub(in crate::store) fn prefix(&self) -> &[u8] {
-        &self.prefix
+    /// The key in this range of the entry keyed by `id` (a page's cursor).
+    pub fn key_of(&self, id: Id) -> RecordKey<T> {
+        RecordKey::new([self.prefix.as_slice(), id.as_bytes()].concat())
     }
 }
 
@@ -249,6 +250,13 @@ impl RecordKey<Vec<u8>> {
 impl RecordKey<PartnerKeyEntry> {
     /// The key (pair) this index entry names.
     pub fn key_id(&self) -> Option<Id> {
+        Id::from_slice(&self.key[self.key.len().checked_sub(Id::LEN)?..])
+    }
+}
+
+impl RecordKey<UserTransactionEntry> {
+    /// The transaction this per-user ledger entry names.
+    pub fn transaction_id(&self) -> Option<Id> {
         Id::from_slice(&self.key[self.key.len().checked_sub(Id::LEN)?..])
     }
 }
@@ -388,6 +396,29 @@ pub fn user(partner_env: &PartnerEnv, external_id: &str) -> RecordKey<UserRecord
 /// The users-by-creation index entry of a new user: its external id.
 pub fn user_by_creation(partner_env: &PartnerEnv, user_id: Id) -> RecordKey<String> {
     RecordKey::new(layout::user_by_creation(partner_env, user_id))
+}
+
+/// The users-by-creation index of a (partner, environment): entries hold external ids.
+pub fn users_by_creation(partner_env: &PartnerEnv) -> Records<String> {
+    Records::new(layout::users_by_creation_prefix(partner_env))
+}
+
+pub fn actions(partner_env: &PartnerEnv) -> Records<ActionRecord> {
+    Records::new(layout::actions_prefix(partner_env))
+}
+
+pub fn transactions(partner_env: &PartnerEnv) -> Records<TransactionRecord> {
+    Records::new(layout::transactions_prefix(partner_env))
+}
+
+/// One user's ledger index: entries name transactions by the key's last id.
+pub fn user_transactions(partner_env: &PartnerEnv, external_id: &str) -> Records<UserTransactionEntry> {
+    Records::new(layout::user_transactions_prefix(partner_env, external_id))
+}
+
+/// The event feed of a (partner, environment), in sequence order.
+pub fn events(partner_env: &PartnerEnv) -> Records<EventRecord> {
+    Records::new(layout::events_prefix(partner_env))
 }
 
 pub fn action(partner_env: &PartnerEnv, action_id: Id) -> RecordKey<ActionRecord> {
