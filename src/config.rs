@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use axum::http::HeaderName;
 
 use reward_actors::EngineConfig;
-use reward_actors::api::operations::{StoreBackend, WalOptions};
+use reward_actors::api::operations::{PostgresUrl, StoreBackend, WalOptions};
 use serde::de::Error as _;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
@@ -28,6 +28,19 @@ pub struct Config {
     pub webhook: reward_actors::api::webhooks::WebhookConfig,
     /// Online backups (`POST /api/v1/admin/backups`, `reward-engine backup`) and their schedule.
     pub backup: reward_actors::api::operations::BackupConfig,
+    /// Where a networked store lives (`server.store = "postgres"`).
+    pub store: StoreConfig,
+}
+
+/// The networked store's settings; the embedded stores need none (they live in `data_dir`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StoreConfig {
+    /// The PostgreSQL database of `server.store = "postgres"` (`REWARD_STORE_POSTGRES_URL`),
+    /// e.g. `postgresql://reward:PASSWORD@db.internal:5432/reward`. Empty: none. Its password is
+    /// never logged (`Debug` and the start-up line show host, port, database and user only).
+    #[serde(serialize_with = "url_or_empty", deserialize_with = "empty_or_url")]
+    pub postgres_url: Option<PostgresUrl>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -38,7 +51,8 @@ pub struct ServerConfig {
     pub listen: SocketAddr,
     /// Where the store and (in demo mode) generated files live.
     pub data_dir: PathBuf,
-    /// The embedded store: `redb` (default) or `sled`.
+    /// The store: `redb` (default) or `sled` (embedded, in `data_dir`), or `postgres`
+    /// (a database at `store.postgres_url`).
     pub store: StoreBackend,
     /// A file holding the 64-hex master key, outside the data directory. Empty: none.
     #[serde(serialize_with = "path_or_empty", deserialize_with = "empty_or_path")]
@@ -90,6 +104,8 @@ pub struct ServerConfig {
 pub enum StoreChoice {
     Redb,
     Sled,
+    /// PostgreSQL at `store.postgres_url` (`REWARD_STORE_POSTGRES_URL`).
+    Postgres,
 }
 
 impl From<StoreChoice> for StoreBackend {
@@ -97,6 +113,7 @@ impl From<StoreChoice> for StoreBackend {
         match choice {
             StoreChoice::Redb => StoreBackend::Redb,
             StoreChoice::Sled => StoreBackend::Sled,
+            StoreChoice::Postgres => StoreBackend::Postgres,
         }
     }
 }
@@ -150,6 +167,22 @@ fn path_or_empty<S: Serializer>(path: &Option<PathBuf>, serializer: S) -> Result
 fn empty_or_path<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<PathBuf>, D::Error> {
     let text = String::deserialize(deserializer)?;
     Ok((!text.is_empty()).then(|| PathBuf::from(text)))
+}
+
+fn url_or_empty<S: Serializer>(url: &Option<PostgresUrl>, serializer: S) -> Result<S::Ok, S::Error> {
+    match url {
+        Some(url) => url.serialize(serializer),
+        None => serializer.serialize_str(""),
+    }
+}
+
+/// An empty string is no database; any other must parse as a PostgreSQL URL.
+fn empty_or_url<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<PostgresUrl>, D::Error> {
+    let text = String::deserialize(deserializer)?;
+    if text.is_empty() {
+        return Ok(None);
+    }
+    PostgresUrl::new(&text).map(Some).map_err(|error| D::Error::custom(format!("store.postgres_url: {}", error.message)))
 }
 
 fn header_or_empty<S: Serializer>(name: &Option<HeaderName>, serializer: S) -> Result<S::Ok, S::Error> {
@@ -251,7 +284,7 @@ const SPECIAL_VARIABLES: &[&str] = &[
 ];
 
 /// The sections of the configuration, in the order of `Config`.
-const SECTIONS: &[&str] = &["server", "engine", "limits", "wal", "donations", "webhook", "backup"];
+const SECTIONS: &[&str] = &["server", "engine", "limits", "wal", "donations", "webhook", "backup", "store"];
 
 /// The log filter: `REWARD_LOG`, else `RUST_LOG`, else `info` (an empty variable counts as
 /// unset). A filter that does not parse is refused with the variable's name, rather than
@@ -332,6 +365,9 @@ impl Config {
             return Err(ConfigError::Invalid("server.maintenance_interval_ms must be greater than 0".into()));
         }
         self.validate_connections()?;
+        if self.server.store == StoreBackend::Postgres && self.store.postgres_url.is_none() {
+            return Err(ConfigError::Invalid("server.store = postgres needs store.postgres_url (REWARD_STORE_POSTGRES_URL)".into()));
+        }
         Ok(())
     }
 }
@@ -444,6 +480,23 @@ mod tests {
         assert_eq!(config.engine.mailbox_capacity, 20);
         assert!(config.server.test_clock);
         assert_eq!(config.limits.body_bytes_max, 64 * 1024);
+    }
+
+    #[test]
+    fn the_postgres_store_takes_its_url_from_the_store_section_and_never_shows_the_password() {
+        let url = "postgresql://reward:s3cret-pw@db.internal:5433/reward";
+        let config = Config::load(None, variables(&[("REWARD_SERVER_STORE", "postgres"), ("REWARD_STORE_POSTGRES_URL", url)])).expect("valid");
+        assert_eq!(config.server.store, StoreBackend::Postgres);
+        assert_eq!(config.store.postgres_url, Some(PostgresUrl::new(url).expect("parses")));
+        let shown = format!("{config:?}");
+        assert!(!shown.contains("s3cret-pw") && shown.contains("db.internal"), "{shown}");
+        assert!(refusal(None, &[("REWARD_SERVER_STORE", "postgres")]).contains("store.postgres_url"));
+        assert!(refusal(None, &[("REWARD_STORE_POSTGRES_URL", "postgresql://[oops")]).contains("store.postgres_url"));
+        let dir = tempfile::tempdir().expect("temp dir");
+        let file = dir.path().join("reward.toml");
+        std::fs::write(&file, format!("[server]\nstore = \"postgres\"\n[store]\npostgres_url = \"{url}\"\n")).expect("write");
+        let from_file = Config::load(Some(&file), variables(&[])).expect("valid");
+        assert_eq!(from_file.store.postgres_url, Some(PostgresUrl::new(url).expect("parses")));
     }
 
     #[test]

@@ -78,7 +78,7 @@ struct ServeArgs {
     /// Data directory [default: ./data].
     #[arg(long)]
     data_dir: Option<PathBuf>,
-    /// Embedded store [default: redb].
+    /// Store [default: redb]; postgres needs store.postgres_url (REWARD_STORE_POSTGRES_URL).
     #[arg(long, value_enum)]
     store: Option<StoreChoice>,
     /// A TOML configuration file (environment variables REWARD_<SECTION>_<KEY> override it).

@@ -13,7 +13,7 @@ use reward_actors::api::common::Clock;
 use reward_actors::api::common::{MasterKey, Secret, constant_time_eq, random_hex, sha256};
 use reward_actors::api::donations::Provider;
 use reward_actors::api::operations::{JobsConfig, MaintenanceConfig};
-use reward_actors::api::operations::{Store, open_store_with};
+use reward_actors::api::operations::{Store, StoreBackend, open_postgres_store, open_store_with};
 use reward_actors::{Engine, EngineError, EngineParts};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -65,8 +65,7 @@ pub async fn start(options: ServeOptions) -> anyhow::Result<RunningServer> {
     let data_dir = config.server.data_dir.clone();
     let store = match store {
         Some(store) => store,
-        None => open_store_with(config.server.store, &data_dir, config.wal)
-            .with_context(|| format!("opening the {} store in {}", config.server.store, data_dir.display()))?,
+        None => open_configured_store(&config)?,
     };
     let master_key = resolve_master_key(&config, secrets.master_key.as_ref(), demo)?;
     let clock = if config.server.test_clock {
@@ -127,6 +126,24 @@ pub async fn start(options: ServeOptions) -> anyhow::Result<RunningServer> {
         serving,
         grace: Duration::from_secs(config.server.shutdown_grace_secs),
     })
+}
+
+/// The store the configuration names: an embedded one in the data directory (behind the
+/// write-ahead log unless it is off), or PostgreSQL at its URL (never behind the log).
+fn open_configured_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
+    let data_dir = &config.server.data_dir;
+    match (config.server.store, config.store.postgres_url.as_ref()) {
+        (StoreBackend::Postgres, Some(url)) => {
+            if config.wal.enabled {
+                tracing::info!("the write-ahead log is off on the postgres store: the database logs every commit itself");
+            }
+            open_postgres_store(url).with_context(|| format!("opening the postgres store ({})", url.redacted()))
+        }
+        (StoreBackend::Postgres, None) => bail!("server.store = postgres needs store.postgres_url (REWARD_STORE_POSTGRES_URL)"),
+        (backend, _) => {
+            open_store_with(backend, data_dir, config.wal).with_context(|| format!("opening the {backend} store in {}", data_dir.display()))
+        }
+    }
 }
 
 impl RunningServer {

@@ -105,7 +105,8 @@ pub mod operations {
     pub use crate::services::operations::{BackupConfig, BackupRunError, CompletedBackup, JobsConfig, MaintenanceConfig};
     pub use crate::store::audit::{AuditProgress, AuditReport, audit};
     pub use crate::store::{
-        ENGINE_RUNNING, ReadOnlyOptions, Store, StoreBackend, WalOptions, backup, open_store_read_only, open_store_read_only_with, open_store_with,
+        ENGINE_RUNNING, PostgresUrl, ReadOnlyOptions, Store, StoreBackend, WalOptions, backup, open_postgres_store, open_store_read_only,
+        open_store_read_only_with, open_store_with,
     };
 }
 

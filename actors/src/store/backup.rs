@@ -580,6 +580,12 @@ pub fn restore_backup(
     let target = target_state(data_dir)?;
     let manifest = check_backup(from)?;
     let backend = backend.unwrap_or(manifest.backend);
+    if backend == StoreBackend::Postgres {
+        return Err(BackupError::Refused {
+            dir: from.to_owned(),
+            reason: "a restore loads a redb or sled data directory; restoring into PostgreSQL is not supported yet (choose --store redb or sled)".into(),
+        });
+    }
     match target {
         Target::Missing => {
             let parent = data_dir.parent().filter(|parent| !parent.as_os_str().is_empty()).unwrap_or(Path::new("."));
@@ -708,6 +714,7 @@ fn open_backend(backend: StoreBackend, dir: &Path) -> Result<Box<dyn Store>, Sto
     Ok(match backend {
         StoreBackend::Redb => Box::new(RedbStore::open(&dir.join("reward.redb"))?),
         StoreBackend::Sled => Box::new(SledStore::open(&dir.join("reward.sled"))?),
+        StoreBackend::Postgres => return Err(super::postgres_needs_url()),
     })
 }
 

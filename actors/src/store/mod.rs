@@ -22,6 +22,7 @@ pub(crate) mod audit;
 pub mod backup;
 pub mod codec;
 mod layout;
+mod pg_store;
 pub mod reads;
 pub mod records;
 mod read_only;
@@ -35,6 +36,7 @@ use std::path::Path;
 use std::str::FromStr;
 use std::sync::Arc;
 
+pub use pg_store::{PgStore, PostgresUrl};
 pub use read_only::{ENGINE_RUNNING, ReadOnlyOptions, open_store_read_only, open_store_read_only_with};
 pub use redb_store::RedbStore;
 pub use sled_store::SledStore;
@@ -195,6 +197,8 @@ pub trait Store: Send + Sync + 'static {
 pub enum StoreBackend {
     Redb,
     Sled,
+    /// A PostgreSQL database ([`open_postgres_store`]); no data directory, no write-ahead log.
+    Postgres,
 }
 
 impl StoreBackend {
@@ -202,6 +206,7 @@ impl StoreBackend {
         match self {
             StoreBackend::Redb => "redb",
             StoreBackend::Sled => "sled",
+            StoreBackend::Postgres => "postgres",
         }
     }
 }
@@ -219,7 +224,8 @@ impl FromStr for StoreBackend {
         match text {
             "redb" => Ok(StoreBackend::Redb),
             "sled" => Ok(StoreBackend::Sled),
-            other => Err(format!("unknown store '{other}': expected redb or sled")),
+            "postgres" => Ok(StoreBackend::Postgres),
+            other => Err(format!("unknown store '{other}': expected redb, sled or postgres")),
         }
     }
 }
@@ -245,11 +251,15 @@ pub fn open_store_with_faults(
     wal: WalOptions,
     faults: Option<Arc<LogFaults>>,
 ) -> Result<Arc<dyn Store>, StoreError> {
+    if backend == StoreBackend::Postgres {
+        return Err(postgres_needs_url());
+    }
     std::fs::create_dir_all(data_dir).map_err(|error| StoreError::new(format!("cannot create {}: {error}", data_dir.display())))?;
     backup::check_not_restoring(data_dir)?;
     let store: Arc<dyn Store> = match backend {
         StoreBackend::Redb => Arc::new(RedbStore::open(&data_dir.join("reward.redb"))?),
         StoreBackend::Sled => Arc::new(SledStore::open(&data_dir.join("reward.sled"))?),
+        StoreBackend::Postgres => return Err(postgres_needs_url()),
     };
     check_schema(store.as_ref())?;
     let logged = WalStore::open_with_faults(Arc::clone(&store), &data_dir.join("wal"), wal, faults)?;
@@ -259,6 +269,19 @@ pub fn open_store_with_faults(
     // Opening replayed whatever an earlier run logged; closing leaves the log empty.
     drop(logged);
     Ok(store)
+}
+
+/// Opens the PostgreSQL store at `url`: creates its table if missing, then checks or writes
+/// the schema version. Never behind the write-ahead log (see `pg_store.rs`).
+pub fn open_postgres_store(url: &PostgresUrl) -> Result<Arc<dyn Store>, StoreError> {
+    let store: Arc<dyn Store> = Arc::new(PgStore::open(url)?);
+    check_schema(store.as_ref())?;
+    Ok(store)
+}
+
+/// What a data-directory operation answers for PostgreSQL, which has none.
+pub(crate) fn postgres_needs_url() -> StoreError {
+    StoreError::new("the postgres store lives in a database, not a data directory: open it with its URL (store.postgres_url)")
 }
 
 /// The Meta key of the schema version (4 bytes, big-endian).
@@ -334,8 +357,13 @@ mod tests {
 
     fn check_backend_with(backend: StoreBackend, wal: WalOptions) {
         let dir = tempfile::tempdir().expect("temp dir");
+        check_store(&|| open_store_with(backend, dir.path(), wal).expect("opens"));
+    }
+
+    /// The behaviour tests on a store `open` opens (and opens again, to find the data).
+    fn check_store(open: &dyn Fn() -> Arc<dyn Store>) {
         {
-            let store = open_store_with(backend, dir.path(), wal).expect("opens");
+            let store = open();
             let first: Vec<WriteOp> = vec![put(&[6, 1, 1], b"a"), put(&[6, 1, 2], b"b"), put(&[6, 2, 1], b"c")];
             let second: Vec<WriteOp> = vec![put(&[6, 1, 3], b"d"), WriteOp::Delete { key: vec![6, 2, 1] }];
             store.commit(&[&first, &second]).expect("commits");
@@ -352,7 +380,7 @@ mod tests {
             assert_eq!(keys(after_ascending), vec![vec![6, 1, 2], vec![6, 1, 3]]);
         }
         // Reopening finds the data and the schema version.
-        let store = open_store_with(backend, dir.path(), wal).expect("reopens");
+        let store = open();
         assert_eq!(store.get(&[6, 1, 3]).expect("reads"), Some(b"d".to_vec()));
     }
 
@@ -364,6 +392,27 @@ mod tests {
     #[test]
     fn sled_backend_behaves() {
         check_backend(StoreBackend::Sled);
+    }
+
+    #[test]
+    fn postgres_backend_behaves() {
+        let Some(url) = pg_store::test_url("backend_behaves") else { return };
+        check_store(&|| open_postgres_store(&url).expect("opens"));
+        let store = open_postgres_store(&url).expect("opens");
+        store.commit(&[&[put(&Table::Meta.key(&[SCHEMA_KEY]), &99u32.to_be_bytes())]]).expect("commits");
+        drop(store);
+        let error = open_postgres_store(&url).err().expect("refused");
+        assert!(error.message.contains("schema version 99"), "{error}");
+    }
+
+    #[test]
+    fn postgres_has_no_data_directory() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let error = open_store(StoreBackend::Postgres, dir.path()).err().expect("refused");
+        assert!(error.message.contains("URL"), "{error}");
+        let error = open_store_read_only(StoreBackend::Postgres, dir.path()).err().expect("refused");
+        assert!(error.message.contains("postgres"), "{error}");
+        assert_eq!("postgres".parse::<StoreBackend>(), Ok(StoreBackend::Postgres));
     }
 
     #[test]

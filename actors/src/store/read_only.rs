@@ -52,6 +52,11 @@ pub fn open_store_read_only(backend: StoreBackend, data_dir: &Path) -> Result<Ar
 
 /// [`open_store_read_only`] with sled's scratch directory chosen.
 pub fn open_store_read_only_with(backend: StoreBackend, data_dir: &Path, options: &ReadOnlyOptions) -> Result<Arc<dyn Store>, StoreError> {
+    if backend == StoreBackend::Postgres {
+        return Err(StoreError::new(
+            "a read-only open (verify) works on a redb or sled data directory; the postgres store has none: verify a backup of it instead",
+        ));
+    }
     if !data_dir.is_dir() {
         return Err(StoreError::new(format!("{} is not a directory", data_dir.display())));
     }
@@ -59,6 +64,7 @@ pub fn open_store_read_only_with(backend: StoreBackend, data_dir: &Path, options
     let opened = match backend {
         StoreBackend::Redb => open_redb(&data_dir.join("reward.redb"))?,
         StoreBackend::Sled => open_sled_copy(&data_dir.join("reward.sled"), options)?,
+        StoreBackend::Postgres => return Err(super::postgres_needs_url()),
     };
     let applied = match opened.backend.get(&applied_sequence_key())? {
         Some(bytes) => u64::from_be_bytes(bytes.as_slice().try_into().map_err(|_| StoreError::new("wal_applied_sequence is unreadable"))?),
@@ -396,6 +402,7 @@ mod tests {
         match backend {
             StoreBackend::Redb => Arc::new(super::super::RedbStore::open(&dir.join("reward.redb")).expect("redb")),
             StoreBackend::Sled => Arc::new(SledStore::open(&dir.join("reward.sled")).expect("sled")),
+            StoreBackend::Postgres => panic!("a read-only open has no postgres store"),
         }
     }
 
