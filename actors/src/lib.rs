@@ -14,7 +14,8 @@
 //!   (rewards, reversals, pools, users, campaigns, webhook endpoints).
 //! - `commit/`: group commit on one thread; receipts resolve when durable, and a write set
 //!   may carry what to tell another task once it is.
-//! - `store/`: the storage trait (redb, sled, the write-ahead log in front) and the store's
+//! - `store/`: the storage trait (redb, sled, the write-ahead log in front; PostgreSQL in
+//!   `store::pg_store`, never behind the log) and the store's
 //!   reading side: `store::records` the typed records every other module names,
 //!   `store::codec` value encoding, `store::layout` (private) the key layout that makes
 //!   tenancy a property of every key, `store::reads` the one paging loop over typed ranges,

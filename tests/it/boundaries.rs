@@ -4,7 +4,7 @@
 //! - The front (`src/`) names only the engine crate's root (`Engine`, its start and error
 //!   types, write outcomes) and `reward_actors::api`.
 //! - actix stays inside the engine's handle and its partner actors.
-//! - The storage crates (redb, sled) stay inside `actors/src/store/`.
+//! - The storage crates (redb, sled, tokio-postgres) stay inside `actors/src/store/`.
 //! - The engine speaks no HTTP server crate; its only HTTP client is the webhooks'.
 //! - The engine's folders are layers (domain, store, commit, actor never name one above them).
 //! - Resource files of the front never import one another.
@@ -35,7 +35,7 @@ const BOUNDARIES: [Boundary; 4] = [
         why: "actix stays inside the engine",
     },
     Boundary {
-        names: &["redb::", "sled::", "use redb", "use sled"],
+        names: &["redb::", "sled::", "tokio_postgres::", "use redb", "use sled", "use tokio_postgres"],
         allowed_in: &["actors/src/store/"],
         why: "storage crates stay inside actors/src/store",
     },
