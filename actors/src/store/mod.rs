@@ -3,8 +3,9 @@
 //!
 //! The store owns the key layout ([`Table`] bytes in front of every key, `layout.rs`) and
 //! the value encoding (`codec.rs`); a backend is a plain ordered key-value store. Two
-//! embedded backends implement it (`redb`, `sled`) and both pass the same tests, so a
-//! networked backend can take their place later. Its reading side lives here too: `reads.rs`
+//! embedded backends implement it (`redb`, `sled`) and one networked backend (`pg_store.rs`,
+//! PostgreSQL, issue 13's first step, never behind the write-ahead log); all pass the same
+//! behaviour tests (`check_store` below). Its reading side lives here too: `reads.rs`
 //! (the store reads and the one paging loop) and `audit.rs` (the offline audit's one pass).
 //!
 //! Invariants: `commit` applies all of its write sets or none, and returns only after they
