@@ -99,13 +99,13 @@ pub struct ServerConfig {
     pub crowded_idle_timeout_ms: u64,
 }
 
-/// `--store`'s values (so `--help` lists them); the engine crate stays free of clap.
+/// `--store`'s values (so `--help` lists them); the engine crate stays free of clap. The
+/// embedded stores only: PostgreSQL needs its URL too, so it is chosen in the configuration
+/// (`server.store = "postgres"` with `store.postgres_url`), and `restore` loads only these.
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
 pub enum StoreChoice {
     Redb,
     Sled,
-    /// PostgreSQL at `store.postgres_url` (`REWARD_STORE_POSTGRES_URL`).
-    Postgres,
 }
 
 impl From<StoreChoice> for StoreBackend {
@@ -113,7 +113,6 @@ impl From<StoreChoice> for StoreBackend {
         match choice {
             StoreChoice::Redb => StoreBackend::Redb,
             StoreChoice::Sled => StoreBackend::Sled,
-            StoreChoice::Postgres => StoreBackend::Postgres,
         }
     }
 }
@@ -281,6 +280,9 @@ const SPECIAL_VARIABLES: &[&str] = &[
     // Shorthands for `server.test_clock` and `server.portal_registration`.
     "REWARD_TEST_CLOCK",
     "REWARD_PORTAL_REGISTRATION",
+    // The tests' PostgreSQL (`scripts/pg/test_server.sh`): CI exports it to the whole test run,
+    // including the servers the tests start; the binary itself ignores it.
+    "REWARD_TEST_POSTGRES_URL",
 ];
 
 /// The sections of the configuration, in the order of `Config`.

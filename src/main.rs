@@ -78,7 +78,7 @@ struct ServeArgs {
     /// Data directory [default: ./data].
     #[arg(long)]
     data_dir: Option<PathBuf>,
-    /// Store [default: redb]; postgres needs store.postgres_url (REWARD_STORE_POSTGRES_URL).
+    /// Embedded store [default: redb].
     #[arg(long, value_enum)]
     store: Option<StoreChoice>,
     /// A TOML configuration file (environment variables REWARD_<SECTION>_<KEY> override it).
