@@ -28,6 +28,7 @@ mod ops;
 mod paging;
 mod partner_api;
 mod portal;
+mod postgres;
 mod reward_path;
 mod secrets_in_logs;
 mod verify;

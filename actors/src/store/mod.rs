@@ -38,6 +38,8 @@ use std::str::FromStr;
 use std::sync::Arc;
 
 pub use pg_store::{PgStore, PostgresUrl};
+#[cfg(feature = "internals")]
+pub use pg_store::test_url as postgres_test_url;
 pub use read_only::{ENGINE_RUNNING, ReadOnlyOptions, open_store_read_only, open_store_read_only_with};
 pub use redb_store::RedbStore;
 pub use sled_store::SledStore;

@@ -468,21 +468,30 @@ impl Store for PgStore {
 /// `REWARD_TEST_POSTGRES_URL` (`scripts/pg/test_server.sh start` prints one), and a URL whose
 /// connections use it and name themselves after it (`application_name`), so tests run in
 /// parallel. `None` (the test says it skipped) when the variable is unset, except under CI
-/// (`CI` set), where that fails.
-#[cfg(test)]
-pub(crate) fn test_url(test_name: &str) -> Option<PostgresUrl> {
+/// (`CI` set), where that fails. Test support (unit tests, and the integration tests through
+/// the `internals` feature): it panics on a database that does not answer.
+#[cfg(any(test, feature = "internals"))]
+#[doc(hidden)]
+pub fn test_url(test_name: &str) -> Option<PostgresUrl> {
     let Some(base) = std::env::var("REWARD_TEST_POSTGRES_URL").ok().filter(|url| !url.is_empty()) else {
         assert!(std::env::var_os("CI").is_none(), "CI is set but REWARD_TEST_POSTGRES_URL is not: start scripts/pg/test_server.sh and export its url");
         eprintln!("SKIPPED {test_name}: REWARD_TEST_POSTGRES_URL is unset (scripts/pg/test_server.sh start prints one)");
         return None;
     };
     let schema = format!("test_{test_name}");
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a test runtime");
-    runtime.block_on(async {
-        let (client, connection) = tokio_postgres::connect(&base, NoTls).await.expect("the test database answers");
-        tokio::spawn(connection);
-        client.batch_execute(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE; CREATE SCHEMA {schema}")).await.expect("a fresh schema");
-    });
+    // On a thread of its own: the caller may be an async test, where `block_on` panics.
+    let (setup_base, setup_schema) = (base.clone(), schema.clone());
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a test runtime");
+        runtime.block_on(async {
+            let (client, connection) = tokio_postgres::connect(&setup_base, NoTls).await.expect("the test database answers");
+            tokio::spawn(connection);
+            let sql = format!("DROP SCHEMA IF EXISTS {setup_schema} CASCADE; CREATE SCHEMA {setup_schema}");
+            client.batch_execute(&sql).await.expect("a fresh schema");
+        });
+    })
+    .join()
+    .expect("the test schema is made");
     let separator = if base.contains('?') { '&' } else { '?' };
     Some(PostgresUrl::new(&format!("{base}{separator}options=-csearch_path%3D{schema}&application_name={schema}")).expect("a test URL"))
 }
