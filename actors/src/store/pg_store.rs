@@ -129,8 +129,16 @@ impl<'de> serde::Deserialize<'de> for PostgresUrl {
     }
 }
 
-fn store_error(error: impl fmt::Display) -> StoreError {
-    StoreError::new(format!("postgres: {error}"))
+/// The error with its causes (`tokio-postgres` keeps the OS or server message in the
+/// source: "error connecting to server: Connection refused"). No cause holds the password.
+fn store_error(error: impl std::error::Error) -> StoreError {
+    let mut message = format!("postgres: {error}");
+    let mut cause = error.source();
+    while let Some(next) = cause {
+        message.push_str(&format!(": {next}"));
+        cause = next.source();
+    }
+    StoreError::new(message)
 }
 
 /// What the background reconnector and the commits share about the writer connection.
