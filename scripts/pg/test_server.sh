@@ -6,7 +6,7 @@
 #   scripts/pg/test_server.sh stop    # stops the server and removes its data
 #
 # The server is the project's own, never the machine's cluster: its data directory, socket
-# directory and log live under target/pg-test/, it listens on 127.0.0.1 on its own port
+# directory and log live under /tmp/reward-pg-test-PORT/, it listens on 127.0.0.1 on its own port
 # (PG_TEST_PORT, default 54329) and on that socket, with fsync on (the store's durability is
 # what the tests are about). postgres refuses to run as root, so as root it runs as the
 # `postgres` user the package creates. `start` is idempotent: a server already up is kept.
@@ -15,7 +15,9 @@ cd "$(dirname "$0")/../.."
 
 BIN=/usr/lib/postgresql/15/bin
 PORT="${PG_TEST_PORT:-54329}"
-ROOT="$PWD/target/pg-test"
+# Outside the checkout: the server runs as `postgres`, which must reach its directories, and a
+# checkout may sit under a directory only root can enter (/root is 0700). PG_TEST_ROOT moves it.
+ROOT="${PG_TEST_ROOT:-/tmp/reward-pg-test-$PORT}"
 DATA="$ROOT/data"
 SOCKETS="$ROOT/sockets"
 LOG="$ROOT/server.log"
