@@ -95,7 +95,7 @@ impl Webhooks<'_> {
         let events = records::events(&partner_env);
         let after = Some(records::event(&partner_env, after_sequence));
         let scan = ListScan { records: &events, after, order: ScanOrder::Ascending, skip: 0, limit };
-        let resolve = |row: Row<EventRecord>| row.record().map(Some).map_err(|error| EngineError::internal("decoding an event", error));
+        let resolve = |row: &Row<EventRecord>| row.record().map(Some).map_err(|error| EngineError::internal("decoding an event", error));
         let store = self.engine.shared().store.as_ref();
         reads::scan_list(store, scan, &resolve, &|event: &EventRecord| event.sequence, &|_: &EventRecord| Verdict::Keep, "listing events")
     }
@@ -227,7 +227,7 @@ impl Campaigns<'_> {
 impl Users<'_> {
     /// Users newest first, through the by-creation index.
     pub fn list_users(&self, partner_env: PartnerEnv, page: PageRequest) -> Result<Page<UserRecord>, EngineError> {
-        let resolve = |row: Row<String>| {
+        let resolve = |row: &Row<String>| {
             let external_id = row.record().map_err(|error| EngineError::internal("decoding a user index entry", error))?;
             self.engine.read_record::<UserRecord>(&records::user(&partner_env, &external_id), "reading a user")
         };
@@ -264,7 +264,7 @@ impl Users<'_> {
         match user {
             None => self.engine.read_filtered_page(&records::transactions(&partner_env), page, id_of, &verdict, "listing transactions"),
             Some(external_id) => {
-                let resolve = |row: Row<UserTransactionEntry>| {
+                let resolve = |row: &Row<UserTransactionEntry>| {
                     let id = row.key.transaction_id();
                     let id = id.ok_or_else(|| EngineError::internal("decoding a user transaction index entry", "short key"))?;
                     self.engine.read_record::<TransactionRecord>(&records::transaction(&partner_env, id), "reading a transaction")

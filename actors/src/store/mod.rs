@@ -6,7 +6,7 @@
 //! embedded backends implement it (`redb`, `sled`) and one networked backend (`pg_store.rs`,
 //! PostgreSQL, issue 13's first step, never behind the write-ahead log); all pass the same
 //! behaviour tests (`check_store` below). Its reading side lives here too: `reads.rs`
-//! (the store reads and the one paging loop) and `audit.rs` (the offline audit's one pass).
+//! (the one paging loop over typed ranges) and `audit.rs` (the offline audit's one pass).
 //!
 //! Invariants: `commit` applies all of its write sets or none, and returns only after they
 //! are durable; it is called by one thread (the committer) at a time. Reads see committed

@@ -62,6 +62,9 @@ pub enum Verdict {
     Stop,
 }
 
+/// Reads one listed row: the record it is or names, `None` when that record is gone.
+pub(crate) type Resolve<'a, E, T> = dyn Fn(&Row<E>) -> Result<Option<T>, EngineError> + 'a;
+
 /// Where one list page reads: the rows of `records` past `after` (exclusive), in `order`,
 /// skipping `skip` matches and keeping at most `limit`.
 pub(crate) struct ListScan<'a, E> {
@@ -86,7 +89,7 @@ pub(crate) fn page<T: StoredValue>(
     filter: &dyn Fn(&T) -> Verdict,
     what: &str,
 ) -> Result<Page<T>, EngineError> {
-    let resolve = |row: Row<T>| row.record().map(Some).map_err(|error| EngineError::internal(what, error));
+    let resolve = |row: &Row<T>| row.record().map(Some).map_err(|error| EngineError::internal(what, error));
     index_page(store, records, page, &resolve, id_of, filter, what)
 }
 
@@ -96,7 +99,7 @@ pub(crate) fn index_page<E: StoredValue, T>(
     store: &dyn Store,
     records: &Records<E>,
     page: PageRequest,
-    resolve: &dyn Fn(Row<E>) -> Result<Option<T>, EngineError>,
+    resolve: &Resolve<'_, E, T>,
     id_of: &dyn Fn(&T) -> Id,
     filter: &dyn Fn(&T) -> Verdict,
     what: &str,
@@ -113,7 +116,7 @@ pub(crate) fn index_page<E: StoredValue, T>(
 pub(crate) fn scan_list<E: StoredValue, T, C>(
     store: &dyn Store,
     scan: ListScan<'_, E>,
-    resolve: &dyn Fn(Row<E>) -> Result<Option<T>, EngineError>,
+    resolve: &Resolve<'_, E, T>,
     cursor_of: &dyn Fn(&T) -> C,
     filter: &dyn Fn(&T) -> Verdict,
     what: &str,
@@ -129,9 +132,8 @@ pub(crate) fn scan_list<E: StoredValue, T, C>(
         let exhausted = rows.len() < SCAN_CHUNK;
         for row in rows {
             examined += 1;
-            let key = row.key.clone();
-            let record = resolve(row)?;
-            after = Some(key);
+            let record = resolve(&row)?;
+            after = Some(row.key);
             let Some(record) = record else { continue };
             let cursor = cursor_of(&record);
             match filter(&record) {
