@@ -40,6 +40,7 @@ fn setup(backend: StoreBackend) -> Setup {
         master_key: MasterKey::from_bytes(&[7; 32]),
         jobs: JobsConfig::default(),
         donations: Default::default(),
+        cluster: None,
     };
     let engine = runtime.block_on(async { Engine::start(parts) }).expect("engine");
     let partner_env = runtime.block_on(async {

@@ -30,6 +30,9 @@ pub struct Config {
     pub backup: reward_actors::api::operations::BackupConfig,
     /// Where a networked store lives (`server.store = "postgres"`).
     pub store: StoreConfig,
+    /// Cluster mode: this node is one of several over the PostgreSQL store (README,
+    /// "Running a cluster"). Off by default.
+    pub cluster: reward_actors::api::operations::ClusterConfig,
 }
 
 /// The networked store's settings; the embedded stores need none (they live in `data_dir`).
@@ -370,6 +373,10 @@ impl Config {
         if self.server.store == StoreBackend::Postgres && self.store.postgres_url.is_none() {
             return Err(ConfigError::Invalid("server.store = postgres needs store.postgres_url (REWARD_STORE_POSTGRES_URL)".into()));
         }
+        if self.cluster.enabled && self.server.store != StoreBackend::Postgres {
+            return Err(ConfigError::Invalid("cluster.enabled needs server.store = postgres: the nodes share one database".into()));
+        }
+        self.cluster.validate()?;
         Ok(())
     }
 }

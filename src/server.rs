@@ -12,8 +12,8 @@ use anyhow::{Context, bail};
 use reward_actors::api::common::Clock;
 use reward_actors::api::common::{MasterKey, Secret, constant_time_eq, random_hex, sha256};
 use reward_actors::api::donations::Provider;
+use reward_actors::api::operations::{ClusterParts, Store, StoreBackend, open_cluster_store, open_postgres_store, open_store_with};
 use reward_actors::api::operations::{JobsConfig, MaintenanceConfig};
-use reward_actors::api::operations::{Store, StoreBackend, open_postgres_store, open_store_with};
 use reward_actors::{Engine, EngineError, EngineParts};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -63,8 +63,8 @@ pub async fn start(options: ServeOptions) -> anyhow::Result<RunningServer> {
     let ServeOptions { config, demo, secrets, store } = options;
     config.validate()?;
     let data_dir = config.server.data_dir.clone();
-    let store = match store {
-        Some(store) => store,
+    let (store, cluster) = match store {
+        Some(store) => (store, None),
         None => open_configured_store(&config)?,
     };
     let master_key = resolve_master_key(&config, secrets.master_key.as_ref(), demo)?;
@@ -91,6 +91,7 @@ pub async fn start(options: ServeOptions) -> anyhow::Result<RunningServer> {
         master_key,
         jobs,
         donations: config.donations.clone(),
+        cluster,
     })?;
     let admin_token_digest = resolve_admin_token(&engine, secrets.admin_token.as_ref()).await?;
     let listener = listener::bind(config.server.listen).with_context(|| format!("listening on {}", config.server.listen))?;
@@ -130,18 +131,26 @@ pub async fn start(options: ServeOptions) -> anyhow::Result<RunningServer> {
 
 /// The store the configuration names: an embedded one in the data directory (behind the
 /// write-ahead log unless it is off), or PostgreSQL at its URL (never behind the log).
-fn open_configured_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
+/// In cluster mode, the node's parts come with it.
+fn open_configured_store(config: &Config) -> anyhow::Result<(Arc<dyn Store>, Option<ClusterParts>)> {
     let data_dir = &config.server.data_dir;
     match (config.server.store, config.store.postgres_url.as_ref()) {
         (StoreBackend::Postgres, Some(url)) => {
             if config.wal.enabled {
                 tracing::info!("the write-ahead log is off on the postgres store: the database logs every commit itself");
             }
-            open_postgres_store(url).with_context(|| format!("opening the postgres store ({})", url.redacted()))
+            let opening = || format!("opening the postgres store ({})", url.redacted());
+            if config.cluster.enabled {
+                let (store, parts) = open_cluster_store(url, &config.cluster).with_context(opening)?;
+                return Ok((store, Some(parts)));
+            }
+            Ok((open_postgres_store(url).with_context(opening)?, None))
         }
         (StoreBackend::Postgres, None) => bail!("server.store = postgres needs store.postgres_url (REWARD_STORE_POSTGRES_URL)"),
         (backend, _) => {
-            open_store_with(backend, data_dir, config.wal).with_context(|| format!("opening the {backend} store in {}", data_dir.display()))
+            let store =
+                open_store_with(backend, data_dir, config.wal).with_context(|| format!("opening the {backend} store in {}", data_dir.display()))?;
+            Ok((store, None))
         }
     }
 }

@@ -30,6 +30,9 @@
 //! - `schema` (feature `schema`): the JSON Schemas of what answers write as plain text or raw
 //!   JSON (timestamps, ids, exact decimals, metadata), named by answer types in every layer
 //!   (a backup's manifest is the store's), re-exported as `api::schema`.
+//! - `cluster/`: cluster mode over PostgreSQL — the settings, the shard assignment
+//!   (rendezvous hashing) and the membership loop (heartbeats, claims, handoffs); the node's
+//!   view (`store::ownership`) and its SQL and write fence (`store::pg_cluster`) are the store's.
 //! - `webhooks/`: endpoints, the outbox, the dispatcher, one attempt, the health policy
 //!   (which the partner actor, the only writer of an endpoint's status, applies to the
 //!   dispatcher's delivery facts), signatures, the SSRF guard, the read APIs.
@@ -55,7 +58,7 @@ macro_rules! internal_modules {
     };
 }
 
-internal_modules!(domain, engine, services, store);
+internal_modules!(cluster, domain, engine, services, store);
 mod actor;
 pub(crate) mod commit;
 #[cfg(feature = "schema")]

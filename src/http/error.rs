@@ -117,6 +117,8 @@ impl From<EngineError> for ApiError {
             EngineError::Invalid { field, message } => ApiError::field(field, message),
             EngineError::Overloaded { retry_after_secs, .. } => ApiError::service_unavailable(code, message, retry_after_secs),
             EngineError::ShuttingDown => ApiError::service_unavailable(code, message, 1),
+            // Reached only when forwarding to the owner was not possible (the shard is moving).
+            EngineError::NotOwner { .. } => ApiError::service_unavailable(code, message, 1),
             EngineError::Timeout => ApiError::new(StatusCode::GATEWAY_TIMEOUT, code, message),
             // Logged where it happened; the client gets nothing it could use against us.
             EngineError::Internal(_) => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, code, "internal error"),

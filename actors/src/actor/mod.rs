@@ -214,6 +214,9 @@ impl InflightKeys {
 pub(crate) struct PartnerActor {
     partner_env: PartnerEnv,
     generation: u64,
+    /// In cluster mode, the epoch of the partner's shard when this actor started: its write
+    /// sets carry it, and the store refuses them once the shard has moved on.
+    epoch: Option<u64>,
     arbiter: usize,
     shared: Arc<EngineShared>,
     mailbox_depth: Arc<AtomicUsize>,
@@ -290,6 +293,7 @@ impl PartnerActor {
     pub(crate) fn new(
         partner_env: PartnerEnv,
         generation: u64,
+        epoch: Option<u64>,
         arbiter: usize,
         shared: Arc<EngineShared>,
         mailbox_depth: Arc<AtomicUsize>,
@@ -297,6 +301,7 @@ impl PartnerActor {
         PartnerActor {
             partner_env,
             generation,
+            epoch,
             arbiter,
             shared,
             mailbox_depth,
@@ -397,7 +402,7 @@ impl PartnerActor {
     fn commit(&mut self, write_set: Vec<WriteOp>, signal: OutboxSignal) -> (u64, CommitReceipt) {
         let sequence = self.next_write_sequence;
         self.next_write_sequence += 1;
-        let origin = Origin { partner_env: self.partner_env, generation: self.generation };
+        let origin = Origin { partner_env: self.partner_env, generation: self.generation, epoch: self.epoch };
         // Most partners have no endpoint: touch no shared counter or lock for them.
         let after_durable = (!signal.is_empty()).then(|| {
             self.shared.metrics.webhook_deliveries_created.inc_by(signal.queued.len() as u64);

@@ -102,6 +102,7 @@ pub mod donations {
 
 /// Jobs and their settings, backups, restore, the store's opening and the offline audit (the command line's tools).
 pub mod operations {
+    pub use crate::cluster::{ClusterConfig, ClusterParts, open_cluster_store};
     pub use crate::services::operations::{BackupConfig, BackupRunError, CompletedBackup, JobsConfig, MaintenanceConfig};
     pub use crate::store::audit::{AuditProgress, AuditReport, audit};
     pub use crate::store::{

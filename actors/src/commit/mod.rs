@@ -19,7 +19,7 @@ use tokio::sync::watch;
 
 use crate::domain::model::PartnerEnv;
 use crate::engine::metrics::EngineMetrics;
-use crate::store::{Store, WriteOp};
+use crate::store::{FencedWrite, Store, WriteOp};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CommitState {
@@ -59,6 +59,9 @@ impl CommitReceipt {
 pub struct Origin {
     pub partner_env: PartnerEnv,
     pub generation: u64,
+    /// In cluster mode, the epoch of the partner's shard the actor loaded its state under:
+    /// the store refuses the write set once the shard has moved on (`store::pg_cluster`).
+    pub epoch: Option<u64>,
 }
 
 struct CommitRequest {
@@ -242,24 +245,41 @@ fn commit_batch(store: &dyn Store, batch: &mut Vec<CommitRequest>, poisoned: &mu
         outcomes.extend(live.into_iter().map(|request| (request.done, CommitState::Durable, request.after_durable)));
         return outcomes;
     }
-    let write_sets: Vec<&[WriteOp]> = live.iter().map(|request| request.write_set.as_slice()).collect();
+    let writes: Vec<FencedWrite<'_>> =
+        live.iter().map(|request| FencedWrite { ops: &request.write_set, actor_epoch: request.origin.and_then(|origin| origin.epoch) }).collect();
     let started = Instant::now();
-    let result = store.commit(&write_sets);
+    let result = store.commit_fenced(&writes);
     metrics.commit_seconds.observe(started.elapsed().as_secs_f64());
     metrics.commit_batch_size.observe(live.len() as f64);
-    let state = match result {
-        Ok(()) => {
-            metrics.commit_write_sets.inc_by(live.len() as u64);
-            CommitState::Durable
+    match result {
+        Ok(refused) => {
+            metrics.commit_write_sets.inc_by((live.len() - refused.len()) as u64);
+            if !refused.is_empty() {
+                // Their shard moved to another node or epoch: nothing of them was written, and
+                // their actors' memory belongs to a tenure that is over. They retire.
+                tracing::warn!(write_sets = refused.len(), "write sets refused by the cluster fence; their actors retire");
+                metrics.commit_fenced.inc_by(refused.len() as u64);
+            }
+            let mut refused = refused.into_iter().peekable();
+            for (index, request) in live.into_iter().enumerate() {
+                let state = if refused.next_if_eq(&index).is_some() {
+                    if let Some(origin) = request.origin {
+                        poisoned.insert(origin);
+                    }
+                    CommitState::Failed
+                } else {
+                    CommitState::Durable
+                };
+                outcomes.push((request.done, state, request.after_durable));
+            }
         }
         Err(error) => {
             tracing::error!(%error, write_sets = live.len(), "commit failed; the actors that wrote these write sets will reload from the store");
             metrics.commit_failures.inc();
             live.iter().filter_map(|request| request.origin).for_each(|origin| poisoned.insert(origin));
-            CommitState::Failed
+            outcomes.extend(live.into_iter().map(|request| (request.done, CommitState::Failed, request.after_durable)));
         }
-    };
-    outcomes.extend(live.into_iter().map(|request| (request.done, state, request.after_durable)));
+    }
     outcomes
 }
 
@@ -309,7 +329,7 @@ mod tests {
         let store = Arc::new(FlakyStore::default());
         let metrics = Arc::new(EngineMetrics::new());
         let (handle, mut thread) = start_committer(store.clone(), metrics, CommitterLimits { batch_write_sets_max: 1 }).expect("starts");
-        let origin = Origin { partner_env: PartnerEnv::new(IdGenerator::new().next(1), Environment::Sandbox), generation: 1 };
+        let origin = Origin { partner_env: PartnerEnv::new(IdGenerator::new().next(1), Environment::Sandbox), generation: 1, epoch: None };
         let other = Origin { generation: 2, ..origin };
 
         assert_eq!(handle.submit(put(1), Some(origin)).durable().await, Ok(()));

@@ -38,6 +38,10 @@ pub enum EngineError {
     Timeout,
     #[error("the engine is shutting down")]
     ShuttingDown,
+    /// Cluster mode: another node owns the partner's shard (at `owner`, its advertised
+    /// address, when known); the front forwards the request there.
+    #[error("shard {shard} is owned by another node; retry shortly")]
+    NotOwner { shard: u32, owner: Option<String> },
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -57,7 +61,7 @@ impl EngineError {
             EngineError::NotFound { .. } => "NOT_FOUND",
             EngineError::Conflict { .. } => "CONFLICT",
             EngineError::Invalid { .. } => "VALIDATION_ERROR",
-            EngineError::Overloaded { .. } | EngineError::ShuttingDown => "OVERLOADED",
+            EngineError::Overloaded { .. } | EngineError::ShuttingDown | EngineError::NotOwner { .. } => "OVERLOADED",
             EngineError::Timeout => "ENGINE_TIMEOUT",
             EngineError::Internal(_) => "INTERNAL_ERROR",
         }

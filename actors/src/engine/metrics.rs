@@ -25,6 +25,9 @@ pub struct EngineMetrics {
     pub commit_queue_depth: IntGauge,
     pub commit_write_sets: IntCounter,
     pub commit_failures: IntCounter,
+    /// `reward_commit_fenced_write_sets_total`: write sets a cluster fence refused (their
+    /// shard had moved to another node or epoch). Always 0 on a single node.
+    pub commit_fenced: IntCounter,
     /// `reward_idempotent_replays_total`: requests answered from an idempotency record.
     pub idempotent_replays: IntCounter,
     /// `reward_engine_overloaded_total{reason}`: admissions refused (503).
@@ -116,6 +119,14 @@ impl EngineMetrics {
             commit_failures: register(
                 &registry,
                 IntCounter::new("reward_commit_failures_total", "Commits that failed (their write sets were not applied).").expect("valid"),
+            ),
+            commit_fenced: register(
+                &registry,
+                IntCounter::new(
+                    "reward_commit_fenced_write_sets_total",
+                    "Write sets the cluster fence refused: their shard had moved to another node or epoch (0 on a single node).",
+                )
+                .expect("valid"),
             ),
             idempotent_replays: register(
                 &registry,

@@ -155,6 +155,8 @@ pub(crate) struct EngineShared {
     pub webhook_signal: crate::webhooks::WebhookSignal,
     /// Replaced when the dispatcher starts; the defaults before (tests and benches without one).
     pub webhook_settings: parking_lot::RwLock<Arc<crate::webhooks::WebhookSettings>>,
+    /// In cluster mode, which shards this node holds: a partner's actor starts only under one.
+    pub cluster: Option<Arc<crate::cluster::Ownership>>,
 }
 
 impl EngineShared {
@@ -186,6 +188,8 @@ pub(crate) struct EngineInner {
     jobs: Mutex<Option<crate::services::operations::Jobs>>,
     /// The providers' donation link templates.
     pub donation_links: crate::services::donations::DonationsConfig,
+    /// In cluster mode, the membership loop (heartbeats, claims, handoffs) until shutdown.
+    membership: Mutex<Option<crate::cluster::membership::Membership>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -250,6 +254,8 @@ pub struct EngineParts {
     pub jobs: crate::services::operations::JobsConfig,
     /// The providers' donation link templates.
     pub donations: crate::services::donations::DonationsConfig,
+    /// Cluster mode (PostgreSQL only): the node's settings, ownership view and store.
+    pub cluster: Option<crate::cluster::ClusterParts>,
 }
 
 impl Engine {
@@ -258,7 +264,7 @@ impl Engine {
     /// backups) on the current tokio runtime; [`Engine::shutdown`] stops them all. Call it
     /// inside a tokio runtime.
     pub fn start(parts: EngineParts) -> Result<Engine, EngineStartError> {
-        let EngineParts { config, store, clock, master_key, jobs, donations } = parts;
+        let EngineParts { config, store, clock, master_key, jobs, donations, cluster } = parts;
         let runtime = tokio::runtime::Handle::try_current().map_err(|_| EngineStartError::NoRuntime)?;
         config.validate().map_err(EngineStartError::Config)?;
         donations.check().map_err(EngineStartError::Config)?;
@@ -287,6 +293,7 @@ impl Engine {
             webhook_settings: parking_lot::RwLock::new(Arc::new(
                 crate::webhooks::WebhookConfig::default().settings().expect("the default webhook settings are valid"),
             )),
+            cluster: cluster.as_ref().map(|parts| Arc::clone(&parts.ownership)),
         });
         let engine = Engine {
             inner: Arc::new(EngineInner {
@@ -299,8 +306,15 @@ impl Engine {
                 backups,
                 jobs: Mutex::new(None),
                 donation_links: donations,
+                membership: Mutex::new(None),
             }),
         };
+        if let Some(parts) = cluster {
+            let metrics = Arc::new(crate::cluster::membership::ClusterMetrics::register(&engine.inner.shared.metrics.registry));
+            let host: Arc<dyn crate::cluster::membership::ClusterHost> = Arc::clone(&engine.inner.shared) as _;
+            let membership = crate::cluster::membership::Membership::start(parts.config, parts.store, parts.ownership, host, metrics);
+            *engine.inner.membership.lock() = Some(membership);
+        }
         let _entered = runtime.enter();
         engine.start_webhooks(webhook_settings).map_err(EngineStartError::Webhooks)?;
         *engine.inner.jobs.lock() = Some(crate::services::operations::Jobs::start(&engine, jobs.maintenance, &engine.inner.backups));
@@ -345,6 +359,11 @@ impl Engine {
         }
         if let Some(reason) = shared.store.unavailable_reason() {
             return Some(format!("the store refuses writes: {reason}"));
+        }
+        if let Some(ownership) = &shared.cluster
+            && !ownership.is_ready()
+        {
+            return Some(format!("cluster node {} does not hold every shard it should yet ({} held)", ownership.node_id(), ownership.held_count()));
         }
         self.inner.actix.lock().is_none().then(|| "the actor runtime is stopped".into())
     }
@@ -603,7 +622,7 @@ impl Engine {
             return Err(self.overloaded("commit_queue"));
         }
         for _ in 0..ATTEMPTS_MAX {
-            let slot = shared.registry.route(shared, partner_env);
+            let slot = shared.registry.route(shared, partner_env)?;
             if slot.mailbox_depth.fetch_add(1, Ordering::AcqRel) >= shared.config.mailbox_capacity {
                 slot.mailbox_depth.fetch_sub(1, Ordering::AcqRel);
                 return Err(self.overloaded("mailbox"));
@@ -687,6 +706,11 @@ impl Engine {
         }
         // The dispatcher records its last attempts through the committer: stop it first.
         self.stop_webhooks().await;
+        // In a cluster, hand every shard off (drained) before the actors and committer stop.
+        let membership = self.inner.membership.lock().take();
+        if let Some(membership) = membership {
+            membership.stop().await;
+        }
         let inner = Arc::clone(&self.inner);
         inner.shared.shutting_down.store(true, Ordering::Relaxed);
         let joined = tokio::task::spawn_blocking(move || {
@@ -744,6 +768,24 @@ impl ActixRuntime {
     }
 }
 
+/// Where a partner's requests go when this node does not hold its shard.
+fn not_owner(ownership: &crate::cluster::Ownership, partner_env: &PartnerEnv) -> EngineError {
+    let shard = ownership.map().shard_of(partner_env);
+    EngineError::NotOwner { shard, owner: ownership.owner_of(shard).map(|(_, address)| address) }
+}
+
+impl crate::cluster::membership::ClusterHost for EngineShared {
+    fn evict_shard(&self, shard: u32) -> Vec<Arc<AtomicUsize>> {
+        let Some(ownership) = &self.cluster else { return Vec::new() };
+        let map = ownership.map();
+        self.registry.evict(|partner_env| map.shard_of(partner_env) == shard)
+    }
+
+    fn commit_fence(&self) -> crate::commit::CommitReceipt {
+        self.committer.fence()
+    }
+}
+
 /// At most one live actor per (partner, environment), and each partner's rate-limit
 /// budgets, which outlive the actor (kept two hours after their last use, so passivation
 /// never refills one). Sharded so lookups rarely contend.
@@ -782,18 +824,23 @@ impl Registry {
     }
 
     /// The partner's live actor, started (lazily, on the arbiter its hash picks) if none is.
-    pub fn route(&self, shared: &Arc<EngineShared>, partner_env: PartnerEnv) -> Slot {
+    /// In cluster mode, only under a shard this node holds (else `NotOwner`).
+    pub fn route(&self, shared: &Arc<EngineShared>, partner_env: PartnerEnv) -> Result<Slot, EngineError> {
         let hash = Registry::hash(&partner_env);
         let mut shard = self.shards[hash as usize % self.shards.len()].lock();
         if let Some(slot) = shard.get(&partner_env) {
-            return slot.clone();
+            return Ok(slot.clone());
         }
+        let epoch = match &shared.cluster {
+            None => None,
+            Some(ownership) => Some(ownership.epoch_for(&partner_env).ok_or_else(|| not_owner(ownership, &partner_env))?),
+        };
         let arbiter = (hash >> 32) as usize % self.arbiters.len();
         let generation = self.next_generation.fetch_add(1, Ordering::Relaxed);
         let mailbox_depth = Arc::new(AtomicUsize::new(0));
         // The channel's own buffer only parks senders; admission is the depth counter above.
         let (sender, receiver) = channel::channel(shared.config.mailbox_capacity);
-        let actor = PartnerActor::new(partner_env, generation, arbiter, Arc::clone(shared), Arc::clone(&mailbox_depth));
+        let actor = PartnerActor::new(partner_env, generation, epoch, arbiter, Arc::clone(shared), Arc::clone(&mailbox_depth));
         let spawned = self.arbiters[arbiter].spawn_fn(move || {
             let context = Context::with_receiver(receiver);
             actix_rt::spawn(context.into_future(actor));
@@ -805,7 +852,23 @@ impl Registry {
         shared.metrics.actors_live.with_label_values(&[&arbiter.to_string()]).inc();
         let slot = Slot { addr: Addr::new(sender), generation, arbiter, mailbox_depth };
         shard.insert(partner_env, slot.clone());
-        slot
+        Ok(slot)
+    }
+
+    /// Removes every actor whose partner `belongs` says so (a shard leaving this node):
+    /// messages go to them no more. Answers their mailbox depths, to wait for them to empty.
+    pub fn evict(&self, belongs: impl Fn(&PartnerEnv) -> bool) -> Vec<Arc<AtomicUsize>> {
+        let mut evicted = Vec::new();
+        for shard in &self.shards {
+            shard.lock().retain(|partner_env, slot| {
+                let leaving = belongs(partner_env);
+                if leaving {
+                    evicted.push(Arc::clone(&slot.mailbox_depth));
+                }
+                !leaving
+            });
+        }
+        evicted
     }
 
     /// Removes the entry only if it is still this generation's; answers whether it did.

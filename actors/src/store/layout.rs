@@ -211,3 +211,84 @@ pub fn parse_webhook_endpoint(key: &[u8]) -> Option<(PartnerEnv, Id)> {
     let partner_env = PartnerEnv::from_key_prefix(&key[1..14])?;
     Some((partner_env, Id::from_slice(&key[14..])?))
 }
+
+/// The tables whose keys start with a (partner, environment) prefix after the table byte.
+const PARTNER_TABLES: [Table; 14] = [
+    Table::PartnerEnvState,
+    Table::Pools,
+    Table::Users,
+    Table::Actions,
+    Table::Transactions,
+    Table::UserTransactions,
+    Table::Idempotency,
+    Table::Events,
+    Table::Campaigns,
+    Table::UsersByCreation,
+    Table::WebhookEndpoints,
+    Table::WebhookDeliveries,
+    Table::WebhookQueue,
+    Table::WebhookHealth,
+];
+
+/// The (partner, environment) that owns `key`, or `None` for a record no partner owns
+/// (partners, keys, accounts, organizations, …): what decides a key's shard in a cluster.
+pub fn partner_env_of_key(key: &[u8]) -> Option<PartnerEnv> {
+    let table = *key.first()?;
+    if !PARTNER_TABLES.iter().any(|partner_table| *partner_table as u8 == table) {
+        return None;
+    }
+    PartnerEnv::from_key_prefix(key.get(1..14)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::ids::IdGenerator;
+    use crate::domain::model::Environment;
+
+    #[test]
+    fn every_partner_owned_key_names_its_partner_and_no_other_key_does() {
+        let ids = IdGenerator::new();
+        let partner_env = PartnerEnv::new(ids.next(1), Environment::Production);
+        let id = ids.next(2);
+        let owned = [
+            partner_env_state(&partner_env),
+            pool(&partner_env, id),
+            user(&partner_env, "u1"),
+            action(&partner_env, id),
+            transaction(&partner_env, id),
+            user_transaction(&partner_env, "u1", id),
+            idempotency(&partner_env, IdempotencyScope::ActionSubmit, "k"),
+            event(&partner_env, 7),
+            campaign(&partner_env, id),
+            user_by_creation(&partner_env, id),
+            webhook_endpoint(&partner_env, id),
+            webhook_delivery(&partner_env, id, id),
+            webhook_queue(&partner_env, id, 5, id),
+            webhook_health(&partner_env, id),
+        ];
+        for key in &owned {
+            assert_eq!(partner_env_of_key(key), Some(partner_env), "table {}", key[0]);
+        }
+        let unowned = [
+            admin_token_digest(),
+            partner(id),
+            partner_slug("acme"),
+            api_key(id),
+            key_digest(&[0; 32]),
+            partner_key(id, id),
+            account(id),
+            account_email("a@b.c"),
+            refresh_token(&[0; 32]),
+            pool_request(id),
+            announcement(id),
+            organization("org"),
+            donation(id),
+        ];
+        for key in &unowned {
+            assert_eq!(partner_env_of_key(key), None, "table {}", key[0]);
+        }
+        assert_eq!(partner_env_of_key(&[]), None);
+        assert_eq!(partner_env_of_key(&[Table::Pools as u8, 1, 2]), None, "too short to hold a prefix");
+    }
+}

@@ -23,6 +23,8 @@ pub(crate) mod audit;
 pub mod backup;
 pub mod codec;
 mod layout;
+pub mod ownership;
+pub(crate) mod pg_cluster;
 mod pg_store;
 pub mod reads;
 pub mod records;
@@ -37,6 +39,9 @@ use std::path::Path;
 use std::str::FromStr;
 use std::sync::Arc;
 
+pub use pg_cluster::{ClusterDb, FencedWrite, ShardRow};
+#[cfg(feature = "internals")]
+pub use pg_store::FencePause;
 pub use pg_store::{PgStore, PostgresUrl};
 #[cfg(feature = "internals")]
 pub use pg_store::test_url as postgres_test_url;
@@ -174,6 +179,14 @@ pub trait Store: Send + Sync + 'static {
 
     fn scan(&self, scan: Scan<'_>) -> Result<Vec<KeyValue>, StoreError>;
 
+    /// Commits the write sets that may still be written and answers the indexes of those
+    /// refused: in cluster mode (PostgreSQL), one whose shard moved to another node or
+    /// another epoch (`pg_cluster.rs`); every other backend writes them all, like `commit`.
+    fn commit_fenced(&self, writes: &[FencedWrite<'_>]) -> Result<Vec<usize>, StoreError> {
+        let write_sets: Vec<&[WriteOp]> = writes.iter().map(|write| write.ops).collect();
+        self.commit(&write_sets).map(|()| Vec::new())
+    }
+
     /// Calls `visit` with every key and value in key order, all as of one consistent point
     /// that covers every write acknowledged before the call began; the copy's log sequence is
     /// the `wal_applied_sequence` key it holds (see `applied_sequence_key`). The engine keeps
@@ -278,6 +291,14 @@ pub fn open_store_with_faults(
 /// the schema version. Never behind the write-ahead log (see `pg_store.rs`).
 pub fn open_postgres_store(url: &PostgresUrl) -> Result<Arc<dyn Store>, StoreError> {
     let store: Arc<dyn Store> = Arc::new(PgStore::open(url)?);
+    check_schema(store.as_ref())?;
+    Ok(store)
+}
+
+/// [`open_postgres_store`] for a node of a cluster: the cluster's tables too, and commits
+/// fenced by `ownership` (`pg_cluster.rs`).
+pub fn open_postgres_cluster_store(url: &PostgresUrl, ownership: Arc<ownership::Ownership>) -> Result<Arc<PgStore>, StoreError> {
+    let store = Arc::new(PgStore::open_cluster(url, ownership)?);
     check_schema(store.as_ref())?;
     Ok(store)
 }

@@ -36,7 +36,9 @@ use std::time::Duration;
 use tokio_postgres::types::{ToSql, Type};
 use tokio_postgres::{Client, NoTls};
 
+use super::pg_cluster::{self, ClusterDb, FencedWrite};
 use super::{ExportVisitor, KeyValue, Scan, ScanOrder, Store, StoreBackend, StoreError, WriteOp, prefix_end, scan_bounds};
+use super::ownership::Ownership;
 
 /// Connections for reads. Each pipelines concurrent queries, so a few cover the engine's
 /// readers (actors loading, list routes); more would only cost the database a backend each.
@@ -131,7 +133,7 @@ impl<'de> serde::Deserialize<'de> for PostgresUrl {
 
 /// The error with its causes (`tokio-postgres` keeps the OS or server message in the
 /// source: "error connecting to server: Connection refused"). No cause holds the password.
-fn store_error(error: impl std::error::Error) -> StoreError {
+pub(super) fn store_error(error: impl std::error::Error) -> StoreError {
     let mut message = format!("postgres: {error}");
     let mut cause = error.source();
     while let Some(next) = cause {
@@ -142,7 +144,7 @@ fn store_error(error: impl std::error::Error) -> StoreError {
 }
 
 /// What the background reconnector and the commits share about the writer connection.
-struct Writer {
+pub(super) struct Writer {
     client: tokio::sync::Mutex<Option<Client>>,
     /// Why writes are refused; `None` while the writer connection is up.
     unavailable: parking_lot::Mutex<Option<String>>,
@@ -157,11 +159,25 @@ pub struct PgStore {
     writer: Arc<Writer>,
     readers: Arc<parking_lot::Mutex<Vec<Arc<Client>>>>,
     next_reader: AtomicUsize,
+    /// In cluster mode, the node's ownership: commits go through the fence
+    /// ([`Store::commit_fenced`], `pg_cluster.rs`).
+    fencing: Option<Arc<Ownership>>,
+    /// Tests: the next fenced commit stops between its fence check and its writes.
+    #[cfg(any(test, feature = "internals"))]
+    pause_after_fence: Arc<parking_lot::Mutex<Option<FencePause>>>,
+}
+
+/// Tests: where a paused commit says it reached the pause, and what lets it go on.
+#[cfg(any(test, feature = "internals"))]
+#[derive(Clone, Default)]
+pub struct FencePause {
+    pub reached: Arc<tokio::sync::Notify>,
+    pub release: Arc<tokio::sync::Notify>,
 }
 
 /// Connects and drives the connection on the current runtime; its end is logged (without
 /// the URL) and, for the writer, marks the store unavailable.
-async fn connect(url: &PostgresUrl, writer: Option<Arc<Writer>>) -> Result<Client, StoreError> {
+pub(super) async fn connect(url: &PostgresUrl, writer: Option<Arc<Writer>>) -> Result<Client, StoreError> {
     let (client, connection) = url.config().connect(NoTls).await.map_err(store_error)?;
     tokio::spawn(async move {
         if let Err(error) = connection.await {
@@ -178,6 +194,16 @@ impl PgStore {
     /// Connects (the writer and the readers), creates the table if it is missing, and starts
     /// the writer's reconnector.
     pub fn open(url: &PostgresUrl) -> Result<PgStore, StoreError> {
+        PgStore::open_with(url, None)
+    }
+
+    /// [`PgStore::open`] for a node of a cluster: the cluster's tables are created (or their
+    /// shard count checked), and every commit of the committer is fenced by `ownership`.
+    pub fn open_cluster(url: &PostgresUrl, ownership: Arc<Ownership>) -> Result<PgStore, StoreError> {
+        PgStore::open_with(url, Some(ownership))
+    }
+
+    fn open_with(url: &PostgresUrl, fencing: Option<Arc<Ownership>>) -> Result<PgStore, StoreError> {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(RUNTIME_THREADS)
             .thread_name("postgres-store")
@@ -193,11 +219,18 @@ impl PgStore {
             writer: Arc::clone(&writer),
             readers: Arc::new(parking_lot::Mutex::new(Vec::new())),
             next_reader: AtomicUsize::new(0),
+            fencing: fencing.clone(),
+            #[cfg(any(test, feature = "internals"))]
+            pause_after_fence: Arc::default(),
         };
         let url = url.clone();
+        let shards = fencing.map(|ownership| ownership.map().shards());
         let readers = store.run(async move {
             let client = connect(&url, Some(Arc::clone(&writer))).await?;
             client.batch_execute(CREATE_TABLE).await.map_err(store_error)?;
+            if let Some(shards) = shards {
+                pg_cluster::prepare(&client, shards).await?;
+            }
             *writer.client.lock().await = Some(client);
             let mut readers = Vec::with_capacity(READ_CONNECTIONS);
             for _ in 0..READ_CONNECTIONS {
@@ -228,6 +261,46 @@ impl PgStore {
                 .await
                 .map_err(|_| StoreError::new(format!("postgres: no answer within {} s", OPERATION_TIMEOUT.as_secs())))?
         })
+    }
+
+    /// A connection of its own for the cluster's membership loop (to await on the store's
+    /// runtime, see [`PgStore::spawn`]).
+    pub fn cluster_db(&self, node_id: &str, address: &str, takeover_after_ms: u64) -> impl Future<Output = Result<ClusterDb, StoreError>> + Send + 'static {
+        let (url, node_id, address) = (self.url.clone(), node_id.to_owned(), address.to_owned());
+        async move { ClusterDb::connect(&url, &node_id, &address, takeover_after_ms).await }
+    }
+
+    /// Runs `task` on the store's runtime (the membership loop: it lives as long as the store).
+    pub fn spawn<T: Send + 'static>(&self, task: impl Future<Output = T> + Send + 'static) -> tokio::task::JoinHandle<T> {
+        self.handle.spawn(task)
+    }
+
+    /// Tests: the next fenced commit stops right after its fence check (its shards' rows
+    /// locked) until `release` is notified; `reached` is notified when it gets there.
+    #[cfg(any(test, feature = "internals"))]
+    pub fn pause_next_commit_after_fence_check(&self) -> FencePause {
+        let pause = FencePause::default();
+        *self.pause_after_fence.lock() = Some(pause.clone());
+        pause
+    }
+
+    /// Takes the writer connection for one commit, or says why there is none.
+    async fn take_writer(writer: &Writer) -> Result<tokio::sync::MutexGuard<'_, Option<Client>>, StoreError> {
+        let client = writer.client.lock().await;
+        if client.as_ref().is_some_and(|client| !client.is_closed()) {
+            return Ok(client);
+        }
+        let reason = writer.unavailable.lock().clone();
+        Err(StoreError::new(reason.unwrap_or_else(|| "postgres: the writer connection is down; reconnecting every 1 s".into())))
+    }
+
+    /// Whether a commit that failed committed is unknown; dropping the connection ends the
+    /// transaction if it did not, and the reconnector opens a fresh one (as redb reopens its file).
+    fn commit_failed(writer: &Writer, client: &mut Option<Client>, error: StoreError) -> StoreError {
+        *client = None;
+        *writer.unavailable.lock() = Some(format!("{}; reconnecting every 1 s", error.message));
+        tracing::error!(%error, "a PostgreSQL commit failed; reconnecting");
+        error
     }
 
     /// A read connection, round robin; one that was lost is replaced first.
@@ -310,6 +383,25 @@ fn collapse(write_sets: &[&[WriteOp]]) -> Collapsed {
     collapsed
 }
 
+/// [`collapse`] of write sets the caller gives away: keys and values move, not copied.
+fn collapse_owned(write_sets: impl Iterator<Item = Vec<WriteOp>>) -> Collapsed {
+    let mut last: BTreeMap<Vec<u8>, Option<Vec<u8>>> = BTreeMap::new();
+    for op in write_sets.flatten() {
+        match op {
+            WriteOp::Put { key, value } => last.insert(key, Some(value)),
+            WriteOp::Delete { key } => last.insert(key, None),
+        };
+    }
+    let mut collapsed = Collapsed::default();
+    for (key, value) in last {
+        match value {
+            Some(value) => collapsed.puts.push((key, value)),
+            None => collapsed.deletes.push(key),
+        }
+    }
+    collapsed
+}
+
 /// Splits `items` into runs of at most [`STATEMENT_BYTES_MAX`] bytes (by `bytes`); an item
 /// larger than the bound is a run of its own.
 fn chunks<T>(items: &[T], bytes: impl Fn(&T) -> usize, bytes_max: usize) -> Vec<&[T]> {
@@ -329,8 +421,8 @@ fn chunks<T>(items: &[T], bytes: impl Fn(&T) -> usize, bytes_max: usize) -> Vec<
     runs
 }
 
-async fn write_batch(client: &Client, batch: &Collapsed) -> Result<(), tokio_postgres::Error> {
-    client.batch_execute("BEGIN").await?;
+/// The batch's upserts and deletes, inside the caller's transaction.
+async fn write_rows(client: &Client, batch: &Collapsed) -> Result<(), tokio_postgres::Error> {
     for run in chunks(&batch.puts, |(key, value)| key.len() + value.len(), STATEMENT_BYTES_MAX) {
         let keys: Vec<&[u8]> = run.iter().map(|(key, _)| key.as_slice()).collect();
         let values: Vec<&[u8]> = run.iter().map(|(_, value)| value.as_slice()).collect();
@@ -340,7 +432,11 @@ async fn write_batch(client: &Client, batch: &Collapsed) -> Result<(), tokio_pos
         let keys: Vec<&[u8]> = run.iter().map(Vec::as_slice).collect();
         client.execute_typed(DELETE, &[(&keys, Type::BYTEA_ARRAY)]).await?;
     }
-    client.batch_execute("COMMIT").await
+    Ok(())
+}
+
+fn timed_out() -> StoreError {
+    StoreError::new(format!("postgres: the commit had no answer within {} s", OPERATION_TIMEOUT.as_secs()))
 }
 
 /// The `WHERE … ORDER BY … LIMIT` of a scan and its parameters (`$1`, `$2`, … in order).
@@ -382,23 +478,58 @@ impl Store for PgStore {
         }
         let writer = Arc::clone(&self.writer);
         self.run(async move {
-            let mut client = writer.client.lock().await;
-            let Some(connected) = client.as_ref().filter(|client| !client.is_closed()) else {
-                let reason = writer.unavailable.lock().clone();
-                return Err(StoreError::new(reason.unwrap_or_else(|| "postgres: the writer connection is down; reconnecting every 1 s".into())));
-            };
-            let outcome = tokio::time::timeout(OPERATION_TIMEOUT, write_batch(connected, &batch)).await;
-            let error = match outcome {
-                Ok(Ok(())) => return Ok(()),
-                Ok(Err(error)) => store_error(error),
-                Err(_) => StoreError::new(format!("postgres: the commit had no answer within {} s", OPERATION_TIMEOUT.as_secs())),
-            };
-            // Whether it committed is unknown; dropping the connection ends the transaction if
-            // it did not, and the reconnector opens a fresh one (as redb reopens its file).
-            *client = None;
-            *writer.unavailable.lock() = Some(format!("{}; reconnecting every 1 s", error.message));
-            tracing::error!(%error, "a PostgreSQL commit failed; reconnecting");
-            Err(error)
+            let mut client = PgStore::take_writer(&writer).await?;
+            let connected = client.as_ref().expect("taken only when connected");
+            let outcome = tokio::time::timeout(OPERATION_TIMEOUT, async {
+                connected.batch_execute("BEGIN").await?;
+                write_rows(connected, &batch).await?;
+                connected.batch_execute("COMMIT").await
+            })
+            .await;
+            match outcome {
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(error)) => Err(PgStore::commit_failed(&writer, &mut client, store_error(error))),
+                Err(_) => Err(PgStore::commit_failed(&writer, &mut client, timed_out())),
+            }
+        })
+    }
+
+    /// In cluster mode, one transaction that locks the write sets' shard rows, refuses those
+    /// whose epochs moved on (`pg_cluster::check_fences`) and writes the others.
+    fn commit_fenced(&self, writes: &[FencedWrite<'_>]) -> Result<Vec<usize>, StoreError> {
+        let Some(ownership) = self.fencing.clone() else {
+            let write_sets: Vec<&[WriteOp]> = writes.iter().map(|write| write.ops).collect();
+            return self.commit(&write_sets).map(|()| Vec::new());
+        };
+        let expected = pg_cluster::expected_epochs(&ownership, writes);
+        let mut owned: Vec<Option<Vec<WriteOp>>> = writes.iter().map(|write| Some(write.ops.to_vec())).collect();
+        let writer = Arc::clone(&self.writer);
+        #[cfg(any(test, feature = "internals"))]
+        let pause = self.pause_after_fence.lock().take();
+        self.run(async move {
+            let mut client = PgStore::take_writer(&writer).await?;
+            let connected = client.as_ref().expect("taken only when connected");
+            let outcome = tokio::time::timeout(OPERATION_TIMEOUT, async {
+                connected.batch_execute("BEGIN").await?;
+                let refused = pg_cluster::check_fences(connected, &ownership, &expected).await?;
+                #[cfg(any(test, feature = "internals"))]
+                if let Some(pause) = pause {
+                    pause.reached.notify_one();
+                    pause.release.notified().await;
+                }
+                for index in &refused {
+                    owned[*index] = None;
+                }
+                write_rows(connected, &collapse_owned(owned.into_iter().flatten())).await?;
+                connected.batch_execute("COMMIT").await?;
+                Ok::<_, tokio_postgres::Error>(refused)
+            })
+            .await;
+            match outcome {
+                Ok(Ok(refused)) => Ok(refused),
+                Ok(Err(error)) => Err(PgStore::commit_failed(&writer, &mut client, store_error(error))),
+                Err(_) => Err(PgStore::commit_failed(&writer, &mut client, timed_out())),
+            }
         })
     }
 

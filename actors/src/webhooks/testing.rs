@@ -31,6 +31,7 @@ impl TestEngine {
             master_key: MasterKey::from_bytes(&[7; 32]),
             jobs,
             donations: Default::default(),
+            cluster: None,
         };
         TestEngine { engine: Engine::start(parts).expect("the engine starts"), _dir: dir }
     }
