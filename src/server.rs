@@ -100,7 +100,12 @@ pub async fn start(options: ServeOptions) -> anyhow::Result<RunningServer> {
         let credentials = demo::ensure_demo_partner(&engine, &data_dir).await?;
         demo::print_demo_banner(&credentials, local_addr, &demo::credentials_path(&data_dir));
     }
-    let metrics = Arc::new(HttpMetrics::register(engine.metrics_registry()));
+    let forwarder = engine.cluster_identity().map(crate::http::forward::Forwarder::new);
+    let metrics = Arc::new(if forwarder.is_some() {
+        HttpMetrics::register_cluster(engine.metrics_registry())
+    } else {
+        HttpMetrics::register(engine.metrics_registry())
+    });
     let portal = Arc::new(PortalSettings {
         signing_secret: engine.portal().portal_signing_secret().await?,
         access_token_ttl_secs: config.server.access_token_ttl_secs,
@@ -116,6 +121,7 @@ pub async fn start(options: ServeOptions) -> anyhow::Result<RunningServer> {
         portal,
         client_ip_header,
         donations,
+        forwarder,
     };
     let (stop_accepting, stopped) = oneshot::channel::<()>();
     let serving = tokio::spawn(listener::serve(listener, http::router(state), connections.0, stopped));
@@ -262,6 +268,15 @@ async fn resolve_admin_token(engine: &Engine, from_environment: Option<&Secret>)
     }
     if let Some(digest) = engine.stored_admin_token_digest()? {
         return Ok(digest);
+    }
+    // In a cluster only the admin shard's holder generates it (set REWARD_ADMIN_TOKEN on every
+    // node instead); the others wait for its digest.
+    let deadline = std::time::Instant::now() + reward_actors::api::operations::CLUSTER_START_WAIT;
+    while !engine.holds_admin_shard() && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        if let Some(digest) = engine.stored_admin_token_digest()? {
+            return Ok(digest);
+        }
     }
     let token = Secret::new(format!("adm_{}", random_hex(32)));
     let digest = sha256(token.expose().as_bytes());

@@ -117,8 +117,15 @@ impl From<EngineError> for ApiError {
             EngineError::Invalid { field, message } => ApiError::field(field, message),
             EngineError::Overloaded { retry_after_secs, .. } => ApiError::service_unavailable(code, message, retry_after_secs),
             EngineError::ShuttingDown => ApiError::service_unavailable(code, message, 1),
-            // Reached only when forwarding to the owner was not possible (the shard is moving).
-            EngineError::NotOwner { .. } => ApiError::service_unavailable(code, message, 1),
+            // Marked for the forwarding layer, which sends the request to the owner and strips
+            // the marks; a client sees this 503 only while the shard has no reachable owner.
+            EngineError::NotOwner { shard, owner } => {
+                let error = ApiError::service_unavailable(code, message, 1).with_header(super::forward::NOT_OWNER_SHARD, HeaderValue::from(shard));
+                match owner.and_then(|address| HeaderValue::from_str(&address).ok()) {
+                    Some(address) => error.with_header(super::forward::OWNER_ADDRESS, address),
+                    None => error,
+                }
+            }
             EngineError::Timeout => ApiError::new(StatusCode::GATEWAY_TIMEOUT, code, message),
             // Logged where it happened; the client gets nothing it could use against us.
             EngineError::Internal(_) => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, code, "internal error"),

@@ -110,35 +110,54 @@ impl FromRequest<AppState> for RawRequest {
 
     async fn from_request(request: Request, state: &AppState) -> Result<RawRequest, ApiError> {
         let (parts, body) = request.into_parts();
-        let limit = if parts.uri.path() == super::routes::BATCH_PATH { state.settings.batch_body_bytes_max } else { state.settings.body_bytes_max };
-        let declared_length =
-            parts.headers.get(header::CONTENT_LENGTH).and_then(|value| value.to_str().ok()).and_then(|text| text.parse::<u64>().ok());
-        if declared_length.is_some_and(|length| length > limit as u64) {
-            // A client waiting for `100 Continue` has sent nothing yet: answer at once. Reading
-            // the body would ask it to send.
-            if !parts.headers.contains_key(header::EXPECT) {
-                discard_rest(body).await;
-            }
-            return Err(too_large(limit));
-        }
+        let body = read_body(&parts, body, state).await?;
         let uri = parts.extensions.get::<OriginalUri>().map_or_else(|| parts.uri.clone(), |original| original.0.clone());
         let path_and_query = uri.path_and_query().map_or_else(|| uri.path().to_owned(), |path_and_query| path_and_query.as_str().to_owned());
-        let socket_peer = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|info| info.0.ip());
-        let forwarded =
-            state.client_ip_header.as_ref().and_then(|name| parts.headers.get(name)).and_then(|value| value.to_str().ok()).and_then(last_address);
-        let peer = forwarded.or(socket_peer);
-        let read_timeout = std::time::Duration::from_secs(state.settings.body_read_timeout_secs);
-        let body = match tokio::time::timeout(read_timeout, read_bounded(body, limit)).await {
-            Err(_) => return Err(ApiError::new(StatusCode::REQUEST_TIMEOUT, "REQUEST_TIMEOUT", "the request body did not arrive in time")),
-            Ok(Err(BodyRefused::TooLarge(rest))) => {
-                discard_rest(rest).await;
-                return Err(too_large(limit));
-            }
-            Ok(Err(BodyRefused::Broken)) => return Err(ApiError::invalid_json("the request body was cut off or its chunked encoding is malformed")),
-            Ok(Ok(body)) => body,
-        };
+        let peer = client_address(&parts, state);
         Ok(RawRequest { method: parts.method, path_and_query, headers: parts.headers, peer, body })
     }
+}
+
+/// The body, read whole under the route's bound (the batch route's is larger) and the read
+/// timeout; a body over the bound is refused at once when its length says so.
+pub(crate) async fn read_body(parts: &Parts, body: Body, state: &AppState) -> Result<Bytes, ApiError> {
+    let limit = if parts.uri.path() == super::routes::BATCH_PATH { state.settings.batch_body_bytes_max } else { state.settings.body_bytes_max };
+    let declared_length = parts.headers.get(header::CONTENT_LENGTH).and_then(|value| value.to_str().ok()).and_then(|text| text.parse::<u64>().ok());
+    if declared_length.is_some_and(|length| length > limit as u64) {
+        // A client waiting for `100 Continue` has sent nothing yet: answer at once. Reading
+        // the body would ask it to send.
+        if !parts.headers.contains_key(header::EXPECT) {
+            discard_rest(body).await;
+        }
+        return Err(too_large(limit));
+    }
+    let read_timeout = std::time::Duration::from_secs(state.settings.body_read_timeout_secs);
+    match tokio::time::timeout(read_timeout, read_bounded(body, limit)).await {
+        Err(_) => Err(ApiError::new(StatusCode::REQUEST_TIMEOUT, "REQUEST_TIMEOUT", "the request body did not arrive in time")),
+        Ok(Err(BodyRefused::TooLarge(rest))) => {
+            discard_rest(rest).await;
+            Err(too_large(limit))
+        }
+        Ok(Err(BodyRefused::Broken)) => Err(ApiError::invalid_json("the request body was cut off or its chunked encoding is malformed")),
+        Ok(Ok(body)) => Ok(body),
+    }
+}
+
+/// The client's address: the socket's peer, or the trusted proxy header's last address when
+/// one is configured, or (cluster mode) the address an authentic forwarding hop carries.
+pub(crate) fn client_address(parts: &Parts, state: &AppState) -> Option<IpAddr> {
+    if let Some(forwarder) = &state.forwarder
+        && parts.headers.contains_key(&super::forward::FORWARDED_BY)
+    {
+        let path_and_query = parts.uri.path_and_query().map_or("/", |path| path.as_str());
+        if let Some(client) = forwarder.verified_client(&parts.headers, &parts.method, path_and_query, state.engine.clock().now_secs()) {
+            return Some(client);
+        }
+    }
+    let socket_peer = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|info| info.0.ip());
+    let forwarded =
+        state.client_ip_header.as_ref().and_then(|name| parts.headers.get(name)).and_then(|value| value.to_str().ok()).and_then(last_address);
+    forwarded.or(socket_peer)
 }
 
 /// Path parameters as text (`String`, or a tuple of them). A segment that does not decode

@@ -15,7 +15,7 @@ use axum::response::Response;
 use std::collections::HashMap;
 
 use parking_lot::Mutex;
-use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry};
+use prometheus::{Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry};
 use reward_actors::api::common::PartnerEnv;
 
 use super::AppState;
@@ -31,6 +31,9 @@ pub struct HttpMetrics {
     /// Held from publishing the top partners to gathering, so concurrent scrapes (the
     /// dashboard and Prometheus) never see a half-published set.
     pub scrape: Mutex<()>,
+    /// Cluster mode only: `reward_cluster_forwarded_requests_total{outcome}` and
+    /// `reward_cluster_forward_seconds` (the hop to the owner and its whole answer).
+    forwarding: Option<(IntCounterVec, Histogram)>,
 }
 
 /// Partners whose volume is tracked in memory, and how many are published.
@@ -38,6 +41,31 @@ const PARTNERS_TRACKED_MAX: usize = 10_000;
 pub const TOP_PARTNERS: usize = 20;
 
 impl HttpMetrics {
+    /// [`HttpMetrics::register`] plus the forwarding series of a cluster node.
+    pub fn register_cluster(registry: &Registry) -> HttpMetrics {
+        let forwarded = IntCounterVec::new(
+            Opts::new("reward_cluster_forwarded_requests_total", "Requests forwarded to their shard's owner, by outcome."),
+            &["outcome"],
+        )
+        .expect("valid metric");
+        let buckets = prometheus::exponential_buckets(0.000_1, 2.0, 16).expect("valid buckets");
+        let seconds =
+            Histogram::with_opts(HistogramOpts::new("reward_cluster_forward_seconds", "A forwarded request's hop and answer.").buckets(buckets))
+                .expect("valid metric");
+        registry.register(Box::new(forwarded.clone())).expect("metric names are unique");
+        registry.register(Box::new(seconds.clone())).expect("metric names are unique");
+        HttpMetrics { forwarding: Some((forwarded, seconds)), ..HttpMetrics::register(registry) }
+    }
+
+    /// Counts a forward (`forwarded`, `retried` after reading the owner again, `unreachable`,
+    /// `no_owner`) and times it.
+    pub fn forwarded(&self, outcome: &str, elapsed: std::time::Duration) {
+        if let Some((count, seconds)) = &self.forwarding {
+            count.with_label_values(&[outcome]).inc();
+            seconds.observe(elapsed.as_secs_f64());
+        }
+    }
+
     pub fn register(registry: &Registry) -> HttpMetrics {
         let requests =
             IntCounterVec::new(Opts::new("reward_http_requests_total", "HTTP requests by route, method and status."), &["route", "method", "status"])
@@ -54,7 +82,7 @@ impl HttpMetrics {
         registry.register(Box::new(requests.clone())).expect("metric names are unique");
         registry.register(Box::new(latency.clone())).expect("metric names are unique");
         registry.register(Box::new(top_partners.clone())).expect("metric names are unique");
-        HttpMetrics { requests, latency, top_partners, partner_volume: Mutex::new(HashMap::new()), scrape: Mutex::new(()) }
+        HttpMetrics { requests, latency, top_partners, partner_volume: Mutex::new(HashMap::new()), scrape: Mutex::new(()), forwarding: None }
     }
 
     fn count_partner(&self, partner_env: PartnerEnv) {

@@ -13,6 +13,7 @@ mod cors;
 pub mod error;
 mod extract;
 mod fields;
+pub mod forward;
 mod list;
 mod metrics;
 pub mod openapi;
@@ -48,6 +49,8 @@ pub struct AppState {
     /// The trusted proxy header naming the client, if configured (see `ServerConfig`).
     pub client_ip_header: Option<axum::http::HeaderName>,
     pub donations: Arc<resources::donations::DonationSettings>,
+    /// Cluster mode: forwards a request to its partner's owner node (`forward.rs`).
+    pub forwarder: Option<forward::Forwarder>,
 }
 
 /// Every route the server answers, resource by resource (`routes::Route`: method, path,
@@ -65,6 +68,7 @@ pub fn router(state: AppState) -> Router {
         .fold(Router::new(), |router, route| router.route(route.path, route.into_method_router()))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(from_fn_with_state(state.clone(), forward::to_owner))
         .layer(from_fn_with_state(state.clone(), metrics::record))
         .layer(from_fn_with_state(state.clone(), request_id::assign_request_id))
         .with_state(state)

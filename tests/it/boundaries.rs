@@ -163,7 +163,7 @@ const LAYERS: [Layer; 4] = [
     },
     Layer {
         folder: "actors/src/store/",
-        never: &["crate::actor", "crate::commit", "crate::services", "crate::api", "crate::webhooks", "crate::engine::Engine"],
+        never: &["crate::actor", "crate::commit", "crate::services", "crate::api", "crate::webhooks", "crate::engine::Engine", "crate::cluster"],
         why: "the store knows records and bytes, not who writes them",
         // The store's reading side binds records to bytes, and every key layout stays in
         // store/ (see nothing_outside_the_store_sees_a_key_layout): records.rs and audit.rs
@@ -175,7 +175,7 @@ const LAYERS: [Layer; 4] = [
     },
     Layer {
         folder: "actors/src/commit/",
-        never: &["crate::actor", "crate::services", "crate::api", "crate::webhooks"],
+        never: &["crate::actor", "crate::services", "crate::api", "crate::webhooks", "crate::cluster"],
         why: "group commit writes what it is handed",
         excepted: &[],
     },

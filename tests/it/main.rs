@@ -11,6 +11,7 @@ mod backup;
 mod bad_input;
 mod boundaries;
 mod browser;
+mod cluster;
 mod connections;
 mod crash;
 mod donations;

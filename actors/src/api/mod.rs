@@ -23,7 +23,7 @@ pub mod common {
     pub use crate::domain::money::{AmountError, Currency, Money, Multiplier, TOKENS_MAX, parse_amount};
     pub use crate::domain::request::{IdempotencyKey, PartnerUserId};
     pub use crate::engine::clock::{Clock, format_timestamp, parse_timestamp};
-    pub use crate::engine::crypto::{MasterKey, Secret, constant_time_eq, random_hex, sha256};
+    pub use crate::engine::crypto::{MasterKey, Secret, constant_time_eq, hmac_sha256, random_hex, sha256};
     pub use crate::engine::rate_limit::{Budget, RateDecision};
     pub use crate::services::reads::TimeRange;
     pub use crate::store::reads::{PAGE_LIMIT_MAX, PAGE_OFFSET_MAX, Page, PageRequest};
@@ -102,7 +102,8 @@ pub mod donations {
 
 /// Jobs and their settings, backups, restore, the store's opening and the offline audit (the command line's tools).
 pub mod operations {
-    pub use crate::cluster::{ClusterConfig, ClusterParts, open_cluster_store};
+    pub use crate::cluster::{ClusterConfig, ClusterParts, START_WAIT as CLUSTER_START_WAIT, open_cluster_store};
+    pub use crate::engine::ClusterIdentity;
     pub use crate::services::operations::{BackupConfig, BackupRunError, CompletedBackup, JobsConfig, MaintenanceConfig};
     pub use crate::store::audit::{AuditProgress, AuditReport, audit};
     pub use crate::store::{

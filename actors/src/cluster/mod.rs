@@ -31,6 +31,13 @@ use crate::engine::error::InvalidSetting;
 use crate::store::{PgStore, PostgresUrl, Store, StoreError};
 pub use crate::store::ownership::{NodeView, Ownership, SHARDS_MAX, ShardMap, stable_hash};
 
+/// How long a starting node waits for a record that only the admin shard's holder creates
+/// (the portal's signing secret, a generated admin token's digest): the first node creates
+/// it within its first round; 60 s covers a takeover of the admin shard.
+pub const START_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
+/// How often a starting node looks for such a record meanwhile.
+pub const START_POLL: std::time::Duration = std::time::Duration::from_millis(100);
+
 /// The longest node id: it is stored in every shard row and shown in logs and metrics.
 pub const NODE_ID_BYTES_MAX: usize = 64;
 

@@ -47,6 +47,9 @@ pub enum CryptoError {
 #[derive(Clone)]
 pub struct MasterKey {
     cipher: Aes256Gcm,
+    /// `HMAC-SHA256(master key, "reward-engine key derivation v1")`: the root of
+    /// [`MasterKey::derive`], so the raw key is kept nowhere but in the cipher.
+    derivation: [u8; 32],
 }
 
 impl fmt::Debug for MasterKey {
@@ -65,7 +68,13 @@ impl MasterKey {
     }
 
     pub fn from_bytes(bytes: &[u8; 32]) -> MasterKey {
-        MasterKey { cipher: Aes256Gcm::new(Key::<Aes256Gcm>::from_slice(bytes)) }
+        MasterKey { cipher: Aes256Gcm::new(Key::<Aes256Gcm>::from_slice(bytes)), derivation: hmac_sha256(bytes, &[b"reward-engine key derivation v1"]) }
+    }
+
+    /// A key for `label`'s purpose, the same on every node that holds this master key (a
+    /// cluster's nodes authenticate the requests they forward to one another with one).
+    pub fn derive(&self, label: &str) -> [u8; 32] {
+        hmac_sha256(&self.derivation, &[label.as_bytes()])
     }
 
     /// A fresh random master key as 64 hex characters.
@@ -93,6 +102,16 @@ impl MasterKey {
         let (nonce, ciphertext) = sealed.split_at(NONCE_BYTES);
         self.cipher.decrypt(Nonce::from_slice(nonce), Payload { msg: ciphertext, aad: associated_data }).map_err(|_| CryptoError::Unseal)
     }
+}
+
+/// HMAC-SHA256 under `key` of `parts`, concatenated.
+pub fn hmac_sha256(key: &[u8], parts: &[&[u8]]) -> [u8; 32] {
+    use hmac::Mac;
+    let mut mac = <hmac::Hmac<Sha256> as hmac::KeyInit>::new_from_slice(key).expect("HMAC takes keys of any length");
+    for part in parts {
+        mac.update(part);
+    }
+    mac.finalize().into_bytes().into()
 }
 
 pub fn sha256(data: &[u8]) -> [u8; 32] {

@@ -190,6 +190,22 @@ pub(crate) struct EngineInner {
     pub donation_links: crate::services::donations::DonationsConfig,
     /// In cluster mode, the membership loop (heartbeats, claims, handoffs) until shutdown.
     membership: Mutex<Option<crate::cluster::membership::Membership>>,
+    /// In cluster mode, the store (for the shard table) and the node's id.
+    cluster_node: Option<(Arc<crate::store::PgStore>, String)>,
+}
+
+/// What the front needs to forward a request in cluster mode.
+#[derive(Clone)]
+pub struct ClusterIdentity {
+    pub node_id: String,
+    /// Derived from the master key every node holds: authenticates forwarded requests' hops.
+    pub forwarding_key: [u8; 32],
+}
+
+impl std::fmt::Debug for ClusterIdentity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClusterIdentity").field("node_id", &self.node_id).finish_non_exhaustive()
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -307,6 +323,7 @@ impl Engine {
                 jobs: Mutex::new(None),
                 donation_links: donations,
                 membership: Mutex::new(None),
+                cluster_node: cluster.as_ref().map(|parts| (Arc::clone(&parts.store), parts.config.node_id.clone())),
             }),
         };
         if let Some(parts) = cluster {
@@ -689,6 +706,62 @@ impl Engine {
         Err(EngineError::Overloaded { reason: "store_unavailable", retry_after_secs: STORE_UNAVAILABLE_RETRY_AFTER_SECS })
     }
 
+    /// In a cluster, records no partner owns (partners, keys, accounts, …) are written only by
+    /// the holder of the admin shard, so the admin lock's guarantees hold cluster-wide; other
+    /// nodes answer `NotOwner` (the front forwards to the holder).
+    pub(crate) fn check_admin_shard(&self) -> Result<(), EngineError> {
+        match &self.inner.shared.cluster {
+            Some(ownership) if ownership.held(ownership.map().admin_shard()).is_none() => Err(not_owner_of(ownership, ownership.map().admin_shard())),
+            _ => Ok(()),
+        }
+    }
+
+    /// In cluster mode, this node's id and forwarding key; `None` on a single node.
+    pub fn cluster_identity(&self) -> Option<ClusterIdentity> {
+        let (_, node_id) = self.inner.cluster_node.as_ref()?;
+        Some(ClusterIdentity { node_id: node_id.clone(), forwarding_key: self.inner.shared.master_key.derive("cluster request forwarding v1") })
+    }
+
+    /// The address of `shard`'s owner read from the database now (the view may be a heartbeat
+    /// old); the view is updated with it. `None` when free, or on a single node.
+    pub fn refresh_shard_owner(&self, shard: u32) -> Option<String> {
+        let (store, _) = self.inner.cluster_node.as_ref()?;
+        let ownership = self.inner.shared.cluster.as_ref()?;
+        match store.shard_owner(shard) {
+            Ok(owner) => {
+                ownership.set_owner(shard, owner.clone());
+                owner.map(|(_, address)| address)
+            }
+            Err(error) => {
+                tracing::warn!(%error, shard, "reading a shard's owner failed");
+                None
+            }
+        }
+    }
+
+    /// Tests: the store of a cluster node.
+    #[cfg(feature = "internals")]
+    pub fn cluster_store(&self) -> Option<Arc<crate::store::PgStore>> {
+        self.inner.cluster_node.as_ref().map(|(store, _)| Arc::clone(store))
+    }
+
+    /// Tests: takes `shard` now, whoever holds it and however fresh their heartbeat (what the
+    /// membership loop does once a holder's heartbeat is stale). Answers the new epoch.
+    #[cfg(feature = "internals")]
+    pub async fn take_over_shard_now(&self, shard: u32) -> Result<u64, crate::store::StoreError> {
+        let (store, node_id) = self.inner.cluster_node.as_ref().expect("a cluster node");
+        let connecting = store.cluster_db(node_id, "", 0);
+        let claimed = store.spawn(async move { connecting.await?.force_claim(shard).await });
+        let epoch = claimed.await.map_err(|error| crate::store::StoreError::new(error.to_string()))??;
+        self.inner.shared.cluster.as_ref().expect("a cluster node").set_held(shard, Some(epoch));
+        Ok(epoch)
+    }
+
+    /// Whether this node writes the records no partner owns (always, outside a cluster).
+    pub fn holds_admin_shard(&self) -> bool {
+        self.check_admin_shard().is_ok()
+    }
+
     fn overloaded(&self, reason: &'static str) -> EngineError {
         self.inner.shared.metrics.overloaded.with_label_values(&[reason]).inc();
         EngineError::Overloaded { reason, retry_after_secs: 1 }
@@ -770,8 +843,14 @@ impl ActixRuntime {
 
 /// Where a partner's requests go when this node does not hold its shard.
 fn not_owner(ownership: &crate::cluster::Ownership, partner_env: &PartnerEnv) -> EngineError {
-    let shard = ownership.map().shard_of(partner_env);
-    EngineError::NotOwner { shard, owner: ownership.owner_of(shard).map(|(_, address)| address) }
+    not_owner_of(ownership, ownership.map().shard_of(partner_env))
+}
+
+/// `NotOwner` of `shard`, naming the owner the view shows unless that is this node (a view
+/// a heartbeat old, after a takeover): then none, so the front reads the table again.
+fn not_owner_of(ownership: &crate::cluster::Ownership, shard: u32) -> EngineError {
+    let owner = ownership.owner_of(shard).filter(|(node, _)| node != ownership.node_id()).map(|(_, address)| address);
+    EngineError::NotOwner { shard, owner }
 }
 
 impl crate::cluster::membership::ClusterHost for EngineShared {

@@ -44,6 +44,11 @@ impl Engine {
         let mut delivered = 0;
         for row in pending {
             let announcement = row.record().map_err(|error| EngineError::internal("decoding an announcement", error))?;
+            // In a cluster, one whose partner lives on another node waits here (the record and
+            // its deletion would span two nodes' shards; issue 13 names the next step).
+            if self.shared().cluster.as_ref().is_some_and(|ownership| ownership.epoch_for(&announcement.partner_env).is_none()) {
+                continue;
+            }
             let data: serde_json::Value =
                 serde_json::from_slice(&announcement.data_json).map_err(|error| EngineError::internal("announcement data", error))?;
             if let Err(error) = self.webhooks().record_event(announcement.partner_env, announcement.event_type, data).await {

@@ -53,6 +53,7 @@ const ADMIN_COMMIT_TIMEOUT: Duration = Duration::from_secs(30);
 impl Engine {
     pub(crate) async fn commit_admin(&self, write_set: Vec<WriteOp>) -> Result<(), EngineError> {
         self.check_store_writable()?;
+        self.check_admin_shard()?;
         let receipt = self.shared().committer.submit(write_set, None);
         match tokio::time::timeout(ADMIN_COMMIT_TIMEOUT, receipt.durable()).await {
             Err(_) => Err(EngineError::Timeout),

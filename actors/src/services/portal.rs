@@ -181,16 +181,23 @@ impl Portal<'_> {
     pub async fn portal_signing_secret(&self) -> Result<Secret, EngineError> {
         let key = records::portal_secret();
         let master_key = &self.engine.shared().master_key;
-        let _admin = self.engine.inner.admin_lock.lock().await;
-        if let Some(sealed) =
-            key.get_bytes(self.engine.shared().store.as_ref()).map_err(|error| EngineError::internal("reading the portal secret", error))?
-        {
-            let opened = master_key.open(PORTAL_SECRET_KEY, &sealed).map_err(|error| EngineError::internal("unsealing the portal secret", error))?;
-            return String::from_utf8(opened).map(Secret::new).map_err(|error| EngineError::internal("portal secret is not UTF-8", error));
+        let read = || key.get_bytes(self.engine.shared().store.as_ref()).map_err(|error| EngineError::internal("reading the portal secret", error));
+        let deadline = std::time::Instant::now() + crate::cluster::START_WAIT;
+        loop {
+            let _admin = self.engine.inner.admin_lock.lock().await;
+            if let Some(sealed) = read()? {
+                let opened = master_key.open(PORTAL_SECRET_KEY, &sealed).map_err(|error| EngineError::internal("unsealing the portal secret", error))?;
+                return String::from_utf8(opened).map(Secret::new).map_err(|error| EngineError::internal("portal secret is not UTF-8", error));
+            }
+            // In a cluster only the admin shard's holder creates it; the others wait for it.
+            if self.engine.holds_admin_shard() || std::time::Instant::now() >= deadline {
+                let secret = Secret::new(random_hex(32));
+                self.engine.commit_admin(vec![key.put(&master_key.seal(PORTAL_SECRET_KEY, secret.expose().as_bytes()))]).await?;
+                return Ok(secret);
+            }
+            drop(_admin);
+            tokio::time::sleep(crate::cluster::START_POLL).await;
         }
-        let secret = Secret::new(random_hex(32));
-        self.engine.commit_admin(vec![key.put(&master_key.seal(PORTAL_SECRET_KEY, secret.expose().as_bytes()))]).await?;
-        Ok(secret)
     }
 }
 

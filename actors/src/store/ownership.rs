@@ -150,6 +150,12 @@ impl Ownership {
         *self.owners.write() = owners;
     }
 
+    pub(crate) fn set_owner(&self, shard: u32, owner: Option<(String, String)>) {
+        if let Some(slot) = self.owners.write().get_mut(shard as usize) {
+            *slot = owner;
+        }
+    }
+
     pub fn is_ready(&self) -> bool {
         self.ready.load(Ordering::Acquire)
     }

@@ -275,6 +275,18 @@ impl PgStore {
         self.handle.spawn(task)
     }
 
+    /// The owner of `shard` and its advertised address, read now (a forwarder whose view was
+    /// stale asks once before it retries). `None`: free, or its owner's row is gone.
+    pub fn shard_owner(&self, shard: u32) -> Result<Option<(String, String)>, StoreError> {
+        let reader = self.reader();
+        self.run_bounded(async move {
+            let client = reader.await?;
+            let sql = "SELECT s.owner, n.address FROM reward_shards s JOIN reward_nodes n ON n.node_id = s.owner WHERE s.shard = $1";
+            let row = client.query_opt(sql, &[&(shard as i32)]).await.map_err(store_error)?;
+            Ok(row.map(|row| (row.get(0), row.get(1))))
+        })
+    }
+
     /// Tests: the next fenced commit stops right after its fence check (its shards' rows
     /// locked) until `release` is notified; `reached` is notified when it gets there.
     #[cfg(any(test, feature = "internals"))]

@@ -423,16 +423,26 @@ impl Dispatcher {
                 return;
             }
         };
+        // In a cluster, this node delivers only for the shards it holds: the owner of the
+        // others claims their queues. A slot of a shard that left is forgotten once its
+        // attempts in flight end (their records are refused by the fence; the new owner
+        // repeats them with the same event id: at least once).
+        let cluster = self.shared.cluster.clone();
+        let held = move |partner_env: &PartnerEnv| cluster.as_ref().is_none_or(|ownership| ownership.epoch_for(partner_env).is_some());
+        self.slots.retain(|(partner_env, _), slot| held(partner_env) || !slot.claimed.is_empty());
         let mut present = HashSet::with_capacity(rows.len());
         for row in rows {
             let (Some(partner_env), Ok(endpoint)) = (row.key.partner_env(), row.record()) else {
                 tracing::error!("webhook sweep skipped an undecodable endpoint record");
                 continue;
             };
+            if !held(&partner_env) {
+                continue;
+            }
             present.insert((partner_env, endpoint.id));
             self.upsert(partner_env, endpoint, None);
         }
-        let gone: Vec<EndpointKey> = self.slots.keys().filter(|key| !present.contains(key)).copied().collect();
+        let gone: Vec<EndpointKey> = self.slots.keys().filter(|key| !present.contains(key) && held(&key.0)).copied().collect();
         for (partner_env, endpoint_id) in gone {
             let Some(slot) = self.slots.get_mut(&(partner_env, endpoint_id)) else { continue };
             slot.deleted = true;

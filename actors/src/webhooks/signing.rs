@@ -4,10 +4,8 @@
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
-use hmac::{Hmac, KeyInit, Mac};
-use sha2::Sha256;
 
-use crate::engine::crypto::{Secret, constant_time_eq};
+use crate::engine::crypto::{Secret, constant_time_eq, hmac_sha256};
 
 pub const SECRET_PREFIX: &str = "whsec_";
 /// Random bytes behind a generated secret (Standard Webhooks asks for 24 to 64).
@@ -24,14 +22,6 @@ pub fn generate_secret() -> Secret {
 pub fn standard_key(secret: &str) -> Option<Vec<u8>> {
     let encoded = secret.strip_prefix(SECRET_PREFIX)?;
     BASE64.decode(encoded).ok().filter(|key| !key.is_empty())
-}
-
-fn hmac_sha256(key: &[u8], parts: &[&[u8]]) -> [u8; 32] {
-    let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("HMAC takes keys of any length");
-    for part in parts {
-        mac.update(part);
-    }
-    mac.finalize().into_bytes().into()
 }
 
 /// `sha256=<hex HMAC-SHA256(secret, timestamp + "." + body)>`.

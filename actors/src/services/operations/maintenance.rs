@@ -34,6 +34,10 @@ pub(crate) async fn run(engine: Engine, config: MaintenanceConfig, mut stop: wat
             _ = stop.changed() => return,
         }
         engine.forget_idle_rate_limits();
+        // In a cluster, the rest writes records no partner owns: the admin shard's holder's job.
+        if !engine.holds_admin_shard() {
+            continue;
+        }
         if let Err(error) = engine.keys().flush_key_usage().await {
             tracing::warn!(%error, "persisting keys' last use failed; retrying at the next tick");
         }
