@@ -134,3 +134,44 @@ async fn a_takeover_waits_for_a_commit_that_passed_its_fence_check() {
     b.shutdown().await;
     a.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_share_the_shards_hand_them_off_on_a_clean_stop_and_serve_any_partner() {
+    let Some(url) = postgres_test_url("it_cluster_membership") else { return };
+    // Live loops: a heartbeat every 100 ms, a takeover after 500 ms.
+    let a = node(&url, "a", 100).await;
+    ready(&a).await;
+    let partners = [a.onboard_partner(1_000).await, a.onboard_partner(1_000).await, a.onboard_partner(1_000).await];
+    let b = node(&url, "b", 100).await;
+    // Both become ready: a hands b its share (rendezvous hashing over a and b), b claims it.
+    ready(&b).await;
+    ready(&a).await;
+    let owned = |text: &str| metric(text, "reward_cluster_shards_owned");
+    let (owned_a, owned_b) = (owned(&scrape(&a).await), owned(&scrape(&b).await));
+    assert_eq!(owned_a + owned_b, f64::from(SHARDS + 1), "every shard and the admin shard held once: a {owned_a}, b {owned_b}");
+    assert!(owned_b >= 1.0, "b holds its share");
+    // Any partner through any node: the owner answers, the other forwards.
+    for (index, partner) in partners.iter().enumerate() {
+        for (node_index, app) in [&a, &b].into_iter().enumerate() {
+            let key = format!("order_{index}_{node_index}");
+            let answer = through(partner, app).submit(&action_body(&key, "10.00", "user_1")).await;
+            assert_eq!(answer.status, 200, "partner {index} through node {node_index}: {}", String::from_utf8_lossy(&answer.body));
+        }
+    }
+    // Admin writes work through either node (the admin shard's holder writes them).
+    let through_b = b.onboard_partner(100).await;
+    assert_eq!(through_b.submit(&action_body("order_b", "10.00", "user_1")).await.status, 200);
+
+    // A clean stop hands every shard off: b holds them all and stays ready.
+    a.shutdown().await;
+    eventually(Duration::from_secs(10), || async { (owned(&scrape(&b).await) == f64::from(SHARDS + 1)).then_some(()) }).await;
+    ready(&b).await;
+    for (index, partner) in partners.iter().enumerate() {
+        let replay = through(partner, &b).submit(&action_body(&format!("order_{index}_0"), "10.00", "user_1")).await;
+        assert_eq!(replay.status, 409, "b answers for every partner: {}", String::from_utf8_lossy(&replay.body));
+        assert_eq!(through(partner, &b).pool().await["balance"], 980, "two rewards of 10, once each");
+    }
+    let changes = scrape(&b).await;
+    assert!(metric(&changes, "reward_cluster_shard_changes_total{change=\"claimed\"}") >= 1.0);
+    b.shutdown().await;
+}
