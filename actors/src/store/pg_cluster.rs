@@ -53,21 +53,26 @@ pub struct ClusterDb {
 
 /// Creates the cluster's tables and shard rows if missing; refuses a shard count other than
 /// the one the database was first started with (the count decides where partners live).
-pub(crate) async fn prepare(client: &Client, shards: u32) -> Result<(), StoreError> {
-    client.batch_execute(CREATE_TABLES).await.map_err(store_error)?;
-    let wanted = i32::try_from(shards).map_err(|_| StoreError::new("cluster.shards is out of range"))?;
-    client.execute("INSERT INTO reward_cluster (id, shards) VALUES (1, $1) ON CONFLICT (id) DO NOTHING", &[&wanted]).await.map_err(store_error)?;
-    let stored: i32 = client.query_one("SELECT shards FROM reward_cluster WHERE id = 1", &[]).await.map_err(store_error)?.get(0);
+/// An error says whether it was a lost race on the catalog (worth another try).
+pub(crate) async fn prepare(client: &Client, shards: u32) -> Result<(), (bool, StoreError)> {
+    let failed = |error: tokio_postgres::Error| (error.code() == Some(&tokio_postgres::error::SqlState::UNIQUE_VIOLATION), store_error(error));
+    client.batch_execute(CREATE_TABLES).await.map_err(failed)?;
+    let wanted = i32::try_from(shards).map_err(|_| (false, StoreError::new("cluster.shards is out of range")))?;
+    client.execute("INSERT INTO reward_cluster (id, shards) VALUES (1, $1) ON CONFLICT (id) DO NOTHING", &[&wanted]).await.map_err(failed)?;
+    let stored: i32 = client.query_one("SELECT shards FROM reward_cluster WHERE id = 1", &[]).await.map_err(failed)?.get(0);
     if stored != wanted {
-        return Err(StoreError::new(format!(
-            "this database's cluster has {stored} shards and this node is configured with {wanted}: the count is fixed once a cluster has started (set cluster.shards = {stored})"
-        )));
+        return Err((
+            false,
+            StoreError::new(format!(
+                "this database's cluster has {stored} shards and this node is configured with {wanted}: the count is fixed once a cluster has started (set cluster.shards = {stored})"
+            )),
+        ));
     }
     // Shards 0..shards-1 for partners, and `shards` itself, the admin shard.
     client
         .execute("INSERT INTO reward_shards (shard, owner, epoch) SELECT s, NULL, 0 FROM generate_series(0, $1::int) AS s ON CONFLICT (shard) DO NOTHING", &[&wanted])
         .await
-        .map_err(store_error)?;
+        .map_err(failed)?;
     Ok(())
 }
 

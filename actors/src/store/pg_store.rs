@@ -33,6 +33,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use tokio_postgres::error::SqlState;
 use tokio_postgres::types::{ToSql, Type};
 use tokio_postgres::{Client, NoTls};
 
@@ -227,10 +228,7 @@ impl PgStore {
         let shards = fencing.map(|ownership| ownership.map().shards());
         let readers = store.run(async move {
             let client = connect(&url, Some(Arc::clone(&writer))).await?;
-            client.batch_execute(CREATE_TABLE).await.map_err(store_error)?;
-            if let Some(shards) = shards {
-                pg_cluster::prepare(&client, shards).await?;
-            }
+            create_tables(&client, shards).await?;
             *writer.client.lock().await = Some(client);
             let mut readers = Vec::with_capacity(READ_CONNECTIONS);
             for _ in 0..READ_CONNECTIONS {
@@ -334,6 +332,32 @@ impl PgStore {
                     Ok(client)
                 }
             }
+        }
+    }
+}
+
+/// Nodes starting together race on `CREATE TABLE IF NOT EXISTS`, which PostgreSQL does not
+/// make safe against itself (the loser fails on a catalog's unique index): tried again.
+const CREATE_ATTEMPTS_MAX: u32 = 5;
+
+/// Creates the table (and in cluster mode the cluster's tables) if missing.
+async fn create_tables(client: &Client, shards: Option<u32>) -> Result<(), StoreError> {
+    let mut attempt = 1;
+    loop {
+        let created = async {
+            client.batch_execute(CREATE_TABLE).await.map_err(|error| (error.code() == Some(&SqlState::UNIQUE_VIOLATION), store_error(error)))?;
+            match shards {
+                Some(shards) => pg_cluster::prepare(client, shards).await,
+                None => Ok(()),
+            }
+        };
+        match created.await {
+            Ok(()) => return Ok(()),
+            Err((true, _)) if attempt < CREATE_ATTEMPTS_MAX => {
+                attempt += 1;
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err((_, error)) => return Err(error),
         }
     }
 }
