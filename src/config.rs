@@ -289,7 +289,7 @@ const SPECIAL_VARIABLES: &[&str] = &[
 ];
 
 /// The sections of the configuration, in the order of `Config`.
-const SECTIONS: &[&str] = &["server", "engine", "limits", "wal", "donations", "webhook", "backup", "store"];
+const SECTIONS: &[&str] = &["server", "engine", "limits", "wal", "donations", "webhook", "backup", "store", "cluster"];
 
 /// The log filter: `REWARD_LOG`, else `RUST_LOG`, else `info` (an empty variable counts as
 /// unset). A filter that does not parse is refused with the variable's name, rather than
@@ -489,6 +489,26 @@ mod tests {
         assert_eq!(config.engine.mailbox_capacity, 20);
         assert!(config.server.test_clock);
         assert_eq!(config.limits.body_bytes_max, 64 * 1024);
+    }
+
+    #[test]
+    fn a_cluster_node_is_configured_by_its_section_or_variables_and_needs_postgres() {
+        let url = "postgresql://reward@db.internal:5432/reward";
+        let node = [
+            ("REWARD_SERVER_STORE", "postgres"),
+            ("REWARD_STORE_POSTGRES_URL", url),
+            ("REWARD_CLUSTER_ENABLED", "true"),
+            ("REWARD_CLUSTER_NODE_ID", "node-2"),
+            ("REWARD_CLUSTER_ADVERTISE", "10.0.0.2:8080"),
+            ("REWARD_CLUSTER_SHARDS", "16"),
+        ];
+        let config = Config::load(None, variables(&node)).expect("valid");
+        assert!(config.cluster.enabled);
+        assert_eq!((config.cluster.node_id.as_str(), config.cluster.advertise.as_str(), config.cluster.shards), ("node-2", "10.0.0.2:8080", 16));
+        assert_eq!(config.cluster.takeover_after_ms, 5_000, "the default");
+        assert!(refusal(None, &node[2..]).contains("cluster.enabled needs server.store = postgres"));
+        assert!(refusal(None, &[node[0], node[1], node[2], ("REWARD_CLUSTER_ADVERTISE", "10.0.0.2:8080")]).contains("cluster.node_id"));
+        assert!(refusal(None, &[node[0], node[1], node[2], node[3]]).contains("cluster.advertise"));
     }
 
     #[test]
