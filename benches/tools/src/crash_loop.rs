@@ -51,14 +51,14 @@ const KILL_AFTER_MS_MAX: u64 = 60_000;
 /// The longest a run may keep killing (the audit still runs after it).
 const DURATION_SECS_MAX: u64 = 24 * 3_600;
 /// A restarted server must answer `/healthz` within this (log replay included).
-const STARTUP_TIMEOUT: Duration = Duration::from_secs(120);
-const HEALTH_POLL: Duration = Duration::from_millis(20);
+pub(crate) const STARTUP_TIMEOUT: Duration = Duration::from_secs(120);
+pub(crate) const HEALTH_POLL: Duration = Duration::from_millis(20);
 /// One request's bound: a hung server is a failure, not a hang.
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+pub(crate) const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// Answers of unknown outcome (`503 OVERLOADED`, `504 ENGINE_TIMEOUT`) during the audit are
 /// retried this often, this far apart, before they count as a discrepancy.
-const SETTLE_ATTEMPTS_MAX: u32 = 50;
-const RETRY_PAUSE: Duration = Duration::from_millis(100);
+pub(crate) const SETTLE_ATTEMPTS_MAX: u32 = 50;
+pub(crate) const RETRY_PAUSE: Duration = Duration::from_millis(100);
 /// Discrepancies printed in full (all are counted).
 const DISCREPANCIES_SHOWN: usize = 20;
 /// Users per partner that actions reward: few, so each balance adds up many actions.
@@ -66,8 +66,8 @@ const USERS_PER_PARTNER: u64 = 16;
 /// Tokens allocated to each partner's pool: far more than any run issues (at most 100 a key).
 const POOL_TOKENS: u64 = 1_000_000_000_000;
 /// The partner API's largest page.
-const PAGE_LIMIT: usize = 100;
-const SUBMIT_PATH: &str = "/v1/partner/actions/submit";
+pub(crate) const PAGE_LIMIT: usize = 100;
+pub(crate) const SUBMIT_PATH: &str = "/v1/partner/actions/submit";
 /// The server's binary name, looked for beside this one when `--server-binary` is not given.
 const SERVER_BINARY: &str = "reward-engine";
 
@@ -391,11 +391,11 @@ fn check_replay(shared: Arc<Shared>, index: usize, response: ClientResponse) -> 
 /// The fields of an answer the audit relies on.
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct Answer {
-    action_id: String,
-    idempotency_key: String,
-    status: String,
-    tokens_distributed: u64,
+pub(crate) struct Answer {
+    pub action_id: String,
+    pub idempotency_key: String,
+    pub status: String,
+    pub tokens_distributed: u64,
 }
 
 fn check_answer(key: &str, answer: &[u8]) -> Result<Answer, String> {
@@ -427,14 +427,18 @@ async fn audit_partner(shared: &Arc<Shared>, address: SocketAddr, partner: usize
     if listed.len() != expected.len() {
         report(format!("{} actions listed for {} keys", listed.len(), expected.len()));
     }
-    check_pool(&mut connection, credentials, tokens, &report).await?;
-    check_users(&mut connection, credentials, tokens, &report).await?;
+    check_pool(&mut connection, credentials, POOL_TOKENS, tokens, &report).await?;
+    check_users(&mut connection, credentials, "crash_user_", USERS_PER_PARTNER, tokens, &report).await?;
     Ok((listed.len() as u64, tokens))
 }
 
 /// Every action of the partner by idempotency key (a key listed twice is reported by
 /// keeping the count apart from the map's size). Pages are bounded by the keys expected.
-async fn list_actions(connection: &mut Connection, partner: &SigningCredentials, expected: usize) -> anyhow::Result<HashMap<String, (String, u64)>> {
+pub(crate) async fn list_actions(
+    connection: &mut Connection,
+    partner: &SigningCredentials,
+    expected: usize,
+) -> anyhow::Result<HashMap<String, (String, u64)>> {
     #[derive(Deserialize)]
     #[serde(rename_all = "camelCase")]
     struct Page {
@@ -460,13 +464,23 @@ async fn list_actions(connection: &mut Connection, partner: &SigningCredentials,
     bail!("more than {expected} actions listed")
 }
 
-async fn check_pool(connection: &mut Connection, partner: &SigningCredentials, tokens: u64, report: &dyn Fn(String)) -> anyhow::Result<()> {
+/// The partner's pool holds `allocated − tokens` (never below zero), and its reconciliation agrees.
+pub(crate) async fn check_pool(
+    connection: &mut Connection,
+    partner: &SigningCredentials,
+    allocated: u64,
+    tokens: u64,
+    report: &dyn Fn(String),
+) -> anyhow::Result<()> {
     let pools = signed(connection, partner, Method::GET, "/v1/partner/token-pools", b"").await?.json();
     let pool = &pools["data"][0];
     let pool_id = pool["id"].as_str().context("the partner has no pool")?;
-    let expected_balance = POOL_TOKENS - tokens;
-    if pool["balance"] != expected_balance || pool["issuedTotal"] != tokens || pool["allocatedTotal"] != POOL_TOKENS {
-        report(format!("the pool {pool} is not {POOL_TOKENS} allocated − {tokens} issued"));
+    let Some(expected_balance) = allocated.checked_sub(tokens) else {
+        report(format!("{tokens} tokens issued from a pool of {allocated}: below zero"));
+        return Ok(());
+    };
+    if pool["balance"] != expected_balance || pool["issuedTotal"] != tokens || pool["allocatedTotal"] != allocated {
+        report(format!("the pool {pool} is not {allocated} allocated − {tokens} issued"));
     }
     let path = format!("/v1/partner/token-pools/{pool_id}/reconciliation");
     let reconciliation = signed(connection, partner, Method::GET, &path, b"").await?.json();
@@ -477,14 +491,22 @@ async fn check_pool(connection: &mut Connection, partner: &SigningCredentials, t
     Ok(())
 }
 
-async fn check_users(connection: &mut Connection, partner: &SigningCredentials, tokens: u64, report: &dyn Fn(String)) -> anyhow::Result<()> {
+/// The users `{prefix}0` … `{prefix}{users-1}` hold `tokens` in all.
+pub(crate) async fn check_users(
+    connection: &mut Connection,
+    partner: &SigningCredentials,
+    prefix: &str,
+    users: u64,
+    tokens: u64,
+    report: &dyn Fn(String),
+) -> anyhow::Result<()> {
     let mut held = 0;
-    for user in 0..USERS_PER_PARTNER {
-        let response = signed(connection, partner, Method::GET, &format!("/v1/partner/users/crash_user_{user}/balance"), b"").await?;
+    for user in 0..users {
+        let response = signed(connection, partner, Method::GET, &format!("/v1/partner/users/{prefix}{user}/balance"), b"").await?;
         match response.status {
             200 => held += response.json()["available"].as_u64().unwrap_or(0),
             404 => {}
-            _ => report(format!("crash_user_{user}'s balance answered {}", describe(&response))),
+            _ => report(format!("{prefix}{user}'s balance answered {}", describe(&response))),
         }
     }
     if held != tokens {
@@ -534,7 +556,7 @@ fn print_summary(summary: &Summary) {
 }
 
 /// The `details.originalResponse` of a `409 IDEMPOTENT`, as the exact bytes the server sent.
-fn original_response(response: &ClientResponse) -> Option<Bytes> {
+pub(crate) fn original_response(response: &ClientResponse) -> Option<Bytes> {
     #[derive(Deserialize)]
     struct Replay<'a> {
         code: &'a str,
@@ -551,7 +573,7 @@ fn original_response(response: &ClientResponse) -> Option<Bytes> {
     (response.status == 409 && replay.code == "IDEMPOTENT").then(|| Bytes::copy_from_slice(replay.details.original_response.get().as_bytes()))
 }
 
-fn describe(response: &ClientResponse) -> String {
+pub(crate) fn describe(response: &ClientResponse) -> String {
     format!("{} {}", response.status, String::from_utf8_lossy(&response.body))
 }
 
@@ -569,7 +591,7 @@ fn action_body(key: &str) -> (String, u64) {
 }
 
 /// A signed partner request, bounded by `REQUEST_TIMEOUT`.
-async fn signed(
+pub(crate) async fn signed(
     connection: &mut Connection,
     partner: &SigningCredentials,
     method: Method,
@@ -655,13 +677,13 @@ impl Ledger {
 }
 
 #[derive(Default)]
-struct Discrepancies {
-    count: AtomicU64,
+pub(crate) struct Discrepancies {
+    pub count: AtomicU64,
     shown: Mutex<usize>,
 }
 
 impl Discrepancies {
-    fn report(&self, message: String) {
+    pub(crate) fn report(&self, message: String) {
         self.count.fetch_add(1, Ordering::Relaxed);
         let mut shown = self.shown.lock();
         if *shown < DISCREPANCIES_SHOWN {
@@ -749,7 +771,7 @@ impl Server {
 
 /// The `reward-engine` binary in the same directory as `this_binary`: cargo builds both
 /// packages' binaries into one `target/<profile>/`, and the scripts build both at once.
-fn server_beside(this_binary: &Path) -> anyhow::Result<PathBuf> {
+pub(crate) fn server_beside(this_binary: &Path) -> anyhow::Result<PathBuf> {
     let server = this_binary.with_file_name(SERVER_BINARY);
     if !server.is_file() {
         bail!(
@@ -760,7 +782,7 @@ fn server_beside(this_binary: &Path) -> anyhow::Result<PathBuf> {
     Ok(server)
 }
 
-async fn healthy(address: SocketAddr) -> bool {
+pub(crate) async fn healthy(address: SocketAddr) -> bool {
     let Ok(mut connection) = Connection::connect(address).await else { return false };
     let request = connection.request(Method::GET, "/healthz", &[], Bytes::new());
     matches!(tokio::time::timeout(REQUEST_TIMEOUT, request).await, Ok(Ok(response)) if response.status == 200)
@@ -768,10 +790,10 @@ async fn healthy(address: SocketAddr) -> bool {
 
 /// SplitMix64 (Steele, Lea, Flood 2014): a seeded generator whose sequence is fixed by its
 /// definition, so a seed names the same kill schedule on every build and platform.
-struct SplitMix64(u64);
+pub(crate) struct SplitMix64(pub u64);
 
 impl SplitMix64 {
-    fn next(&mut self) -> u64 {
+    pub(crate) fn next(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
         let mut mixed = self.0;
         mixed = (mixed ^ (mixed >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
@@ -780,7 +802,7 @@ impl SplitMix64 {
     }
 
     /// Uniform in `low..=high` (the modulo bias is below 2⁻⁴⁰ for these ranges).
-    fn between(&mut self, low: u64, high: u64) -> u64 {
+    pub(crate) fn between(&mut self, low: u64, high: u64) -> u64 {
         low + self.next() % (high - low + 1)
     }
 }

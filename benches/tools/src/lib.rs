@@ -6,7 +6,7 @@
 //!
 //! Code map, in reading order:
 //! - `main.rs`: the `reward-bench` binary (`loadgen`, `webhook-sink`, `hello-server`,
-//!   `crash-loop`).
+//!   `crash-loop`, `cluster-chaos`).
 //! - [`client`]: one keep-alive HTTP/1.1 connection, for the load generator, the crash loop
 //!   and the integration tests.
 //! - [`loadgen`]: provisions partners through the admin API and drives signed load;
@@ -15,8 +15,11 @@
 //! - [`sink`]: the webhook receiver the benchmarks deliver to (counts, lag).
 //! - [`crash_loop`]: SIGKILLs the real `reward-engine` server under load, restarts it, and
 //!   audits every key and pool through the public API.
+//! - [`cluster_chaos`]: the same audit over a cluster of real servers on PostgreSQL while one
+//!   node is killed, one paused past its takeover, and one cut off from the database.
 
 pub mod client;
+pub mod cluster_chaos;
 pub mod crash_loop;
 pub mod hello;
 pub mod loadgen;

@@ -303,7 +303,7 @@ pub(crate) async fn provision(
 }
 
 /// One endpoint (all events) per partner at `url`, and the `extra` ones on the first.
-async fn register_webhooks(address: SocketAddr, partners: &[SigningCredentials], url: &str, extra: &[String]) -> anyhow::Result<()> {
+pub(crate) async fn register_webhooks(address: SocketAddr, partners: &[SigningCredentials], url: &str, extra: &[String]) -> anyhow::Result<()> {
     const PATH: &str = "/v1/partner/webhooks";
     let mut connection = Connection::connect(address).await.with_context(|| format!("connecting to {address}"))?;
     for (index, partner) in partners.iter().enumerate() {

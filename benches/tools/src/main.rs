@@ -3,6 +3,7 @@
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use reward_bench::cluster_chaos::{self, ClusterChaosArgs};
 use reward_bench::crash_loop::{self, CrashLoopArgs};
 use reward_bench::loadgen::{self, LoadgenArgs};
 use reward_bench::sink::{self, SinkArgs};
@@ -14,7 +15,11 @@ use reward_engine::config::log_filter;
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[derive(Parser)]
-#[command(name = "reward-bench", version, about = "The reward engine's benchmark and test tools: load, webhook sink, HTTP ceiling, crash loop.")]
+#[command(
+    name = "reward-bench",
+    version,
+    about = "The reward engine's benchmark and test tools: load, webhook sink, HTTP ceiling, crash loop, cluster chaos."
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -28,6 +33,8 @@ enum Command {
     WebhookSink(SinkArgs),
     /// SIGKILL a real server under signed load, restart it, repeat; then audit every key and pool.
     CrashLoop(CrashLoopArgs),
+    /// Run a cluster on PostgreSQL under signed load, kill, pause and cut off nodes; then audit the books.
+    ClusterChaos(ClusterChaosArgs),
     /// Run a bare axum server that answers everything: the HTTP ceiling for benchmarks.
     HelloServer {
         #[arg(long, default_value = "127.0.0.1:8081")]
@@ -40,6 +47,7 @@ fn main() -> anyhow::Result<()> {
         Command::Loadgen(args) => runtime()?.block_on(async move { loadgen::run(args).await.map(|_| ()) }),
         Command::WebhookSink(args) => runtime()?.block_on(async move { sink::run(args).await.map(|_| ()) }),
         Command::CrashLoop(args) => runtime()?.block_on(crash_loop::run(args)).map(|_| ()),
+        Command::ClusterChaos(args) => runtime()?.block_on(cluster_chaos::run(args)).map(|_| ()),
         Command::HelloServer { listen } => {
             init_logging()?;
             runtime()?.block_on(reward_bench::hello::serve(&listen))
