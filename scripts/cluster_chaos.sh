@@ -31,6 +31,8 @@ done
 if [[ -z "${REWARD_CHAOS_POSTGRES_URL:-}" ]]; then
     if [[ -n "${REWARD_TEST_POSTGRES_URL:-}" ]]; then
         REWARD_CHAOS_POSTGRES_URL="$REWARD_TEST_POSTGRES_URL"
+    elif bash scripts/pg/test_server.sh running; then
+        REWARD_CHAOS_POSTGRES_URL="$(bash scripts/pg/test_server.sh url)"
     else
         REWARD_CHAOS_POSTGRES_URL="$(bash scripts/pg/test_server.sh start)"
         trap 'bash scripts/pg/test_server.sh stop' EXIT

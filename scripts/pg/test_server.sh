@@ -3,6 +3,7 @@
 #
 #   scripts/pg/test_server.sh start   # installs Debian's postgresql-15 if missing, starts, prints the URL
 #   scripts/pg/test_server.sh url     # prints the URL (export REWARD_TEST_POSTGRES_URL="$(... url)")
+#   scripts/pg/test_server.sh running # exits 0 when it is up (scripts that start it stop it only then)
 #   scripts/pg/test_server.sh stop    # stops the server and removes its data
 #
 # The server is the project's own, never the machine's cluster: its data directory, socket
@@ -87,8 +88,9 @@ case "${1:-}" in
     start) start ;;
     stop) stop ;;
     url) url ;;
+    running) [ -x "$BIN/pg_isready" ] && [ -f "$DATA/postmaster.pid" ] && running ;;
     *)
-        echo "usage: $0 start|stop|url" >&2
+        echo "usage: $0 start|stop|url|running" >&2
         exit 2
         ;;
 esac

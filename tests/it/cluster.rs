@@ -162,6 +162,22 @@ async fn nodes_share_the_shards_hand_them_off_on_a_clean_stop_and_serve_any_part
     let through_b = b.onboard_partner(100).await;
     assert_eq!(through_b.submit(&action_body("order_b", "10.00", "user_1")).await.status, 200);
 
+    // A key revoked through one node is refused by the other within about a heartbeat, even
+    // on a route the other answers by itself from its own auth cache.
+    let revoking = a.onboard_partner(0).await;
+    for app in [&a, &b] {
+        assert_eq!(through(&revoking, app).signed(Method::GET, "/v1/partner/token-pools", "").await.status, 200, "cached on both nodes");
+    }
+    let keys = a.admin(Method::GET, &format!("/api/v1/admin/partners/{}/keys", revoking.id), serde_json::Value::Null).await.json();
+    let key_id = keys["data"][0]["id"].as_str().expect("a key id").to_owned();
+    let revoked = a.admin(Method::DELETE, &format!("/api/v1/admin/partners/{}/keys/{key_id}", revoking.id), serde_json::Value::Null).await;
+    assert_eq!(revoked.status, 200, "{}", String::from_utf8_lossy(&revoked.body));
+    eventually(Duration::from_secs(2), || async {
+        let answer = through(&revoking, &b).signed(Method::GET, "/v1/partner/token-pools", "").await;
+        (answer.status == 401).then_some(())
+    })
+    .await;
+
     // A clean stop hands every shard off: b holds them all and stays ready.
     a.shutdown().await;
     eventually(Duration::from_secs(10), || async { (owned(&scrape(&b).await) == f64::from(SHARDS + 1)).then_some(()) }).await;

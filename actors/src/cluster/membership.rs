@@ -13,6 +13,10 @@
 //! - a node that cannot write its heartbeat for the takeover timeout forgets every shard
 //!   (the others are taking them; its writes would be refused anyway).
 //!
+//! Each round also reads the auth epoch, which every admin write changing keys or partners
+//! sets: a node empties its auth cache when it changes, so a revocation made through one node
+//! holds on every node within one heartbeat interval (1 s by default).
+//!
 //! `/readyz` is true once every shard the node should own is held. On a clean stop the node
 //! marks itself draining, hands off every shard, and removes its row.
 
@@ -34,6 +38,8 @@ pub(crate) trait ClusterHost: Send + Sync + 'static {
     fn evict_shard(&self, shard: u32) -> Vec<Arc<AtomicUsize>>;
     /// Resolves once every write set queued before it is committed or refused.
     fn commit_fence(&self) -> CommitReceipt;
+    /// Another node changed keys or partners: forget every authenticated key.
+    fn auth_changed(&self);
 }
 
 /// The cluster's Prometheus series (registered only in cluster mode).
@@ -82,7 +88,7 @@ impl Membership {
     /// Starts the loop on the store's runtime. The first round runs at once.
     pub(crate) fn start(config: ClusterConfig, store: Arc<PgStore>, ownership: Arc<Ownership>, host: Arc<dyn ClusterHost>, metrics: Arc<ClusterMetrics>) -> Membership {
         let (stop, stopped) = watch::channel(false);
-        let node = Node { config, store: Arc::clone(&store), ownership, host, metrics, db: None, last_heartbeat: None };
+        let node = Node { config, store: Arc::clone(&store), ownership, host, metrics, db: None, last_heartbeat: None, auth_epoch: None };
         let task = store.spawn(node.run(stopped));
         Membership { stop, task }
     }
@@ -104,6 +110,8 @@ struct Node {
     db: Option<ClusterDb>,
     /// When the last heartbeat was written (this node's clock: only to decide it lost touch).
     last_heartbeat: Option<Instant>,
+    /// The auth epoch last seen (`None` before the first round).
+    auth_epoch: Option<Option<Vec<u8>>>,
 }
 
 impl Node {
@@ -152,7 +160,13 @@ impl Node {
         let db = self.db().await?;
         db.heartbeat(draining).await?;
         let (nodes, shards) = db.view().await?;
+        let auth_epoch = db.auth_epoch().await?;
         self.last_heartbeat = Some(Instant::now());
+        // Keys or partners changed through another node: this node's cache may be stale.
+        if self.auth_epoch.as_ref().is_some_and(|seen| *seen != auth_epoch) {
+            self.host.auth_changed();
+        }
+        self.auth_epoch = Some(auth_epoch);
         self.metrics.nodes_live.set(nodes.iter().filter(|node| node.live).count() as i64);
         let candidates: Vec<&str> = nodes.iter().filter(|node| node.live && !node.draining).map(|node| node.node_id.as_str()).collect();
         self.ownership.set_owners(owners(&nodes, &shards));

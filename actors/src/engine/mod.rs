@@ -863,6 +863,10 @@ impl crate::cluster::membership::ClusterHost for EngineShared {
     fn commit_fence(&self) -> crate::commit::CommitReceipt {
         self.committer.fence()
     }
+
+    fn auth_changed(&self) {
+        self.auth_cache.invalidate();
+    }
 }
 
 /// At most one live actor per (partner, environment), and each partner's rate-limit

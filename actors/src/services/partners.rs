@@ -51,9 +51,13 @@ const SLUG_SUFFIX_MAX: u32 = 1_000;
 const ADMIN_COMMIT_TIMEOUT: Duration = Duration::from_secs(30);
 
 impl Engine {
-    pub(crate) async fn commit_admin(&self, write_set: Vec<WriteOp>) -> Result<(), EngineError> {
+    pub(crate) async fn commit_admin(&self, mut write_set: Vec<WriteOp>) -> Result<(), EngineError> {
         self.check_store_writable()?;
         self.check_admin_shard()?;
+        // In a cluster, the other nodes' auth caches learn of the change at their next round.
+        if self.shared().cluster.is_some() && records::changes_auth(&write_set) {
+            write_set.push(records::auth_epoch().put(&self.ids().next(self.clock().now_ms()).as_bytes().to_vec()));
+        }
         let receipt = self.shared().committer.submit(write_set, None);
         match tokio::time::timeout(ADMIN_COMMIT_TIMEOUT, receipt.durable()).await {
             Err(_) => Err(EngineError::Timeout),

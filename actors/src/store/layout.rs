@@ -25,6 +25,17 @@ pub fn master_key_check() -> Vec<u8> {
     Table::Meta.key(&[MASTER_KEY_CHECK])
 }
 
+/// Cluster mode: changed by every admin write that can change what a key authenticates
+/// (keys, their digests, partners); each node empties its auth cache when it sees it change.
+pub fn auth_epoch() -> Vec<u8> {
+    Table::Meta.key(&[b"auth_epoch"])
+}
+
+/// Whether a write changes what a presented key authenticates as.
+pub fn changes_auth(key: &[u8]) -> bool {
+    key.first().is_some_and(|table| [Table::ApiKeys as u8, Table::KeyDigests as u8, Table::Partners as u8].contains(table))
+}
+
 pub fn partner(partner_id: Id) -> Vec<u8> {
     Table::Partners.key(&[partner_id.as_bytes()])
 }

@@ -150,6 +150,12 @@ impl ClusterDb {
         Ok(updated == 1)
     }
 
+    /// The auth epoch's stored value (`records::auth_epoch`), if any admin write set one.
+    pub async fn auth_epoch(&self) -> Result<Option<Vec<u8>>, StoreError> {
+        let row = self.client.query_opt("SELECT value FROM kv WHERE key = $1", &[&layout::auth_epoch()]).await.map_err(store_error)?;
+        Ok(row.map(|row| row.get(0)))
+    }
+
     /// Removes this node's row (a clean stop, after it released its shards).
     pub async fn leave(&self) -> Result<(), StoreError> {
         self.client.execute("DELETE FROM reward_nodes WHERE node_id = $1", &[&self.node_id]).await.map_err(store_error)?;

@@ -365,6 +365,17 @@ pub fn master_key_check() -> RecordKey<Vec<u8>> {
     RecordKey::new(layout::master_key_check())
 }
 
+/// Cluster mode: a fresh id written with every change to keys or partners; nodes empty their
+/// auth caches when they see it change (`cluster::membership`).
+pub fn auth_epoch() -> RecordKey<Vec<u8>> {
+    RecordKey::new(layout::auth_epoch())
+}
+
+/// Whether a write set changes what a presented key authenticates as (keys, digests, partners).
+pub fn changes_auth(write_set: &[WriteOp]) -> bool {
+    write_set.iter().any(|op| layout::changes_auth(op.key()))
+}
+
 // A partner's records in one environment: every key starts with its (partner, environment)
 // prefix.
 
