@@ -32,6 +32,8 @@ async fn node(url: &PostgresUrl, node_id: &str, heartbeat_interval_ms: u64) -> T
         config.server.store = StoreBackend::Postgres;
         config.store.postgres_url = Some(url.clone());
         config.server.listen = address;
+        // Announcements for partners on another node are recorded at its housekeeping tick.
+        config.server.maintenance_interval_ms = heartbeat_interval_ms * 2;
         config.cluster = ClusterConfig {
             enabled: true,
             node_id: node_id.clone(),
@@ -161,6 +163,30 @@ async fn nodes_share_the_shards_hand_them_off_on_a_clean_stop_and_serve_any_part
     // Admin writes work through either node (the admin shard's holder writes them).
     let through_b = b.onboard_partner(100).await;
     assert_eq!(through_b.submit(&action_body("order_b", "10.00", "user_1")).await.status, 200);
+
+    // An announcement decided by the admin shard's holder for a partner the other node owns
+    // (onboarding activates the partner: `partner.status_changed`) is recorded once, by the
+    // owner, and then deleted by the holder.
+    let holds_admin = |text: &str| metric_or_zero(text, &format!("reward_cluster_shard_epoch{{shard=\"{SHARDS}\"}}")) > 0.0;
+    let (admin, other) = if holds_admin(&scrape(&a).await) { (&a, &b) } else { (&b, &a) };
+    let mut elsewhere = None;
+    for _ in 0..20 {
+        let partner = admin.onboard_partner(0).await;
+        let owner = metric_or_zero(&scrape(other).await, &format!("reward_cluster_shard_epoch{{shard=\"{}\"}}", shard_of(&partner)));
+        if owner > 0.0 {
+            elsewhere = Some(partner);
+            break;
+        }
+    }
+    let elsewhere = elsewhere.expect("a partner on the other node within 20 tries");
+    let partner_env = PartnerEnv::new(Id::parse_hex(&elsewhere.id).expect("an id"), Environment::Sandbox);
+    let changes = || {
+        let events = other.engine().webhooks().list_events(partner_env, 0, 100).expect("events").items;
+        events.iter().filter(|event| event.event_type.as_str() == "partner.status_changed").count()
+    };
+    eventually(Duration::from_secs(10), || async { (changes() == 1).then_some(()) }).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(changes(), 1, "recorded once");
 
     // A key revoked through one node is refused by the other within about a heartbeat, even
     // on a route the other answers by itself from its own auth cache.

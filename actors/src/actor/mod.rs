@@ -143,6 +143,9 @@ impl Message for PartnerCommand {
 pub(crate) struct RecordEvent {
     pub event_type: EventType,
     pub data: serde_json::Value,
+    /// An announcement's id: record the event only if this feed has not recorded it yet, and
+    /// mark it recorded in the same commit (at most once, whichever node delivers it).
+    pub announcement: Option<Id>,
     pub reply: oneshot::Sender<Delivery<()>>,
 }
 
@@ -184,7 +187,7 @@ struct CachedUser {
 /// Idempotency keys whose write sets are not yet durable, per scope.
 #[derive(Default)]
 struct InflightKeys {
-    by_scope: [HashMap<String, InflightKey>; 4],
+    by_scope: [HashMap<String, InflightKey>; IdempotencyScope::ALL.len()],
     order: VecDeque<(u64, IdempotencyScope, String)>,
 }
 
@@ -285,7 +288,7 @@ impl Handler<RecordEvent> for PartnerActor {
     type Result = ();
 
     fn handle(&mut self, message: RecordEvent, context: &mut Context<Self>) {
-        self.run_message(context, "record_event", message.reply, |actor| actor.record_event(message.event_type, &message.data));
+        self.run_message(context, "record_event", message.reply, |actor| actor.record_event(message.event_type, &message.data, message.announcement));
     }
 }
 
@@ -593,12 +596,33 @@ impl PartnerActor {
         self.commit(write_set, signal).1
     }
 
-    fn record_event(&mut self, event_type: EventType, data: &serde_json::Value) -> ActorReply<()> {
+    fn record_event(&mut self, event_type: EventType, data: &serde_json::Value, announcement: Option<Id>) -> ActorReply<()> {
         if let Err(error) = &self.state {
             return ActorReply::failed(error.clone());
         }
-        let receipt = self.commit_event(event_type, data, self.shared.clock.now_ms());
-        ActorReply { outcome: Ok(()), receipt: Some(receipt) }
+        let now_ms = self.shared.clock.now_ms();
+        let Some(announcement_id) = announcement else {
+            return ActorReply { outcome: Ok(()), receipt: Some(self.commit_event(event_type, data, now_ms)) };
+        };
+        // Deliveries of one announcement never overlap on this node (one pass at a time, each
+        // waiting for its commit), and only this actor writes the mark: a read suffices.
+        let mark = records::idempotency(&self.partner_env, IdempotencyScope::AnnouncementRecorded, &announcement_id.to_hex());
+        match mark.exists(self.shared.store.as_ref()) {
+            Ok(true) => ActorReply { outcome: Ok(()), receipt: None },
+            Ok(false) => {
+                let marked = IdempotencyRecord {
+                    request_hash: [0; 32],
+                    resource_id: announcement_id,
+                    response_json: b"{}".to_vec(),
+                    request_id: String::new(),
+                    effect: Effect::Applied,
+                    created_at_ms: now_ms,
+                };
+                let receipt = self.commit_events_with(&[(event_type, data)], now_ms, &[], vec![mark.put(&marked)], OutboxSignal::default());
+                ActorReply { outcome: Ok(()), receipt: Some(receipt) }
+            }
+            Err(error) => ActorReply::failed(EngineError::internal("reading an announcement's mark", error)),
+        }
     }
 }
 

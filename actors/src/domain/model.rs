@@ -674,11 +674,19 @@ pub enum IdempotencyScope {
     PoolAllocation = 2,
     Reversal = 3,
     Redemption = 4,
+    /// An announcement (`services/announcements.rs`) recorded in this feed, by its id: the
+    /// mark that records it at most once, whichever node delivers it (cluster mode).
+    AnnouncementRecorded = 5,
 }
 
 impl IdempotencyScope {
-    pub const ALL: [IdempotencyScope; 4] =
-        [IdempotencyScope::ActionSubmit, IdempotencyScope::PoolAllocation, IdempotencyScope::Reversal, IdempotencyScope::Redemption];
+    pub const ALL: [IdempotencyScope; 5] = [
+        IdempotencyScope::ActionSubmit,
+        IdempotencyScope::PoolAllocation,
+        IdempotencyScope::Reversal,
+        IdempotencyScope::Redemption,
+        IdempotencyScope::AnnouncementRecorded,
+    ];
 }
 
 /// An event as stored in the outbox and feed: the envelope is rendered once, at commit,

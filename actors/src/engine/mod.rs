@@ -555,14 +555,16 @@ impl Engine {
 }
 
 impl Webhooks<'_> {
-    /// Records an event in a partner's feed through its actor (which alone assigns sequences).
-    pub async fn record_event(
+    /// Records an announcement's event in a partner's feed through its actor (which alone
+    /// assigns sequences), at most once: the actor marks `announcement` recorded with it.
+    pub(crate) async fn record_announcement(
         &self,
         partner_env: PartnerEnv,
         event_type: crate::webhooks::EventType,
         data: serde_json::Value,
+        announcement: Id,
     ) -> Result<(), EngineError> {
-        self.engine.ask(partner_env, move |reply| RecordEvent { event_type, data: data.clone(), reply }).await
+        self.engine.ask(partner_env, move |reply| RecordEvent { event_type, data: data.clone(), announcement: Some(announcement), reply }).await
     }
 }
 

@@ -3,16 +3,18 @@
 //! assigns the feed's sequence.
 //!
 //! The write that decides the event stores an announcement in the same commit; delivery
-//! then records it through the actor and deletes it. Delivery runs right after the write
-//! and again on every housekeeping tick, so an announcement survives a refusal (503), a
-//! crash or a restart: at least once, never lost.
+//! then records it through the actor, which marks it recorded in the same commit (an
+//! idempotency record of scope `AnnouncementRecorded`), and deletes it. Delivery runs right
+//! after the write and again on every housekeeping tick, so an announcement survives a
+//! refusal (503), a crash or a restart: recorded exactly once, never lost. In a cluster the
+//! partner's owner records it and the admin shard's holder deletes it once marked.
 
 use serde::{Deserialize, Serialize};
 
 use crate::engine::Engine;
 use crate::engine::error::EngineError;
 
-use crate::domain::model::PartnerEnv;
+use crate::domain::model::{IdempotencyScope, PartnerEnv};
 use crate::store::records;
 use crate::store::{ScanOrder, WriteOp};
 use crate::webhooks::EventType;
@@ -36,23 +38,38 @@ impl Engine {
     }
 
     /// Records pending announcements through their partners' actors, oldest first, and
-    /// answers how many. One that cannot be recorded now stays for the next pass.
+    /// answers how many were settled. Each is recorded at most once (the actor marks it in
+    /// the feed's commit), then deleted. In a cluster, a node records those whose partner it
+    /// holds, and the admin shard's holder deletes those marked recorded, whoever recorded
+    /// them; one that cannot be recorded or deleted now stays for the next pass.
     pub(crate) async fn deliver_announcements(&self) -> Result<usize, EngineError> {
         let _delivering = self.inner.announce_lock.lock().await;
         let pending = records::announcements().scan(self.shared().store.as_ref(), ScanOrder::Ascending, DELIVERY_BATCH_MAX);
         let pending = pending.map_err(|error| EngineError::internal("reading announcements", error))?;
+        let cluster = self.shared().cluster.clone();
         let mut delivered = 0;
         for row in pending {
             let announcement = row.record().map_err(|error| EngineError::internal("decoding an announcement", error))?;
-            // In a cluster, one whose partner lives on another node waits here (the record and
-            // its deletion would span two nodes' shards; issue 13 names the next step).
-            if self.shared().cluster.as_ref().is_some_and(|ownership| ownership.epoch_for(&announcement.partner_env).is_none()) {
+            let Some(announcement_id) = row.key.id() else {
+                tracing::error!("an announcement's key holds no id; it stays");
                 continue;
+            };
+            let mark = records::idempotency(&announcement.partner_env, IdempotencyScope::AnnouncementRecorded, &announcement_id.to_hex());
+            let recorded = mark.exists(self.shared().store.as_ref()).map_err(|error| EngineError::internal("reading an announcement's mark", error))?;
+            if !recorded {
+                // In a cluster only the partner's owner records it.
+                if cluster.as_ref().is_some_and(|ownership| ownership.epoch_for(&announcement.partner_env).is_none()) {
+                    continue;
+                }
+                let data: serde_json::Value =
+                    serde_json::from_slice(&announcement.data_json).map_err(|error| EngineError::internal("announcement data", error))?;
+                let webhooks = self.webhooks();
+                if let Err(error) = webhooks.record_announcement(announcement.partner_env, announcement.event_type, data, announcement_id).await {
+                    tracing::warn!(%error, event_type = %announcement.event_type, "an announcement waits for the next pass");
+                    continue;
+                }
             }
-            let data: serde_json::Value =
-                serde_json::from_slice(&announcement.data_json).map_err(|error| EngineError::internal("announcement data", error))?;
-            if let Err(error) = self.webhooks().record_event(announcement.partner_env, announcement.event_type, data).await {
-                tracing::warn!(%error, event_type = %announcement.event_type, "an announcement waits for the next pass");
+            if !self.holds_admin_shard() {
                 continue;
             }
             self.commit_admin(vec![row.key.delete()]).await?;

@@ -1007,7 +1007,7 @@ impl Auditor<'_> {
         let scope_at = 1 + PARTNER_ENV_BYTES;
         let scope = key.get(scope_at).and_then(|byte| IdempotencyScope::ALL.into_iter().find(|scope| *scope as u8 == *byte));
         let (Some(partner_env), Some(scope), true) = (partner_env_of(key), scope, key.len() > scope_at + 1) else {
-            self.bad_key(Table::Idempotency, key, "a partner prefix, a known scope byte (1-4) and a key");
+            self.bad_key(Table::Idempotency, key, "a partner prefix, a known scope byte (1-5) and a key");
             return Ok(());
         };
         let idempotency_key = text(&key[scope_at + 1..]);

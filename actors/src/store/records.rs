@@ -338,6 +338,13 @@ pub(crate) fn announcement(announcement_id: Id) -> RecordKey<Announcement> {
     RecordKey::new(layout::announcement(announcement_id))
 }
 
+impl RecordKey<Announcement> {
+    /// The announcement's id (its key is the table byte and the id).
+    pub(crate) fn id(&self) -> Option<Id> {
+        Id::from_slice(self.key.get(1..)?)
+    }
+}
+
 pub(crate) fn announcements() -> Records<Announcement> {
     Records::new(layout::announcements_prefix())
 }
