@@ -55,7 +55,7 @@ pub struct ClusterDb {
 /// the one the database was first started with (the count decides where partners live).
 /// An error says whether it was a lost race on the catalog (worth another try).
 pub(crate) async fn prepare(client: &Client, shards: u32) -> Result<(), (bool, StoreError)> {
-    let failed = |error: tokio_postgres::Error| (error.code() == Some(&tokio_postgres::error::SqlState::UNIQUE_VIOLATION), store_error(error));
+    let failed = |error: tokio_postgres::Error| (super::pg_store::lost_create_race(&error), store_error(error));
     client.batch_execute(CREATE_TABLES).await.map_err(failed)?;
     let wanted = i32::try_from(shards).map_err(|_| (false, StoreError::new("cluster.shards is out of range")))?;
     client.execute("INSERT INTO reward_cluster (id, shards) VALUES (1, $1) ON CONFLICT (id) DO NOTHING", &[&wanted]).await.map_err(failed)?;

@@ -340,12 +340,18 @@ impl PgStore {
 /// make safe against itself (the loser fails on a catalog's unique index): tried again.
 const CREATE_ATTEMPTS_MAX: u32 = 5;
 
+/// Whether a `CREATE … IF NOT EXISTS` failed only because another session created the same
+/// thing at the same moment (a catalog's unique index, or the table's row type).
+pub(super) fn lost_create_race(error: &tokio_postgres::Error) -> bool {
+    [SqlState::UNIQUE_VIOLATION, SqlState::DUPLICATE_OBJECT, SqlState::DUPLICATE_TABLE].iter().any(|state| error.code() == Some(state))
+}
+
 /// Creates the table (and in cluster mode the cluster's tables) if missing.
 async fn create_tables(client: &Client, shards: Option<u32>) -> Result<(), StoreError> {
     let mut attempt = 1;
     loop {
         let created = async {
-            client.batch_execute(CREATE_TABLE).await.map_err(|error| (error.code() == Some(&SqlState::UNIQUE_VIOLATION), store_error(error)))?;
+            client.batch_execute(CREATE_TABLE).await.map_err(|error| (lost_create_race(&error), store_error(error)))?;
             match shards {
                 Some(shards) => pg_cluster::prepare(client, shards).await,
                 None => Ok(()),

@@ -47,6 +47,10 @@ pub struct LoadgenArgs {
     /// Base URL of the server under test (plain HTTP).
     #[arg(long, default_value = "http://127.0.0.1:8080")]
     pub url: String,
+    /// More nodes of the same cluster: connections are spread over `--url` and these, round
+    /// robin (partners are provisioned through `--url`).
+    #[arg(long)]
+    pub also_url: Vec<String>,
     /// Partners to spread the load over.
     #[arg(long, default_value_t = 100)]
     pub partners: usize,
@@ -111,7 +115,8 @@ pub struct Summary {
 }
 
 struct Plan {
-    address: SocketAddr,
+    /// Worker `i` connects to `addresses[i % len]`.
+    addresses: Vec<SocketAddr>,
     partners: Vec<SigningCredentials>,
     run_id: String,
     stakeholders: usize,
@@ -160,8 +165,12 @@ pub async fn run(args: LoadgenArgs) -> anyhow::Result<Summary> {
             vec![SigningCredentials { secret_key: Secret::new(format!("sk_test_{}", "0".repeat(64))), hmac_secret: Secret::new("0".repeat(64)) }]
         }
     };
+    let mut addresses = vec![address];
+    for url in &args.also_url {
+        addresses.push(resolve(url)?);
+    }
     let plan = Arc::new(Plan {
-        address,
+        addresses,
         partners,
         run_id,
         stakeholders: args.stakeholders,
@@ -364,7 +373,7 @@ async fn run_worker(worker: usize, plan: Arc<Plan>, progress: Arc<Progress>) -> 
             break;
         }
         if connection.as_ref().is_none_or(Connection::is_closed) {
-            match Connection::connect(plan.address).await {
+            match Connection::connect(plan.addresses[worker % plan.addresses.len()]).await {
                 Ok(fresh) => connection = Some(fresh),
                 Err(_) => {
                     *statuses.entry("connect_error".to_owned()).or_insert(0) += 1;
