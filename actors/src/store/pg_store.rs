@@ -407,41 +407,33 @@ struct Collapsed {
     deletes: Vec<Vec<u8>>,
 }
 
-fn collapse(write_sets: &[&[WriteOp]]) -> Collapsed {
-    let mut last: BTreeMap<&[u8], Option<&[u8]>> = BTreeMap::new();
-    for op in write_sets.iter().flat_map(|write_set| write_set.iter()) {
-        match op {
-            WriteOp::Put { key, value } => last.insert(key, Some(value)),
-            WriteOp::Delete { key } => last.insert(key, None),
-        };
-    }
+/// The last op per key of `ops` (`None`: a delete), as puts and deletes in key order.
+fn collapse_ops<K: Ord + Into<Vec<u8>>, V: Into<Vec<u8>>>(ops: impl Iterator<Item = (K, Option<V>)>) -> Collapsed {
+    let last: BTreeMap<K, Option<V>> = ops.collect();
     let mut collapsed = Collapsed::default();
     for (key, value) in last {
         match value {
-            Some(value) => collapsed.puts.push((key.to_vec(), value.to_vec())),
-            None => collapsed.deletes.push(key.to_vec()),
+            Some(value) => collapsed.puts.push((key.into(), value.into())),
+            None => collapsed.deletes.push(key.into()),
         }
     }
     collapsed
 }
 
+/// The batch's ops collapsed, copying only the keys and values that survive.
+fn collapse(write_sets: &[&[WriteOp]]) -> Collapsed {
+    collapse_ops(write_sets.iter().flat_map(|write_set| write_set.iter()).map(|op| match op {
+        WriteOp::Put { key, value } => (key.as_slice(), Some(value.as_slice())),
+        WriteOp::Delete { key } => (key.as_slice(), None),
+    }))
+}
+
 /// [`collapse`] of write sets the caller gives away: keys and values move, not copied.
 fn collapse_owned(write_sets: impl Iterator<Item = Vec<WriteOp>>) -> Collapsed {
-    let mut last: BTreeMap<Vec<u8>, Option<Vec<u8>>> = BTreeMap::new();
-    for op in write_sets.flatten() {
-        match op {
-            WriteOp::Put { key, value } => last.insert(key, Some(value)),
-            WriteOp::Delete { key } => last.insert(key, None),
-        };
-    }
-    let mut collapsed = Collapsed::default();
-    for (key, value) in last {
-        match value {
-            Some(value) => collapsed.puts.push((key, value)),
-            None => collapsed.deletes.push(key),
-        }
-    }
-    collapsed
+    collapse_ops(write_sets.flatten().map(|op| match op {
+        WriteOp::Put { key, value } => (key, Some(value)),
+        WriteOp::Delete { key } => (key, None),
+    }))
 }
 
 /// Splits `items` into runs of at most [`STATEMENT_BYTES_MAX`] bytes (by `bytes`); an item

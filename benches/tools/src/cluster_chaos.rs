@@ -39,7 +39,7 @@ use reward_engine::sign_cli::SigningCredentials;
 use crate::client::{ClientResponse, Connection};
 use crate::crash_loop::{
     Discrepancies, HEALTH_POLL, PAGE_LIMIT, REQUEST_TIMEOUT, RETRY_PAUSE, SETTLE_ATTEMPTS_MAX, STARTUP_TIMEOUT, SUBMIT_PATH, SplitMix64, check_pool,
-    check_users, describe, list_actions, original_response, server_beside, signed,
+    check_users, describe, list_actions, original_response, server_beside, signed, wait_healthy,
 };
 
 /// Bounds on a run.
@@ -679,16 +679,7 @@ impl ClusterSpec {
             .kill_on_drop(true)
             .spawn()
             .with_context(|| format!("starting {}", self.binary.display()))?;
-        let started = Instant::now();
-        while !crate::crash_loop::healthy(address).await {
-            if let Some(status) = child.try_wait()? {
-                bail!("node n{index} exited ({status}) while starting; see {}", log_path.display());
-            }
-            if started.elapsed() > STARTUP_TIMEOUT {
-                bail!("node n{index} did not answer /healthz within {STARTUP_TIMEOUT:?}; see {}", log_path.display());
-            }
-            tokio::time::sleep(HEALTH_POLL).await;
-        }
+        wait_healthy(&mut child, address, &format!("node n{index}"), &log_path).await?;
         Ok(Node { child, address })
     }
 }

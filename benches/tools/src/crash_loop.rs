@@ -746,16 +746,7 @@ impl ServerSpec {
             .kill_on_drop(true)
             .spawn()
             .with_context(|| format!("starting {}", self.binary.display()))?;
-        let started = Instant::now();
-        while !healthy(address).await {
-            if let Some(status) = child.try_wait()? {
-                bail!("the server exited ({status}) while starting; see {}", self.log.display());
-            }
-            if started.elapsed() > STARTUP_TIMEOUT {
-                bail!("the server did not answer /healthz within {STARTUP_TIMEOUT:?}; see {}", self.log.display());
-            }
-            tokio::time::sleep(HEALTH_POLL).await;
-        }
+        wait_healthy(&mut child, address, "the server", &self.log).await?;
         Ok(Server { child, address })
     }
 }
@@ -767,6 +758,22 @@ impl Server {
         self.child.wait().await.context("waiting for the killed server")?;
         Ok(())
     }
+}
+
+/// Until the child `name` answers `/healthz` at `address` (bounded by `STARTUP_TIMEOUT`); its
+/// exit while starting fails, pointing at its `log`.
+pub(crate) async fn wait_healthy(child: &mut Child, address: SocketAddr, name: &str, log: &Path) -> anyhow::Result<()> {
+    let started = Instant::now();
+    while !healthy(address).await {
+        if let Some(status) = child.try_wait()? {
+            bail!("{name} exited ({status}) while starting; see {}", log.display());
+        }
+        if started.elapsed() > STARTUP_TIMEOUT {
+            bail!("{name} did not answer /healthz within {STARTUP_TIMEOUT:?}; see {}", log.display());
+        }
+        tokio::time::sleep(HEALTH_POLL).await;
+    }
+    Ok(())
 }
 
 /// The `reward-engine` binary in the same directory as `this_binary`: cargo builds both
@@ -782,7 +789,7 @@ pub(crate) fn server_beside(this_binary: &Path) -> anyhow::Result<PathBuf> {
     Ok(server)
 }
 
-pub(crate) async fn healthy(address: SocketAddr) -> bool {
+async fn healthy(address: SocketAddr) -> bool {
     let Ok(mut connection) = Connection::connect(address).await else { return false };
     let request = connection.request(Method::GET, "/healthz", &[], Bytes::new());
     matches!(tokio::time::timeout(REQUEST_TIMEOUT, request).await, Ok(Ok(response)) if response.status == 200)
