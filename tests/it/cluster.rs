@@ -47,6 +47,11 @@ async fn node(url: &PostgresUrl, node_id: &str, heartbeat_interval_ms: u64) -> T
     spawn_app_with(AppOptions { tweak: Some(tweak), ..AppOptions::default() }).await
 }
 
+/// Until `app`'s first round is done: its node row (the address others forward to) is written.
+async fn joined(app: &TestApp) {
+    eventually(Duration::from_secs(10), || async { (metric_or_zero(&scrape(app).await, "reward_cluster_nodes_live") >= 1.0).then_some(()) }).await;
+}
+
 async fn ready(app: &TestApp) {
     eventually(Duration::from_secs(10), || async { (app.raw(Method::GET, "/readyz", &[], "").await.status == 200).then_some(()) }).await;
 }
@@ -76,6 +81,7 @@ async fn a_takeover_fences_the_old_owner_and_the_new_owner_sees_its_last_acknowl
 
     // b starts while a is alive and holds every shard: b holds none of them.
     let b = node(&url, "b", 60_000).await;
+    joined(&b).await;
     let shard = shard_of(&partner);
     let epoch = b.engine().take_over_shard_now(shard).await.expect("b takes the partner's shard");
     assert!(epoch >= 2, "a held it at an epoch before: {epoch}");
@@ -111,6 +117,7 @@ async fn a_takeover_waits_for_a_commit_that_passed_its_fence_check() {
     ready(&a).await;
     let partner = a.onboard_partner(1_000).await;
     let b = node(&url, "b", 60_000).await;
+    joined(&b).await;
     let shard = shard_of(&partner);
 
     let pause = a.engine().cluster_store().expect("a cluster node").pause_next_commit_after_fence_check();
