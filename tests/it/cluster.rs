@@ -19,7 +19,7 @@ use reward_engine::config::Config;
 
 use crate::support::{AppOptions, Partner, TestApp, TweakConfig, action_body, eventually, metric, metric_or_zero, spawn_app_with};
 
-const SHARDS: u32 = 4;
+const SHARDS: u32 = 16;
 
 /// A port free now on 127.0.0.1: the node listens there and advertises it to the other.
 fn free_address() -> SocketAddr {
@@ -63,6 +63,25 @@ async fn scrape(app: &TestApp) -> String {
 fn shard_of(partner: &Partner) -> u32 {
     let partner_env = PartnerEnv::new(Id::parse_hex(&partner.id).expect("an id"), Environment::Sandbox);
     ShardMap::new(SHARDS).shard_of(&partner_env)
+}
+
+/// An ACTIVE partner with a sandbox key, a pool, and a per-minute burst of `per_minute`.
+async fn limited_partner(app: &TestApp, per_minute: u32) -> Partner {
+    let body = serde_json::json!({
+        "name": "Limited Giving",
+        "contactEmail": "ops@limited.example",
+        "stakeholderTypes": ["CUSTOMER"],
+        "tier": "CUSTOM",
+        "rateLimit": { "hourly": 1_000, "perMinute": per_minute },
+    });
+    let created = app.admin(Method::POST, "/api/v1/admin/partners", body).await;
+    assert_eq!(created.status, 201, "{}", String::from_utf8_lossy(&created.body));
+    let partner_id = created.json()["id"].as_str().expect("an id").to_owned();
+    let activated = app.admin(Method::PATCH, &format!("/api/v1/admin/partners/{partner_id}"), serde_json::json!({ "status": "ACTIVE" })).await;
+    assert_eq!(activated.status, 200);
+    let partner = app.issue_key(&partner_id, "sandbox").await;
+    assert!(partner.allocate(app, 1_000, "limited-pool").await.status < 300);
+    partner
 }
 
 /// The same partner, its requests sent to `app`.
@@ -211,6 +230,21 @@ async fn nodes_share_the_shards_hand_them_off_on_a_clean_stop_and_serve_any_part
     })
     .await;
 
+    // A partner that spent its per-minute burst through its owner a.
+    let mut limited = None;
+    for _ in 0..20 {
+        let partner = limited_partner(&a, 3).await;
+        if metric_or_zero(&scrape(&a).await, &format!("reward_cluster_shard_epoch{{shard=\"{}\"}}", shard_of(&partner))) > 0.0 {
+            limited = Some(partner);
+            break;
+        }
+    }
+    let limited = limited.expect("a partner on a within 20 tries");
+    for index in 0..3 {
+        assert_eq!(through(&limited, &a).submit(&action_body(&format!("limited_{index}"), "1.00", "user_1")).await.status, 200);
+    }
+    assert_eq!(through(&limited, &a).submit(&action_body("limited_3", "1.00", "user_1")).await.status, 429, "the burst is spent");
+
     // A clean stop hands every shard off: b holds them all and stays ready.
     a.shutdown().await;
     eventually(Duration::from_secs(10), || async { (owned(&scrape(&b).await) == f64::from(SHARDS + 1)).then_some(()) }).await;
@@ -220,6 +254,9 @@ async fn nodes_share_the_shards_hand_them_off_on_a_clean_stop_and_serve_any_part
         assert_eq!(replay.status, 409, "b answers for every partner: {}", String::from_utf8_lossy(&replay.body));
         assert_eq!(through(partner, &b).pool().await["balance"], 980, "two rewards of 10, once each");
     }
+    // The spent burst moved with the handoff: b refuses the partner too.
+    let refused = through(&limited, &b).submit(&action_body("limited_3", "1.00", "user_1")).await;
+    assert_eq!(refused.status, 429, "the budget moved with the shard: {}", String::from_utf8_lossy(&refused.body));
     let changes = scrape(&b).await;
     assert!(metric(&changes, "reward_cluster_shard_changes_total{change=\"claimed\"}") >= 1.0);
     b.shutdown().await;

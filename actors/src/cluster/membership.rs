@@ -7,7 +7,8 @@
 //!   flight under the old epoch, and every later one is refused);
 //! - a shard it holds that another live node should own, it **hands off**: it stops admitting
 //!   to the shard's actors, waits (bounded) for their admitted messages, drains the committer,
-//!   then releases the shard (raising the epoch again) for the other node to claim;
+//!   saves the shard's partners' rate-limit budgets, then releases the shard (raising the
+//!   epoch again) for the other node to claim, which starts those budgets where they were;
 //! - a shard it held whose row shows another owner or epoch is **lost** (it was paused or cut
 //!   off past the takeover timeout): it forgets it and evicts its actors;
 //! - a node that cannot write its heartbeat for the takeover timeout forgets every shard
@@ -29,7 +30,7 @@ use tokio::sync::watch;
 
 use super::{ClusterConfig, NodeView, Ownership, preferred_owner};
 use crate::commit::CommitReceipt;
-use crate::store::{ClusterDb, PgStore, ShardRow};
+use crate::store::{BudgetRow, ClusterDb, PgStore, ShardRow};
 
 /// What the loop asks of the engine it runs in.
 pub(crate) trait ClusterHost: Send + Sync + 'static {
@@ -40,6 +41,10 @@ pub(crate) trait ClusterHost: Send + Sync + 'static {
     fn commit_fence(&self) -> CommitReceipt;
     /// Another node changed keys or partners: forget every authenticated key.
     fn auth_changed(&self);
+    /// The rate-limit budgets of the shard's partners, for a handoff to carry.
+    fn rate_budgets(&self, shard: u32) -> Vec<BudgetRow>;
+    /// Starts budgets where the previous owner left them, each saved that many ms ago.
+    fn seed_rate_budgets(&self, rows: Vec<(BudgetRow, u64)>);
 }
 
 /// The cluster's Prometheus series (registered only in cluster mode).
@@ -211,6 +216,11 @@ impl Node {
             return Ok(false);
         };
         self.ownership.set_held(row.shard, Some(epoch));
+        // Budgets a graceful handoff left for this shard (none after a crash: they restart full).
+        match self.db().await?.take_budgets(row.shard).await {
+            Ok(budgets) => self.host.seed_rate_budgets(budgets),
+            Err(error) => tracing::warn!(%error, shard = row.shard, "the shard's rate-limit budgets could not be read; they start full"),
+        }
         let change = match &row.owner {
             Some(owner) if *owner != node_id => "taken_over",
             _ => "claimed",
@@ -232,6 +242,10 @@ impl Node {
         let remaining = deadline.saturating_duration_since(Instant::now()).max(Duration::from_millis(100));
         if tokio::time::timeout(remaining, self.host.commit_fence().durable()).await.is_err() {
             tracing::warn!(shard, "handoff: commits still in flight at the drain bound; any that lands later is refused by the fence");
+        }
+        let budgets = self.host.rate_budgets(shard);
+        if let Err(error) = self.db().await?.save_budgets(shard, &budgets).await {
+            tracing::warn!(%error, shard, "the shard's rate-limit budgets could not be saved; they start full on the next owner");
         }
         let released = self.db().await?.release(shard, epoch).await?;
         self.metrics.shard_changes.with_label_values(&["handed_off"]).inc();

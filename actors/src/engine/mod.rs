@@ -869,6 +869,37 @@ impl crate::cluster::membership::ClusterHost for EngineShared {
     fn auth_changed(&self) {
         self.auth_cache.invalidate();
     }
+
+    fn rate_budgets(&self, shard: u32) -> Vec<crate::store::BudgetRow> {
+        let Some(ownership) = &self.cluster else { return Vec::new() };
+        let map = ownership.map();
+        let decisions = self.registry.rate_limits.decisions(|partner_env| map.shard_of(partner_env) == shard);
+        decisions
+            .into_iter()
+            .map(|(partner_env, budget, decision)| crate::store::BudgetRow {
+                partner_env,
+                budget: budget.code(),
+                hourly_limit: decision.hourly.limit,
+                hourly_remaining: decision.hourly.remaining,
+                burst_limit: decision.burst.limit,
+                burst_remaining: decision.burst.remaining,
+            })
+            .collect()
+    }
+
+    fn seed_rate_budgets(&self, rows: Vec<(crate::store::BudgetRow, u64)>) {
+        use crate::engine::rate_limit::QuotaState;
+        for (row, elapsed_ms) in rows {
+            let Some(budget) = Budget::from_code(row.budget) else { continue };
+            let decision = RateDecision {
+                allowed: true,
+                hourly: QuotaState { limit: row.hourly_limit, remaining: row.hourly_remaining, reset_secs: 0 },
+                burst: QuotaState { limit: row.burst_limit, remaining: row.burst_remaining, reset_secs: 0 },
+                retry_after_secs: 0,
+            };
+            self.registry.rate_limits.seed(row.partner_env, budget, decision, Duration::from_millis(elapsed_ms));
+        }
+    }
 }
 
 /// At most one live actor per (partner, environment), and each partner's rate-limit

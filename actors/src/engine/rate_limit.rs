@@ -31,6 +31,20 @@ pub enum Budget {
     Widget,
 }
 
+impl Budget {
+    /// A stable number for the budget, as a cluster handoff stores it.
+    pub fn code(self) -> u8 {
+        match self {
+            Budget::Server => 0,
+            Budget::Widget => 1,
+        }
+    }
+
+    pub fn from_code(code: u8) -> Option<Budget> {
+        [Budget::Server, Budget::Widget].into_iter().find(|budget| budget.code() == code)
+    }
+}
+
 /// One quota's state after a decision.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct QuotaState {
@@ -170,6 +184,43 @@ impl RateLimits {
         self.shard(partner_env, budget).lock().get(&(partner_env, budget)).and_then(|entry| entry.last)
     }
 
+    /// The last decision of every budget whose partner `belongs` (a shard leaving this node
+    /// in a graceful handoff takes them along).
+    pub fn decisions(&self, belongs: impl Fn(&PartnerEnv) -> bool) -> Vec<(PartnerEnv, Budget, RateDecision)> {
+        let mut found = Vec::new();
+        for shard in &self.shards {
+            for ((partner_env, budget), entry) in shard.lock().iter() {
+                if let Some(last) = entry.last.filter(|_| belongs(partner_env)) {
+                    found.push((*partner_env, *budget, last));
+                }
+            }
+        }
+        found
+    }
+
+    /// Starts a budget where another node left it `elapsed` ago (a graceful handoff): its
+    /// next check spends on a fresh limiter what was spent then, less what has refilled
+    /// since. A budget this node already tracks is kept as it is.
+    pub fn seed(&self, partner_env: PartnerEnv, budget: Budget, left: RateDecision, elapsed: Duration) {
+        let refilled = |quota: QuotaState, period: Duration| {
+            let per_cell = period.as_secs_f64() / f64::from(quota.limit.max(1));
+            let cells = (elapsed.as_secs_f64() / per_cell).floor().min(f64::from(u32::MAX)) as u32;
+            QuotaState { remaining: quota.remaining.saturating_add(cells).min(quota.limit), ..quota }
+        };
+        let now_left = RateDecision {
+            hourly: refilled(left.hourly, Duration::from_secs(3_600)),
+            burst: refilled(left.burst, Duration::from_secs(60)),
+            ..left
+        };
+        let config = RateLimit { hourly: left.hourly.limit, per_minute: left.burst.limit };
+        let mut shard = self.shard(partner_env, budget).lock();
+        shard.entry((partner_env, budget)).or_insert_with(|| {
+            let limiter = Limiter::new(config);
+            limiter.carry_over(now_left);
+            Entry { limiter: Arc::new(limiter), last_used: Instant::now(), last: Some(now_left) }
+        });
+    }
+
     /// Takes `units` from both quotas, burst first (a refused burst spends no hourly budget).
     pub fn check(&self, partner_env: PartnerEnv, budget: Budget, config: RateLimit, units: u32) -> Result<RateDecision, ExceedsBurst> {
         if units > config.per_minute {
@@ -266,6 +317,29 @@ mod tests {
         assert_eq!(after_raise.hourly.remaining, 8, "the new limit keeps what was spent: 10 − 1 before − 1 now");
         assert_eq!(limits.check(partner, Budget::Server, raised, 6), Err(ExceedsBurst { burst: 5 }));
         assert_eq!(limits.peek(partner, Budget::Server).map(|decision| decision.hourly.remaining), Some(8));
+    }
+
+    #[test]
+    fn a_seeded_budget_starts_where_another_node_left_it_less_what_refilled() {
+        let (limits, who) = (RateLimits::new(), partner());
+        let config = RateLimit { hourly: 100, per_minute: 6 };
+        for _ in 0..6 {
+            assert!(limits.check(who, Budget::Server, config, 1).expect("fits").allowed);
+        }
+        let left = limits.decisions(|_| true);
+        assert_eq!(left.len(), 1);
+        let (partner_env, budget, decision) = left[0];
+        assert_eq!((decision.burst.remaining, decision.hourly.remaining), (0, 94));
+
+        let fresh = RateLimits::new();
+        fresh.seed(partner_env, budget, decision, Duration::ZERO);
+        assert!(!fresh.check(who, Budget::Server, config, 1).expect("fits").allowed, "the spent burst moved along");
+        let later = RateLimits::new();
+        // 20 s at 6 a minute: two cells back.
+        later.seed(partner_env, budget, decision, Duration::from_secs(20));
+        assert!(later.check(who, Budget::Server, config, 2).expect("fits").allowed);
+        assert!(!later.check(who, Budget::Server, config, 1).expect("fits").allowed);
+        assert!(limits.decisions(|_| false).is_empty());
     }
 
     #[test]

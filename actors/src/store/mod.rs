@@ -39,7 +39,7 @@ use std::path::Path;
 use std::str::FromStr;
 use std::sync::Arc;
 
-pub use pg_cluster::{ClusterDb, FencedWrite, ShardRow};
+pub use pg_cluster::{BudgetRow, ClusterDb, FencedWrite, ShardRow};
 #[cfg(feature = "internals")]
 pub use pg_store::FencePause;
 pub use pg_store::{PgStore, PostgresUrl};

@@ -5,6 +5,7 @@
 //! reward_cluster (id = 1, shards)                       -- the shard count, fixed at the first start
 //! reward_nodes   (node_id, address, heartbeat_at, draining)
 //! reward_shards  (shard, owner, epoch)                  -- shards 0..shards, the admin shard last
+//! reward_rate_budgets (partner, budget, shard, …)       -- rate-limit budgets a handoff carries
 //! ```
 //!
 //! Times are the database's (`now()`), so nodes' clocks never decide a takeover. Every
@@ -22,16 +23,32 @@ use tokio_postgres::types::Type;
 use super::pg_store::{PostgresUrl, connect, store_error};
 use super::{StoreError, WriteOp, layout};
 use super::ownership::{NodeView, Ownership};
+use crate::domain::model::PartnerEnv;
 
 const CREATE_TABLES: &str = "
 CREATE TABLE IF NOT EXISTS reward_cluster (id int PRIMARY KEY, shards int NOT NULL);
 CREATE TABLE IF NOT EXISTS reward_nodes (node_id text PRIMARY KEY, address text NOT NULL, heartbeat_at timestamptz NOT NULL, draining boolean NOT NULL);
 CREATE TABLE IF NOT EXISTS reward_shards (shard int PRIMARY KEY, owner text, epoch bigint NOT NULL);
+CREATE TABLE IF NOT EXISTS reward_rate_budgets (partner bytea NOT NULL, budget smallint NOT NULL, shard int NOT NULL,
+    hourly_limit bigint NOT NULL, hourly_remaining bigint NOT NULL, burst_limit bigint NOT NULL, burst_remaining bigint NOT NULL,
+    saved_at timestamptz NOT NULL, PRIMARY KEY (partner, budget));
 ";
 
 /// Whether a node's heartbeat is current: younger than `$n` milliseconds on the database's clock.
 fn live_condition(heartbeat: &str, parameter: usize) -> String {
     format!("{heartbeat} > now() - ${parameter}::bigint * interval '1 millisecond'")
+}
+
+/// A partner's rate-limit budget as a graceful handoff carries it to the shard's next owner
+/// (the engine's last decision, flattened; `budget` is its code).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BudgetRow {
+    pub partner_env: PartnerEnv,
+    pub budget: u8,
+    pub hourly_limit: u32,
+    pub hourly_remaining: u32,
+    pub burst_limit: u32,
+    pub burst_remaining: u32,
 }
 
 /// A shard's row as last read.
@@ -154,6 +171,53 @@ impl ClusterDb {
     pub async fn auth_epoch(&self) -> Result<Option<Vec<u8>>, StoreError> {
         let row = self.client.query_opt("SELECT value FROM kv WHERE key = $1", &[&layout::auth_epoch()]).await.map_err(store_error)?;
         Ok(row.map(|row| row.get(0)))
+    }
+
+    /// Saves the rate-limit budgets of a shard being handed off (one statement).
+    pub async fn save_budgets(&self, shard: u32, rows: &[BudgetRow]) -> Result<(), StoreError> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let partners: Vec<Vec<u8>> = rows.iter().map(|row| row.partner_env.key_prefix().to_vec()).collect();
+        let budgets: Vec<i16> = rows.iter().map(|row| i16::from(row.budget)).collect();
+        let shards: Vec<i32> = rows.iter().map(|_| shard as i32).collect();
+        let column = |field: fn(&BudgetRow) -> u32| rows.iter().map(|row| i64::from(field(row))).collect::<Vec<i64>>();
+        let (hourly_limit, hourly_remaining) = (column(|row| row.hourly_limit), column(|row| row.hourly_remaining));
+        let (burst_limit, burst_remaining) = (column(|row| row.burst_limit), column(|row| row.burst_remaining));
+        let sql = "INSERT INTO reward_rate_budgets (partner, budget, shard, hourly_limit, hourly_remaining, burst_limit, burst_remaining, saved_at)
+                   SELECT p, b, s, hl, hr, bl, br, now() FROM unnest($1::bytea[], $2::int2[], $3::int4[], $4::int8[], $5::int8[], $6::int8[], $7::int8[]) AS u(p, b, s, hl, hr, bl, br)
+                   ON CONFLICT (partner, budget) DO UPDATE SET shard = excluded.shard, hourly_limit = excluded.hourly_limit,
+                   hourly_remaining = excluded.hourly_remaining, burst_limit = excluded.burst_limit, burst_remaining = excluded.burst_remaining, saved_at = excluded.saved_at";
+        self.client
+            .execute(sql, &[&partners, &budgets, &shards, &hourly_limit, &hourly_remaining, &burst_limit, &burst_remaining])
+            .await
+            .map_err(store_error)?;
+        Ok(())
+    }
+
+    /// Takes (reads and deletes) the budgets saved for `shard`, each with how long ago it was
+    /// saved in milliseconds (the database's clock).
+    pub async fn take_budgets(&self, shard: u32) -> Result<Vec<(BudgetRow, u64)>, StoreError> {
+        let sql = "DELETE FROM reward_rate_budgets WHERE shard = $1 RETURNING partner, budget, hourly_limit, hourly_remaining, burst_limit, burst_remaining,
+                   (extract(epoch from (now() - saved_at)) * 1000)::bigint";
+        let rows = self.client.query(sql, &[&(shard as i32)]).await.map_err(store_error)?;
+        let quota = |value: i64| u32::try_from(value).unwrap_or(u32::MAX);
+        Ok(rows
+            .iter()
+            .filter_map(|row| {
+                let partner_env = PartnerEnv::from_key_prefix(&row.get::<_, Vec<u8>>(0))?;
+                let budget = u8::try_from(row.get::<_, i16>(1)).ok()?;
+                let budget_row = BudgetRow {
+                    partner_env,
+                    budget,
+                    hourly_limit: quota(row.get(2)),
+                    hourly_remaining: quota(row.get(3)),
+                    burst_limit: quota(row.get(4)),
+                    burst_remaining: quota(row.get(5)),
+                };
+                Some((budget_row, u64::try_from(row.get::<_, i64>(6)).unwrap_or(0)))
+            })
+            .collect())
     }
 
     /// Removes this node's row (a clean stop, after it released its shards).
