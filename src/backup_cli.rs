@@ -10,8 +10,8 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::{Method, Request};
 use hyper_util::rt::TokioIo;
-use reward_actors::api::operations::StoreBackend;
 use reward_actors::api::operations::backup::{self, Progress};
+use reward_actors::api::operations::{PostgresUrl, StoreBackend};
 
 #[derive(clap::Args)]
 pub struct BackupArgs {
@@ -34,11 +34,15 @@ pub struct RestoreArgs {
     #[arg(long)]
     pub from: PathBuf,
     /// The new data directory; it must not exist or be empty.
-    #[arg(long)]
-    pub data_dir: PathBuf,
+    #[arg(long, required_unless_present = "postgres")]
+    pub data_dir: Option<PathBuf>,
     /// The store to restore into [default: the one the backup was taken from].
-    #[arg(long, value_enum)]
+    #[arg(long, value_enum, conflicts_with = "postgres")]
     pub store: Option<crate::config::StoreChoice>,
+    /// Restore into the PostgreSQL database at REWARD_STORE_POSTGRES_URL instead (its schema
+    /// must hold no data yet): the way from an embedded node to a cluster.
+    #[arg(long, conflicts_with = "data_dir")]
+    pub postgres: bool,
 }
 
 /// `http://host:port` (or `host:port`) → the first address it resolves to.
@@ -135,17 +139,31 @@ pub fn run_restore(args: RestoreArgs) -> anyhow::Result<()> {
     let mut report = |progress: Progress| {
         let _ = writeln!(std::io::stderr(), "  restored {} records ({} MiB)", progress.records, progress.bytes / (1024 * 1024));
     };
+    let Some(data_dir) = args.data_dir.filter(|_| !args.postgres) else {
+        let text = std::env::var("REWARD_STORE_POSTGRES_URL").ok().filter(|url| !url.is_empty());
+        let url = PostgresUrl::new(&text.context("--postgres restores into the database at REWARD_STORE_POSTGRES_URL, which is not set")?)?;
+        let restored = backup::restore_backup_to_postgres(&args.from, &url, &mut report)?;
+        println!(
+            "restored {} records (log sequence {}, taken {}) into PostgreSQL ({}) in {:.1} s.\nStart it with the master key it was sealed under: REWARD_SERVER_STORE=postgres reward-engine serve (and [cluster] for several nodes)",
+            restored.records,
+            restored.manifest.sequence,
+            restored.manifest.created_at,
+            url.redacted(),
+            started.elapsed().as_secs_f64(),
+        );
+        return Ok(());
+    };
     let backend = args.store.map(StoreBackend::from);
-    let restored = backup::restore_backup(&args.from, &args.data_dir, backend, &mut report)?;
+    let restored = backup::restore_backup(&args.from, &data_dir, backend, &mut report)?;
     println!(
         "restored {} records (log sequence {}, taken {}) into {} on {} in {:.1} s.\nStart it with the master key it was sealed under: reward-engine serve --data-dir {} --store {}",
         restored.records,
         restored.manifest.sequence,
         restored.manifest.created_at,
-        args.data_dir.display(),
+        data_dir.display(),
         restored.backend,
         started.elapsed().as_secs_f64(),
-        args.data_dir.display(),
+        data_dir.display(),
         restored.backend,
     );
     Ok(())

@@ -721,6 +721,15 @@ fn open_backend(backend: StoreBackend, dir: &Path) -> Result<Box<dyn Store>, Sto
 fn load_into(from: &Path, dir: &Path, backend: StoreBackend, manifest: &Manifest, progress: &mut dyn FnMut(Progress)) -> Result<u64, BackupError> {
     create_private_dir(dir)?;
     let store = open_backend(backend, dir)?;
+    let records = load_records(from, store.as_ref(), manifest, progress)?;
+    drop(store);
+    sync_tree(dir)?;
+    Ok(records)
+}
+
+/// Streams the backup's records into `store` in key order, in batches of
+/// [`RESTORE_BATCH_BYTES_MAX`], checking order, counts and every file's SHA-256 again.
+fn load_records(from: &Path, store: &dyn Store, manifest: &Manifest, progress: &mut dyn FnMut(Progress)) -> Result<u64, BackupError> {
     let refused = |reason: String| BackupError::Refused { dir: from.to_owned(), reason };
     let mut batch: Vec<WriteOp> = Vec::new();
     let mut batch_bytes = 0usize;
@@ -764,10 +773,34 @@ fn load_into(from: &Path, dir: &Path, backend: StoreBackend, manifest: &Manifest
         return Err(refused(format!("the data has no schema version {SCHEMA_VERSION} record")));
     }
     store.commit(&[&batch])?;
-    drop(store);
-    sync_tree(dir)?;
     progress(Progress { records, bytes });
     Ok(records)
+}
+
+/// Restores the backup in `from` into the PostgreSQL database at `url` (the `kv` table of the
+/// URL's schema, created if missing), which must hold no record yet: the way from one
+/// embedded node to a cluster. Checks everything first ([`check_backup`]), then loads under
+/// a restore mark (a Meta record written first and removed last), so an engine refuses the
+/// database while a restore is unfinished ([`super::check_no_restore_mark`]); a failed restore
+/// names what to empty before trying again.
+pub fn restore_backup_to_postgres(from: &Path, url: &super::PostgresUrl, progress: &mut dyn FnMut(Progress)) -> Result<Restored, BackupError> {
+    let manifest = check_backup(from)?;
+    let store = super::PgStore::open(url)?;
+    let refused = |reason: String| BackupError::Refused { dir: from.to_owned(), reason };
+    if !store.scan(super::Scan { prefix: &[], after: None, order: super::ScanOrder::Ascending, limit: 1 })?.is_empty() {
+        return Err(refused(format!("the database ({}) already holds data: a restore loads an empty one (a new schema: ?options=-csearch_path%3D…)", url.redacted())));
+    }
+    let mark = super::restore_mark_key();
+    store.commit(&[&[WriteOp::Put { key: mark.clone(), value: b"restoring".to_vec() }]])?;
+    let records = load_records(from, &store, &manifest, progress).map_err(|error| match error {
+        BackupError::Refused { dir, reason } => BackupError::Refused {
+            dir,
+            reason: format!("{reason}; the records loaded so far stay in the database under a restore mark (empty its kv table before trying again)"),
+        },
+        other => other,
+    })?;
+    store.commit(&[&[WriteOp::Delete { key: mark }]])?;
+    Ok(Restored { manifest, backend: StoreBackend::Postgres, records })
 }
 
 #[cfg(test)]

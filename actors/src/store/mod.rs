@@ -291,14 +291,31 @@ pub fn open_store_with_faults(
 /// the schema version. Never behind the write-ahead log (see `pg_store.rs`).
 pub fn open_postgres_store(url: &PostgresUrl) -> Result<Arc<dyn Store>, StoreError> {
     let store: Arc<dyn Store> = Arc::new(PgStore::open(url)?);
+    check_no_restore_mark(store.as_ref())?;
     check_schema(store.as_ref())?;
     Ok(store)
+}
+
+/// The Meta key a restore into PostgreSQL writes first and removes last.
+pub(crate) fn restore_mark_key() -> Vec<u8> {
+    Table::Meta.key(&[b"restore_in_progress"])
+}
+
+/// Refuses a database a restore has not finished loading (its records are incomplete).
+pub(crate) fn check_no_restore_mark(store: &dyn Store) -> Result<(), StoreError> {
+    match store.get(&restore_mark_key())? {
+        Some(_) => Err(StoreError::new(
+            "a restore into this database did not finish (its mark is still there): empty the kv table and run reward-engine restore again",
+        )),
+        None => Ok(()),
+    }
 }
 
 /// [`open_postgres_store`] for a node of a cluster: the cluster's tables too, and commits
 /// fenced by `ownership` (`pg_cluster.rs`).
 pub fn open_postgres_cluster_store(url: &PostgresUrl, ownership: Arc<ownership::Ownership>) -> Result<Arc<PgStore>, StoreError> {
     let store = Arc::new(PgStore::open_cluster(url, ownership)?);
+    check_no_restore_mark(store.as_ref())?;
     check_schema(store.as_ref())?;
     Ok(store)
 }

@@ -804,6 +804,17 @@ mod tests {
     }
 
     #[test]
+    fn a_database_with_an_unfinished_restore_is_refused() {
+        let Some(url) = test_url("unfinished_restore") else { return };
+        let store = PgStore::open(&url).expect("opens");
+        store.commit(&[&[put(&crate::store::restore_mark_key(), b"restoring")]]).expect("commits");
+        let refused = crate::store::open_postgres_store(&url).err().expect("refused");
+        assert!(refused.message.contains("restore into this database did not finish"), "{}", refused.message);
+        store.commit(&[&[WriteOp::Delete { key: crate::store::restore_mark_key() }]]).expect("commits");
+        assert!(crate::store::open_postgres_store(&url).is_ok(), "opens once the mark is gone");
+    }
+
+    #[test]
     fn a_lost_writer_connection_refuses_writes_then_recovers() {
         let Some(url) = test_url("lost_connection") else { return };
         let store = PgStore::open(&url).expect("opens");
