@@ -214,6 +214,16 @@ async fn nodes_share_the_shards_hand_them_off_on_a_clean_stop_and_serve_any_part
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(changes(), 1, "recorded once");
 
+    // A key used only through the node that does not hold the admin shard: its last use is
+    // handed to the holder through the database and shows in the key's record.
+    let seen = admin.onboard_partner(0).await;
+    assert_eq!(through(&seen, other).signed(Method::GET, "/v1/partner/token-pools", "").await.status, 200);
+    eventually(Duration::from_secs(5), || async {
+        let keys = admin.admin(Method::GET, &format!("/api/v1/admin/partners/{}/keys", seen.id), serde_json::Value::Null).await.json();
+        keys["data"][0]["lastUsedAt"].as_str().map(|_| ())
+    })
+    .await;
+
     // A key revoked through one node is refused by the other within about a heartbeat, even
     // on a route the other answers by itself from its own auth cache.
     let revoking = a.onboard_partner(0).await;

@@ -718,6 +718,11 @@ impl Engine {
         }
     }
 
+    /// In cluster mode, the node's store (for the cluster's own tables) and id.
+    pub(crate) fn cluster_node(&self) -> Option<&(Arc<crate::store::PgStore>, String)> {
+        self.inner.cluster_node.as_ref()
+    }
+
     /// In cluster mode, this node's id and forwarding key; `None` on a single node.
     pub fn cluster_identity(&self) -> Option<ClusterIdentity> {
         let (_, node_id) = self.inner.cluster_node.as_ref()?;

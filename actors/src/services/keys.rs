@@ -149,8 +149,35 @@ impl Keys<'_> {
 
     /// Writes the last-used times gathered in memory to the keys. Runs every minute and at
     /// shutdown, so `lastUsedAt` is exact to about a minute and costs no write per request.
+    /// In a cluster only the admin shard's holder writes key records: every other node hands
+    /// what it saw to the database (`reward_key_usage`), and the holder folds it in.
     pub async fn flush_key_usage(&self) -> Result<(), EngineError> {
-        let used: Vec<(Id, u64)> = std::mem::take(&mut *self.engine.shared().key_usage.last_used_ms.lock()).into_iter().collect();
+        let mut used: HashMap<Id, u64> = std::mem::take(&mut *self.engine.shared().key_usage.last_used_ms.lock());
+        if let Some((store, node_id)) = self.engine.cluster_node() {
+            if !self.engine.holds_admin_shard() {
+                if used.is_empty() {
+                    return Ok(());
+                }
+                let rows: Vec<(Vec<u8>, u64)> = used.iter().map(|(key_id, used_at_ms)| (key_id.as_bytes().to_vec(), *used_at_ms)).collect();
+                if let Err(error) = store.save_key_usage(node_id, &rows) {
+                    // Kept for the next tick (merged with what comes meanwhile).
+                    let mut pending = self.engine.shared().key_usage.last_used_ms.lock();
+                    for (key_id, used_at_ms) in used {
+                        let entry = pending.entry(key_id).or_insert(used_at_ms);
+                        *entry = (*entry).max(used_at_ms);
+                    }
+                    return Err(EngineError::internal("handing keys' last use to the database", error));
+                }
+                return Ok(());
+            }
+            let others = store.take_key_usage().map_err(|error| EngineError::internal("reading other nodes' key usage", error))?;
+            for (key_id, used_at_ms) in others {
+                if let Some(key_id) = Id::from_slice(&key_id) {
+                    let entry = used.entry(key_id).or_insert(used_at_ms);
+                    *entry = (*entry).max(used_at_ms);
+                }
+            }
+        }
         if used.is_empty() {
             return Ok(());
         }

@@ -6,6 +6,7 @@
 //! reward_nodes   (node_id, address, heartbeat_at, draining)
 //! reward_shards  (shard, owner, epoch)                  -- shards 0..shards, the admin shard last
 //! reward_rate_budgets (partner, budget, shard, …)       -- rate-limit budgets a handoff carries
+//! reward_key_usage (key_id, node_id, last_used_ms)      -- keys' last use, for the admin holder
 //! ```
 //!
 //! Times are the database's (`now()`), so nodes' clocks never decide a takeover. Every
@@ -32,6 +33,7 @@ CREATE TABLE IF NOT EXISTS reward_shards (shard int PRIMARY KEY, owner text, epo
 CREATE TABLE IF NOT EXISTS reward_rate_budgets (partner bytea NOT NULL, budget smallint NOT NULL, shard int NOT NULL,
     hourly_limit bigint NOT NULL, hourly_remaining bigint NOT NULL, burst_limit bigint NOT NULL, burst_remaining bigint NOT NULL,
     saved_at timestamptz NOT NULL, PRIMARY KEY (partner, budget));
+CREATE TABLE IF NOT EXISTS reward_key_usage (key_id bytea NOT NULL, node_id text NOT NULL, last_used_ms bigint NOT NULL, PRIMARY KEY (key_id, node_id));
 ";
 
 /// Whether a node's heartbeat is current: younger than `$n` milliseconds on the database's clock.

@@ -285,6 +285,29 @@ impl PgStore {
         })
     }
 
+    /// Cluster mode: the keys' last use this node saw (key id bytes, ms), for the admin
+    /// shard's holder to persist; a later time for the same key and node wins.
+    pub fn save_key_usage(&self, node_id: &str, used: &[(Vec<u8>, u64)]) -> Result<(), StoreError> {
+        let keys: Vec<Vec<u8>> = used.iter().map(|(key_id, _)| key_id.clone()).collect();
+        let times: Vec<i64> = used.iter().map(|(_, used_at_ms)| i64::try_from(*used_at_ms).unwrap_or(i64::MAX)).collect();
+        let (node_id, reader) = (node_id.to_owned(), self.reader());
+        self.run_bounded(async move {
+            let sql = "INSERT INTO reward_key_usage (key_id, node_id, last_used_ms) SELECT k, $2, t FROM unnest($1::bytea[], $3::int8[]) AS u(k, t)
+                       ON CONFLICT (key_id, node_id) DO UPDATE SET last_used_ms = GREATEST(reward_key_usage.last_used_ms, excluded.last_used_ms)";
+            reader.await?.execute(sql, &[&keys, &node_id, &times]).await.map_err(store_error)?;
+            Ok(())
+        })
+    }
+
+    /// Cluster mode: takes (reads and deletes) every node's saved key usage.
+    pub fn take_key_usage(&self) -> Result<Vec<(Vec<u8>, u64)>, StoreError> {
+        let reader = self.reader();
+        self.run_bounded(async move {
+            let rows = reader.await?.query("DELETE FROM reward_key_usage RETURNING key_id, last_used_ms", &[]).await.map_err(store_error)?;
+            Ok(rows.iter().map(|row| (row.get::<_, Vec<u8>>(0), u64::try_from(row.get::<_, i64>(1)).unwrap_or(0))).collect())
+        })
+    }
+
     /// Tests: the next fenced commit stops right after its fence check (its shards' rows
     /// locked) until `release` is notified; `reached` is notified when it gets there.
     #[cfg(any(test, feature = "internals"))]

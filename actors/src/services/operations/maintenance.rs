@@ -34,16 +34,17 @@ pub(crate) async fn run(engine: Engine, config: MaintenanceConfig, mut stop: wat
             _ = stop.changed() => return,
         }
         engine.forget_idle_rate_limits();
-        // Every node records the announcements of the partners it holds.
+        // Every node records the announcements of the partners it holds, and persists (or in a
+        // cluster hands to the admin shard's holder) what it saw of keys' use.
         if let Err(error) = engine.deliver_announcements().await {
             tracing::warn!(%error, "delivering pending events failed; retrying at the next tick");
+        }
+        if let Err(error) = engine.keys().flush_key_usage().await {
+            tracing::warn!(%error, "persisting keys' last use failed; retrying at the next tick");
         }
         // In a cluster, the rest writes records no partner owns: the admin shard's holder's job.
         if !engine.holds_admin_shard() {
             continue;
-        }
-        if let Err(error) = engine.keys().flush_key_usage().await {
-            tracing::warn!(%error, "persisting keys' last use failed; retrying at the next tick");
         }
         match engine.keys().notify_expiring_keys(notice_ms).await {
             Ok(0) => {}
