@@ -118,25 +118,29 @@ fn hop_by_hop(name: &HeaderName) -> bool {
         || *name == FORWARD_AUTH
 }
 
-/// The layer (cluster mode only): runs the request here, and forwards it when the engine
-/// says another node owns its partner.
+/// The layer (installed in cluster mode only): runs the request here, and forwards it when
+/// the engine says another node owns its partner.
 pub async fn to_owner(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    let Some(forwarder) = state.forwarder.clone() else { return next.run(request).await };
+    let Some(forwarder) = state.forwarder.as_ref() else { return next.run(request).await };
+    let path_and_query = request.uri().path_and_query().map_or("/", |path| path.as_str());
+    if forwarder.verified_client(request.headers(), request.method(), path_and_query, state.engine.clock().now_secs()).is_some() {
+        // An authentic hop: never forwarded again. A stale view at the forwarder is said with
+        // the marker (it reads the owner again), which it strips before its client sees it.
+        let mut response = next.run(request).await;
+        if let Some((shard, _)) = take_not_owner(&mut response) {
+            response.headers_mut().insert(NOT_OWNER_SHARD, HeaderValue::from(shard));
+        }
+        return response;
+    }
     let (parts, body) = request.into_parts();
     let body = match super::extract::read_body(&parts, body, &state).await {
         Ok(body) => body,
         Err(refused) => return refused.into_response(),
     };
-    let forwarded = parts.headers.contains_key(&FORWARDED_BY);
     let client_ip = super::extract::client_address(&parts, &state);
     let (method, uri, headers) = (parts.method.clone(), parts.uri.clone(), parts.headers.clone());
     let mut response = next.run(Request::from_parts(parts, Body::from(body.clone()))).await;
     let Some((shard, owner)) = take_not_owner(&mut response) else { return response };
-    if forwarded {
-        // The forwarder's view was stale: say so (it reads the owner again), never hop twice.
-        response.headers_mut().insert(NOT_OWNER_SHARD, HeaderValue::from(shard));
-        return response;
-    }
     let hop = Hop { method, uri, headers, body, client_ip: client_ip.map_or_else(String::new, |ip| ip.to_string()) };
     let started = Instant::now();
     let mut tried = None;

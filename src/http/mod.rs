@@ -63,12 +63,14 @@ pub fn routes() -> Vec<Route> {
 
 /// The router, built from [`routes()`]: methods on one path merge into one entry.
 pub fn router(state: AppState) -> Router {
-    routes()
+    let router = routes()
         .into_iter()
         .fold(Router::new(), |router, route| router.route(route.path, route.into_method_router()))
         .fallback(not_found)
-        .method_not_allowed_fallback(method_not_allowed)
-        .layer(from_fn_with_state(state.clone(), forward::to_owner))
+        .method_not_allowed_fallback(method_not_allowed);
+    // A single node has no owner to forward to: the layer costs it nothing.
+    let router = if state.forwarder.is_some() { router.layer(from_fn_with_state(state.clone(), forward::to_owner)) } else { router };
+    router
         .layer(from_fn_with_state(state.clone(), metrics::record))
         .layer(from_fn_with_state(state.clone(), request_id::assign_request_id))
         .with_state(state)
