@@ -101,6 +101,8 @@ async fn a_takeover_fences_the_old_owner_and_the_new_owner_sees_its_last_acknowl
     // b starts while a is alive and holds every shard: b holds none of them.
     let b = node(&url, "b", 60_000).await;
     joined(&b).await;
+    // b should own some shards, but a (alive) holds them all: b is not ready yet.
+    assert_eq!(b.raw(Method::GET, "/readyz", &[], "").await.status, 503, "not ready before it holds what it should");
     let shard = shard_of(&partner);
     let epoch = b.engine().take_over_shard_now(shard).await.expect("b takes the partner's shard");
     assert!(epoch >= 2, "a held it at an epoch before: {epoch}");

@@ -180,7 +180,7 @@ impl Node {
             let preferred = if draining { None } else { preferred_owner(row.shard, candidates.iter().copied()) };
             let mine = preferred == Some(self.config.node_id.as_str());
             let held = self.ownership.held(row.shard);
-            let holding = held.is_some() && held == Some(row.epoch) && row.owner.as_deref() == Some(self.config.node_id.as_str());
+            let holding = held == Some(row.epoch) && row.owner.as_deref() == Some(self.config.node_id.as_str());
             if holding {
                 if !mine && (draining || preferred.is_some()) {
                     self.hand_off(row.shard, row.epoch).await?;

@@ -190,8 +190,9 @@ pub(crate) struct EngineInner {
     pub donation_links: crate::services::donations::DonationsConfig,
     /// In cluster mode, the membership loop (heartbeats, claims, handoffs) until shutdown.
     membership: Mutex<Option<crate::cluster::membership::Membership>>,
-    /// In cluster mode, the store (for the shard table) and the node's id.
-    cluster_node: Option<(Arc<crate::store::PgStore>, String)>,
+    /// In cluster mode, the store (for the cluster's own tables; the node's id is its
+    /// ownership view's, `shared.cluster`).
+    cluster_store: Option<Arc<crate::store::PgStore>>,
 }
 
 /// What the front needs to forward a request in cluster mode.
@@ -323,7 +324,7 @@ impl Engine {
                 jobs: Mutex::new(None),
                 donation_links: donations,
                 membership: Mutex::new(None),
-                cluster_node: cluster.as_ref().map(|parts| (Arc::clone(&parts.store), parts.config.node_id.clone())),
+                cluster_store: cluster.as_ref().map(|parts| Arc::clone(&parts.store)),
             }),
         };
         if let Some(parts) = cluster {
@@ -719,20 +720,20 @@ impl Engine {
     }
 
     /// In cluster mode, the node's store (for the cluster's own tables) and id.
-    pub(crate) fn cluster_node(&self) -> Option<&(Arc<crate::store::PgStore>, String)> {
-        self.inner.cluster_node.as_ref()
+    pub(crate) fn cluster_node(&self) -> Option<(&crate::store::PgStore, &str)> {
+        Some((self.inner.cluster_store.as_deref()?, self.inner.shared.cluster.as_ref()?.node_id()))
     }
 
     /// In cluster mode, this node's id and forwarding key; `None` on a single node.
     pub fn cluster_identity(&self) -> Option<ClusterIdentity> {
-        let (_, node_id) = self.inner.cluster_node.as_ref()?;
-        Some(ClusterIdentity { node_id: node_id.clone(), forwarding_key: self.inner.shared.master_key.derive("cluster request forwarding v1") })
+        let (_, node_id) = self.cluster_node()?;
+        Some(ClusterIdentity { node_id: node_id.to_owned(), forwarding_key: self.inner.shared.master_key.derive("cluster request forwarding v1") })
     }
 
     /// The address of `shard`'s owner read from the database now (the view may be a heartbeat
     /// old); the view is updated with it. `None` when free, or on a single node.
     pub fn refresh_shard_owner(&self, shard: u32) -> Option<String> {
-        let (store, _) = self.inner.cluster_node.as_ref()?;
+        let store = self.inner.cluster_store.as_ref()?;
         let ownership = self.inner.shared.cluster.as_ref()?;
         match store.shard_owner(shard) {
             Ok(owner) => {
@@ -749,14 +750,14 @@ impl Engine {
     /// Tests: the store of a cluster node.
     #[cfg(feature = "internals")]
     pub fn cluster_store(&self) -> Option<Arc<crate::store::PgStore>> {
-        self.inner.cluster_node.as_ref().map(|(store, _)| Arc::clone(store))
+        self.inner.cluster_store.clone()
     }
 
     /// Tests: takes `shard` now, whoever holds it and however fresh their heartbeat (what the
     /// membership loop does once a holder's heartbeat is stale). Answers the new epoch.
     #[cfg(feature = "internals")]
     pub async fn take_over_shard_now(&self, shard: u32) -> Result<u64, crate::store::StoreError> {
-        let (store, node_id) = self.inner.cluster_node.as_ref().expect("a cluster node");
+        let (store, node_id) = self.cluster_node().expect("a cluster node");
         let connecting = store.cluster_db(node_id, "", 0);
         let claimed = store.spawn(async move { connecting.await?.force_claim(shard).await });
         let epoch = claimed.await.map_err(|error| crate::store::StoreError::new(error.to_string()))??;

@@ -28,6 +28,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::future::Future;
 use std::ops::Bound;
+use std::pin::Pin;
 use std::str::FromStr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -143,6 +144,9 @@ pub(super) fn store_error(error: impl std::error::Error) -> StoreError {
     }
     StoreError::new(message)
 }
+
+/// What a write transaction does between its `BEGIN` and `COMMIT`, on the writer connection.
+type TransactionWork<T> = Box<dyn for<'c> FnOnce(&'c Client) -> Pin<Box<dyn Future<Output = Result<T, tokio_postgres::Error>> + Send + 'c>> + Send>;
 
 /// What the background reconnector and the commits share about the writer connection.
 pub(super) struct Writer {
@@ -317,23 +321,34 @@ impl PgStore {
         pause
     }
 
-    /// Takes the writer connection for one commit, or says why there is none.
-    async fn take_writer(writer: &Writer) -> Result<tokio::sync::MutexGuard<'_, Option<Client>>, StoreError> {
-        let client = writer.client.lock().await;
-        if client.as_ref().is_some_and(|client| !client.is_closed()) {
-            return Ok(client);
-        }
-        let reason = writer.unavailable.lock().clone();
-        Err(StoreError::new(reason.unwrap_or_else(|| "postgres: the writer connection is down; reconnecting every 1 s".into())))
-    }
-
-    /// Whether a commit that failed committed is unknown; dropping the connection ends the
-    /// transaction if it did not, and the reconnector opens a fresh one (as redb reopens its file).
-    fn commit_failed(writer: &Writer, client: &mut Option<Client>, error: StoreError) -> StoreError {
-        *client = None;
-        *writer.unavailable.lock() = Some(format!("{}; reconnecting every 1 s", error.message));
-        tracing::error!(%error, "a PostgreSQL commit failed; reconnecting");
-        error
+    /// `BEGIN`, `work`, `COMMIT` on the writer connection, bounded by [`OPERATION_TIMEOUT`].
+    /// Whether a transaction that failed committed is unknown: the connection is dropped
+    /// (which ends the transaction if it did not) and the reconnector opens a fresh one, as
+    /// redb reopens its file; the store refuses writes meanwhile.
+    fn write_transaction<T: Send + 'static>(&self, work: TransactionWork<T>) -> Result<T, StoreError> {
+        let writer = Arc::clone(&self.writer);
+        self.run(async move {
+            let mut client = writer.client.lock().await;
+            let Some(connected) = client.as_ref().filter(|client| !client.is_closed()) else {
+                let reason = writer.unavailable.lock().clone();
+                return Err(StoreError::new(reason.unwrap_or_else(|| "postgres: the writer connection is down; reconnecting every 1 s".into())));
+            };
+            let transaction = async {
+                connected.batch_execute("BEGIN").await?;
+                let done = work(connected).await?;
+                connected.batch_execute("COMMIT").await?;
+                Ok::<T, tokio_postgres::Error>(done)
+            };
+            let error = match tokio::time::timeout(OPERATION_TIMEOUT, transaction).await {
+                Ok(Ok(done)) => return Ok(done),
+                Ok(Err(error)) => store_error(error),
+                Err(_) => StoreError::new(format!("postgres: the commit had no answer within {} s", OPERATION_TIMEOUT.as_secs())),
+            };
+            *client = None;
+            *writer.unavailable.lock() = Some(format!("{}; reconnecting every 1 s", error.message));
+            tracing::error!(%error, "a PostgreSQL commit failed; reconnecting");
+            Err(error)
+        })
     }
 
     /// A read connection, round robin; one that was lost is replaced first.
@@ -492,10 +507,6 @@ async fn write_rows(client: &Client, batch: &Collapsed) -> Result<(), tokio_post
     Ok(())
 }
 
-fn timed_out() -> StoreError {
-    StoreError::new(format!("postgres: the commit had no answer within {} s", OPERATION_TIMEOUT.as_secs()))
-}
-
 /// The `WHERE … ORDER BY … LIMIT` of a scan and its parameters (`$1`, `$2`, … in order).
 fn scan_sql(scan: &Scan<'_>) -> (String, Vec<Vec<u8>>) {
     let end = prefix_end(scan.prefix);
@@ -533,22 +544,7 @@ impl Store for PgStore {
         if batch.puts.is_empty() && batch.deletes.is_empty() {
             return Ok(());
         }
-        let writer = Arc::clone(&self.writer);
-        self.run(async move {
-            let mut client = PgStore::take_writer(&writer).await?;
-            let connected = client.as_ref().expect("taken only when connected");
-            let outcome = tokio::time::timeout(OPERATION_TIMEOUT, async {
-                connected.batch_execute("BEGIN").await?;
-                write_rows(connected, &batch).await?;
-                connected.batch_execute("COMMIT").await
-            })
-            .await;
-            match outcome {
-                Ok(Ok(())) => Ok(()),
-                Ok(Err(error)) => Err(PgStore::commit_failed(&writer, &mut client, store_error(error))),
-                Err(_) => Err(PgStore::commit_failed(&writer, &mut client, timed_out())),
-            }
-        })
+        self.write_transaction(Box::new(move |client| Box::pin(async move { write_rows(client, &batch).await })))
     }
 
     /// In cluster mode, one transaction that locks the write sets' shard rows, refuses those
@@ -559,16 +555,13 @@ impl Store for PgStore {
             return self.commit(&write_sets).map(|()| Vec::new());
         };
         let expected = pg_cluster::expected_epochs(&ownership, writes);
+        // Which write sets survive is known only inside the transaction: they go in owned.
         let mut owned: Vec<Option<Vec<WriteOp>>> = writes.iter().map(|write| Some(write.ops.to_vec())).collect();
-        let writer = Arc::clone(&self.writer);
         #[cfg(any(test, feature = "internals"))]
         let pause = self.pause_after_fence.lock().take();
-        self.run(async move {
-            let mut client = PgStore::take_writer(&writer).await?;
-            let connected = client.as_ref().expect("taken only when connected");
-            let outcome = tokio::time::timeout(OPERATION_TIMEOUT, async {
-                connected.batch_execute("BEGIN").await?;
-                let refused = pg_cluster::check_fences(connected, &ownership, &expected).await?;
+        self.write_transaction(Box::new(move |client| {
+            Box::pin(async move {
+                let refused = pg_cluster::check_fences(client, &ownership, &expected).await?;
                 #[cfg(any(test, feature = "internals"))]
                 if let Some(pause) = pause {
                     pause.reached.notify_one();
@@ -577,17 +570,10 @@ impl Store for PgStore {
                 for index in &refused {
                     owned[*index] = None;
                 }
-                write_rows(connected, &collapse_owned(owned.into_iter().flatten())).await?;
-                connected.batch_execute("COMMIT").await?;
-                Ok::<_, tokio_postgres::Error>(refused)
+                write_rows(client, &collapse_owned(owned.into_iter().flatten())).await?;
+                Ok(refused)
             })
-            .await;
-            match outcome {
-                Ok(Ok(refused)) => Ok(refused),
-                Ok(Err(error)) => Err(PgStore::commit_failed(&writer, &mut client, store_error(error))),
-                Err(_) => Err(PgStore::commit_failed(&writer, &mut client, timed_out())),
-            }
-        })
+        }))
     }
 
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
